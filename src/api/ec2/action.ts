@@ -1,0 +1,17 @@
+// What an EC2 action is to the dispatcher: a function of the caller and the decoded input.
+import type { MetaStore } from "../../store/meta/database.js";
+
+export interface ActionContext {
+  readonly requestId: string;
+  readonly accountId: string;
+  readonly region: string;
+  readonly meta: MetaStore;
+}
+
+export interface Action<Input = any, Output = any> {
+  /** Checks that must pass even when DryRun is set (DryRun then answers DryRunOperation). */
+  check?(ctx: ActionContext, input: Input): Promise<void> | void;
+  run(ctx: ActionContext, input: Input): Promise<Output | void> | Output | void;
+}
+
+export type ActionTable = Record<string, Action>;

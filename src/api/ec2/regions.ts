@@ -1,0 +1,104 @@
+// DescribeRegions and DescribeAvailabilityZones from the region table.
+import type {
+  AvailabilityZone,
+  DescribeAvailabilityZonesRequest,
+  DescribeAvailabilityZonesResult,
+  DescribeRegionsRequest,
+  DescribeRegionsResult,
+  Region,
+} from "@aws-sdk/client-ec2";
+import { compileFilters } from "../../domain/filters.js";
+import { REGIONS, zonesOf } from "../../domain/regions.js";
+import { ApiError } from "../../protocol/errors.js";
+import type { ActionTable } from "./action.js";
+
+const REGION_FILTERS = {
+  fields: {
+    endpoint: (r: Region) => r.Endpoint,
+    "opt-in-status": (r: Region) => r.OptInStatus,
+    "region-name": (r: Region) => r.RegionName,
+  },
+};
+
+const ZONE_FILTERS = {
+  fields: {
+    "group-long-name": (z: AvailabilityZone) => z.GroupLongName,
+    "group-name": (z: AvailabilityZone) => z.GroupName,
+    message: (z: AvailabilityZone) => (z.Messages ?? []).map((m) => m.Message ?? ""),
+    "opt-in-status": (z: AvailabilityZone) => z.OptInStatus,
+    "region-name": (z: AvailabilityZone) => z.RegionName,
+    state: (z: AvailabilityZone) => z.State,
+    "zone-id": (z: AvailabilityZone) => z.ZoneId,
+    "zone-name": (z: AvailabilityZone) => z.ZoneName,
+    "zone-type": (z: AvailabilityZone) => z.ZoneType,
+  },
+};
+
+const allRegions: Region[] = REGIONS.map((r) => ({
+  RegionName: r.name,
+  Endpoint: `ec2.${r.name}.amazonaws.com`,
+  OptInStatus: r.optInStatus,
+}));
+
+function zonesFor(regionName: string): AvailabilityZone[] {
+  return zonesOf(regionName).map((z) => ({
+    OptInStatus: "opt-in-not-required",
+    Messages: [],
+    RegionName: z.regionName,
+    ZoneName: z.zoneName,
+    ZoneId: z.zoneId,
+    GroupName: z.regionName,
+    GroupLongName: z.regionName,
+    NetworkBorderGroup: z.regionName,
+    ZoneType: "availability-zone",
+    State: "available",
+  }));
+}
+
+function regionsFor(input: DescribeRegionsRequest): Region[] {
+  const names = input.RegionNames;
+  if (names && names.length > 0) {
+    const unknown = names.filter((name) => !allRegions.some((r) => r.RegionName === name));
+    if (unknown.length > 0) throw new ApiError("InvalidParameterValue", `Invalid region: ${unknown.join(", ")}`);
+    return allRegions.filter((r) => names.includes(r.RegionName!));
+  }
+  return input.AllRegions ? allRegions : allRegions.filter((r) => r.OptInStatus !== "not-opted-in");
+}
+
+function zonesMatching(region: string, input: DescribeAvailabilityZonesRequest): AvailabilityZone[] {
+  const zones = zonesFor(region);
+  const byName = input.ZoneNames ?? [];
+  const byId = input.ZoneIds ?? [];
+  for (const name of byName) {
+    if (!zones.some((z) => z.ZoneName === name)) throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${name}]`);
+  }
+  for (const id of byId) {
+    if (!zones.some((z) => z.ZoneId === id)) throw new ApiError("InvalidParameterValue", `Invalid availability zone id: [${id}]`);
+  }
+  if (byName.length === 0 && byId.length === 0) return zones;
+  return zones.filter((z) => byName.includes(z.ZoneName!) || byId.includes(z.ZoneId!));
+}
+
+export const regionActions: ActionTable = {
+  DescribeRegions: {
+    check(_ctx, input: DescribeRegionsRequest) {
+      regionsFor(input);
+      compileFilters(input.Filters, REGION_FILTERS);
+    },
+    run(_ctx, input: DescribeRegionsRequest): DescribeRegionsResult {
+      const matches = compileFilters(input.Filters, REGION_FILTERS);
+      return { Regions: regionsFor(input).filter(matches) };
+    },
+  },
+
+  DescribeAvailabilityZones: {
+    check(ctx, input: DescribeAvailabilityZonesRequest) {
+      zonesMatching(ctx.region, input);
+      compileFilters(input.Filters, ZONE_FILTERS);
+    },
+    run(ctx, input: DescribeAvailabilityZonesRequest): DescribeAvailabilityZonesResult {
+      const matches = compileFilters(input.Filters, ZONE_FILTERS);
+      return { AvailabilityZones: zonesMatching(ctx.region, input).filter(matches) };
+    },
+  },
+};

@@ -1,0 +1,103 @@
+// CreateTags, DeleteTags, DescribeTags over the shared tag table.
+import type {
+  CreateTagsRequest,
+  DeleteTagsRequest,
+  DescribeTagsRequest,
+  DescribeTagsResult,
+  TagDescription,
+} from "@aws-sdk/client-ec2";
+import { resourceTypeOf } from "../../domain/ids.js";
+import { compileFilters } from "../../domain/filters.js";
+import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { ApiError } from "../../protocol/errors.js";
+import { deleteTags, listTags, putTags, type TagRow } from "../../store/meta/tags.js";
+import type { ActionTable } from "./action.js";
+
+/** AWS's limits for user tags. */
+export const TAG_LIMITS = { perResource: 50, keyLength: 128, valueLength: 256 };
+
+function checkKey(key: string | undefined, where: string): string {
+  if (key === undefined) throw new ApiError("MissingParameter", `The request must contain the parameter ${where}.Key`);
+  if (key.length < 1 || key.length > TAG_LIMITS.keyLength) {
+    throw new ApiError("InvalidParameterValue", `Tag key must be between 1 and ${TAG_LIMITS.keyLength} characters long; '${key}' is not.`);
+  }
+  if (key.toLowerCase().startsWith("aws:")) {
+    throw new ApiError("InvalidParameterValue", `Tag keys starting with 'aws:' are reserved for internal use; '${key}' cannot be set.`);
+  }
+  return key;
+}
+
+function checkValue(value: string, key: string): string {
+  if (value.length > TAG_LIMITS.valueLength) {
+    throw new ApiError("InvalidParameterValue", `Tag value for key '${key}' must be at most ${TAG_LIMITS.valueLength} characters long.`);
+  }
+  return value;
+}
+
+const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: resourceTypeOf(id) }));
+
+const FILTERS = {
+  fields: {
+    key: (row: TagRow) => row.key,
+    value: (row: TagRow) => row.value,
+    "resource-id": (row: TagRow) => row.resourceId,
+    "resource-type": (row: TagRow) => row.resourceType,
+  },
+  // `tag:<key>` on DescribeTags: the tag itself has that key and one of the values.
+  tags: (row: TagRow) => new Map([[row.key, row.value]]),
+};
+
+export const tagActions: ActionTable = {
+  CreateTags: {
+    check(_ctx, input: CreateTagsRequest) {
+      typedResources(input.Resources ?? []);
+      (input.Tags ?? []).forEach((tag, i) => checkValue(tag.Value ?? "", checkKey(tag.Key, `Tag.${i + 1}`)));
+    },
+    async run(ctx, input: CreateTagsRequest) {
+      const resources = typedResources(input.Resources ?? []);
+      const tags = (input.Tags ?? []).map((tag, i) => {
+        const key = checkKey(tag.Key, `Tag.${i + 1}`);
+        return { key, value: checkValue(tag.Value ?? "", key) };
+      });
+      const over = await putTags(ctx.meta.db, ctx, resources, tags, TAG_LIMITS.perResource);
+      if (over.length > 0) {
+        throw new ApiError("TagLimitExceeded", `The maximum number of tags (${TAG_LIMITS.perResource}) per resource would be exceeded for ${over.join(", ")}.`);
+      }
+    },
+  },
+
+  DeleteTags: {
+    check(_ctx, input: DeleteTagsRequest) {
+      typedResources(input.Resources ?? []);
+    },
+    async run(ctx, input: DeleteTagsRequest) {
+      const resources = typedResources(input.Resources ?? []);
+      const tags = input.Tags?.map((tag, i) => ({ key: checkKey(tag.Key, `Tag.${i + 1}`), value: tag.Value }));
+      await deleteTags(ctx.meta.db, ctx, resources.map((r) => r.id), tags);
+    },
+  },
+
+  DescribeTags: {
+    check(_ctx, input: DescribeTagsRequest) {
+      compileFilters(input.Filters, FILTERS);
+      pageSize(input.MaxResults, { min: 5, max: 1000 });
+    },
+    async run(ctx, input: DescribeTagsRequest): Promise<DescribeTagsResult> {
+      const matches = compileFilters(input.Filters, FILTERS);
+      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
+      const after = decodeNextToken(input.NextToken, 2) as [string, string] | undefined;
+      const page: TagDescription[] = [];
+      let nextToken: string | undefined;
+      for (const row of await listTags(ctx.meta.db, ctx, after)) {
+        if (!matches(row)) continue;
+        if (limit !== undefined && page.length === limit) {
+          const last = page[page.length - 1]!;
+          nextToken = encodeNextToken([last.ResourceId!, last.Key!]);
+          break;
+        }
+        page.push({ ResourceId: row.resourceId, ResourceType: row.resourceType as TagDescription["ResourceType"], Key: row.key, Value: row.value });
+      }
+      return { Tags: page, NextToken: nextToken };
+    },
+  },
+};

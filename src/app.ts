@@ -1,0 +1,55 @@
+// Assembles a running Kiln from its parts: model, metadata store, accounts, actions, HTTP server.
+import { readFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { ec2Actions } from "./api/ec2/index.js";
+import { SignatureVerifier } from "./auth/sigv4.js";
+import type { KilnConfig } from "./config.js";
+import { adminRoutes } from "./http/admin.js";
+import { ec2Endpoint } from "./http/ec2.js";
+import { createHttpServer } from "./http/server.js";
+import { createLogger, type Logger } from "./log.js";
+import { ec2Model } from "./protocol/model.js";
+import { openMetaStore } from "./store/meta/database.js";
+
+export const KILN_VERSION: string = (
+  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
+).version;
+
+export interface RunningKiln {
+  readonly url: string;
+  readonly port: number;
+  readonly config: KilnConfig;
+  readonly logger: Logger;
+  close(): Promise<void>;
+}
+
+export async function startKiln(config: KilnConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningKiln> {
+  const model = ec2Model();
+  const actions = ec2Actions(model);
+  const meta = await openMetaStore(config.dataDir);
+  const verifier = new SignatureVerifier(config.accounts);
+  const server = createHttpServer(
+    {
+      ec2: ec2Endpoint({ config, model, actions, verifier, meta }),
+      admin: adminRoutes({ config, meta, version: KILN_VERSION, apiVersion: model.apiVersion }),
+    },
+    logger,
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    config,
+    logger,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await meta.close();
+    },
+  };
+}

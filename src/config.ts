@@ -1,0 +1,81 @@
+// Kiln's settings: built-in defaults, overridden by KILN_* environment variables, overridden by
+// command-line flags. Everything a running Kiln needs to know is in one KilnConfig.
+import { resolve } from "node:path";
+import {
+  configuredAccounts,
+  defaultAccounts,
+  parseAccountsList,
+  readAccountsFile,
+  type AccountDirectory,
+} from "./auth/accounts.js";
+
+export interface KilnConfig {
+  host: string;
+  port: number;
+  /** Metadata (kiln.sqlite3) and data live under here. */
+  dataDir: string;
+  accounts: AccountDirectory;
+  /** Unsigned requests act for the default account when true (off by default). */
+  allowUnsigned: boolean;
+  /** Region for unsigned requests, whose region no signature names. */
+  defaultRegion: string;
+  /** POST /_kiln/reset empties all state when true. */
+  allowReset: boolean;
+  logLevel: string;
+  limits: {
+    /** Largest EC2 Query request body, in bytes. */
+    maxBodyBytes: number;
+    maxParameters: number;
+    maxDepth: number;
+  };
+}
+
+export interface ConfigOverrides {
+  host?: string;
+  port?: number | string;
+  dataDir?: string;
+  accountsFile?: string;
+  allowUnsigned?: boolean;
+  allowReset?: boolean;
+  defaultRegion?: string;
+  logLevel?: string;
+}
+
+const flag = (value: string | undefined) => (value === undefined ? undefined : /^(1|true|yes|on)$/i.test(value));
+
+function port(value: number | string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0 || number > 65535) throw new Error(`port ${value} is not a TCP port`);
+  return number;
+}
+
+function positive(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number <= 0) throw new Error(`${name} must be a positive integer, got ${value}`);
+  return number;
+}
+
+export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): KilnConfig {
+  const accountsFile = overrides.accountsFile ?? env.KILN_ACCOUNTS_FILE;
+  const accounts = accountsFile
+    ? configuredAccounts(readAccountsFile(accountsFile))
+    : env.KILN_ACCOUNTS
+      ? configuredAccounts(parseAccountsList(env.KILN_ACCOUNTS))
+      : defaultAccounts();
+  return {
+    host: overrides.host ?? env.KILN_HOST ?? "127.0.0.1",
+    port: port(overrides.port ?? env.KILN_PORT ?? 4566),
+    dataDir: resolve(overrides.dataDir ?? env.KILN_DATA_DIR ?? "data"),
+    accounts,
+    allowUnsigned: overrides.allowUnsigned ?? flag(env.KILN_ALLOW_UNSIGNED) ?? false,
+    defaultRegion: overrides.defaultRegion ?? env.KILN_DEFAULT_REGION ?? "us-east-1",
+    allowReset: overrides.allowReset ?? flag(env.KILN_ALLOW_RESET) ?? true,
+    logLevel: overrides.logLevel ?? env.KILN_LOG_LEVEL ?? "info",
+    limits: {
+      maxBodyBytes: positive("KILN_MAX_BODY_BYTES", env.KILN_MAX_BODY_BYTES, 1024 * 1024),
+      maxParameters: positive("KILN_MAX_PARAMETERS", env.KILN_MAX_PARAMETERS, 10_000),
+      maxDepth: 16,
+    },
+  };
+}

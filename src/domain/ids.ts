@@ -1,0 +1,43 @@
+// Resource identifiers: `<prefix>-` and 17 lowercase hex digits (8 for older resources), and the
+// tag resource type each prefix names.
+import { randomBytes } from "node:crypto";
+import { ApiError } from "../protocol/errors.js";
+
+const RESOURCE_TYPES: Record<string, string> = {
+  ami: "image",
+  i: "instance",
+  vol: "volume",
+  snap: "snapshot",
+  sg: "security-group",
+  vpc: "vpc",
+  subnet: "subnet",
+  igw: "internet-gateway",
+  rtb: "route-table",
+  eni: "network-interface",
+  key: "key-pair",
+  acl: "network-acl",
+  dopt: "dhcp-options",
+  eipalloc: "elastic-ip",
+  nat: "natgateway",
+  lt: "launch-template",
+  "import-ami": "import-image-task",
+  "import-snap": "import-snapshot-task",
+  "export-ami": "export-image-task",
+  "fpga": "fpga-image",
+  "pl": "prefix-list",
+  "r": "reservation",
+};
+
+const ID = /^([a-z]+(?:-[a-z]+)?)-([0-9a-f]{8}|[0-9a-f]{17})$/;
+
+export function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(9).toString("hex").slice(0, 17)}`;
+}
+
+/** The resource type an id names, or InvalidID when it names none Kiln knows. */
+export function resourceTypeOf(id: string): string {
+  const match = ID.exec(id);
+  const type = match && RESOURCE_TYPES[match[1]!];
+  if (!type) throw new ApiError("InvalidID", `The ID '${id}' is not valid`);
+  return type;
+}

@@ -1,0 +1,33 @@
+// Kiln's own routes under /_kiln/: health for probes, reset for test suites.
+import type { IncomingMessage } from "node:http";
+import type { KilnConfig } from "../config.js";
+import type { MetaStore } from "../store/meta/database.js";
+
+export interface AdminAnswer {
+  status: number;
+  body: string;
+}
+
+const json = (status: number, value: unknown): AdminAnswer => ({ status, body: JSON.stringify(value) });
+
+export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; version: string; apiVersion: string }) {
+  return async (req: IncomingMessage, path: string): Promise<AdminAnswer> => {
+    if (path === "/_kiln/health") {
+      if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
+      return json(200, {
+        status: "running",
+        version: deps.version,
+        ec2ApiVersion: deps.apiVersion,
+        services: { ec2: "running" },
+        store: { metadata: "sqlite", dataDir: deps.config.dataDir },
+      });
+    }
+    if (path === "/_kiln/reset") {
+      if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
+      if (!deps.config.allowReset) return json(403, { error: "Forbidden", message: "This Kiln was started with resets disabled." });
+      await deps.meta.reset();
+      return json(200, { reset: true });
+    }
+    return json(404, { error: "NotFound", message: `No Kiln route ${path}.` });
+  };
+}

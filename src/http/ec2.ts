@@ -1,0 +1,149 @@
+// The EC2 Query endpoint: body → parameters → signature → action → typed input → handler →
+// XML (or JSON) answer. Every failure becomes EC2's error envelope with its registered status.
+import type { IncomingMessage } from "node:http";
+import type { Action, ActionContext } from "../api/ec2/action.js";
+import { SignatureVerifier, type Caller } from "../auth/sigv4.js";
+import type { KilnConfig } from "../config.js";
+import { ApiError, dryRunSucceeded } from "../protocol/errors.js";
+import { decodeStructure } from "../protocol/ec2-query/decode.js";
+import { encodeJsonError, encodeJsonResponse, encodeXmlError, encodeXmlResponse } from "../protocol/ec2-query/encode.js";
+import { emptyParams, treeFromJson, treeFromPairs, treeFromXml, type ParamObject } from "../protocol/ec2-query/params.js";
+import type { ServiceModel } from "../protocol/model.js";
+import type { MetaStore } from "../store/meta/database.js";
+import { readBody } from "./body.js";
+
+export interface Ec2Endpoint {
+  handle(req: IncomingMessage, url: ParsedUrl, requestId: string): Promise<Ec2Answer>;
+}
+
+export interface ParsedUrl {
+  path: string;
+  pairs: [string, string][];
+}
+
+export interface Ec2Answer {
+  status: number;
+  contentType: string;
+  body: string;
+  /** For the request log. */
+  action?: string;
+  accountId?: string;
+  region?: string;
+  errorCode?: string;
+}
+
+const SIGNATURE_PARAMS = /^X-Amz-/;
+const XML_TYPE = "text/xml;charset=UTF-8";
+const JSON_TYPE = "application/json";
+
+export function ec2Endpoint(deps: {
+  config: KilnConfig;
+  model: ServiceModel;
+  actions: ReadonlyMap<string, Action>;
+  verifier: SignatureVerifier;
+  meta: MetaStore;
+}): Ec2Endpoint {
+  const { config, model, actions, verifier, meta } = deps;
+  const limits = config.limits;
+
+  async function authenticate(req: IncomingMessage, url: ParsedUrl, body: Buffer): Promise<Caller> {
+    const query: Record<string, string | string[]> = {};
+    for (const [name, value] of url.pairs) {
+      const previous = query[name];
+      query[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
+    }
+    const request = { method: req.method ?? "GET", path: url.path, query, headers: req.headers, body };
+    if (config.allowUnsigned && !SignatureVerifier.isSigned(request)) {
+      return { accessKeyId: "", accountId: config.accounts.defaultAccountId, region: config.defaultRegion, service: "ec2" };
+    }
+    return verifier.verify(request);
+  }
+
+  /** Parameters from the query string and, for POST, the body, in whichever encoding it came. */
+  function parameters(req: IncomingMessage, url: ParsedUrl, body: Buffer): { params: ParamObject; xmlRoot?: string } {
+    const queryPairs = url.pairs.filter(([name]) => !SIGNATURE_PARAMS.test(name));
+    if (req.method !== "POST" || body.length === 0) return { params: treeFromPairs(queryPairs, limits) };
+    const type = (req.headers["content-type"] ?? "application/x-www-form-urlencoded").split(";")[0]!.trim().toLowerCase();
+    if (type === "application/x-www-form-urlencoded") {
+      return { params: treeFromPairs([...queryPairs, ...new URLSearchParams(body.toString("utf8"))], limits) };
+    }
+    let params: ParamObject;
+    let xmlRoot: string | undefined;
+    if (type === "text/xml" || type === "application/xml") {
+      ({ root: xmlRoot, params } = treeFromXml(body.toString("utf8"), limits));
+    } else if (type === "application/json" || type.endsWith("+json")) {
+      params = treeFromJson(body.toString("utf8"), limits);
+    } else {
+      throw new ApiError("InvalidRequest", `Unsupported Content-Type '${type}': send form-encoded, XML or JSON parameters.`);
+    }
+    for (const [name, value] of queryPairs) {
+      if (params[name] !== undefined) throw new ApiError("InvalidParameterCombination", `The parameter ${name} is given in both the query string and the body.`);
+      params[name] = value;
+    }
+    return { params, xmlRoot };
+  }
+
+  function actionName(params: ParamObject, xmlRoot: string | undefined): string {
+    const action = params.Action ?? (xmlRoot && xmlRoot.replace(/Request$/, ""));
+    if (action === undefined || action === "") throw new ApiError("MissingAction", "The request must contain the parameter Action.");
+    if (typeof action !== "string") throw new ApiError("InvalidAction", "The parameter Action must be a string.");
+    return action;
+  }
+
+  return {
+    async handle(req, url, requestId) {
+      const json = (req.headers.accept ?? "").includes("application/json");
+      const log: Partial<Ec2Answer> = {};
+      try {
+        const body = await readBody(req, limits.maxBodyBytes);
+        const caller = await authenticate(req, url, body);
+        log.accountId = caller.accountId;
+        log.region = caller.region;
+        const { params, xmlRoot } = parameters(req, url, body);
+        const name = actionName(params, xmlRoot);
+        log.action = name;
+        const version = params.Version;
+        if (version !== undefined && version !== model.apiVersion) {
+          throw new ApiError("NoSuchVersion", `The requested version (${String(version)}) of service AmazonEC2 does not exist.`);
+        }
+        const operation = model.operations.get(name);
+        if (!operation) throw new ApiError("InvalidAction", `The action ${name} is not valid for this web service.`);
+        const action = actions.get(name);
+        if (!action) throw new ApiError("UnsupportedOperation", `The action ${name} is not yet supported by Kiln.`);
+        const args = emptyParams();
+        for (const key of Object.keys(params)) if (key !== "Action" && key !== "Version") args[key] = params[key]!;
+        const input = operation.input ? decodeStructure(args, operation.input) : decodeStructure(args, EMPTY_INPUT);
+        const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta };
+        await action.check?.(ctx, input);
+        if (input.DryRun === true) throw dryRunSucceeded();
+        const output = (await action.run(ctx, input)) ?? undefined;
+        return {
+          ...log,
+          status: 200,
+          contentType: json ? JSON_TYPE : XML_TYPE,
+          body: json
+            ? encodeJsonResponse(operation.output, output, requestId)
+            : encodeXmlResponse(model, name, operation.output, output, requestId),
+        };
+      } catch (error) {
+        const apiError = error instanceof ApiError ? error : undefined;
+        if (!apiError) throw error;
+        return {
+          ...log,
+          status: apiError.status,
+          errorCode: apiError.code,
+          contentType: json ? JSON_TYPE : XML_TYPE,
+          body: json ? encodeJsonError(apiError.code, apiError.message, requestId) : encodeXmlError(apiError.code, apiError.message, requestId),
+        };
+      }
+    },
+  };
+}
+
+const EMPTY_INPUT = { type: "structure", name: "Empty", members: [], required: new Set<string>(), byInputName: new Map() } as const;
+
+export function ec2ErrorBody(code: string, message: string, requestId: string, json: boolean): { contentType: string; body: string } {
+  return json
+    ? { contentType: JSON_TYPE, body: encodeJsonError(code, message, requestId) }
+    : { contentType: XML_TYPE, body: encodeXmlError(code, message, requestId) };
+}

@@ -1,0 +1,81 @@
+// One node:http server. Each request gets an id, is routed by protocol (Kiln's own /_kiln/
+// routes, else the EC2 Query API on /), and leaves one log line.
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Logger } from "../log.js";
+import type { AdminAnswer } from "./admin.js";
+import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
+
+export interface Routes {
+  ec2: Ec2Endpoint;
+  admin: (req: IncomingMessage, path: string) => Promise<AdminAnswer>;
+}
+
+function parseUrl(raw: string): ParsedUrl {
+  const q = raw.indexOf("?");
+  const path = q < 0 ? raw : raw.slice(0, q);
+  return { path, pairs: q < 0 ? [] : [...new URLSearchParams(raw.slice(q + 1))] };
+}
+
+export function createHttpServer(routes: Routes, logger: Logger): Server {
+  const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => {
+    void handle(req, res);
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse) {
+    const started = process.hrtime.bigint();
+    const requestId = randomUUID();
+    const url = parseUrl(req.url ?? "/");
+    let answer: Partial<Ec2Answer> & { status: number };
+    try {
+      if (url.path.startsWith("/_kiln/")) {
+        const admin = await routes.admin(req, url.path);
+        answer = { status: admin.status };
+        send(res, admin.status, "application/json", admin.body, requestId);
+      } else if (url.path === "/") {
+        answer = await routes.ec2.handle(req, url, requestId);
+        send(res, answer.status, answer.contentType!, answer.body!, requestId);
+      } else {
+        answer = { status: 404, errorCode: "NotFound" };
+        const error = ec2ErrorBody("NotFound", `Kiln serves no resource at ${url.path}.`, requestId, false);
+        send(res, 404, error.contentType, error.body, requestId);
+      }
+    } catch (error) {
+      // Never a stack trace on the wire: log it, answer EC2's InternalError.
+      logger.error({ requestId, err: error }, "request failed");
+      answer = { status: 500, errorCode: "InternalError" };
+      const body = ec2ErrorBody("InternalError", "We encountered an internal error. Please try again.", requestId, false);
+      if (!res.headersSent) send(res, 500, body.contentType, body.body, requestId);
+      else res.destroy();
+    }
+    logger.info(
+      {
+        requestId,
+        method: req.method,
+        path: url.path,
+        action: answer.action,
+        account: answer.accountId,
+        region: answer.region,
+        status: answer.status,
+        error: answer.errorCode,
+        durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+      },
+      "request",
+    );
+  }
+
+  return server;
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string, requestId: string) {
+  const headers: Record<string, string | number> = {
+    "content-type": contentType,
+    "content-length": Buffer.byteLength(body),
+    "x-amzn-requestid": requestId,
+    server: "Kiln",
+  };
+  // A body that was refused unread (too large) leaves the connection unusable: close it.
+  if (status === 413) headers.connection = "close";
+  res.writeHead(status, headers);
+  res.end(body);
+}

@@ -1,0 +1,115 @@
+// Typed output → EC2's XML (or JSON for callers that send `Accept: application/json`), by the
+// model: element names are the members' locationNames, lists are `<item>` children.
+import type { ServiceModel, Shape, StructureShape } from "../model.js";
+
+const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n';
+const XML_ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" };
+// XML 1.0 cannot carry these control characters at all, not even as references.
+const XML_INVALID = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;
+
+export function escapeXml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => XML_ESCAPES[c]!).replace(XML_INVALID, "\uFFFD");
+}
+
+export function encodeXmlResponse(
+  model: ServiceModel,
+  action: string,
+  output: StructureShape | undefined,
+  value: Record<string, unknown> | undefined,
+  requestId: string,
+): string {
+  const parts: string[] = [XML_DECLARATION, `<${action}Response xmlns="${model.xmlNamespace}"><requestId>${requestId}</requestId>`];
+  // Actions with no output answer `<return>true</return>`, as EC2 does.
+  if (!output) parts.push("<return>true</return>");
+  else if (value) writeMembers(output, value, parts);
+  parts.push(`</${action}Response>`);
+  return parts.join("");
+}
+
+export function encodeXmlError(code: string, message: string, requestId: string): string {
+  return `${XML_DECLARATION}<Response><Errors><Error><Code>${escapeXml(code)}</Code><Message>${escapeXml(message)}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`;
+}
+
+function writeMembers(shape: StructureShape, value: Record<string, unknown>, parts: string[]): void {
+  for (const member of shape.members) {
+    const memberValue = value[member.name];
+    if (memberValue === undefined || memberValue === null) continue;
+    writeValue(member.xmlName, member.shape, memberValue, parts);
+  }
+}
+
+function writeValue(element: string, shape: Shape, value: unknown, parts: string[]): void {
+  switch (shape.type) {
+    case "structure":
+      parts.push(`<${element}>`);
+      writeMembers(shape, value as Record<string, unknown>, parts);
+      parts.push(`</${element}>`);
+      return;
+    case "list": {
+      const items = value as unknown[];
+      if (items.length === 0) {
+        parts.push(`<${element}/>`);
+        return;
+      }
+      parts.push(`<${element}>`);
+      const itemName = shape.member.xmlName === "member" ? "item" : shape.member.xmlName;
+      for (const item of items) if (item !== undefined && item !== null) writeValue(itemName, shape.member.shape, item, parts);
+      parts.push(`</${element}>`);
+      return;
+    }
+    case "map":
+      parts.push(`<${element}>`);
+      for (const [key, entry] of Object.entries(value as Record<string, unknown>)) {
+        parts.push(`<item><${shape.key.xmlName}>${escapeXml(key)}</${shape.key.xmlName}>`);
+        writeValue(shape.value.xmlName, shape.value.shape, entry, parts);
+        parts.push("</item>");
+      }
+      parts.push(`</${element}>`);
+      return;
+    default:
+      parts.push(`<${element}>${escapeXml(scalarText(shape.type, value))}</${element}>`);
+  }
+}
+
+function scalarText(type: string, value: unknown): string {
+  if (type === "timestamp") return (value instanceof Date ? value : new Date(value as string)).toISOString();
+  if (type === "blob") return Buffer.from(value as Uint8Array).toString("base64");
+  return String(value);
+}
+
+/** JSON by member names, as the SDKs' output types name them; the request id travels alongside. */
+export function encodeJsonResponse(output: StructureShape | undefined, value: Record<string, unknown> | undefined, requestId: string): string {
+  const body: Record<string, unknown> = { RequestId: requestId };
+  if (!output) body.Return = true;
+  else if (value) Object.assign(body, jsonStructure(output, value));
+  return JSON.stringify(body);
+}
+
+export function encodeJsonError(code: string, message: string, requestId: string): string {
+  return JSON.stringify({ Errors: [{ Code: code, Message: message }], RequestID: requestId });
+}
+
+function jsonStructure(shape: StructureShape, value: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const member of shape.members) {
+    const memberValue = value[member.name];
+    if (memberValue !== undefined && memberValue !== null) out[member.name] = jsonValue(member.shape, memberValue);
+  }
+  return out;
+}
+
+function jsonValue(shape: Shape, value: unknown): unknown {
+  switch (shape.type) {
+    case "structure":
+      return jsonStructure(shape, value as Record<string, unknown>);
+    case "list":
+      return (value as unknown[]).map((item) => jsonValue(shape.member.shape, item));
+    case "map":
+      return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, jsonValue(shape.value.shape, v)]));
+    case "timestamp":
+    case "blob":
+      return scalarText(shape.type, value);
+    default:
+      return value;
+  }
+}

@@ -1,0 +1,46 @@
+// Every error code Kiln answers with, in one registry: code → HTTP status. Modules throw
+// ApiError with a code from here, so no module invents its own status.
+export const ERROR_STATUS = {
+  // Request shape and parameters
+  MissingAction: 400,
+  InvalidAction: 400,
+  NoSuchVersion: 400,
+  MissingParameter: 400,
+  InvalidParameter: 400,
+  InvalidParameterValue: 400,
+  InvalidParameterCombination: 400,
+  UnknownParameter: 400,
+  UnsupportedOperation: 400,
+  InvalidRequest: 400,
+  InvalidNextToken: 400,
+  InvalidID: 400,
+  TagLimitExceeded: 400,
+  MalformedQueryString: 400,
+  RequestEntityTooLarge: 413,
+  // Authentication
+  IncompleteSignature: 400,
+  RequestExpired: 400,
+  AuthFailure: 401,
+  MissingAuthenticationToken: 403,
+  SignatureDoesNotMatch: 403,
+  UnauthorizedOperation: 403,
+  DryRunOperation: 412,
+  // Routing and the server itself
+  NotFound: 404,
+  MethodNotAllowed: 405,
+  InternalError: 500,
+  ServiceUnavailable: 503,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+    this.status = ERROR_STATUS[code];
+  }
+}
+
+export const dryRunSucceeded = () =>
+  new ApiError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.");

@@ -1,0 +1,93 @@
+// The generic tag table: every taggable resource's tags, keyed by account, region and resource id.
+import type { MetaDb } from "./database.js";
+import type { TagTable } from "./schema.js";
+
+export interface TagRow {
+  resourceId: string;
+  resourceType: string;
+  key: string;
+  value: string;
+}
+
+export interface Scope {
+  accountId: string;
+  region: string;
+}
+
+const toRow = (r: TagTable): TagRow => ({ resourceId: r.resource_id, resourceType: r.resource_type, key: r.key, value: r.value });
+
+/**
+ * Sets tags on resources in one transaction. When any resource would end with more than `limit`
+ * tags, nothing is written and those resources are returned.
+ */
+export async function putTags(
+  db: MetaDb,
+  scope: Scope,
+  resources: readonly { id: string; type: string }[],
+  tags: readonly { key: string; value: string }[],
+  limit: number,
+): Promise<string[]> {
+  return db.transaction().execute(async (tx) => {
+    const over: string[] = [];
+    for (const resource of resources) {
+      const existing = await tx
+        .selectFrom("tags")
+        .select("key")
+        .where("account_id", "=", scope.accountId)
+        .where("region", "=", scope.region)
+        .where("resource_id", "=", resource.id)
+        .execute();
+      const keys = new Set([...existing.map((row) => row.key), ...tags.map((tag) => tag.key)]);
+      if (keys.size > limit) over.push(resource.id);
+    }
+    if (over.length > 0) return over;
+    for (const resource of resources) {
+      for (const tag of tags) {
+        await tx
+          .insertInto("tags")
+          .values({ account_id: scope.accountId, region: scope.region, resource_id: resource.id, resource_type: resource.type, key: tag.key, value: tag.value })
+          .onConflict((oc) => oc.columns(["account_id", "region", "resource_id", "key"]).doUpdateSet({ value: tag.value }))
+          .execute();
+      }
+    }
+    return over;
+  });
+}
+
+/** Deletes tags: every tag of the resources, or the given keys (only where the value matches, if one is given). */
+export async function deleteTags(
+  db: MetaDb,
+  scope: Scope,
+  resourceIds: readonly string[],
+  tags: readonly { key: string; value?: string }[] | undefined,
+): Promise<void> {
+  if (resourceIds.length === 0) return;
+  await db.transaction().execute(async (tx) => {
+    const base = () =>
+      tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "in", resourceIds);
+    if (!tags) {
+      await base().execute();
+      return;
+    }
+    for (const tag of tags) {
+      let query = base().where("key", "=", tag.key);
+      if (tag.value !== undefined) query = query.where("value", "=", tag.value);
+      await query.execute();
+    }
+  });
+}
+
+/** Tags in (resource id, key) order, starting after `after` when given. */
+export async function listTags(db: MetaDb, scope: Scope, after?: readonly [string, string]): Promise<TagRow[]> {
+  let query = db
+    .selectFrom("tags")
+    .selectAll()
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region);
+  if (after) {
+    const [resourceId, key] = after;
+    query = query.where((eb) => eb.or([eb("resource_id", ">", resourceId), eb.and([eb("resource_id", "=", resourceId), eb("key", ">", key)])]));
+  }
+  const rows = await query.orderBy("resource_id").orderBy("key").execute();
+  return rows.map(toRow);
+}
