@@ -1,7 +1,7 @@
 // Signature Version 4 verification. Kiln recomputes the signature with @smithy/signature-v4 (the
 // signer the AWS SDKs use, so canonicalisation matches theirs exactly) over the headers the
 // caller says it signed, then compares in constant time.
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { Hash } from "@smithy/hash-node";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { ApiError } from "../protocol/errors.js";
@@ -115,6 +115,7 @@ export class SignatureVerifier {
     const credential = this.credential(scope);
     const signedHeaders = fields.get("SignedHeaders")!.split(";");
     const headers = this.signedHeaderValues(request, signedHeaders);
+    this.checkClaimedPayloadHash(request, scope);
     const signer = this.signer(credential, scope, signedHeaders.includes("x-amz-security-token") ? header(request.headers, "x-amz-security-token") : undefined);
     const signed = await signer.sign(
       { method: request.method, protocol: "http:", hostname: "", path: request.path, query: request.query, headers, body: request.body },
@@ -145,6 +146,7 @@ export class SignatureVerifier {
     if (signingDate.getTime() - now > MAX_SKEW_MS) throw new ApiError("RequestExpired", `Request has expired: the signature's time ${amzDate} is in the future.`);
     const provided = param("X-Amz-Signature");
     const credential = this.credential(scope);
+    this.checkClaimedPayloadHash(request, scope);
     const signedHeaders = param("X-Amz-SignedHeaders").split(";");
     const query: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(request.query)) if (!PRESIGN_PARAMS.includes(name)) query[name] = value;
@@ -173,6 +175,16 @@ export class SignatureVerifier {
       }
     }
     throw mismatch();
+  }
+
+  /**
+   * The signer takes a signed x-amz-content-sha256 header as the payload's hash. Outside S3 (whose
+   * own layer checks streamed bodies) the body is whole here: it must hash to what the header claims.
+   */
+  private checkClaimedPayloadHash(request: SignedRequest, scope: Scope) {
+    const claimed = header(request.headers, "x-amz-content-sha256");
+    if (claimed === undefined || scope.service === "s3") return;
+    if (claimed !== createHash("sha256").update(request.body).digest("hex")) throw mismatch();
   }
 
   private checkScopeDate(scope: Scope, amzDate: string) {

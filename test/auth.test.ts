@@ -1,0 +1,126 @@
+// Signature V4: header and presigned forms, every way a signature can fail, and the accounts
+// that credentials map to.
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { CreateTagsCommand, DescribeTagsCommand } from "@aws-sdk/client-ec2";
+import { errorCode, form, presignedUrl, signedRequest } from "./helpers/signed.js";
+import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
+
+const DESCRIBE = form({ Action: "DescribeRegions", Version: "2016-11-15" });
+
+let kiln: TestKiln;
+before(async () => {
+  kiln = await startTestKiln();
+});
+after(() => kiln.close());
+
+async function fails(response: Promise<{ status: number; text: string }>, status: number, code: string) {
+  const r = await response;
+  assert.equal(errorCode(r.text), code, r.text);
+  assert.equal(r.status, status);
+}
+
+describe("header signatures", () => {
+  it("accepts a correct signature", async () => {
+    assert.equal((await signedRequest(kiln.url, { body: DESCRIBE })).status, 200);
+  });
+
+  it("SignatureDoesNotMatch for a wrong secret, or a body changed after signing", async () => {
+    await fails(signedRequest(kiln.url, { body: DESCRIBE, secretAccessKey: "not-test" }), 403, "SignatureDoesNotMatch");
+    const url = new URL(kiln.url);
+    const { SignatureV4 } = await import("@smithy/signature-v4");
+    const { Hash } = await import("@smithy/hash-node");
+    const signer = new SignatureV4({ credentials: { accessKeyId: "test", secretAccessKey: "test" }, region: "us-east-1", service: "ec2", sha256: Hash.bind(null, "sha256") });
+    const signed = await signer.sign({ method: "POST", protocol: "http:", hostname: url.hostname, port: Number(url.port), path: "/", query: {}, headers: { host: url.host, "content-type": "application/x-www-form-urlencoded" }, body: DESCRIBE });
+    const headers = { ...signed.headers } as Record<string, string>;
+    delete headers.host;
+    const tampered = await fetch(`${kiln.url}/`, { method: "POST", headers, body: form({ Action: "DescribeRegions", Version: "2016-11-15", AllRegions: "true" }) });
+    assert.equal(errorCode(await tampered.text()), "SignatureDoesNotMatch");
+  });
+
+  it("AuthFailure (401) for an access key Kiln does not know", async () => {
+    await fails(signedRequest(kiln.url, { body: DESCRIBE, accessKeyId: "AKIAUNKNOWN" }), 401, "AuthFailure");
+    // A 12-digit key is its own account only with the secret `test`.
+    await fails(signedRequest(kiln.url, { body: DESCRIBE, accessKeyId: "123456789012", secretAccessKey: "other" }), 403, "SignatureDoesNotMatch");
+  });
+
+  it("RequestExpired when the signature's time is more than 5 minutes off", async () => {
+    await fails(signedRequest(kiln.url, { body: DESCRIBE, signingDate: new Date(Date.now() - 6 * 60_000) }), 400, "RequestExpired");
+    await fails(signedRequest(kiln.url, { body: DESCRIBE, signingDate: new Date(Date.now() + 6 * 60_000) }), 400, "RequestExpired");
+    assert.equal((await signedRequest(kiln.url, { body: DESCRIBE, signingDate: new Date(Date.now() - 4 * 60_000) })).status, 200);
+  });
+
+  it("IncompleteSignature for a malformed Authorization header", async () => {
+    const post = (authorization: string, extra: Record<string, string> = {}) =>
+      fetch(`${kiln.url}/`, { method: "POST", headers: { authorization, "x-amz-date": "20261123T000000Z", "content-type": "application/x-www-form-urlencoded", ...extra }, body: DESCRIBE }).then(async (r) => ({ status: r.status, text: await r.text() }));
+    await fails(post("AWS4-HMAC-SHA256 Credential=test/20261123/us-east-1/ec2/aws4_request, SignedHeaders=host"), 400, "IncompleteSignature");
+    await fails(post("AWS4-HMAC-SHA256 Credential=test/20261123/ec2/aws4_request, SignedHeaders=host, Signature=00"), 400, "IncompleteSignature");
+    await fails(post("AWS AKIA:signature"), 400, "IncompleteSignature");
+  });
+
+  it("MissingAuthenticationToken for an unsigned request", async () => {
+    await fails(fetch(`${kiln.url}/?Action=DescribeRegions&Version=2016-11-15`).then(async (r) => ({ status: r.status, text: await r.text() })), 403, "MissingAuthenticationToken");
+  });
+});
+
+describe("presigned URLs", () => {
+  it("accepts a valid presigned GET", async () => {
+    const url = await presignedUrl(kiln.url, { query: { Action: "DescribeRegions", Version: "2016-11-15", "RegionName.1": "eu-west-2" } });
+    const response = await fetch(url);
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    assert.match(text, /<regionName>eu-west-2<\/regionName>/);
+  });
+
+  it("RequestExpired once X-Amz-Expires has passed", async () => {
+    const url = await presignedUrl(kiln.url, { query: { Action: "DescribeRegions", Version: "2016-11-15" }, signingDate: new Date(Date.now() - 120_000), expiresIn: 60 });
+    const response = await fetch(url);
+    assert.equal(errorCode(await response.text()), "RequestExpired");
+    assert.equal(response.status, 400);
+  });
+
+  it("SignatureDoesNotMatch when a parameter is changed", async () => {
+    const url = await presignedUrl(kiln.url, { query: { Action: "DescribeRegions", Version: "2016-11-15", "RegionName.1": "eu-west-2" } });
+    const response = await fetch(url.replace("eu-west-2", "eu-west-3"));
+    assert.equal(errorCode(await response.text()), "SignatureDoesNotMatch");
+  });
+});
+
+describe("accounts", () => {
+  it("maps any 12-digit access key with secret `test` to that account, and region to the scope", async () => {
+    const a = kiln.ec2({ accessKeyId: "222222222222", region: "ap-south-1" });
+    await a.send(new CreateTagsCommand({ Resources: ["i-00000000000000003"], Tags: [{ Key: "k", Value: "v" }] }));
+    assert.equal((await a.send(new DescribeTagsCommand({}))).Tags!.length, 1);
+    assert.equal((await kiln.ec2({ region: "ap-south-1" }).send(new DescribeTagsCommand({}))).Tags!.length, 0);
+  });
+
+  it("a configured account list replaces the defaults", async () => {
+    const file = join(tempDir(), "accounts.json");
+    writeFileSync(file, JSON.stringify({ accounts: [{ accountId: "444455556666", accessKeyId: "AKIAOPERATOR", secretAccessKey: "s3cret" }] }));
+    const configured = await startTestKiln({ accountsFile: file });
+    try {
+      assert.equal((await signedRequest(configured.url, { body: DESCRIBE, accessKeyId: "AKIAOPERATOR", secretAccessKey: "s3cret" })).status, 200);
+      await fails(signedRequest(configured.url, { body: DESCRIBE }), 401, "AuthFailure");
+      await fails(signedRequest(configured.url, { body: DESCRIBE, accessKeyId: "123456789012" }), 401, "AuthFailure");
+    } finally {
+      await configured.close();
+    }
+  });
+
+  it("serves unsigned requests only when the operator allows them, as the default account", async () => {
+    const open = await startTestKiln({ allowUnsigned: true });
+    try {
+      const created = await fetch(`${open.url}/?Action=CreateTags&Version=2016-11-15&ResourceId.1=i-00000000000000004&Tag.1.Key=k&Tag.1.Value=v`);
+      assert.equal(created.status, 200, await created.text());
+      // The tag belongs to account 000000000000 in the default region.
+      const seen = await open.ec2().send(new DescribeTagsCommand({}));
+      assert.deepEqual(seen.Tags!.map((t) => t.ResourceId), ["i-00000000000000004"]);
+      // Signed requests are still verified.
+      await fails(signedRequest(open.url, { body: DESCRIBE, secretAccessKey: "wrong" }), 403, "SignatureDoesNotMatch");
+    } finally {
+      await open.close();
+    }
+  });
+});

@@ -1,0 +1,42 @@
+// Starts a real Kiln (HTTP server, SQLite store in a temporary data directory) for a test file.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EC2Client } from "@aws-sdk/client-ec2";
+import { startKiln, type RunningKiln } from "../../src/app.js";
+import { resolveConfig, type ConfigOverrides } from "../../src/config.js";
+
+export interface TestKiln {
+  kiln: RunningKiln;
+  url: string;
+  dataDir: string;
+  /** An SDK client signed as `accessKeyId` (default `test`) with secret `test`, in `region`. */
+  ec2(options?: { accessKeyId?: string; secretAccessKey?: string; region?: string }): EC2Client;
+  reset(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function tempDir(prefix = "kiln-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = {}): Promise<TestKiln> {
+  const dataDir = overrides.dataDir ?? tempDir();
+  const config = resolveConfig({ port: 0, logLevel: "silent", ...overrides, dataDir }, env);
+  const kiln = await startKiln(config);
+  return {
+    kiln,
+    url: kiln.url,
+    dataDir,
+    ec2: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
+      new EC2Client({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
+    async reset() {
+      const response = await fetch(`${kiln.url}/_kiln/reset`, { method: "POST" });
+      if (response.status !== 200) throw new Error(`reset answered ${response.status}`);
+    },
+    async close() {
+      await kiln.close();
+      if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
