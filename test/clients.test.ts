@@ -1,0 +1,95 @@
+// The AWS CLI and boto3 from this machine against Kiln: signed calls, a presigned URL and the
+// parsing of EC2 errors by clients that are not the JavaScript SDK.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+
+const run = promisify(execFile);
+let kiln: TestKiln;
+let env: NodeJS.ProcessEnv;
+
+before(async () => {
+  kiln = await startTestKiln();
+  env = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    AWS_DEFAULT_REGION: "us-east-1",
+    AWS_CONFIG_FILE: "/dev/null",
+    AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_PAGER: "",
+    KILN_URL: kiln.url,
+  };
+});
+after(() => kiln.close());
+
+async function aws(...args: string[]) {
+  try {
+    const { stdout, stderr } = await run("aws", ["--endpoint-url", kiln.url, "--output", "json", ...args], { env });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+async function python(script: string) {
+  const { stdout } = await run("python3", ["-c", script], { env });
+  return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+describe("AWS CLI", () => {
+  it("makes signed calls", async () => {
+    const regions = await aws("ec2", "describe-regions", "--region-names", "eu-central-1");
+    assert.equal(regions.code, 0, regions.stderr);
+    assert.deepEqual(JSON.parse(regions.stdout).Regions, [{ OptInStatus: "opt-in-not-required", RegionName: "eu-central-1", Endpoint: "ec2.eu-central-1.amazonaws.com" }]);
+    const created = await aws("ec2", "create-tags", "--resources", "ami-0123456789abcdef0", "--tags", "Key=Name,Value=from-cli");
+    assert.equal(created.code, 0, created.stderr);
+    const tags = await aws("ec2", "describe-tags", "--filters", "Name=resource-id,Values=ami-0123456789abcdef0");
+    assert.deepEqual(JSON.parse(tags.stdout).Tags, [{ Key: "Name", ResourceId: "ami-0123456789abcdef0", ResourceType: "image", Value: "from-cli" }]);
+  });
+
+  it("parses EC2 errors", async () => {
+    const result = await aws("ec2", "describe-availability-zones", "--zone-names", "us-east-1z");
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /An error occurred \(InvalidParameterValue\) when calling the DescribeAvailabilityZones operation: Invalid availability zone: \[us-east-1z\]/);
+    const dry = await aws("ec2", "describe-regions", "--dry-run");
+    assert.match(dry.stderr, /\(DryRunOperation\)/);
+  });
+});
+
+describe("boto3", () => {
+  it("makes a signed call, follows a presigned URL and parses errors", async () => {
+    const result = await python(`
+import json, os, urllib.request, boto3
+from botocore.exceptions import ClientError
+ec2 = boto3.client("ec2", endpoint_url=os.environ["KILN_URL"], region_name="ap-northeast-1")
+zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+# botocore signs a presigned URL for the operation's HTTP method (POST in EC2's model) unless told GET.
+presigned = []
+for method in ["GET", "POST"]:
+    url = ec2.generate_presigned_url("describe_regions", Params={"RegionNames": ["us-west-2"]}, ExpiresIn=300, HttpMethod=method)
+    with urllib.request.urlopen(urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)) as response:
+        presigned.append({"status": response.status, "body": response.read().decode()})
+errors = {}
+for name, call in [("page", lambda: ec2.describe_tags(MaxResults=2)), ("dry", lambda: ec2.describe_regions(DryRun=True)), ("id", lambda: ec2.create_tags(Resources=["nonsense"], Tags=[{"Key": "a", "Value": "b"}]))]:
+    try:
+        call()
+        errors[name] = None
+    except ClientError as error:
+        errors[name] = [error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]]
+print(json.dumps({"zones": zones, "presigned": presigned, "errors": errors}))
+`);
+    assert.deepEqual(result.zones, ["ap-northeast-1a", "ap-northeast-1c", "ap-northeast-1d"]);
+    const presigned = result.presigned as { status: number; body: string }[];
+    assert.equal(presigned.length, 2);
+    for (const answer of presigned) {
+      assert.equal(answer.status, 200);
+      assert.match(answer.body, /<regionInfo><item><optInStatus>opt-in-not-required<\/optInStatus><regionName>us-west-2<\/regionName>/);
+    }
+    assert.deepEqual(result.errors, { page: ["InvalidParameterValue", 400], dry: ["DryRunOperation", 412], id: ["InvalidID", 400] });
+  });
+});

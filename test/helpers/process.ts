@@ -1,0 +1,61 @@
+// Runs `kiln serve` as its own process, as a user would, and reads its JSON log lines.
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export const KILN_BIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+
+export interface KilnProcess {
+  child: ChildProcess;
+  url: string;
+  /** Every JSON log line so far. */
+  logs: Record<string, unknown>[];
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function spawnKiln(args: string[], env: NodeJS.ProcessEnv = {}): Promise<KilnProcess> {
+  const child = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = "";
+  let buffered = "";
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`kiln did not start in 10 s: ${stderr}`)), 10_000);
+    child.stderr!.on("data", (chunk) => (stderr += chunk));
+    child.stdout!.on("data", (chunk) => {
+      buffered += chunk;
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (typeof entry.url === "string") {
+          clearTimeout(timer);
+          resolve({
+            child,
+            url: entry.url,
+            logs,
+            stop: (signal = "SIGTERM") => {
+              if (child.exitCode === null) child.kill(signal);
+              return exited;
+            },
+          });
+        }
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`kiln exited with ${code} before it listened: ${stderr}`));
+    });
+  });
+}
+
+/** Runs `kiln` to completion and returns its exit code and output. */
+export function runKiln(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (c) => (stdout += c));
+  child.stderr.on("data", (c) => (stderr += c));
+  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, stdout, stderr })));
+}

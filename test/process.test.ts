@@ -1,0 +1,83 @@
+// `kiln serve` as a process: flags and environment, structured request logs, and state that
+// survives a kill -9.
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { CreateTagsCommand, DescribeTagsCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { tempDir } from "./helpers/kiln.js";
+import { runKiln, spawnKiln } from "./helpers/process.js";
+
+const client = (url: string) => new EC2Client({ endpoint: url, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" }, maxAttempts: 1 });
+
+describe("kiln serve", () => {
+  it("keeps every committed change through kill -9, in the data directory KILN_DATA_DIR names", async () => {
+    const dataDir = tempDir();
+    const first = await spawnKiln(["serve", "--port", "0"], { KILN_DATA_DIR: dataDir });
+    const resources = Array.from({ length: 20 }, (_, i) => `i-${i.toString(16).padStart(17, "0")}`);
+    await client(first.url).send(new CreateTagsCommand({ Resources: resources, Tags: [{ Key: "survives", Value: "yes" }] }));
+    assert.equal(await first.stop("SIGKILL"), null);
+    assert.ok(existsSync(join(dataDir, "kiln.sqlite3")));
+
+    const second = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir]);
+    try {
+      const { Tags } = await client(second.url).send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: ["survives"] }] }));
+      assert.deepEqual(Tags!.map((t) => t.ResourceId), resources);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it("writes one JSON log line per request with action, account, region, status and duration", async () => {
+    const kiln = await spawnKiln(["serve", "--port", "0", "--data-dir", tempDir()]);
+    try {
+      await client(kiln.url).send(new DescribeTagsCommand({}));
+      await fetch(`${kiln.url}/?Action=DescribeTags`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const requests = kiln.logs.filter((line) => line.msg === "request");
+      assert.equal(requests.length, 2);
+      const [ok, refused] = requests as Record<string, unknown>[];
+      assert.equal(ok!.action, "DescribeTags");
+      assert.equal(ok!.account, "000000000000");
+      assert.equal(ok!.region, "us-east-1");
+      assert.equal(ok!.status, 200);
+      assert.equal(typeof ok!.durationMs, "number");
+      assert.match(String(ok!.requestId), /^[0-9a-f-]{36}$/);
+      assert.equal(refused!.status, 403);
+      assert.equal(refused!.error, "MissingAuthenticationToken");
+    } finally {
+      assert.equal(await kiln.stop("SIGTERM"), 0);
+    }
+  });
+
+  it("listens where --host/--port or KILN_HOST/KILN_PORT say", async () => {
+    const probe = await spawnKiln(["serve", "--port", "0", "--data-dir", tempDir()]);
+    const port = Number(new URL(probe.url).port);
+    await probe.stop();
+    const kiln = await spawnKiln(["serve", "--data-dir", tempDir()], { KILN_HOST: "127.0.0.1", KILN_PORT: String(port) });
+    try {
+      assert.equal(kiln.url, `http://127.0.0.1:${port}`);
+      assert.equal((await fetch(`${kiln.url}/_kiln/health`)).status, 200);
+    } finally {
+      await kiln.stop();
+    }
+  });
+
+  it("refuses POST /_kiln/reset when started with --no-reset", async () => {
+    const kiln = await spawnKiln(["serve", "--port", "0", "--data-dir", tempDir(), "--no-reset"]);
+    try {
+      assert.equal((await fetch(`${kiln.url}/_kiln/reset`, { method: "POST" })).status, 403);
+    } finally {
+      await kiln.stop();
+    }
+  });
+
+  it("exits non-zero with a clear message on bad settings", async () => {
+    const badPort = await runKiln(["serve", "--port", "http"]);
+    assert.equal(badPort.code, 1);
+    assert.match(badPort.stderr, /port http is not a TCP port/);
+    const badAccounts = await runKiln(["serve", "--port", "0"], { KILN_ACCOUNTS: "12345:key" });
+    assert.equal(badAccounts.code, 1);
+    assert.match(badAccounts.stderr, /accountId:accessKeyId:secretAccessKey/);
+  });
+});
