@@ -37,7 +37,7 @@ async function aws(...args: string[]) {
 }
 
 async function python(script: string) {
-  const { stdout } = await run("python3", ["-c", script], { env });
+  const { stdout } = await run(process.env.KILN_TEST_PYTHON ?? "python3", ["-c", script], { env });
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
