@@ -7,7 +7,11 @@ const XML_ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&
 // XML 1.0 cannot carry these control characters at all, not even as references.
 const XML_INVALID = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;
 
+const NEEDS_ESCAPING = /[&<>"'\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
+
 export function escapeXml(text: string): string {
+  // Most values (ids, names, states) need nothing: one test instead of two replacements.
+  if (!NEEDS_ESCAPING.test(text)) return text;
   return text.replace(/[&<>"']/g, (c) => XML_ESCAPES[c]!).replace(XML_INVALID, "\uFFFD");
 }
 
@@ -30,44 +34,68 @@ export function encodeXmlError(code: string, message: string, requestId: string)
   return `${XML_DECLARATION}<Response><Errors><Error><Code>${escapeXml(code)}</Code><Message>${escapeXml(message)}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`;
 }
 
+/** A member's tags, built once per shape: the encoder runs on every response. */
+interface MemberTags {
+  name: string;
+  open: string;
+  close: string;
+  shape: Shape;
+}
+
+const tagCache = new WeakMap<StructureShape, MemberTags[]>();
+
+function memberTags(shape: StructureShape): MemberTags[] {
+  let tags = tagCache.get(shape);
+  if (!tags) {
+    tags = shape.members.map((m) => ({ name: m.name, open: `<${m.xmlName}>`, close: `</${m.xmlName}>`, shape: m.shape }));
+    tagCache.set(shape, tags);
+  }
+  return tags;
+}
+
 function writeMembers(shape: StructureShape, value: Record<string, unknown>, parts: string[]): void {
-  for (const member of shape.members) {
+  for (const member of memberTags(shape)) {
     const memberValue = value[member.name];
     if (memberValue === undefined || memberValue === null) continue;
-    writeValue(member.xmlName, member.shape, memberValue, parts);
+    writeValue(member.open, member.close, member.shape, memberValue, parts);
   }
 }
 
-function writeValue(element: string, shape: Shape, value: unknown, parts: string[]): void {
+function writeValue(open: string, close: string, shape: Shape, value: unknown, parts: string[]): void {
   switch (shape.type) {
     case "structure":
-      parts.push(`<${element}>`);
+      parts.push(open);
       writeMembers(shape, value as Record<string, unknown>, parts);
-      parts.push(`</${element}>`);
+      parts.push(close);
       return;
     case "list": {
       const items = value as unknown[];
       if (items.length === 0) {
-        parts.push(`<${element}/>`);
+        parts.push(`${open.slice(0, -1)}/>`);
         return;
       }
-      parts.push(`<${element}>`);
+      parts.push(open);
       const itemName = shape.member.xmlName === "member" ? "item" : shape.member.xmlName;
-      for (const item of items) if (item !== undefined && item !== null) writeValue(itemName, shape.member.shape, item, parts);
-      parts.push(`</${element}>`);
+      const itemOpen = `<${itemName}>`;
+      const itemClose = `</${itemName}>`;
+      for (const item of items) if (item !== undefined && item !== null) writeValue(itemOpen, itemClose, shape.member.shape, item, parts);
+      parts.push(close);
       return;
     }
     case "map":
-      parts.push(`<${element}>`);
+      parts.push(open);
       for (const [key, entry] of Object.entries(value as Record<string, unknown>)) {
-        parts.push(`<item><${shape.key.xmlName}>${escapeXml(key)}</${shape.key.xmlName}>`);
-        writeValue(shape.value.xmlName, shape.value.shape, entry, parts);
+        parts.push(`<item><${shape.key.xmlName}>`, escapeXml(key), `</${shape.key.xmlName}>`);
+        writeValue(`<${shape.value.xmlName}>`, `</${shape.value.xmlName}>`, shape.value.shape, entry, parts);
         parts.push("</item>");
       }
-      parts.push(`</${element}>`);
+      parts.push(close);
+      return;
+    case "string":
+      parts.push(open, escapeXml(String(value)), close);
       return;
     default:
-      parts.push(`<${element}>${escapeXml(scalarText(shape.type, value))}</${element}>`);
+      parts.push(open, escapeXml(scalarText(shape.type, value)), close);
   }
 }
 
