@@ -182,6 +182,21 @@ describe("tags", () => {
     assert.equal(whole.NextToken, undefined);
   });
 
+  it("paginates filtered results, exact (read in SQL) or with wildcards", async () => {
+    const resources = Array.from({ length: 40 }, (_, i) => `vol-${hex17(i)}`);
+    await ec2.send(new CreateTagsCommand({ Resources: resources, Tags: [{ Key: "team", Value: "a" }, { Key: "tier", Value: "b" }] }));
+    for (const values of [["team"], ["te*"]]) {
+      const seen: string[] = [];
+      for await (const page of paginateDescribeTags({ client: ec2, pageSize: 6 }, { Filters: [{ Name: "key", Values: values }] })) {
+        assert.ok(page.Tags!.length <= 6);
+        seen.push(...page.Tags!.map((t) => `${t.ResourceId}:${t.Key}`));
+      }
+      assert.deepEqual(seen, resources.map((r) => `${r}:team`), `filter key=${values[0]}`);
+    }
+    const none = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: [] }] }));
+    assert.deepEqual(none.Tags, []);
+  });
+
   it("refuses bad page sizes and tokens", async () => {
     assert.equal((await errorOf(ec2.send(new DescribeTagsCommand({ MaxResults: 4 })))).name, "InvalidParameterValue");
     assert.equal((await errorOf(ec2.send(new DescribeTagsCommand({ MaxResults: 1001 })))).name, "InvalidParameterValue");

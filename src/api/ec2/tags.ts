@@ -10,7 +10,7 @@ import { resourceTypeOf } from "../../domain/ids.js";
 import { compileFilters } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
-import { deleteTags, listTags, putTags, type TagRow } from "../../store/meta/tags.js";
+import { deleteTags, listTags, putTags, type TagQuery, type TagRow } from "../../store/meta/tags.js";
 import type { ActionTable } from "./action.js";
 
 /** AWS's limits for user tags. */
@@ -46,6 +46,27 @@ const FILTERS = {
   // `tag:<key>` on DescribeTags: the tag itself has that key and one of the values.
   tags: (row: TagRow) => new Map([[row.key, row.value]]),
 };
+
+const SQL_COLUMNS = { "resource-id": "resourceIds", "resource-type": "resourceTypes", key: "keys", value: "values" } as const;
+
+/**
+ * The exact-match filters, as SQL constraints, so a filtered page reads only its rows.
+ * `complete` says the constraints are the whole filter (no wildcards, no other names).
+ */
+function sqlConstraints(filters: DescribeTagsRequest["Filters"]): { constraints: TagQuery; complete: boolean } {
+  const constraints: TagQuery = {};
+  let complete = true;
+  for (const filter of filters ?? []) {
+    const column = SQL_COLUMNS[filter.Name as keyof typeof SQL_COLUMNS];
+    const values = filter.Values ?? [];
+    if (!column || values.length === 0 || values.some((v) => /[*?\\]/.test(v)) || constraints[column]) {
+      complete = false;
+      continue;
+    }
+    constraints[column] = values;
+  }
+  return { constraints, complete };
+}
 
 export const tagActions: ActionTable = {
   CreateTags: {
@@ -86,9 +107,12 @@ export const tagActions: ActionTable = {
       const matches = compileFilters(input.Filters, FILTERS);
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const after = decodeNextToken(input.NextToken, 2) as [string, string] | undefined;
+      const { constraints, complete } = sqlConstraints(input.Filters);
+      // One row past the page tells whether there is a next page.
+      const rows = await listTags(ctx.meta.db, ctx, { after, ...constraints, limit: complete && limit !== undefined ? limit + 1 : undefined });
       const page: TagDescription[] = [];
       let nextToken: string | undefined;
-      for (const row of await listTags(ctx.meta.db, ctx, after)) {
+      for (const row of rows) {
         if (!matches(row)) continue;
         if (limit !== undefined && page.length === limit) {
           const last = page[page.length - 1]!;

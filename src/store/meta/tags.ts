@@ -77,17 +77,34 @@ export async function deleteTags(
   });
 }
 
-/** Tags in (resource id, key) order, starting after `after` when given. */
-export async function listTags(db: MetaDb, scope: Scope, after?: readonly [string, string]): Promise<TagRow[]> {
+/** Exact-match constraints a query can apply in SQL; the caller still applies its full filter. */
+export interface TagQuery {
+  after?: readonly [string, string];
+  resourceIds?: readonly string[];
+  resourceTypes?: readonly string[];
+  keys?: readonly string[];
+  values?: readonly string[];
+  /** Most rows to read; only when the constraints are the whole filter. */
+  limit?: number;
+}
+
+/** Tags in (resource id, key) order. */
+export async function listTags(db: MetaDb, scope: Scope, q: TagQuery = {}): Promise<TagRow[]> {
   let query = db
     .selectFrom("tags")
     .selectAll()
     .where("account_id", "=", scope.accountId)
     .where("region", "=", scope.region);
-  if (after) {
-    const [resourceId, key] = after;
+  if (q.after) {
+    const [resourceId, key] = q.after;
     query = query.where((eb) => eb.or([eb("resource_id", ">", resourceId), eb.and([eb("resource_id", "=", resourceId), eb("key", ">", key)])]));
   }
-  const rows = await query.orderBy("resource_id").orderBy("key").execute();
+  if (q.resourceIds) query = query.where("resource_id", "in", q.resourceIds);
+  if (q.resourceTypes) query = query.where("resource_type", "in", q.resourceTypes);
+  if (q.keys) query = query.where("key", "in", q.keys);
+  if (q.values) query = query.where("value", "in", q.values);
+  query = query.orderBy("resource_id").orderBy("key");
+  if (q.limit !== undefined) query = query.limit(q.limit);
+  const rows = await query.execute();
   return rows.map(toRow);
 }

@@ -1,0 +1,288 @@
+#!/usr/bin/env node
+// bench/api: signed EC2 Query requests against Kiln, side by side in one run with a bare
+// node:http server answering the same bytes (the ceiling for any node:http server here) and
+// moto_server (when installed). Prints requests/s, p50/p99 latency and the ratios.
+//
+// Two load generators, each ratio taken with one of them: autocannon (Kiln against the bare
+// server; it is fast enough that the servers are the limit) and a node:http keep-alive client
+// (Kiln against moto: moto's server closes connections, which stalls autocannon, while this
+// client reconnects as any SDK does).
+//
+//   npm run bench:api                   # 5 s a phase
+//   node bench/api/run.mjs --duration 10 --json results.json
+//   node bench/api/run.mjs --quick      # 2 s a phase
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Agent, request as httpRequest } from "node:http";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import autocannon from "autocannon";
+import { CreateTagsCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { Hash } from "@smithy/hash-node";
+import { SignatureV4 } from "@smithy/signature-v4";
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: "string", default: "5" },
+    quick: { type: "boolean", default: false },
+    json: { type: "string" },
+  },
+});
+const DURATION = args.quick ? 2 : Number(args.duration);
+const WARMUP = 1;
+const CONCURRENCY = [1, 32];
+const RESOURCES = 100;
+const TAGS_PER_RESOURCE = 10;
+const KILN_BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
+
+const children = [];
+const cleanups = [];
+function stopAll() {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+  for (const cleanup of cleanups) cleanup();
+}
+process.on("exit", stopAll);
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function start(command, argv, name) {
+  const child = spawn(command, argv, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk) => (stderr = (stderr + chunk).slice(-4000)));
+  child.once("exit", (code) => {
+    if (code !== null && code !== 0) console.error(`${name} exited with ${code}: ${stderr}`);
+  });
+  children.push(child);
+  return child;
+}
+
+async function waitUntilUp(url, name) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      await fetch(url);
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(`${name} did not answer ${url} within 30 s`);
+}
+
+const signer = new SignatureV4({
+  credentials: { accessKeyId: "test", secretAccessKey: "test" },
+  region: "us-east-1",
+  service: "ec2",
+  sha256: Hash.bind(null, "sha256"),
+});
+
+/** A signed POST, signed now: replayed by autocannon for one phase (signatures live 5 minutes). */
+async function signedPost(port, body) {
+  const signed = await signer.sign({
+    method: "POST",
+    protocol: "http:",
+    hostname: "127.0.0.1",
+    port,
+    path: "/",
+    query: {},
+    headers: { host: `127.0.0.1:${port}`, "content-type": "application/x-www-form-urlencoded; charset=utf-8" },
+    body,
+  });
+  return { method: "POST", headers: signed.headers, body };
+}
+
+async function check(port, request, expect, label) {
+  const headers = { ...request.headers };
+  delete headers.host;
+  const response = await fetch(`http://127.0.0.1:${port}/`, { method: "POST", headers, body: request.body });
+  const text = await response.text();
+  if (response.status !== 200 || !expect(text)) {
+    throw new Error(`${label}: the first answer is not the expected one (HTTP ${response.status}):\n${text.slice(0, 600)}`);
+  }
+  return text;
+}
+
+async function measure(port, request, connections) {
+  const options = { url: `http://127.0.0.1:${port}/`, ...request, connections };
+  await autocannon({ ...options, duration: WARMUP });
+  const result = await autocannon({ ...options, duration: DURATION });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx + result.errors + result.timeouts,
+  };
+}
+
+/** The node:http client: `connections` workers, each sending the request as soon as the last is answered. */
+async function measureNodeHttp(port, request, connections) {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const headers = { ...request.headers };
+  const once = () =>
+    new Promise((resolve) => {
+      const started = process.hrtime.bigint();
+      const req = httpRequest({ host: "127.0.0.1", port, path: "/", method: "POST", headers, agent }, (res) => {
+        res.resume();
+        res.on("end", () => resolve({ ok: res.statusCode === 200, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
+      });
+      req.on("error", () => resolve({ ok: false, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
+      req.end(request.body);
+    });
+  const run = async (seconds) => {
+    const deadline = Date.now() + seconds * 1000;
+    const latencies = [];
+    let failed = 0;
+    await Promise.all(
+      Array.from({ length: connections }, async () => {
+        while (Date.now() < deadline) {
+          const { ok, ms } = await once();
+          if (ok) latencies.push(ms);
+          else failed++;
+        }
+      }),
+    );
+    return { latencies, failed };
+  };
+  await run(WARMUP);
+  const { latencies, failed } = await run(DURATION);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const at = (q) => (latencies.length ? Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1)) : NaN);
+  return { rps: latencies.length / DURATION, p50: at(0.5), p99: at(0.99), non2xx: failed };
+}
+
+const count = (text, element) => text.split(`<${element}>`).length - 1;
+
+async function main() {
+  const dataDir = mkdtempSync(join(tmpdir(), "kiln-bench-"));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  const servers = [];
+  const kilnPort = await freePort();
+  // Kiln as users run it: request logging on (to /dev/null here).
+  start(process.execPath, [KILN_BIN, "serve", "--port", String(kilnPort), "--data-dir", dataDir], "kiln");
+  await waitUntilUp(`http://127.0.0.1:${kilnPort}/_kiln/health`, "Kiln");
+  servers.push({ name: "kiln", port: kilnPort });
+
+  const regionsBody = "Action=DescribeRegions&Version=2016-11-15";
+  const regionsAnswer = await check(kilnPort, await signedPost(kilnPort, regionsBody), (t) => t.includes("<regionInfo>"), "kiln DescribeRegions");
+
+  // The ceiling: node:http answering the very bytes Kiln answers, doing nothing else.
+  const barePort = await freePort();
+  const bodyFile = join(dataDir, "constant.xml");
+  writeFileSync(bodyFile, regionsAnswer);
+  start(process.execPath, [
+    "-e",
+    `const body = require("fs").readFileSync(${JSON.stringify(bodyFile)});
+     require("http").createServer((req, res) => {
+       req.resume();
+       req.on("end", () => { res.writeHead(200, { "content-type": "text/xml;charset=UTF-8", "content-length": body.length }); res.end(body); });
+     }).listen(${barePort}, "127.0.0.1");`,
+  ], "bare node:http");
+  await waitUntilUp(`http://127.0.0.1:${barePort}/`, "bare node:http");
+  servers.push({ name: "bare", port: barePort });
+
+  const moto = spawnSync("sh", ["-c", "command -v moto_server"], { encoding: "utf8" }).stdout.trim();
+  if (moto) {
+    const motoPort = await freePort();
+    start(moto, ["-H", "127.0.0.1", "-p", String(motoPort)], "moto_server");
+    await waitUntilUp(`http://127.0.0.1:${motoPort}/`, "moto_server");
+    servers.push({ name: "moto", port: motoPort });
+  } else {
+    console.log("moto_server is not on PATH: measuring Kiln and the bare server only.");
+  }
+
+  // 1,000 tags on Kiln and moto: 100 instances × 10 tags.
+  const resources = Array.from({ length: RESOURCES }, (_, i) => `i-${i.toString(16).padStart(17, "0")}`);
+  const tags = Array.from({ length: TAGS_PER_RESOURCE }, (_, i) => ({ Key: `key-${i}`, Value: `value-${i}` }));
+  for (const server of servers.filter((s) => s.name !== "bare")) {
+    const ec2 = new EC2Client({ endpoint: `http://127.0.0.1:${server.port}`, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+    await ec2.send(new CreateTagsCommand({ Resources: resources, Tags: tags }));
+    ec2.destroy();
+  }
+
+  const total = RESOURCES * TAGS_PER_RESOURCE;
+  const workloads = [
+    { name: "DescribeRegions", body: regionsBody, expect: (t) => count(t, "regionName") >= 17, servers: ["bare", "kiln", "moto"] },
+    {
+      name: `DescribeTags, ${total} tags in one page`,
+      body: "Action=DescribeTags&Version=2016-11-15&MaxResults=1000",
+      expect: (t) => count(t, "resourceId") === total,
+      servers: ["kiln", "moto"],
+    },
+    {
+      name: "DescribeTags, filtered to one resource",
+      body: `Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id&Filter.1.Value.1=${resources[42]}`,
+      expect: (t) => count(t, "resourceId") === TAGS_PER_RESOURCE,
+      servers: ["kiln", "moto"],
+    },
+  ];
+
+  console.log(`bench/api: ${DURATION} s a phase after ${WARMUP} s of warm-up, one server loaded at a time; ${total} tags stored\n`);
+  const results = [];
+  const phases = [];
+  for (const workload of workloads) {
+    for (const server of servers.filter((s) => workload.servers.includes(s.name))) {
+      // autocannon for Kiln and the bare server; the node:http client for Kiln and moto.
+      const clients = server.name === "kiln" && workload.servers.includes("moto") && servers.some((s) => s.name === "moto")
+        ? ["autocannon", "node:http"]
+        : server.name === "moto" ? ["node:http"] : ["autocannon"];
+      for (const client of clients) for (const connections of CONCURRENCY) phases.push({ workload, server, client, connections });
+    }
+  }
+  for (const { workload, server, client, connections } of phases) {
+    const request = await signedPost(server.port, workload.body);
+    // The bare server's constant body is not an answer to check.
+    if (server.name !== "bare") await check(server.port, request, workload.expect, `${server.name} ${workload.name}`);
+    const figures = client === "autocannon" ? await measure(server.port, request, connections) : await measureNodeHttp(server.port, request, connections);
+    results.push({ workload: workload.name, server: server.name, client, connections, ...figures });
+    console.log(
+      `${workload.name.padEnd(40)} ${server.name.padEnd(5)} ${client.padEnd(10)} c=${String(connections).padEnd(3)}` +
+        ` ${figures.rps.toFixed(0).padStart(7)} req/s  p50 ${String(figures.p50).padStart(5)} ms  p99 ${String(figures.p99).padStart(6)} ms` +
+        (figures.non2xx ? `  (${figures.non2xx} failed)` : ""),
+    );
+  }
+
+  console.log("\nratios (requests/s, each with one client)");
+  const rps = (workload, server, client, connections) =>
+    results.find((r) => r.workload === workload && r.server === server && r.client === client && r.connections === connections)?.rps;
+  const ratios = [];
+  for (const workload of workloads) {
+    for (const connections of CONCURRENCY) {
+      for (const [other, client, label] of [["bare", "autocannon", "Kiln / bare node:http"], ["moto", "node:http", "Kiln / moto_server"]]) {
+        const kiln = rps(workload.name, "kiln", client, connections);
+        const base = rps(workload.name, other, client, connections);
+        if (!kiln || !base) continue;
+        const ratio = kiln / base;
+        ratios.push({ workload: workload.name, connections, against: other, client, ratio });
+        console.log(`${workload.name.padEnd(40)} c=${String(connections).padEnd(3)} ${label.padEnd(22)} ${other === "bare" ? `${(100 * ratio).toFixed(0)}%` : `${ratio.toFixed(1)}x`}`);
+      }
+    }
+  }
+  if (results.some((r) => r.non2xx > 0)) console.log("\nsome requests failed: these figures are not comparable");
+
+  if (args.json) {
+    writeFileSync(args.json, JSON.stringify({ date: new Date().toISOString(), durationSeconds: DURATION, results, ratios }, null, 2) + "\n");
+    console.log(`\nwrote ${args.json}`);
+  }
+}
+
+main()
+  .then(() => process.exit(0))
+  .catch((error) => {
+    console.error(`bench/api: ${error.message}`);
+    process.exit(1);
+  });
