@@ -17,6 +17,34 @@ export interface MetaStore {
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
+const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * Kysely's SQLite driver prepares every query anew, which costs more than running it. Statements
+ * are reused by their SQL text (bounded; the least recently used goes first). Reuse is safe:
+ * better-sqlite3 runs each statement to completion synchronously.
+ */
+function withStatementCache(sqlite: SQLite.Database): SQLite.Database {
+  const statements = new Map<string, SQLite.Statement>();
+  const prepare = sqlite.prepare.bind(sqlite);
+  return new Proxy(sqlite, {
+    get(target, property, receiver) {
+      if (property !== "prepare") return Reflect.get(target, property, receiver);
+      return (source: string) => {
+        let statement = statements.get(source);
+        if (statement) {
+          statements.delete(source);
+        } else {
+          statement = prepare(source);
+          if (statements.size >= STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value!);
+        }
+        statements.set(source, statement);
+        return statement;
+      };
+    },
+  });
+}
+
 export async function openMetaStore(dataDir: string): Promise<MetaStore> {
   mkdirSync(dataDir, { recursive: true });
   const sqlite = new SQLite(join(dataDir, "kiln.sqlite3"));
@@ -25,7 +53,7 @@ export async function openMetaStore(dataDir: string): Promise<MetaStore> {
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
   sqlite.pragma("busy_timeout = 5000");
-  const db = new Kysely<MetaSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<MetaSchema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
   const failed = results?.find((r) => r.status === "Error");
   if (error || failed) {
