@@ -16,8 +16,16 @@ export interface TestKiln {
   close(): Promise<void>;
 }
 
+const madeDirs: string[] = [];
+process.once("exit", () => {
+  for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary directory, removed when the test process exits. */
 export function tempDir(prefix = "kiln-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
 }
 
 export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = {}): Promise<TestKiln> {
@@ -36,7 +44,6 @@ export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS
     },
     async close() {
       await kiln.close();
-      if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
