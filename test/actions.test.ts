@@ -157,6 +157,16 @@ describe("tags", () => {
     assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags, []);
   });
 
+  it("DeleteTags refuses malformed ids and a missing resource list, deleting nothing", async () => {
+    await ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: [{ Key: "keep", Value: "me" }] }));
+    const malformed = await errorOf(ec2.send(new DeleteTagsCommand({ Resources: ["i-00000000000000001", "instance-1"] })));
+    assert.equal(malformed.name, "InvalidID");
+    assert.match(malformed.message, /instance-1/);
+    const missing = await errorOf(ec2.send(new DeleteTagsCommand({ Resources: [] })));
+    assert.equal(missing.name, "MissingParameter");
+    assert.equal((await ec2.send(new DescribeTagsCommand({}))).Tags!.length, 1);
+  });
+
   it("filters by resource type, resource id, value, tag:key and wildcards", async () => {
     await ec2.send(new CreateTagsCommand({ Resources: ["snap-00000000000000001", "i-00000000000000001"], Tags: [{ Key: "owner", Value: "alice" }, { Key: "cost-centre", Value: "42" }] }));
     const bySnapshot = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-type", Values: ["snapshot"] }] }));

@@ -36,6 +36,12 @@ function checkValue(value: string, key: string): string {
 
 const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: resourceTypeOf(id) }));
 
+const tagsToSet = (input: CreateTagsRequest) =>
+  (input.Tags ?? []).map((tag, i) => {
+    const key = checkKey(tag.Key, `Tag.${i + 1}`);
+    return { key, value: checkValue(tag.Value ?? "", key) };
+  });
+
 const FILTERS = {
   fields: {
     key: (row: TagRow) => row.key,
@@ -72,14 +78,11 @@ export const tagActions: ActionTable = {
   CreateTags: {
     check(_ctx, input: CreateTagsRequest) {
       typedResources(input.Resources ?? []);
-      (input.Tags ?? []).forEach((tag, i) => checkValue(tag.Value ?? "", checkKey(tag.Key, `Tag.${i + 1}`)));
+      tagsToSet(input);
     },
     async run(ctx, input: CreateTagsRequest) {
       const resources = typedResources(input.Resources ?? []);
-      const tags = (input.Tags ?? []).map((tag, i) => {
-        const key = checkKey(tag.Key, `Tag.${i + 1}`);
-        return { key, value: checkValue(tag.Value ?? "", key) };
-      });
+      const tags = tagsToSet(input);
       const over = await putTags(ctx.meta.db, ctx, resources, tags, TAG_LIMITS.perResource);
       if (over.length > 0) {
         throw new ApiError("TagLimitExceeded", `The maximum number of tags (${TAG_LIMITS.perResource}) per resource would be exceeded for ${over.join(", ")}.`);
