@@ -8,7 +8,7 @@ import { ApiError, dryRunSucceeded } from "../protocol/errors.js";
 import { decodeStructure } from "../protocol/ec2-query/decode.js";
 import { encodeJsonError, encodeJsonResponse, encodeXmlError, encodeXmlResponse } from "../protocol/ec2-query/encode.js";
 import { emptyParams, treeFromJson, treeFromPairs, treeFromXml, type ParamObject } from "../protocol/ec2-query/params.js";
-import type { ServiceModel } from "../protocol/model.js";
+import type { ServiceModel, StructureShape } from "../protocol/model.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 
@@ -112,7 +112,7 @@ export function ec2Endpoint(deps: {
         if (!action) throw new ApiError("UnsupportedOperation", `The action ${name} is not yet supported by Kiln.`);
         const args = emptyParams();
         for (const key of Object.keys(params)) if (key !== "Action" && key !== "Version") args[key] = params[key]!;
-        const input = operation.input ? decodeStructure(args, operation.input) : decodeStructure(args, EMPTY_INPUT);
+        const input = decodeStructure(args, operation.input ?? EMPTY_INPUT);
         const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta };
         await action.check?.(ctx, input);
         if (input.DryRun === true) throw dryRunSucceeded();
@@ -128,19 +128,13 @@ export function ec2Endpoint(deps: {
       } catch (error) {
         const apiError = error instanceof ApiError ? error : undefined;
         if (!apiError) throw error;
-        return {
-          ...log,
-          status: apiError.status,
-          errorCode: apiError.code,
-          contentType: json ? JSON_TYPE : XML_TYPE,
-          body: json ? encodeJsonError(apiError.code, apiError.message, requestId) : encodeXmlError(apiError.code, apiError.message, requestId),
-        };
+        return { ...log, status: apiError.status, errorCode: apiError.code, ...ec2ErrorBody(apiError.code, apiError.message, requestId, json) };
       }
     },
   };
 }
 
-const EMPTY_INPUT = { type: "structure", name: "Empty", members: [], required: new Set<string>(), byInputName: new Map() } as const;
+const EMPTY_INPUT: StructureShape = { type: "structure", name: "Empty", members: [], required: new Set(), byInputName: new Map() };
 
 export function ec2ErrorBody(code: string, message: string, requestId: string, json: boolean): { contentType: string; body: string } {
   return json
