@@ -9,7 +9,10 @@ import { ec2Endpoint } from "./http/ec2.js";
 import { createHttpServer } from "./http/server.js";
 import { createLogger, type Logger } from "./log.js";
 import { ec2Model } from "./protocol/model.js";
+import { fileChunkStore } from "./store/blocks/chunks.js";
 import { openMetaStore } from "./store/meta/database.js";
+import { ebsEndpoint } from "./http/ebs.js";
+import { join } from "node:path";
 
 export const KILN_VERSION: string = (
   JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
@@ -28,10 +31,12 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const actions = ec2Actions(model);
   const meta = await openMetaStore(config.dataDir);
   const verifier = new SignatureVerifier(config.accounts);
+  const chunks = fileChunkStore(join(config.dataDir, "chunks"));
   const server = createHttpServer(
     {
       ec2: ec2Endpoint({ config, model, actions, verifier, meta }),
-      admin: adminRoutes({ config, meta, version: KILN_VERSION, apiVersion: model.apiVersion }),
+      ebs: ebsEndpoint({ config, verifier, meta, chunks }),
+      admin: adminRoutes({ config, meta, chunks, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,
   );

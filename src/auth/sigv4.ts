@@ -179,11 +179,13 @@ export class SignatureVerifier {
 
   /**
    * The signer takes a signed x-amz-content-sha256 header as the payload's hash. Outside S3 (whose
-   * own layer checks streamed bodies) the body is whole here: it must hash to what the header claims.
+   * own layer checks streamed bodies) the body is whole here: it must hash to what the header
+   * claims. EBS block writes may declare their payload unsigned: x-amz-Checksum covers the block.
    */
   private checkClaimedPayloadHash(request: SignedRequest, scope: Scope) {
     const claimed = header(request.headers, "x-amz-content-sha256");
     if (claimed === undefined || scope.service === "s3") return;
+    if (claimed === UNSIGNED_PAYLOAD && scope.service === "ebs") return;
     if (claimed !== createHash("sha256").update(request.body).digest("hex")) throw mismatch();
   }
 

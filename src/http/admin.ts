@@ -1,6 +1,7 @@
 // Kiln's own routes under /_kiln/: health for probes, reset for test suites.
 import type { IncomingMessage } from "node:http";
 import type { KilnConfig } from "../config.js";
+import type { ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaStore } from "../store/meta/database.js";
 
 export interface AdminAnswer {
@@ -10,7 +11,7 @@ export interface AdminAnswer {
 
 const json = (status: number, value: unknown): AdminAnswer => ({ status, body: JSON.stringify(value) });
 
-export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; version: string; apiVersion: string }) {
+export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks: ChunkStore; version: string; apiVersion: string }) {
   return async (req: IncomingMessage, path: string): Promise<AdminAnswer> => {
     if (path === "/_kiln/health") {
       if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
@@ -18,7 +19,7 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; version
         status: "running",
         version: deps.version,
         ec2ApiVersion: deps.apiVersion,
-        services: { ec2: "running" },
+        services: { ec2: "running", ebs: "running" },
         store: { metadata: "sqlite", dataDir: deps.config.dataDir },
       });
     }
@@ -26,6 +27,7 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; version
       if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
       if (!deps.config.allowReset) return json(403, { error: "Forbidden", message: "This Kiln was started with resets disabled." });
       await deps.meta.reset();
+      await deps.chunks.reset();
       return json(200, { reset: true });
     }
     return json(404, { error: "NotFound", message: `No Kiln route ${path}.` });

@@ -1,13 +1,15 @@
 // One node:http server. Each request gets an id, is routed by protocol (Kiln's own /_kiln/
-// routes, else the EC2 Query API on /), and leaves one log line.
+// routes, the EBS direct APIs under /snapshots, the EC2 Query API on /), and leaves one log line.
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Logger } from "../log.js";
 import type { AdminAnswer } from "./admin.js";
 import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
+import { isEbsPath, type EbsAnswer } from "./ebs.js";
 
 export interface Routes {
   ec2: Ec2Endpoint;
+  ebs: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<EbsAnswer>;
   admin: (req: IncomingMessage, path: string) => Promise<AdminAnswer>;
 }
 
@@ -32,6 +34,8 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
         const admin = await routes.admin(req, url.path);
         answer = { status: admin.status };
         send(res, admin.status, "application/json", admin.body, requestId);
+      } else if (isEbsPath(url.path)) {
+        answer = await routes.ebs(req, res, url, requestId);
       } else if (url.path === "/") {
         answer = await routes.ec2.handle(req, url, requestId);
         send(res, answer.status, answer.contentType!, answer.body!, requestId);

@@ -17,6 +17,14 @@ export const ERROR_STATUS = {
   TagLimitExceeded: 400,
   MalformedQueryString: 400,
   RequestEntityTooLarge: 413,
+  "InvalidSnapshotID.Malformed": 400,
+  "InvalidSnapshot.NotFound": 400,
+  IncorrectState: 400,
+  // EBS direct APIs (REST-JSON, error type in x-amzn-ErrorType)
+  ValidationException: 400,
+  ResourceNotFoundException: 404,
+  ConflictException: 409,
+  AccessDeniedException: 403,
   // Authentication
   IncompleteSignature: 400,
   RequestExpired: 400,
@@ -36,9 +44,12 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 
 export class ApiError extends Error {
   readonly status: number;
-  constructor(readonly code: ErrorCode, message: string) {
+  /** The machine-readable reason some protocols carry beside the message (EBS's `Reason`). */
+  readonly reason?: string;
+  constructor(readonly code: ErrorCode, message: string, reason?: string) {
     super(message);
     this.status = ERROR_STATUS[code];
+    this.reason = reason;
   }
 }
 

@@ -2,16 +2,25 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { EBSClient } from "@aws-sdk/client-ebs";
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { startKiln, type RunningKiln } from "../../src/app.js";
 import { resolveConfig, type ConfigOverrides } from "../../src/config.js";
+
+interface ClientOptions {
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  region?: string;
+}
 
 export interface TestKiln {
   kiln: RunningKiln;
   url: string;
   dataDir: string;
   /** An SDK client signed as `accessKeyId` (default `test`) with secret `test`, in `region`. */
-  ec2(options?: { accessKeyId?: string; secretAccessKey?: string; region?: string }): EC2Client;
+  ec2(options?: ClientOptions): EC2Client;
+  /** An EBS direct APIs client, signed likewise. */
+  ebs(options?: ClientOptions): EBSClient;
   reset(): Promise<void>;
   close(): Promise<void>;
 }
@@ -38,6 +47,8 @@ export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS
     dataDir,
     ec2: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
       new EC2Client({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
+    ebs: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
+      new EBSClient({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
     async reset() {
       const response = await fetch(`${kiln.url}/_kiln/reset`, { method: "POST" });
       if (response.status !== 200) throw new Error(`reset answered ${response.status}`);

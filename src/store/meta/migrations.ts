@@ -17,4 +17,34 @@ export const migrations: Record<string, Migration> = {
       await sql`create index tags_by_key on tags (account_id, region, key)`.execute(db);
     },
   },
+  "0002_snapshots": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("snapshots")
+        .addColumn("snapshot_id", "text", (c) => c.primaryKey())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("volume_id", "text", (c) => c.notNull())
+        .addColumn("volume_size", "integer", (c) => c.notNull())
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("progress", "text", (c) => c.notNull())
+        .addColumn("start_time", "text", (c) => c.notNull())
+        .addColumn("description", "text", (c) => c.notNull())
+        .addColumn("encrypted", "integer", (c) => c.notNull())
+        .addColumn("kms_key_id", "text")
+        .addColumn("parent_snapshot_id", "text")
+        .addColumn("client_token", "text")
+        .execute();
+      await sql`create index snapshots_by_owner on snapshots (account_id, region, snapshot_id)`.execute(db);
+      await sql`create unique index snapshots_by_client_token on snapshots (account_id, region, client_token) where client_token is not null`.execute(db);
+      await db.schema
+        .createTable("snapshot_blocks")
+        .addColumn("snapshot_id", "text", (c) => c.notNull())
+        .addColumn("block_index", "integer", (c) => c.notNull())
+        .addColumn("chunk", "text", (c) => c.notNull())
+        .addColumn("written", "integer", (c) => c.notNull())
+        .addPrimaryKeyConstraint("snapshot_blocks_pk", ["snapshot_id", "block_index"])
+        .execute();
+    },
+  },
 };

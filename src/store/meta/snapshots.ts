@@ -1,0 +1,86 @@
+// Snapshots and their manifests (snapshot_blocks).
+import type { MetaDb } from "./database.js";
+import type { SnapshotBlockTable, SnapshotTable } from "./schema.js";
+import type { Scope } from "./tags.js";
+
+export type SnapshotRow = SnapshotTable;
+export type BlockRow = Pick<SnapshotBlockTable, "block_index" | "chunk">;
+
+export async function insertSnapshot(db: MetaDb, row: SnapshotRow): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await tx.insertInto("snapshots").values(row).execute();
+    // A child snapshot starts as its parent: it shares the parent's chunks until it writes its own.
+    if (row.parent_snapshot_id) {
+      await tx
+        .insertInto("snapshot_blocks")
+        .columns(["snapshot_id", "block_index", "chunk", "written"])
+        .expression((eb) =>
+          eb.selectFrom("snapshot_blocks").select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(0).as("written")]).where("snapshot_id", "=", row.parent_snapshot_id!),
+        )
+        .execute();
+    }
+  });
+}
+
+export function getSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<SnapshotRow | undefined> {
+  return db
+    .selectFrom("snapshots")
+    .selectAll()
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where("snapshot_id", "=", snapshotId)
+    .executeTakeFirst();
+}
+
+export function snapshotByClientToken(db: MetaDb, scope: Scope, token: string): Promise<SnapshotRow | undefined> {
+  return db
+    .selectFrom("snapshots")
+    .selectAll()
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where("client_token", "=", token)
+    .executeTakeFirst();
+}
+
+/** Snapshots of an account and region in id order, from after `after`. */
+export async function listSnapshots(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<SnapshotRow[]> {
+  let query = db.selectFrom("snapshots").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
+  if (q.ids) query = query.where("snapshot_id", "in", q.ids);
+  if (q.after) query = query.where("snapshot_id", ">", q.after);
+  return query.orderBy("snapshot_id").execute();
+}
+
+export async function putBlock(db: MetaDb, snapshotId: string, blockIndex: number, chunk: string): Promise<void> {
+  await db
+    .insertInto("snapshot_blocks")
+    .values({ snapshot_id: snapshotId, block_index: blockIndex, chunk, written: 1 })
+    .onConflict((oc) => oc.columns(["snapshot_id", "block_index"]).doUpdateSet({ chunk, written: 1 }))
+    .execute();
+}
+
+export function getBlock(db: MetaDb, snapshotId: string, blockIndex: number): Promise<BlockRow | undefined> {
+  return db.selectFrom("snapshot_blocks").select(["block_index", "chunk"]).where("snapshot_id", "=", snapshotId).where("block_index", "=", blockIndex).executeTakeFirst();
+}
+
+/** Blocks in index order from `from`; `nonZero` leaves out blocks written as zeros. */
+export function listBlocks(db: MetaDb, snapshotId: string, q: { from?: number; limit?: number; nonZero?: boolean; writtenOnly?: boolean } = {}): Promise<BlockRow[]> {
+  let query = db.selectFrom("snapshot_blocks").select(["block_index", "chunk"]).where("snapshot_id", "=", snapshotId);
+  if (q.from !== undefined) query = query.where("block_index", ">=", q.from);
+  if (q.nonZero) query = query.where("chunk", "!=", "");
+  if (q.writtenOnly) query = query.where("written", "=", 1);
+  query = query.orderBy("block_index");
+  if (q.limit !== undefined) query = query.limit(q.limit);
+  return query.execute();
+}
+
+export async function setSnapshotState(db: MetaDb, snapshotId: string, state: SnapshotRow["state"], progress: string): Promise<void> {
+  await db.updateTable("snapshots").set({ state, progress }).where("snapshot_id", "=", snapshotId).execute();
+}
+
+export async function deleteSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await tx.deleteFrom("snapshot_blocks").where("snapshot_id", "=", snapshotId).execute();
+    await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", snapshotId).execute();
+    await tx.deleteFrom("snapshots").where("snapshot_id", "=", snapshotId).execute();
+  });
+}
