@@ -108,3 +108,24 @@ export async function listTags(db: MetaDb, scope: Scope, q: TagQuery = {}): Prom
   const rows = await query.execute();
   return rows.map(toRow);
 }
+
+/** Each resource's tags, for resources' own Describe answers. */
+export async function tagsOf(db: MetaDb, scope: Scope, resourceIds: readonly string[]): Promise<Map<string, Map<string, string>>> {
+  const byResource = new Map<string, Map<string, string>>();
+  if (resourceIds.length === 0) return byResource;
+  const rows = await db
+    .selectFrom("tags")
+    .select(["resource_id", "key", "value"])
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where("resource_id", "in", resourceIds)
+    .orderBy("resource_id")
+    .orderBy("key")
+    .execute();
+  for (const row of rows) {
+    let tags = byResource.get(row.resource_id);
+    if (!tags) byResource.set(row.resource_id, (tags = new Map()));
+    tags.set(row.key, row.value);
+  }
+  return byResource;
+}

@@ -1,0 +1,109 @@
+// DescribeSnapshots and DeleteSnapshot: EC2's view of the snapshots the block store holds.
+import type { DeleteSnapshotRequest, DescribeSnapshotsRequest, DescribeSnapshotsResult, Snapshot } from "@aws-sdk/client-ec2";
+import { compileFilters } from "../../domain/filters.js";
+import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { ApiError } from "../../protocol/errors.js";
+import { deleteSnapshot, getSnapshot, listSnapshots, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { tagsOf } from "../../store/meta/tags.js";
+import type { ActionContext, ActionTable } from "./action.js";
+
+const SNAPSHOT_ID = /^snap-([0-9a-f]{8}|[0-9a-f]{17})$/;
+
+export function checkSnapshotId(id: string): string {
+  if (!SNAPSHOT_ID.test(id)) throw new ApiError("InvalidSnapshotID.Malformed", `Invalid id: "${id}" (expecting "snap-...")`);
+  return id;
+}
+
+const notFound = (ids: readonly string[]) =>
+  new ApiError("InvalidSnapshot.NotFound", `The snapshot${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist.`);
+
+interface Described {
+  row: SnapshotRow;
+  tags: ReadonlyMap<string, string>;
+}
+
+const FILTERS = {
+  fields: {
+    description: (s: Described) => s.row.description,
+    encrypted: (s: Described) => String(Boolean(s.row.encrypted)),
+    "owner-id": (s: Described) => s.row.account_id,
+    progress: (s: Described) => s.row.progress,
+    "snapshot-id": (s: Described) => s.row.snapshot_id,
+    "start-time": (s: Described) => s.row.start_time,
+    status: (s: Described) => s.row.state,
+    "storage-tier": () => "standard",
+    "volume-id": (s: Described) => s.row.volume_id,
+    "volume-size": (s: Described) => String(s.row.volume_size),
+  },
+  tags: (s: Described) => s.tags,
+};
+
+function toSnapshot({ row, tags }: Described): Snapshot {
+  return {
+    SnapshotId: row.snapshot_id,
+    VolumeId: row.volume_id,
+    State: row.state,
+    StartTime: new Date(row.start_time),
+    Progress: row.progress,
+    OwnerId: row.account_id,
+    Description: row.description,
+    VolumeSize: row.volume_size,
+    Encrypted: Boolean(row.encrypted),
+    KmsKeyId: row.kms_key_id ?? undefined,
+    StorageTier: "standard",
+    Tags: [...tags].map(([Key, Value]) => ({ Key, Value })),
+  };
+}
+
+/** Owners the caller may name: `self`, its own account id; Kiln has no snapshots of others yet. */
+function ownsAny(ctx: ActionContext, owners: readonly string[] | undefined): boolean {
+  return !owners || owners.length === 0 || owners.some((o) => o === "self" || o === ctx.accountId);
+}
+
+export const snapshotActions: ActionTable = {
+  DescribeSnapshots: {
+    check(_ctx, input: DescribeSnapshotsRequest) {
+      input.SnapshotIds?.forEach(checkSnapshotId);
+      if (input.SnapshotIds?.length && input.MaxResults !== undefined) {
+        throw new ApiError("InvalidParameterCombination", "The parameter snapshotSet cannot be used with the parameter maxResults");
+      }
+      pageSize(input.MaxResults, { min: 5, max: 1000 });
+      compileFilters(input.Filters, FILTERS);
+    },
+    async run(ctx, input: DescribeSnapshotsRequest): Promise<DescribeSnapshotsResult> {
+      const ids = input.SnapshotIds?.length ? input.SnapshotIds : undefined;
+      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
+      const after = decodeNextToken(input.NextToken, 1)?.[0];
+      const rows = ownsAny(ctx, input.OwnerIds) ? await listSnapshots(ctx.meta.db, ctx, { ids, after }) : [];
+      if (ids) {
+        const missing = ids.filter((id) => !rows.some((r) => r.snapshot_id === id));
+        if (missing.length) throw notFound(missing);
+      }
+      const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.snapshot_id));
+      const matches = compileFilters(input.Filters, FILTERS);
+      const page: Snapshot[] = [];
+      let nextToken: string | undefined;
+      for (const row of rows) {
+        const described = { row, tags: tags.get(row.snapshot_id) ?? new Map<string, string>() };
+        if (!matches(described)) continue;
+        if (limit !== undefined && page.length === limit) {
+          nextToken = encodeNextToken([page[page.length - 1]!.SnapshotId!]);
+          break;
+        }
+        page.push(toSnapshot(described));
+      }
+      return { Snapshots: page, NextToken: nextToken };
+    },
+  },
+
+  DeleteSnapshot: {
+    async check(ctx, input: DeleteSnapshotRequest) {
+      const id = checkSnapshotId(input.SnapshotId!);
+      if (!(await getSnapshot(ctx.meta.db, ctx, id))) throw notFound([id]);
+    },
+    async run(ctx, input: DeleteSnapshotRequest) {
+      // The chunks stay until collection: other snapshots and volumes may share them.
+      await deleteSnapshot(ctx.meta.db, ctx, input.SnapshotId!);
+    },
+  },
+};
