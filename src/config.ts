@@ -22,6 +22,8 @@ export interface KilnConfig {
   /** POST /_kiln/reset empties all state when true. */
   allowReset: boolean;
   logLevel: string;
+  /** How long resources take to settle (creating → available, pending → completed); 0 is at once. */
+  stateDelayMs: number;
   limits: {
     /** Largest EC2 Query request body, in bytes. */
     maxBodyBytes: number;
@@ -39,6 +41,7 @@ export interface ConfigOverrides {
   allowReset?: boolean;
   defaultRegion?: string;
   logLevel?: string;
+  stateDelayMs?: number;
 }
 
 const flag = (value: string | undefined) => (value === undefined ? undefined : /^(1|true|yes|on)$/i.test(value));
@@ -53,6 +56,12 @@ function positive(name: string, value: string | undefined, fallback: number): nu
   if (value === undefined) return fallback;
   const number = Number(value);
   if (!Number.isInteger(number) || number <= 0) throw new Error(`${name} must be a positive integer, got ${value}`);
+  return number;
+}
+
+function positiveOrZero(name: string, value: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0) throw new Error(`${name} must be a whole number of milliseconds, got ${value}`);
   return number;
 }
 
@@ -72,6 +81,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     defaultRegion: overrides.defaultRegion ?? env.KILN_DEFAULT_REGION ?? "us-east-1",
     allowReset: overrides.allowReset ?? flag(env.KILN_ALLOW_RESET) ?? true,
     logLevel: overrides.logLevel ?? env.KILN_LOG_LEVEL ?? "info",
+    stateDelayMs: overrides.stateDelayMs ?? (env.KILN_STATE_DELAY_MS === undefined ? 0 : positiveOrZero("KILN_STATE_DELAY_MS", env.KILN_STATE_DELAY_MS)),
     limits: {
       maxBodyBytes: positive("KILN_MAX_BODY_BYTES", env.KILN_MAX_BODY_BYTES, 1024 * 1024),
       maxParameters: positive("KILN_MAX_PARAMETERS", env.KILN_MAX_PARAMETERS, 10_000),

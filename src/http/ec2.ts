@@ -113,7 +113,7 @@ export function ec2Endpoint(deps: {
         const args = emptyParams();
         for (const key of Object.keys(params)) if (key !== "Action" && key !== "Version") args[key] = params[key]!;
         const input = decodeStructure(args, operation.input ?? EMPTY_INPUT);
-        const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta };
+        const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config };
         await action.check?.(ctx, input);
         if (input.DryRun === true) throw dryRunSucceeded();
         const output = (await action.run(ctx, input)) ?? undefined;

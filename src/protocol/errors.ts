@@ -20,6 +20,9 @@ export const ERROR_STATUS = {
   "InvalidSnapshotID.Malformed": 400,
   "InvalidSnapshot.NotFound": 400,
   IncorrectState: 400,
+  "InvalidVolume.NotFound": 400,
+  "InvalidVolumeID.Malformed": 400,
+  VolumeInUse: 400,
   // EBS direct APIs (REST-JSON, error type in x-amzn-ErrorType)
   ValidationException: 400,
   ResourceNotFoundException: 404,

@@ -109,6 +109,8 @@ export async function startSnapshot(ctx: EbsContext, input: StartSnapshotRequest
     kms_key_id: input.KmsKeyArn ?? parent?.kms_key_id ?? null,
     parent_snapshot_id: parent?.snapshot_id ?? null,
     client_token: input.ClientToken ?? null,
+    next_state: null,
+    next_state_at: null,
   };
   await insertSnapshot(ctx.meta.db, snapshot);
   if (tags.length) {

@@ -1,4 +1,5 @@
 // What an EC2 action is to the dispatcher: a function of the caller and the decoded input.
+import type { KilnConfig } from "../../config.js";
 import type { MetaStore } from "../../store/meta/database.js";
 
 export interface ActionContext {
@@ -6,6 +7,7 @@ export interface ActionContext {
   readonly accountId: string;
   readonly region: string;
   readonly meta: MetaStore;
+  readonly config: KilnConfig;
 }
 
 export interface Action<Input = any, Output = any> {

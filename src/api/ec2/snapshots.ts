@@ -1,5 +1,11 @@
 // DescribeSnapshots and DeleteSnapshot: EC2's view of the snapshots the block store holds.
-import type { DeleteSnapshotRequest, DescribeSnapshotsRequest, DescribeSnapshotsResult, Snapshot } from "@aws-sdk/client-ec2";
+import type { CreateSnapshotRequest, DeleteSnapshotRequest, DescribeSnapshotsRequest, DescribeSnapshotsResult, Snapshot } from "@aws-sdk/client-ec2";
+import { newId } from "../../domain/ids.js";
+import { transition } from "../../domain/transitions.js";
+import { putTags } from "../../store/meta/tags.js";
+import { insertSnapshotOfVolume } from "../../store/meta/snapshots.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { volumeOf } from "./volumes.js";
 import { compileFilters } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
@@ -61,6 +67,37 @@ function ownsAny(ctx: ActionContext, owners: readonly string[] | undefined): boo
 }
 
 export const snapshotActions: ActionTable = {
+  CreateSnapshot: {
+    async check(ctx, input: CreateSnapshotRequest) {
+      await volumeOf(ctx, input.VolumeId!);
+      tagSpecificationsFor(input.TagSpecifications, ["snapshot"]);
+    },
+    async run(ctx, input: CreateSnapshotRequest): Promise<Snapshot> {
+      const volume = await volumeOf(ctx, input.VolumeId!);
+      const tags = tagSpecificationsFor(input.TagSpecifications, ["snapshot"]).get("snapshot") ?? [];
+      const now = Date.now();
+      const row: SnapshotRow = {
+        account_id: ctx.accountId,
+        region: ctx.region,
+        snapshot_id: newId("snap"),
+        volume_id: volume.volume_id,
+        volume_size: volume.size,
+        ...transition<SnapshotRow["state"]>("pending", "completed", ctx.config.stateDelayMs, now),
+        progress: "",
+        start_time: new Date(now).toISOString(),
+        description: input.Description ?? "",
+        encrypted: volume.encrypted,
+        kms_key_id: volume.kms_key_id,
+        parent_snapshot_id: null,
+        client_token: null,
+      };
+      // The volume's manifest is copied now: the snapshot is its point in time, whenever it completes.
+      await insertSnapshotOfVolume(ctx.meta.db, row);
+      if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: row.snapshot_id, type: "snapshot" }], tags, TAG_LIMITS.perResource);
+      return toSnapshot({ row, tags: new Map(tags.map((t) => [t.key, t.value])) });
+    },
+  },
+
   DescribeSnapshots: {
     check(_ctx, input: DescribeSnapshotsRequest) {
       input.SnapshotIds?.forEach(checkSnapshotId);

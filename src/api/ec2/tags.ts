@@ -5,6 +5,7 @@ import type {
   DescribeTagsRequest,
   DescribeTagsResult,
   TagDescription,
+  TagSpecification,
 } from "@aws-sdk/client-ec2";
 import { resourceTypeOf } from "../../domain/ids.js";
 import { compileFilters } from "../../domain/filters.js";
@@ -32,6 +33,28 @@ function checkValue(value: string, key: string): string {
     throw new ApiError("InvalidParameterValue", `Tag value for key '${key}' must be at most ${TAG_LIMITS.valueLength} characters long.`);
   }
   return value;
+}
+
+/**
+ * The tags a Create* request's TagSpecifications give each resource type, checked like
+ * CreateTags; a type the action does not create is refused, as EC2 does.
+ */
+export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefined, allowed: readonly string[]): Map<string, { key: string; value: string }[]> {
+  const byType = new Map<string, { key: string; value: string }[]>();
+  (specs ?? []).forEach((spec, i) => {
+    const type = spec.ResourceType;
+    if (!type || !allowed.includes(type)) {
+      throw new ApiError("InvalidParameterValue", `'${type ?? ""}' is not a valid taggable resource type for this operation.`);
+    }
+    const tags = byType.get(type) ?? [];
+    (spec.Tags ?? []).forEach((tag, j) => {
+      const key = checkKey(tag.Key, `TagSpecification.${i + 1}.Tag.${j + 1}`);
+      tags.push({ key, value: checkValue(tag.Value ?? "", key) });
+    });
+    if (tags.length > TAG_LIMITS.perResource) throw new ApiError("TagLimitExceeded", `A resource can have at most ${TAG_LIMITS.perResource} tags.`);
+    byType.set(type, tags);
+  });
+  return byType;
 }
 
 const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: resourceTypeOf(id) }));

@@ -47,4 +47,39 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0003_volumes": {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("snapshots").addColumn("next_state", "text").execute();
+      await db.schema.alterTable("snapshots").addColumn("next_state_at", "text").execute();
+      await db.schema
+        .createTable("volumes")
+        .addColumn("volume_id", "text", (c) => c.primaryKey())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("size", "integer", (c) => c.notNull())
+        .addColumn("snapshot_id", "text")
+        .addColumn("availability_zone", "text", (c) => c.notNull())
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("next_state", "text")
+        .addColumn("next_state_at", "text")
+        .addColumn("volume_type", "text", (c) => c.notNull())
+        .addColumn("iops", "integer")
+        .addColumn("throughput", "integer")
+        .addColumn("encrypted", "integer", (c) => c.notNull())
+        .addColumn("kms_key_id", "text")
+        .addColumn("multi_attach_enabled", "integer", (c) => c.notNull())
+        .addColumn("create_time", "text", (c) => c.notNull())
+        .addColumn("client_token", "text")
+        .execute();
+      await sql`create index volumes_by_owner on volumes (account_id, region, volume_id)`.execute(db);
+      await sql`create unique index volumes_by_client_token on volumes (account_id, region, client_token) where client_token is not null`.execute(db);
+      await db.schema
+        .createTable("volume_blocks")
+        .addColumn("volume_id", "text", (c) => c.notNull())
+        .addColumn("block_index", "integer", (c) => c.notNull())
+        .addColumn("chunk", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("volume_blocks_pk", ["volume_id", "block_index"])
+        .execute();
+    },
+  },
 };

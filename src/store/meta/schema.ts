@@ -25,6 +25,37 @@ export interface SnapshotTable {
   kms_key_id: string | null;
   parent_snapshot_id: string | null;
   client_token: string | null;
+  /** The state the snapshot settles into at next_state_at (lazy transitions, see domain/transitions.ts). */
+  next_state: "pending" | "completed" | "error" | null;
+  next_state_at: string | null;
+}
+
+export interface VolumeTable {
+  account_id: string;
+  region: string;
+  volume_id: string;
+  /** GiB. */
+  size: number;
+  snapshot_id: string | null;
+  availability_zone: string;
+  state: "creating" | "available" | "in-use" | "deleting" | "deleted" | "error";
+  next_state: VolumeTable["state"] | null;
+  next_state_at: string | null;
+  volume_type: string;
+  iops: number | null;
+  throughput: number | null;
+  encrypted: number;
+  kms_key_id: string | null;
+  multi_attach_enabled: number;
+  create_time: string;
+  client_token: string | null;
+}
+
+/** A volume's data: which chunk holds each block (as snapshot_blocks does for a snapshot). */
+export interface VolumeBlockTable {
+  volume_id: string;
+  block_index: number;
+  chunk: string;
 }
 
 /** A snapshot's manifest: which chunk holds each written block. */
@@ -41,7 +72,9 @@ export interface MetaSchema {
   tags: TagTable;
   snapshots: SnapshotTable;
   snapshot_blocks: SnapshotBlockTable;
+  volumes: VolumeTable;
+  volume_blocks: VolumeBlockTable;
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "snapshot_blocks", "snapshots"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "snapshot_blocks", "snapshots", "volume_blocks", "volumes"];

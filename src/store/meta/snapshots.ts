@@ -1,4 +1,5 @@
 // Snapshots and their manifests (snapshot_blocks).
+import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import type { SnapshotBlockTable, SnapshotTable } from "./schema.js";
 import type { Scope } from "./tags.js";
@@ -22,24 +23,32 @@ export async function insertSnapshot(db: MetaDb, row: SnapshotRow): Promise<void
   });
 }
 
-export function getSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<SnapshotRow | undefined> {
-  return db
+/** A row as it stands now: a transition whose time has come is applied. */
+function settled(row: SnapshotRow): SnapshotRow {
+  const state = currentState(row);
+  return state === row.state ? row : { ...row, state, progress: state === "completed" ? "100%" : row.progress, next_state: null, next_state_at: null };
+}
+
+export async function getSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<SnapshotRow | undefined> {
+  const row = await db
     .selectFrom("snapshots")
     .selectAll()
     .where("account_id", "=", scope.accountId)
     .where("region", "=", scope.region)
     .where("snapshot_id", "=", snapshotId)
     .executeTakeFirst();
+  return row && settled(row);
 }
 
-export function snapshotByClientToken(db: MetaDb, scope: Scope, token: string): Promise<SnapshotRow | undefined> {
-  return db
+export async function snapshotByClientToken(db: MetaDb, scope: Scope, token: string): Promise<SnapshotRow | undefined> {
+  const row = await db
     .selectFrom("snapshots")
     .selectAll()
     .where("account_id", "=", scope.accountId)
     .where("region", "=", scope.region)
     .where("client_token", "=", token)
     .executeTakeFirst();
+  return row && settled(row);
 }
 
 /** Snapshots of an account and region in id order, from after `after`. */
@@ -47,7 +56,7 @@ export async function listSnapshots(db: MetaDb, scope: Scope, q: { ids?: readonl
   let query = db.selectFrom("snapshots").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("snapshot_id", "in", q.ids);
   if (q.after) query = query.where("snapshot_id", ">", q.after);
-  return query.orderBy("snapshot_id").execute();
+  return (await query.orderBy("snapshot_id").execute()).map(settled);
 }
 
 export async function putBlock(db: MetaDb, snapshotId: string, blockIndex: number, chunk: string): Promise<void> {
@@ -74,7 +83,21 @@ export function listBlocks(db: MetaDb, snapshotId: string, q: { from?: number; l
 }
 
 export async function setSnapshotState(db: MetaDb, snapshotId: string, state: SnapshotRow["state"], progress: string): Promise<void> {
-  await db.updateTable("snapshots").set({ state, progress }).where("snapshot_id", "=", snapshotId).execute();
+  await db.updateTable("snapshots").set({ state, progress, next_state: null, next_state_at: null }).where("snapshot_id", "=", snapshotId).execute();
+}
+
+/** A point-in-time snapshot of a volume: the volume's manifest, copied in the same transaction. */
+export async function insertSnapshotOfVolume(db: MetaDb, row: SnapshotRow): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await tx.insertInto("snapshots").values(row).execute();
+    await tx
+      .insertInto("snapshot_blocks")
+      .columns(["snapshot_id", "block_index", "chunk", "written"])
+      .expression((eb) =>
+        eb.selectFrom("volume_blocks").select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(1).as("written")]).where("volume_id", "=", row.volume_id),
+      )
+      .execute();
+  });
 }
 
 export async function deleteSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<void> {

@@ -1,0 +1,193 @@
+// CreateVolume, DescribeVolumes, DeleteVolume. A volume's data is a manifest of chunks: from a
+// snapshot it starts as the snapshot's and shares its chunks, so a 1 TiB volume costs nothing
+// until it differs.
+import type { CreateVolumeRequest, DeleteVolumeRequest, DescribeVolumesRequest, DescribeVolumesResult, Volume } from "@aws-sdk/client-ec2";
+import { compileFilters } from "../../domain/filters.js";
+import { newId } from "../../domain/ids.js";
+import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { zonesOf } from "../../domain/regions.js";
+import { transition } from "../../domain/transitions.js";
+import { ApiError } from "../../protocol/errors.js";
+import { getSnapshot } from "../../store/meta/snapshots.js";
+import { putTags, tagsOf } from "../../store/meta/tags.js";
+import { deleteVolume, getVolume, insertVolume, listVolumes, volumeByClientToken, type VolumeRow } from "../../store/meta/volumes.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { checkSnapshotId } from "./snapshots.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+
+const VOLUME_ID = /^vol-([0-9a-f]{8}|[0-9a-f]{17})$/;
+
+/** Size bounds (GiB) of each volume type, as AWS documents them. */
+const SIZE_BOUNDS: Record<string, [number, number]> = {
+  standard: [1, 1024],
+  gp2: [1, 16384],
+  gp3: [1, 16384],
+  io1: [4, 16384],
+  io2: [4, 65536],
+  st1: [125, 16384],
+  sc1: [125, 16384],
+};
+
+export function checkVolumeId(id: string): string {
+  if (!VOLUME_ID.test(id)) throw new ApiError("InvalidVolumeID.Malformed", `Invalid id: "${id}" (expecting "vol-...")`);
+  return id;
+}
+
+export const volumeNotFound = (ids: readonly string[]) =>
+  new ApiError("InvalidVolume.NotFound", `The volume${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist.`);
+
+export async function volumeOf(ctx: ActionContext, id: string): Promise<VolumeRow> {
+  const volume = await getVolume(ctx.meta.db, ctx, checkVolumeId(id));
+  if (!volume) throw volumeNotFound([id]);
+  return volume;
+}
+
+interface Described {
+  row: VolumeRow;
+  tags: ReadonlyMap<string, string>;
+}
+
+const FILTERS = {
+  fields: {
+    "availability-zone": (v: Described) => v.row.availability_zone,
+    "create-time": (v: Described) => v.row.create_time,
+    encrypted: (v: Described) => String(Boolean(v.row.encrypted)),
+    "multi-attach-enabled": (v: Described) => String(Boolean(v.row.multi_attach_enabled)),
+    "fast-restored": () => "false",
+    size: (v: Described) => String(v.row.size),
+    "snapshot-id": (v: Described) => v.row.snapshot_id ?? "",
+    status: (v: Described) => v.row.state,
+    "volume-id": (v: Described) => v.row.volume_id,
+    "volume-type": (v: Described) => v.row.volume_type,
+  },
+  tags: (v: Described) => v.tags,
+};
+
+export function toVolume({ row, tags }: Described): Volume {
+  return {
+    VolumeId: row.volume_id,
+    Size: row.size,
+    SnapshotId: row.snapshot_id ?? "",
+    AvailabilityZone: row.availability_zone,
+    State: row.state,
+    CreateTime: new Date(row.create_time),
+    Attachments: [],
+    VolumeType: row.volume_type as Volume["VolumeType"],
+    Iops: row.iops ?? undefined,
+    Throughput: row.throughput ?? undefined,
+    Encrypted: Boolean(row.encrypted),
+    KmsKeyId: row.kms_key_id ?? undefined,
+    MultiAttachEnabled: Boolean(row.multi_attach_enabled),
+    Tags: tags.size ? [...tags].map(([Key, Value]) => ({ Key, Value })) : undefined,
+  };
+}
+
+/** Validates a CreateVolume request and works out the volume it makes (without writing it). */
+async function plan(ctx: ActionContext, input: CreateVolumeRequest): Promise<{ row: VolumeRow; tags: { key: string; value: string }[] }> {
+  const zone = input.AvailabilityZone ?? zonesOf(ctx.region).find((z) => z.zoneId === input.AvailabilityZoneId)?.zoneName;
+  if (!input.AvailabilityZone && !input.AvailabilityZoneId) throw new ApiError("MissingParameter", "The request must contain the parameter AvailabilityZone");
+  if (!zone || !zonesOf(ctx.region).some((z) => z.zoneName === zone)) {
+    throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${input.AvailabilityZone ?? input.AvailabilityZoneId}]`);
+  }
+  const snapshot = input.SnapshotId ? await getSnapshot(ctx.meta.db, ctx, checkSnapshotId(input.SnapshotId)) : undefined;
+  if (input.SnapshotId && !snapshot) throw new ApiError("InvalidSnapshot.NotFound", `The snapshot '${input.SnapshotId}' does not exist.`);
+  if (snapshot && snapshot.state !== "completed") throw new ApiError("IncorrectState", `Snapshot is in invalid state - ${snapshot.state}`);
+  if (input.Size === undefined && !snapshot) throw new ApiError("MissingParameter", "The request must contain the parameter size or snapshotId");
+  const type = input.VolumeType ?? "gp2";
+  const size = input.Size ?? snapshot!.volume_size;
+  const [min, max] = SIZE_BOUNDS[type] ?? [1, 16384];
+  if (size < min || size > max) throw new ApiError("InvalidParameterValue", `Volume size ${size} GiB is not within ${min}–${max} GiB for volume type ${type}.`);
+  if (snapshot && size < snapshot.volume_size) {
+    throw new ApiError("InvalidParameterValue", `Volume of ${size}GiB is too small; minimum is ${snapshot.volume_size}GiB.`);
+  }
+  if ((type === "io1" || type === "io2") && input.Iops === undefined) throw new ApiError("MissingParameter", `The parameter iops must be specified for ${type} volumes.`);
+  if (input.Iops !== undefined && !["io1", "io2", "gp3"].includes(type)) throw new ApiError("InvalidParameterCombination", `The parameter iops is not supported for ${type} volumes.`);
+  if (input.Throughput !== undefined && type !== "gp3") throw new ApiError("InvalidParameterCombination", `The parameter throughput is not supported for ${type} volumes.`);
+  const iops = type === "gp2" ? Math.min(16000, Math.max(100, 3 * size)) : type === "gp3" ? (input.Iops ?? 3000) : (input.Iops ?? null);
+  const tags = tagSpecificationsFor(input.TagSpecifications, ["volume"]).get("volume") ?? [];
+  const now = Date.now();
+  return {
+    row: {
+      account_id: ctx.accountId,
+      region: ctx.region,
+      volume_id: newId("vol"),
+      size,
+      snapshot_id: snapshot?.snapshot_id ?? null,
+      availability_zone: zone,
+      ...transition<VolumeRow["state"]>("creating", "available", ctx.config.stateDelayMs, now),
+      volume_type: type,
+      iops,
+      throughput: type === "gp3" ? (input.Throughput ?? 125) : null,
+      encrypted: input.Encrypted || snapshot?.encrypted ? 1 : 0,
+      kms_key_id: input.KmsKeyId ?? snapshot?.kms_key_id ?? null,
+      multi_attach_enabled: input.MultiAttachEnabled ? 1 : 0,
+      create_time: new Date(now).toISOString(),
+      client_token: input.ClientToken ?? null,
+    },
+    tags,
+  };
+}
+
+export const volumeActions: ActionTable = {
+  CreateVolume: {
+    async check(ctx, input: CreateVolumeRequest) {
+      await plan(ctx, input);
+    },
+    async run(ctx, input: CreateVolumeRequest): Promise<Volume> {
+      if (input.ClientToken) {
+        const earlier = await volumeByClientToken(ctx.meta.db, ctx, input.ClientToken);
+        if (earlier) return toVolume({ row: earlier, tags: (await tagsOf(ctx.meta.db, ctx, [earlier.volume_id])).get(earlier.volume_id) ?? new Map() });
+      }
+      const { row, tags } = await plan(ctx, input);
+      await insertVolume(ctx.meta.db, row);
+      if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: row.volume_id, type: "volume" }], tags, TAG_LIMITS.perResource);
+      // CreateVolume answers with the volume as it was made: creating.
+      return toVolume({ row, tags: new Map(tags.map((t) => [t.key, t.value])) });
+    },
+  },
+
+  DescribeVolumes: {
+    check(_ctx, input: DescribeVolumesRequest) {
+      input.VolumeIds?.forEach(checkVolumeId);
+      if (input.VolumeIds?.length && input.MaxResults !== undefined) {
+        throw new ApiError("InvalidParameterCombination", "The parameter volumeSet cannot be used with the parameter maxResults");
+      }
+      pageSize(input.MaxResults, { min: 5, max: 500 });
+      compileFilters(input.Filters, FILTERS);
+    },
+    async run(ctx, input: DescribeVolumesRequest): Promise<DescribeVolumesResult> {
+      const ids = input.VolumeIds?.length ? input.VolumeIds : undefined;
+      const limit = pageSize(input.MaxResults, { min: 5, max: 500 });
+      const after = decodeNextToken(input.NextToken, 1)?.[0];
+      const rows = await listVolumes(ctx.meta.db, ctx, { ids, after });
+      if (ids) {
+        const missing = ids.filter((id) => !rows.some((r) => r.volume_id === id));
+        if (missing.length) throw volumeNotFound(missing);
+      }
+      const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.volume_id));
+      const matches = compileFilters(input.Filters, FILTERS);
+      const page: Volume[] = [];
+      let nextToken: string | undefined;
+      for (const row of rows) {
+        const described = { row, tags: tags.get(row.volume_id) ?? new Map<string, string>() };
+        if (!matches(described)) continue;
+        if (limit !== undefined && page.length === limit) {
+          nextToken = encodeNextToken([page[page.length - 1]!.VolumeId!]);
+          break;
+        }
+        page.push(toVolume(described));
+      }
+      return { Volumes: page, NextToken: nextToken };
+    },
+  },
+
+  DeleteVolume: {
+    async check(ctx, input: DeleteVolumeRequest) {
+      const volume = await volumeOf(ctx, input.VolumeId!);
+      if (volume.state === "in-use") throw new ApiError("VolumeInUse", `Volume ${volume.volume_id} is currently attached.`);
+    },
+    async run(ctx, input: DeleteVolumeRequest) {
+      await deleteVolume(ctx.meta.db, ctx, input.VolumeId!);
+    },
+  },
+};

@@ -1,0 +1,58 @@
+// Volumes and their data manifests (volume_blocks).
+import { currentState } from "../../domain/transitions.js";
+import type { MetaDb } from "./database.js";
+import type { VolumeTable } from "./schema.js";
+import type { Scope } from "./tags.js";
+
+export type VolumeRow = VolumeTable;
+
+const settled = (row: VolumeRow): VolumeRow => {
+  const state = currentState(row);
+  return state === row.state ? row : { ...row, state, next_state: null, next_state_at: null };
+};
+
+/** A new volume; from a snapshot, it starts with the snapshot's manifest and shares its chunks. */
+export async function insertVolume(db: MetaDb, row: VolumeRow): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await tx.insertInto("volumes").values(row).execute();
+    if (row.snapshot_id) {
+      await tx
+        .insertInto("volume_blocks")
+        .columns(["volume_id", "block_index", "chunk"])
+        .expression((eb) =>
+          eb.selectFrom("snapshot_blocks").select((s) => [s.val(row.volume_id).as("volume_id"), "block_index", "chunk"]).where("snapshot_id", "=", row.snapshot_id!).where("chunk", "!=", ""),
+        )
+        .execute();
+    }
+  });
+}
+
+export async function getVolume(db: MetaDb, scope: Scope, volumeId: string): Promise<VolumeRow | undefined> {
+  const row = await db.selectFrom("volumes").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("volume_id", "=", volumeId).executeTakeFirst();
+  return row && settled(row);
+}
+
+export async function volumeByClientToken(db: MetaDb, scope: Scope, token: string): Promise<VolumeRow | undefined> {
+  const row = await db.selectFrom("volumes").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("client_token", "=", token).executeTakeFirst();
+  return row && settled(row);
+}
+
+export async function listVolumes(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<VolumeRow[]> {
+  let query = db.selectFrom("volumes").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
+  if (q.ids) query = query.where("volume_id", "in", q.ids);
+  if (q.after) query = query.where("volume_id", ">", q.after);
+  return (await query.orderBy("volume_id").execute()).map(settled);
+}
+
+export async function deleteVolume(db: MetaDb, scope: Scope, volumeId: string): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await tx.deleteFrom("volume_blocks").where("volume_id", "=", volumeId).execute();
+    await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", volumeId).execute();
+    await tx.deleteFrom("volumes").where("volume_id", "=", volumeId).execute();
+  });
+}
+
+/** Blocks of a volume in index order (chunk '' never appears: zeros are not recorded). */
+export function listVolumeBlocks(db: MetaDb, volumeId: string): Promise<{ block_index: number; chunk: string }[]> {
+  return db.selectFrom("volume_blocks").select(["block_index", "chunk"]).where("volume_id", "=", volumeId).orderBy("block_index").execute();
+}

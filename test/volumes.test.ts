@@ -1,0 +1,169 @@
+// Volumes and snapshots of volumes: data flows snapshot → volume → snapshot through shared
+// chunks, states settle after the configured delay, and the SDK waiters see them do so.
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
+import {
+  CreateSnapshotCommand,
+  CreateVolumeCommand,
+  DeleteVolumeCommand,
+  DescribeSnapshotsCommand,
+  DescribeVolumesCommand,
+  paginateDescribeVolumes,
+  waitUntilSnapshotCompleted,
+  waitUntilVolumeAvailable,
+  type EC2Client,
+} from "@aws-sdk/client-ec2";
+import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+
+const BLOCK = 512 * 1024;
+let kiln: TestKiln;
+let ec2: EC2Client;
+before(async () => {
+  kiln = await startTestKiln();
+  ec2 = kiln.ec2();
+});
+after(() => kiln.close());
+beforeEach(() => kiln.reset());
+
+async function errorName(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    return (error as Error).name;
+  }
+  assert.fail("the call succeeded");
+}
+
+function diskUsage(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    const info = statSync(path);
+    total += info.isDirectory() ? diskUsage(path) : info.size;
+  }
+  return total;
+}
+
+/** A completed snapshot holding `blocks` (index → data), written with the EBS direct APIs. */
+async function snapshotWith(target: TestKiln, blocks: Map<number, Buffer>, size = 8): Promise<string> {
+  const ebs = target.ebs();
+  const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: size }));
+  for (const [index, data] of blocks) {
+    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: index, BlockData: data, DataLength: BLOCK, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
+  }
+  await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: blocks.size }));
+  return SnapshotId!;
+}
+
+async function readSnapshot(target: TestKiln, snapshotId: string): Promise<Map<number, Buffer>> {
+  const ebs = target.ebs();
+  const { Blocks } = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: snapshotId }));
+  const out = new Map<number, Buffer>();
+  for (const block of Blocks!) {
+    const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: block.BlockIndex, BlockToken: block.BlockToken }));
+    out.set(block.BlockIndex!, Buffer.from(await got.BlockData!.transformToByteArray()));
+  }
+  return out;
+}
+
+describe("volumes", () => {
+  it("carries a snapshot's bytes into a volume and a new snapshot of it, storing no new chunk", async () => {
+    const blocks = new Map([[0, randomBytes(BLOCK)], [3, randomBytes(BLOCK)], [2047, randomBytes(BLOCK)]]);
+    const source = await snapshotWith(kiln, blocks);
+    const chunksBefore = diskUsage(join(kiln.dataDir, "chunks"));
+
+    const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source, VolumeType: "gp3", TagSpecifications: [{ ResourceType: "volume", Tags: [{ Key: "Name", Value: "data" }] }] }));
+    assert.equal(volume.State, "creating");
+    assert.equal(volume.Size, 8);
+    assert.equal(volume.SnapshotId, source);
+    assert.equal(volume.Iops, 3000);
+    assert.equal(volume.Throughput, 125);
+    assert.deepEqual(volume.Tags, [{ Key: "Name", Value: "data" }]);
+    const described = await ec2.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }));
+    assert.equal(described.Volumes![0]!.State, "available");
+
+    const snap = await ec2.send(new CreateSnapshotCommand({ VolumeId: volume.VolumeId, Description: "of the volume", TagSpecifications: [{ ResourceType: "snapshot", Tags: [{ Key: "k", Value: "v" }] }] }));
+    assert.equal(snap.State, "pending");
+    assert.equal(snap.VolumeId, volume.VolumeId);
+    await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 10, minDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] });
+    assert.deepEqual(await readSnapshot(kiln, snap.SnapshotId!), blocks);
+    assert.equal(diskUsage(join(kiln.dataDir, "chunks")), chunksBefore, "the new snapshot shares every chunk");
+  });
+
+  it("makes a 1 TiB empty volume for nothing", async () => {
+    const before = diskUsage(kiln.dataDir);
+    const volumes = [];
+    for (let i = 0; i < 3; i++) volumes.push(await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1b", Size: 1024 })));
+    const grown = diskUsage(kiln.dataDir) - before;
+    assert.ok(grown < 256 * 1024, `three 1 TiB volumes added ${grown} bytes`);
+    const { Volumes } = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: "size", Values: ["1024"] }] }));
+    assert.equal(Volumes!.length, 3);
+    assert.equal(Volumes![0]!.VolumeType, "gp2");
+    assert.equal(Volumes![0]!.Iops, 3072);
+  });
+
+  it("filters, paginates and deletes", async () => {
+    const made: string[] = [];
+    for (let i = 0; i < 7; i++) made.push((await ec2.send(new CreateVolumeCommand({ AvailabilityZone: i % 2 ? "us-east-1a" : "us-east-1c", Size: 10 + i }))).VolumeId!);
+    const zoneA = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: "availability-zone", Values: ["us-east-1a"] }, { Name: "status", Values: ["available"] }] }));
+    assert.equal(zoneA.Volumes!.length, 3);
+    const seen: string[] = [];
+    for await (const page of paginateDescribeVolumes({ client: ec2, pageSize: 5 }, {})) seen.push(...page.Volumes!.map((v) => v.VolumeId!));
+    assert.deepEqual(seen, [...made].sort());
+    assert.equal(await errorName(ec2.send(new DeleteVolumeCommand({ VolumeId: made[0], DryRun: true }))), "DryRunOperation");
+    await ec2.send(new DeleteVolumeCommand({ VolumeId: made[0] }));
+    assert.equal(await errorName(ec2.send(new DescribeVolumesCommand({ VolumeIds: [made[0]!] }))), "InvalidVolume.NotFound");
+    assert.equal(await errorName(ec2.send(new DeleteVolumeCommand({ VolumeId: made[0] }))), "InvalidVolume.NotFound");
+    assert.equal(await errorName(kiln.ec2({ accessKeyId: "111111111111" }).send(new DeleteVolumeCommand({ VolumeId: made[1] }))), "InvalidVolume.NotFound");
+  });
+
+  it("refuses what AWS refuses", async () => {
+    const source = await snapshotWith(kiln, new Map([[0, randomBytes(BLOCK)]]), 16);
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ Size: 8 } as never))), "MissingParameter");
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a" }))), "MissingParameter");
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "eu-west-1a", Size: 8 }))), "InvalidParameterValue");
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source, Size: 8 }))), "InvalidParameterValue");
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 8, VolumeType: "io1" }))), "MissingParameter");
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 20000 }))), "InvalidParameterValue");
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: "snap-0123456789abcdef0" }))), "InvalidSnapshot.NotFound");
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 8, TagSpecifications: [{ ResourceType: "instance", Tags: [{ Key: "a", Value: "b" }] }] }))), "InvalidParameterValue");
+    assert.equal(await errorName(ec2.send(new DescribeVolumesCommand({ VolumeIds: ["volume-1"] }))), "InvalidVolumeID.Malformed");
+    assert.equal(await errorName(ec2.send(new CreateSnapshotCommand({ VolumeId: "vol-0123456789abcdef0" }))), "InvalidVolume.NotFound");
+    // DryRun changes nothing.
+    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 8, DryRun: true }))), "DryRunOperation");
+    assert.deepEqual((await ec2.send(new DescribeVolumesCommand({}))).Volumes, []);
+  });
+
+  it("makes a ClientToken'd CreateVolume idempotent", async () => {
+    const first = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 8, ClientToken: "t-1" }));
+    const again = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 8, ClientToken: "t-1" }));
+    assert.equal(again.VolumeId, first.VolumeId);
+    assert.equal((await ec2.send(new DescribeVolumesCommand({}))).Volumes!.length, 1);
+  });
+});
+
+describe("state delays", () => {
+  it("keeps volumes creating and snapshots pending for the configured time; the waiters wait", async () => {
+    const slow = await startTestKiln({ stateDelayMs: 1500 });
+    try {
+      const client = slow.ec2();
+      const volume = await client.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 4 }));
+      assert.equal((await client.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }))).Volumes![0]!.State, "creating");
+      const started = Date.now();
+      await waitUntilVolumeAvailable({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { VolumeIds: [volume.VolumeId!] });
+      assert.ok(Date.now() - started >= 500, "the waiter waited");
+      const snap = await client.send(new CreateSnapshotCommand({ VolumeId: volume.VolumeId }));
+      const pending = await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [snap.SnapshotId!] }));
+      assert.equal(pending.Snapshots![0]!.State, "pending");
+      await waitUntilSnapshotCompleted({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] });
+      const done = await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [snap.SnapshotId!] }));
+      assert.equal(done.Snapshots![0]!.Progress, "100%");
+    } finally {
+      await slow.close();
+    }
+  });
+});
