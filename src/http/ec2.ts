@@ -4,7 +4,7 @@ import type { IncomingMessage } from "node:http";
 import type { Action, ActionContext } from "../api/ec2/action.js";
 import { SignatureVerifier, type Caller } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
-import { ApiError, dryRunSucceeded } from "../protocol/errors.js";
+import { ApiError, dryRunSucceeded, InvalidParameter } from "../protocol/errors.js";
 import { decodeStructure } from "../protocol/ec2-query/decode.js";
 import { encodeJsonError, encodeJsonResponse, encodeXmlError, encodeXmlResponse } from "../protocol/ec2-query/encode.js";
 import { emptyParams, treeFromJson, treeFromPairs, treeFromXml, type ParamObject } from "../protocol/ec2-query/params.js";
@@ -112,7 +112,13 @@ export function ec2Endpoint(deps: {
         if (!action) throw new ApiError("UnsupportedOperation", `The action ${name} is not yet supported by Kiln.`);
         const args = emptyParams();
         for (const key of Object.keys(params)) if (key !== "Action" && key !== "Version") args[key] = params[key]!;
-        const input = decodeStructure(args, operation.input ?? EMPTY_INPUT);
+        let input: ReturnType<typeof decodeStructure>;
+        try {
+          input = decodeStructure(args, operation.input ?? EMPTY_INPUT);
+        } catch (error) {
+          const replacement = error instanceof InvalidParameter ? action.parameterErrors?.[error.parameter] : undefined;
+          throw replacement ? replacement() : error;
+        }
         const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config };
         await action.check?.(ctx, input);
         if (input.DryRun === true) throw dryRunSucceeded();

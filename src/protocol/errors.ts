@@ -23,6 +23,13 @@ export const ERROR_STATUS = {
   "InvalidVolume.NotFound": 400,
   "InvalidVolumeID.Malformed": 400,
   VolumeInUse: 400,
+  "InvalidAMIID.Malformed": 400,
+  "InvalidAMIID.NotFound": 400,
+  "InvalidAMIID.Unavailable": 400,
+  "InvalidAMIName.Malformed": 400,
+  "InvalidAMIName.Duplicate": 400,
+  "InvalidSnapshot.InUse": 400,
+  "InvalidBlockDeviceMapping": 400,
   // EBS direct APIs (REST-JSON, error type in x-amzn-ErrorType)
   ValidationException: 400,
   ResourceNotFoundException: 404,
@@ -53,6 +60,13 @@ export class ApiError extends Error {
     super(message);
     this.status = ERROR_STATUS[code];
     this.reason = reason;
+  }
+}
+
+/** InvalidParameterValue for one named parameter, so an action can answer with its own code instead. */
+export class InvalidParameter extends ApiError {
+  constructor(readonly parameter: string, message: string) {
+    super("InvalidParameterValue", message);
   }
 }
 

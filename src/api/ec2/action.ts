@@ -14,6 +14,8 @@ export interface Action<Input = any, Output = any> {
   /** Checks that must pass even when DryRun is set (DryRun then answers DryRunOperation). */
   check?(ctx: ActionContext, input: Input): Promise<void> | void;
   run(ctx: ActionContext, input: Input): Promise<Output | void> | Output | void;
+  /** EC2's own error for a parameter the model's bounds refuse (e.g. a too-short AMI name), by parameter name. */
+  parameterErrors?: Record<string, () => Error>;
 }
 
 export type ActionTable = Record<string, Action>;

@@ -4,6 +4,7 @@ import { newId } from "../../domain/ids.js";
 import { transition } from "../../domain/transitions.js";
 import { putTags } from "../../store/meta/tags.js";
 import { insertSnapshotOfVolume } from "../../store/meta/snapshots.js";
+import { imagesUsingSnapshot } from "../../store/meta/images.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 import { volumeOf } from "./volumes.js";
 import { compileFilters } from "../../domain/filters.js";
@@ -137,6 +138,8 @@ export const snapshotActions: ActionTable = {
     async check(ctx, input: DeleteSnapshotRequest) {
       const id = checkSnapshotId(input.SnapshotId!);
       if (!(await getSnapshot(ctx.meta.db, ctx, id))) throw notFound([id]);
+      const [image] = await imagesUsingSnapshot(ctx.meta.db, id);
+      if (image) throw new ApiError("InvalidSnapshot.InUse", `The snapshot ${id} is currently in use by ${image}`);
     },
     async run(ctx, input: DeleteSnapshotRequest) {
       // The chunks stay until collection: other snapshots and volumes may share them.

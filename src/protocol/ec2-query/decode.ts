@@ -1,6 +1,6 @@
 // Walks a parameter tree by the model's input shape and yields the typed input an action
 // handler receives: member names as keys (as the AWS SDKs name them), values of the model's types.
-import { ApiError } from "../errors.js";
+import { ApiError, InvalidParameter } from "../errors.js";
 import type { ListShape, MapShape, Member, ScalarShape, Shape, StructureShape } from "../model.js";
 import type { ParamNode, ParamObject } from "./params.js";
 
@@ -15,7 +15,7 @@ const isObject = (node: ParamNode): node is ParamObject =>
   typeof node === "object" && node !== null && !Array.isArray(node);
 
 const invalid = (path: string, value: ParamNode, expected: string) =>
-  new ApiError("InvalidParameterValue", `Value (${describe(value)}) for parameter ${path} is invalid. ${expected}`);
+  new InvalidParameter(path, `Value (${describe(value)}) for parameter ${path} is invalid. ${expected}`);
 
 const describe = (value: ParamNode) => (typeof value === "object" && value !== null ? "a structure" : String(value));
 

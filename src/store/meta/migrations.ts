@@ -82,4 +82,65 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0004_images": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("images")
+        .addColumn("image_id", "text", (c) => c.primaryKey())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("description", "text", (c) => c.notNull())
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("next_state", "text")
+        .addColumn("next_state_at", "text")
+        .addColumn("state_reason_code", "text")
+        .addColumn("state_reason_message", "text")
+        .addColumn("architecture", "text", (c) => c.notNull())
+        .addColumn("virtualization_type", "text", (c) => c.notNull())
+        .addColumn("root_device_name", "text", (c) => c.notNull())
+        .addColumn("root_device_type", "text", (c) => c.notNull())
+        .addColumn("ena_support", "integer", (c) => c.notNull())
+        .addColumn("sriov_net_support", "text")
+        .addColumn("boot_mode", "text")
+        .addColumn("tpm_support", "text")
+        .addColumn("imds_support", "text")
+        .addColumn("platform", "text")
+        .addColumn("creation_date", "text", (c) => c.notNull())
+        .addColumn("deprecation_time", "text")
+        .addColumn("public", "integer", (c) => c.notNull())
+        .addColumn("owner_alias", "text")
+        .addColumn("source_instance_id", "text")
+        .addColumn("kernel_id", "text")
+        .addColumn("ramdisk_id", "text")
+        .execute();
+      // Names are unique per account and region (InvalidAMIName.Duplicate), enforced by the database.
+      await sql`create unique index images_by_name on images (account_id, region, name)`.execute(db);
+      await sql`create index images_by_region on images (region, image_id)`.execute(db);
+      await db.schema
+        .createTable("image_block_devices")
+        .addColumn("image_id", "text", (c) => c.notNull())
+        .addColumn("position", "integer", (c) => c.notNull())
+        .addColumn("device_name", "text", (c) => c.notNull())
+        .addColumn("virtual_name", "text")
+        .addColumn("no_device", "integer", (c) => c.notNull())
+        .addColumn("snapshot_id", "text")
+        .addColumn("volume_size", "integer")
+        .addColumn("volume_type", "text")
+        .addColumn("delete_on_termination", "integer")
+        .addColumn("encrypted", "integer")
+        .addColumn("iops", "integer")
+        .addColumn("throughput", "integer")
+        .addColumn("kms_key_id", "text")
+        .addPrimaryKeyConstraint("image_block_devices_pk", ["image_id", "position"])
+        .execute();
+      await sql`create index image_block_devices_by_snapshot on image_block_devices (snapshot_id)`.execute(db);
+      await db.schema
+        .createTable("image_launch_permissions")
+        .addColumn("image_id", "text", (c) => c.notNull())
+        .addColumn("grantee", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("image_launch_permissions_pk", ["image_id", "grantee"])
+        .execute();
+    },
+  },
 };

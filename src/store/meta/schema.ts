@@ -68,13 +68,70 @@ export interface SnapshotBlockTable {
   written: number;
 }
 
+export interface ImageTable {
+  account_id: string;
+  region: string;
+  image_id: string;
+  name: string;
+  description: string;
+  state: "pending" | "available" | "failed" | "deregistered" | "invalid" | "transient" | "error" | "disabled";
+  next_state: ImageTable["state"] | null;
+  next_state_at: string | null;
+  state_reason_code: string | null;
+  state_reason_message: string | null;
+  architecture: string;
+  virtualization_type: string;
+  root_device_name: string;
+  root_device_type: string;
+  ena_support: number;
+  sriov_net_support: string | null;
+  boot_mode: string | null;
+  tpm_support: string | null;
+  imds_support: string | null;
+  /** 'windows' or null, as DescribeImages reports it. */
+  platform: string | null;
+  creation_date: string;
+  deprecation_time: string | null;
+  public: number;
+  owner_alias: string | null;
+  source_instance_id: string | null;
+  kernel_id: string | null;
+  ramdisk_id: string | null;
+}
+
+/** An image's block device mappings, in order. */
+export interface ImageBlockDeviceTable {
+  image_id: string;
+  position: number;
+  device_name: string;
+  virtual_name: string | null;
+  no_device: number;
+  snapshot_id: string | null;
+  volume_size: number | null;
+  volume_type: string | null;
+  delete_on_termination: number | null;
+  encrypted: number | null;
+  iops: number | null;
+  throughput: number | null;
+  kms_key_id: string | null;
+}
+
+/** Who besides the owner may see and launch an image: an account id, or the group 'all'. */
+export interface ImageLaunchPermissionTable {
+  image_id: string;
+  grantee: string;
+}
+
 export interface MetaSchema {
   tags: TagTable;
   snapshots: SnapshotTable;
   snapshot_blocks: SnapshotBlockTable;
   volumes: VolumeTable;
   volume_blocks: VolumeBlockTable;
+  images: ImageTable;
+  image_block_devices: ImageBlockDeviceTable;
+  image_launch_permissions: ImageLaunchPermissionTable;
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "snapshot_blocks", "snapshots", "volume_blocks", "volumes"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images"];

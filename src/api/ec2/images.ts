@@ -1,0 +1,358 @@
+// RegisterImage, DescribeImages, DeregisterImage. An EBS-backed image is a list of block device
+// mappings over snapshots; who may see it is its owner, everyone when public, and the accounts
+// its launch permissions name.
+import type {
+  BlockDeviceMapping,
+  DeregisterImageRequest,
+  DeregisterImageResult,
+  DescribeImagesRequest,
+  DescribeImagesResult,
+  Image,
+  RegisterImageRequest,
+  RegisterImageResult,
+} from "@aws-sdk/client-ec2";
+import { compileFilters } from "../../domain/filters.js";
+import { newId } from "../../domain/ids.js";
+import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { transition } from "../../domain/transitions.js";
+import { ApiError } from "../../protocol/errors.js";
+import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, visibleImages, type BlockDeviceRow, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
+import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
+import { putTags, tagsOf } from "../../store/meta/tags.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { checkSnapshotId } from "./snapshots.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+
+const IMAGE_ID = /^ami-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const IMAGE_NAME = /^[a-zA-Z0-9()[\] ./\-'@_]{3,128}$/;
+
+export function checkImageId(id: string): string {
+  if (!IMAGE_ID.test(id)) throw new ApiError("InvalidAMIID.Malformed", `Invalid id: "${id}" (expecting "ami-...")`);
+  return id;
+}
+
+const malformedName = () =>
+  new ApiError("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, spaces, '(', ')', '[', ']', '.', '/', '-', ''', '@' and '_'");
+
+export function checkImageName(name: string): string {
+  if (!IMAGE_NAME.test(name)) throw malformedName();
+  return name;
+}
+
+export const imageNotFound = (ids: readonly string[]) => new ApiError("InvalidAMIID.NotFound", `The image id '[${ids.join(", ")}]' does not exist`);
+
+/** An image the caller may see, or InvalidAMIID.NotFound. */
+export async function visibleImage(ctx: ActionContext, id: string): Promise<ImageRecord> {
+  const [record] = await visibleImages(ctx.meta.db, ctx, { ids: [checkImageId(id)] });
+  if (!record) throw imageNotFound([id]);
+  return record;
+}
+
+/** The caller's own image, or NotFound (not visible) / AuthFailure (someone else's). */
+export async function ownImage(ctx: ActionContext, id: string): Promise<ImageRecord> {
+  const record = await visibleImage(ctx, id);
+  if (record.image.account_id !== ctx.accountId) throw new ApiError("AuthFailure", `Not authorized for image:${id}`);
+  return record;
+}
+
+function toMapping(device: BlockDeviceRow): BlockDeviceMapping {
+  if (device.no_device) return { DeviceName: device.device_name, NoDevice: "" };
+  if (device.virtual_name) return { DeviceName: device.device_name, VirtualName: device.virtual_name };
+  return {
+    DeviceName: device.device_name,
+    Ebs: {
+      SnapshotId: device.snapshot_id ?? undefined,
+      VolumeSize: device.volume_size ?? undefined,
+      VolumeType: (device.volume_type ?? undefined) as NonNullable<BlockDeviceMapping["Ebs"]>["VolumeType"],
+      DeleteOnTermination: device.delete_on_termination === null ? undefined : Boolean(device.delete_on_termination),
+      Encrypted: device.encrypted === null ? undefined : Boolean(device.encrypted),
+      Iops: device.iops ?? undefined,
+      Throughput: device.throughput ?? undefined,
+      KmsKeyId: device.kms_key_id ?? undefined,
+    },
+  };
+}
+
+export function toImage(record: ImageRecord, tags: ReadonlyMap<string, string>): Image {
+  const { image, devices } = record;
+  return {
+    ImageId: image.image_id,
+    ImageLocation: `${image.owner_alias ?? image.account_id}/${image.name}`,
+    State: image.state,
+    OwnerId: image.account_id,
+    CreationDate: image.creation_date,
+    Public: Boolean(image.public),
+    Architecture: image.architecture as Image["Architecture"],
+    ImageType: "machine",
+    KernelId: image.kernel_id ?? undefined,
+    RamdiskId: image.ramdisk_id ?? undefined,
+    Platform: (image.platform ?? undefined) as Image["Platform"],
+    PlatformDetails: image.platform === "windows" ? "Windows" : "Linux/UNIX",
+    UsageOperation: image.platform === "windows" ? "RunInstances:0002" : "RunInstances",
+    Name: image.name,
+    Description: image.description || undefined,
+    RootDeviceType: image.root_device_type as Image["RootDeviceType"],
+    RootDeviceName: image.root_device_name,
+    BlockDeviceMappings: devices.map(toMapping),
+    VirtualizationType: image.virtualization_type as Image["VirtualizationType"],
+    Hypervisor: "xen",
+    EnaSupport: Boolean(image.ena_support),
+    SriovNetSupport: image.sriov_net_support ?? undefined,
+    BootMode: (image.boot_mode ?? undefined) as Image["BootMode"],
+    TpmSupport: (image.tpm_support ?? undefined) as Image["TpmSupport"],
+    ImdsSupport: (image.imds_support ?? undefined) as Image["ImdsSupport"],
+    DeprecationTime: image.deprecation_time ?? undefined,
+    ImageOwnerAlias: image.owner_alias ?? undefined,
+    SourceInstanceId: image.source_instance_id ?? undefined,
+    StateReason: image.state_reason_code ? { Code: image.state_reason_code, Message: image.state_reason_message ?? "" } : undefined,
+    Tags: tags.size ? [...tags].map(([Key, Value]) => ({ Key, Value })) : undefined,
+  };
+}
+
+/** Block device mappings of a request, checked against the caller's snapshots. */
+export async function blockDevicesFrom(ctx: ActionContext, mappings: readonly BlockDeviceMapping[]): Promise<BlockDeviceRow[]> {
+  const devices: BlockDeviceRow[] = [];
+  for (const [i, mapping] of mappings.entries()) {
+    if (!mapping.DeviceName) throw new ApiError("MissingParameter", `The request must contain the parameter BlockDeviceMapping.${i + 1}.DeviceName`);
+    if (devices.some((d) => d.device_name === mapping.DeviceName)) {
+      throw new ApiError("InvalidBlockDeviceMapping", `The device '${mapping.DeviceName}' is used in more than one block device mapping.`);
+    }
+    const base = { device_name: mapping.DeviceName, virtual_name: null, no_device: 0, snapshot_id: null, volume_size: null, volume_type: null, delete_on_termination: null, encrypted: null, iops: null, throughput: null, kms_key_id: null };
+    if (mapping.NoDevice !== undefined) {
+      devices.push({ ...base, no_device: 1 });
+      continue;
+    }
+    if (mapping.VirtualName) {
+      devices.push({ ...base, virtual_name: mapping.VirtualName });
+      continue;
+    }
+    const ebs = mapping.Ebs;
+    if (!ebs) throw new ApiError("InvalidBlockDeviceMapping", `The block device mapping for ${mapping.DeviceName} needs Ebs, VirtualName or NoDevice.`);
+    let size = ebs.VolumeSize;
+    let encrypted = ebs.Encrypted;
+    if (ebs.SnapshotId) {
+      const snapshot = await getSnapshot(ctx.meta.db, ctx, checkSnapshotId(ebs.SnapshotId));
+      if (!snapshot) throw new ApiError("InvalidSnapshot.NotFound", `The snapshot '${ebs.SnapshotId}' does not exist.`);
+      if (snapshot.state !== "completed") throw new ApiError("IncorrectState", `Snapshot ${snapshot.snapshot_id} is in invalid state - ${snapshot.state}`);
+      if (size !== undefined && size < snapshot.volume_size) {
+        throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${size} is smaller than snapshot '${snapshot.snapshot_id}', expect size >= ${snapshot.volume_size}`);
+      }
+      size ??= snapshot.volume_size;
+      encrypted ??= Boolean(snapshot.encrypted);
+    } else if (size === undefined) {
+      throw new ApiError("InvalidBlockDeviceMapping", `The block device mapping for ${mapping.DeviceName} needs a SnapshotId or a VolumeSize.`);
+    }
+    devices.push({
+      ...base,
+      snapshot_id: ebs.SnapshotId ?? null,
+      volume_size: size,
+      volume_type: ebs.VolumeType ?? "gp2",
+      delete_on_termination: ebs.DeleteOnTermination === false ? 0 : 1,
+      encrypted: encrypted ? 1 : 0,
+      iops: ebs.Iops ?? null,
+      throughput: ebs.Throughput ?? null,
+      kms_key_id: ebs.KmsKeyId ?? null,
+    });
+  }
+  return devices;
+}
+
+async function planRegistration(ctx: ActionContext, input: RegisterImageRequest) {
+  const name = checkImageName(input.Name!);
+  if (input.ImageLocation) throw new ApiError("UnsupportedOperation", "Kiln registers EBS-backed images only: give BlockDeviceMappings, not ImageLocation.");
+  if (!input.BlockDeviceMappings?.length) throw new ApiError("MissingParameter", "The request must contain the parameter BlockDeviceMapping");
+  if (!input.RootDeviceName) throw new ApiError("MissingParameter", "The request must contain the parameter rootDeviceName");
+  const devices = await blockDevicesFrom(ctx, input.BlockDeviceMappings);
+  const root = devices.find((d) => d.device_name === input.RootDeviceName);
+  if (!root || !root.snapshot_id) {
+    throw new ApiError("InvalidBlockDeviceMapping", `The root device ${input.RootDeviceName} must be mapped to an EBS snapshot.`);
+  }
+  const tags = tagSpecificationsFor(input.TagSpecifications, ["image"]).get("image") ?? [];
+  return { name, devices, tags };
+}
+
+const nameTaken = (name: string, imageId: string) => new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use by AMI ${imageId}`);
+
+interface Described {
+  record: ImageRecord;
+  tags: ReadonlyMap<string, string>;
+}
+
+const devicesOf = (d: Described) => d.record.devices;
+const FILTERS = {
+  fields: {
+    architecture: (d: Described) => d.record.image.architecture,
+    "block-device-mapping.delete-on-termination": (d: Described) => devicesOf(d).filter((x) => x.delete_on_termination !== null).map((x) => String(Boolean(x.delete_on_termination))),
+    "block-device-mapping.device-name": (d: Described) => devicesOf(d).map((x) => x.device_name),
+    "block-device-mapping.snapshot-id": (d: Described) => devicesOf(d).flatMap((x) => (x.snapshot_id ? [x.snapshot_id] : [])),
+    "block-device-mapping.volume-size": (d: Described) => devicesOf(d).flatMap((x) => (x.volume_size === null ? [] : [String(x.volume_size)])),
+    "block-device-mapping.volume-type": (d: Described) => devicesOf(d).flatMap((x) => (x.volume_type ? [x.volume_type] : [])),
+    "block-device-mapping.encrypted": (d: Described) => devicesOf(d).filter((x) => x.encrypted !== null).map((x) => String(Boolean(x.encrypted))),
+    "creation-date": (d: Described) => d.record.image.creation_date,
+    description: (d: Described) => d.record.image.description,
+    "ena-support": (d: Described) => String(Boolean(d.record.image.ena_support)),
+    "free-tier-eligible": () => "false",
+    hypervisor: () => "xen",
+    "image-id": (d: Described) => d.record.image.image_id,
+    "image-type": () => "machine",
+    "is-public": (d: Described) => String(Boolean(d.record.image.public)),
+    "kernel-id": (d: Described) => d.record.image.kernel_id ?? undefined,
+    "manifest-location": (d: Described) => `${d.record.image.owner_alias ?? d.record.image.account_id}/${d.record.image.name}`,
+    name: (d: Described) => d.record.image.name,
+    "owner-alias": (d: Described) => d.record.image.owner_alias ?? undefined,
+    "owner-id": (d: Described) => d.record.image.account_id,
+    platform: (d: Described) => d.record.image.platform ?? undefined,
+    "platform-details": (d: Described) => (d.record.image.platform === "windows" ? "Windows" : "Linux/UNIX"),
+    "product-code": () => undefined,
+    "product-code.type": () => undefined,
+    "ramdisk-id": (d: Described) => d.record.image.ramdisk_id ?? undefined,
+    "root-device-name": (d: Described) => d.record.image.root_device_name,
+    "root-device-type": (d: Described) => d.record.image.root_device_type,
+    "source-image-id": () => undefined,
+    "source-image-region": () => undefined,
+    "source-instance-id": (d: Described) => d.record.image.source_instance_id ?? undefined,
+    state: (d: Described) => d.record.image.state,
+    "state-reason-code": (d: Described) => d.record.image.state_reason_code ?? undefined,
+    "state-reason-message": (d: Described) => d.record.image.state_reason_message ?? undefined,
+    "sriov-net-support": (d: Described) => d.record.image.sriov_net_support ?? undefined,
+    "usage-operation": (d: Described) => (d.record.image.platform === "windows" ? "RunInstances:0002" : "RunInstances"),
+    "virtualization-type": (d: Described) => d.record.image.virtualization_type,
+  },
+  tags: (d: Described) => d.tags,
+};
+
+/** DescribeImages' Owners: self, amazon, aws-marketplace, or account ids. */
+function ownerMatcher(ctx: ActionContext, owners: readonly string[] | undefined): (image: ImageRow) => boolean {
+  if (!owners?.length) return () => true;
+  for (const owner of owners) {
+    if (!["self", "amazon", "aws-marketplace", "aws-backup-vault"].includes(owner) && !/^[0-9]{12}$/.test(owner)) {
+      throw new ApiError("InvalidParameterValue", `Invalid owner: '${owner}'. Owners are self, amazon, aws-marketplace or 12-digit account ids.`);
+    }
+  }
+  return (image) =>
+    owners.some((o) => (o === "self" ? image.account_id === ctx.accountId : /^[0-9]{12}$/.test(o) ? image.account_id === o : image.owner_alias === o));
+}
+
+/** DescribeImages' ExecutableUsers: explicit launch permissions (all = public). */
+function executableMatcher(ctx: ActionContext, users: readonly string[] | undefined, grants: Map<string, string[]>): (image: ImageRow) => boolean {
+  if (!users?.length) return () => true;
+  return (image) =>
+    users.some((u) => (u === "all" ? Boolean(image.public) : (grants.get(image.image_id) ?? []).includes(u === "self" ? ctx.accountId : u)));
+}
+
+export const imageActions: ActionTable = {
+  RegisterImage: {
+    parameterErrors: { Name: malformedName },
+    async check(ctx, input: RegisterImageRequest) {
+      const { name } = await planRegistration(ctx, input);
+      const taken = await imageByName(ctx.meta.db, ctx, name);
+      if (taken) throw nameTaken(name, taken.image_id);
+    },
+    async run(ctx, input: RegisterImageRequest): Promise<RegisterImageResult> {
+      const { name, devices, tags } = await planRegistration(ctx, input);
+      const now = Date.now();
+      const image: ImageRow = {
+        account_id: ctx.accountId,
+        region: ctx.region,
+        image_id: newId("ami"),
+        name,
+        description: input.Description ?? "",
+        ...transition<ImageRow["state"]>("pending", "available", ctx.config.stateDelayMs, now),
+        state_reason_code: null,
+        state_reason_message: null,
+        architecture: input.Architecture ?? "i386",
+        virtualization_type: input.VirtualizationType ?? "paravirtual",
+        root_device_name: input.RootDeviceName!,
+        root_device_type: "ebs",
+        ena_support: input.EnaSupport ? 1 : 0,
+        sriov_net_support: input.SriovNetSupport ?? null,
+        boot_mode: input.BootMode ?? null,
+        tpm_support: input.TpmSupport ?? null,
+        imds_support: input.ImdsSupport ?? null,
+        platform: null,
+        creation_date: new Date(now).toISOString(),
+        deprecation_time: null,
+        public: 0,
+        owner_alias: null,
+        source_instance_id: null,
+        kernel_id: input.KernelId ?? null,
+        ramdisk_id: input.RamdiskId ?? null,
+      };
+      if (!(await insertImage(ctx.meta.db, { image, devices }))) {
+        throw nameTaken(name, (await imageByName(ctx.meta.db, ctx, name))!.image_id);
+      }
+      if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: image.image_id, type: "image" }], tags, TAG_LIMITS.perResource);
+      return { ImageId: image.image_id };
+    },
+  },
+
+  DescribeImages: {
+    check(ctx, input: DescribeImagesRequest) {
+      input.ImageIds?.forEach(checkImageId);
+      if (input.ImageIds?.length && input.MaxResults !== undefined) {
+        throw new ApiError("InvalidParameterCombination", "The parameter imagesSet cannot be used with the parameter maxResults");
+      }
+      pageSize(input.MaxResults, { min: 5, max: 1000 });
+      compileFilters(input.Filters, FILTERS);
+      ownerMatcher(ctx, input.Owners);
+    },
+    async run(ctx, input: DescribeImagesRequest): Promise<DescribeImagesResult> {
+      const ids = input.ImageIds?.length ? input.ImageIds : undefined;
+      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
+      const after = decodeNextToken(input.NextToken, 1)?.[0];
+      const records = await visibleImages(ctx.meta.db, ctx, { ids, after });
+      if (ids) {
+        const missing = ids.filter((id) => !records.some((r) => r.image.image_id === id));
+        if (missing.length) throw imageNotFound(missing);
+      }
+      const byOwner = ownerMatcher(ctx, input.Owners);
+      const grants = new Map<string, string[]>();
+      if (input.ExecutableUsers?.length) {
+        const rows = await ctx.meta.db.selectFrom("image_launch_permissions").selectAll().where("image_id", "in", records.length ? records.map((r) => r.image.image_id) : [""]).execute();
+        for (const row of rows) grants.set(row.image_id, [...(grants.get(row.image_id) ?? []), row.grantee]);
+      }
+      const byUser = executableMatcher(ctx, input.ExecutableUsers, grants);
+      const now = new Date().toISOString();
+      // Deprecated images show to their owner, by id, or when asked for.
+      const shown = (image: ImageRow) => !image.deprecation_time || image.deprecation_time > now || input.IncludeDeprecated || ids !== undefined || image.account_id === ctx.accountId;
+      const candidates = records.filter((r) => byOwner(r.image) && byUser(r.image) && shown(r.image));
+      const tags = await tagsOf(ctx.meta.db, ctx, candidates.map((r) => r.image.image_id));
+      const matches = compileFilters(input.Filters, FILTERS);
+      const page: Image[] = [];
+      let nextToken: string | undefined;
+      for (const record of candidates) {
+        const described = { record, tags: record.image.account_id === ctx.accountId ? (tags.get(record.image.image_id) ?? new Map<string, string>()) : new Map<string, string>() };
+        if (!matches(described)) continue;
+        if (limit !== undefined && page.length === limit) {
+          nextToken = encodeNextToken([page[page.length - 1]!.ImageId!]);
+          break;
+        }
+        page.push(toImage(described.record, described.tags));
+      }
+      return { Images: page, NextToken: nextToken };
+    },
+  },
+
+  DeregisterImage: {
+    async check(ctx, input: DeregisterImageRequest) {
+      await ownImage(ctx, input.ImageId!);
+    },
+    async run(ctx, input: DeregisterImageRequest): Promise<DeregisterImageResult> {
+      const { image, devices } = await ownImage(ctx, input.ImageId!);
+      await deregisterImage(ctx.meta.db, ctx, image.image_id);
+      if (!input.DeleteAssociatedSnapshots) return { Return: true };
+      const results = [];
+      for (const snapshotId of new Set(devices.flatMap((d) => (d.snapshot_id ? [d.snapshot_id] : [])))) {
+        // Not the caller's, or still used by another image: left alone, as EC2 does.
+        const snapshot = await getSnapshot(ctx.meta.db, ctx, snapshotId);
+        if (!snapshot || (await imagesUsingSnapshot(ctx.meta.db, snapshotId)).length > 0) {
+          results.push({ SnapshotId: snapshotId, ReturnCode: "skipped" as const });
+          continue;
+        }
+        await deleteSnapshot(ctx.meta.db, ctx, snapshotId);
+        results.push({ SnapshotId: snapshotId, ReturnCode: "success" as const });
+      }
+      return { Return: true, DeleteSnapshotResults: results };
+    },
+  },
+};

@@ -1,0 +1,101 @@
+// Images, their block device mappings and launch permissions.
+import { currentState } from "../../domain/transitions.js";
+import type { MetaDb } from "./database.js";
+import type { ImageBlockDeviceTable, ImageTable } from "./schema.js";
+import type { Scope } from "./tags.js";
+
+export type ImageRow = ImageTable;
+export type BlockDeviceRow = Omit<ImageBlockDeviceTable, "image_id" | "position">;
+
+export interface ImageRecord {
+  image: ImageRow;
+  devices: BlockDeviceRow[];
+}
+
+const settled = (row: ImageRow): ImageRow => {
+  const state = currentState(row);
+  return state === row.state ? row : { ...row, state, next_state: null, next_state_at: null };
+};
+
+/** Inserts an image; false when its name is taken in the account and region. */
+export async function insertImage(db: MetaDb, record: ImageRecord): Promise<boolean> {
+  return db.transaction().execute(async (tx) => {
+    const taken = await tx
+      .selectFrom("images")
+      .select("image_id")
+      .where("account_id", "=", record.image.account_id)
+      .where("region", "=", record.image.region)
+      .where("name", "=", record.image.name)
+      .executeTakeFirst();
+    if (taken) return false;
+    await tx.insertInto("images").values(record.image).execute();
+    if (record.devices.length) {
+      await tx.insertInto("image_block_devices").values(record.devices.map((d, position) => ({ ...d, image_id: record.image.image_id, position }))).execute();
+    }
+    return true;
+  });
+}
+
+export async function imageByName(db: MetaDb, scope: Scope, name: string): Promise<ImageRow | undefined> {
+  return db.selectFrom("images").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).executeTakeFirst();
+}
+
+/**
+ * Images in a region that `accountId` may see: its own, public ones, and those shared with it.
+ * `ids` narrows to those ids; `after` pages by image id.
+ */
+export async function visibleImages(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<ImageRecord[]> {
+  let query = db
+    .selectFrom("images")
+    .selectAll()
+    .where("region", "=", scope.region)
+    .where((eb) =>
+      eb.or([
+        eb("account_id", "=", scope.accountId),
+        eb("public", "=", 1),
+        eb.exists(eb.selectFrom("image_launch_permissions as p").select("p.image_id").whereRef("p.image_id", "=", "images.image_id").where("p.grantee", "in", [scope.accountId, "all"])),
+      ]),
+    );
+  if (q.ids) query = query.where("image_id", "in", q.ids);
+  if (q.after) query = query.where("image_id", ">", q.after);
+  const images = (await query.orderBy("image_id").execute()).map(settled);
+  return attachDevices(db, images);
+}
+
+async function attachDevices(db: MetaDb, images: ImageRow[]): Promise<ImageRecord[]> {
+  if (images.length === 0) return [];
+  const devices = await db
+    .selectFrom("image_block_devices")
+    .selectAll()
+    .where("image_id", "in", images.map((i) => i.image_id))
+    .orderBy("image_id")
+    .orderBy("position")
+    .execute();
+  const byImage = new Map<string, BlockDeviceRow[]>();
+  for (const { image_id, position: _position, ...device } of devices) {
+    const list = byImage.get(image_id) ?? [];
+    list.push(device);
+    byImage.set(image_id, list);
+  }
+  return images.map((image) => ({ image, devices: byImage.get(image.image_id) ?? [] }));
+}
+
+/** Image ids whose mappings use the snapshot. */
+export async function imagesUsingSnapshot(db: MetaDb, snapshotId: string): Promise<string[]> {
+  const rows = await db.selectFrom("image_block_devices").select("image_id").distinct().where("snapshot_id", "=", snapshotId).execute();
+  return rows.map((r) => r.image_id);
+}
+
+export async function launchPermissions(db: MetaDb, imageId: string): Promise<string[]> {
+  const rows = await db.selectFrom("image_launch_permissions").select("grantee").where("image_id", "=", imageId).orderBy("grantee").execute();
+  return rows.map((r) => r.grantee);
+}
+
+export async function deregisterImage(db: MetaDb, scope: Scope, imageId: string): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await tx.deleteFrom("image_launch_permissions").where("image_id", "=", imageId).execute();
+    await tx.deleteFrom("image_block_devices").where("image_id", "=", imageId).execute();
+    await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", imageId).execute();
+    await tx.deleteFrom("images").where("image_id", "=", imageId).execute();
+  });
+}
