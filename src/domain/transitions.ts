@@ -15,3 +15,20 @@ export function currentState<State extends string>(row: Transitioning<State>, no
 export function transition<State extends string>(state: State, next: State, delayMs: number, now = Date.now()): Transitioning<State> {
   return { state, next_state: next, next_state_at: new Date(now + delayMs).toISOString() };
 }
+
+/**
+ * A state schedule: the states a resource passes through and when each begins, in time order
+ * (an instance stopping → stopped → pending → running for CreateImage, say).
+ */
+export type Schedule<State extends string> = [State, string][];
+
+/** Each step begins `delayMs` after the one before; the first begins now. */
+export function schedule<State extends string>(steps: readonly State[], delayMs: number, now = Date.now()): Schedule<State> {
+  return steps.map((state, i) => [state, new Date(now + i * delayMs).toISOString()]);
+}
+
+export function scheduledState<State extends string>(steps: Schedule<State>, now = Date.now()): State {
+  let current = steps[0]![0];
+  for (const [state, from] of steps) if (Date.parse(from) <= now) current = state;
+  return current;
+}

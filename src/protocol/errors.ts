@@ -30,6 +30,9 @@ export const ERROR_STATUS = {
   "InvalidAMIName.Duplicate": 400,
   "InvalidSnapshot.InUse": 400,
   "InvalidBlockDeviceMapping": 400,
+  "InvalidInstanceID.Malformed": 400,
+  "InvalidInstanceID.NotFound": 400,
+  IncorrectInstanceState: 400,
   // EBS direct APIs (REST-JSON, error type in x-amzn-ErrorType)
   ValidationException: 400,
   ResourceNotFoundException: 404,

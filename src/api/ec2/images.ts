@@ -31,7 +31,7 @@ export function checkImageId(id: string): string {
   return id;
 }
 
-const malformedName = () =>
+export const malformedName = () =>
   new ApiError("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, spaces, '(', ')', '[', ']', '.', '/', '-', ''', '@' and '_'");
 
 export function checkImageName(name: string): string {

@@ -1,7 +1,18 @@
 // CreateVolume, DescribeVolumes, DeleteVolume. A volume's data is a manifest of chunks: from a
 // snapshot it starts as the snapshot's and shares its chunks, so a 1 TiB volume costs nothing
 // until it differs.
-import type { CreateVolumeRequest, DeleteVolumeRequest, DescribeVolumesRequest, DescribeVolumesResult, Volume } from "@aws-sdk/client-ec2";
+import type {
+  AttachVolumeRequest,
+  CreateVolumeRequest,
+  DeleteVolumeRequest,
+  DescribeVolumesRequest,
+  DescribeVolumesResult,
+  DetachVolumeRequest,
+  Volume,
+  VolumeAttachment,
+} from "@aws-sdk/client-ec2";
+import { attachmentsOf, attachVolume, detachVolume, type AttachmentRow } from "../../store/meta/instances.js";
+import { instancesOf } from "./instances.js";
 import { compileFilters } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
@@ -45,7 +56,20 @@ export async function volumeOf(ctx: ActionContext, id: string): Promise<VolumeRo
 interface Described {
   row: VolumeRow;
   tags: ReadonlyMap<string, string>;
+  attachment?: AttachmentRow;
 }
+
+const attachmentOf = (a: AttachmentRow, state: VolumeAttachment["State"] = "attached"): VolumeAttachment => ({
+  VolumeId: a.volume_id,
+  InstanceId: a.instance_id,
+  Device: a.device,
+  State: state,
+  AttachTime: new Date(a.attach_time),
+  DeleteOnTermination: Boolean(a.delete_on_termination),
+});
+
+/** A volume attached to an instance is in-use, whatever its own row says. */
+const stateOf = (d: Described) => (d.attachment && d.row.state === "available" ? "in-use" : d.row.state);
 
 const FILTERS = {
   fields: {
@@ -56,22 +80,28 @@ const FILTERS = {
     "fast-restored": () => "false",
     size: (v: Described) => String(v.row.size),
     "snapshot-id": (v: Described) => v.row.snapshot_id ?? "",
-    status: (v: Described) => v.row.state,
+    status: (v: Described) => stateOf(v),
+    "attachment.instance-id": (v: Described) => v.attachment?.instance_id,
+    "attachment.device": (v: Described) => v.attachment?.device,
+    "attachment.status": (v: Described) => (v.attachment ? "attached" : undefined),
+    "attachment.delete-on-termination": (v: Described) => (v.attachment ? String(Boolean(v.attachment.delete_on_termination)) : undefined),
+    "attachment.attach-time": (v: Described) => v.attachment?.attach_time,
     "volume-id": (v: Described) => v.row.volume_id,
     "volume-type": (v: Described) => v.row.volume_type,
   },
   tags: (v: Described) => v.tags,
 };
 
-export function toVolume({ row, tags }: Described): Volume {
+export function toVolume(described: Described): Volume {
+  const { row, tags, attachment } = described;
   return {
     VolumeId: row.volume_id,
     Size: row.size,
     SnapshotId: row.snapshot_id ?? "",
     AvailabilityZone: row.availability_zone,
-    State: row.state,
+    State: stateOf(described),
     CreateTime: new Date(row.create_time),
-    Attachments: [],
+    Attachments: attachment ? [attachmentOf(attachment)] : [],
     VolumeType: row.volume_type as Volume["VolumeType"],
     Iops: row.iops ?? undefined,
     Throughput: row.throughput ?? undefined,
@@ -128,7 +158,53 @@ async function plan(ctx: ActionContext, input: CreateVolumeRequest): Promise<{ r
   };
 }
 
+async function planAttach(ctx: ActionContext, input: AttachVolumeRequest) {
+  const volume = await volumeOf(ctx, input.VolumeId!);
+  const [instance] = await instancesOf(ctx, [input.InstanceId!]);
+  if (!["running", "stopped", "pending", "stopping"].includes(instance!.state)) {
+    throw new ApiError("IncorrectInstanceState", `Instance '${instance!.row.instance_id}' is not 'running' or 'stopped'.`);
+  }
+  const [attached] = await attachmentsOf(ctx.meta.db, { volumeIds: [volume.volume_id] });
+  if (attached) throw new ApiError("VolumeInUse", `${volume.volume_id} is already attached to an instance`);
+  if (volume.state !== "available") throw new ApiError("IncorrectState", `vol '${volume.volume_id}' is not 'available'.`);
+  if (volume.availability_zone !== instance!.row.availability_zone) {
+    throw new ApiError("InvalidParameterValue", `Volume ${volume.volume_id} is in ${volume.availability_zone}, instance ${instance!.row.instance_id} in ${instance!.row.availability_zone}.`);
+  }
+  const taken = await attachmentsOf(ctx.meta.db, { instanceIds: [instance!.row.instance_id] });
+  if (taken.some((a) => a.device === input.Device)) {
+    throw new ApiError("InvalidParameterValue", `Invalid value '${input.Device}' for unixDevice. Attachment point ${input.Device} is already in use`);
+  }
+  return { volume, instance: instance! };
+}
+
 export const volumeActions: ActionTable = {
+  AttachVolume: {
+    async check(ctx, input: AttachVolumeRequest) {
+      await planAttach(ctx, input);
+    },
+    async run(ctx, input: AttachVolumeRequest): Promise<VolumeAttachment> {
+      const { volume, instance } = await planAttach(ctx, input);
+      const attachment = { volume_id: volume.volume_id, instance_id: instance.row.instance_id, device: input.Device!, attach_time: new Date().toISOString(), delete_on_termination: 0 };
+      await attachVolume(ctx.meta.db, attachment);
+      return attachmentOf(attachment, "attaching");
+    },
+  },
+
+  DetachVolume: {
+    async check(ctx, input: DetachVolumeRequest) {
+      const volume = await volumeOf(ctx, input.VolumeId!);
+      const [attachment] = await attachmentsOf(ctx.meta.db, { volumeIds: [volume.volume_id] });
+      if (!attachment || (input.InstanceId && attachment.instance_id !== input.InstanceId)) {
+        throw new ApiError("IncorrectState", `Volume '${volume.volume_id}' is in the 'available' state.`);
+      }
+    },
+    async run(ctx, input: DetachVolumeRequest): Promise<VolumeAttachment> {
+      const [attachment] = await attachmentsOf(ctx.meta.db, { volumeIds: [input.VolumeId!] });
+      await detachVolume(ctx.meta.db, input.VolumeId!);
+      return attachmentOf(attachment!, "detaching");
+    },
+  },
+
   CreateVolume: {
     async check(ctx, input: CreateVolumeRequest) {
       await plan(ctx, input);
@@ -165,11 +241,12 @@ export const volumeActions: ActionTable = {
         if (missing.length) throw volumeNotFound(missing);
       }
       const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.volume_id));
+      const attachments = await attachmentsOf(ctx.meta.db, { volumeIds: rows.map((r) => r.volume_id) });
       const matches = compileFilters(input.Filters, FILTERS);
       const page: Volume[] = [];
       let nextToken: string | undefined;
       for (const row of rows) {
-        const described = { row, tags: tags.get(row.volume_id) ?? new Map<string, string>() };
+        const described = { row, tags: tags.get(row.volume_id) ?? new Map<string, string>(), attachment: attachments.find((a) => a.volume_id === row.volume_id) };
         if (!matches(described)) continue;
         if (limit !== undefined && page.length === limit) {
           nextToken = encodeNextToken([page[page.length - 1]!.VolumeId!]);
@@ -184,7 +261,8 @@ export const volumeActions: ActionTable = {
   DeleteVolume: {
     async check(ctx, input: DeleteVolumeRequest) {
       const volume = await volumeOf(ctx, input.VolumeId!);
-      if (volume.state === "in-use") throw new ApiError("VolumeInUse", `Volume ${volume.volume_id} is currently attached.`);
+      const [attachment] = await attachmentsOf(ctx.meta.db, { volumeIds: [volume.volume_id] });
+      if (attachment) throw new ApiError("VolumeInUse", `Volume ${volume.volume_id} is currently attached to ${attachment.instance_id}`);
     },
     async run(ctx, input: DeleteVolumeRequest) {
       await deleteVolume(ctx.meta.db, ctx, input.VolumeId!);

@@ -143,4 +143,40 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0005_instances": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("instances")
+        .addColumn("instance_id", "text", (c) => c.primaryKey())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("reservation_id", "text", (c) => c.notNull())
+        .addColumn("image_id", "text", (c) => c.notNull())
+        .addColumn("instance_type", "text", (c) => c.notNull())
+        .addColumn("key_name", "text")
+        .addColumn("availability_zone", "text", (c) => c.notNull())
+        .addColumn("state_schedule", "text", (c) => c.notNull())
+        .addColumn("state_transition_reason", "text", (c) => c.notNull())
+        .addColumn("launch_time", "text", (c) => c.notNull())
+        .addColumn("ami_launch_index", "integer", (c) => c.notNull())
+        .addColumn("architecture", "text", (c) => c.notNull())
+        .addColumn("root_device_name", "text", (c) => c.notNull())
+        .addColumn("virtualization_type", "text", (c) => c.notNull())
+        .addColumn("ena_support", "integer", (c) => c.notNull())
+        .addColumn("boot_mode", "text")
+        .addColumn("platform", "text")
+        .addColumn("client_token", "text")
+        .execute();
+      await sql`create index instances_by_owner on instances (account_id, region, instance_id)`.execute(db);
+      await db.schema
+        .createTable("volume_attachments")
+        .addColumn("volume_id", "text", (c) => c.primaryKey())
+        .addColumn("instance_id", "text", (c) => c.notNull())
+        .addColumn("device", "text", (c) => c.notNull())
+        .addColumn("attach_time", "text", (c) => c.notNull())
+        .addColumn("delete_on_termination", "integer", (c) => c.notNull())
+        .execute();
+      await sql`create unique index volume_attachments_by_device on volume_attachments (instance_id, device)`.execute(db);
+    },
+  },
 };

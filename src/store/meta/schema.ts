@@ -122,6 +122,37 @@ export interface ImageLaunchPermissionTable {
   grantee: string;
 }
 
+export interface InstanceTable {
+  account_id: string;
+  region: string;
+  instance_id: string;
+  reservation_id: string;
+  image_id: string;
+  instance_type: string;
+  key_name: string | null;
+  availability_zone: string;
+  /** JSON: the state schedule (domain/transitions.ts). */
+  state_schedule: string;
+  state_transition_reason: string;
+  launch_time: string;
+  ami_launch_index: number;
+  architecture: string;
+  root_device_name: string;
+  virtualization_type: string;
+  ena_support: number;
+  boot_mode: string | null;
+  platform: string | null;
+  client_token: string | null;
+}
+
+export interface VolumeAttachmentTable {
+  volume_id: string;
+  instance_id: string;
+  device: string;
+  attach_time: string;
+  delete_on_termination: number;
+}
+
 export interface MetaSchema {
   tags: TagTable;
   snapshots: SnapshotTable;
@@ -131,7 +162,9 @@ export interface MetaSchema {
   images: ImageTable;
   image_block_devices: ImageBlockDeviceTable;
   image_launch_permissions: ImageLaunchPermissionTable;
+  instances: InstanceTable;
+  volume_attachments: VolumeAttachmentTable;
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances"];

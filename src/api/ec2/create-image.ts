@@ -1,0 +1,141 @@
+// CreateImage: an AMI from an instance's volumes. Without NoReboot a running instance is stopped
+// (stopping → stopped), its volumes are snapshotted at rest, and it is started again
+// (pending → running); with NoReboot it stays running. Each snapshot is the volume's manifest at
+// that moment, sharing every chunk; the image is available once its snapshots complete.
+import type { CreateImageRequest, CreateImageResult } from "@aws-sdk/client-ec2";
+import { newId } from "../../domain/ids.js";
+import { schedule, transition } from "../../domain/transitions.js";
+import { ApiError } from "../../protocol/errors.js";
+import { imageByName, insertImage, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
+import { attachmentsOf, type InstanceState } from "../../store/meta/instances.js";
+import { deleteSnapshot, insertSnapshotOfVolume, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { putTags } from "../../store/meta/tags.js";
+import { getVolume } from "../../store/meta/volumes.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { blockDevicesFrom, checkImageName, malformedName } from "./images.js";
+import { instancesOf, scheduleInstance } from "./instances.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+
+async function plan(ctx: ActionContext, input: CreateImageRequest) {
+  const name = checkImageName(input.Name!);
+  const [instance] = await instancesOf(ctx, [input.InstanceId!]);
+  if (instance!.state !== "running" && instance!.state !== "stopped") {
+    throw new ApiError("IncorrectInstanceState", `The instance '${instance!.row.instance_id}' is not in the 'running' or 'stopped' state.`);
+  }
+  const taken = await imageByName(ctx.meta.db, ctx, name);
+  if (taken) throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use by AMI ${taken.image_id}`);
+  const tags = tagSpecificationsFor(input.TagSpecifications, ["image", "snapshot"]);
+  const requested = input.BlockDeviceMappings ?? [];
+  // The instance's volumes, as the request changes them: NoDevice drops one, VolumeSize grows one.
+  const volumes: { volumeId: string; device: BlockDeviceRow }[] = [];
+  for (const attachment of await attachmentsOf(ctx.meta.db, { instanceIds: [instance!.row.instance_id] })) {
+    const change = requested.find((m) => m.DeviceName === attachment.device);
+    if (change?.NoDevice !== undefined) continue;
+    const volume = (await getVolume(ctx.meta.db, ctx, attachment.volume_id))!;
+    const size = change?.Ebs?.VolumeSize ?? volume.size;
+    if (size < volume.size) throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${size} is smaller than the ${volume.size} GiB volume at ${attachment.device}.`);
+    volumes.push({
+      volumeId: volume.volume_id,
+      device: {
+        device_name: attachment.device,
+        virtual_name: null,
+        no_device: 0,
+        snapshot_id: null,
+        volume_size: size,
+        volume_type: change?.Ebs?.VolumeType ?? volume.volume_type,
+        delete_on_termination: (change?.Ebs?.DeleteOnTermination ?? Boolean(attachment.delete_on_termination)) ? 1 : 0,
+        encrypted: volume.encrypted,
+        iops: change?.Ebs?.Iops ?? volume.iops,
+        throughput: change?.Ebs?.Throughput ?? volume.throughput,
+        kms_key_id: volume.kms_key_id,
+      },
+    });
+  }
+  const mapped = new Set(volumes.map((v) => v.device.device_name));
+  const others = requested.filter((m) => m.DeviceName && !mapped.has(m.DeviceName) && !(m.DeviceName === instance!.row.root_device_name));
+  const extra = await blockDevicesFrom(ctx, others.filter((m) => m.NoDevice === undefined));
+  if (!volumes.some((v) => v.device.device_name === instance!.row.root_device_name)) {
+    throw new ApiError("InvalidBlockDeviceMapping", `The root device ${instance!.row.root_device_name} cannot be left out of the image.`);
+  }
+  return { name, instance: instance!, volumes, extra, tags };
+}
+
+export const createImageActions: ActionTable = {
+  CreateImage: {
+    parameterErrors: { Name: malformedName },
+    async check(ctx, input: CreateImageRequest) {
+      await plan(ctx, input);
+    },
+    async run(ctx, input: CreateImageRequest): Promise<CreateImageResult> {
+      const { name, instance, volumes, extra, tags } = await plan(ctx, input);
+      const delay = ctx.config.stateDelayMs;
+      const now = Date.now();
+      const reboot = !input.NoReboot && instance.state === "running";
+      if (reboot) {
+        await scheduleInstance(ctx, instance.row.instance_id, schedule<InstanceState>(["stopping", "stopped", "pending", "running"], delay, now));
+      }
+      // The snapshots complete once the instance is at rest (after its stop when it reboots).
+      const readyIn = reboot ? 2 * delay : delay;
+      const imageId = newId("ami");
+      const snapshots: SnapshotRow[] = [];
+      for (const { volumeId, device } of volumes) {
+        const volume = (await getVolume(ctx.meta.db, ctx, volumeId))!;
+        const snapshot: SnapshotRow = {
+          account_id: ctx.accountId,
+          region: ctx.region,
+          snapshot_id: newId("snap"),
+          volume_id: volumeId,
+          volume_size: volume.size,
+          ...transition<SnapshotRow["state"]>("pending", "completed", readyIn, now),
+          progress: "",
+          start_time: new Date(now).toISOString(),
+          description: `Created by CreateImage(${instance.row.instance_id}) for ${imageId}`,
+          encrypted: volume.encrypted,
+          kms_key_id: volume.kms_key_id,
+          parent_snapshot_id: null,
+          client_token: null,
+        };
+        await insertSnapshotOfVolume(ctx.meta.db, snapshot);
+        device.snapshot_id = snapshot.snapshot_id;
+        snapshots.push(snapshot);
+      }
+      const image: ImageRow = {
+        account_id: ctx.accountId,
+        region: ctx.region,
+        image_id: imageId,
+        name,
+        description: input.Description ?? "",
+        ...transition<ImageRow["state"]>("pending", "available", readyIn, now),
+        state_reason_code: null,
+        state_reason_message: null,
+        architecture: instance.row.architecture,
+        virtualization_type: instance.row.virtualization_type,
+        root_device_name: instance.row.root_device_name,
+        root_device_type: "ebs",
+        ena_support: instance.row.ena_support,
+        sriov_net_support: null,
+        boot_mode: instance.row.boot_mode,
+        tpm_support: null,
+        imds_support: null,
+        platform: instance.row.platform,
+        creation_date: new Date(now).toISOString(),
+        deprecation_time: null,
+        public: 0,
+        owner_alias: null,
+        source_instance_id: instance.row.instance_id,
+        kernel_id: null,
+        ramdisk_id: null,
+      };
+      if (!(await insertImage(ctx.meta.db, { image, devices: [...volumes.map((v) => v.device), ...extra] }))) {
+        // Another request took the name meanwhile: leave nothing of this one behind.
+        for (const snapshot of snapshots) await deleteSnapshot(ctx.meta.db, ctx, snapshot.snapshot_id);
+        throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use`);
+      }
+      const imageTags = tags.get("image") ?? [];
+      const snapshotTags = tags.get("snapshot") ?? [];
+      if (imageTags.length) await putTags(ctx.meta.db, ctx, [{ id: imageId, type: "image" }], imageTags, TAG_LIMITS.perResource);
+      if (snapshotTags.length && snapshots.length) await putTags(ctx.meta.db, ctx, snapshots.map((s) => ({ id: s.snapshot_id, type: "snapshot" })), snapshotTags, TAG_LIMITS.perResource);
+      return { ImageId: imageId };
+    },
+  },
+};

@@ -1,0 +1,377 @@
+// Instances: launched from an image (a volume per EBS mapping, made from its snapshot), their
+// states moving on a schedule (pending → running, stopping → stopped, …) with AWS's codes.
+import type {
+  BlockDeviceMapping,
+  DescribeInstancesRequest,
+  DescribeInstancesResult,
+  Instance,
+  InstanceStateChange,
+  RebootInstancesRequest,
+  Reservation,
+  RunInstancesRequest,
+  StartInstancesRequest,
+  StopInstancesRequest,
+  TerminateInstancesRequest,
+} from "@aws-sdk/client-ec2";
+import { compileFilters } from "../../domain/filters.js";
+import { newId } from "../../domain/ids.js";
+import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { zonesOf } from "../../domain/regions.js";
+import { schedule, transition, type Schedule } from "../../domain/transitions.js";
+import { ApiError } from "../../protocol/errors.js";
+import type { BlockDeviceRow } from "../../store/meta/images.js";
+import { attachmentsOf, insertLaunch, listInstances, releaseVolumes, setSchedule, type AttachmentRow, type InstanceRecord, type InstanceState, type Launch } from "../../store/meta/instances.js";
+import { putTags, tagsOf } from "../../store/meta/tags.js";
+import type { VolumeRow } from "../../store/meta/volumes.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { blockDevicesFrom, visibleImage } from "./images.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+
+export const STATE_CODES: Record<InstanceState, number> = { pending: 0, running: 16, "shutting-down": 32, terminated: 48, stopping: 64, stopped: 80 };
+const INSTANCE_ID = /^i-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
+
+export function checkInstanceId(id: string): string {
+  if (!INSTANCE_ID.test(id)) throw new ApiError("InvalidInstanceID.Malformed", `Invalid id: "${id}"`);
+  return id;
+}
+
+const stateOf = (state: InstanceState) => ({ Code: STATE_CODES[state], Name: state });
+const userInitiated = (now = new Date()) => `User initiated (${now.toISOString().replace("T", " ").slice(0, 19)} GMT)`;
+
+/** The caller's instances by id, every one of them, or InvalidInstanceID.NotFound. */
+export async function instancesOf(ctx: ActionContext, ids: readonly string[]): Promise<InstanceRecord[]> {
+  ids.forEach(checkInstanceId);
+  const found = await listInstances(ctx.meta.db, ctx, { ids });
+  const missing = ids.filter((id) => !found.some((r) => r.row.instance_id === id));
+  if (missing.length) throw new ApiError("InvalidInstanceID.NotFound", `The instance ID${missing.length > 1 ? "s" : ""} '${missing.join("', '")}' ${missing.length > 1 ? "do" : "does"} not exist`);
+  return ids.map((id) => found.find((r) => r.row.instance_id === id)!);
+}
+
+export function toInstance(record: InstanceRecord, attachments: readonly AttachmentRow[], tags: ReadonlyMap<string, string>): Instance {
+  const { row, state } = record;
+  return {
+    InstanceId: row.instance_id,
+    ImageId: row.image_id,
+    State: stateOf(state),
+    PrivateDnsName: "",
+    PublicDnsName: "",
+    StateTransitionReason: row.state_transition_reason,
+    StateReason: state === "stopped" || state === "stopping"
+      ? { Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown" }
+      : undefined,
+    KeyName: row.key_name ?? undefined,
+    AmiLaunchIndex: row.ami_launch_index,
+    ProductCodes: [],
+    InstanceType: row.instance_type as Instance["InstanceType"],
+    LaunchTime: new Date(row.launch_time),
+    Placement: { AvailabilityZone: row.availability_zone, GroupName: "", Tenancy: "default" },
+    Monitoring: { State: "disabled" },
+    Architecture: row.architecture as Instance["Architecture"],
+    RootDeviceType: "ebs",
+    RootDeviceName: row.root_device_name,
+    BlockDeviceMappings: attachments.map((a) => ({
+      DeviceName: a.device,
+      Ebs: { AttachTime: new Date(a.attach_time), DeleteOnTermination: Boolean(a.delete_on_termination), Status: "attached", VolumeId: a.volume_id },
+    })),
+    VirtualizationType: row.virtualization_type as Instance["VirtualizationType"],
+    ClientToken: row.client_token ?? "",
+    Tags: tags.size ? [...tags].map(([Key, Value]) => ({ Key, Value })) : undefined,
+    SecurityGroups: [],
+    Hypervisor: "xen",
+    EbsOptimized: false,
+    EnaSupport: Boolean(row.ena_support),
+    Platform: (row.platform ?? undefined) as Instance["Platform"],
+    PlatformDetails: row.platform === "windows" ? "Windows" : "Linux/UNIX",
+    UsageOperation: row.platform === "windows" ? "RunInstances:0002" : "RunInstances",
+    UsageOperationUpdateTime: new Date(row.launch_time),
+    BootMode: (row.boot_mode ?? undefined) as Instance["BootMode"],
+    CurrentInstanceBootMode: row.boot_mode === "uefi" ? "uefi" : "legacy-bios",
+    HibernationOptions: { Configured: false },
+    MetadataOptions: { State: "applied", HttpTokens: "required", HttpPutResponseHopLimit: 2, HttpEndpoint: "enabled", HttpProtocolIpv6: "disabled", InstanceMetadataTags: "disabled" },
+    EnclaveOptions: { Enabled: false },
+    CapacityReservationSpecification: { CapacityReservationPreference: "open" },
+  };
+}
+
+/** The volumes an instance gets: the image's EBS mappings, changed by the request's. */
+function launchDevices(imageDevices: readonly BlockDeviceRow[], requested: readonly BlockDeviceRow[]): BlockDeviceRow[] {
+  const devices = imageDevices.map((d) => ({ ...d }));
+  for (const change of requested) {
+    const index = devices.findIndex((d) => d.device_name === change.device_name);
+    if (index < 0) {
+      devices.push(change);
+      continue;
+    }
+    if (change.no_device) {
+      devices.splice(index, 1);
+      continue;
+    }
+    const base = devices[index]!;
+    if (change.volume_size !== null && base.volume_size !== null && change.volume_size < base.volume_size) {
+      throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${change.volume_size} is smaller than the image's ${base.volume_size} GiB for ${base.device_name}.`);
+    }
+    devices[index] = {
+      ...base,
+      volume_size: change.volume_size ?? base.volume_size,
+      volume_type: change.volume_type ?? base.volume_type,
+      delete_on_termination: change.delete_on_termination ?? base.delete_on_termination,
+      iops: change.iops ?? base.iops,
+      throughput: change.throughput ?? base.throughput,
+      encrypted: change.encrypted ?? base.encrypted,
+    };
+  }
+  return devices.filter((d) => !d.no_device && !d.virtual_name);
+}
+
+async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
+  if (!input.ImageId) throw new ApiError("MissingParameter", "The request must contain the parameter ImageId");
+  const min = input.MinCount!;
+  const max = input.MaxCount!;
+  if (min < 1 || max < min) throw new ApiError("InvalidParameterValue", `MinCount (${min}) must be at least 1 and no more than MaxCount (${max}).`);
+  const type = input.InstanceType ?? "m1.small";
+  if (!INSTANCE_TYPE.test(type)) throw new ApiError("InvalidParameterValue", `Invalid value '${type}' for InstanceType.`);
+  const zone = input.Placement?.AvailabilityZone ?? zonesOf(ctx.region)[0]!.zoneName;
+  if (!zonesOf(ctx.region).some((z) => z.zoneName === zone)) throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${zone}]`);
+  const { image, devices: imageDevices } = await visibleImage(ctx, input.ImageId);
+  if (image.state !== "available") throw new ApiError("InvalidAMIID.Unavailable", `The image id '[${image.image_id}]' is not available (it is ${image.state})`);
+  // Mappings that change an image device need not name a snapshot; new ones are checked in full.
+  const requested: BlockDeviceRow[] = [];
+  for (const mapping of input.BlockDeviceMappings ?? []) {
+    const existing = imageDevices.find((d) => d.device_name === mapping.DeviceName);
+    if (existing && mapping.Ebs && !mapping.Ebs.SnapshotId) {
+      const ebs = mapping.Ebs;
+      requested.push({ ...existing, volume_size: ebs.VolumeSize ?? null, volume_type: ebs.VolumeType ?? null, delete_on_termination: ebs.DeleteOnTermination === undefined ? null : ebs.DeleteOnTermination ? 1 : 0, iops: ebs.Iops ?? null, throughput: ebs.Throughput ?? null, encrypted: ebs.Encrypted === undefined ? null : ebs.Encrypted ? 1 : 0 });
+    } else {
+      requested.push(...(await blockDevicesFrom(ctx, [mapping as BlockDeviceMapping])));
+    }
+  }
+  const devices = launchDevices(imageDevices, requested);
+  const tags = tagSpecificationsFor(input.TagSpecifications, ["instance", "volume", "network-interface"]);
+  return { image, devices, type, zone, count: max, tags };
+}
+
+export const instanceActions: ActionTable = {
+  RunInstances: {
+    async check(ctx, input: RunInstancesRequest) {
+      await planLaunch(ctx, input);
+    },
+    async run(ctx, input: RunInstancesRequest): Promise<Reservation> {
+      if (input.ClientToken) {
+        const earlier = (await listInstances(ctx.meta.db, ctx)).filter((r) => r.row.client_token === input.ClientToken);
+        if (earlier.length) return describeReservation(ctx, earlier);
+      }
+      const { image, devices, type, zone, count, tags } = await planLaunch(ctx, input);
+      const now = Date.now();
+      const launchTime = new Date(now).toISOString();
+      const reservationId = newId("r");
+      const launches: Launch[] = [];
+      for (let i = 0; i < count; i++) {
+        const instanceId = newId("i");
+        const volumes = devices.map((d) => ({
+          device: d.device_name,
+          deleteOnTermination: d.delete_on_termination !== 0,
+          volume: {
+            account_id: ctx.accountId,
+            region: ctx.region,
+            volume_id: newId("vol"),
+            size: d.volume_size!,
+            snapshot_id: d.snapshot_id,
+            availability_zone: zone,
+            // Attached at launch: available (in-use while attached) at once.
+            ...transition<VolumeRow["state"]>("available", "available", 0, now),
+            volume_type: d.volume_type ?? "gp2",
+            iops: d.iops,
+            throughput: d.throughput,
+            encrypted: d.encrypted ? 1 : 0,
+            kms_key_id: d.kms_key_id,
+            multi_attach_enabled: 0,
+            create_time: launchTime,
+            client_token: null,
+          },
+        }));
+        launches.push({
+          instance: {
+            account_id: ctx.accountId,
+            region: ctx.region,
+            instance_id: instanceId,
+            reservation_id: reservationId,
+            image_id: image.image_id,
+            instance_type: type,
+            key_name: input.KeyName ?? null,
+            availability_zone: zone,
+            state_schedule: JSON.stringify(schedule<InstanceState>(["pending", "running"], ctx.config.stateDelayMs, now)),
+            state_transition_reason: "",
+            launch_time: launchTime,
+            ami_launch_index: i,
+            architecture: image.architecture,
+            root_device_name: image.root_device_name,
+            virtualization_type: image.virtualization_type,
+            ena_support: image.ena_support,
+            boot_mode: image.boot_mode,
+            platform: image.platform,
+            client_token: input.ClientToken ?? null,
+          },
+          volumes,
+        });
+      }
+      await insertLaunch(ctx.meta.db, launches);
+      const instanceTags = tags.get("instance") ?? [];
+      const volumeTags = tags.get("volume") ?? [];
+      if (instanceTags.length) await putTags(ctx.meta.db, ctx, launches.map((l) => ({ id: l.instance.instance_id, type: "instance" })), instanceTags, TAG_LIMITS.perResource);
+      const volumeIds = launches.flatMap((l) => l.volumes.map((v) => ({ id: v.volume.volume_id, type: "volume" })));
+      if (volumeTags.length && volumeIds.length) await putTags(ctx.meta.db, ctx, volumeIds, volumeTags, TAG_LIMITS.perResource);
+      // RunInstances answers with the instances as launched: pending.
+      const records = await listInstances(ctx.meta.db, ctx, { ids: launches.map((l) => l.instance.instance_id) });
+      return describeReservation(ctx, records.map((r) => ({ ...r, state: "pending" as const })));
+    },
+  },
+
+  DescribeInstances: {
+    check(_ctx, input: DescribeInstancesRequest) {
+      input.InstanceIds?.forEach(checkInstanceId);
+      if (input.InstanceIds?.length && input.MaxResults !== undefined) {
+        throw new ApiError("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults");
+      }
+      pageSize(input.MaxResults, { min: 5, max: 1000 });
+      compileFilters(input.Filters, FILTERS);
+    },
+    async run(ctx, input: DescribeInstancesRequest): Promise<DescribeInstancesResult> {
+      const ids = input.InstanceIds?.length ? input.InstanceIds : undefined;
+      const records = ids ? await instancesOf(ctx, ids) : await listInstances(ctx.meta.db, ctx, { after: decodeNextToken(input.NextToken, 1)?.[0] });
+      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
+      const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: records.map((r) => r.row.instance_id) });
+      const tags = await tagsOf(ctx.meta.db, ctx, records.map((r) => r.row.instance_id));
+      const matches = compileFilters(input.Filters, FILTERS);
+      const page: InstanceRecord[] = [];
+      let nextToken: string | undefined;
+      for (const record of records) {
+        const described = { record, attachments: attachments.filter((a) => a.instance_id === record.row.instance_id), tags: tags.get(record.row.instance_id) ?? new Map<string, string>() };
+        if (!matches(described)) continue;
+        if (limit !== undefined && page.length === limit) {
+          nextToken = encodeNextToken([page[page.length - 1]!.row.instance_id]);
+          break;
+        }
+        page.push(record);
+      }
+      const reservations = new Map<string, InstanceRecord[]>();
+      for (const record of page) reservations.set(record.row.reservation_id, [...(reservations.get(record.row.reservation_id) ?? []), record]);
+      return {
+        Reservations: [...reservations.values()].map((group) => reservationOf(ctx, group, attachments, tags)),
+        NextToken: nextToken,
+      };
+    },
+  },
+
+  StopInstances: {
+    async check(ctx, input: StopInstancesRequest) {
+      for (const record of await instancesOf(ctx, input.InstanceIds ?? [])) {
+        if (record.state === "terminated" || record.state === "shutting-down") throw incorrectState(record, "stop");
+      }
+    },
+    run: (ctx, input: StopInstancesRequest) =>
+      changeStates(ctx, input.InstanceIds ?? [], "StoppingInstances", (state) => (state === "stopped" || state === "stopping" ? undefined : ["stopping", "stopped"])),
+  },
+
+  StartInstances: {
+    async check(ctx, input: StartInstancesRequest) {
+      for (const record of await instancesOf(ctx, input.InstanceIds ?? [])) {
+        if (!["stopped", "pending", "running"].includes(record.state)) throw incorrectState(record, "start");
+      }
+    },
+    run: (ctx, input: StartInstancesRequest) =>
+      changeStates(ctx, input.InstanceIds ?? [], "StartingInstances", (state) => (state === "stopped" ? ["pending", "running"] : undefined)),
+  },
+
+  RebootInstances: {
+    async check(ctx, input: RebootInstancesRequest) {
+      for (const record of await instancesOf(ctx, input.InstanceIds ?? [])) {
+        if (record.state !== "running") throw incorrectState(record, "reboot");
+      }
+    },
+    run() {
+      // A reboot leaves the instance running; there is no guest to restart.
+    },
+  },
+
+  TerminateInstances: {
+    async check(ctx, input: TerminateInstancesRequest) {
+      await instancesOf(ctx, input.InstanceIds ?? []);
+    },
+    async run(ctx, input: TerminateInstancesRequest) {
+      for (const id of input.InstanceIds ?? []) await releaseVolumes(ctx.meta.db, ctx, id);
+      return changeStates(ctx, input.InstanceIds ?? [], "TerminatingInstances", (state) => (state === "terminated" || state === "shutting-down" ? undefined : ["shutting-down", "terminated"]));
+    },
+  },
+};
+
+const incorrectState = (record: InstanceRecord, verb: string) =>
+  new ApiError("IncorrectInstanceState", `The instance '${record.row.instance_id}' is not in a state from which it can be ${verb === "stop" ? "stopped" : verb === "start" ? "started" : "rebooted"}.`);
+
+/** Moves each instance onto a new schedule (or leaves it) and reports previous and current states. */
+async function changeStates(
+  ctx: ActionContext,
+  ids: readonly string[],
+  member: "StoppingInstances" | "StartingInstances" | "TerminatingInstances",
+  next: (state: InstanceState) => InstanceState[] | undefined,
+): Promise<Record<string, InstanceStateChange[]>> {
+  const changes: InstanceStateChange[] = [];
+  for (const record of await instancesOf(ctx, ids)) {
+    const steps = next(record.state);
+    if (steps) await setSchedule(ctx.meta.db, record.row.instance_id, schedule(steps, ctx.config.stateDelayMs), userInitiated());
+    changes.push({ InstanceId: record.row.instance_id, PreviousState: stateOf(record.state), CurrentState: stateOf(steps ? steps[0]! : record.state) });
+  }
+  return { [member]: changes };
+}
+
+/** Moves an instance onto a schedule of its own (CreateImage's stop and start). */
+export async function scheduleInstance(ctx: ActionContext, instanceId: string, steps: Schedule<InstanceState>): Promise<void> {
+  await setSchedule(ctx.meta.db, instanceId, steps, userInitiated());
+}
+
+function reservationOf(ctx: ActionContext, group: InstanceRecord[], attachments: readonly AttachmentRow[], tags: Map<string, Map<string, string>>): Reservation {
+  return {
+    ReservationId: group[0]!.row.reservation_id,
+    OwnerId: ctx.accountId,
+    Groups: [],
+    Instances: [...group].sort((a, b) => a.row.ami_launch_index - b.row.ami_launch_index).map((r) => toInstance(r, attachments.filter((a) => a.instance_id === r.row.instance_id), tags.get(r.row.instance_id) ?? new Map())),
+  };
+}
+
+async function describeReservation(ctx: ActionContext, records: InstanceRecord[]): Promise<Reservation> {
+  const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: records.map((r) => r.row.instance_id) });
+  const tags = await tagsOf(ctx.meta.db, ctx, records.map((r) => r.row.instance_id));
+  return reservationOf(ctx, records, attachments, tags);
+}
+
+interface Described {
+  record: InstanceRecord;
+  attachments: readonly AttachmentRow[];
+  tags: ReadonlyMap<string, string>;
+}
+
+const FILTERS = {
+  fields: {
+    "instance-id": (d: Described) => d.record.row.instance_id,
+    "instance-state-name": (d: Described) => d.record.state,
+    "instance-state-code": (d: Described) => String(STATE_CODES[d.record.state]),
+    "image-id": (d: Described) => d.record.row.image_id,
+    "instance-type": (d: Described) => d.record.row.instance_type,
+    "availability-zone": (d: Described) => d.record.row.availability_zone,
+    "reservation-id": (d: Described) => d.record.row.reservation_id,
+    "launch-time": (d: Described) => d.record.row.launch_time,
+    "key-name": (d: Described) => d.record.row.key_name ?? undefined,
+    architecture: (d: Described) => d.record.row.architecture,
+    "root-device-type": () => "ebs",
+    "root-device-name": (d: Described) => d.record.row.root_device_name,
+    "virtualization-type": (d: Described) => d.record.row.virtualization_type,
+    "owner-id": (d: Described) => d.record.row.account_id,
+    "client-token": (d: Described) => d.record.row.client_token ?? undefined,
+    "block-device-mapping.volume-id": (d: Described) => d.attachments.map((a) => a.volume_id),
+    "block-device-mapping.device-name": (d: Described) => d.attachments.map((a) => a.device),
+    "block-device-mapping.delete-on-termination": (d: Described) => d.attachments.map((a) => String(Boolean(a.delete_on_termination))),
+    "block-device-mapping.status": (d: Described) => d.attachments.map(() => "attached"),
+    "platform-details": (d: Described) => (d.record.row.platform === "windows" ? "Windows" : "Linux/UNIX"),
+  },
+  tags: (d: Described) => d.tags,
+};

@@ -1,0 +1,89 @@
+// Instances and the volumes attached to them.
+import { scheduledState, type Schedule } from "../../domain/transitions.js";
+import type { MetaDb } from "./database.js";
+import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
+import type { Scope } from "./tags.js";
+import type { VolumeRow } from "./volumes.js";
+
+export type InstanceState = "pending" | "running" | "stopping" | "stopped" | "shutting-down" | "terminated";
+export type InstanceRow = InstanceTable;
+export type AttachmentRow = VolumeAttachmentTable;
+
+export interface InstanceRecord {
+  row: InstanceRow;
+  state: InstanceState;
+  schedule: Schedule<InstanceState>;
+}
+
+export const recordOf = (row: InstanceRow, now = Date.now()): InstanceRecord => {
+  const schedule = JSON.parse(row.state_schedule) as Schedule<InstanceState>;
+  return { row, schedule, state: scheduledState(schedule, now) };
+};
+
+export interface Launch {
+  instance: InstanceRow;
+  volumes: { volume: VolumeRow; device: string; deleteOnTermination: boolean }[];
+}
+
+/** Instances with their new volumes and attachments, all or nothing. */
+export async function insertLaunch(db: MetaDb, launches: readonly Launch[]): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    for (const { instance, volumes } of launches) {
+      await tx.insertInto("instances").values(instance).execute();
+      for (const { volume, device, deleteOnTermination } of volumes) {
+        await tx.insertInto("volumes").values(volume).execute();
+        if (volume.snapshot_id) {
+          await tx
+            .insertInto("volume_blocks")
+            .columns(["volume_id", "block_index", "chunk"])
+            .expression((eb) =>
+              eb.selectFrom("snapshot_blocks").select((s) => [s.val(volume.volume_id).as("volume_id"), "block_index", "chunk"]).where("snapshot_id", "=", volume.snapshot_id!).where("chunk", "!=", ""),
+            )
+            .execute();
+        }
+        await tx.insertInto("volume_attachments").values({ volume_id: volume.volume_id, instance_id: instance.instance_id, device, attach_time: instance.launch_time, delete_on_termination: deleteOnTermination ? 1 : 0 }).execute();
+      }
+    }
+  });
+}
+
+export async function listInstances(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<InstanceRecord[]> {
+  let query = db.selectFrom("instances").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
+  if (q.ids) query = query.where("instance_id", "in", q.ids);
+  if (q.after) query = query.where("instance_id", ">", q.after);
+  const now = Date.now();
+  return (await query.orderBy("instance_id").execute()).map((row) => recordOf(row, now));
+}
+
+export async function setSchedule(db: MetaDb, instanceId: string, steps: Schedule<InstanceState>, reason: string): Promise<void> {
+  await db.updateTable("instances").set({ state_schedule: JSON.stringify(steps), state_transition_reason: reason }).where("instance_id", "=", instanceId).execute();
+}
+
+export async function attachmentsOf(db: MetaDb, q: { instanceIds?: readonly string[]; volumeIds?: readonly string[] }): Promise<AttachmentRow[]> {
+  let query = db.selectFrom("volume_attachments").selectAll();
+  if (q.instanceIds) query = query.where("instance_id", "in", q.instanceIds.length ? q.instanceIds : [""]);
+  if (q.volumeIds) query = query.where("volume_id", "in", q.volumeIds.length ? q.volumeIds : [""]);
+  return query.orderBy("instance_id").orderBy("device").execute();
+}
+
+export async function attachVolume(db: MetaDb, attachment: AttachmentRow): Promise<void> {
+  await db.insertInto("volume_attachments").values(attachment).execute();
+}
+
+export async function detachVolume(db: MetaDb, volumeId: string): Promise<void> {
+  await db.deleteFrom("volume_attachments").where("volume_id", "=", volumeId).execute();
+}
+
+/** Termination: volumes marked DeleteOnTermination go with the instance; the rest are detached. */
+export async function releaseVolumes(db: MetaDb, scope: Scope, instanceId: string): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    const attachments = await tx.selectFrom("volume_attachments").selectAll().where("instance_id", "=", instanceId).execute();
+    const doomed = attachments.filter((a) => a.delete_on_termination).map((a) => a.volume_id);
+    await tx.deleteFrom("volume_attachments").where("instance_id", "=", instanceId).execute();
+    if (doomed.length) {
+      await tx.deleteFrom("volume_blocks").where("volume_id", "in", doomed).execute();
+      await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "in", doomed).execute();
+      await tx.deleteFrom("volumes").where("volume_id", "in", doomed).execute();
+    }
+  });
+}
