@@ -99,3 +99,19 @@ export async function deregisterImage(db: MetaDb, scope: Scope, imageId: string)
     await tx.deleteFrom("images").where("image_id", "=", imageId).execute();
   });
 }
+
+/** Adds and removes grantees (account ids, or 'all' for public) and keeps the public flag in step. */
+export async function changeLaunchPermissions(db: MetaDb, imageId: string, add: readonly string[], remove: readonly string[]): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    if (remove.length) await tx.deleteFrom("image_launch_permissions").where("image_id", "=", imageId).where("grantee", "in", remove).execute();
+    for (const grantee of add) {
+      await tx.insertInto("image_launch_permissions").values({ image_id: imageId, grantee }).onConflict((oc) => oc.doNothing()).execute();
+    }
+    const isPublic = await tx.selectFrom("image_launch_permissions").select("grantee").where("image_id", "=", imageId).where("grantee", "=", "all").executeTakeFirst();
+    await tx.updateTable("images").set({ public: isPublic ? 1 : 0 }).where("image_id", "=", imageId).execute();
+  });
+}
+
+export async function setImageDescription(db: MetaDb, imageId: string, description: string): Promise<void> {
+  await db.updateTable("images").set({ description }).where("image_id", "=", imageId).execute();
+}
