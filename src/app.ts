@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "./log.js";
 import { ec2Model } from "./protocol/model.js";
 import { fileChunkStore } from "./store/blocks/chunks.js";
 import { openMetaStore } from "./store/meta/database.js";
+import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
 import { join } from "node:path";
 
@@ -32,11 +33,14 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const meta = await openMetaStore(config.dataDir);
   const verifier = new SignatureVerifier(config.accounts);
   const chunks = fileChunkStore(join(config.dataDir, "chunks"));
+  const publicImages = catalogue(meta.db, chunks, config.catalogue);
+  // The default region's catalogue is there before the first request; others fill on first use.
+  await publicImages.ensure(config.defaultRegion);
   const server = createHttpServer(
     {
-      ec2: ec2Endpoint({ config, model, actions, verifier, meta }),
+      ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
-      admin: adminRoutes({ config, meta, chunks, version: KILN_VERSION, apiVersion: model.apiVersion }),
+      admin: adminRoutes({ config, meta, chunks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,
   );

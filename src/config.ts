@@ -8,6 +8,7 @@ import {
   readAccountsFile,
   type AccountDirectory,
 } from "./auth/accounts.js";
+import { BUILT_IN_CATALOGUE, readCatalogueFile, type CatalogueEntry } from "./domain/catalogue.js";
 
 export interface KilnConfig {
   host: string;
@@ -22,6 +23,8 @@ export interface KilnConfig {
   /** POST /_kiln/reset empties all state when true. */
   allowReset: boolean;
   logLevel: string;
+  /** Public images every region offers (built in, plus KILN_CATALOGUE_FILE's). */
+  catalogue: readonly CatalogueEntry[];
   /** How long resources take to settle (creating → available, pending → completed); 0 is at once. */
   stateDelayMs: number;
   limits: {
@@ -42,6 +45,7 @@ export interface ConfigOverrides {
   defaultRegion?: string;
   logLevel?: string;
   stateDelayMs?: number;
+  catalogueFile?: string;
 }
 
 const flag = (value: string | undefined) => (value === undefined ? undefined : /^(1|true|yes|on)$/i.test(value));
@@ -81,6 +85,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     defaultRegion: overrides.defaultRegion ?? env.KILN_DEFAULT_REGION ?? "us-east-1",
     allowReset: overrides.allowReset ?? flag(env.KILN_ALLOW_RESET) ?? true,
     logLevel: overrides.logLevel ?? env.KILN_LOG_LEVEL ?? "info",
+    catalogue: [...BUILT_IN_CATALOGUE, ...(overrides.catalogueFile ?? env.KILN_CATALOGUE_FILE ? readCatalogueFile((overrides.catalogueFile ?? env.KILN_CATALOGUE_FILE)!) : [])],
     stateDelayMs: overrides.stateDelayMs ?? (env.KILN_STATE_DELAY_MS === undefined ? 0 : positiveOrZero("KILN_STATE_DELAY_MS", env.KILN_STATE_DELAY_MS)),
     limits: {
       maxBodyBytes: positive("KILN_MAX_BODY_BYTES", env.KILN_MAX_BODY_BYTES, 1024 * 1024),

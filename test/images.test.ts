@@ -128,7 +128,9 @@ describe("RegisterImage and DescribeImages", () => {
   it("shows an account only what it may see", async () => {
     const { ImageId } = await register(await rootSnapshot());
     const other = kiln.ec2({ accessKeyId: "111111111111" });
-    assert.deepEqual((await other.send(new DescribeImagesCommand({}))).Images, []);
+    const seen = (await other.send(new DescribeImagesCommand({}))).Images!;
+    assert.ok(!seen.some((i) => i.ImageId === ImageId), "not another account's private image");
+    assert.ok(seen.every((i) => i.Public), "only public (catalogue) images");
     assert.equal(await errorName(other.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))), "InvalidAMIID.NotFound");
     assert.equal(await errorName(other.send(new DeregisterImageCommand({ ImageId }))), "InvalidAMIID.NotFound");
     assert.equal(await errorName(ec2.send(new DescribeImagesCommand({ ImageIds: ["ami-xyz"] }))), "InvalidAMIID.Malformed");

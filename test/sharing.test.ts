@@ -78,8 +78,8 @@ describe("launch permissions", () => {
     await owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission", OperationType: "add", UserGroups: ["all"] }));
     const shown = (await stranger.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0]!;
     assert.equal(shown.Public, true);
-    assert.deepEqual(((await stranger.send(new DescribeImagesCommand({ Filters: [{ Name: "is-public", Values: ["true"] }] }))).Images ?? []).map((i) => i.ImageId), [imageId]);
-    assert.deepEqual(((await stranger.send(new DescribeImagesCommand({ ExecutableUsers: ["all"] }))).Images ?? []).map((i) => i.ImageId), [imageId]);
+    assert.deepEqual(((await stranger.send(new DescribeImagesCommand({ Owners: [OWNER], Filters: [{ Name: "is-public", Values: ["true"] }] }))).Images ?? []).map((i) => i.ImageId), [imageId]);
+    assert.deepEqual(((await stranger.send(new DescribeImagesCommand({ Owners: [OWNER], ExecutableUsers: ["all"] }))).Images ?? []).map((i) => i.ImageId), [imageId]);
     await owner.send(new ResetImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission" }));
     assert.deepEqual(await sees(stranger), []);
     assert.equal((await owner.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0]!.Public, false);

@@ -9,6 +9,7 @@ import { decodeStructure } from "../protocol/ec2-query/decode.js";
 import { encodeJsonError, encodeJsonResponse, encodeXmlError, encodeXmlResponse } from "../protocol/ec2-query/encode.js";
 import { emptyParams, treeFromJson, treeFromPairs, treeFromXml, type ParamObject } from "../protocol/ec2-query/params.js";
 import type { ServiceModel, StructureShape } from "../protocol/model.js";
+import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 
@@ -42,8 +43,9 @@ export function ec2Endpoint(deps: {
   actions: ReadonlyMap<string, Action>;
   verifier: SignatureVerifier;
   meta: MetaStore;
+  catalogue: Catalogue;
 }): Ec2Endpoint {
-  const { config, model, actions, verifier, meta } = deps;
+  const { config, model, actions, verifier, meta, catalogue } = deps;
   const limits = config.limits;
 
   async function authenticate(req: IncomingMessage, url: ParsedUrl, body: Buffer): Promise<Caller> {
@@ -119,6 +121,7 @@ export function ec2Endpoint(deps: {
           const replacement = error instanceof InvalidParameter ? action.parameterErrors?.[error.parameter] : undefined;
           throw replacement ? replacement() : error;
         }
+        await catalogue.ensure(caller.region);
         const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config };
         await action.check?.(ctx, input);
         if (input.DryRun === true) throw dryRunSucceeded();
