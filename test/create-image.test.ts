@@ -252,6 +252,10 @@ describe("the instance lifecycle", () => {
     assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 2, MaxCount: 1 }))), "InvalidParameterValue");
     assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { VolumeSize: 2 } }] }))), "InvalidBlockDeviceMapping");
     assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, DryRun: true }))), "DryRunOperation");
+    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, Placement: { AvailabilityZone: "eu-west-1a" } }))), "InvalidParameterValue");
+    // An empty zone (as Terraform sends) means any zone.
+    const anyZone = await ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, Placement: { AvailabilityZone: "" } }));
+    assert.equal(anyZone.Instances![0]!.Placement!.AvailabilityZone, "us-east-1a");
     assert.equal(await errorName(kiln.ec2({ accessKeyId: "111111111111" }).send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1 }))), "InvalidAMIID.NotFound");
   });
 });

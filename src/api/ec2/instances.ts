@@ -131,7 +131,8 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   if (min < 1 || max < min) throw new ApiError("InvalidParameterValue", `MinCount (${min}) must be at least 1 and no more than MaxCount (${max}).`);
   const type = input.InstanceType ?? "m1.small";
   if (!INSTANCE_TYPE.test(type)) throw new ApiError("InvalidParameterValue", `Invalid value '${type}' for InstanceType.`);
-  const zone = input.Placement?.AvailabilityZone ?? zonesOf(ctx.region)[0]!.zoneName;
+  // Terraform sends an empty zone for "any zone".
+  const zone = input.Placement?.AvailabilityZone || zonesOf(ctx.region)[0]!.zoneName;
   if (!zonesOf(ctx.region).some((z) => z.zoneName === zone)) throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${zone}]`);
   const { image, devices: imageDevices } = await visibleImage(ctx, input.ImageId);
   if (image.state !== "available") throw new ApiError("InvalidAMIID.Unavailable", `The image id '[${image.image_id}]' is not available (it is ${image.state})`);
