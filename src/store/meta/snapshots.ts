@@ -107,3 +107,17 @@ export async function deleteSnapshot(db: MetaDb, scope: Scope, snapshotId: strin
     await tx.deleteFrom("snapshots").where("snapshot_id", "=", snapshotId).execute();
   });
 }
+
+/** A copy of a snapshot (another region or account, same bytes): the source's manifest, its chunks shared. */
+export async function insertSnapshotCopy(db: MetaDb, row: SnapshotRow, sourceSnapshotId: string): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await tx.insertInto("snapshots").values(row).execute();
+    await tx
+      .insertInto("snapshot_blocks")
+      .columns(["snapshot_id", "block_index", "chunk", "written"])
+      .expression((eb) =>
+        eb.selectFrom("snapshot_blocks").select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(1).as("written")]).where("snapshot_id", "=", sourceSnapshotId),
+      )
+      .execute();
+  });
+}

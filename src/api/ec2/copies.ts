@@ -1,0 +1,130 @@
+// CopySnapshot and CopyImage: a copy (in this region or from another) is the source's manifest
+// under new ids in the caller's account and region; every chunk is shared, so a copy costs
+// rows, not bytes. Copies are pending until the configured delay has passed.
+import type { CopyImageRequest, CopyImageResult, CopySnapshotRequest, CopySnapshotResult } from "@aws-sdk/client-ec2";
+import { newId } from "../../domain/ids.js";
+import { REGIONS } from "../../domain/regions.js";
+import { transition } from "../../domain/transitions.js";
+import { ApiError } from "../../protocol/errors.js";
+import { imageByName, insertImage, visibleImages, type ImageRow } from "../../store/meta/images.js";
+import { deleteSnapshot, getSnapshot, insertSnapshotCopy, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { putTags, tagsOf } from "../../store/meta/tags.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { checkImageId, checkImageName, imageNotFound, malformedName } from "./images.js";
+import { checkSnapshotId } from "./snapshots.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+
+function sourceScope(ctx: ActionContext, region: string) {
+  if (!REGIONS.some((r) => r.name === region) && region !== ctx.region) throw new ApiError("InvalidParameterValue", `Invalid region: ${region}`);
+  return { accountId: ctx.accountId, region };
+}
+
+/** The copy of one snapshot, written; `description` as EC2 words it unless given. */
+async function copySnapshot(ctx: ActionContext, source: SnapshotRow, description: string, readyAt: number): Promise<SnapshotRow> {
+  const now = Date.now();
+  const copy: SnapshotRow = {
+    ...source,
+    account_id: ctx.accountId,
+    region: ctx.region,
+    snapshot_id: newId("snap"),
+    volume_id: "vol-ffffffff",
+    ...transition<SnapshotRow["state"]>("pending", "completed", Math.max(0, readyAt - now), now),
+    progress: "",
+    start_time: new Date(now).toISOString(),
+    description,
+    parent_snapshot_id: null,
+    client_token: null,
+  };
+  await insertSnapshotCopy(ctx.meta.db, copy, source.snapshot_id);
+  return copy;
+}
+
+async function planSnapshotCopy(ctx: ActionContext, input: CopySnapshotRequest) {
+  const scope = sourceScope(ctx, input.SourceRegion!);
+  const source = await getSnapshot(ctx.meta.db, scope, checkSnapshotId(input.SourceSnapshotId!));
+  if (!source) throw new ApiError("InvalidSnapshot.NotFound", `The snapshot '${input.SourceSnapshotId}' does not exist.`);
+  if (source.state !== "completed") throw new ApiError("IncorrectState", `Snapshot is in invalid state - ${source.state}`);
+  const tags = tagSpecificationsFor(input.TagSpecifications, ["snapshot"]).get("snapshot") ?? [];
+  return { source, tags };
+}
+
+async function planImageCopy(ctx: ActionContext, input: CopyImageRequest) {
+  const name = checkImageName(input.Name!);
+  const scope = sourceScope(ctx, input.SourceRegion!);
+  const [source] = await visibleImages(ctx.meta.db, scope, { ids: [checkImageId(input.SourceImageId!)] });
+  if (!source) throw imageNotFound([input.SourceImageId!]);
+  if (source.image.state !== "available") throw new ApiError("InvalidAMIID.Unavailable", `The image id '[${source.image.image_id}]' is not available`);
+  const taken = await imageByName(ctx.meta.db, ctx, name);
+  if (taken) throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use by AMI ${taken.image_id}`);
+  const tags = tagSpecificationsFor(input.TagSpecifications, ["image", "snapshot"]);
+  return { name, source, tags };
+}
+
+export const copyActions: ActionTable = {
+  CopySnapshot: {
+    async check(ctx, input: CopySnapshotRequest) {
+      await planSnapshotCopy(ctx, input);
+    },
+    async run(ctx, input: CopySnapshotRequest): Promise<CopySnapshotResult> {
+      const { source, tags } = await planSnapshotCopy(ctx, input);
+      const copy = await copySnapshot(ctx, source, input.Description ?? `[Copied ${source.snapshot_id} from ${input.SourceRegion}]`, Date.now() + ctx.config.stateDelayMs);
+      if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: copy.snapshot_id, type: "snapshot" }], tags, TAG_LIMITS.perResource);
+      return { SnapshotId: copy.snapshot_id, Tags: tags.map((t) => ({ Key: t.key, Value: t.value })) };
+    },
+  },
+
+  CopyImage: {
+    parameterErrors: { Name: malformedName },
+    async check(ctx, input: CopyImageRequest) {
+      await planImageCopy(ctx, input);
+    },
+    async run(ctx, input: CopyImageRequest): Promise<CopyImageResult> {
+      const { name, source, tags } = await planImageCopy(ctx, input);
+      const readyAt = Date.now() + ctx.config.stateDelayMs;
+      const imageId = newId("ami");
+      const copies = new Map<string, SnapshotRow>();
+      const devices = [];
+      for (const device of source.devices) {
+        if (!device.snapshot_id) {
+          devices.push(device);
+          continue;
+        }
+        let copy = copies.get(device.snapshot_id);
+        if (!copy) {
+          const original = (await ctx.meta.db.selectFrom("snapshots").selectAll().where("snapshot_id", "=", device.snapshot_id).executeTakeFirst())!;
+          copy = await copySnapshot(ctx, original, `Copied for DestinationAmi ${imageId} from SourceAmi ${source.image.image_id} for SourceSnapshot ${device.snapshot_id}`, readyAt);
+          copies.set(device.snapshot_id, copy);
+        }
+        devices.push({ ...device, snapshot_id: copy.snapshot_id });
+      }
+      const now = Date.now();
+      const image: ImageRow = {
+        ...source.image,
+        account_id: ctx.accountId,
+        region: ctx.region,
+        image_id: imageId,
+        name,
+        description: input.Description ?? source.image.description,
+        ...transition<ImageRow["state"]>("pending", "available", Math.max(0, readyAt - now), now),
+        creation_date: new Date(now).toISOString(),
+        deprecation_time: null,
+        public: 0,
+        owner_alias: null,
+      };
+      if (!(await insertImage(ctx.meta.db, { image, devices }))) {
+        for (const copy of copies.values()) await deleteSnapshot(ctx.meta.db, ctx, copy.snapshot_id);
+        throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use`);
+      }
+      const imageTags = [...(tags.get("image") ?? [])];
+      // CopyImageTags: the source's user tags, when the caller owns the source.
+      if (input.CopyImageTags && source.image.account_id === ctx.accountId) {
+        const sourceTags = (await tagsOf(ctx.meta.db, { accountId: ctx.accountId, region: source.image.region }, [source.image.image_id])).get(source.image.image_id);
+        for (const [key, value] of sourceTags ?? []) if (!imageTags.some((t) => t.key === key)) imageTags.push({ key, value });
+      }
+      if (imageTags.length) await putTags(ctx.meta.db, ctx, [{ id: imageId, type: "image" }], imageTags, TAG_LIMITS.perResource);
+      const snapshotTags = tags.get("snapshot") ?? [];
+      if (snapshotTags.length && copies.size) await putTags(ctx.meta.db, ctx, [...copies.values()].map((c) => ({ id: c.snapshot_id, type: "snapshot" })), snapshotTags, TAG_LIMITS.perResource);
+      return { ImageId: imageId };
+    },
+  },
+};
