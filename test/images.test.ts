@@ -159,6 +159,17 @@ describe("RegisterImage and DescribeImages", () => {
     assert.equal(bySnapshot.Images!.length, 5);
     assert.ok(bySnapshot.NextToken);
     assert.equal(await errorName(ec2.send(new DescribeImagesCommand({ ImageIds: [made[0]!], MaxResults: 5 }))), "InvalidParameterCombination");
+    // Pages stay full and complete when a filter drops rows after SQL has read them.
+    const armPages: number[] = [];
+    const arm64: string[] = [];
+    for await (const page of paginateDescribeImages({ client: ec2, pageSize: 7 }, { Owners: ["self"], Filters: [{ Name: "architecture", Values: ["arm64"] }] })) {
+      armPages.push(page.Images!.length);
+      arm64.push(...page.Images!.map((i) => i.ImageId!));
+    }
+    assert.equal(arm64.length, 500);
+    assert.ok(armPages.slice(0, -1).every((n) => n === 7), `page sizes ${armPages.join(",")}`);
+    const byPrefix = await ec2.send(new DescribeImagesCommand({ Filters: [{ Name: "name", Values: ["app-x86-000*", "app-arm-0001"] }] }));
+    assert.deepEqual(byPrefix.Images!.map((i) => i.Name).sort(), ["app-arm-0001", "app-x86-0000", "app-x86-0002", "app-x86-0004", "app-x86-0006", "app-x86-0008"]);
   });
 });
 

@@ -11,18 +11,13 @@
 //   npm run bench:api                   # 5 s a phase
 //   node bench/api/run.mjs --duration 10 --json results.json
 //   node bench/api/run.mjs --quick      # 2 s a phase
-import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { Agent, request as httpRequest } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import autocannon from "autocannon";
 import { CreateTagsCommand, EC2Client } from "@aws-sdk/client-ec2";
-import { Hash } from "@smithy/hash-node";
-import { SignatureV4 } from "@smithy/signature-v4";
+import { check, count, measureAutocannon as measureWithAutocannon, measureNodeHttp as measureWithNodeHttp, signedPost, WARMUP_SECONDS as WARMUP } from "../lib/load.mjs";
+import { freePort, onExit, start, startKiln, startMoto, waitUntilUp } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -32,150 +27,20 @@ const { values: args } = parseArgs({
   },
 });
 const DURATION = args.quick ? 2 : Number(args.duration);
-const WARMUP = 1;
 const CONCURRENCY = [1, 32];
 const RESOURCES = 100;
 const TAGS_PER_RESOURCE = 10;
-const KILN_BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
-
-const children = [];
-const cleanups = [];
-function stopAll() {
-  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
-  for (const cleanup of cleanups) cleanup();
-}
-process.on("exit", stopAll);
-for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function start(command, argv, name) {
-  const child = spawn(command, argv, { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (chunk) => (stderr = (stderr + chunk).slice(-4000)));
-  child.once("exit", (code) => {
-    if (code !== null && code !== 0) console.error(`${name} exited with ${code}: ${stderr}`);
-  });
-  children.push(child);
-  return child;
-}
-
-async function waitUntilUp(url, name) {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try {
-      await fetch(url);
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(`${name} did not answer ${url} within 30 s`);
-}
-
-const signer = new SignatureV4({
-  credentials: { accessKeyId: "test", secretAccessKey: "test" },
-  region: "us-east-1",
-  service: "ec2",
-  sha256: Hash.bind(null, "sha256"),
-});
-
-/** A signed POST, signed now: replayed by autocannon for one phase (signatures live 5 minutes). */
-async function signedPost(port, body) {
-  const signed = await signer.sign({
-    method: "POST",
-    protocol: "http:",
-    hostname: "127.0.0.1",
-    port,
-    path: "/",
-    query: {},
-    headers: { host: `127.0.0.1:${port}`, "content-type": "application/x-www-form-urlencoded; charset=utf-8" },
-    body,
-  });
-  return { method: "POST", headers: signed.headers, body };
-}
-
-async function check(port, request, expect, label) {
-  const headers = { ...request.headers };
-  delete headers.host;
-  const response = await fetch(`http://127.0.0.1:${port}/`, { method: "POST", headers, body: request.body });
-  const text = await response.text();
-  if (response.status !== 200 || !expect(text)) {
-    throw new Error(`${label}: the first answer is not the expected one (HTTP ${response.status}):\n${text.slice(0, 600)}`);
-  }
-  return text;
-}
-
-async function measure(port, request, connections) {
-  const options = { url: `http://127.0.0.1:${port}/`, ...request, connections };
-  await autocannon({ ...options, duration: WARMUP });
-  const result = await autocannon({ ...options, duration: DURATION });
-  return {
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    non2xx: result.non2xx + result.errors + result.timeouts,
-  };
-}
-
-/** The node:http client: `connections` workers, each sending the request as soon as the last is answered. */
-async function measureNodeHttp(port, request, connections) {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
-  const headers = { ...request.headers };
-  const once = () =>
-    new Promise((resolve) => {
-      const started = process.hrtime.bigint();
-      const req = httpRequest({ host: "127.0.0.1", port, path: "/", method: "POST", headers, agent }, (res) => {
-        res.resume();
-        res.on("end", () => resolve({ ok: res.statusCode === 200, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
-      });
-      req.on("error", () => resolve({ ok: false, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
-      req.end(request.body);
-    });
-  const run = async (seconds) => {
-    const deadline = Date.now() + seconds * 1000;
-    const latencies = [];
-    let failed = 0;
-    await Promise.all(
-      Array.from({ length: connections }, async () => {
-        while (Date.now() < deadline) {
-          const { ok, ms } = await once();
-          if (ok) latencies.push(ms);
-          else failed++;
-        }
-      }),
-    );
-    return { latencies, failed };
-  };
-  await run(WARMUP);
-  const { latencies, failed } = await run(DURATION);
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const at = (q) => (latencies.length ? Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1)) : NaN);
-  return { rps: latencies.length / DURATION, p50: at(0.5), p99: at(0.99), non2xx: failed };
-}
-
-const count = (text, element) => text.split(`<${element}>`).length - 1;
+const measure = (port, request, connections) => measureWithAutocannon(port, request, connections, DURATION);
+const measureNodeHttp = (port, request, connections) => measureWithNodeHttp(port, request, connections, DURATION);
 
 async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), "kiln-bench-"));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  onExit(() => rmSync(dataDir, { recursive: true, force: true }));
 
   const servers = [];
-  const kilnPort = await freePort();
-  // Kiln as users run it: request logging on (to /dev/null here).
-  start(process.execPath, [KILN_BIN, "serve", "--port", String(kilnPort), "--data-dir", dataDir], "kiln");
-  await waitUntilUp(`http://127.0.0.1:${kilnPort}/_kiln/health`, "Kiln");
-  servers.push({ name: "kiln", port: kilnPort });
+  const kiln = await startKiln(dataDir);
+  const kilnPort = kiln.port;
+  servers.push(kiln);
 
   const regionsBody = "Action=DescribeRegions&Version=2016-11-15";
   const regionsAnswer = await check(kilnPort, await signedPost(kilnPort, regionsBody), (t) => t.includes("<regionInfo>"), "kiln DescribeRegions");
@@ -195,15 +60,8 @@ async function main() {
   await waitUntilUp(`http://127.0.0.1:${barePort}/`, "bare node:http");
   servers.push({ name: "bare", port: barePort });
 
-  const moto = spawnSync("sh", ["-c", "command -v moto_server"], { encoding: "utf8" }).stdout.trim();
-  if (moto) {
-    const motoPort = await freePort();
-    start(moto, ["-H", "127.0.0.1", "-p", String(motoPort)], "moto_server");
-    await waitUntilUp(`http://127.0.0.1:${motoPort}/`, "moto_server");
-    servers.push({ name: "moto", port: motoPort });
-  } else {
-    console.log("moto_server is not on PATH: measuring Kiln and the bare server only.");
-  }
+  const moto = await startMoto();
+  if (moto) servers.push(moto);
 
   // 1,000 tags on Kiln and moto: 100 instances × 10 tags.
   const resources = Array.from({ length: RESOURCES }, (_, i) => `i-${i.toString(16).padStart(17, "0")}`);

@@ -16,7 +16,7 @@ import { newId } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
-import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, visibleImages, type BlockDeviceRow, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
+import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, visibleImages, type BlockDeviceRow, type ImageQuery, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
@@ -221,6 +221,34 @@ const FILTERS = {
   tags: (d: Described) => d.tags,
 };
 
+/**
+ * What of a DescribeImages request SQL can narrow: owners, and names (exact, or the literal
+ * prefix before a wildcard). Everything is checked again in full on what SQL returns.
+ */
+function sqlConstraints(ctx: ActionContext, input: DescribeImagesRequest): ImageQuery {
+  const query: ImageQuery = {};
+  if (input.Owners?.length) {
+    query.ownerAccounts = input.Owners.flatMap((o) => (o === "self" ? [ctx.accountId] : /^[0-9]{12}$/.test(o) ? [o] : []));
+    query.ownerAliases = input.Owners.filter((o) => !(o === "self" || /^[0-9]{12}$/.test(o)));
+  }
+  const names = input.Filters?.filter((f) => f.Name === "name");
+  if (names?.length === 1) {
+    const values = names[0]!.Values ?? [];
+    const prefixes = values.map((v) => /^[^*?\\]*/.exec(v)![0]);
+    if (values.every((v, i) => prefixes[i] === v)) query.names = values;
+    else if (values.length > 0 && prefixes.every((p) => p.length > 0)) query.namePrefixes = prefixes;
+  }
+  return query;
+}
+
+async function grantsOf(ctx: ActionContext, records: readonly ImageRecord[]): Promise<Map<string, string[]>> {
+  const grants = new Map<string, string[]>();
+  if (records.length === 0) return grants;
+  const rows = await ctx.meta.db.selectFrom("image_launch_permissions").selectAll().where("image_id", "in", records.map((r) => r.image.image_id)).execute();
+  for (const row of rows) grants.set(row.image_id, [...(grants.get(row.image_id) ?? []), row.grantee]);
+  return grants;
+}
+
 /** DescribeImages' Owners: self, amazon, aws-marketplace, or account ids. */
 function ownerMatcher(ctx: ActionContext, owners: readonly string[] | undefined): (image: ImageRow) => boolean {
   if (!owners?.length) return () => true;
@@ -299,35 +327,40 @@ export const imageActions: ActionTable = {
     async run(ctx, input: DescribeImagesRequest): Promise<DescribeImagesResult> {
       const ids = input.ImageIds?.length ? input.ImageIds : undefined;
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
-      const after = decodeNextToken(input.NextToken, 1)?.[0];
-      const records = await visibleImages(ctx.meta.db, ctx, { ids, after });
-      if (ids) {
-        const missing = ids.filter((id) => !records.some((r) => r.image.image_id === id));
-        if (missing.length) throw imageNotFound(missing);
-      }
       const byOwner = ownerMatcher(ctx, input.Owners);
-      const grants = new Map<string, string[]>();
-      if (input.ExecutableUsers?.length) {
-        const rows = await ctx.meta.db.selectFrom("image_launch_permissions").selectAll().where("image_id", "in", records.length ? records.map((r) => r.image.image_id) : [""]).execute();
-        for (const row of rows) grants.set(row.image_id, [...(grants.get(row.image_id) ?? []), row.grantee]);
-      }
-      const byUser = executableMatcher(ctx, input.ExecutableUsers, grants);
+      const matches = compileFilters(input.Filters, FILTERS);
       const now = new Date().toISOString();
       // Deprecated images show to their owner, by id, or when asked for.
       const shown = (image: ImageRow) => !image.deprecation_time || image.deprecation_time > now || input.IncludeDeprecated || ids !== undefined || image.account_id === ctx.accountId;
-      const candidates = records.filter((r) => byOwner(r.image) && byUser(r.image) && shown(r.image));
-      const tags = await tagsOf(ctx.meta.db, ctx, candidates.map((r) => r.image.image_id));
-      const matches = compileFilters(input.Filters, FILTERS);
+      const query = { ids, ...sqlConstraints(ctx, input) };
+      // Read in batches a little larger than the page: the checks below may drop some rows.
+      const batch = limit === undefined ? undefined : limit + 1;
       const page: Image[] = [];
       let nextToken: string | undefined;
-      for (const record of candidates) {
-        const described = { record, tags: record.image.account_id === ctx.accountId ? (tags.get(record.image.image_id) ?? new Map<string, string>()) : new Map<string, string>() };
-        if (!matches(described)) continue;
-        if (limit !== undefined && page.length === limit) {
-          nextToken = encodeNextToken([page[page.length - 1]!.ImageId!]);
-          break;
+      let after = decodeNextToken(input.NextToken, 1)?.[0];
+      let found = 0;
+      reading: for (;;) {
+        const records = await visibleImages(ctx.meta.db, ctx, { ...query, after, limit: batch });
+        found += records.length;
+        const grants = input.ExecutableUsers?.length ? await grantsOf(ctx, records) : new Map<string, string[]>();
+        const byUser = executableMatcher(ctx, input.ExecutableUsers, grants);
+        const candidates = records.filter((r) => byOwner(r.image) && byUser(r.image) && shown(r.image));
+        const tags = await tagsOf(ctx.meta.db, ctx, candidates.filter((r) => r.image.account_id === ctx.accountId).map((r) => r.image.image_id));
+        for (const record of candidates) {
+          const described = { record, tags: tags.get(record.image.image_id) ?? new Map<string, string>() };
+          if (!matches(described)) continue;
+          if (limit !== undefined && page.length === limit) {
+            nextToken = encodeNextToken([page[page.length - 1]!.ImageId!]);
+            break reading;
+          }
+          page.push(toImage(described.record, described.tags));
         }
-        page.push(toImage(described.record, described.tags));
+        if (batch === undefined || records.length < batch) break;
+        after = records[records.length - 1]!.image.image_id;
+      }
+      if (ids && found < ids.length) {
+        const seen = new Set((await visibleImages(ctx.meta.db, ctx, { ids })).map((r) => r.image.image_id));
+        throw imageNotFound(ids.filter((id) => !seen.has(id)));
       }
       return { Images: page, NextToken: nextToken };
     },

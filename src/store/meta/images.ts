@@ -40,11 +40,25 @@ export async function imageByName(db: MetaDb, scope: Scope, name: string): Promi
   return db.selectFrom("images").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).executeTakeFirst();
 }
 
+/** Constraints DescribeImages can apply in SQL; its full filter still runs on what comes back. */
+export interface ImageQuery {
+  ids?: readonly string[];
+  /** Page by image id: only ids after this one. */
+  after?: string;
+  /** Owners: images of these accounts or with these aliases (either matches). */
+  ownerAccounts?: readonly string[];
+  ownerAliases?: readonly string[];
+  /** Names: exactly one of these, or starting with one of these prefixes. */
+  names?: readonly string[];
+  namePrefixes?: readonly string[];
+  limit?: number;
+}
+
 /**
- * Images in a region that `accountId` may see: its own, public ones, and those shared with it.
- * `ids` narrows to those ids; `after` pages by image id.
+ * Images in a region that `accountId` may see: its own, public ones, and those shared with it,
+ * narrowed by the query, in image id order.
  */
-export async function visibleImages(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<ImageRecord[]> {
+export async function visibleImages(db: MetaDb, scope: Scope, q: ImageQuery = {}): Promise<ImageRecord[]> {
   let query = db
     .selectFrom("images")
     .selectAll()
@@ -58,7 +72,20 @@ export async function visibleImages(db: MetaDb, scope: Scope, q: { ids?: readonl
     );
   if (q.ids) query = query.where("image_id", "in", q.ids);
   if (q.after) query = query.where("image_id", ">", q.after);
-  const images = (await query.orderBy("image_id").execute()).map(settled);
+  if (q.ownerAccounts || q.ownerAliases) {
+    const accounts = q.ownerAccounts ?? [];
+    const aliases = q.ownerAliases ?? [];
+    query = query.where((eb) => eb.or([...(accounts.length ? [eb("account_id", "in", accounts)] : []), ...(aliases.length ? [eb("owner_alias", "in", aliases)] : []), eb.lit(false)]));
+  }
+  if (q.names) query = query.where("name", "in", q.names.length ? q.names : [""]);
+  if (q.namePrefixes) {
+    // A prefix as a range on the name index: portable, and as fast as an exact match.
+    const prefixes = q.namePrefixes;
+    query = query.where((eb) => eb.or(prefixes.map((p) => eb.and([eb("name", ">=", p), eb("name", "<", `${p}\u{10FFFF}`)]))));
+  }
+  query = query.orderBy("image_id");
+  if (q.limit !== undefined) query = query.limit(q.limit);
+  const images = (await query.execute()).map(settled);
   return attachDevices(db, images);
 }
 

@@ -179,4 +179,10 @@ export const migrations: Record<string, Migration> = {
       await sql`create unique index volume_attachments_by_device on volume_attachments (instance_id, device)`.execute(db);
     },
   },
+  "0006_image_names": {
+    async up(db: Kysely<any>) {
+      // DescribeImages narrows by name (exact or prefix) across owners, as aws_ami lookups do.
+      await sql`create index images_by_region_name on images (region, name)`.execute(db);
+    },
+  },
 };
