@@ -1,11 +1,9 @@
 // CopySnapshot and CopyImage, in a region and across regions: same bytes, new ids, the
 // caller's own, and no new chunk stored.
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import {
   CopyImageCommand,
   CopySnapshotCommand,
@@ -17,57 +15,21 @@ import {
   waitUntilImageAvailable,
   waitUntilSnapshotCompleted,
 } from "@aws-sdk/client-ec2";
+import { BLOCK, dirBytes, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
-const BLOCK = 512 * 1024;
 let kiln: TestKiln;
 let data: Map<number, Buffer>;
 let snapshotId: string;
 let imageId: string;
 
-function chunkBytes(): number {
-  let total = 0;
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      const info = statSync(path);
-      if (info.isDirectory()) walk(path);
-      else total += info.size;
-    }
-  };
-  walk(join(kiln.dataDir, "chunks"));
-  return total;
-}
 
-async function read(region: string, id: string): Promise<Map<number, Buffer>> {
-  const ebs = kiln.ebs({ region });
-  const { Blocks } = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: id }));
-  const out = new Map<number, Buffer>();
-  for (const b of Blocks!) {
-    const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: id, BlockIndex: b.BlockIndex, BlockToken: b.BlockToken }));
-    out.set(b.BlockIndex!, Buffer.from(await got.BlockData!.transformToByteArray()));
-  }
-  return out;
-}
 
-async function errorName(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as Error).name;
-  }
-  assert.fail("the call succeeded");
-}
 
 before(async () => {
   kiln = await startTestKiln();
-  const ebs = kiln.ebs();
-  ({ SnapshotId: snapshotId } = (await ebs.send(new StartSnapshotCommand({ VolumeSize: 2 }))) as { SnapshotId: string });
   data = new Map([[1, randomBytes(BLOCK)], [3000, randomBytes(BLOCK)]]);
-  for (const [index, block] of data) {
-    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: index, BlockData: block, DataLength: BLOCK, Checksum: createHash("sha256").update(block).digest("base64"), ChecksumAlgorithm: "SHA256" }));
-  }
-  await ebs.send(new CompleteSnapshotCommand({ SnapshotId: snapshotId, ChangedBlocksCount: data.size }));
+  snapshotId = await writeSnapshot(kiln, data, { size: 2 });
   ({ ImageId: imageId } = (await kiln.ec2().send(new RegisterImageCommand({ Name: "to-copy", Architecture: "arm64", VirtualizationType: "hvm", RootDeviceName: "/dev/xvda", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshotId } }] }))) as { ImageId: string });
   await kiln.ec2().send(new CreateTagsCommand({ Resources: [imageId], Tags: [{ Key: "team", Value: "images" }] }));
 });
@@ -75,7 +37,7 @@ after(() => kiln.close());
 
 describe("CopySnapshot", () => {
   it("copies a snapshot into another region with the same bytes and no new chunk", async () => {
-    const before = chunkBytes();
+    const before = dirBytes(join(kiln.dataDir, "chunks"));
     const west = kiln.ec2({ region: "eu-west-1" });
     const { SnapshotId } = await west.send(new CopySnapshotCommand({ SourceRegion: "us-east-1", SourceSnapshotId: snapshotId, TagSpecifications: [{ ResourceType: "snapshot", Tags: [{ Key: "copy", Value: "yes" }] }] }));
     await waitUntilSnapshotCompleted({ client: west, minDelay: 1, maxWaitTime: 10 }, { SnapshotIds: [SnapshotId!] });
@@ -83,8 +45,8 @@ describe("CopySnapshot", () => {
     assert.equal(copy.Description, `[Copied ${snapshotId} from us-east-1]`);
     assert.equal(copy.VolumeSize, 2);
     assert.deepEqual(copy.Tags, [{ Key: "copy", Value: "yes" }]);
-    assert.deepEqual(await read("eu-west-1", SnapshotId!), data);
-    assert.equal(chunkBytes(), before);
+    assert.deepEqual(await readSnapshot(kiln, SnapshotId!, "eu-west-1"), data);
+    assert.equal(dirBytes(join(kiln.dataDir, "chunks")), before);
     assert.equal(await errorName(west.send(new CopySnapshotCommand({ SourceRegion: "eu-west-1", SourceSnapshotId: snapshotId }))), "InvalidSnapshot.NotFound");
   });
 });
@@ -100,7 +62,7 @@ describe("CopyImage", () => {
     assert.deepEqual(image.Tags, [{ Key: "copied", Value: "true" }, { Key: "team", Value: "images" }]);
     const copiedSnapshot = image.BlockDeviceMappings![0]!.Ebs!.SnapshotId!;
     assert.notEqual(copiedSnapshot, snapshotId);
-    assert.deepEqual(await read("eu-west-1", copiedSnapshot), data);
+    assert.deepEqual(await readSnapshot(kiln, copiedSnapshot, "eu-west-1"), data);
     const { Instances } = await west.send(new RunInstancesCommand({ ImageId, MinCount: 1, MaxCount: 1 }));
     assert.equal(Instances![0]!.Placement!.AvailabilityZone, "eu-west-1a");
     // The source is untouched and still its region's alone.

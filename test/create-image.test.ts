@@ -2,9 +2,8 @@
 // → RunInstances → CreateImage (with and without NoReboot) → the new image's snapshot blocks
 // read back equal. Also the instance lifecycle and volume attachment around it.
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import {
   AttachVolumeCommand,
   CreateImageCommand,
@@ -27,9 +26,9 @@ import {
   type EC2Client,
   type Instance,
 } from "@aws-sdk/client-ec2";
+import { BLOCK, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
-const BLOCK = 512 * 1024;
 const DELAY = 300;
 let kiln: TestKiln;
 let ec2: EC2Client;
@@ -42,35 +41,8 @@ after(() => kiln.close());
 
 const waitFast = { minDelay: 1, maxDelay: 1, maxWaitTime: 30 };
 
-async function errorName(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as Error).name;
-  }
-  assert.fail("the call succeeded");
-}
 
-async function writeSnapshot(blocks: Map<number, Buffer>, size = 8): Promise<string> {
-  const ebs = kiln.ebs();
-  const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: size }));
-  for (const [index, data] of blocks) {
-    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: index, BlockData: data, DataLength: BLOCK, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
-  }
-  await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: blocks.size }));
-  return SnapshotId!;
-}
 
-async function readSnapshot(snapshotId: string): Promise<Map<number, Buffer>> {
-  const ebs = kiln.ebs();
-  const { Blocks } = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: snapshotId }));
-  const out = new Map<number, Buffer>();
-  for (const block of Blocks!) {
-    const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: block.BlockIndex, BlockToken: block.BlockToken }));
-    out.set(block.BlockIndex!, Buffer.from(await got.BlockData!.transformToByteArray()));
-  }
-  return out;
-}
 
 async function instance(id: string): Promise<Instance> {
   const { Reservations } = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
@@ -97,8 +69,8 @@ let dataVolumeSnapshot: string;
 describe("the AMI lifecycle with real data", () => {
   it("registers an image over written bytes and launches it, a volume per mapping", async () => {
     rootData = new Map([[0, randomBytes(BLOCK)], [100, randomBytes(BLOCK)], [16383, randomBytes(BLOCK)]]);
-    const root = await writeSnapshot(rootData);
-    dataVolumeSnapshot = await writeSnapshot(new Map([[5, randomBytes(BLOCK)]]), 4);
+    const root = await writeSnapshot(kiln, rootData);
+    dataVolumeSnapshot = await writeSnapshot(kiln, new Map([[5, randomBytes(BLOCK)]]), { size: 4 });
     ({ ImageId: imageId } = (await ec2.send(new RegisterImageCommand({
       Name: "lifecycle-base",
       Architecture: "x86_64",
@@ -160,7 +132,7 @@ describe("the AMI lifecycle with real data", () => {
     assert.equal(snapshot.State, "completed");
     assert.equal(snapshot.VolumeId, rootVolume);
     assert.deepEqual(snapshot.Tags, [{ Key: "kind", Value: "snapshot" }]);
-    assert.deepEqual(await readSnapshot(rootMapping.Ebs!.SnapshotId!), rootData);
+    assert.deepEqual(await readSnapshot(kiln, rootMapping.Ebs!.SnapshotId!), rootData);
   });
 
   it("CreateImage without NoReboot stops the instance, snapshots it and starts it again", async () => {
@@ -176,7 +148,7 @@ describe("the AMI lifecycle with real data", () => {
     await waitUntilImageAvailable({ client: ec2, ...waitFast }, { ImageIds: [ImageId!] });
     const image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
     assert.deepEqual(image.BlockDeviceMappings!.map((m) => m.DeviceName), ["/dev/xvda"], "NoDevice dropped /dev/sdf");
-    assert.deepEqual(await readSnapshot(image.BlockDeviceMappings![0]!.Ebs!.SnapshotId!), rootData);
+    assert.deepEqual(await readSnapshot(kiln, image.BlockDeviceMappings![0]!.Ebs!.SnapshotId!), rootData);
   });
 
   it("refuses CreateImage for a taken name, a stopping instance, and bad tag types", async () => {

@@ -1,9 +1,8 @@
 // RegisterImage, DescribeImages and DeregisterImage through @aws-sdk/client-ec2, over snapshots
 // written with the EBS direct APIs.
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import {
   DeleteSnapshotCommand,
   DeregisterImageCommand,
@@ -15,9 +14,9 @@ import {
   type EC2Client,
   type RegisterImageCommandInput,
 } from "@aws-sdk/client-ec2";
+import { BLOCK, errorName, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
-const BLOCK = 512 * 1024;
 let kiln: TestKiln;
 let ec2: EC2Client;
 before(async () => {
@@ -27,23 +26,9 @@ before(async () => {
 after(() => kiln.close());
 beforeEach(() => kiln.reset());
 
-async function errorName(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as Error).name;
-  }
-  assert.fail("the call succeeded");
-}
 
-async function rootSnapshot(target = kiln, size = 8, accessKeyId = "test"): Promise<string> {
-  const ebs = target.ebs({ accessKeyId });
-  const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: size }));
-  const data = randomBytes(BLOCK);
-  await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: 0, BlockData: data, DataLength: BLOCK, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
-  await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 1 }));
-  return SnapshotId!;
-}
+/** A completed snapshot of `size` GiB with one block of random data. */
+const rootSnapshot = (target = kiln, size = 8, accessKeyId = "test") => writeSnapshot(target, new Map([[0, randomBytes(BLOCK)]]), { size, accessKeyId });
 
 const register = (snapshotId: string, extra: Partial<RegisterImageCommandInput> = {}, client = ec2) =>
   client.send(new RegisterImageCommand({

@@ -1,9 +1,8 @@
 // Launch permissions really share an image: visible and launchable in the other account, not
 // before and not after; the group `all` makes it public.
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import {
   DescribeImageAttributeCommand,
   DescribeImagesCommand,
@@ -13,6 +12,7 @@ import {
   RunInstancesCommand,
   type EC2Client,
 } from "@aws-sdk/client-ec2";
+import { BLOCK, errorName, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
 const OWNER = "000000000000";
@@ -29,23 +29,11 @@ before(async () => {
   owner = kiln.ec2();
   friend = kiln.ec2({ accessKeyId: FRIEND });
   stranger = kiln.ec2({ accessKeyId: STRANGER });
-  const ebs = kiln.ebs();
-  const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 1 }));
-  const data = randomBytes(512 * 1024);
-  await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: 0, BlockData: data, DataLength: data.length, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
-  await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 1 }));
+  const SnapshotId = await writeSnapshot(kiln, new Map([[0, randomBytes(BLOCK)]]), { size: 1 });
   ({ ImageId: imageId } = (await owner.send(new RegisterImageCommand({ Name: "shared", RootDeviceName: "/dev/xvda", Architecture: "x86_64", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] }))) as { ImageId: string });
 });
 after(() => kiln.close());
 
-async function errorName(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as Error).name;
-  }
-  assert.fail("the call succeeded");
-}
 
 const sees = async (client: EC2Client) => ((await client.send(new DescribeImagesCommand({ Owners: [OWNER] }))).Images ?? []).map((i) => i.ImageId);
 const permissions = async () => (await owner.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission" }))).LaunchPermissions;

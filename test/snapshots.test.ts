@@ -5,6 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import { DeleteSnapshotCommand, DescribeSnapshotsCommand, paginateDescribeSnapshots, waitUntilSnapshotCompleted, type DescribeSnapshotsCommandInput, type EC2Client } from "@aws-sdk/client-ec2";
+import { errorName } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
 let kiln: TestKiln;
@@ -16,14 +17,6 @@ before(async () => {
 after(() => kiln.close());
 beforeEach(() => kiln.reset());
 
-async function errorName(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as Error).name;
-  }
-  assert.fail("the call succeeded");
-}
 
 async function snapshot(options: { size?: number; description?: string; tags?: Record<string, string>; complete?: boolean } = {}) {
   const ebs = kiln.ebs();

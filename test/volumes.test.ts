@@ -1,11 +1,9 @@
 // Volumes and snapshots of volumes: data flows snapshot → volume → snapshot through shared
 // chunks, states settle after the configured delay, and the SDK waiters see them do so.
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import {
   CreateSnapshotCommand,
   CreateVolumeCommand,
@@ -17,9 +15,9 @@ import {
   waitUntilVolumeAvailable,
   type EC2Client,
 } from "@aws-sdk/client-ec2";
+import { BLOCK, dirBytes, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
-const BLOCK = 512 * 1024;
 let kiln: TestKiln;
 let ec2: EC2Client;
 before(async () => {
@@ -29,52 +27,15 @@ before(async () => {
 after(() => kiln.close());
 beforeEach(() => kiln.reset());
 
-async function errorName(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as Error).name;
-  }
-  assert.fail("the call succeeded");
-}
 
-function diskUsage(dir: string): number {
-  let total = 0;
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    const info = statSync(path);
-    total += info.isDirectory() ? diskUsage(path) : info.size;
-  }
-  return total;
-}
 
-/** A completed snapshot holding `blocks` (index → data), written with the EBS direct APIs. */
-async function snapshotWith(target: TestKiln, blocks: Map<number, Buffer>, size = 8): Promise<string> {
-  const ebs = target.ebs();
-  const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: size }));
-  for (const [index, data] of blocks) {
-    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: index, BlockData: data, DataLength: BLOCK, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
-  }
-  await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: blocks.size }));
-  return SnapshotId!;
-}
 
-async function readSnapshot(target: TestKiln, snapshotId: string): Promise<Map<number, Buffer>> {
-  const ebs = target.ebs();
-  const { Blocks } = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: snapshotId }));
-  const out = new Map<number, Buffer>();
-  for (const block of Blocks!) {
-    const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: block.BlockIndex, BlockToken: block.BlockToken }));
-    out.set(block.BlockIndex!, Buffer.from(await got.BlockData!.transformToByteArray()));
-  }
-  return out;
-}
 
 describe("volumes", () => {
   it("carries a snapshot's bytes into a volume and a new snapshot of it, storing no new chunk", async () => {
     const blocks = new Map([[0, randomBytes(BLOCK)], [3, randomBytes(BLOCK)], [2047, randomBytes(BLOCK)]]);
-    const source = await snapshotWith(kiln, blocks);
-    const chunksBefore = diskUsage(join(kiln.dataDir, "chunks"));
+    const source = await writeSnapshot(kiln, blocks);
+    const chunksBefore = dirBytes(join(kiln.dataDir, "chunks"));
 
     const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source, VolumeType: "gp3", TagSpecifications: [{ ResourceType: "volume", Tags: [{ Key: "Name", Value: "data" }] }] }));
     assert.equal(volume.State, "creating");
@@ -91,14 +52,14 @@ describe("volumes", () => {
     assert.equal(snap.VolumeId, volume.VolumeId);
     await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 10, minDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] });
     assert.deepEqual(await readSnapshot(kiln, snap.SnapshotId!), blocks);
-    assert.equal(diskUsage(join(kiln.dataDir, "chunks")), chunksBefore, "the new snapshot shares every chunk");
+    assert.equal(dirBytes(join(kiln.dataDir, "chunks")), chunksBefore, "the new snapshot shares every chunk");
   });
 
   it("makes a 1 TiB empty volume for nothing", async () => {
-    const before = diskUsage(kiln.dataDir);
+    const before = dirBytes(kiln.dataDir);
     const volumes = [];
     for (let i = 0; i < 3; i++) volumes.push(await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1b", Size: 1024 })));
-    const grown = diskUsage(kiln.dataDir) - before;
+    const grown = dirBytes(kiln.dataDir) - before;
     assert.ok(grown < 256 * 1024, `three 1 TiB volumes added ${grown} bytes`);
     const { Volumes } = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: "size", Values: ["1024"] }] }));
     assert.equal(Volumes!.length, 3);
@@ -122,7 +83,7 @@ describe("volumes", () => {
   });
 
   it("refuses what AWS refuses", async () => {
-    const source = await snapshotWith(kiln, new Map([[0, randomBytes(BLOCK)]]), 16);
+    const source = await writeSnapshot(kiln, new Map([[0, randomBytes(BLOCK)]]), { size: 16 });
     assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ Size: 8 } as never))), "MissingParameter");
     assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a" }))), "MissingParameter");
     assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "eu-west-1a", Size: 8 }))), "InvalidParameterValue");

@@ -20,7 +20,6 @@ import {
   listBlocks,
   putBlock,
   setSnapshotState,
-  snapshotByClientToken,
   type BlockRow,
   type SnapshotRow,
 } from "../../store/meta/snapshots.js";
@@ -86,7 +85,7 @@ export async function startSnapshot(ctx: EbsContext, input: StartSnapshotRequest
     return { Key: tag.Key, Value: tag.Value ?? "" };
   });
   if (input.ClientToken) {
-    const earlier = await snapshotByClientToken(ctx.meta.db, ctx, input.ClientToken);
+    const earlier = await getSnapshot(ctx.meta.db, ctx, input.ClientToken, "client_token");
     if (earlier) return startResponse(earlier, tags);
   }
   let parent: SnapshotRow | undefined;

@@ -21,7 +21,7 @@ import { transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
 import { getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
-import { deleteVolume, getVolume, insertVolume, listVolumes, volumeByClientToken, type VolumeRow } from "../../store/meta/volumes.js";
+import { deleteVolume, getVolume, insertVolume, listVolumes, type VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { checkSnapshotId } from "./snapshots.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
@@ -211,7 +211,7 @@ export const volumeActions: ActionTable = {
     },
     async run(ctx, input: CreateVolumeRequest): Promise<Volume> {
       if (input.ClientToken) {
-        const earlier = await volumeByClientToken(ctx.meta.db, ctx, input.ClientToken);
+        const earlier = await getVolume(ctx.meta.db, ctx, input.ClientToken, "client_token");
         if (earlier) return toVolume({ row: earlier, tags: (await tagsOf(ctx.meta.db, ctx, [earlier.volume_id])).get(earlier.volume_id) ?? new Map() });
       }
       const { row, tags } = await plan(ctx, input);

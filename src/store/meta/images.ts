@@ -83,9 +83,16 @@ export async function visibleImages(db: MetaDb, scope: Scope, q: ImageQuery = {}
     const prefixes = q.namePrefixes;
     query = query.where((eb) => eb.or(prefixes.map((p) => eb.and([eb("name", ">=", p), eb("name", "<", `${p}\u{10FFFF}`)]))));
   }
-  query = query.orderBy("image_id");
-  if (q.limit !== undefined) query = query.limit(q.limit);
-  const images = (await query.execute()).map(settled);
+  let images: ImageRow[];
+  if (q.names) {
+    // A list of exact names selects a handful of rows: let SQLite find them by the name index
+    // (ordering in SQL would make it walk the id index instead), then order and page here.
+    images = (await query.execute()).sort((a, b) => (a.image_id < b.image_id ? -1 : 1)).slice(0, q.limit).map(settled);
+  } else {
+    query = query.orderBy("image_id");
+    if (q.limit !== undefined) query = query.limit(q.limit);
+    images = (await query.execute()).map(settled);
+  }
   return attachDevices(db, images);
 }
 

@@ -29,24 +29,14 @@ function settled(row: SnapshotRow): SnapshotRow {
   return state === row.state ? row : { ...row, state, progress: state === "completed" ? "100%" : row.progress, next_state: null, next_state_at: null };
 }
 
-export async function getSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<SnapshotRow | undefined> {
+/** The account's snapshot in the region with this id (or, by `client_token`, made with this token). */
+export async function getSnapshot(db: MetaDb, scope: Scope, value: string, by: "snapshot_id" | "client_token" = "snapshot_id"): Promise<SnapshotRow | undefined> {
   const row = await db
     .selectFrom("snapshots")
     .selectAll()
     .where("account_id", "=", scope.accountId)
     .where("region", "=", scope.region)
-    .where("snapshot_id", "=", snapshotId)
-    .executeTakeFirst();
-  return row && settled(row);
-}
-
-export async function snapshotByClientToken(db: MetaDb, scope: Scope, token: string): Promise<SnapshotRow | undefined> {
-  const row = await db
-    .selectFrom("snapshots")
-    .selectAll()
-    .where("account_id", "=", scope.accountId)
-    .where("region", "=", scope.region)
-    .where("client_token", "=", token)
+    .where(by, "=", value)
     .executeTakeFirst();
   return row && settled(row);
 }

@@ -27,13 +27,9 @@ export async function insertVolume(db: MetaDb, row: VolumeRow): Promise<void> {
   });
 }
 
-export async function getVolume(db: MetaDb, scope: Scope, volumeId: string): Promise<VolumeRow | undefined> {
-  const row = await db.selectFrom("volumes").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("volume_id", "=", volumeId).executeTakeFirst();
-  return row && settled(row);
-}
-
-export async function volumeByClientToken(db: MetaDb, scope: Scope, token: string): Promise<VolumeRow | undefined> {
-  const row = await db.selectFrom("volumes").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("client_token", "=", token).executeTakeFirst();
+/** The account's volume in the region with this id (or, by `client_token`, made with this token). */
+export async function getVolume(db: MetaDb, scope: Scope, value: string, by: "volume_id" | "client_token" = "volume_id"): Promise<VolumeRow | undefined> {
+  const row = await db.selectFrom("volumes").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where(by, "=", value).executeTakeFirst();
   return row && settled(row);
 }
 

@@ -1,0 +1,68 @@
+// Snapshot data and error helpers the suites share: blocks written and read back through the
+// EBS direct APIs, sizes on disk, and the EC2 error a call ends in.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
+import type { TestKiln } from "./kiln.js";
+
+export const BLOCK = 512 * 1024;
+
+/** A completed snapshot holding `blocks` (index → data), written with the EBS direct APIs. */
+export async function writeSnapshot(
+  kiln: TestKiln,
+  blocks: ReadonlyMap<number, Buffer>,
+  options: { size?: number; accessKeyId?: string; region?: string } = {},
+): Promise<string> {
+  const ebs = kiln.ebs({ accessKeyId: options.accessKeyId, region: options.region });
+  const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: options.size ?? 8 }));
+  for (const [index, data] of blocks) {
+    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: index, BlockData: data, DataLength: data.length, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
+  }
+  await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: blocks.size }));
+  return SnapshotId!;
+}
+
+/** Every non-zero block of a snapshot, read back through the EBS direct APIs. */
+export async function readSnapshot(kiln: TestKiln, snapshotId: string, region?: string): Promise<Map<number, Buffer>> {
+  const ebs = kiln.ebs({ region });
+  const out = new Map<number, Buffer>();
+  let NextToken: string | undefined;
+  do {
+    const page = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: snapshotId, NextToken }));
+    for (const block of page.Blocks!) {
+      const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: block.BlockIndex, BlockToken: block.BlockToken }));
+      out.set(block.BlockIndex!, Buffer.from(await got.BlockData!.transformToByteArray()));
+    }
+    NextToken = page.NextToken;
+  } while (NextToken);
+  return out;
+}
+
+/** The error name (its EC2 or EBS code) a call ends in; fails the test when it succeeds. */
+export async function errorName(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    return (error as Error).name;
+  }
+  assert.fail("the call succeeded");
+}
+
+/** Bytes of every file under a folder (0 when it does not exist). */
+export function dirBytes(dir: string): number {
+  let total = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    const info = statSync(path);
+    total += info.isDirectory() ? dirBytes(path) : info.size;
+  }
+  return total;
+}
