@@ -10,6 +10,7 @@ import { createHttpServer } from "./http/server.js";
 import { createLogger, type Logger } from "./log.js";
 import { ec2Model } from "./protocol/model.js";
 import { fileChunkStore } from "./store/blocks/chunks.js";
+import { collectChunks } from "./store/blocks/collect.js";
 import { openMetaStore } from "./store/meta/database.js";
 import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
@@ -44,6 +45,13 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     },
     logger,
   );
+  // Unreferenced chunks go on a timer that never keeps the process alive.
+  const collector = setInterval(() => {
+    collectChunks(meta.db, chunks, config.collect.graceMs)
+      .then((result) => logger.info({ ...result }, "chunk collection"))
+      .catch((error: unknown) => logger.error({ err: error }, "chunk collection failed"));
+  }, config.collect.intervalMs);
+  collector.unref();
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
@@ -56,6 +64,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     config,
     logger,
     async close() {
+      clearInterval(collector);
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await meta.close();

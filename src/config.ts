@@ -25,6 +25,8 @@ export interface KilnConfig {
   logLevel: string;
   /** Public images every region offers (built in, plus KILN_CATALOGUE_FILE's). */
   catalogue: readonly CatalogueEntry[];
+  /** Chunk collection: how often it runs, and how old an unreferenced chunk must be to go. */
+  collect: { intervalMs: number; graceMs: number };
   /** How long resources take to settle (creating → available, pending → completed); 0 is at once. */
   stateDelayMs: number;
   limits: {
@@ -85,6 +87,10 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     defaultRegion: overrides.defaultRegion ?? env.KILN_DEFAULT_REGION ?? "us-east-1",
     allowReset: overrides.allowReset ?? flag(env.KILN_ALLOW_RESET) ?? true,
     logLevel: overrides.logLevel ?? env.KILN_LOG_LEVEL ?? "info",
+    collect: {
+      intervalMs: positive("KILN_COLLECT_INTERVAL_MS", env.KILN_COLLECT_INTERVAL_MS, 10 * 60_000),
+      graceMs: env.KILN_COLLECT_GRACE_MS === undefined ? 10 * 60_000 : positiveOrZero("KILN_COLLECT_GRACE_MS", env.KILN_COLLECT_GRACE_MS),
+    },
     catalogue: [...BUILT_IN_CATALOGUE, ...(overrides.catalogueFile ?? env.KILN_CATALOGUE_FILE ? readCatalogueFile((overrides.catalogueFile ?? env.KILN_CATALOGUE_FILE)!) : [])],
     stateDelayMs: overrides.stateDelayMs ?? (env.KILN_STATE_DELAY_MS === undefined ? 0 : positiveOrZero("KILN_STATE_DELAY_MS", env.KILN_STATE_DELAY_MS)),
     limits: {

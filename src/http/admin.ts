@@ -2,6 +2,7 @@
 import type { IncomingMessage } from "node:http";
 import type { KilnConfig } from "../config.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
+import { collectChunks } from "../store/blocks/collect.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
 
@@ -32,6 +33,14 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks:
       deps.catalogue.forget();
       await deps.catalogue.ensure(deps.config.defaultRegion);
       return json(200, { reset: true });
+    }
+    if (path === "/_kiln/collect") {
+      if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
+      // ?graceMs=N overrides the configured grace (0 for test suites that are not writing meanwhile).
+      const grace = new URL(req.url ?? "/", "http://kiln").searchParams.get("graceMs");
+      const graceMs = grace === null ? deps.config.collect.graceMs : Number(grace);
+      if (!Number.isInteger(graceMs) || graceMs < 0) return json(400, { error: "InvalidParameterValue", message: "graceMs must be a whole number of milliseconds." });
+      return json(200, await collectChunks(deps.meta.db, deps.chunks, graceMs));
     }
     return json(404, { error: "NotFound", message: `No Kiln route ${path}.` });
   };

@@ -2,7 +2,7 @@
 // per file, named by its SHA-256, so identical blocks are stored once and shared by every
 // snapshot and volume that holds them. A block of zeros is never stored.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, opendir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 
 export const BLOCK_SIZE = 512 * 1024;
@@ -21,6 +21,9 @@ export interface ChunkStore {
   get(chunk: string): Promise<Buffer>;
   /** Removes every chunk (POST /_kiln/reset). */
   reset(): Promise<void>;
+  /** Every stored file (chunks and leftovers of interrupted writes), with when it was last put. */
+  files(): AsyncIterable<{ chunk: string; path: string; modifiedMs: number }>;
+  remove(path: string): Promise<void>;
 }
 
 export const isZeroBlock = (block: Buffer) => block.length === BLOCK_SIZE && block.equals(ZEROS);
@@ -33,7 +36,13 @@ export function fileChunkStore(root: string): ChunkStore {
       if (isZeroBlock(block)) return ZERO_CHUNK;
       const chunk = createHash("sha256").update(block).digest("hex");
       const path = pathOf(chunk);
-      if (await exists(path)) return chunk;
+      if (await exists(path)) {
+        // Fresh again: collection spares chunks put within its grace period, so one about to be
+        // referenced by a new manifest is never swept in between.
+        const now = new Date();
+        await utimes(path, now, now);
+        return chunk;
+      }
       await mkdir(join(root, chunk.slice(0, 2), chunk.slice(2, 4)), { recursive: true });
       // Written aside, synced, then renamed: a chunk file is whole or absent, even after a crash.
       const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
@@ -55,7 +64,31 @@ export function fileChunkStore(root: string): ChunkStore {
     async reset() {
       await rm(root, { recursive: true, force: true });
     },
+    async *files() {
+      for (const first of await listDir(root)) {
+        for (const second of await listDir(join(root, first))) {
+          for (const name of await listDir(join(root, first, second))) {
+            const path = join(root, first, second, name);
+            const info = await stat(path).catch(() => undefined);
+            if (info?.isFile()) yield { chunk: name.slice(0, 64), path, modifiedMs: info.mtimeMs };
+          }
+        }
+      }
+    },
+    async remove(path) {
+      await rm(path, { force: true });
+    },
   };
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    const names: string[] = [];
+    for await (const entry of await opendir(dir)) names.push(entry.name);
+    return names;
+  } catch {
+    return [];
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
