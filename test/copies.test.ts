@@ -63,7 +63,7 @@ describe("CopyImage", () => {
     const copiedSnapshot = image.BlockDeviceMappings![0]!.Ebs!.SnapshotId!;
     assert.notEqual(copiedSnapshot, snapshotId);
     assert.deepEqual(await readSnapshot(kiln, copiedSnapshot, "eu-west-1"), data);
-    const { Instances } = await west.send(new RunInstancesCommand({ ImageId, MinCount: 1, MaxCount: 1 }));
+    const { Instances } = await west.send(new RunInstancesCommand({ ImageId, MinCount: 1, MaxCount: 1, InstanceType: "t4g.micro" }));
     assert.equal(Instances![0]!.Placement!.AvailabilityZone, "eu-west-1a");
     // The source is untouched and still its region's alone.
     assert.equal(await errorName(west.send(new DescribeImagesCommand({ ImageIds: [imageId] }))), "InvalidAMIID.NotFound");

@@ -33,6 +33,7 @@ export const ERROR_STATUS = {
   "InvalidInstanceID.Malformed": 400,
   "InvalidInstanceID.NotFound": 400,
   IncorrectInstanceState: 400,
+  InvalidInstanceType: 400,
   // EBS direct APIs (REST-JSON, error type in x-amzn-ErrorType)
   ValidationException: 400,
   ResourceNotFoundException: 404,

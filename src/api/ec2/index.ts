@@ -10,10 +10,11 @@ import { instanceActions } from "./instances.js";
 import { createImageActions } from "./create-image.js";
 import { imageAttributeActions } from "./image-attributes.js";
 import { copyActions } from "./copies.js";
+import { instanceInfoActions } from "./instance-info.js";
 import { tagActions } from "./tags.js";
 
 export function ec2Actions(model: ServiceModel): ReadonlyMap<string, Action> {
-  const actions = new Map<string, Action>(Object.entries({ ...regionActions, ...accountActions, ...tagActions, ...snapshotActions, ...volumeActions, ...imageActions, ...instanceActions, ...createImageActions, ...imageAttributeActions, ...copyActions }));
+  const actions = new Map<string, Action>(Object.entries({ ...regionActions, ...accountActions, ...tagActions, ...snapshotActions, ...volumeActions, ...imageActions, ...instanceActions, ...createImageActions, ...imageAttributeActions, ...copyActions, ...instanceInfoActions }));
   // A handler for an action the model lacks is a programming error: stop at start-up.
   for (const name of actions.keys()) {
     if (!model.operations.has(name)) throw new Error(`Kiln serves ${name}, which the EC2 model does not define`);

@@ -16,6 +16,7 @@ import type {
 import { compileFilters } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { instanceType } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
 import { schedule, transition, type Schedule } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
@@ -29,7 +30,6 @@ import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 export const STATE_CODES: Record<InstanceState, number> = { pending: 0, running: 16, "shutting-down": 32, terminated: 48, stopping: 64, stopped: 80 };
 const INSTANCE_ID = /^i-([0-9a-f]{8}|[0-9a-f]{17})$/;
-const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
 
 export function checkInstanceId(id: string): string {
   if (!INSTANCE_ID.test(id)) throw new ApiError("InvalidInstanceID.Malformed", `Invalid id: "${id}"`);
@@ -130,12 +130,16 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   const max = input.MaxCount!;
   if (min < 1 || max < min) throw new ApiError("InvalidParameterValue", `MinCount (${min}) must be at least 1 and no more than MaxCount (${max}).`);
   const type = input.InstanceType ?? "m1.small";
-  if (!INSTANCE_TYPE.test(type)) throw new ApiError("InvalidParameterValue", `Invalid value '${type}' for InstanceType.`);
+  const typeInfo = instanceType(type);
+  if (!typeInfo) throw new ApiError("InvalidParameterValue", `Invalid value '${type}' for InstanceType.`);
   // Terraform sends an empty zone for "any zone".
   const zone = input.Placement?.AvailabilityZone || zonesOf(ctx.region)[0]!.zoneName;
   if (!zonesOf(ctx.region).some((z) => z.zoneName === zone)) throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${zone}]`);
   const { image, devices: imageDevices } = await visibleImage(ctx, input.ImageId);
   if (image.state !== "available") throw new ApiError("InvalidAMIID.Unavailable", `The image id '[${image.image_id}]' is not available (it is ${image.state})`);
+  if (!typeInfo.architectures.includes(image.architecture as "x86_64")) {
+    throw new ApiError("InvalidParameterValue", `The architecture '${typeInfo.architectures.join(", ")}' of the specified instance type does not match the architecture '${image.architecture}' of the specified AMI.`);
+  }
   // Mappings that change an image device need not name a snapshot; new ones are checked in full.
   const requested: BlockDeviceRow[] = [];
   for (const mapping of input.BlockDeviceMappings ?? []) {
