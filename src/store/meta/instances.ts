@@ -3,7 +3,7 @@ import { scheduledState, type Schedule } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
 import type { Scope } from "./tags.js";
-import type { VolumeRow } from "./volumes.js";
+import { removeVolumes, writeVolume, type VolumeRow } from "./volumes.js";
 
 export type InstanceState = "pending" | "running" | "stopping" | "stopped" | "shutting-down" | "terminated";
 export type InstanceRow = InstanceTable;
@@ -31,16 +31,7 @@ export async function insertLaunch(db: MetaDb, launches: readonly Launch[]): Pro
     for (const { instance, volumes } of launches) {
       await tx.insertInto("instances").values(instance).execute();
       for (const { volume, device, deleteOnTermination } of volumes) {
-        await tx.insertInto("volumes").values(volume).execute();
-        if (volume.snapshot_id) {
-          await tx
-            .insertInto("volume_blocks")
-            .columns(["volume_id", "block_index", "chunk"])
-            .expression((eb) =>
-              eb.selectFrom("snapshot_blocks").select((s) => [s.val(volume.volume_id).as("volume_id"), "block_index", "chunk"]).where("snapshot_id", "=", volume.snapshot_id!).where("chunk", "!=", ""),
-            )
-            .execute();
-        }
+        await writeVolume(tx, volume);
         await tx.insertInto("volume_attachments").values({ volume_id: volume.volume_id, instance_id: instance.instance_id, device, attach_time: instance.launch_time, delete_on_termination: deleteOnTermination ? 1 : 0 }).execute();
       }
     }
@@ -80,10 +71,6 @@ export async function releaseVolumes(db: MetaDb, scope: Scope, instanceId: strin
     const attachments = await tx.selectFrom("volume_attachments").selectAll().where("instance_id", "=", instanceId).execute();
     const doomed = attachments.filter((a) => a.delete_on_termination).map((a) => a.volume_id);
     await tx.deleteFrom("volume_attachments").where("instance_id", "=", instanceId).execute();
-    if (doomed.length) {
-      await tx.deleteFrom("volume_blocks").where("volume_id", "in", doomed).execute();
-      await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "in", doomed).execute();
-      await tx.deleteFrom("volumes").where("volume_id", "in", doomed).execute();
-    }
+    await removeVolumes(tx, scope, doomed);
   });
 }

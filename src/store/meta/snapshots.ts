@@ -7,19 +7,22 @@ import type { Scope } from "./tags.js";
 export type SnapshotRow = SnapshotTable;
 export type BlockRow = Pick<SnapshotBlockTable, "block_index" | "chunk">;
 
+/** Copies one snapshot's manifest into another; `written` marks the rows as the new snapshot's own writes. */
+async function copyManifest(db: MetaDb, fromSnapshotId: string, toSnapshotId: string, written: 0 | 1): Promise<void> {
+  await db
+    .insertInto("snapshot_blocks")
+    .columns(["snapshot_id", "block_index", "chunk", "written"])
+    .expression((eb) =>
+      eb.selectFrom("snapshot_blocks").select((s) => [s.val(toSnapshotId).as("snapshot_id"), "block_index", "chunk", s.val(written).as("written")]).where("snapshot_id", "=", fromSnapshotId),
+    )
+    .execute();
+}
+
 export async function insertSnapshot(db: MetaDb, row: SnapshotRow): Promise<void> {
   await db.transaction().execute(async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
     // A child snapshot starts as its parent: it shares the parent's chunks until it writes its own.
-    if (row.parent_snapshot_id) {
-      await tx
-        .insertInto("snapshot_blocks")
-        .columns(["snapshot_id", "block_index", "chunk", "written"])
-        .expression((eb) =>
-          eb.selectFrom("snapshot_blocks").select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(0).as("written")]).where("snapshot_id", "=", row.parent_snapshot_id!),
-        )
-        .execute();
-    }
+    if (row.parent_snapshot_id) await copyManifest(tx, row.parent_snapshot_id, row.snapshot_id, 0);
   });
 }
 
@@ -102,12 +105,6 @@ export async function deleteSnapshot(db: MetaDb, scope: Scope, snapshotId: strin
 export async function insertSnapshotCopy(db: MetaDb, row: SnapshotRow, sourceSnapshotId: string): Promise<void> {
   await db.transaction().execute(async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
-    await tx
-      .insertInto("snapshot_blocks")
-      .columns(["snapshot_id", "block_index", "chunk", "written"])
-      .expression((eb) =>
-        eb.selectFrom("snapshot_blocks").select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(1).as("written")]).where("snapshot_id", "=", sourceSnapshotId),
-      )
-      .execute();
+    await copyManifest(tx, sourceSnapshotId, row.snapshot_id, 1);
   });
 }

@@ -11,20 +11,33 @@ const settled = (row: VolumeRow): VolumeRow => {
   return state === row.state ? row : { ...row, state, next_state: null, next_state_at: null };
 };
 
-/** A new volume; from a snapshot, it starts with the snapshot's manifest and shares its chunks. */
+/**
+ * Writes a volume with the caller's transaction (`tx`); from a snapshot, the volume starts with
+ * the snapshot's manifest and shares its chunks.
+ */
+export async function writeVolume(tx: MetaDb, row: VolumeRow): Promise<void> {
+  await tx.insertInto("volumes").values(row).execute();
+  if (row.snapshot_id) {
+    await tx
+      .insertInto("volume_blocks")
+      .columns(["volume_id", "block_index", "chunk"])
+      .expression((eb) =>
+        eb.selectFrom("snapshot_blocks").select((s) => [s.val(row.volume_id).as("volume_id"), "block_index", "chunk"]).where("snapshot_id", "=", row.snapshot_id!).where("chunk", "!=", ""),
+      )
+      .execute();
+  }
+}
+
 export async function insertVolume(db: MetaDb, row: VolumeRow): Promise<void> {
-  await db.transaction().execute(async (tx) => {
-    await tx.insertInto("volumes").values(row).execute();
-    if (row.snapshot_id) {
-      await tx
-        .insertInto("volume_blocks")
-        .columns(["volume_id", "block_index", "chunk"])
-        .expression((eb) =>
-          eb.selectFrom("snapshot_blocks").select((s) => [s.val(row.volume_id).as("volume_id"), "block_index", "chunk"]).where("snapshot_id", "=", row.snapshot_id!).where("chunk", "!=", ""),
-        )
-        .execute();
-    }
-  });
+  await db.transaction().execute((tx) => writeVolume(tx, row));
+}
+
+/** Removes volumes with their data manifests and tags, with the caller's transaction (`tx`). */
+export async function removeVolumes(tx: MetaDb, scope: Scope, volumeIds: readonly string[]): Promise<void> {
+  if (volumeIds.length === 0) return;
+  await tx.deleteFrom("volume_blocks").where("volume_id", "in", volumeIds).execute();
+  await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "in", volumeIds).execute();
+  await tx.deleteFrom("volumes").where("volume_id", "in", volumeIds).execute();
 }
 
 /** The account's volume in the region with this id (or, by `client_token`, made with this token). */
@@ -41,14 +54,5 @@ export async function listVolumes(db: MetaDb, scope: Scope, q: { ids?: readonly 
 }
 
 export async function deleteVolume(db: MetaDb, scope: Scope, volumeId: string): Promise<void> {
-  await db.transaction().execute(async (tx) => {
-    await tx.deleteFrom("volume_blocks").where("volume_id", "=", volumeId).execute();
-    await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", volumeId).execute();
-    await tx.deleteFrom("volumes").where("volume_id", "=", volumeId).execute();
-  });
-}
-
-/** Blocks of a volume in index order (chunk '' never appears: zeros are not recorded). */
-export function listVolumeBlocks(db: MetaDb, volumeId: string): Promise<{ block_index: number; chunk: string }[]> {
-  return db.selectFrom("volume_blocks").select(["block_index", "chunk"]).where("volume_id", "=", volumeId).orderBy("block_index").execute();
+  await db.transaction().execute((tx) => removeVolumes(tx, scope, [volumeId]));
 }
