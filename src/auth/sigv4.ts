@@ -77,13 +77,6 @@ export class SignatureVerifier {
     return request.headers.authorization !== undefined || request.query["X-Amz-Signature"] !== undefined || request.query["X-Amz-Credential"] !== undefined;
   }
 
-  /** The credential scope's service, read without verifying anything: protocols route by it. */
-  static scopeService(request: Pick<SignedRequest, "headers" | "query">): string | undefined {
-    const authorization = header(request.headers, "authorization");
-    const credential = authorization ? /Credential=([^,\s]+)/.exec(authorization)?.[1] : request.query["X-Amz-Credential"];
-    return typeof credential === "string" ? credential.split("/")[3] : undefined;
-  }
-
   async verify(request: SignedRequest): Promise<Caller> {
     const authorization = header(request.headers, "authorization");
     if (authorization !== undefined) return this.verifyHeader(request, authorization);

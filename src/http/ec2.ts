@@ -123,9 +123,9 @@ export function ec2Endpoint(deps: {
         }
         await catalogue.ensure(caller.region);
         const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config };
-        await action.check?.(ctx, input);
+        const checked = await action.check?.(ctx, input);
         if (input.DryRun === true) throw dryRunSucceeded();
-        const output = (await action.run(ctx, input)) ?? undefined;
+        const output = (await action.run(ctx, input, checked)) ?? undefined;
         return {
           ...log,
           status: 200,

@@ -10,10 +10,13 @@ export interface ActionContext {
   readonly config: KilnConfig;
 }
 
-export interface Action<Input = any, Output = any> {
-  /** Checks that must pass even when DryRun is set (DryRun then answers DryRunOperation). */
-  check?(ctx: ActionContext, input: Input): Promise<void> | void;
-  run(ctx: ActionContext, input: Input): Promise<Output | void> | Output | void;
+export interface Action<Input = any, Output = any, Checked = any> {
+  /**
+   * Checks that must pass even when DryRun is set (DryRun then answers DryRunOperation). What it
+   * returns (a validated plan, say) is handed to `run`, so the work is not done twice.
+   */
+  check?(ctx: ActionContext, input: Input): Promise<Checked> | Checked;
+  run(ctx: ActionContext, input: Input, checked: Checked): Promise<Output | void> | Output | void;
   /** EC2's own error for a parameter the model's bounds refuse (e.g. a too-short AMI name), by parameter name. */
   parameterErrors?: Record<string, () => Error>;
 }

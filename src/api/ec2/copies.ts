@@ -62,11 +62,9 @@ async function planImageCopy(ctx: ActionContext, input: CopyImageRequest) {
 
 export const copyActions: ActionTable = {
   CopySnapshot: {
-    async check(ctx, input: CopySnapshotRequest) {
-      await planSnapshotCopy(ctx, input);
-    },
-    async run(ctx, input: CopySnapshotRequest): Promise<CopySnapshotResult> {
-      const { source, tags } = await planSnapshotCopy(ctx, input);
+    check: (ctx, input: CopySnapshotRequest) => planSnapshotCopy(ctx, input),
+    async run(ctx, input: CopySnapshotRequest, planned: Awaited<ReturnType<typeof planSnapshotCopy>>): Promise<CopySnapshotResult> {
+      const { source, tags } = planned;
       const copy = await copySnapshot(ctx, source, input.Description ?? `[Copied ${source.snapshot_id} from ${input.SourceRegion}]`, Date.now() + ctx.config.stateDelayMs);
       if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: copy.snapshot_id, type: "snapshot" }], tags, TAG_LIMITS.perResource);
       return { SnapshotId: copy.snapshot_id, Tags: tags.map((t) => ({ Key: t.key, Value: t.value })) };
@@ -75,11 +73,9 @@ export const copyActions: ActionTable = {
 
   CopyImage: {
     parameterErrors: { Name: malformedName },
-    async check(ctx, input: CopyImageRequest) {
-      await planImageCopy(ctx, input);
-    },
-    async run(ctx, input: CopyImageRequest): Promise<CopyImageResult> {
-      const { name, source, tags } = await planImageCopy(ctx, input);
+    check: (ctx, input: CopyImageRequest) => planImageCopy(ctx, input),
+    async run(ctx, input: CopyImageRequest, planned: Awaited<ReturnType<typeof planImageCopy>>): Promise<CopyImageResult> {
+      const { name, source, tags } = planned;
       const readyAt = Date.now() + ctx.config.stateDelayMs;
       const imageId = newId("ami");
       const copies = new Map<string, SnapshotRow>();

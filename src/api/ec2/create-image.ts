@@ -63,11 +63,9 @@ async function plan(ctx: ActionContext, input: CreateImageRequest) {
 export const createImageActions: ActionTable = {
   CreateImage: {
     parameterErrors: { Name: malformedName },
-    async check(ctx, input: CreateImageRequest) {
-      await plan(ctx, input);
-    },
-    async run(ctx, input: CreateImageRequest): Promise<CreateImageResult> {
-      const { name, instance, volumes, extra, tags } = await plan(ctx, input);
+    check: (ctx, input: CreateImageRequest) => plan(ctx, input),
+    async run(ctx, input: CreateImageRequest, planned: Awaited<ReturnType<typeof plan>>): Promise<CreateImageResult> {
+      const { name, instance, volumes, extra, tags } = planned;
       const delay = ctx.config.stateDelayMs;
       const now = Date.now();
       const reboot = !input.NoReboot && instance.state === "running";

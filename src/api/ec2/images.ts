@@ -272,12 +272,13 @@ export const imageActions: ActionTable = {
   RegisterImage: {
     parameterErrors: { Name: malformedName },
     async check(ctx, input: RegisterImageRequest) {
-      const { name } = await planRegistration(ctx, input);
-      const taken = await imageByName(ctx.meta.db, ctx, name);
-      if (taken) throw nameTaken(name, taken.image_id);
+      const planned = await planRegistration(ctx, input);
+      const taken = await imageByName(ctx.meta.db, ctx, planned.name);
+      if (taken) throw nameTaken(planned.name, taken.image_id);
+      return planned;
     },
-    async run(ctx, input: RegisterImageRequest): Promise<RegisterImageResult> {
-      const { name, devices, tags } = await planRegistration(ctx, input);
+    async run(ctx, input: RegisterImageRequest, planned: Awaited<ReturnType<typeof planRegistration>>): Promise<RegisterImageResult> {
+      const { name, devices, tags } = planned;
       const now = Date.now();
       const image: ImageRow = {
         account_id: ctx.accountId,

@@ -158,15 +158,13 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
 
 export const instanceActions: ActionTable = {
   RunInstances: {
-    async check(ctx, input: RunInstancesRequest) {
-      await planLaunch(ctx, input);
-    },
-    async run(ctx, input: RunInstancesRequest): Promise<Reservation> {
+    check: (ctx, input: RunInstancesRequest) => planLaunch(ctx, input),
+    async run(ctx, input: RunInstancesRequest, planned: Awaited<ReturnType<typeof planLaunch>>): Promise<Reservation> {
       if (input.ClientToken) {
         const earlier = (await listInstances(ctx.meta.db, ctx)).filter((r) => r.row.client_token === input.ClientToken);
         if (earlier.length) return describeReservation(ctx, earlier);
       }
-      const { image, devices, type, zone, count, tags } = await planLaunch(ctx, input);
+      const { image, devices, type, zone, count, tags } = planned;
       const now = Date.now();
       const launchTime = new Date(now).toISOString();
       const reservationId = newId("r");

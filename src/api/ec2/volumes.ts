@@ -179,11 +179,9 @@ async function planAttach(ctx: ActionContext, input: AttachVolumeRequest) {
 
 export const volumeActions: ActionTable = {
   AttachVolume: {
-    async check(ctx, input: AttachVolumeRequest) {
-      await planAttach(ctx, input);
-    },
-    async run(ctx, input: AttachVolumeRequest): Promise<VolumeAttachment> {
-      const { volume, instance } = await planAttach(ctx, input);
+    check: (ctx, input: AttachVolumeRequest) => planAttach(ctx, input),
+    async run(ctx, input: AttachVolumeRequest, planned: Awaited<ReturnType<typeof planAttach>>): Promise<VolumeAttachment> {
+      const { volume, instance } = planned;
       const attachment = { volume_id: volume.volume_id, instance_id: instance.row.instance_id, device: input.Device!, attach_time: new Date().toISOString(), delete_on_termination: 0 };
       await attachVolume(ctx.meta.db, attachment);
       return attachmentOf(attachment, "attaching");
@@ -206,15 +204,13 @@ export const volumeActions: ActionTable = {
   },
 
   CreateVolume: {
-    async check(ctx, input: CreateVolumeRequest) {
-      await plan(ctx, input);
-    },
-    async run(ctx, input: CreateVolumeRequest): Promise<Volume> {
+    check: (ctx, input: CreateVolumeRequest) => plan(ctx, input),
+    async run(ctx, input: CreateVolumeRequest, planned: Awaited<ReturnType<typeof plan>>): Promise<Volume> {
       if (input.ClientToken) {
         const earlier = await getVolume(ctx.meta.db, ctx, input.ClientToken, "client_token");
         if (earlier) return toVolume({ row: earlier, tags: (await tagsOf(ctx.meta.db, ctx, [earlier.volume_id])).get(earlier.volume_id) ?? new Map() });
       }
-      const { row, tags } = await plan(ctx, input);
+      const { row, tags } = planned;
       await insertVolume(ctx.meta.db, row);
       if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: row.volume_id, type: "volume" }], tags, TAG_LIMITS.perResource);
       // CreateVolume answers with the volume as it was made: creating.
