@@ -4,9 +4,9 @@
 // moto_server (when installed). Prints requests/s, p50/p99 latency and the ratios.
 //
 // Two load generators, each ratio taken with one of them: autocannon (Kiln against the bare
-// server; it is fast enough that the servers are the limit) and a node:http keep-alive client
-// (Kiln against moto: moto's server closes connections, which stalls autocannon, while this
-// client reconnects as any SDK does).
+// server; it is fast enough that the servers are the limit) and a raw-socket replay client
+// (Kiln against moto: moto's server closes the connection after each answer, which autocannon
+// cannot measure, while this client reconnects as any SDK does).
 //
 //   npm run bench:api                   # 5 s a phase
 //   node bench/api/run.mjs --duration 10 --json results.json
@@ -14,9 +14,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { CreateTagsCommand, EC2Client } from "@aws-sdk/client-ec2";
-import { check, count, measureAutocannon as measureWithAutocannon, measureNodeHttp as measureWithNodeHttp, signedPost, WARMUP_SECONDS as WARMUP } from "../lib/load.mjs";
+import { check, count, measureAutocannon as measureWithAutocannon, measureReplay as measureWithReplay, signedPost, WARMUP_SECONDS as WARMUP } from "../lib/load.mjs";
 import { freePort, onExit, start, startKiln, startMoto, waitUntilUp } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({
@@ -31,7 +32,7 @@ const CONCURRENCY = [1, 32];
 const RESOURCES = 100;
 const TAGS_PER_RESOURCE = 10;
 const measure = (port, request, connections) => measureWithAutocannon(port, request, connections, DURATION);
-const measureNodeHttp = (port, request, connections) => measureWithNodeHttp(port, request, connections, DURATION);
+const measureReplay = (port, request, connections) => measureWithReplay(port, request, connections, DURATION);
 
 async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), "kiln-bench-"));
@@ -60,6 +61,12 @@ async function main() {
   await waitUntilUp(`http://127.0.0.1:${barePort}/`, "bare node:http");
   servers.push({ name: "bare", port: barePort });
 
+  // The least any server meeting Kiln's contract does: verify the signature, answer, log a line.
+  const minimalPort = await freePort();
+  start(process.execPath, [fileURLToPath(new URL("minimal-server.mjs", import.meta.url)), String(minimalPort), bodyFile], "minimal signed server");
+  await waitUntilUp(`http://127.0.0.1:${minimalPort}/`, "minimal signed server");
+  servers.push({ name: "minimal", port: minimalPort });
+
   const moto = await startMoto();
   if (moto) servers.push(moto);
 
@@ -74,7 +81,7 @@ async function main() {
 
   const total = RESOURCES * TAGS_PER_RESOURCE;
   const workloads = [
-    { name: "DescribeRegions", body: regionsBody, expect: (t) => count(t, "regionName") >= 17, servers: ["bare", "kiln", "moto"] },
+    { name: "DescribeRegions", body: regionsBody, expect: (t) => count(t, "regionName") >= 17, servers: ["bare", "minimal", "kiln", "moto"] },
     {
       name: `DescribeTags, ${total} tags in one page`,
       body: "Action=DescribeTags&Version=2016-11-15&MaxResults=1000",
@@ -94,18 +101,18 @@ async function main() {
   const phases = [];
   for (const workload of workloads) {
     for (const server of servers.filter((s) => workload.servers.includes(s.name))) {
-      // autocannon for Kiln and the bare server; the node:http client for Kiln and moto.
+      // autocannon for Kiln and the bare server; the replay client for Kiln and moto.
       const clients = server.name === "kiln" && workload.servers.includes("moto") && servers.some((s) => s.name === "moto")
-        ? ["autocannon", "node:http"]
-        : server.name === "moto" ? ["node:http"] : ["autocannon"];
+        ? ["autocannon", "replay"]
+        : server.name === "moto" ? ["replay"] : ["autocannon"];
       for (const client of clients) for (const connections of CONCURRENCY) phases.push({ workload, server, client, connections });
     }
   }
   for (const { workload, server, client, connections } of phases) {
     const request = await signedPost(server.port, workload.body);
-    // The bare server's constant body is not an answer to check.
-    if (server.name !== "bare") await check(server.port, request, workload.expect, `${server.name} ${workload.name}`);
-    const figures = client === "autocannon" ? await measure(server.port, request, connections) : await measureNodeHttp(server.port, request, connections);
+    // The reference servers' constant body is not an answer to check.
+    if (server.name !== "bare" && server.name !== "minimal") await check(server.port, request, workload.expect, `${server.name} ${workload.name}`);
+    const figures = client === "autocannon" ? await measure(server.port, request, connections) : await measureReplay(server.port, request, connections);
     results.push({ workload: workload.name, server: server.name, client, connections, ...figures });
     console.log(
       `${workload.name.padEnd(40)} ${server.name.padEnd(5)} ${client.padEnd(10)} c=${String(connections).padEnd(3)}` +
@@ -120,13 +127,18 @@ async function main() {
   const ratios = [];
   for (const workload of workloads) {
     for (const connections of CONCURRENCY) {
-      for (const [other, client, label] of [["bare", "autocannon", "Kiln / bare node:http"], ["moto", "node:http", "Kiln / moto_server"]]) {
-        const kiln = rps(workload.name, "kiln", client, connections);
+      for (const [server, other, client, label] of [
+        ["kiln", "bare", "autocannon", "Kiln / bare node:http"],
+        ["minimal", "bare", "autocannon", "minimal / bare"],
+        ["kiln", "minimal", "autocannon", "Kiln / minimal"],
+        ["kiln", "moto", "replay", "Kiln / moto_server"],
+      ]) {
+        const mine = rps(workload.name, server, client, connections);
         const base = rps(workload.name, other, client, connections);
-        if (!kiln || !base) continue;
-        const ratio = kiln / base;
-        ratios.push({ workload: workload.name, connections, against: other, client, ratio });
-        console.log(`${workload.name.padEnd(40)} c=${String(connections).padEnd(3)} ${label.padEnd(22)} ${other === "bare" ? `${(100 * ratio).toFixed(0)}%` : `${ratio.toFixed(1)}x`}`);
+        if (!mine || !base) continue;
+        const ratio = mine / base;
+        ratios.push({ workload: workload.name, connections, server, against: other, client, ratio });
+        console.log(`${workload.name.padEnd(40)} c=${String(connections).padEnd(3)} ${label.padEnd(22)} ${other === "moto" ? `${ratio.toFixed(1)}x` : `${(100 * ratio).toFixed(0)}%`}`);
       }
     }
   }

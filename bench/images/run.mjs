@@ -21,7 +21,7 @@ import {
   RunInstancesCommand,
   waitUntilInstanceRunning,
 } from "@aws-sdk/client-ec2";
-import { check, count, measureNodeHttp, signedPost } from "../lib/load.mjs";
+import { check, count, measureReplay, signedPost } from "../lib/load.mjs";
 import { onExit, startKiln, startMoto } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({ options: { duration: { type: "string", default: "5" }, quick: { type: "boolean", default: false } } });
@@ -129,7 +129,7 @@ async function main() {
         for (const server of servers) {
           const request = await signedPost(server.port, workload.body);
           await check(server.port, request, (t) => workload.expect(t, server.name), `${server.name} ${workload.name}`);
-          row[server.name] = await measureNodeHttp(server.port, request, connections, DURATION);
+          row[server.name] = await measureReplay(server.port, request, connections, DURATION);
         }
         results.push(row);
         const fmt = (r) => (r ? `${r.rps.toFixed(1).padStart(8)} req/s p50 ${String(r.p50).padStart(7)} ms` : "");

@@ -1,5 +1,5 @@
-// Load: signed EC2 Query requests, replayed by autocannon or by a reconnecting node:http client.
-import { Agent, request as httpRequest } from "node:http";
+// Load: signed EC2 Query requests, replayed by autocannon or by a reconnecting raw-socket client.
+import { connect as netConnect } from "node:net";
 import autocannon from "autocannon";
 import { Hash } from "@smithy/hash-node";
 import { SignatureV4 } from "@smithy/signature-v4";
@@ -47,40 +47,77 @@ export async function measureAutocannon(port, request, connections, seconds) {
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx + result.errors + result.timeouts };
 }
 
-/** `connections` workers, each sending the request as soon as the last is answered. */
-export async function measureNodeHttp(port, request, connections, seconds) {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
-  const once = () =>
-    new Promise((resolve) => {
-      const started = process.hrtime.bigint();
-      const req = httpRequest({ host: "127.0.0.1", port, path: "/", method: "POST", headers: request.headers, agent }, (res) => {
-        res.resume();
-        res.on("end", () => resolve({ ok: res.statusCode === 200, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
-      });
-      req.on("error", () => resolve({ ok: false, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
-      req.end(request.body);
-    });
+/**
+ * `connections` raw sockets, each replaying the request as soon as the last answer is whole.
+ * autocannon cannot measure servers that close the connection after each answer (moto does);
+ * this client reconnects when they do, as the SDKs' pools do, and otherwise keeps the
+ * connection alive. It frames answers by Content-Length and does nothing else, so that at
+ * concurrency 1 the servers rather than the client are measured.
+ */
+export async function measureReplay(port, request, connections, seconds) {
+  const head = Object.entries({ ...request.headers, host: `127.0.0.1:${port}`, "content-length": Buffer.byteLength(request.body) })
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
+  const bytes = Buffer.from(`POST / HTTP/1.1\r\n${head}\r\n${request.body}`);
   const run = async (duration) => {
     const deadline = Date.now() + duration * 1000;
     const latencies = [];
     let failed = 0;
-    await Promise.all(
-      Array.from({ length: connections }, async () => {
-        while (Date.now() < deadline) {
-          const { ok, ms } = await once();
-          if (ok) latencies.push(ms);
-          else failed++;
-        }
-      }),
-    );
+    await Promise.all(Array.from({ length: connections }, () => replayUntil(port, bytes, deadline, latencies, () => failed++)));
     return { latencies, failed };
   };
   await run(WARMUP_SECONDS);
   const { latencies, failed } = await run(seconds);
-  agent.destroy();
   latencies.sort((a, b) => a - b);
   const at = (q) => (latencies.length ? Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1)) : NaN);
   return { rps: latencies.length / seconds, p50: at(0.5), p99: at(0.99), non2xx: failed };
+}
+
+/** One connection's loop: send, read one answer, record it, again until the deadline. */
+function replayUntil(port, bytes, deadline, latencies, onFailure) {
+  return new Promise((resolve) => {
+    let socket;
+    let buffered = Buffer.alloc(0);
+    let started = 0n;
+    const send = () => {
+      if (Date.now() >= deadline) {
+        socket.destroy();
+        return resolve();
+      }
+      started = process.hrtime.bigint();
+      socket.write(bytes);
+    };
+    const connect = () => {
+      buffered = Buffer.alloc(0);
+      socket = netConnect({ host: "127.0.0.1", port, noDelay: true }, send);
+      socket.on("data", onData);
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        if (Date.now() >= deadline) return resolve();
+        if (started !== 0n) onFailure(); // closed before the answer was whole
+        started = 0n;
+        connect();
+      });
+    };
+    const onData = (chunk) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      const end = buffered.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const headText = buffered.subarray(0, end).toString("latin1");
+      const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(headText)?.[1]);
+      if (!Number.isFinite(length)) throw new Error(`answer without Content-Length: ${headText.slice(0, 200)}`);
+      if (buffered.length < end + 4 + length) return;
+      const ok = headText.startsWith("HTTP/1.1 200") || headText.startsWith("HTTP/1.0 200");
+      if (ok) latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+      else onFailure();
+      started = 0n;
+      const closeAfter = /\r\nconnection:\s*close/i.test(headText) || headText.startsWith("HTTP/1.0");
+      buffered = buffered.subarray(end + 4 + length);
+      if (closeAfter) socket.destroy(); // the close handler reconnects
+      else send();
+    };
+    connect();
+  });
 }
 
 export const count = (text, element) => text.split(`<${element}>`).length - 1;

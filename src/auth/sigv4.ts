@@ -1,9 +1,14 @@
-// Signature Version 4 verification. Kiln recomputes the signature with @smithy/signature-v4 (the
-// signer the AWS SDKs use, so canonicalisation matches theirs exactly) over the headers the
-// caller says it signed, then compares in constant time.
-import { createHash, timingSafeEqual } from "node:crypto";
+// Signature Version 4 verification. Kiln rebuilds the canonical request and derives the signing
+// key with @smithy/signature-v4 (the code the AWS SDKs sign with, so canonicalisation matches
+// theirs exactly) over the headers and query the caller says it signed, hashes that into the
+// string to sign, and compares the one final HMAC in constant time.
+//
+// Verification runs on every request, so it keeps off the signer's general sign()/presign()
+// path: those clone the request, re-derive a cache key with an extra HMAC and go through a
+// promise per hash. Derived keys are cached here, per credential, day, region and service.
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { Hash } from "@smithy/hash-node";
-import { SignatureV4 } from "@smithy/signature-v4";
+import { createScope, getCanonicalHeaders, getSigningKey, SignatureV4Base } from "@smithy/signature-v4";
 import { ApiError } from "../protocol/errors.js";
 import type { AccountDirectory, Credential } from "./accounts.js";
 
@@ -28,8 +33,23 @@ export interface Caller {
 const MAX_SKEW_MS = 5 * 60 * 1000;
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
-const PRESIGN_PARAMS = ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token"];
+const ALGORITHM = "AWS4-HMAC-SHA256";
 const sha256 = Hash.bind(null, "sha256");
+const sha256Hex = (data: string | Uint8Array) => createHash("sha256").update(data).digest("hex");
+const MAX_CACHED_KEYS = 1024;
+
+/** The library's canonical request (its builder is protected: a subclass exposes it). */
+class Canonicaliser extends SignatureV4Base {
+  constructor(uriEscapePath: boolean) {
+    super({ credentials: { accessKeyId: "", secretAccessKey: "" }, region: "", service: "", sha256, uriEscapePath });
+  }
+
+  canonicalRequest(...args: Parameters<SignatureV4Base["createCanonicalRequest"]>): string {
+    return this.createCanonicalRequest(...args);
+  }
+}
+// S3 signs the path as sent; every other service normalises and double-encodes it.
+const canonicalisers = { escaped: new Canonicaliser(true), asSent: new Canonicaliser(false) };
 
 const incomplete = (message: string) => new ApiError("IncompleteSignature", message);
 const mismatch = () =>
@@ -67,8 +87,7 @@ const header = (headers: SignedRequest["headers"], name: string) => {
 };
 
 export class SignatureVerifier {
-  // One signer per credential keeps @smithy's signing-key cache warm across requests.
-  private readonly signers = new Map<string, SignatureV4>();
+  private readonly signingKeys = new Map<string, Uint8Array>();
 
   constructor(private readonly accounts: AccountDirectory, private readonly now: () => number = Date.now) {}
 
@@ -86,7 +105,7 @@ export class SignatureVerifier {
 
   private async verifyHeader(request: SignedRequest, authorization: string): Promise<Caller> {
     const [algorithm, ...rest] = authorization.trim().split(/\s+/);
-    if (algorithm !== "AWS4-HMAC-SHA256") {
+    if (algorithm !== ALGORITHM) {
       throw incomplete(`Unsupported authorization type '${algorithm}': Kiln verifies AWS4-HMAC-SHA256 signatures.`);
     }
     const fields = new Map<string, string>();
@@ -108,13 +127,9 @@ export class SignatureVerifier {
     const credential = this.credential(scope);
     const signedHeaders = fields.get("SignedHeaders")!.split(";");
     const headers = this.signedHeaderValues(request, signedHeaders);
-    this.checkClaimedPayloadHash(request, scope);
-    const signer = this.signer(credential, scope, signedHeaders.includes("x-amz-security-token") ? header(request.headers, "x-amz-security-token") : undefined);
-    const signed = await signer.sign(
-      { method: request.method, protocol: "http:", hostname: "", path: request.path, query: request.query, headers, body: request.body },
-      { signingDate, signingRegion: scope.region, signingService: scope.service, signableHeaders: new Set(signedHeaders) },
-    );
-    const expected = /Signature=([0-9a-f]+)/.exec((signed as { headers: Record<string, string> }).headers.authorization ?? "")?.[1] ?? "";
+    const bodyHash = this.checkClaimedPayloadHash(request, scope);
+    const payloadHash = headers["x-amz-content-sha256"] ?? bodyHash ?? sha256Hex(request.body);
+    const expected = await this.signature(credential, scope, amzDate, request, request.query, headers, signedHeaders, payloadHash);
     if (!sameSignature(expected, fields.get("Signature")!)) throw mismatch();
     return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service };
   }
@@ -125,7 +140,7 @@ export class SignatureVerifier {
       if (typeof value !== "string" || value === "") throw incomplete(`A presigned request requires the query parameter ${name}.`);
       return value;
     };
-    if (param("X-Amz-Algorithm") !== "AWS4-HMAC-SHA256") throw incomplete("X-Amz-Algorithm must be AWS4-HMAC-SHA256.");
+    if (param("X-Amz-Algorithm") !== ALGORITHM) throw incomplete("X-Amz-Algorithm must be AWS4-HMAC-SHA256.");
     const scope = parseCredential(param("X-Amz-Credential"));
     const amzDate = param("X-Amz-Date");
     const signingDate = parseAmzDate(amzDate);
@@ -139,47 +154,66 @@ export class SignatureVerifier {
     if (signingDate.getTime() - now > MAX_SKEW_MS) throw new ApiError("RequestExpired", `Request has expired: the signature's time ${amzDate} is in the future.`);
     const provided = param("X-Amz-Signature");
     const credential = this.credential(scope);
-    this.checkClaimedPayloadHash(request, scope);
+    const bodyHash = this.checkClaimedPayloadHash(request, scope);
     const signedHeaders = param("X-Amz-SignedHeaders").split(";");
-    const query: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(request.query)) if (!PRESIGN_PARAMS.includes(name)) query[name] = value;
-    const token = request.query["X-Amz-Security-Token"];
-    const signer = this.signer(credential, scope, typeof token === "string" ? token : undefined);
+    const headers = this.signedHeaderValues(request, signedHeaders);
     // Presigners hash the payload (botocore, for non-S3) or declare it unsigned (S3): accept either.
-    for (const payload of [undefined, UNSIGNED_PAYLOAD]) {
-      const headers = this.signedHeaderValues(request, signedHeaders);
-      const internal = new Set(payload ? ["x-amz-content-sha256"] : []);
-      if (payload) headers["x-amz-content-sha256"] = payload;
-      const presigned = await signer.presign(
-        { method: request.method, protocol: "http:", hostname: "", path: request.path, query, headers, body: request.body },
-        {
-          signingDate,
-          expiresIn,
-          signingRegion: scope.region,
-          signingService: scope.service,
-          signableHeaders: new Set(signedHeaders),
-          unhoistableHeaders: new Set([...signedHeaders, ...internal]),
-          unsignableHeaders: internal,
-        },
-      );
-      const expected = presigned.query?.["X-Amz-Signature"];
-      if (typeof expected === "string" && sameSignature(expected, provided)) {
+    const claimed = headers["x-amz-content-sha256"];
+    for (const payloadHash of claimed !== undefined ? [claimed] : [bodyHash ?? sha256Hex(request.body), UNSIGNED_PAYLOAD]) {
+      const expected = await this.signature(credential, scope, amzDate, request, request.query, headers, signedHeaders, payloadHash);
+      if (sameSignature(expected, provided)) {
         return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service };
       }
     }
     throw mismatch();
   }
 
+  /** The signature the caller's secret gives this request: canonical request → string to sign → HMAC. */
+  private async signature(
+    credential: Credential,
+    scope: Scope,
+    amzDate: string,
+    request: SignedRequest,
+    query: SignedRequest["query"],
+    headers: Record<string, string>,
+    signedHeaders: string[],
+    payloadHash: string,
+  ): Promise<string> {
+    const canonicaliser = scope.service === "s3" ? canonicalisers.asSent : canonicalisers.escaped;
+    const canonicalRequest = canonicaliser.canonicalRequest(
+      { method: request.method, protocol: "http:", hostname: "", path: request.path, query, headers },
+      getCanonicalHeaders({ headers } as Parameters<typeof getCanonicalHeaders>[0], undefined, new Set(signedHeaders)),
+      payloadHash,
+    );
+    const credentialScope = createScope(scope.date, scope.region, scope.service);
+    const stringToSign = `${ALGORITHM}\n${amzDate}\n${credentialScope}\n${sha256Hex(canonicalRequest)}`;
+    return createHmac("sha256", await this.signingKey(credential, scope)).update(stringToSign).digest("hex");
+  }
+
+  private async signingKey(credential: Credential, scope: Scope): Promise<Uint8Array> {
+    const cacheKey = `${credential.accessKeyId}\u0000${credential.secretAccessKey}\u0000${scope.date}\u0000${scope.region}\u0000${scope.service}`;
+    let key = this.signingKeys.get(cacheKey);
+    if (key === undefined) {
+      key = await getSigningKey(sha256, credential, scope.date, scope.region, scope.service);
+      if (this.signingKeys.size >= MAX_CACHED_KEYS) this.signingKeys.clear();
+      this.signingKeys.set(cacheKey, key);
+    }
+    return key;
+  }
+
   /**
-   * The signer takes a signed x-amz-content-sha256 header as the payload's hash. Outside S3 (whose
-   * own layer checks streamed bodies) the body is whole here: it must hash to what the header
-   * claims. EBS block writes may declare their payload unsigned: x-amz-Checksum covers the block.
+   * A signed x-amz-content-sha256 header stands for the payload in the signature. Outside S3
+   * (whose own layer checks streamed bodies) the body is whole here: it must hash to what the
+   * header claims. EBS block writes may declare their payload unsigned: x-amz-Checksum covers the
+   * block. Returns the body's hash when it had to compute it.
    */
-  private checkClaimedPayloadHash(request: SignedRequest, scope: Scope) {
+  private checkClaimedPayloadHash(request: SignedRequest, scope: Scope): string | undefined {
     const claimed = header(request.headers, "x-amz-content-sha256");
-    if (claimed === undefined || scope.service === "s3") return;
-    if (claimed === UNSIGNED_PAYLOAD && scope.service === "ebs") return;
-    if (claimed !== createHash("sha256").update(request.body).digest("hex")) throw mismatch();
+    if (claimed === undefined || scope.service === "s3") return undefined;
+    if (claimed === UNSIGNED_PAYLOAD && scope.service === "ebs") return undefined;
+    const bodyHash = sha256Hex(request.body);
+    if (claimed !== bodyHash) throw mismatch();
+    return bodyHash;
   }
 
   private checkScopeDate(scope: Scope, amzDate: string) {
@@ -202,28 +236,6 @@ export class SignatureVerifier {
       headers[name] = value;
     }
     return headers;
-  }
-
-  private signer(credential: Credential, scope: Scope, sessionToken: string | undefined): SignatureV4 {
-    const make = () =>
-      new SignatureV4({
-        credentials: { accessKeyId: credential.accessKeyId, secretAccessKey: credential.secretAccessKey, sessionToken },
-        region: scope.region,
-        service: scope.service,
-        sha256,
-        applyChecksum: false,
-        // S3 signs the path as sent; every other service normalises and double-encodes it.
-        uriEscapePath: scope.service !== "s3",
-      });
-    if (sessionToken !== undefined) return make();
-    const key = `${credential.accessKeyId}\u0000${credential.secretAccessKey}\u0000${scope.service}`;
-    let signer = this.signers.get(key);
-    if (!signer) {
-      if (this.signers.size >= 1024) this.signers.clear();
-      signer = make();
-      this.signers.set(key, signer);
-    }
-    return signer;
   }
 }
 

@@ -22,12 +22,13 @@ export function encodeXmlResponse(
   value: Record<string, unknown> | undefined,
   requestId: string,
 ): string {
-  const parts: string[] = [XML_DECLARATION, `<${action}Response xmlns="${model.xmlNamespace}"><requestId>${requestId}</requestId>`];
+  // Appending to one string (V8 keeps it as a rope until it is written) beats collecting parts
+  // and joining them: a 1,000-tag answer is some 14,000 pieces.
+  let xml = `${XML_DECLARATION}<${action}Response xmlns="${model.xmlNamespace}"><requestId>${requestId}</requestId>`;
   // Actions with no output answer `<return>true</return>`, as EC2 does.
-  if (!output) parts.push("<return>true</return>");
-  else if (value) writeMembers(output, value, parts);
-  parts.push(`</${action}Response>`);
-  return parts.join("");
+  if (!output) xml += "<return>true</return>";
+  else if (value) xml = writeMembers(output, value, xml);
+  return `${xml}</${action}Response>`;
 }
 
 export function encodeXmlError(code: string, message: string, requestId: string): string {
@@ -53,49 +54,40 @@ function memberTags(shape: StructureShape): MemberTags[] {
   return tags;
 }
 
-function writeMembers(shape: StructureShape, value: Record<string, unknown>, parts: string[]): void {
+function writeMembers(shape: StructureShape, value: Record<string, unknown>, xml: string): string {
   for (const member of memberTags(shape)) {
     const memberValue = value[member.name];
     if (memberValue === undefined || memberValue === null) continue;
-    writeValue(member.open, member.close, member.shape, memberValue, parts);
+    xml = writeValue(member.open, member.close, member.shape, memberValue, xml);
   }
+  return xml;
 }
 
-function writeValue(open: string, close: string, shape: Shape, value: unknown, parts: string[]): void {
+function writeValue(open: string, close: string, shape: Shape, value: unknown, xml: string): string {
   switch (shape.type) {
     case "structure":
-      parts.push(open);
-      writeMembers(shape, value as Record<string, unknown>, parts);
-      parts.push(close);
-      return;
+      return writeMembers(shape, value as Record<string, unknown>, xml + open) + close;
     case "list": {
       const items = value as unknown[];
-      if (items.length === 0) {
-        parts.push(`${open.slice(0, -1)}/>`);
-        return;
-      }
-      parts.push(open);
+      if (items.length === 0) return `${xml}${open.slice(0, -1)}/>`;
+      xml += open;
       const itemName = shape.member.xmlName === "member" ? "item" : shape.member.xmlName;
       const itemOpen = `<${itemName}>`;
       const itemClose = `</${itemName}>`;
-      for (const item of items) if (item !== undefined && item !== null) writeValue(itemOpen, itemClose, shape.member.shape, item, parts);
-      parts.push(close);
-      return;
+      for (const item of items) if (item !== undefined && item !== null) xml = writeValue(itemOpen, itemClose, shape.member.shape, item, xml);
+      return xml + close;
     }
     case "map":
-      parts.push(open);
+      xml += open;
       for (const [key, entry] of Object.entries(value as Record<string, unknown>)) {
-        parts.push(`<item><${shape.key.xmlName}>`, escapeXml(key), `</${shape.key.xmlName}>`);
-        writeValue(`<${shape.value.xmlName}>`, `</${shape.value.xmlName}>`, shape.value.shape, entry, parts);
-        parts.push("</item>");
+        xml += `<item><${shape.key.xmlName}>${escapeXml(key)}</${shape.key.xmlName}>`;
+        xml = writeValue(`<${shape.value.xmlName}>`, `</${shape.value.xmlName}>`, shape.value.shape, entry, xml) + "</item>";
       }
-      parts.push(close);
-      return;
+      return xml + close;
     case "string":
-      parts.push(open, escapeXml(String(value)), close);
-      return;
+      return xml + open + escapeXml(String(value)) + close;
     default:
-      parts.push(open, escapeXml(scalarText(shape.type, value)), close);
+      return xml + open + escapeXml(scalarText(shape.type, value)) + close;
   }
 }
 

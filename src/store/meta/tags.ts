@@ -14,7 +14,12 @@ export interface Scope {
   region: string;
 }
 
-const toRow = (r: TagTable): TagRow => ({ resourceId: r.resource_id, resourceType: r.resource_type, key: r.key, value: r.value });
+const toRow = (r: Pick<TagTable, "resource_id" | "resource_type" | "key" | "value">): TagRow => ({
+  resourceId: r.resource_id,
+  resourceType: r.resource_type,
+  key: r.key,
+  value: r.value,
+});
 
 /**
  * Sets tags on resources in one transaction. When any resource would end with more than `limit`
@@ -90,9 +95,10 @@ export interface TagQuery {
 
 /** Tags in (resource id, key) order. */
 export async function listTags(db: MetaDb, scope: Scope, q: TagQuery = {}): Promise<TagRow[]> {
+  // Only the columns the answer carries: a 1,000-tag page spends most of its time making strings.
   let query = db
     .selectFrom("tags")
-    .selectAll()
+    .select(["resource_id", "resource_type", "key", "value"])
     .where("account_id", "=", scope.accountId)
     .where("region", "=", scope.region);
   if (q.after) {
