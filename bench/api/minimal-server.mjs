@@ -35,3 +35,4 @@ createServer((req, res) => {
     logger.info({ requestId, method: req.method, path: "/", status, durationMs: Number(process.hrtime.bigint() - started) / 1e6 }, "request");
   });
 }).listen(Number(port), "127.0.0.1");
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(0));
