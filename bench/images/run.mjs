@@ -107,7 +107,7 @@ async function main() {
   const moto = await startMoto();
   const servers = [kiln, ...(moto ? [moto] : [])];
 
-  console.log(`\n== DescribeImages, ${DURATION} s a phase, node:http client ==`);
+  console.log(`\n== DescribeImages, ${DURATION} s a phase, replay client ==`);
   const snapshots = new Map();
   for (const server of servers) snapshots.set(server.name, await snapshotFor(server));
   const results = [];
