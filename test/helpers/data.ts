@@ -9,14 +9,17 @@ import type { TestKiln } from "./kiln.js";
 
 export const BLOCK = 512 * 1024;
 
-/** A completed snapshot holding `blocks` (index → data), written with the EBS direct APIs. */
+/**
+ * A completed snapshot holding `blocks` (index → data), written with the EBS direct APIs; with
+ * `parent`, a child snapshot holding the parent's blocks and these over them.
+ */
 export async function writeSnapshot(
   kiln: TestKiln,
   blocks: ReadonlyMap<number, Buffer>,
-  options: { size?: number; accessKeyId?: string; region?: string } = {},
+  options: { size?: number; accessKeyId?: string; region?: string; parent?: string } = {},
 ): Promise<string> {
   const ebs = kiln.ebs({ accessKeyId: options.accessKeyId, region: options.region });
-  const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: options.size ?? 8 }));
+  const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: options.size ?? 8, ParentSnapshotId: options.parent }));
   for (const [index, data] of blocks) {
     await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: index, BlockData: data, DataLength: data.length, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
   }

@@ -18,6 +18,7 @@ import {
   getSnapshot,
   insertSnapshot,
   listBlocks,
+  writtenBlocks,
   putBlock,
   setSnapshotState,
   type BlockRow,
@@ -157,7 +158,7 @@ export async function completeSnapshot(ctx: EbsContext, snapshotId: string, head
   if (headers.changedBlocksCount === undefined || !Number.isInteger(count) || count < 0) {
     throw invalid("CompleteSnapshot requires x-amz-ChangedBlocksCount, a whole number.");
   }
-  const written = await listBlocks(ctx.meta.db, snapshot.snapshot_id, { writtenOnly: true });
+  const written = await writtenBlocks(ctx.meta.db, snapshot.snapshot_id);
   if (count !== written.length) {
     throw invalid(`x-amz-ChangedBlocksCount is ${count}, but ${written.length} blocks were written to the snapshot.`);
   }

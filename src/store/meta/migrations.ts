@@ -185,4 +185,16 @@ export const migrations: Record<string, Migration> = {
       await sql`create index images_by_region_name on images (region, name)`.execute(db);
     },
   },
+  "0007_layered_manifests": {
+    async up(db: Kysely<any>) {
+      // What a snapshot's or volume's manifest rests on (store/meta/manifests.ts). Existing
+      // manifests are whole and rest on nothing.
+      await db.schema
+        .createTable("layer_bases")
+        .addColumn("layer_id", "text", (c) => c.primaryKey())
+        .addColumn("base_snapshot_id", "text", (c) => c.notNull())
+        .execute();
+      await sql`create index layer_bases_by_base on layer_bases (base_snapshot_id)`.execute(db);
+    },
+  },
 };

@@ -51,21 +51,28 @@ export interface VolumeTable {
   client_token: string | null;
 }
 
-/** A volume's data: which chunk holds each block (as snapshot_blocks does for a snapshot). */
+/** A volume's data: which chunk holds each block it changed from its base (as snapshot_blocks does for a snapshot). */
 export interface VolumeBlockTable {
   volume_id: string;
   block_index: number;
   chunk: string;
 }
 
-/** A snapshot's manifest: which chunk holds each written block. */
+/** A snapshot's manifest: which chunk holds each block it changed from its base (if any). */
 export interface SnapshotBlockTable {
   snapshot_id: string;
   block_index: number;
   /** SHA-256 of the block, or '' for a block of zeros. */
   chunk: string;
-  /** 1 when this snapshot wrote the block; 0 when it came from the parent snapshot. */
+  /** 1 when this snapshot wrote the block; 0 when it came from a base folded or flattened in. */
   written: number;
+}
+
+/** A snapshot's or volume's manifest resting on a snapshot's (see manifests.ts). */
+export interface LayerBaseTable {
+  /** snap-… or vol-… */
+  layer_id: string;
+  base_snapshot_id: string;
 }
 
 export interface ImageTable {
@@ -159,6 +166,7 @@ export interface MetaSchema {
   snapshot_blocks: SnapshotBlockTable;
   volumes: VolumeTable;
   volume_blocks: VolumeBlockTable;
+  layer_bases: LayerBaseTable;
   images: ImageTable;
   image_block_devices: ImageBlockDeviceTable;
   image_launch_permissions: ImageLaunchPermissionTable;
@@ -167,4 +175,4 @@ export interface MetaSchema {
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances"];

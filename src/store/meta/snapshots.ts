@@ -1,28 +1,18 @@
-// Snapshots and their manifests (snapshot_blocks).
+// Snapshots and their manifests (snapshot_blocks, layered: see manifests.ts).
 import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
-import type { SnapshotBlockTable, SnapshotTable } from "./schema.js";
+import { baseOf, dropLayer, foldIntoDependents, resolvedBlock, resolvedBlocks, restOn, type BlockRow } from "./manifests.js";
+import type { SnapshotTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
 export type SnapshotRow = SnapshotTable;
-export type BlockRow = Pick<SnapshotBlockTable, "block_index" | "chunk">;
-
-/** Copies one snapshot's manifest into another; `written` marks the rows as the new snapshot's own writes. */
-async function copyManifest(db: MetaDb, fromSnapshotId: string, toSnapshotId: string, written: 0 | 1): Promise<void> {
-  await db
-    .insertInto("snapshot_blocks")
-    .columns(["snapshot_id", "block_index", "chunk", "written"])
-    .expression((eb) =>
-      eb.selectFrom("snapshot_blocks").select((s) => [s.val(toSnapshotId).as("snapshot_id"), "block_index", "chunk", s.val(written).as("written")]).where("snapshot_id", "=", fromSnapshotId),
-    )
-    .execute();
-}
+export type { BlockRow };
 
 export async function insertSnapshot(db: MetaDb, row: SnapshotRow): Promise<void> {
   await db.transaction().execute(async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
-    // A child snapshot starts as its parent: it shares the parent's chunks until it writes its own.
-    if (row.parent_snapshot_id) await copyManifest(tx, row.parent_snapshot_id, row.snapshot_id, 0);
+    // A child snapshot starts as its parent: it shares the parent's blocks until it writes its own.
+    if (row.parent_snapshot_id) await restOn(tx, "snapshot_blocks", row.snapshot_id, row.parent_snapshot_id);
   });
 }
 
@@ -61,25 +51,27 @@ export async function putBlock(db: MetaDb, snapshotId: string, blockIndex: numbe
 }
 
 export function getBlock(db: MetaDb, snapshotId: string, blockIndex: number): Promise<BlockRow | undefined> {
-  return db.selectFrom("snapshot_blocks").select(["block_index", "chunk"]).where("snapshot_id", "=", snapshotId).where("block_index", "=", blockIndex).executeTakeFirst();
+  return resolvedBlock(db, snapshotId, blockIndex);
 }
 
-/** Blocks in index order from `from`; `nonZero` leaves out blocks written as zeros. */
-export function listBlocks(db: MetaDb, snapshotId: string, q: { from?: number; limit?: number; nonZero?: boolean; writtenOnly?: boolean } = {}): Promise<BlockRow[]> {
-  let query = db.selectFrom("snapshot_blocks").select(["block_index", "chunk"]).where("snapshot_id", "=", snapshotId);
-  if (q.from !== undefined) query = query.where("block_index", ">=", q.from);
-  if (q.nonZero) query = query.where("chunk", "!=", "");
-  if (q.writtenOnly) query = query.where("written", "=", 1);
-  query = query.orderBy("block_index");
-  if (q.limit !== undefined) query = query.limit(q.limit);
-  return query.execute();
+/** Blocks in index order from `from`; `nonZero` leaves out blocks of zeros. */
+export function listBlocks(db: MetaDb, snapshotId: string, q: { from?: number; limit?: number; nonZero?: boolean } = {}): Promise<BlockRow[]> {
+  return resolvedBlocks(db, snapshotId, q);
+}
+
+/** The blocks this snapshot itself wrote (PutSnapshotBlock), in index order. */
+export function writtenBlocks(db: MetaDb, snapshotId: string): Promise<BlockRow[]> {
+  return db.selectFrom("snapshot_blocks").select(["block_index", "chunk"]).where("snapshot_id", "=", snapshotId).where("written", "=", 1).orderBy("block_index").execute();
 }
 
 export async function setSnapshotState(db: MetaDb, snapshotId: string, state: SnapshotRow["state"], progress: string): Promise<void> {
   await db.updateTable("snapshots").set({ state, progress, next_state: null, next_state_at: null }).where("snapshot_id", "=", snapshotId).execute();
 }
 
-/** A point-in-time snapshot of a volume: the volume's manifest, copied in the same transaction. */
+/**
+ * A point-in-time snapshot of a volume, in one transaction: the blocks the volume changed are
+ * copied, and the snapshot rests on what the volume rests on.
+ */
 export async function insertSnapshotOfVolume(db: MetaDb, row: SnapshotRow): Promise<void> {
   await db.transaction().execute(async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
@@ -90,21 +82,25 @@ export async function insertSnapshotOfVolume(db: MetaDb, row: SnapshotRow): Prom
         eb.selectFrom("volume_blocks").select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(1).as("written")]).where("volume_id", "=", row.volume_id),
       )
       .execute();
+    const base = await baseOf(tx, row.volume_id);
+    if (base !== undefined) await restOn(tx, "snapshot_blocks", row.snapshot_id, base);
   });
 }
 
 export async function deleteSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<void> {
   await db.transaction().execute(async (tx) => {
+    await foldIntoDependents(tx, snapshotId);
+    await dropLayer(tx, [snapshotId]);
     await tx.deleteFrom("snapshot_blocks").where("snapshot_id", "=", snapshotId).execute();
     await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", snapshotId).execute();
     await tx.deleteFrom("snapshots").where("snapshot_id", "=", snapshotId).execute();
   });
 }
 
-/** A copy of a snapshot (another region or account, same bytes): the source's manifest, its chunks shared. */
+/** A copy of a snapshot (another region or account, same bytes): it rests on the source. */
 export async function insertSnapshotCopy(db: MetaDb, row: SnapshotRow, sourceSnapshotId: string): Promise<void> {
   await db.transaction().execute(async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
-    await copyManifest(tx, sourceSnapshotId, row.snapshot_id, 1);
+    await restOn(tx, "snapshot_blocks", row.snapshot_id, sourceSnapshotId);
   });
 }

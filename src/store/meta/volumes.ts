@@ -1,6 +1,7 @@
-// Volumes and their data manifests (volume_blocks).
+// Volumes and their data manifests (volume_blocks, layered: see manifests.ts).
 import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
+import { dropLayer, restOn } from "./manifests.js";
 import type { VolumeTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
@@ -12,20 +13,12 @@ const settled = (row: VolumeRow): VolumeRow => {
 };
 
 /**
- * Writes a volume with the caller's transaction (`tx`); from a snapshot, the volume starts with
- * the snapshot's manifest and shares its chunks.
+ * Writes a volume with the caller's transaction (`tx`); from a snapshot, the volume rests on the
+ * snapshot's manifest and shares its chunks.
  */
 export async function writeVolume(tx: MetaDb, row: VolumeRow): Promise<void> {
   await tx.insertInto("volumes").values(row).execute();
-  if (row.snapshot_id) {
-    await tx
-      .insertInto("volume_blocks")
-      .columns(["volume_id", "block_index", "chunk"])
-      .expression((eb) =>
-        eb.selectFrom("snapshot_blocks").select((s) => [s.val(row.volume_id).as("volume_id"), "block_index", "chunk"]).where("snapshot_id", "=", row.snapshot_id!).where("chunk", "!=", ""),
-      )
-      .execute();
-  }
+  if (row.snapshot_id) await restOn(tx, "volume_blocks", row.volume_id, row.snapshot_id);
 }
 
 export async function insertVolume(db: MetaDb, row: VolumeRow): Promise<void> {
@@ -36,6 +29,7 @@ export async function insertVolume(db: MetaDb, row: VolumeRow): Promise<void> {
 export async function removeVolumes(tx: MetaDb, scope: Scope, volumeIds: readonly string[]): Promise<void> {
   if (volumeIds.length === 0) return;
   await tx.deleteFrom("volume_blocks").where("volume_id", "in", volumeIds).execute();
+  await dropLayer(tx, volumeIds);
   await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "in", volumeIds).execute();
   await tx.deleteFrom("volumes").where("volume_id", "in", volumeIds).execute();
 }

@@ -1,0 +1,104 @@
+// Layered manifests: volumes, copies, child snapshots and snapshots of volumes rest on the
+// snapshot they came from instead of copying its manifest. What is shown here: every byte
+// survives the deletion of the snapshots beneath, a zero block written over data hides it, long
+// chains read back whole at a bounded depth, and CreateImage adds a handful of rows, not one
+// row per block.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { after, before, beforeEach, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { CopySnapshotCommand, CreateSnapshotCommand, CreateVolumeCommand, DeleteSnapshotCommand, DeleteVolumeCommand, waitUntilSnapshotCompleted } from "@aws-sdk/client-ec2";
+import { BLOCK, readSnapshot, writeSnapshot } from "./helpers/data.js";
+import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+
+let kiln: TestKiln;
+before(async () => {
+  kiln = await startTestKiln();
+});
+after(() => kiln.close());
+beforeEach(() => kiln.reset());
+
+/** A read-only look at Kiln's metadata, for what the API does not show (rows and depths). */
+function inspect<T>(query: (db: Database.Database) => T): T {
+  const db = new Database(join(kiln.dataDir, "kiln.sqlite3"), { readonly: true });
+  try {
+    return query(db);
+  } finally {
+    db.close();
+  }
+}
+
+const layersUnder = (snapshotId: string) =>
+  inspect(
+    (db) =>
+      (db
+        .prepare(
+          `with recursive chain(id) as (select ? union all select base_snapshot_id from layer_bases join chain on layer_id = chain.id) select count(*) as n from chain`,
+        )
+        .get(snapshotId) as { n: number }).n,
+  );
+
+const assertSameBlocks = (actual: Map<number, Buffer>, expected: Map<number, Buffer>) => {
+  assert.deepEqual([...actual.keys()].sort((a, b) => a - b), [...expected.keys()].sort((a, b) => a - b));
+  for (const [index, data] of expected) assert.ok(actual.get(index)!.equals(data), `block ${index} differs`);
+};
+
+describe("layered manifests", () => {
+  it("keeps every byte of children, copies and volumes when the snapshots beneath are deleted", async () => {
+    const ec2 = kiln.ec2();
+    const [a0, a1, a2, b1, c3] = [0, 1, 2, 3, 4].map(() => randomBytes(BLOCK));
+    const grandparent = await writeSnapshot(kiln, new Map([[0, a0!], [1, a1!], [2, a2!]]));
+    // The child rewrites block 1 and zeroes block 2: the zeros must hide the grandparent's a2.
+    const parent = await writeSnapshot(kiln, new Map([[1, b1!], [2, Buffer.alloc(BLOCK)]]), { parent: grandparent });
+    const child = await writeSnapshot(kiln, new Map([[3, c3!]]), { parent });
+    const { SnapshotId: copy } = await ec2.send(new CopySnapshotCommand({ SourceSnapshotId: parent, SourceRegion: "us-east-1" }));
+    const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: parent }));
+
+    const parentBlocks = new Map([[0, a0!], [1, b1!]]);
+    assertSameBlocks(await readSnapshot(kiln, child), new Map([...parentBlocks, [3, c3!]]));
+
+    await ec2.send(new DeleteSnapshotCommand({ SnapshotId: grandparent }));
+    await ec2.send(new DeleteSnapshotCommand({ SnapshotId: parent }));
+
+    assertSameBlocks(await readSnapshot(kiln, child), new Map([...parentBlocks, [3, c3!]]));
+    assertSameBlocks(await readSnapshot(kiln, copy!), parentBlocks);
+    const { SnapshotId: ofVolume } = await ec2.send(new CreateSnapshotCommand({ VolumeId: volume.VolumeId }));
+    await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 30 }, { SnapshotIds: [ofVolume!] });
+    assertSameBlocks(await readSnapshot(kiln, ofVolume!), parentBlocks);
+
+    // Nothing is left resting on a deleted snapshot.
+    const orphans = inspect((db) => db.prepare("select count(*) as n from layer_bases where base_snapshot_id in (?, ?)").get(grandparent, parent) as { n: number });
+    assert.equal(orphans.n, 0);
+    await ec2.send(new DeleteVolumeCommand({ VolumeId: volume.VolumeId }));
+    assert.equal(inspect((db) => (db.prepare("select count(*) as n from layer_bases where layer_id = ?").get(volume.VolumeId) as { n: number }).n), 0);
+  });
+
+  it("reads a chain of 40 generations back whole, never more than 16 layers deep", async () => {
+    const expected = new Map<number, Buffer>();
+    let snapshotId: string | undefined;
+    for (let generation = 0; generation < 40; generation++) {
+      const data = randomBytes(BLOCK);
+      // Each generation adds a block and rewrites the one before.
+      const blocks = new Map([[generation, data]]);
+      if (generation > 0) blocks.set(generation - 1, randomBytes(BLOCK));
+      snapshotId = await writeSnapshot(kiln, blocks, { parent: snapshotId });
+      for (const [index, block] of blocks) expected.set(index, block);
+      assert.ok(layersUnder(snapshotId) <= 16, `generation ${generation} stands on ${layersUnder(snapshotId)} layers`);
+    }
+    assertSameBlocks(await readSnapshot(kiln, snapshotId!), expected);
+  });
+
+  it("makes a volume from a snapshot, and a snapshot of it, without copying the manifest", async () => {
+    const ec2 = kiln.ec2();
+    const blocks = new Map(Array.from({ length: 64 }, (_, i) => [i * 3, randomBytes(BLOCK)] as [number, Buffer]));
+    const source = await writeSnapshot(kiln, blocks);
+    const rows = () => inspect((db) => (db.prepare("select (select count(*) from snapshot_blocks) + (select count(*) from volume_blocks) as n").get() as { n: number }).n);
+    const before = rows();
+    const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source }));
+    const { SnapshotId } = await ec2.send(new CreateSnapshotCommand({ VolumeId: volume.VolumeId }));
+    await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 30 }, { SnapshotIds: [SnapshotId!] });
+    assert.equal(rows(), before, "no manifest rows were copied");
+    assertSameBlocks(await readSnapshot(kiln, SnapshotId!), blocks);
+  });
+});
