@@ -13,6 +13,7 @@ import {
   type TagDescription,
 } from "@aws-sdk/client-ec2";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+import { catalogueImage, createSnapshot, createVolumes, launchInstances } from "./helpers/resources.js";
 
 let kiln: TestKiln;
 let ec2: EC2Client;
@@ -33,8 +34,6 @@ async function errorOf(promise: Promise<unknown>): Promise<{ name: string; statu
   }
   assert.fail("the call succeeded");
 }
-
-const hex17 = (n: number) => n.toString(16).padStart(17, "0");
 
 describe("DescribeRegions", () => {
   it("lists the enabled regions with endpoints", async () => {
@@ -128,38 +127,61 @@ describe("tags", () => {
   beforeEach(() => kiln.reset());
 
   it("creates, describes and deletes tags on several resources", async () => {
-    await ec2.send(new CreateTagsCommand({ Resources: ["ami-1234567890abcdef0", "i-1234567890abcdef0"], Tags: [{ Key: "Name", Value: "web" }, { Key: "env", Value: "prod" }] }));
+    const image = await catalogueImage(ec2);
+    const [instance] = await launchInstances(ec2, 1);
+    await ec2.send(new CreateTagsCommand({ Resources: [image, instance!], Tags: [{ Key: "Name", Value: "web" }, { Key: "env", Value: "prod" }] }));
     const { Tags } = await ec2.send(new DescribeTagsCommand({}));
     assert.deepEqual(Tags, [
-      { Key: "Name", ResourceId: "ami-1234567890abcdef0", ResourceType: "image", Value: "web" },
-      { Key: "env", ResourceId: "ami-1234567890abcdef0", ResourceType: "image", Value: "prod" },
-      { Key: "Name", ResourceId: "i-1234567890abcdef0", ResourceType: "instance", Value: "web" },
-      { Key: "env", ResourceId: "i-1234567890abcdef0", ResourceType: "instance", Value: "prod" },
+      { Key: "Name", ResourceId: image, ResourceType: "image", Value: "web" },
+      { Key: "env", ResourceId: image, ResourceType: "image", Value: "prod" },
+      { Key: "Name", ResourceId: instance, ResourceType: "instance", Value: "web" },
+      { Key: "env", ResourceId: instance, ResourceType: "instance", Value: "prod" },
     ]);
     // Setting a key again replaces its value.
-    await ec2.send(new CreateTagsCommand({ Resources: ["i-1234567890abcdef0"], Tags: [{ Key: "env", Value: "dev" }] }));
+    await ec2.send(new CreateTagsCommand({ Resources: [instance!], Tags: [{ Key: "env", Value: "dev" }] }));
     const envs = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: ["env"] }] }));
-    assert.deepEqual(envs.Tags!.map((t) => `${t.ResourceId}=${t.Value}`), ["ami-1234567890abcdef0=prod", "i-1234567890abcdef0=dev"]);
+    assert.deepEqual(envs.Tags!.map((t) => `${t.ResourceId}=${t.Value}`), [`${image}=prod`, `${instance}=dev`]);
 
-    await ec2.send(new DeleteTagsCommand({ Resources: ["ami-1234567890abcdef0"] }));
+    await ec2.send(new DeleteTagsCommand({ Resources: [image] }));
     const left = await ec2.send(new DescribeTagsCommand({}));
-    assert.deepEqual(left.Tags!.map((t) => `${t.ResourceId}:${t.Key}`), ["i-1234567890abcdef0:Name", "i-1234567890abcdef0:env"]);
+    assert.deepEqual(left.Tags!.map((t) => `${t.ResourceId}:${t.Key}`), [`${instance}:Name`, `${instance}:env`]);
+  });
+
+  it("refuses tags on resources that do not exist, or are another account's", async () => {
+    const [volume] = await createVolumes(ec2, 1);
+    const other = kiln.ec2({ accessKeyId: "111111111111" });
+    const tag = [{ Key: "k", Value: "v" }];
+    const absent = await errorOf(ec2.send(new CreateTagsCommand({ Resources: [volume!, "i-0123456789abcdef0"], Tags: tag })));
+    assert.equal(absent.name, "InvalidInstanceID.NotFound");
+    assert.match(absent.message, /i-0123456789abcdef0/);
+    assert.equal((await errorOf(ec2.send(new CreateTagsCommand({ Resources: ["ami-0123456789abcdef0"], Tags: tag })))).name, "InvalidAMIID.NotFound");
+    assert.equal((await errorOf(ec2.send(new CreateTagsCommand({ Resources: ["snap-0123456789abcdef0"], Tags: tag })))).name, "InvalidSnapshot.NotFound");
+    assert.equal((await errorOf(other.send(new CreateTagsCommand({ Resources: [volume!], Tags: tag })))).name, "InvalidVolume.NotFound");
+    // Nothing of a refused call is written, not even on the resource that exists.
+    assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags, []);
+    // A public image can be tagged by anyone; the tags are the tagger's alone.
+    const image = await catalogueImage(other);
+    await other.send(new CreateTagsCommand({ Resources: [image], Tags: tag }));
+    assert.deepEqual((await other.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.ResourceId), [image]);
+    assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags, []);
   });
 
   it("deletes a key only where the given value matches", async () => {
-    await ec2.send(new CreateTagsCommand({ Resources: ["vol-00000000000000001", "vol-00000000000000002"], Tags: [{ Key: "team", Value: "a" }] }));
-    await ec2.send(new CreateTagsCommand({ Resources: ["vol-00000000000000002"], Tags: [{ Key: "team", Value: "b" }, { Key: "empty", Value: "" }] }));
-    await ec2.send(new DeleteTagsCommand({ Resources: ["vol-00000000000000001", "vol-00000000000000002"], Tags: [{ Key: "team", Value: "a" }] }));
-    await ec2.send(new DeleteTagsCommand({ Resources: ["vol-00000000000000002"], Tags: [{ Key: "empty", Value: "not-empty" }] }));
+    const [first, second] = await createVolumes(ec2, 2);
+    await ec2.send(new CreateTagsCommand({ Resources: [first!, second!], Tags: [{ Key: "team", Value: "a" }] }));
+    await ec2.send(new CreateTagsCommand({ Resources: [second!], Tags: [{ Key: "team", Value: "b" }, { Key: "empty", Value: "" }] }));
+    await ec2.send(new DeleteTagsCommand({ Resources: [first!, second!], Tags: [{ Key: "team", Value: "a" }] }));
+    await ec2.send(new DeleteTagsCommand({ Resources: [second!], Tags: [{ Key: "empty", Value: "not-empty" }] }));
     const { Tags } = await ec2.send(new DescribeTagsCommand({}));
-    assert.deepEqual(Tags!.map((t) => `${t.ResourceId}:${t.Key}=${t.Value}`), ["vol-00000000000000002:empty=", "vol-00000000000000002:team=b"]);
-    await ec2.send(new DeleteTagsCommand({ Resources: ["vol-00000000000000002"], Tags: [{ Key: "empty", Value: "" }, { Key: "team" }] }));
+    assert.deepEqual(Tags!.map((t) => `${t.ResourceId}:${t.Key}=${t.Value}`), [`${second}:empty=`, `${second}:team=b`]);
+    await ec2.send(new DeleteTagsCommand({ Resources: [second!], Tags: [{ Key: "empty", Value: "" }, { Key: "team" }] }));
     assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags, []);
   });
 
   it("DeleteTags refuses malformed ids and a missing resource list, deleting nothing", async () => {
-    await ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: [{ Key: "keep", Value: "me" }] }));
-    const malformed = await errorOf(ec2.send(new DeleteTagsCommand({ Resources: ["i-00000000000000001", "instance-1"] })));
+    const [volume] = await createVolumes(ec2, 1);
+    await ec2.send(new CreateTagsCommand({ Resources: [volume!], Tags: [{ Key: "keep", Value: "me" }] }));
+    const malformed = await errorOf(ec2.send(new DeleteTagsCommand({ Resources: [volume!, "instance-1"] })));
     assert.equal(malformed.name, "InvalidID");
     assert.match(malformed.message, /instance-1/);
     const missing = await errorOf(ec2.send(new DeleteTagsCommand({ Resources: [] })));
@@ -168,17 +190,19 @@ describe("tags", () => {
   });
 
   it("filters by resource type, resource id, value, tag:key and wildcards", async () => {
-    await ec2.send(new CreateTagsCommand({ Resources: ["snap-00000000000000001", "i-00000000000000001"], Tags: [{ Key: "owner", Value: "alice" }, { Key: "cost-centre", Value: "42" }] }));
+    const snapshot = await createSnapshot(ec2);
+    const [instance] = await launchInstances(ec2, 1);
+    await ec2.send(new CreateTagsCommand({ Resources: [snapshot, instance!], Tags: [{ Key: "owner", Value: "alice" }, { Key: "cost-centre", Value: "42" }] }));
     const bySnapshot = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-type", Values: ["snapshot"] }] }));
     assert.deepEqual(bySnapshot.Tags!.map((t) => t.Key), ["cost-centre", "owner"]);
-    const combined = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-id", Values: ["i-00000000000000001"] }, { Name: "value", Values: ["ali?e"] }] }));
-    assert.deepEqual(combined.Tags!.map((t) => `${t.ResourceId}:${t.Key}`), ["i-00000000000000001:owner"]);
+    const combined = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-id", Values: [instance!] }, { Name: "value", Values: ["ali?e"] }] }));
+    assert.deepEqual(combined.Tags!.map((t) => `${t.ResourceId}:${t.Key}`), [`${instance}:owner`]);
     const byTag = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "tag:cost-centre", Values: ["4*"] }] }));
     assert.equal(byTag.Tags!.length, 2);
   });
 
   it("paginates with MaxResults and NextToken, in stable order", async () => {
-    const resources = Array.from({ length: 30 }, (_, i) => `i-${hex17(i)}`);
+    const resources = await launchInstances(ec2, 30);
     await ec2.send(new CreateTagsCommand({ Resources: resources, Tags: [{ Key: "a", Value: "1" }, { Key: "b", Value: "2" }, { Key: "c", Value: "3" }, { Key: "d", Value: "4" }] }));
     const pages: TagDescription[][] = [];
     for await (const page of paginateDescribeTags({ client: ec2, pageSize: 7 }, {})) pages.push(page.Tags!);
@@ -193,7 +217,7 @@ describe("tags", () => {
   });
 
   it("paginates filtered results, exact (read in SQL) or with wildcards", async () => {
-    const resources = Array.from({ length: 40 }, (_, i) => `vol-${hex17(i)}`);
+    const resources = (await createVolumes(ec2, 40)).sort();
     await ec2.send(new CreateTagsCommand({ Resources: resources, Tags: [{ Key: "team", Value: "a" }, { Key: "tier", Value: "b" }] }));
     for (const values of [["team"], ["te*"]]) {
       const seen: string[] = [];
@@ -214,35 +238,39 @@ describe("tags", () => {
   });
 
   it("refuses malformed ids, reserved and oversized keys, and a 51st tag", async () => {
+    const [first, second] = await createVolumes(ec2, 2);
     const malformed = await errorOf(ec2.send(new CreateTagsCommand({ Resources: ["i-xyz"], Tags: [{ Key: "a", Value: "b" }] })));
     assert.equal(malformed.name, "InvalidID");
-    const reserved = await errorOf(ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: [{ Key: "aws:owner", Value: "b" }] })));
+    const reserved = await errorOf(ec2.send(new CreateTagsCommand({ Resources: [first!], Tags: [{ Key: "aws:owner", Value: "b" }] })));
     assert.equal(reserved.name, "InvalidParameterValue");
-    const longKey = await errorOf(ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: [{ Key: "k".repeat(129), Value: "b" }] })));
+    const longKey = await errorOf(ec2.send(new CreateTagsCommand({ Resources: [first!], Tags: [{ Key: "k".repeat(129), Value: "b" }] })));
     assert.equal(longKey.name, "InvalidParameterValue");
-    const longValue = await errorOf(ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: [{ Key: "k", Value: "v".repeat(257) }] })));
+    const longValue = await errorOf(ec2.send(new CreateTagsCommand({ Resources: [first!], Tags: [{ Key: "k", Value: "v".repeat(257) }] })));
     assert.equal(longValue.name, "InvalidParameterValue");
     const missing = await errorOf(ec2.send(new CreateTagsCommand({ Resources: [], Tags: [{ Key: "a", Value: "b" }] })));
     assert.equal(missing.name, "MissingParameter");
 
     const fifty = Array.from({ length: 50 }, (_, i) => ({ Key: `k${i}`, Value: "v" }));
-    await ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: fifty }));
-    const limit = await errorOf(ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001", "i-00000000000000002"], Tags: [{ Key: "one-more", Value: "v" }] })));
+    await ec2.send(new CreateTagsCommand({ Resources: [first!], Tags: fifty }));
+    const limit = await errorOf(ec2.send(new CreateTagsCommand({ Resources: [first!, second!], Tags: [{ Key: "one-more", Value: "v" }] })));
     assert.equal(limit.name, "TagLimitExceeded");
     // Nothing of the refused call was written, not even on the resource that had room.
-    const second = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-id", Values: ["i-00000000000000002"] }] }));
-    assert.deepEqual(second.Tags, []);
+    const untouched = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-id", Values: [second!] }] }));
+    assert.deepEqual(untouched.Tags, []);
   });
 
   it("changes nothing on DryRun", async () => {
-    const dry = await errorOf(ec2.send(new CreateTagsCommand({ DryRun: true, Resources: ["i-00000000000000001"], Tags: [{ Key: "a", Value: "b" }] })));
+    const [volume] = await createVolumes(ec2, 1);
+    const dry = await errorOf(ec2.send(new CreateTagsCommand({ DryRun: true, Resources: [volume!], Tags: [{ Key: "a", Value: "b" }] })));
     assert.equal(dry.name, "DryRunOperation");
     assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags, []);
     // DryRun still validates first.
     const invalid = await errorOf(ec2.send(new CreateTagsCommand({ DryRun: true, Resources: ["nonsense"], Tags: [{ Key: "a", Value: "b" }] })));
     assert.equal(invalid.name, "InvalidID");
-    await ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: [{ Key: "a", Value: "b" }] }));
-    assert.equal((await errorOf(ec2.send(new DeleteTagsCommand({ DryRun: true, Resources: ["i-00000000000000001"] })))).name, "DryRunOperation");
+    const absent = await errorOf(ec2.send(new CreateTagsCommand({ DryRun: true, Resources: ["vol-0123456789abcdef0"], Tags: [{ Key: "a", Value: "b" }] })));
+    assert.equal(absent.name, "InvalidVolume.NotFound");
+    await ec2.send(new CreateTagsCommand({ Resources: [volume!], Tags: [{ Key: "a", Value: "b" }] }));
+    assert.equal((await errorOf(ec2.send(new DeleteTagsCommand({ DryRun: true, Resources: [volume!] })))).name, "DryRunOperation");
     assert.equal((await errorOf(ec2.send(new DescribeTagsCommand({ DryRun: true })))).name, "DryRunOperation");
     assert.equal((await ec2.send(new DescribeTagsCommand({}))).Tags!.length, 1);
   });
@@ -250,13 +278,14 @@ describe("tags", () => {
   it("keeps each account's and each region's tags apart", async () => {
     const other = kiln.ec2({ accessKeyId: "111111111111" });
     const otherRegion = kiln.ec2({ region: "eu-west-1" });
-    await ec2.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: [{ Key: "owner", Value: "default" }] }));
-    await other.send(new CreateTagsCommand({ Resources: ["i-00000000000000001"], Tags: [{ Key: "owner", Value: "other" }] }));
+    const image = await catalogueImage(ec2);
+    await ec2.send(new CreateTagsCommand({ Resources: [image], Tags: [{ Key: "owner", Value: "default" }] }));
+    await other.send(new CreateTagsCommand({ Resources: [image], Tags: [{ Key: "owner", Value: "other" }] }));
     assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value), ["default"]);
     assert.deepEqual((await other.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value), ["other"]);
     assert.deepEqual((await otherRegion.send(new DescribeTagsCommand({}))).Tags, []);
     // Deleting in one account leaves the other's alone.
-    await other.send(new DeleteTagsCommand({ Resources: ["i-00000000000000001"] }));
+    await other.send(new DeleteTagsCommand({ Resources: [image] }));
     assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value), ["default"]);
   });
 });

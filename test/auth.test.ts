@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CreateTagsCommand, DescribeTagsCommand } from "@aws-sdk/client-ec2";
 import { errorCode, form, presignedUrl, signedRequest } from "./helpers/signed.js";
+import { createVolumes } from "./helpers/resources.js";
 import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
 
 const DESCRIBE = form({ Action: "DescribeRegions", Version: "2016-11-15" });
@@ -91,7 +92,8 @@ describe("presigned URLs", () => {
 describe("accounts", () => {
   it("maps any 12-digit access key with secret `test` to that account, and region to the scope", async () => {
     const a = kiln.ec2({ accessKeyId: "222222222222", region: "ap-south-1" });
-    await a.send(new CreateTagsCommand({ Resources: ["i-00000000000000003"], Tags: [{ Key: "k", Value: "v" }] }));
+    const [volume] = await createVolumes(a, 1);
+    await a.send(new CreateTagsCommand({ Resources: [volume!], Tags: [{ Key: "k", Value: "v" }] }));
     assert.equal((await a.send(new DescribeTagsCommand({}))).Tags!.length, 1);
     assert.equal((await kiln.ec2({ region: "ap-south-1" }).send(new DescribeTagsCommand({}))).Tags!.length, 0);
   });
@@ -112,11 +114,12 @@ describe("accounts", () => {
   it("serves unsigned requests only when the operator allows them, as the default account", async () => {
     const open = await startTestKiln({ allowUnsigned: true });
     try {
-      const created = await fetch(`${open.url}/?Action=CreateTags&Version=2016-11-15&ResourceId.1=i-00000000000000004&Tag.1.Key=k&Tag.1.Value=v`);
+      const [volume] = await createVolumes(open.ec2(), 1);
+      const created = await fetch(`${open.url}/?Action=CreateTags&Version=2016-11-15&ResourceId.1=${volume}&Tag.1.Key=k&Tag.1.Value=v`);
       assert.equal(created.status, 200, await created.text());
-      // The tag belongs to account 000000000000 in the default region.
+      // The tag belongs to account 000000000000 in the default region, where the volume is.
       const seen = await open.ec2().send(new DescribeTagsCommand({}));
-      assert.deepEqual(seen.Tags!.map((t) => t.ResourceId), ["i-00000000000000004"]);
+      assert.deepEqual(seen.Tags!.map((t) => t.ResourceId), [volume]);
       // Signed requests are still verified.
       await fails(signedRequest(open.url, { body: DESCRIBE, secretAccessKey: "wrong" }), 403, "SignatureDoesNotMatch");
     } finally {

@@ -46,10 +46,13 @@ describe("AWS CLI", () => {
     const regions = await aws("ec2", "describe-regions", "--region-names", "eu-central-1");
     assert.equal(regions.code, 0, regions.stderr);
     assert.deepEqual(JSON.parse(regions.stdout).Regions, [{ OptInStatus: "opt-in-not-required", RegionName: "eu-central-1", Endpoint: "ec2.eu-central-1.amazonaws.com" }]);
-    const created = await aws("ec2", "create-tags", "--resources", "ami-0123456789abcdef0", "--tags", "Key=Name,Value=from-cli");
+    const volume = await aws("ec2", "create-volume", "--availability-zone", "us-east-1a", "--size", "1");
+    assert.equal(volume.code, 0, volume.stderr);
+    const { VolumeId } = JSON.parse(volume.stdout) as { VolumeId: string };
+    const created = await aws("ec2", "create-tags", "--resources", VolumeId, "--tags", "Key=Name,Value=from-cli");
     assert.equal(created.code, 0, created.stderr);
-    const tags = await aws("ec2", "describe-tags", "--filters", "Name=resource-id,Values=ami-0123456789abcdef0");
-    assert.deepEqual(JSON.parse(tags.stdout).Tags, [{ Key: "Name", ResourceId: "ami-0123456789abcdef0", ResourceType: "image", Value: "from-cli" }]);
+    const tags = await aws("ec2", "describe-tags", "--filters", `Name=resource-id,Values=${VolumeId}`);
+    assert.deepEqual(JSON.parse(tags.stdout).Tags, [{ Key: "Name", ResourceId: VolumeId, ResourceType: "volume", Value: "from-cli" }]);
   });
 
   it("parses EC2 errors", async () => {

@@ -4,9 +4,10 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { CreateTagsCommand, DescribeTagsCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { CreateTagsCommand, DescribeTagsCommand, DescribeVolumesCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { tempDir } from "./helpers/kiln.js";
 import { runKiln, spawnKiln } from "./helpers/process.js";
+import { createVolumes } from "./helpers/resources.js";
 
 const client = (url: string) => new EC2Client({ endpoint: url, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" }, maxAttempts: 1 });
 
@@ -14,15 +15,21 @@ describe("kiln serve", () => {
   it("keeps every committed change through kill -9, in the data directory KILN_DATA_DIR names", async () => {
     const dataDir = tempDir();
     const first = await spawnKiln(["serve", "--port", "0"], { KILN_DATA_DIR: dataDir });
-    const resources = Array.from({ length: 20 }, (_, i) => `i-${i.toString(16).padStart(17, "0")}`);
-    await client(first.url).send(new CreateTagsCommand({ Resources: resources, Tags: [{ Key: "survives", Value: "yes" }] }));
-    assert.equal(await first.stop("SIGKILL"), null);
+    let resources: string[];
+    try {
+      resources = (await createVolumes(client(first.url), 20)).sort();
+      await client(first.url).send(new CreateTagsCommand({ Resources: resources, Tags: [{ Key: "survives", Value: "yes" }] }));
+    } finally {
+      assert.equal(await first.stop("SIGKILL"), null);
+    }
     assert.ok(existsSync(join(dataDir, "kiln.sqlite3")));
 
     const second = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir]);
     try {
       const { Tags } = await client(second.url).send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: ["survives"] }] }));
       assert.deepEqual(Tags!.map((t) => t.ResourceId), resources);
+      const { Volumes } = await client(second.url).send(new DescribeVolumesCommand({}));
+      assert.deepEqual(Volumes!.map((v) => v.VolumeId).sort(), resources);
     } finally {
       await second.stop();
     }

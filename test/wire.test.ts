@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { errorCode, form, signedRequest } from "./helpers/signed.js";
+import { createVolumes } from "./helpers/resources.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
 let kiln: TestKiln;
@@ -38,8 +39,9 @@ describe("ways to send parameters", () => {
   });
 
   it("takes an XML body whose root names the action and whose elements are member names", async () => {
+    const [volume] = await createVolumes(kiln.ec2(), 1);
     const create = await signedRequest(kiln.url, {
-      body: "<CreateTags><Resources><item>i-0000000000000000a</item></Resources><Tags><item><Key>via</Key><Value>xml</Value></item></Tags></CreateTags>",
+      body: `<CreateTags><Resources><item>${volume}</item></Resources><Tags><item><Key>via</Key><Value>xml</Value></item></Tags></CreateTags>`,
       contentType: "text/xml",
     });
     assert.equal(create.status, 200, create.text);
@@ -50,7 +52,7 @@ describe("ways to send parameters", () => {
       contentType: "application/xml",
     });
     assert.equal(describe.status, 200, describe.text);
-    assert.match(describe.text, /<resourceId>i-0000000000000000a<\/resourceId><resourceType>instance<\/resourceType><value>xml<\/value>/);
+    assert.ok(describe.text.includes(`<resourceId>${volume}</resourceId><resourceType>volume</resourceType><value>xml</value>`), describe.text);
   });
 
   it("takes a JSON body of member names", async () => {
@@ -164,10 +166,13 @@ describe("Kiln's own routes", () => {
   });
 
   it("resets state on POST only", async () => {
-    await signedRequest(kiln.url, { body: form({ Action: "CreateTags", Version: "2016-11-15", "ResourceId.1": "i-0000000000000000f", "Tag.1.Key": "k", "Tag.1.Value": "v" }) });
+    const [volume] = await createVolumes(kiln.ec2(), 1);
+    const tagged = await signedRequest(kiln.url, { body: form({ Action: "CreateTags", Version: "2016-11-15", "ResourceId.1": volume!, "Tag.1.Key": "k", "Tag.1.Value": "v" }) });
+    assert.equal(tagged.status, 200, tagged.text);
     assert.equal((await fetch(`${kiln.url}/_kiln/reset`)).status, 405);
     assert.equal((await fetch(`${kiln.url}/_kiln/reset`, { method: "POST" })).status, 200);
     const tags = await signedRequest(kiln.url, { body: form({ Action: "DescribeTags", Version: "2016-11-15" }) });
     assert.match(tags.text, /<tagSet\/>/);
+    assert.match((await signedRequest(kiln.url, { body: form({ Action: "DescribeVolumes", Version: "2016-11-15" }) })).text, /<volumeSet\/>/);
   });
 });

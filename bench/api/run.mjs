@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { CreateTagsCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { CreateTagsCommand, CreateVolumeCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { check, count, measureAutocannon as measureWithAutocannon, measureReplay as measureWithReplay, signedPost, WARMUP_SECONDS as WARMUP } from "../lib/load.mjs";
 import { freePort, onExit, start, startKiln, startMoto, waitUntilUp } from "../lib/servers.mjs";
 
@@ -70,12 +70,15 @@ async function main() {
   const moto = await startMoto();
   if (moto) servers.push(moto);
 
-  // 1,000 tags on Kiln and moto: 100 instances × 10 tags.
-  const resources = Array.from({ length: RESOURCES }, (_, i) => `i-${i.toString(16).padStart(17, "0")}`);
+  // 1,000 tags on Kiln and moto: 100 volumes × 10 tags (Kiln tags only resources that exist).
   const tags = Array.from({ length: TAGS_PER_RESOURCE }, (_, i) => ({ Key: `key-${i}`, Value: `value-${i}` }));
-  for (const server of servers.filter((s) => s.name !== "bare")) {
+  const resourcesOn = new Map();
+  for (const server of servers.filter((s) => s.name !== "bare" && s.name !== "minimal")) {
     const ec2 = new EC2Client({ endpoint: `http://127.0.0.1:${server.port}`, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" } });
-    await ec2.send(new CreateTagsCommand({ Resources: resources, Tags: tags }));
+    const volumes = [];
+    for (let i = 0; i < RESOURCES; i++) volumes.push((await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }))).VolumeId);
+    await ec2.send(new CreateTagsCommand({ Resources: volumes, Tags: tags }));
+    resourcesOn.set(server.name, volumes.sort());
     ec2.destroy();
   }
 
@@ -90,7 +93,7 @@ async function main() {
     },
     {
       name: "DescribeTags, filtered to one resource",
-      body: `Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id&Filter.1.Value.1=${resources[42]}`,
+      body: (server) => `Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id&Filter.1.Value.1=${resourcesOn.get(server)[42]}`,
       expect: (t) => count(t, "resourceId") === TAGS_PER_RESOURCE,
       servers: ["kiln", "moto"],
     },
@@ -109,7 +112,8 @@ async function main() {
     }
   }
   for (const { workload, server, client, connections } of phases) {
-    const request = await signedPost(server.port, workload.body);
+    const body = typeof workload.body === "function" ? workload.body(server.name) : workload.body;
+    const request = await signedPost(server.port, body);
     // The reference servers' constant body is not an answer to check.
     if (server.name !== "bare" && server.name !== "minimal") await check(server.port, request, workload.expect, `${server.name} ${workload.name}`);
     const figures = client === "autocannon" ? await measure(server.port, request, connections) : await measureReplay(server.port, request, connections);

@@ -11,7 +11,7 @@ import { deleteSnapshot, getSnapshot, insertSnapshotCopy, type SnapshotRow } fro
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { checkImageId, checkImageName, imageNotFound, malformedName } from "./images.js";
-import { checkSnapshotId } from "./snapshots.js";
+import { checkSnapshotId, snapshotNotFound } from "./snapshots.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 function sourceScope(ctx: ActionContext, region: string) {
@@ -42,7 +42,7 @@ async function copySnapshot(ctx: ActionContext, source: SnapshotRow, description
 async function planSnapshotCopy(ctx: ActionContext, input: CopySnapshotRequest) {
   const scope = sourceScope(ctx, input.SourceRegion!);
   const source = await getSnapshot(ctx.meta.db, scope, checkSnapshotId(input.SourceSnapshotId!));
-  if (!source) throw new ApiError("InvalidSnapshot.NotFound", `The snapshot '${input.SourceSnapshotId}' does not exist.`);
+  if (!source) throw snapshotNotFound([input.SourceSnapshotId!]);
   if (source.state !== "completed") throw new ApiError("IncorrectState", `Snapshot is in invalid state - ${source.state}`);
   const tags = tagSpecificationsFor(input.TagSpecifications, ["snapshot"]).get("snapshot") ?? [];
   return { source, tags };

@@ -20,7 +20,7 @@ import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, visible
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkSnapshotId } from "./snapshots.js";
+import { checkSnapshotId, snapshotNotFound } from "./snapshots.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 const IMAGE_ID = /^ami-([0-9a-f]{8}|[0-9a-f]{17})$/;
@@ -132,7 +132,7 @@ export async function blockDevicesFrom(ctx: ActionContext, mappings: readonly Bl
     let encrypted = ebs.Encrypted;
     if (ebs.SnapshotId) {
       const snapshot = await getSnapshot(ctx.meta.db, ctx, checkSnapshotId(ebs.SnapshotId));
-      if (!snapshot) throw new ApiError("InvalidSnapshot.NotFound", `The snapshot '${ebs.SnapshotId}' does not exist.`);
+      if (!snapshot) throw snapshotNotFound([ebs.SnapshotId]);
       if (snapshot.state !== "completed") throw new ApiError("IncorrectState", `Snapshot ${snapshot.snapshot_id} is in invalid state - ${snapshot.state}`);
       if (size !== undefined && size < snapshot.volume_size) {
         throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${size} is smaller than snapshot '${snapshot.snapshot_id}', expect size >= ${snapshot.volume_size}`);

@@ -21,7 +21,7 @@ export function checkSnapshotId(id: string): string {
   return id;
 }
 
-const notFound = (ids: readonly string[]) =>
+export const snapshotNotFound = (ids: readonly string[]) =>
   new ApiError("InvalidSnapshot.NotFound", `The snapshot${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist.`);
 
 interface Described {
@@ -115,7 +115,7 @@ export const snapshotActions: ActionTable = {
       const rows = ownsAny(ctx, input.OwnerIds) ? await listSnapshots(ctx.meta.db, ctx, { ids, after }) : [];
       if (ids) {
         const missing = ids.filter((id) => !rows.some((r) => r.snapshot_id === id));
-        if (missing.length) throw notFound(missing);
+        if (missing.length) throw snapshotNotFound(missing);
       }
       const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.snapshot_id));
       const matches = compileFilters(input.Filters, FILTERS);
@@ -137,7 +137,7 @@ export const snapshotActions: ActionTable = {
   DeleteSnapshot: {
     async check(ctx, input: DeleteSnapshotRequest) {
       const id = checkSnapshotId(input.SnapshotId!);
-      if (!(await getSnapshot(ctx.meta.db, ctx, id))) throw notFound([id]);
+      if (!(await getSnapshot(ctx.meta.db, ctx, id))) throw snapshotNotFound([id]);
       const [image] = await imagesUsingSnapshot(ctx.meta.db, id);
       if (image) throw new ApiError("InvalidSnapshot.InUse", `The snapshot ${id} is currently in use by ${image}`);
     },

@@ -11,8 +11,15 @@ import { resourceTypeOf } from "../../domain/ids.js";
 import { compileFilters } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
+import { visibleImages } from "../../store/meta/images.js";
+import { listSnapshots } from "../../store/meta/snapshots.js";
 import { deleteTags, listTags, putTags, type TagQuery, type TagRow } from "../../store/meta/tags.js";
-import type { ActionTable } from "./action.js";
+import { listVolumes } from "../../store/meta/volumes.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { imageNotFound } from "./images.js";
+import { instancesOf } from "./instances.js";
+import { snapshotNotFound } from "./snapshots.js";
+import { volumeNotFound } from "./volumes.js";
 
 /** AWS's limits for user tags. */
 export const TAG_LIMITS = { perResource: 50, keyLength: 128, valueLength: 256 };
@@ -59,6 +66,37 @@ export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefi
 
 const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: resourceTypeOf(id) }));
 
+/**
+ * Every resource Kiln keeps must exist for the caller, as EC2 requires: instances, volumes and
+ * snapshots of the caller's own, images it can see (tags on a public or shared image are the
+ * tagger's alone, kept under its account). Ids of kinds Kiln does not keep yet (security
+ * groups, subnets...) are taken at their word.
+ */
+async function checkResourcesExist(ctx: ActionContext, resources: readonly { id: string; type: string }[]): Promise<void> {
+  const idsOf = (type: string) => [...new Set(resources.filter((r) => r.type === type).map((r) => r.id))];
+  const missing = (ids: readonly string[], found: Iterable<string>) => {
+    const have = new Set(found);
+    return ids.filter((id) => !have.has(id));
+  };
+  const instances = idsOf("instance");
+  if (instances.length) await instancesOf(ctx, instances);
+  const images = idsOf("image");
+  if (images.length) {
+    const absent = missing(images, (await visibleImages(ctx.meta.db, ctx, { ids: images })).map((r) => r.image.image_id));
+    if (absent.length) throw imageNotFound(absent);
+  }
+  const volumes = idsOf("volume");
+  if (volumes.length) {
+    const absent = missing(volumes, (await listVolumes(ctx.meta.db, ctx, { ids: volumes })).map((v) => v.volume_id));
+    if (absent.length) throw volumeNotFound(absent);
+  }
+  const snapshots = idsOf("snapshot");
+  if (snapshots.length) {
+    const absent = missing(snapshots, (await listSnapshots(ctx.meta.db, ctx, { ids: snapshots })).map((v) => v.snapshot_id));
+    if (absent.length) throw snapshotNotFound(absent);
+  }
+}
+
 const tagsToSet = (input: CreateTagsRequest) =>
   (input.Tags ?? []).map((tag, i) => {
     const key = checkKey(tag.Key, `Tag.${i + 1}`);
@@ -99,9 +137,9 @@ function sqlConstraints(filters: DescribeTagsRequest["Filters"]): { constraints:
 
 export const tagActions: ActionTable = {
   CreateTags: {
-    check(_ctx, input: CreateTagsRequest) {
-      typedResources(input.Resources ?? []);
+    async check(ctx, input: CreateTagsRequest) {
       tagsToSet(input);
+      await checkResourcesExist(ctx, typedResources(input.Resources ?? []));
     },
     async run(ctx, input: CreateTagsRequest) {
       const resources = typedResources(input.Resources ?? []);

@@ -23,7 +23,7 @@ import { getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import { deleteVolume, getVolume, insertVolume, listVolumes, type VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkSnapshotId } from "./snapshots.js";
+import { checkSnapshotId, snapshotNotFound } from "./snapshots.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 const VOLUME_ID = /^vol-([0-9a-f]{8}|[0-9a-f]{17})$/;
@@ -120,7 +120,7 @@ async function plan(ctx: ActionContext, input: CreateVolumeRequest): Promise<{ r
     throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${input.AvailabilityZone ?? input.AvailabilityZoneId}]`);
   }
   const snapshot = input.SnapshotId ? await getSnapshot(ctx.meta.db, ctx, checkSnapshotId(input.SnapshotId)) : undefined;
-  if (input.SnapshotId && !snapshot) throw new ApiError("InvalidSnapshot.NotFound", `The snapshot '${input.SnapshotId}' does not exist.`);
+  if (input.SnapshotId && !snapshot) throw snapshotNotFound([input.SnapshotId]);
   if (snapshot && snapshot.state !== "completed") throw new ApiError("IncorrectState", `Snapshot is in invalid state - ${snapshot.state}`);
   if (input.Size === undefined && !snapshot) throw new ApiError("MissingParameter", "The request must contain the parameter size or snapshotId");
   const type = input.VolumeType ?? "gp2";
