@@ -77,6 +77,20 @@ describe("CopyImage", () => {
     assert.deepEqual(mine.map((i) => [i.ImageId, i.OwnerId, i.Public]), [[ImageId, "333344445555", false]]);
   });
 
+  it("answers a retried copy (same ClientToken) with the first copy's image", async () => {
+    const ec2 = kiln.ec2({ accessKeyId: "333344446666" });
+    const other = kiln.ec2({ accessKeyId: "333344447777" });
+    const amzn2 = (await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"], Filters: [{ Name: "name", Values: ["amzn2-ami-*"] }] }))).Images![0]!;
+    const copy = (client: typeof ec2) => client.send(new CopyImageCommand({ Name: "retried-copy", SourceImageId: amzn2.ImageId, SourceRegion: "us-east-1", ClientToken: "copy-1" }));
+    const first = await copy(ec2);
+    const again = await copy(ec2);
+    assert.equal(again.ImageId, first.ImageId);
+    assert.deepEqual((await ec2.send(new DescribeImagesCommand({ Owners: ["self"] }))).Images!.map((i) => i.ImageId), [first.ImageId]);
+    // A token is the account's own: another account's copy with it is a new image.
+    const theirs = await copy(other);
+    assert.notEqual(theirs.ImageId, first.ImageId);
+  });
+
   it("refuses a missing source, a taken name and an unknown region", async () => {
     const ec2 = kiln.ec2();
     assert.equal(await errorName(ec2.send(new CopyImageCommand({ Name: "x-copy", SourceImageId: "ami-0123456789abcdef0", SourceRegion: "us-east-1" }))), "InvalidAMIID.NotFound");

@@ -77,8 +77,10 @@ export async function measureReplay(port, request, connections, seconds) {
 function replayUntil(port, bytes, deadline, latencies, onFailure) {
   return new Promise((resolve) => {
     let socket;
-    let buffered = Buffer.alloc(0);
     let started = 0n;
+    // One answer at a time: its head is buffered until whole, its body only counted.
+    let head = Buffer.alloc(0);
+    let answer; // { ok, closeAfter, remaining } once the head is read
     const send = () => {
       if (Date.now() >= deadline) {
         socket.destroy();
@@ -88,7 +90,8 @@ function replayUntil(port, bytes, deadline, latencies, onFailure) {
       socket.write(bytes);
     };
     const connect = () => {
-      buffered = Buffer.alloc(0);
+      head = Buffer.alloc(0);
+      answer = undefined;
       socket = netConnect({ host: "127.0.0.1", port, noDelay: true }, send);
       socket.on("data", onData);
       socket.on("error", () => {});
@@ -100,19 +103,28 @@ function replayUntil(port, bytes, deadline, latencies, onFailure) {
       });
     };
     const onData = (chunk) => {
-      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
-      const end = buffered.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      const headText = buffered.subarray(0, end).toString("latin1");
-      const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(headText)?.[1]);
-      if (!Number.isFinite(length)) throw new Error(`answer without Content-Length: ${headText.slice(0, 200)}`);
-      if (buffered.length < end + 4 + length) return;
-      const ok = headText.startsWith("HTTP/1.1 200") || headText.startsWith("HTTP/1.0 200");
-      if (ok) latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+      if (!answer) {
+        head = head.length ? Buffer.concat([head, chunk]) : chunk;
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const headText = head.subarray(0, end).toString("latin1");
+        const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(headText)?.[1]);
+        if (!Number.isFinite(length)) throw new Error(`answer without Content-Length: ${headText.slice(0, 200)}`);
+        answer = {
+          ok: headText.startsWith("HTTP/1.1 200") || headText.startsWith("HTTP/1.0 200"),
+          closeAfter: /\r\nconnection:\s*close/i.test(headText) || headText.startsWith("HTTP/1.0"),
+          remaining: length - (head.length - end - 4),
+        };
+        head = Buffer.alloc(0);
+      } else {
+        answer.remaining -= chunk.length;
+      }
+      if (answer.remaining > 0) return;
+      if (answer.ok) latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
       else onFailure();
       started = 0n;
-      const closeAfter = /\r\nconnection:\s*close/i.test(headText) || headText.startsWith("HTTP/1.0");
-      buffered = buffered.subarray(end + 4 + length);
+      const { closeAfter } = answer;
+      answer = undefined;
       if (closeAfter) socket.destroy(); // the close handler reconnects
       else send();
     };

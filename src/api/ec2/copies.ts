@@ -6,7 +6,7 @@ import { newId } from "../../domain/ids.js";
 import { REGIONS } from "../../domain/regions.js";
 import { transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
-import { imageByName, insertImage, visibleImages, type ImageRow } from "../../store/meta/images.js";
+import { imageByClientToken, imageByName, insertImage, visibleImages, type ImageRow } from "../../store/meta/images.js";
 import { deleteSnapshot, getSnapshot, insertSnapshotCopy, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
@@ -49,6 +49,9 @@ async function planSnapshotCopy(ctx: ActionContext, input: CopySnapshotRequest) 
 }
 
 async function planImageCopy(ctx: ActionContext, input: CopyImageRequest) {
+  // A retried CopyImage (same ClientToken) answers the image the first call made.
+  const earlier = input.ClientToken ? await imageByClientToken(ctx.meta.db, ctx, input.ClientToken) : undefined;
+  if (earlier) return { earlier: earlier.image_id } as const;
   const name = checkImageName(input.Name!);
   const scope = sourceScope(ctx, input.SourceRegion!);
   const [source] = await visibleImages(ctx.meta.db, scope, { ids: [checkImageId(input.SourceImageId!)] });
@@ -75,6 +78,7 @@ export const copyActions: ActionTable = {
     parameterErrors: { Name: malformedName },
     check: (ctx, input: CopyImageRequest) => planImageCopy(ctx, input),
     async run(ctx, input: CopyImageRequest, planned: Awaited<ReturnType<typeof planImageCopy>>): Promise<CopyImageResult> {
+      if ("earlier" in planned) return { ImageId: planned.earlier };
       const { name, source, tags } = planned;
       const readyAt = Date.now() + ctx.config.stateDelayMs;
       const imageId = newId("ami");
@@ -106,6 +110,7 @@ export const copyActions: ActionTable = {
         deprecation_time: null,
         public: 0,
         owner_alias: null,
+        client_token: input.ClientToken ?? null,
       };
       if (!(await insertImage(ctx.meta.db, { image, devices }))) {
         for (const copy of copies.values()) await deleteSnapshot(ctx.meta.db, ctx, copy.snapshot_id);

@@ -120,6 +120,7 @@ export const createImageActions: ActionTable = {
         deprecation_time: null,
         public: 0,
         owner_alias: null,
+        client_token: null,
         source_instance_id: instance.row.instance_id,
         kernel_id: null,
         ramdisk_id: null,

@@ -303,6 +303,7 @@ export const imageActions: ActionTable = {
         deprecation_time: null,
         public: 0,
         owner_alias: null,
+        client_token: null,
         source_instance_id: null,
         kernel_id: input.KernelId ?? null,
         ramdisk_id: input.RamdiskId ?? null,

@@ -45,7 +45,7 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, entries: readonly Cata
           architecture: entry.architecture, virtualization_type: "hvm", root_device_name: entry.rootDeviceName, root_device_type: "ebs",
           ena_support: entry.enaSupport ? 1 : 0, sriov_net_support: "simple", boot_mode: entry.bootMode ?? null, tpm_support: null,
           imds_support: entry.imdsSupport ?? null, platform: entry.platform ?? null, creation_date: entry.creationDate,
-          deprecation_time: entry.deprecationTime ?? null, public: 1, owner_alias: entry.ownerAlias ?? null,
+          deprecation_time: entry.deprecationTime ?? null, public: 1, owner_alias: entry.ownerAlias ?? null, client_token: null,
           source_instance_id: null, kernel_id: null, ramdisk_id: null,
         }).execute();
         await tx.insertInto("image_block_devices").values({

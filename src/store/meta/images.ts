@@ -36,6 +36,12 @@ export async function insertImage(db: MetaDb, record: ImageRecord): Promise<bool
   });
 }
 
+/** The account's image in the region that CopyImage made with this ClientToken. */
+export async function imageByClientToken(db: MetaDb, scope: Scope, clientToken: string): Promise<ImageRow | undefined> {
+  const row = await db.selectFrom("images").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("client_token", "=", clientToken).executeTakeFirst();
+  return row && settled(row);
+}
+
 export async function imageByName(db: MetaDb, scope: Scope, name: string): Promise<ImageRow | undefined> {
   return db.selectFrom("images").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).executeTakeFirst();
 }

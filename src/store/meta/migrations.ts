@@ -197,4 +197,10 @@ export const migrations: Record<string, Migration> = {
       await sql`create index layer_bases_by_base on layer_bases (base_snapshot_id)`.execute(db);
     },
   },
+  "0008_image_client_tokens": {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("images").addColumn("client_token", "text").execute();
+      await sql`create unique index images_by_client_token on images (account_id, region, client_token) where client_token is not null`.execute(db);
+    },
+  },
 };

@@ -101,6 +101,8 @@ export interface ImageTable {
   deprecation_time: string | null;
   public: number;
   owner_alias: string | null;
+  /** CopyImage's ClientToken, which makes a retried copy answer the first one's image. */
+  client_token: string | null;
   source_instance_id: string | null;
   kernel_id: string | null;
   ramdisk_id: string | null;
