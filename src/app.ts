@@ -14,6 +14,7 @@ import { collectChunks } from "./store/blocks/collect.js";
 import { openMetaStore } from "./store/meta/database.js";
 import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
+import { s3Endpoint } from "./http/s3.js";
 import { join } from "node:path";
 
 export const KILN_VERSION: string = (
@@ -41,6 +42,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     {
       ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
+      s3: s3Endpoint({ config, verifier, meta }),
       admin: adminRoutes({ config, meta, chunks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,

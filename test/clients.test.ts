@@ -62,6 +62,15 @@ describe("AWS CLI", () => {
     const dry = await aws("ec2", "describe-regions", "--dry-run");
     assert.match(dry.stderr, /\(DryRunOperation\)/);
   });
+
+  it("makes and lists S3 buckets, and parses S3 errors", async () => {
+    const made = await aws("s3", "mb", "s3://cli-bucket");
+    assert.equal(made.code, 0, made.stderr);
+    const listed = await aws("s3api", "list-buckets");
+    assert.deepEqual((JSON.parse(listed.stdout) as { Buckets: { Name: string }[] }).Buckets.map((b) => b.Name), ["cli-bucket"]);
+    const again = await aws("s3api", "delete-bucket", "--bucket", "no-such-bucket-here");
+    assert.match(again.stderr, /An error occurred \(NoSuchBucket\) when calling the DeleteBucket operation: The specified bucket does not exist/);
+  });
 });
 
 describe("boto3", () => {

@@ -1,15 +1,18 @@
 // One node:http server. Each request gets an id, is routed by protocol (Kiln's own /_kiln/
-// routes, the EBS direct APIs under /snapshots, the EC2 Query API on /), and leaves one log line.
+// routes; S3, by its signing scope or a bucket.localhost host; the EBS direct APIs under
+// /snapshots; the EC2 Query API on /), and leaves one log line.
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Logger } from "../log.js";
 import type { AdminAnswer } from "./admin.js";
 import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
 import { isEbsPath, type EbsAnswer } from "./ebs.js";
+import { isS3Request, type S3Answer } from "./s3.js";
 
 export interface Routes {
   ec2: Ec2Endpoint;
   ebs: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<EbsAnswer>;
+  s3: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<S3Answer>;
   admin: (req: IncomingMessage, path: string) => Promise<AdminAnswer>;
 }
 
@@ -34,6 +37,8 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
         const admin = await routes.admin(req, url.path);
         answer = { status: admin.status };
         send(res, admin.status, "application/json", admin.body, requestId);
+      } else if (isS3Request(req, url)) {
+        answer = await routes.s3(req, res, url, requestId);
       } else if (isEbsPath(url.path)) {
         answer = await routes.ebs(req, res, url, requestId);
       } else if (url.path === "/") {

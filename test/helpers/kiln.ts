@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EBSClient } from "@aws-sdk/client-ebs";
 import { EC2Client } from "@aws-sdk/client-ec2";
+import { S3Client } from "@aws-sdk/client-s3";
 import { startKiln, type RunningKiln } from "../../src/app.js";
 import { resolveConfig, type ConfigOverrides } from "../../src/config.js";
 
@@ -21,6 +22,8 @@ export interface TestKiln {
   ec2(options?: ClientOptions): EC2Client;
   /** An EBS direct APIs client, signed likewise. */
   ebs(options?: ClientOptions): EBSClient;
+  /** An S3 client (path-style addressing), signed likewise. */
+  s3(options?: ClientOptions): S3Client;
   reset(): Promise<void>;
   close(): Promise<void>;
 }
@@ -49,6 +52,8 @@ export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS
       new EC2Client({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
     ebs: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
       new EBSClient({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
+    s3: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
+      new S3Client({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, forcePathStyle: true, maxAttempts: 1 }),
     async reset() {
       const response = await fetch(`${kiln.url}/_kiln/reset`, { method: "POST" });
       if (response.status !== 200) throw new Error(`reset answered ${response.status}`);

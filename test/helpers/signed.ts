@@ -4,7 +4,9 @@ import { Hash } from "@smithy/hash-node";
 import { SignatureV4 } from "@smithy/signature-v4";
 
 export interface RawRequest {
-  method?: "GET" | "POST";
+  method?: "GET" | "POST" | "PUT" | "DELETE" | "HEAD";
+  /** Path, "/" unless given (S3 requests name a bucket and key). */
+  path?: string;
   /** Query parameters (the signer encodes them). */
   query?: Record<string, string>;
   body?: string;
@@ -29,6 +31,8 @@ function signer(r: RawRequest) {
     region: r.region ?? "us-east-1",
     service: r.service ?? "ec2",
     sha256: Hash.bind(null, "sha256"),
+    // S3 signs the path as sent.
+    uriEscapePath: r.service !== "s3",
   });
 }
 
@@ -36,7 +40,7 @@ function target(baseUrl: string, r: RawRequest) {
   const url = new URL(baseUrl);
   const headers: Record<string, string> = { host: url.host, ...(r.headers ?? {}) };
   if (r.body !== undefined) headers["content-type"] = r.contentType ?? "application/x-www-form-urlencoded; charset=utf-8";
-  return { url, request: { method: r.method ?? (r.body !== undefined ? "POST" : "GET"), protocol: "http:", hostname: url.hostname, port: Number(url.port), path: "/", query: r.query ?? {}, headers, body: r.body } };
+  return { url, request: { method: r.method ?? (r.body !== undefined ? "POST" : "GET"), protocol: "http:", hostname: url.hostname, port: Number(url.port), path: r.path ?? "/", query: r.query ?? {}, headers, body: r.body } };
 }
 
 const queryString = (query: Record<string, string | string[] | null | undefined>) =>
@@ -44,11 +48,11 @@ const queryString = (query: Record<string, string | string[] | null | undefined>
     .flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((value) => `${encodeURIComponent(k)}=${encodeURIComponent(value ?? "")}`))
     .join("&");
 
-async function send(url: URL, request: { method: string; query?: Record<string, unknown>; headers: Record<string, string>; body?: string }): Promise<RawResponse> {
+async function send(url: URL, request: { method: string; path: string; query?: Record<string, unknown>; headers: Record<string, string>; body?: string }): Promise<RawResponse> {
   const qs = queryString((request.query ?? {}) as Record<string, string>);
   const headers = { ...request.headers };
   delete headers.host;
-  const response = await fetch(`${url.origin}/${qs ? `?${qs}` : ""}`, { method: request.method, headers, body: request.body });
+  const response = await fetch(`${url.origin}${request.path}${qs ? `?${qs}` : ""}`, { method: request.method, headers, body: request.body });
   return { status: response.status, headers: response.headers, text: await response.text() };
 }
 

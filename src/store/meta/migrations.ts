@@ -203,4 +203,17 @@ export const migrations: Record<string, Migration> = {
       await sql`create unique index images_by_client_token on images (account_id, region, client_token) where client_token is not null`.execute(db);
     },
   },
+  "0009_buckets": {
+    async up(db: Kysely<any>) {
+      // S3 bucket names are global: one table, the name its key, whatever the account.
+      await db.schema
+        .createTable("buckets")
+        .addColumn("name", "text", (c) => c.primaryKey())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("creation_date", "text", (c) => c.notNull())
+        .execute();
+      await sql`create index buckets_by_owner on buckets (account_id, name)`.execute(db);
+    },
+  },
 };

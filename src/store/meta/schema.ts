@@ -162,6 +162,15 @@ export interface VolumeAttachmentTable {
   delete_on_termination: number;
 }
 
+/** An S3 bucket; its name is unique across accounts and regions, as in S3. */
+export interface BucketTable {
+  name: string;
+  account_id: string;
+  region: string;
+  /** ISO 8601. */
+  creation_date: string;
+}
+
 export interface MetaSchema {
   tags: TagTable;
   snapshots: SnapshotTable;
@@ -174,7 +183,8 @@ export interface MetaSchema {
   image_launch_permissions: ImageLaunchPermissionTable;
   instances: InstanceTable;
   volume_attachments: VolumeAttachmentTable;
+  buckets: BucketTable;
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "buckets"];
