@@ -129,7 +129,7 @@ export class SignatureVerifier {
     const headers = this.signedHeaderValues(request, signedHeaders);
     const bodyHash = this.checkClaimedPayloadHash(request, scope);
     const payloadHash = headers["x-amz-content-sha256"] ?? bodyHash ?? sha256Hex(request.body);
-    const expected = await this.signature(credential, scope, amzDate, request, request.query, headers, signedHeaders, payloadHash);
+    const expected = await this.signature(credential, scope, amzDate, request, headers, signedHeaders, payloadHash);
     if (!sameSignature(expected, fields.get("Signature")!)) throw mismatch();
     return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service };
   }
@@ -160,7 +160,7 @@ export class SignatureVerifier {
     // Presigners hash the payload (botocore, for non-S3) or declare it unsigned (S3): accept either.
     const claimed = headers["x-amz-content-sha256"];
     for (const payloadHash of claimed !== undefined ? [claimed] : [bodyHash ?? sha256Hex(request.body), UNSIGNED_PAYLOAD]) {
-      const expected = await this.signature(credential, scope, amzDate, request, request.query, headers, signedHeaders, payloadHash);
+      const expected = await this.signature(credential, scope, amzDate, request, headers, signedHeaders, payloadHash);
       if (sameSignature(expected, provided)) {
         return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service };
       }
@@ -174,14 +174,13 @@ export class SignatureVerifier {
     scope: Scope,
     amzDate: string,
     request: SignedRequest,
-    query: SignedRequest["query"],
     headers: Record<string, string>,
     signedHeaders: string[],
     payloadHash: string,
   ): Promise<string> {
     const canonicaliser = scope.service === "s3" ? canonicalisers.asSent : canonicalisers.escaped;
     const canonicalRequest = canonicaliser.canonicalRequest(
-      { method: request.method, protocol: "http:", hostname: "", path: request.path, query, headers },
+      { method: request.method, protocol: "http:", hostname: "", path: request.path, query: request.query, headers },
       getCanonicalHeaders({ headers } as Parameters<typeof getCanonicalHeaders>[0], undefined, new Set(signedHeaders)),
       payloadHash,
     );
