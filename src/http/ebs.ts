@@ -8,6 +8,7 @@ import { ApiError } from "../protocol/errors.js";
 import { BLOCK_SIZE, type ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
+import { requestToVerify } from "./caller.js";
 import type { ParsedUrl } from "./ec2.js";
 
 export interface EbsAnswer {
@@ -61,9 +62,9 @@ export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
       answer.action = route.action;
       const [, first, second] = route.pattern.exec(url.path)!.map((part) => (part === undefined ? part : decodeURIComponent(part)));
       const body = await readBody(req, route.action === "PutSnapshotBlock" ? BLOCK_SIZE : config.limits.maxBodyBytes);
-      const query: Record<string, string | string[]> = {};
-      for (const [name, value] of url.pairs) query[name] = value;
-      const caller = await verifier.verify({ method: req.method!, path: url.path, query, headers: req.headers, body });
+      const request = requestToVerify(req, url, body);
+      const caller = await verifier.verify(request);
+      const query = request.query;
       answer.accountId = caller.accountId;
       answer.region = caller.region;
       const ctx: ebs.EbsContext = { accountId: caller.accountId, region: caller.region, meta, chunks };

@@ -2,7 +2,7 @@
 // XML (or JSON) answer. Every failure becomes EC2's error envelope with its registered status.
 import type { IncomingMessage } from "node:http";
 import type { Action, ActionContext } from "../api/ec2/action.js";
-import { SignatureVerifier, type Caller } from "../auth/sigv4.js";
+import type { SignatureVerifier } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
 import { ApiError, dryRunSucceeded, InvalidParameter } from "../protocol/errors.js";
 import { decodeStructure } from "../protocol/ec2-query/decode.js";
@@ -12,6 +12,7 @@ import type { ServiceModel, StructureShape } from "../protocol/model.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
+import { callerOf, requestToVerify } from "./caller.js";
 
 export interface Ec2Endpoint {
   handle(req: IncomingMessage, url: ParsedUrl, requestId: string): Promise<Ec2Answer>;
@@ -45,21 +46,8 @@ export function ec2Endpoint(deps: {
   meta: MetaStore;
   catalogue: Catalogue;
 }): Ec2Endpoint {
-  const { config, model, actions, verifier, meta, catalogue } = deps;
+  const { config, model, actions, meta, catalogue } = deps;
   const limits = config.limits;
-
-  async function authenticate(req: IncomingMessage, url: ParsedUrl, body: Buffer): Promise<Caller> {
-    const query: Record<string, string | string[]> = {};
-    for (const [name, value] of url.pairs) {
-      const previous = query[name];
-      query[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
-    }
-    const request = { method: req.method ?? "GET", path: url.path, query, headers: req.headers, body };
-    if (config.allowUnsigned && !SignatureVerifier.isSigned(request)) {
-      return { accessKeyId: "", accountId: config.accounts.defaultAccountId, region: config.defaultRegion, service: "ec2" };
-    }
-    return verifier.verify(request);
-  }
 
   /** Parameters from the query string and, for POST, the body, in whichever encoding it came. */
   function parameters(req: IncomingMessage, url: ParsedUrl, body: Buffer): { params: ParamObject; xmlRoot?: string } {
@@ -98,7 +86,7 @@ export function ec2Endpoint(deps: {
       const log: Partial<Ec2Answer> = {};
       try {
         const body = await readBody(req, limits.maxBodyBytes);
-        const caller = await authenticate(req, url, body);
+        const caller = await callerOf(deps, requestToVerify(req, url, body), "ec2");
         log.accountId = caller.accountId;
         log.region = caller.region;
         const { params, xmlRoot } = parameters(req, url, body);

@@ -3,12 +3,13 @@
 import { createHash, createHmac } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { bucketsOf, createBucket, headBucket, removeBucket, type S3Context } from "../api/s3/buckets.js";
-import { SignatureVerifier } from "../auth/sigv4.js";
+import type { SignatureVerifier } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
 import { ApiError } from "../protocol/errors.js";
 import { asS3Error, parseS3Xml, s3ErrorXml, s3Xml, XML_TYPE } from "../protocol/s3/wire.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
+import { callerOf, requestToVerify } from "./caller.js";
 import type { ParsedUrl } from "./ec2.js";
 
 export interface S3Answer {
@@ -39,7 +40,7 @@ export function isS3Request(req: IncomingMessage, url: ParsedUrl): boolean {
 const canonicalUserId = (accountId: string) => createHmac("sha256", "kiln").update(accountId).digest("hex");
 
 export function s3Endpoint(deps: { config: KilnConfig; verifier: SignatureVerifier; meta: MetaStore }) {
-  const { config, verifier, meta } = deps;
+  const { config, meta } = deps;
 
   return async (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string): Promise<S3Answer> => {
     const answer: S3Answer = { status: 200 };
@@ -120,13 +121,7 @@ export function s3Endpoint(deps: { config: KilnConfig; verifier: SignatureVerifi
   };
 
   async function authenticate(req: IncomingMessage, url: ParsedUrl, body: Buffer) {
-    const query: Record<string, string | string[]> = {};
-    for (const [name, value] of url.pairs) query[name] = value;
-    const request = { method: req.method ?? "GET", path: url.path, query, headers: req.headers, body };
-    if (config.allowUnsigned && !SignatureVerifier.isSigned(request)) {
-      return { accessKeyId: "", accountId: config.accounts.defaultAccountId, region: config.defaultRegion, service: "s3" };
-    }
-    const caller = await verifier.verify(request);
+    const caller = await callerOf(deps, requestToVerify(req, url, body), "s3");
     // The verifier leaves S3 payloads to S3: a signed hash must match the body it came with.
     const claimed = req.headers["x-amz-content-sha256"];
     if (typeof claimed === "string" && /^[0-9a-f]{64}$/.test(claimed) && claimed !== createHash("sha256").update(body).digest("hex")) {

@@ -66,6 +66,21 @@ export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefi
 
 const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: resourceTypeOf(id) }));
 
+/** Throws `notFound` for the ids not among those `found`. */
+function requireAll(ids: readonly string[], found: readonly string[], notFound: (ids: readonly string[]) => ApiError): void {
+  const have = new Set(found);
+  const absent = ids.filter((id) => !have.has(id));
+  if (absent.length) throw notFound(absent);
+}
+
+/** Per resource type Kiln keeps: a check that every id exists for the caller, or its NotFound. */
+const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<void>> = {
+  instance: async (ctx, ids) => void (await instancesOf(ctx, ids)),
+  image: async (ctx, ids) => requireAll(ids, (await visibleImages(ctx.meta.db, ctx, { ids })).map((r) => r.image.image_id), imageNotFound),
+  volume: async (ctx, ids) => requireAll(ids, (await listVolumes(ctx.meta.db, ctx, { ids })).map((v) => v.volume_id), volumeNotFound),
+  snapshot: async (ctx, ids) => requireAll(ids, (await listSnapshots(ctx.meta.db, ctx, { ids })).map((s) => s.snapshot_id), snapshotNotFound),
+};
+
 /**
  * Every resource Kiln keeps must exist for the caller, as EC2 requires: instances, volumes and
  * snapshots of the caller's own, images it can see (tags on a public or shared image are the
@@ -73,27 +88,9 @@ const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: 
  * groups, subnets...) are taken at their word.
  */
 async function checkResourcesExist(ctx: ActionContext, resources: readonly { id: string; type: string }[]): Promise<void> {
-  const idsOf = (type: string) => [...new Set(resources.filter((r) => r.type === type).map((r) => r.id))];
-  const missing = (ids: readonly string[], found: Iterable<string>) => {
-    const have = new Set(found);
-    return ids.filter((id) => !have.has(id));
-  };
-  const instances = idsOf("instance");
-  if (instances.length) await instancesOf(ctx, instances);
-  const images = idsOf("image");
-  if (images.length) {
-    const absent = missing(images, (await visibleImages(ctx.meta.db, ctx, { ids: images })).map((r) => r.image.image_id));
-    if (absent.length) throw imageNotFound(absent);
-  }
-  const volumes = idsOf("volume");
-  if (volumes.length) {
-    const absent = missing(volumes, (await listVolumes(ctx.meta.db, ctx, { ids: volumes })).map((v) => v.volume_id));
-    if (absent.length) throw volumeNotFound(absent);
-  }
-  const snapshots = idsOf("snapshot");
-  if (snapshots.length) {
-    const absent = missing(snapshots, (await listSnapshots(ctx.meta.db, ctx, { ids: snapshots })).map((v) => v.snapshot_id));
-    if (absent.length) throw snapshotNotFound(absent);
+  for (const [type, exist] of Object.entries(EXISTENCE)) {
+    const ids = [...new Set(resources.filter((r) => r.type === type).map((r) => r.id))];
+    if (ids.length) await exist(ctx, ids);
   }
 }
 

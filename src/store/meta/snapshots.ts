@@ -50,14 +50,8 @@ export async function putBlock(db: MetaDb, snapshotId: string, blockIndex: numbe
     .execute();
 }
 
-export function getBlock(db: MetaDb, snapshotId: string, blockIndex: number): Promise<BlockRow | undefined> {
-  return resolvedBlock(db, snapshotId, blockIndex);
-}
-
-/** Blocks in index order from `from`; `nonZero` leaves out blocks of zeros. */
-export function listBlocks(db: MetaDb, snapshotId: string, q: { from?: number; limit?: number; nonZero?: boolean } = {}): Promise<BlockRow[]> {
-  return resolvedBlocks(db, snapshotId, q);
-}
+// A snapshot's blocks as they read through its layers.
+export { resolvedBlock as getBlock, resolvedBlocks as listBlocks };
 
 /** The blocks this snapshot itself wrote (PutSnapshotBlock), in index order. */
 export function writtenBlocks(db: MetaDb, snapshotId: string): Promise<BlockRow[]> {

@@ -1,0 +1,32 @@
+// Who sent a request: its verified signature, or (only when the operator allows unsigned
+// requests) the default account in the default region.
+import type { IncomingMessage } from "node:http";
+import { SignatureVerifier, type Caller, type SignedRequest } from "../auth/sigv4.js";
+import type { KilnConfig } from "../config.js";
+import type { ParsedUrl } from "./ec2.js";
+
+/** Query pairs as the verifier reads them: decoded, repeated names as arrays. */
+export function signedQuery(pairs: readonly [string, string][]): SignedRequest["query"] {
+  const query: SignedRequest["query"] = {};
+  for (const [name, value] of pairs) {
+    const previous = query[name];
+    query[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
+  }
+  return query;
+}
+
+export function requestToVerify(req: IncomingMessage, url: ParsedUrl, body: Buffer): SignedRequest {
+  return { method: req.method ?? "GET", path: url.path, query: signedQuery(url.pairs), headers: req.headers, body };
+}
+
+export async function callerOf(
+  deps: { config: KilnConfig; verifier: SignatureVerifier },
+  request: SignedRequest,
+  service: string,
+): Promise<Caller> {
+  const { config, verifier } = deps;
+  if (config.allowUnsigned && !SignatureVerifier.isSigned(request)) {
+    return { accessKeyId: "", accountId: config.accounts.defaultAccountId, region: config.defaultRegion, service };
+  }
+  return verifier.verify(request);
+}
