@@ -15,6 +15,8 @@ import { openMetaStore } from "./store/meta/database.js";
 import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
 import { s3Endpoint } from "./http/s3.js";
+import { fileBlobStore } from "./store/objects/blobs.js";
+import { sweepBlobs } from "./store/objects/sweep.js";
 import { join } from "node:path";
 
 export const KILN_VERSION: string = (
@@ -35,6 +37,10 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const meta = await openMetaStore(config.dataDir);
   const verifier = new SignatureVerifier(config.accounts);
   const chunks = fileChunkStore(join(config.dataDir, "chunks"));
+  const blobs = fileBlobStore(join(config.dataDir, "objects"));
+  // Before serving: blobs written by requests a stop cut short are named by no row.
+  const swept = await sweepBlobs(meta.db, blobs);
+  if (swept > 0) logger.info({ blobs: swept }, "removed object data no object names");
   const publicImages = catalogue(meta.db, chunks, config.catalogue);
   // The default region's catalogue is there before the first request; others fill on first use.
   await publicImages.ensure(config.defaultRegion);
@@ -42,8 +48,8 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     {
       ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
-      s3: s3Endpoint({ config, verifier, meta }),
-      admin: adminRoutes({ config, meta, chunks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
+      s3: s3Endpoint({ config, verifier, meta, blobs }),
+      admin: adminRoutes({ config, meta, chunks, blobs, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,
   );

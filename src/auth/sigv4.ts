@@ -28,6 +28,17 @@ export interface Caller {
   accountId: string;
   region: string;
   service: string;
+  /** For a request signed in its Authorization header: what a streamed body's chunk signatures chain on. */
+  signing?: ChunkSigning;
+}
+
+/** A verified header signature, as S3's signed aws-chunked bodies chain their chunk signatures on it. */
+export interface ChunkSigning {
+  key: Uint8Array;
+  amzDate: string;
+  /** date/region/service/aws4_request */
+  scope: string;
+  seedSignature: string;
 }
 
 const MAX_SKEW_MS = 5 * 60 * 1000;
@@ -127,11 +138,17 @@ export class SignatureVerifier {
     const credential = this.credential(scope);
     const signedHeaders = fields.get("SignedHeaders")!.split(";");
     const headers = this.signedHeaderValues(request, signedHeaders);
-    const bodyHash = this.checkClaimedPayloadHash(request, scope);
-    const payloadHash = headers["x-amz-content-sha256"] ?? bodyHash ?? sha256Hex(request.body);
+    let payloadHash: string;
+    if (scope.service === "s3") payloadHash = s3PayloadHash(request);
+    else {
+      const bodyHash = this.checkClaimedPayloadHash(request, scope);
+      payloadHash = headers["x-amz-content-sha256"] ?? bodyHash ?? sha256Hex(request.body);
+    }
+    const provided = fields.get("Signature")!;
     const expected = await this.signature(credential, scope, amzDate, request, headers, signedHeaders, payloadHash);
-    if (!sameSignature(expected, fields.get("Signature")!)) throw mismatch();
-    return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service };
+    if (!sameSignature(expected, provided)) throw mismatch();
+    const signing = { key: await this.signingKey(credential, scope), amzDate, scope: createScope(scope.date, scope.region, scope.service), seedSignature: provided };
+    return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service, signing };
   }
 
   private async verifyPresigned(request: SignedRequest): Promise<Caller> {
@@ -158,8 +175,10 @@ export class SignatureVerifier {
     const signedHeaders = param("X-Amz-SignedHeaders").split(";");
     const headers = this.signedHeaderValues(request, signedHeaders);
     // Presigners hash the payload (botocore, for non-S3) or declare it unsigned (S3): accept either.
+    // S3's body is not read yet: it is always unsigned here, or as its header claims.
     const claimed = headers["x-amz-content-sha256"];
-    for (const payloadHash of claimed !== undefined ? [claimed] : [bodyHash ?? sha256Hex(request.body), UNSIGNED_PAYLOAD]) {
+    const candidates = claimed !== undefined ? [claimed] : scope.service === "s3" ? [UNSIGNED_PAYLOAD] : [bodyHash ?? sha256Hex(request.body), UNSIGNED_PAYLOAD];
+    for (const payloadHash of candidates) {
       const expected = await this.signature(credential, scope, amzDate, request, headers, signedHeaders, payloadHash);
       if (sameSignature(expected, provided)) {
         return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service };
@@ -236,6 +255,16 @@ export class SignatureVerifier {
     }
     return headers;
   }
+}
+
+/**
+ * S3 signs whatever x-amz-content-sha256 says (a hash, UNSIGNED-PAYLOAD or a STREAMING-… form),
+ * and S3's own layer checks the body against it as it streams: the verifier never needs it.
+ */
+function s3PayloadHash(request: SignedRequest): string {
+  const claimed = header(request.headers, "x-amz-content-sha256");
+  if (claimed === undefined) throw new ApiError("InvalidRequest", "Missing required header for this request: x-amz-content-sha256");
+  return claimed;
 }
 
 function sameSignature(expected: string, provided: string): boolean {

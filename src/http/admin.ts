@@ -2,6 +2,7 @@
 import type { IncomingMessage } from "node:http";
 import type { KilnConfig } from "../config.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
+import type { BlobStore } from "../store/objects/blobs.js";
 import { collectChunks } from "../store/blocks/collect.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
@@ -13,7 +14,7 @@ export interface AdminAnswer {
 
 const json = (status: number, value: unknown): AdminAnswer => ({ status, body: JSON.stringify(value) });
 
-export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks: ChunkStore; catalogue: Catalogue; version: string; apiVersion: string }) {
+export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks: ChunkStore; blobs: BlobStore; catalogue: Catalogue; version: string; apiVersion: string }) {
   return async (req: IncomingMessage, path: string): Promise<AdminAnswer> => {
     if (path === "/_kiln/health") {
       if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
@@ -30,6 +31,7 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks:
       if (!deps.config.allowReset) return json(403, { error: "Forbidden", message: "This Kiln was started with resets disabled." });
       await deps.meta.reset();
       await deps.chunks.reset();
+      await deps.blobs.reset();
       deps.catalogue.forget();
       await deps.catalogue.ensure(deps.config.defaultRegion);
       return json(200, { reset: true });

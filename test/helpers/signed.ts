@@ -75,3 +75,57 @@ export const form = (params: Record<string, string>) => new URLSearchParams(para
 
 /** The `<Code>` of an EC2 error envelope. */
 export const errorCode = (xml: string) => /<Code>([^<]*)<\/Code>/.exec(xml)?.[1];
+
+/**
+ * A PUT whose body is sent aws-chunked with chunk signatures (STREAMING-AWS4-HMAC-SHA256-PAYLOAD),
+ * as SDKs stream signed uploads: each chunk's signature chains on the one before, starting from
+ * the request's own. `tamper` changes a byte after signing, to prove the chain is checked.
+ */
+export async function signedChunkedPut(
+  baseUrl: string,
+  r: { path: string; chunks: Buffer[]; tamper?: boolean; headers?: Record<string, string> },
+): Promise<RawResponse> {
+  const { createHash, createHmac } = await import("node:crypto");
+  const signingDate = new Date();
+  const decodedLength = r.chunks.reduce((sum, c) => sum + c.length, 0);
+  const { url, request } = target(baseUrl, {
+    method: "PUT",
+    path: r.path,
+    service: "s3",
+    headers: {
+      "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+      "content-encoding": "aws-chunked",
+      "x-amz-decoded-content-length": String(decodedLength),
+      ...(r.headers ?? {}),
+    },
+  });
+  const signed = await signer({ service: "s3" }).sign(request, { signingDate });
+  const seed = /Signature=([0-9a-f]{64})/.exec(String(signed.headers.authorization))![1]!;
+  const amzDate = String(signed.headers["x-amz-date"]);
+  const date = amzDate.slice(0, 8);
+  const scope = `${date}/us-east-1/s3/aws4_request`;
+  const hmac = (key: Buffer | string, data: string) => createHmac("sha256", key).update(data).digest();
+  const key = hmac(hmac(hmac(hmac("AWS4test", date), "us-east-1"), "s3"), "aws4_request");
+  const sha = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
+  let previous = seed;
+  const parts: Buffer[] = [];
+  for (const chunk of [...r.chunks, Buffer.alloc(0)]) {
+    const stringToSign = ["AWS4-HMAC-SHA256-PAYLOAD", amzDate, scope, previous, sha(""), sha(chunk)].join("\n");
+    previous = createHmac("sha256", key).update(stringToSign).digest("hex");
+    parts.push(Buffer.from(`${chunk.length.toString(16)};chunk-signature=${previous}\r\n`), chunk, Buffer.from("\r\n"));
+  }
+  const body = Buffer.concat(parts);
+  const firstData = body.indexOf("\r\n") + 2;
+  if (r.tamper) body[firstData] = body[firstData]! ^ 1;
+  const headers: Record<string, string> = { ...(signed.headers as Record<string, string>), "content-length": String(body.length) };
+  delete headers.host;
+  const response = await fetch(`${url.origin}${r.path}`, { method: "PUT", headers, body });
+  return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+/** The headers a signed request carries (for tests that write the request themselves, on a raw socket). */
+export async function signedHeaders(baseUrl: string, r: RawRequest): Promise<Record<string, string>> {
+  const { request } = target(baseUrl, r);
+  const signed = await signer(r).sign(request, { signingDate: r.signingDate });
+  return signed.headers as Record<string, string>;
+}

@@ -3,16 +3,11 @@
 // (outside us-east-1, where S3 answers 200 for it, as Kiln does).
 import { ApiError } from "../../protocol/errors.js";
 import { deleteBucket, getBucket, insertBucket, listBuckets, type BucketRow } from "../../store/meta/buckets.js";
-import type { MetaStore } from "../../store/meta/database.js";
+import { bucketHasObjects } from "../../store/meta/objects.js";
+import type { S3Context } from "./request.js";
 import { REGIONS } from "../../domain/regions.js";
 
-export interface S3Context {
-  requestId: string;
-  accountId: string;
-  /** The region the request was signed for. */
-  region: string;
-  meta: MetaStore;
-}
+export type { S3Context };
 
 // S3's rules for new bucket names: 3–63 characters of lowercase letters, digits, dots and
 // hyphens, beginning and ending with a letter or digit, no two adjacent dots, not an IP address,
@@ -63,7 +58,7 @@ export async function headBucket(ctx: S3Context, name: string): Promise<{ region
 
 export async function removeBucket(ctx: S3Context, name: string): Promise<void> {
   await ownBucket(ctx, name);
-  // Objects arrive with the object layer; until then a bucket is always empty.
+  if (await bucketHasObjects(ctx.meta.db, name)) throw new ApiError("BucketNotEmpty", "The bucket you tried to delete is not empty");
   await deleteBucket(ctx.meta.db, name);
 }
 

@@ -216,4 +216,54 @@ export const migrations: Record<string, Migration> = {
       await sql`create index buckets_by_owner on buckets (account_id, name)`.execute(db);
     },
   },
+  "0010_objects": {
+    async up(db: Kysely<any>) {
+      // An object row is written only once its bytes are whole in the object store: a reader
+      // sees the old object or the new one, never a torn one.
+      await db.schema
+        .createTable("objects")
+        .addColumn("bucket", "text", (c) => c.notNull())
+        .addColumn("key", "text", (c) => c.notNull())
+        .addColumn("size", "integer", (c) => c.notNull())
+        .addColumn("etag", "text", (c) => c.notNull())
+        .addColumn("blobs", "text", (c) => c.notNull())
+        .addColumn("content_type", "text", (c) => c.notNull())
+        .addColumn("headers", "text", (c) => c.notNull())
+        .addColumn("metadata", "text", (c) => c.notNull())
+        .addColumn("tags", "text", (c) => c.notNull())
+        .addColumn("checksum_algorithm", "text")
+        .addColumn("checksum_value", "text")
+        .addColumn("checksum_type", "text")
+        .addColumn("part_sizes", "text")
+        .addColumn("last_modified", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("objects_pk", ["bucket", "key"])
+        .execute();
+      await db.schema
+        .createTable("uploads")
+        .addColumn("upload_id", "text", (c) => c.primaryKey())
+        .addColumn("bucket", "text", (c) => c.notNull())
+        .addColumn("key", "text", (c) => c.notNull())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("initiated", "text", (c) => c.notNull())
+        .addColumn("content_type", "text", (c) => c.notNull())
+        .addColumn("headers", "text", (c) => c.notNull())
+        .addColumn("metadata", "text", (c) => c.notNull())
+        .addColumn("tags", "text", (c) => c.notNull())
+        .addColumn("checksum_algorithm", "text")
+        .addColumn("checksum_type", "text")
+        .execute();
+      await sql`create index uploads_by_key on uploads (bucket, key, initiated)`.execute(db);
+      await db.schema
+        .createTable("upload_parts")
+        .addColumn("upload_id", "text", (c) => c.notNull())
+        .addColumn("part_number", "integer", (c) => c.notNull())
+        .addColumn("blob_id", "text", (c) => c.notNull())
+        .addColumn("size", "integer", (c) => c.notNull())
+        .addColumn("etag", "text", (c) => c.notNull())
+        .addColumn("checksum", "text")
+        .addColumn("last_modified", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("upload_parts_pk", ["upload_id", "part_number"])
+        .execute();
+    },
+  },
 };

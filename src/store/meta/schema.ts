@@ -171,6 +171,62 @@ export interface BucketTable {
   creation_date: string;
 }
 
+/** Where an object's bytes are: blobs in order, each read whole. */
+export interface BlobRef {
+  id: string;
+  size: number;
+}
+
+/** An S3 object: its bytes are blobs in the object store (store/objects/), everything else is here. */
+export interface ObjectTable {
+  bucket: string;
+  key: string;
+  size: number;
+  /** Quoted, as S3 sends it: MD5 hex, or MD5-of-part-MD5s "-N" for a multipart object. */
+  etag: string;
+  /** JSON BlobRef[]. */
+  blobs: string;
+  content_type: string;
+  /** JSON: Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires as sent. */
+  headers: string;
+  /** JSON: user metadata (x-amz-meta-*), names lower-case without the prefix. */
+  metadata: string;
+  /** JSON [[key, value], …]: object tags in order. */
+  tags: string;
+  checksum_algorithm: string | null;
+  checksum_value: string | null;
+  /** FULL_OBJECT or COMPOSITE. */
+  checksum_type: string | null;
+  /** For multipart objects: JSON part sizes, for GetObject's partNumber. */
+  part_sizes: string | null;
+  /** ISO 8601. */
+  last_modified: string;
+}
+
+export interface UploadTable {
+  upload_id: string;
+  bucket: string;
+  key: string;
+  account_id: string;
+  initiated: string;
+  content_type: string;
+  headers: string;
+  metadata: string;
+  tags: string;
+  checksum_algorithm: string | null;
+  checksum_type: string | null;
+}
+
+export interface UploadPartTable {
+  upload_id: string;
+  part_number: number;
+  blob_id: string;
+  size: number;
+  etag: string;
+  checksum: string | null;
+  last_modified: string;
+}
+
 export interface MetaSchema {
   tags: TagTable;
   snapshots: SnapshotTable;
@@ -184,7 +240,10 @@ export interface MetaSchema {
   instances: InstanceTable;
   volume_attachments: VolumeAttachmentTable;
   buckets: BucketTable;
+  objects: ObjectTable;
+  uploads: UploadTable;
+  upload_parts: UploadPartTable;
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "buckets"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "upload_parts", "uploads", "objects", "buckets"];

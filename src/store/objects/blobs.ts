@@ -1,0 +1,149 @@
+// Bucket object bytes, as blobs: immutable files written once under a fresh id. A blob is
+// written aside, synced and renamed into place, so it is whole or absent; the metadata store
+// names it only after that, so an object is never torn. Readers of a blob keep it until they
+// finish, even when the object naming it is replaced or deleted meanwhile.
+import { randomUUID } from "node:crypto";
+import { createReadStream, createWriteStream, constants as fsConstants } from "node:fs";
+import { copyFile, mkdir, open, opendir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { PassThrough, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+
+export interface BlobRange {
+  id: string;
+  /** First byte to read, and the byte after the last. */
+  start: number;
+  end: number;
+}
+
+export interface BlobStore {
+  /** Writes a stream into a new blob; resolves once it is durable, and leaves nothing if the stream fails. */
+  write(source: Readable): Promise<{ id: string; size: number }>;
+  /** The ranges, one after another, as one stream. */
+  read(ranges: readonly BlobRange[]): Readable;
+  /** A new blob with the same bytes (a reflink where the file system offers one). */
+  copy(id: string): Promise<string>;
+  /** Removes a blob, once no reader holds it. */
+  remove(id: string): Promise<void>;
+  /** Every blob id stored, for a sweep of those no object names. */
+  ids(): AsyncIterable<string>;
+  /** Drops leftovers of interrupted writes. */
+  clearLeftovers(): Promise<void>;
+  reset(): Promise<void>;
+}
+
+const BLOB_ID = /^[0-9a-f]{32}$/;
+
+export function fileBlobStore(root: string): BlobStore {
+  const temporaryDir = join(root, "tmp");
+  const pathOf = (id: string) => {
+    if (!BLOB_ID.test(id)) throw new Error(`not a blob id: ${id}`);
+    return join(root, id.slice(0, 2), id);
+  };
+  const readers = new Map<string, number>();
+  const doomed = new Set<string>();
+
+  const hold = (id: string) => readers.set(id, (readers.get(id) ?? 0) + 1);
+  const release = (id: string) => {
+    const left = (readers.get(id) ?? 1) - 1;
+    if (left > 0) return void readers.set(id, left);
+    readers.delete(id);
+    if (doomed.delete(id)) void rm(pathOf(id), { force: true });
+  };
+
+  async function durable(path: string, id: string) {
+    const file = await open(path, "r+");
+    try {
+      await file.datasync();
+    } finally {
+      await file.close();
+    }
+    await mkdir(join(root, id.slice(0, 2)), { recursive: true });
+    await rename(path, pathOf(id));
+  }
+
+  return {
+    async write(source) {
+      await mkdir(temporaryDir, { recursive: true });
+      const id = randomUUID().replaceAll("-", "");
+      const temporary = join(temporaryDir, id);
+      let size = 0;
+      source.on("data", (chunk: Buffer) => (size += chunk.length));
+      try {
+        await pipeline(source, createWriteStream(temporary, { flags: "wx", highWaterMark: 1 << 20 }));
+        await durable(temporary, id);
+      } catch (error) {
+        await rm(temporary, { force: true });
+        throw error;
+      }
+      return { id, size };
+    },
+
+    read(ranges) {
+      const out = new PassThrough({ highWaterMark: 1 << 20 });
+      for (const { id } of ranges) hold(id);
+      void (async () => {
+        try {
+          for (const { id, start, end } of ranges) {
+            if (end <= start) continue;
+            await pipeline(createReadStream(pathOf(id), { start, end: end - 1, highWaterMark: 1 << 20 }), out, { end: false });
+          }
+          out.end();
+        } catch (error) {
+          out.destroy(error as Error);
+        } finally {
+          for (const { id } of ranges) release(id);
+        }
+      })();
+      return out;
+    },
+
+    async copy(id) {
+      await mkdir(temporaryDir, { recursive: true });
+      const copyId = randomUUID().replaceAll("-", "");
+      const temporary = join(temporaryDir, copyId);
+      hold(id);
+      try {
+        await copyFile(pathOf(id), temporary, fsConstants.COPYFILE_FICLONE);
+        await durable(temporary, copyId);
+      } catch (error) {
+        await rm(temporary, { force: true });
+        throw error;
+      } finally {
+        release(id);
+      }
+      return copyId;
+    },
+
+    async remove(id) {
+      if (readers.has(id)) doomed.add(id);
+      else await rm(pathOf(id), { force: true });
+    },
+
+    async *ids() {
+      for (const prefix of await listDir(root)) {
+        if (prefix === "tmp") continue;
+        for (const name of await listDir(join(root, prefix))) if (BLOB_ID.test(name)) yield name;
+      }
+    },
+
+    async clearLeftovers() {
+      await rm(temporaryDir, { recursive: true, force: true });
+    },
+
+    async reset() {
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+async function listDir(path: string): Promise<string[]> {
+  try {
+    const names: string[] = [];
+    for await (const entry of await opendir(path)) names.push(entry.name);
+    return names;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+}
