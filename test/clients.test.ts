@@ -2,9 +2,12 @@
 // parsing of EC2 errors by clients that are not the JavaScript SDK.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
 
 const run = promisify(execFile);
 let kiln: TestKiln;
@@ -73,7 +76,54 @@ describe("AWS CLI", () => {
   });
 });
 
+describe("AWS CLI with S3 objects", () => {
+  it("copies a file large enough to go multipart up and back, lists, tags and removes it", async () => {
+    const dir = tempDir();
+    const file = join(dir, "disk.img");
+    // 20 MB: past the CLI's 8 MiB multipart threshold, so three parts.
+    writeFileSync(file, randomBytes(20_000_000));
+    assert.equal((await aws("s3", "mb", "s3://cli-objects")).code, 0);
+    const up = await aws("s3", "cp", "--only-show-errors", file, "s3://cli-objects/images/disk.img");
+    assert.equal(up.code, 0, up.stderr);
+    const head = JSON.parse((await aws("s3api", "head-object", "--bucket", "cli-objects", "--key", "images/disk.img")).stdout) as { ContentLength: number; ETag: string };
+    assert.equal(head.ContentLength, 20_000_000);
+    assert.match(head.ETag, /^"[0-9a-f]{32}-3"$/);
+    const down = await aws("s3", "cp", "--only-show-errors", "s3://cli-objects/images/disk.img", join(dir, "back.img"));
+    assert.equal(down.code, 0, down.stderr);
+    assert.ok(readFileSync(join(dir, "back.img")).equals(readFileSync(file)));
+    const listing = await aws("s3", "ls", "s3://cli-objects/images/");
+    assert.match(listing.stdout, /20000000 disk\.img/);
+    assert.equal((await aws("s3api", "put-object-tagging", "--bucket", "cli-objects", "--key", "images/disk.img", "--tagging", "TagSet=[{Key=kind,Value=raw}]")).code, 0);
+    const tags = JSON.parse((await aws("s3api", "get-object-tagging", "--bucket", "cli-objects", "--key", "images/disk.img")).stdout) as { TagSet: unknown };
+    assert.deepEqual(tags.TagSet, [{ Key: "kind", Value: "raw" }]);
+    const missing = await aws("s3api", "get-object", "--bucket", "cli-objects", "--key", "nothing", join(dir, "x"));
+    assert.match(missing.stderr, /\(NoSuchKey\)/);
+    assert.equal((await aws("s3", "rb", "--force", "s3://cli-objects")).code, 0);
+    assert.deepEqual((JSON.parse((await aws("s3api", "list-buckets")).stdout) as { Buckets: { Name: string }[] }).Buckets.map((b) => b.Name).includes("cli-objects"), false);
+  });
+});
+
 describe("boto3", () => {
+  it("uploads and downloads through the transfer manager, with its default checksums", async () => {
+    const result = await python(`
+import hashlib, io, json, os, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["KILN_URL"], region_name="us-east-1")
+s3.create_bucket(Bucket="boto-objects")
+data = os.urandom(12 * 1024 * 1024 + 17)
+s3.upload_fileobj(io.BytesIO(data), "boto-objects", "blob.bin")
+back = io.BytesIO()
+s3.download_fileobj("boto-objects", "blob.bin", back)
+single = s3.put_object(Bucket="boto-objects", Key="small", Body=b"hello", ChecksumAlgorithm="SHA256")
+got = s3.get_object(Bucket="boto-objects", Key="small", ChecksumMode="ENABLED")
+print(json.dumps({"same": back.getvalue() == data, "sha": single.get("ChecksumSHA256"), "want": __import__("base64").b64encode(hashlib.sha256(b"hello").digest()).decode(), "got": got["Body"].read().decode(), "gotSha": got.get("ChecksumSHA256")}))
+`);
+    assert.equal(result.same, true);
+    assert.equal(result.sha, result.want);
+    assert.equal(result.gotSha, result.want);
+    assert.equal(result.got, "hello");
+  });
+
+
   it("makes a signed call, follows a presigned URL and parses errors", async () => {
     const result = await python(`
 import json, os, urllib.request, boto3
