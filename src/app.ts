@@ -16,6 +16,10 @@ import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
 import { s3Endpoint } from "./http/s3.js";
 import { fileBlobStore } from "./store/objects/blobs.js";
+import { RESTORE_TASK, STORE_TASK } from "./api/ec2/store-restore.js";
+import { restoreImageKind } from "./tasks/restore-image.js";
+import { TaskRunner } from "./tasks/runner.js";
+import { storeImageKind } from "./tasks/store-image.js";
 import { sweepBlobs } from "./store/objects/sweep.js";
 import { join } from "node:path";
 
@@ -44,12 +48,15 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const publicImages = catalogue(meta.db, chunks, config.catalogue);
   // The default region's catalogue is there before the first request; others fill on first use.
   await publicImages.ensure(config.defaultRegion);
+  const taskDeps = { db: meta.db, chunks, blobs };
+  const tasks = new TaskRunner(meta.db, { [STORE_TASK]: storeImageKind(taskDeps), [RESTORE_TASK]: restoreImageKind(taskDeps) }, logger);
+  await tasks.resume();
   const server = createHttpServer(
     {
-      ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages }),
+      ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages, blobs, tasks }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
       s3: s3Endpoint({ config, verifier, meta, blobs }),
-      admin: adminRoutes({ config, meta, chunks, blobs, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
+      admin: adminRoutes({ config, meta, chunks, blobs, tasks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,
   );
@@ -73,6 +80,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     logger,
     async close() {
       clearInterval(collector);
+      await tasks.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await meta.close();

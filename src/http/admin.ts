@@ -3,6 +3,7 @@ import type { IncomingMessage } from "node:http";
 import type { KilnConfig } from "../config.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
 import type { BlobStore } from "../store/objects/blobs.js";
+import type { TaskRunner } from "../tasks/runner.js";
 import { collectChunks } from "../store/blocks/collect.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
@@ -14,7 +15,7 @@ export interface AdminAnswer {
 
 const json = (status: number, value: unknown): AdminAnswer => ({ status, body: JSON.stringify(value) });
 
-export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks: ChunkStore; blobs: BlobStore; catalogue: Catalogue; version: string; apiVersion: string }) {
+export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks: ChunkStore; blobs: BlobStore; tasks: TaskRunner; catalogue: Catalogue; version: string; apiVersion: string }) {
   return async (req: IncomingMessage, path: string): Promise<AdminAnswer> => {
     if (path === "/_kiln/health") {
       if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
@@ -29,6 +30,8 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks:
     if (path === "/_kiln/reset") {
       if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
       if (!deps.config.allowReset) return json(403, { error: "Forbidden", message: "This Kiln was started with resets disabled." });
+      // Tasks under way finish first: a reset leaves nothing writing into the emptied store.
+      await deps.tasks.idle();
       await deps.meta.reset();
       await deps.chunks.reset();
       await deps.blobs.reset();

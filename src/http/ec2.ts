@@ -10,6 +10,8 @@ import { encodeJsonError, encodeJsonResponse, encodeXmlError, encodeXmlResponse 
 import { emptyParams, treeFromJson, treeFromPairs, treeFromXml, type ParamObject } from "../protocol/ec2-query/params.js";
 import type { ServiceModel, StructureShape } from "../protocol/model.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
+import type { BlobStore } from "../store/objects/blobs.js";
+import type { TaskRunner } from "../tasks/runner.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 import { callerOf, requestToVerify } from "./caller.js";
@@ -45,8 +47,10 @@ export function ec2Endpoint(deps: {
   verifier: SignatureVerifier;
   meta: MetaStore;
   catalogue: Catalogue;
+  blobs: BlobStore;
+  tasks: TaskRunner;
 }): Ec2Endpoint {
-  const { config, model, actions, meta, catalogue } = deps;
+  const { config, model, actions, meta, catalogue, blobs, tasks } = deps;
   const limits = config.limits;
 
   /** Parameters from the query string and, for POST, the body, in whichever encoding it came. */
@@ -110,7 +114,7 @@ export function ec2Endpoint(deps: {
           throw replacement ? replacement() : error;
         }
         await catalogue.ensure(caller.region);
-        const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config };
+        const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config, blobs, tasks };
         const checked = await action.check?.(ctx, input);
         if (input.DryRun === true) throw dryRunSucceeded();
         const output = (await action.run(ctx, input, checked)) ?? undefined;

@@ -1,6 +1,8 @@
 // What an EC2 action is to the dispatcher: a function of the caller and the decoded input.
 import type { KilnConfig } from "../../config.js";
 import type { MetaStore } from "../../store/meta/database.js";
+import type { BlobStore } from "../../store/objects/blobs.js";
+import type { TaskRunner } from "../../tasks/runner.js";
 
 export interface ActionContext {
   readonly requestId: string;
@@ -8,6 +10,9 @@ export interface ActionContext {
   readonly region: string;
   readonly meta: MetaStore;
   readonly config: KilnConfig;
+  /** Bucket object bytes (what store and restore tasks write and read). */
+  readonly blobs: BlobStore;
+  readonly tasks: TaskRunner;
 }
 
 export interface Action<Input = any, Output = any, Checked = any> {

@@ -72,6 +72,13 @@ export async function resolvedBlocks(db: MetaDb, snapshotId: string, q: { from?:
   return rows;
 }
 
+/** How many non-zero blocks a snapshot reads as, through its layers. */
+export async function countResolvedBlocks(db: MetaDb, snapshotId: string): Promise<number> {
+  const { rows } = await sql<{ count: number }>`${chain(snapshotId)}
+    select count(*) as count from (${nearestRows(0)}) where nearest = 1 and chunk != ''`.execute(db);
+  return Number(rows[0]?.count ?? 0);
+}
+
 /** One block of a snapshot, from the nearest layer that has it. */
 export async function resolvedBlock(db: MetaDb, snapshotId: string, blockIndex: number): Promise<BlockRow | undefined> {
   const { rows } = await sql<BlockRow>`${chain(snapshotId)}

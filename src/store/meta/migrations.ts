@@ -266,4 +266,23 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0011_tasks": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("tasks")
+        .addColumn("task_id", "text", (c) => c.primaryKey())
+        .addColumn("kind", "text", (c) => c.notNull())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("progress", "integer", (c) => c.notNull())
+        .addColumn("params", "text", (c) => c.notNull())
+        .addColumn("failure", "text")
+        .addColumn("created", "text", (c) => c.notNull())
+        .addColumn("updated", "text", (c) => c.notNull())
+        .execute();
+      await sql`create index tasks_by_owner on tasks (account_id, region, kind, created)`.execute(db);
+      await sql`create index tasks_running on tasks (state) where state = 'running'`.execute(db);
+    },
+  },
 };

@@ -227,6 +227,23 @@ export interface UploadPartTable {
   last_modified: string;
 }
 
+/** Long work (store, restore, and later import and export), durable across restarts. */
+export interface TaskTable {
+  task_id: string;
+  kind: string;
+  account_id: string;
+  region: string;
+  state: "running" | "completed" | "failed";
+  /** Whole percent, 0–100. */
+  progress: number;
+  /** JSON: what the task was asked to do, as its kind defines it. */
+  params: string;
+  failure: string | null;
+  /** ISO 8601. */
+  created: string;
+  updated: string;
+}
+
 export interface MetaSchema {
   tags: TagTable;
   snapshots: SnapshotTable;
@@ -243,7 +260,8 @@ export interface MetaSchema {
   objects: ObjectTable;
   uploads: UploadTable;
   upload_parts: UploadPartTable;
+  tasks: TaskTable;
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "upload_parts", "uploads", "objects", "buckets"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "tasks", "upload_parts", "uploads", "objects", "buckets"];

@@ -50,6 +50,16 @@ export async function putBlock(db: MetaDb, snapshotId: string, blockIndex: numbe
     .execute();
 }
 
+/** Writes many blocks of one snapshot at once (a restore's batches). */
+export async function putBlocks(db: MetaDb, snapshotId: string, blocks: readonly BlockRow[]): Promise<void> {
+  if (blocks.length === 0) return;
+  await db
+    .insertInto("snapshot_blocks")
+    .values(blocks.map((b) => ({ snapshot_id: snapshotId, block_index: b.block_index, chunk: b.chunk, written: 1 })))
+    .onConflict((oc) => oc.columns(["snapshot_id", "block_index"]).doUpdateSet((eb) => ({ chunk: eb.ref("excluded.chunk"), written: 1 })))
+    .execute();
+}
+
 // A snapshot's blocks as they read through its layers.
 export { resolvedBlock as getBlock, resolvedBlocks as listBlocks };
 

@@ -1,0 +1,244 @@
+// CreateStoreImageTask, DescribeStoreImageTasks and CreateRestoreImageTask: an AMI to one S3
+// object (a Kiln image archive, docs/image-archive.md) and back, as durable tasks
+// (tasks/store-image.ts, tasks/restore-image.ts). The requests check what they can at once;
+// the data moves afterwards.
+import type {
+  CreateRestoreImageTaskRequest,
+  CreateRestoreImageTaskResult,
+  CreateStoreImageTaskRequest,
+  CreateStoreImageTaskResult,
+  DescribeStoreImageTasksRequest,
+  DescribeStoreImageTasksResult,
+  StoreImageTaskResult,
+} from "@aws-sdk/client-ec2";
+import { compileFilters } from "../../domain/filters.js";
+import { newId } from "../../domain/ids.js";
+import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { ArchiveError, readManifest, type ArchiveManifest } from "../../formats/image-archive.js";
+import { ApiError } from "../../protocol/errors.js";
+import { getBucket } from "../../store/meta/buckets.js";
+import { imageByName, insertImage, launchPermissions, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
+import { blobsOf, getObject } from "../../store/meta/objects.js";
+import { deleteSnapshot, insertSnapshot, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { putTags } from "../../store/meta/tags.js";
+import { insertTask, tasksOf, type TaskRow } from "../../store/meta/tasks.js";
+import type { RestoreParams } from "../../tasks/restore-image.js";
+import type { StoreParams } from "../../tasks/store-image.js";
+import { checkTags } from "../s3/object-attributes.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { checkImageName, malformedName, visibleImage } from "./images.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+
+export const STORE_TASK = "store-image";
+export const RESTORE_TASK = "restore-image";
+/** AWS keeps store tasks for about 31 days. */
+const TASK_RETENTION_MS = 31 * 24 * 3600 * 1000;
+
+const STORE_STATES: Record<TaskRow["state"], string> = { running: "InProgress", completed: "Completed", failed: "Failed" };
+
+/** A bucket the caller owns in this region, or a clear InvalidParameterValue. */
+async function bucketFor(ctx: ActionContext, name: string) {
+  const bucket = await getBucket(ctx.meta.db, name);
+  if (!bucket || bucket.account_id !== ctx.accountId) {
+    throw new ApiError("InvalidParameterValue", `The bucket ${name} does not exist, or you do not have access to it.`);
+  }
+  if (bucket.region !== ctx.region) {
+    throw new ApiError("InvalidParameterValue", `The bucket ${name} is in ${bucket.region}; it must be in ${ctx.region}, the region of the request.`);
+  }
+  return bucket;
+}
+
+async function planStore(ctx: ActionContext, input: CreateStoreImageTaskRequest) {
+  const record = await visibleImage(ctx, input.ImageId!);
+  const { image } = record;
+  // The AMI must be the caller's, or shared with the caller directly (not merely public).
+  if (image.account_id !== ctx.accountId && !(await launchPermissions(ctx.meta.db, image.image_id)).includes(ctx.accountId)) {
+    throw new ApiError("AuthFailure", `Not authorized for image:${image.image_id}: store an AMI you own or one shared with your account.`);
+  }
+  if (image.state !== "available") throw new ApiError("InvalidAMIID.Unavailable", `The image id '[${image.image_id}]' is not available`);
+  if (image.root_device_type !== "ebs") throw new ApiError("UnsupportedOperation", "Only EBS-backed AMIs can be stored.");
+  if (image.virtualization_type === "paravirtual") throw new ApiError("UnsupportedOperation", "Paravirtual AMIs cannot be stored.");
+  await bucketFor(ctx, input.Bucket!);
+  let objectTags: [string, string][];
+  try {
+    objectTags = checkTags((input.S3ObjectTags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
+  } catch (error) {
+    throw new ApiError("InvalidParameterValue", `S3ObjectTags: ${(error as Error).message}.`);
+  }
+  return { image, objectTags };
+}
+
+async function planRestore(ctx: ActionContext, input: CreateRestoreImageTaskRequest) {
+  await bucketFor(ctx, input.Bucket!);
+  const object = await getObject(ctx.meta.db, input.Bucket!, input.ObjectKey!);
+  if (!object) throw new ApiError("InvalidParameterValue", `The object s3://${input.Bucket}/${input.ObjectKey} does not exist.`);
+  // The manifest at the archive's head names the image and its snapshots; its blocks are read later.
+  let manifest: ArchiveManifest | undefined;
+  let unreadable: string | undefined;
+  try {
+    manifest = await readManifest(ctx.blobs.read(blobsOf(object).map((b) => ({ id: b.id, start: 0, end: b.size }))));
+  } catch (error) {
+    if (!(error instanceof ArchiveError)) throw error;
+    unreadable = error.message;
+  }
+  if (!manifest && input.Name === undefined) {
+    throw new ApiError("InvalidParameterValue", `The object s3://${input.Bucket}/${input.ObjectKey} cannot be restored: ${unreadable}.`);
+  }
+  const name = checkImageName(input.Name ?? manifest!.image.name);
+  const taken = await imageByName(ctx.meta.db, ctx, name);
+  if (taken) throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use by AMI ${taken.image_id}`);
+  const tags = tagSpecificationsFor(input.TagSpecifications, ["image", "snapshot"]);
+  return { name, manifest, unreadable, tags };
+}
+
+/** The new image's row, pending (or failed at once, when its object could not be read). */
+function restoredImage(ctx: ActionContext, imageId: string, name: string, manifest: ArchiveManifest | undefined, unreadable: string | undefined, where: string): ImageRow {
+  const source = manifest?.image;
+  return {
+    account_id: ctx.accountId,
+    region: ctx.region,
+    image_id: imageId,
+    name,
+    description: source?.description ?? "",
+    state: manifest ? "pending" : "failed",
+    next_state: null,
+    next_state_at: null,
+    state_reason_code: manifest ? null : "Client.InvalidImageArchive",
+    state_reason_message: manifest ? null : `The object ${where} cannot be restored: ${unreadable}.`,
+    architecture: source?.architecture ?? "x86_64",
+    virtualization_type: source?.virtualizationType ?? "hvm",
+    root_device_name: source?.rootDeviceName ?? "/dev/xvda",
+    root_device_type: "ebs",
+    ena_support: source?.enaSupport ? 1 : 0,
+    sriov_net_support: source?.sriovNetSupport ?? null,
+    boot_mode: source?.bootMode ?? null,
+    tpm_support: source?.tpmSupport ?? null,
+    imds_support: source?.imdsSupport ?? null,
+    platform: source?.platform ?? null,
+    creation_date: new Date().toISOString(),
+    deprecation_time: null,
+    public: 0,
+    owner_alias: null,
+    client_token: null,
+    source_instance_id: null,
+    kernel_id: source?.kernelId ?? null,
+    ramdisk_id: source?.ramdiskId ?? null,
+  };
+}
+
+const STORE_FILTERS = {
+  fields: {
+    "task-state": (t: TaskRow) => STORE_STATES[t.state],
+    bucket: (t: TaskRow) => (JSON.parse(t.params) as StoreParams).bucket,
+  },
+};
+
+function toStoreResult(task: TaskRow): StoreImageTaskResult {
+  const params = JSON.parse(task.params) as StoreParams;
+  return {
+    AmiId: params.imageId,
+    TaskStartTime: new Date(task.created),
+    Bucket: params.bucket,
+    S3objectKey: params.key,
+    ProgressPercentage: task.progress,
+    StoreTaskState: STORE_STATES[task.state],
+    StoreTaskFailureReason: task.failure ?? undefined,
+  };
+}
+
+function newTask(ctx: ActionContext, kind: string, params: StoreParams | RestoreParams): TaskRow {
+  const now = new Date().toISOString();
+  return { task_id: newId("task"), kind, account_id: ctx.accountId, region: ctx.region, state: "running", progress: 0, params: JSON.stringify(params), failure: null, created: now, updated: now };
+}
+
+export const storeRestoreActions: ActionTable = {
+  CreateStoreImageTask: {
+    check: (ctx, input: CreateStoreImageTaskRequest) => planStore(ctx, input),
+    async run(ctx, input: CreateStoreImageTaskRequest, planned: Awaited<ReturnType<typeof planStore>>): Promise<CreateStoreImageTaskResult> {
+      const key = `${planned.image.image_id}.bin`;
+      const task = newTask(ctx, STORE_TASK, { imageId: planned.image.image_id, bucket: input.Bucket!, key, objectTags: planned.objectTags });
+      await insertTask(ctx.meta.db, task);
+      ctx.tasks.start(task);
+      return { ObjectKey: key };
+    },
+  },
+
+  DescribeStoreImageTasks: {
+    check(_ctx, input: DescribeStoreImageTasksRequest) {
+      if (input.ImageIds?.length && input.MaxResults !== undefined) {
+        throw new ApiError("InvalidParameterCombination", "The parameter ImageIds cannot be used with the parameter MaxResults");
+      }
+      pageSize(input.MaxResults, { min: 1, max: 200 });
+      compileFilters(input.Filters, STORE_FILTERS);
+    },
+    async run(ctx, input: DescribeStoreImageTasksRequest): Promise<DescribeStoreImageTasksResult> {
+      const limit = pageSize(input.MaxResults, { min: 1, max: 200 });
+      const after = decodeNextToken(input.NextToken, 1)?.[0];
+      const matches = compileFilters(input.Filters, STORE_FILTERS);
+      const ids = input.ImageIds?.length ? new Set(input.ImageIds) : undefined;
+      let tasks = (await tasksOf(ctx.meta.db, ctx, STORE_TASK, new Date(Date.now() - TASK_RETENTION_MS).toISOString()))
+        .filter((t) => (!ids || ids.has((JSON.parse(t.params) as StoreParams).imageId)) && matches(t));
+      if (after !== undefined) tasks = tasks.slice(tasks.findIndex((t) => t.task_id === after) + 1);
+      const page = limit === undefined ? tasks : tasks.slice(0, limit);
+      const more = limit !== undefined && tasks.length > limit;
+      return { StoreImageTaskResults: page.map(toStoreResult), NextToken: more ? encodeNextToken([page[page.length - 1]!.task_id]) : undefined };
+    },
+  },
+
+  CreateRestoreImageTask: {
+    parameterErrors: { Name: malformedName },
+    check: (ctx, input: CreateRestoreImageTaskRequest) => planRestore(ctx, input),
+    async run(ctx, input: CreateRestoreImageTaskRequest, planned: Awaited<ReturnType<typeof planRestore>>): Promise<CreateRestoreImageTaskResult> {
+      const { name, manifest, unreadable, tags } = planned;
+      const where = `s3://${input.Bucket}/${input.ObjectKey}`;
+      const imageId = newId("ami");
+      const now = new Date().toISOString();
+      const snapshots: SnapshotRow[] = (manifest?.snapshots ?? []).map((s) => ({
+        account_id: ctx.accountId,
+        region: ctx.region,
+        snapshot_id: newId("snap"),
+        volume_id: "vol-ffffffff",
+        volume_size: s.volumeSize,
+        state: "pending",
+        progress: "0%",
+        start_time: now,
+        description: `Created by CreateRestoreImageTask for ${imageId} from ${where}`,
+        encrypted: 0,
+        kms_key_id: null,
+        parent_snapshot_id: null,
+        client_token: null,
+        next_state: null,
+        next_state_at: null,
+      }));
+      for (const snapshot of snapshots) await insertSnapshot(ctx.meta.db, snapshot);
+      const devices: BlockDeviceRow[] = (manifest?.image.blockDeviceMappings ?? []).map((m) => ({
+        device_name: m.deviceName,
+        virtual_name: m.virtualName ?? null,
+        no_device: m.noDevice ? 1 : 0,
+        snapshot_id: m.ebs?.snapshot !== undefined ? snapshots[m.ebs.snapshot]!.snapshot_id : null,
+        volume_size: m.ebs?.volumeSize ?? null,
+        volume_type: m.ebs?.volumeType ?? null,
+        iops: m.ebs?.iops ?? null,
+        throughput: m.ebs?.throughput ?? null,
+        delete_on_termination: m.ebs?.deleteOnTermination === undefined ? null : m.ebs.deleteOnTermination ? 1 : 0,
+        encrypted: m.ebs?.encrypted === undefined ? null : m.ebs.encrypted ? 1 : 0,
+        kms_key_id: null,
+      }));
+      const image = restoredImage(ctx, imageId, name, manifest, unreadable, where);
+      if (!(await insertImage(ctx.meta.db, { image, devices }))) {
+        for (const snapshot of snapshots) await deleteSnapshot(ctx.meta.db, ctx, snapshot.snapshot_id);
+        throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use`);
+      }
+      const imageTags = tags.get("image") ?? [];
+      const snapshotTags = tags.get("snapshot") ?? [];
+      if (imageTags.length) await putTags(ctx.meta.db, ctx, [{ id: imageId, type: "image" }], imageTags, TAG_LIMITS.perResource);
+      if (snapshotTags.length && snapshots.length) await putTags(ctx.meta.db, ctx, snapshots.map((s) => ({ id: s.snapshot_id, type: "snapshot" })), snapshotTags, TAG_LIMITS.perResource);
+      if (manifest) {
+        const task = newTask(ctx, RESTORE_TASK, { imageId, bucket: input.Bucket!, key: input.ObjectKey!, snapshotIds: snapshots.map((s) => s.snapshot_id) });
+        await insertTask(ctx.meta.db, task);
+        ctx.tasks.start(task);
+      }
+      return { ImageId: imageId };
+    },
+  },
+};
