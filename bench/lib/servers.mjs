@@ -1,7 +1,9 @@
 // Servers a benchmark runs side by side: Kiln, a bare node:http server, moto_server. Each is a
 // child process on a free loopback port, stopped when the benchmark ends, however it ends.
 import { spawn, spawnSync } from "node:child_process";
+import { openSync } from "node:fs";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const KILN_BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
@@ -30,7 +32,9 @@ export function freePort() {
 }
 
 export function start(command, argv, name, env = {}) {
-  const child = spawn(command, argv, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
+  // BENCH_LOG_DIR keeps each server's standard output (Kiln's request log) for a look afterwards.
+  const stdout = process.env.BENCH_LOG_DIR ? openSync(join(process.env.BENCH_LOG_DIR, `${name}.log`), "a") : "ignore";
+  const child = spawn(command, argv, { stdio: ["ignore", stdout, "pipe"], env: { ...process.env, ...env } });
   let stderr = "";
   child.stderr.on("data", (chunk) => (stderr = (stderr + chunk).slice(-4000)));
   child.once("exit", (code) => {

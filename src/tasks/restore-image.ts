@@ -34,18 +34,22 @@ export function restoreImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: 
       const object = await getObject(db, params.bucket, params.key);
       if (!object) throw new TaskFailure(`The object ${where(params)} no longer exists.`, "Client.NoSuchKey");
       const source = blobs.read(blobsOf(object).map((b) => ({ id: b.id, start: 0, end: b.size })));
-      let read = 0;
-      source.on("data", (chunk: Buffer) => {
-        read += chunk.length;
-        io.progress((read / Math.max(1, object.size)) * 100);
-      });
+      // Progress is counted as the reader pulls, so the stream keeps its backpressure.
+      async function* counted() {
+        let read = 0;
+        for await (const chunk of source) {
+          read += (chunk as Buffer).length;
+          io.progress((read / Math.max(1, object!.size)) * 100);
+          yield chunk as Buffer;
+        }
+      }
       let pending: { snapshot: number; rows: BlockRow[] } = { snapshot: 0, rows: [] };
       const flush = async () => {
         await putBlocks(db, params.snapshotIds[pending.snapshot]!, pending.rows);
         pending.rows = [];
       };
       try {
-        for await (const item of readArchive(source)) {
+        for await (const item of readArchive(counted())) {
           if (io.signal.aborted) return;
           if ("format" in item) {
             checkSameShape(item, params);

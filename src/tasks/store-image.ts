@@ -92,12 +92,13 @@ async function* archivedBlocks(db: MetaDb, chunks: ChunkStore, snapshotIds: stri
     let from = 0;
     for (;;) {
       const rows = await resolvedBlocks(db, snapshotId, { from, limit: PAGE, nonZero: true });
-      const reads: Promise<Buffer>[] = [];
-      for (let i = 0; i < rows.length; i++) {
-        while (reads.length < Math.min(rows.length, i + READ_AHEAD)) reads.push(chunks.get(rows[reads.length]!.chunk));
+      // A window of reads in flight; each block is dropped once yielded, so memory stays at the window.
+      const window: Promise<Buffer>[] = [];
+      let requested = 0;
+      for (const row of rows) {
+        while (requested < rows.length && window.length < READ_AHEAD) window.push(chunks.get(rows[requested++]!.chunk));
         if (io.signal.aborted) throw new Error("stopped");
-        const row = rows[i]!;
-        yield { snapshot, block: row.block_index, sha256: row.chunk, data: await reads[i]! };
+        yield { snapshot, block: row.block_index, sha256: row.chunk, data: await window.shift()! };
         io.progress((++done / Math.max(1, total)) * 100);
       }
       if (rows.length < PAGE) break;

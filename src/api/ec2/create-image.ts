@@ -6,15 +6,14 @@ import type { CreateImageRequest, CreateImageResult } from "@aws-sdk/client-ec2"
 import { newId } from "../../domain/ids.js";
 import { schedule, transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
-import { imageByName, insertImage, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
+import { imageByName, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
 import { attachmentsOf, type InstanceState } from "../../store/meta/instances.js";
-import { deleteSnapshot, insertSnapshotOfVolume, type SnapshotRow } from "../../store/meta/snapshots.js";
-import { putTags } from "../../store/meta/tags.js";
+import { insertSnapshotOfVolume, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { getVolume } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { blockDevicesFrom, checkImageName, malformedName } from "./images.js";
+import { blockDevicesFrom, checkImageName, insertNewImage, malformedName } from "./images.js";
 import { instancesOf, scheduleInstance } from "./instances.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { tagSpecificationsFor } from "./tags.js";
 
 async function plan(ctx: ActionContext, input: CreateImageRequest) {
   const name = checkImageName(input.Name!);
@@ -125,15 +124,7 @@ export const createImageActions: ActionTable = {
         kernel_id: null,
         ramdisk_id: null,
       };
-      if (!(await insertImage(ctx.meta.db, { image, devices: [...volumes.map((v) => v.device), ...extra] }))) {
-        // Another request took the name meanwhile: leave nothing of this one behind.
-        for (const snapshot of snapshots) await deleteSnapshot(ctx.meta.db, ctx, snapshot.snapshot_id);
-        throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use`);
-      }
-      const imageTags = tags.get("image") ?? [];
-      const snapshotTags = tags.get("snapshot") ?? [];
-      if (imageTags.length) await putTags(ctx.meta.db, ctx, [{ id: imageId, type: "image" }], imageTags, TAG_LIMITS.perResource);
-      if (snapshotTags.length && snapshots.length) await putTags(ctx.meta.db, ctx, snapshots.map((s) => ({ id: s.snapshot_id, type: "snapshot" })), snapshotTags, TAG_LIMITS.perResource);
+      await insertNewImage(ctx, { image, devices: [...volumes.map((v) => v.device), ...extra] }, snapshots.map((s) => s.snapshot_id), tags);
       return { ImageId: imageId };
     },
   },

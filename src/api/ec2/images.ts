@@ -55,6 +55,26 @@ export async function ownImage(ctx: ActionContext, id: string): Promise<ImageRec
   return record;
 }
 
+/**
+ * Writes a new image over the new snapshots made for it, and tags both as the request's
+ * TagSpecifications ask. A name another request took meanwhile leaves nothing of this one.
+ */
+export async function insertNewImage(
+  ctx: ActionContext,
+  record: ImageRecord,
+  snapshotIds: readonly string[],
+  tags: ReadonlyMap<string, { key: string; value: string }[]>,
+): Promise<void> {
+  if (!(await insertImage(ctx.meta.db, record))) {
+    for (const snapshotId of snapshotIds) await deleteSnapshot(ctx.meta.db, ctx, snapshotId);
+    throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${record.image.name} is already in use`);
+  }
+  const imageTags = tags.get("image") ?? [];
+  const snapshotTags = tags.get("snapshot") ?? [];
+  if (imageTags.length) await putTags(ctx.meta.db, ctx, [{ id: record.image.image_id, type: "image" }], imageTags, TAG_LIMITS.perResource);
+  if (snapshotTags.length && snapshotIds.length) await putTags(ctx.meta.db, ctx, snapshotIds.map((id) => ({ id, type: "snapshot" })), snapshotTags, TAG_LIMITS.perResource);
+}
+
 function toMapping(device: BlockDeviceRow): BlockDeviceMapping {
   if (device.no_device) return { DeviceName: device.device_name, NoDevice: "" };
   if (device.virtual_name) return { DeviceName: device.device_name, VirtualName: device.virtual_name };

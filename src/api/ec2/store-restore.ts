@@ -17,17 +17,16 @@ import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/paginat
 import { ArchiveError, readManifest, type ArchiveManifest } from "../../formats/image-archive.js";
 import { ApiError } from "../../protocol/errors.js";
 import { getBucket } from "../../store/meta/buckets.js";
-import { imageByName, insertImage, launchPermissions, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
+import { imageByName, launchPermissions, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
 import { blobsOf, getObject } from "../../store/meta/objects.js";
-import { deleteSnapshot, insertSnapshot, type SnapshotRow } from "../../store/meta/snapshots.js";
-import { putTags } from "../../store/meta/tags.js";
+import { insertSnapshot, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { insertTask, tasksOf, type TaskRow } from "../../store/meta/tasks.js";
 import type { RestoreParams } from "../../tasks/restore-image.js";
 import type { StoreParams } from "../../tasks/store-image.js";
 import { checkTags } from "../s3/object-attributes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkImageName, malformedName, visibleImage } from "./images.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { checkImageName, insertNewImage, malformedName, visibleImage } from "./images.js";
+import { tagSpecificationsFor } from "./tags.js";
 
 export const STORE_TASK = "store-image";
 export const RESTORE_TASK = "restore-image";
@@ -225,14 +224,7 @@ export const storeRestoreActions: ActionTable = {
         kms_key_id: null,
       }));
       const image = restoredImage(ctx, imageId, name, manifest, unreadable, where);
-      if (!(await insertImage(ctx.meta.db, { image, devices }))) {
-        for (const snapshot of snapshots) await deleteSnapshot(ctx.meta.db, ctx, snapshot.snapshot_id);
-        throw new ApiError("InvalidAMIName.Duplicate", `AMI name ${name} is already in use`);
-      }
-      const imageTags = tags.get("image") ?? [];
-      const snapshotTags = tags.get("snapshot") ?? [];
-      if (imageTags.length) await putTags(ctx.meta.db, ctx, [{ id: imageId, type: "image" }], imageTags, TAG_LIMITS.perResource);
-      if (snapshotTags.length && snapshots.length) await putTags(ctx.meta.db, ctx, snapshots.map((s) => ({ id: s.snapshot_id, type: "snapshot" })), snapshotTags, TAG_LIMITS.perResource);
+      await insertNewImage(ctx, { image, devices }, snapshots.map((s) => s.snapshot_id), tags);
       if (manifest) {
         const task = newTask(ctx, RESTORE_TASK, { imageId, bucket: input.Bucket!, key: input.ObjectKey!, snapshotIds: snapshots.map((s) => s.snapshot_id) });
         await insertTask(ctx.meta.db, task);

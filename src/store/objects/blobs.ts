@@ -67,10 +67,13 @@ export function fileBlobStore(root: string): BlobStore {
       await mkdir(temporaryDir, { recursive: true });
       const id = randomUUID().replaceAll("-", "");
       const temporary = join(temporaryDir, id);
+      // The write stream counts what it wrote: a 'data' listener on the source would set it
+      // flowing past the pipeline's backpressure.
+      const file = createWriteStream(temporary, { flags: "wx", highWaterMark: 1 << 20 });
       let size = 0;
-      source.on("data", (chunk: Buffer) => (size += chunk.length));
       try {
-        await pipeline(source, createWriteStream(temporary, { flags: "wx", highWaterMark: 1 << 20 }));
+        await pipeline(source, file);
+        size = file.bytesWritten;
         await durable(temporary, id);
       } catch (error) {
         await rm(temporary, { force: true });
