@@ -158,6 +158,42 @@ describe("S3 objects", () => {
     assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "tampered" }))), "NotFound");
   });
 
+  it("takes unsigned aws-chunked bodies with a checksum trailer, and refuses a wrong trailer", async () => {
+    const data = randomBytes(100_000);
+    const crc32c = await (async () => {
+      const { Crc32c } = await import("@aws-sdk/checksums/crc");
+      const sum = new Crc32c();
+      sum.update(data);
+      return Buffer.from(await sum.digest()).toString("base64");
+    })();
+    const send = async (key: string, trailerValue: string) => {
+      const body = Buffer.concat([
+        Buffer.from(`${(60_000).toString(16)}\r\n`), data.subarray(0, 60_000), Buffer.from("\r\n"),
+        Buffer.from(`${(40_000).toString(16)}\r\n`), data.subarray(60_000), Buffer.from("\r\n"),
+        Buffer.from(`0\r\nx-amz-checksum-crc32c:${trailerValue}\r\n\r\n`),
+      ]);
+      const headers = {
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": String(data.length),
+        "x-amz-trailer": "x-amz-checksum-crc32c",
+      };
+      const signed = await signedHeaders(kiln.url, { method: "PUT", path: `/data/${key}`, service: "s3", headers });
+      delete signed.host;
+      return fetch(`${kiln.url}/data/${key}`, { method: "PUT", headers: signed, body });
+    };
+    const ok = await send("trailed", crc32c);
+    assert.equal(ok.status, 200, await ok.text());
+    assert.equal(ok.headers.get("x-amz-checksum-crc32c"), crc32c);
+    assert.deepEqual(await bytesOf("trailed"), data);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: "data", Key: "trailed", ChecksumMode: "ENABLED" }));
+    assert.equal(head.ChecksumCRC32C, crc32c);
+    const wrong = await send("wrong-trailer", "AAAAAA==");
+    assert.equal(wrong.status, 400);
+    assert.match(await wrong.text(), /<Code>BadDigest<\/Code>/);
+    assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "wrong-trailer" }))), "NotFound");
+  });
+
   it("leaves nothing visible when the client stops halfway through a body", async () => {
     const blobsBefore = storedBlobs();
     const { port } = new URL(kiln.url);

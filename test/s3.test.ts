@@ -1,5 +1,5 @@
 // The S3 endpoint on Kiln's port, through @aws-sdk/client-s3: buckets, path-style and
-// virtual-hosted, per account, with S3's error codes.
+// virtual-hosted, per account, with S3's error codes (objects: s3-objects.test.ts).
 import assert from "node:assert/strict";
 import { Agent } from "node:http";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -7,8 +7,10 @@ import {
   CreateBucketCommand,
   DeleteBucketCommand,
   GetBucketLocationCommand,
+  GetObjectCommand,
   HeadBucketCommand,
   ListBucketsCommand,
+  PutObjectCommand,
   S3Client,
 } from "@aws-sdk/client-s3";
 import { errorName } from "./helpers/data.js";
@@ -57,6 +59,10 @@ describe("S3 buckets", () => {
     await s3.send(new CreateBucketCommand({ Bucket: "hosted" }));
     assert.equal((await s3.send(new HeadBucketCommand({ Bucket: "hosted" }))).BucketRegion, "us-east-1");
     assert.deepEqual((await kiln.s3().send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name), ["hosted"]);
+    // Objects too: the key is the whole path.
+    await s3.send(new PutObjectCommand({ Bucket: "hosted", Key: "dir/key with spaces", Body: "virtual" }));
+    const got = await kiln.s3().send(new GetObjectCommand({ Bucket: "hosted", Key: "dir/key with spaces" }));
+    assert.equal(await got.Body!.transformToString(), "virtual");
   });
 
   it("keeps names global and buckets to their owner", async () => {
