@@ -7,8 +7,6 @@ import { bucketHasObjects } from "../../store/meta/objects.js";
 import type { S3Context } from "./request.js";
 import { REGIONS } from "../../domain/regions.js";
 
-export type { S3Context };
-
 // S3's rules for new bucket names: 3–63 characters of lowercase letters, digits, dots and
 // hyphens, beginning and ending with a letter or digit, no two adjacent dots, not an IP address,
 // and none of the prefixes and suffixes S3 reserves.
