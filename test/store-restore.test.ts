@@ -154,6 +154,16 @@ describe("store and restore", () => {
     assert.equal(await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: `${imageId}.bin`, Name: "mine" }))), "InvalidAMIName.Duplicate");
     assert.equal(await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: `${imageId}.bin`, Name: "dry-run", DryRun: true }))), "DryRunOperation");
     assert.equal(await errorName(ec2.send(new DescribeStoreImageTasksCommand({ ImageIds: [imageId], MaxResults: 5 }))), "InvalidParameterCombination");
+    // A second store of the same image: two tasks, a page at a time, newest first.
+    await ec2.send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "amis" }));
+    const first = await ec2.send(new DescribeStoreImageTasksCommand({ MaxResults: 1 }));
+    assert.equal(first.StoreImageTaskResults!.length, 1);
+    assert.ok(first.NextToken);
+    const second = await ec2.send(new DescribeStoreImageTasksCommand({ MaxResults: 1, NextToken: first.NextToken }));
+    assert.equal(second.StoreImageTaskResults!.length, 1);
+    assert.equal(second.NextToken, undefined);
+    assert.ok(first.StoreImageTaskResults![0]!.TaskStartTime! >= second.StoreImageTaskResults![0]!.TaskStartTime!);
+    assert.equal(await errorName(ec2.send(new DescribeStoreImageTasksCommand({ NextToken: "bogus" }))), "InvalidNextToken");
   });
 
   it("fails a restore from a corrupted, truncated, foreign or wrong-version object, leaving no snapshot", async () => {
