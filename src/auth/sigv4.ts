@@ -145,9 +145,10 @@ export class SignatureVerifier {
       payloadHash = headers["x-amz-content-sha256"] ?? bodyHash ?? sha256Hex(request.body);
     }
     const provided = fields.get("Signature")!;
-    const expected = await this.signature(credential, scope, amzDate, request, headers, signedHeaders, payloadHash);
+    const key = await this.signingKey(credential, scope);
+    const expected = this.signature(key, scope, amzDate, request, headers, signedHeaders, payloadHash);
     if (!sameSignature(expected, provided)) throw mismatch();
-    const signing = { key: await this.signingKey(credential, scope), amzDate, scope: createScope(scope.date, scope.region, scope.service), seedSignature: provided };
+    const signing = { key, amzDate, scope: createScope(scope.date, scope.region, scope.service), seedSignature: provided };
     return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service, signing };
   }
 
@@ -178,8 +179,9 @@ export class SignatureVerifier {
     // S3's body is not read yet: it is always unsigned here, or as its header claims.
     const claimed = headers["x-amz-content-sha256"];
     const candidates = claimed !== undefined ? [claimed] : scope.service === "s3" ? [UNSIGNED_PAYLOAD] : [bodyHash ?? sha256Hex(request.body), UNSIGNED_PAYLOAD];
+    const key = await this.signingKey(credential, scope);
     for (const payloadHash of candidates) {
-      const expected = await this.signature(credential, scope, amzDate, request, headers, signedHeaders, payloadHash);
+      const expected = this.signature(key, scope, amzDate, request, headers, signedHeaders, payloadHash);
       if (sameSignature(expected, provided)) {
         return { accessKeyId: scope.accessKeyId, accountId: credential.accountId, region: scope.region, service: scope.service };
       }
@@ -188,15 +190,15 @@ export class SignatureVerifier {
   }
 
   /** The signature the caller's secret gives this request: canonical request → string to sign → HMAC. */
-  private async signature(
-    credential: Credential,
+  private signature(
+    key: Uint8Array,
     scope: Scope,
     amzDate: string,
     request: SignedRequest,
     headers: Record<string, string>,
     signedHeaders: string[],
     payloadHash: string,
-  ): Promise<string> {
+  ): string {
     const canonicaliser = scope.service === "s3" ? canonicalisers.asSent : canonicalisers.escaped;
     const canonicalRequest = canonicaliser.canonicalRequest(
       { method: request.method, protocol: "http:", hostname: "", path: request.path, query: request.query, headers },
@@ -205,7 +207,7 @@ export class SignatureVerifier {
     );
     const credentialScope = createScope(scope.date, scope.region, scope.service);
     const stringToSign = `${ALGORITHM}\n${amzDate}\n${credentialScope}\n${sha256Hex(canonicalRequest)}`;
-    return createHmac("sha256", await this.signingKey(credential, scope)).update(stringToSign).digest("hex");
+    return createHmac("sha256", key).update(stringToSign).digest("hex");
   }
 
   private async signingKey(credential: Credential, scope: Scope): Promise<Uint8Array> {
