@@ -9,7 +9,7 @@ import { blobsOf, getObject } from "../store/meta/objects.js";
 import type { BlockRow } from "../store/meta/manifests.js";
 import { deleteSnapshot, putBlocks } from "../store/meta/snapshots.js";
 import type { TaskRow } from "../store/meta/tasks.js";
-import type { BlobStore } from "../store/objects/blobs.js";
+import { wholeRanges, type BlobStore } from "../store/objects/blobs.js";
 import { TaskFailure, type TaskIo, type TaskKind } from "./runner.js";
 
 export interface RestoreParams {
@@ -33,7 +33,7 @@ export function restoreImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: 
       const params = paramsOf(task);
       const object = await getObject(db, params.bucket, params.key);
       if (!object) throw new TaskFailure(`The object ${where(params)} no longer exists.`, "Client.NoSuchKey");
-      const source = blobs.read(blobsOf(object).map((b) => ({ id: b.id, start: 0, end: b.size })));
+      const source = blobs.read(wholeRanges(blobsOf(object)));
       // Progress is counted as the reader pulls, so the stream keeps its backpressure.
       async function* counted() {
         let read = 0;

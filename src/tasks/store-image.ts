@@ -8,9 +8,9 @@ import { getBucket } from "../store/meta/buckets.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { visibleImages, type ImageRecord } from "../store/meta/images.js";
 import { countResolvedBlocks, resolvedBlocks } from "../store/meta/manifests.js";
-import { putObjectRow } from "../store/meta/objects.js";
 import type { TaskRow } from "../store/meta/tasks.js";
 import type { BlobStore } from "../store/objects/blobs.js";
+import { commitObject } from "../store/objects/commit.js";
 import { TaskFailure, type TaskIo, type TaskKind } from "./runner.js";
 
 export interface StoreParams {
@@ -136,7 +136,7 @@ export function storeImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: Bl
         "ami-owner-account": record.image.account_id,
         "ami-store-date": now,
       };
-      const replaced = await putObjectRow(db, {
+      await commitObject(db, blobs, {
         bucket: params.bucket,
         key: params.key,
         size: blob.size,
@@ -153,7 +153,6 @@ export function storeImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: Bl
         part_sizes: null,
         last_modified: now,
       });
-      await Promise.all(replaced.map((b) => blobs.remove(b.id)));
     },
   };
 }

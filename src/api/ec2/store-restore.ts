@@ -19,6 +19,7 @@ import { ApiError } from "../../protocol/errors.js";
 import { getBucket } from "../../store/meta/buckets.js";
 import { imageByName, launchPermissions, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
 import { blobsOf, getObject } from "../../store/meta/objects.js";
+import { wholeRanges } from "../../store/objects/blobs.js";
 import { insertSnapshot, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { insertTask, tasksOf, type TaskRow } from "../../store/meta/tasks.js";
 import type { RestoreParams } from "../../tasks/restore-image.js";
@@ -75,7 +76,7 @@ async function planRestore(ctx: ActionContext, input: CreateRestoreImageTaskRequ
   let manifest: ArchiveManifest | undefined;
   let unreadable: string | undefined;
   try {
-    manifest = await readManifest(ctx.blobs.read(blobsOf(object).map((b) => ({ id: b.id, start: 0, end: b.size }))));
+    manifest = await readManifest(ctx.blobs.read(wholeRanges(blobsOf(object))));
   } catch (error) {
     if (!(error instanceof ArchiveError)) throw error;
     unreadable = error.message;

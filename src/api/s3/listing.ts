@@ -5,9 +5,8 @@ import { s3Xml, type XmlElements } from "../../protocol/s3/wire.js";
 import { objectsAfter, type ObjectRow } from "../../store/meta/objects.js";
 import { ownBucket } from "./buckets.js";
 import { ownerOf } from "./owner.js";
-import type { S3Request, S3Response } from "./request.js";
+import { pageSizeOf, type S3Request, type S3Response } from "./request.js";
 
-const MAX_KEYS = 1000;
 const BATCH = 1000;
 /** The highest code point: a bound above every key that starts with a given prefix. */
 const MAX_CHAR = String.fromCodePoint(0x10ffff);
@@ -55,14 +54,6 @@ export async function listPage(req: S3Request, options: { prefix: string; delimi
   }
 }
 
-function maxKeysOf(req: S3Request): number {
-  const value = req.query.get("max-keys");
-  if (value === undefined) return MAX_KEYS;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) throw new ApiError("InvalidArgument", "Provided max-keys not an integer or within integer range");
-  return Math.min(number, MAX_KEYS);
-}
-
 /** With encoding-type=url, S3 URL-encodes the keys and prefixes it answers with. */
 function encoder(req: S3Request): (value: string) => string {
   const type = req.query.get("encoding-type");
@@ -97,7 +88,7 @@ export async function listObjectsV2(req: S3Request): Promise<S3Response> {
     if (token === "" || !decoded.startsWith("k:")) throw new ApiError("InvalidArgument", "The continuation token provided is incorrect");
     after = decoded.slice(2);
   }
-  const maxKeys = maxKeysOf(req);
+  const maxKeys = pageSizeOf(req, "max-keys");
   const page = await listPage(req, { prefix, delimiter, after, maxKeys });
   const encode = encoder(req);
   const owner = req.query.get("fetch-owner") === "true" ? ownerOf(req.ctx.accountId) : undefined;
@@ -125,7 +116,7 @@ export async function listObjectsV1(req: S3Request): Promise<S3Response> {
   const prefix = req.query.get("prefix") ?? "";
   const delimiter = req.query.get("delimiter") ?? "";
   const marker = req.query.get("marker") ?? "";
-  const maxKeys = maxKeysOf(req);
+  const maxKeys = pageSizeOf(req, "max-keys");
   const page = await listPage(req, { prefix, delimiter, after: marker, maxKeys });
   const encode = encoder(req);
   const owner = ownerOf(req.ctx.accountId);

@@ -5,25 +5,26 @@ import { randomBytes } from "node:crypto";
 import { createHash } from "node:crypto";
 import { ApiError } from "../../protocol/errors.js";
 import { checksumAlgorithm, checksumHeader, compositeChecksum, runningChecksum, type ChecksumAlgorithm } from "../../protocol/s3/checksums.js";
-import { parseS3Xml, s3Xml } from "../../protocol/s3/wire.js";
+import { asArray, malformedXml, parseS3Xml, s3Xml } from "../../protocol/s3/wire.js";
 import { endUpload, getUpload, insertUpload, partsOf, putUploadPart, uploadsOf, type ObjectRow, type UploadRow } from "../../store/meta/objects.js";
 import type { BlobRef } from "../../store/meta/schema.js";
+import { wholeRanges } from "../../store/objects/blobs.js";
 import { ownBucket } from "./buckets.js";
 import { ownerOf } from "./owner.js";
 import { attributesFrom, checkKey, tagsFromHeader, writeCondition } from "./object-attributes.js";
-import { checksumHeaders, releaseBlobs } from "./objects.js";
-import { header, type S3Request, type S3Response } from "./request.js";
+import { releaseBlobs } from "../../store/objects/commit.js";
+import { checksumHeaders } from "./objects.js";
+import { header, pageSizeOf, type S3Request, type S3Response } from "./request.js";
 
 export const MAX_PART_BYTES = 5 * 1024 ** 3;
 /** Every part but the last must be at least this big, as in S3. */
 export const MIN_PART_BYTES = 5 * 1024 ** 2;
 const MAX_PARTS = 10_000;
-const MAX_LISTED = 1000;
+/** Uploads read per query while filtering by prefix. */
+const UPLOAD_BATCH = 1000;
 
 const noSuchUpload = () =>
   new ApiError("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.");
-const malformed = () => new ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema");
-const asArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
 
 /** Upload ids sort by when they began, as ListMultipartUploads orders a key's uploads. */
 const newUploadId = () => `${Date.now().toString(36).padStart(9, "0")}${randomBytes(24).toString("base64url")}`;
@@ -110,12 +111,12 @@ export async function completeMultipartUpload(req: S3Request): Promise<S3Respons
   const condition = writeCondition(req);
   const document = parseS3Xml(await req.body()).CompleteMultipartUpload as { Part?: ListedPart | ListedPart[] } | undefined;
   const listed = asArray(document?.Part);
-  if (!document || listed.length === 0) throw malformed();
+  if (!document || listed.length === 0) throw malformedXml();
   const stored = new Map((await partsOf(ctx.meta.db, upload.upload_id)).map((p) => [p.part_number, p]));
   const algorithm = upload.checksum_algorithm as ChecksumAlgorithm | null;
   const chosen = listed.map((part, index) => {
     const number = Number(part.PartNumber);
-    if (!Number.isInteger(number)) throw malformed();
+    if (!Number.isInteger(number)) throw malformedXml();
     if (index > 0 && number <= Number(listed[index - 1]!.PartNumber)) throw new ApiError("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number.");
     const row = stored.get(number);
     const invalid = () => new ApiError("InvalidPart", "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.");
@@ -159,7 +160,7 @@ export async function completeMultipartUpload(req: S3Request): Promise<S3Respons
   };
   const released = await endUpload(ctx.meta.db, upload.upload_id, object, condition);
   if (released === undefined) throw noSuchUpload();
-  await releaseBlobs(ctx, released);
+  await releaseBlobs(ctx.blobs, released);
   const checksum = algorithm && checksumValue ? { [`Checksum${algorithm}`]: checksumValue, ChecksumType: upload.checksum_type ?? undefined } : {};
   return {
     xml: s3Xml("CompleteMultipartUploadResult", {
@@ -175,7 +176,7 @@ export async function completeMultipartUpload(req: S3Request): Promise<S3Respons
 /** A full-object checksum of a multipart object: read back once, part after part. */
 async function fullObjectChecksum(req: S3Request, algorithm: ChecksumAlgorithm, blobs: BlobRef[]): Promise<string> {
   const checksum = runningChecksum(algorithm);
-  for await (const chunk of req.ctx.blobs.read(blobs.map((b) => ({ id: b.id, start: 0, end: b.size })))) checksum.update(chunk as Buffer);
+  for await (const chunk of req.ctx.blobs.read(wholeRanges(blobs))) checksum.update(chunk as Buffer);
   return (await checksum.digest()).toString("base64");
 }
 
@@ -183,24 +184,15 @@ export async function abortMultipartUpload(req: S3Request): Promise<S3Response> 
   const upload = await uploadOf(req);
   const released = await endUpload(req.ctx.meta.db, upload.upload_id);
   if (released === undefined) throw noSuchUpload();
-  await releaseBlobs(req.ctx, released);
+  await releaseBlobs(req.ctx.blobs, released);
   return { status: 204 };
 }
-
-function countOf(req: S3Request, name: string): number {
-  const value = req.query.get(name);
-  if (value === undefined) return MAX_LISTED;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) throw new ApiError("InvalidArgument", `Provided ${name} not an integer or within integer range`);
-  return Math.min(number, MAX_LISTED);
-}
-
 
 export async function listParts(req: S3Request): Promise<S3Response> {
   const upload = await uploadOf(req);
   const marker = Number(req.query.get("part-number-marker") ?? 0);
   if (!Number.isInteger(marker) || marker < 0) throw new ApiError("InvalidArgument", "Provided part-number-marker not an integer or within integer range");
-  const maxParts = countOf(req, "max-parts");
+  const maxParts = pageSizeOf(req, "max-parts");
   const rows = await partsOf(req.ctx.meta.db, upload.upload_id, marker, maxParts + 1);
   const page = rows.slice(0, maxParts);
   const truncated = rows.length > maxParts;
@@ -235,14 +227,14 @@ export async function listMultipartUploads(req: S3Request): Promise<S3Response> 
   const prefix = req.query.get("prefix") ?? "";
   const keyMarker = req.query.get("key-marker");
   const uploadIdMarker = keyMarker === undefined ? undefined : req.query.get("upload-id-marker");
-  const maxUploads = countOf(req, "max-uploads");
+  const maxUploads = pageSizeOf(req, "max-uploads");
   const uploads: UploadRow[] = [];
   let after = { key: keyMarker, uploadId: uploadIdMarker };
   // Uploads are few; filtering by prefix as they are read keeps the query simple.
   while (uploads.length <= maxUploads) {
-    const rows = await uploadsOf(req.ctx.meta.db, req.bucket, after, MAX_LISTED);
+    const rows = await uploadsOf(req.ctx.meta.db, req.bucket, after, UPLOAD_BATCH);
     for (const row of rows) if (row.key.startsWith(prefix) && uploads.length <= maxUploads) uploads.push(row);
-    if (rows.length < MAX_LISTED) break;
+    if (rows.length < UPLOAD_BATCH) break;
     const last = rows[rows.length - 1]!;
     after = { key: last.key, uploadId: last.upload_id };
   }

@@ -3,10 +3,11 @@
 // and the blob store; a row naming them is written only once they are whole and checked.
 import { ApiError } from "../../protocol/errors.js";
 import { checksumHeader, type ChecksumAlgorithm } from "../../protocol/s3/checksums.js";
-import { parseS3Xml, s3Xml, type XmlElements } from "../../protocol/s3/wire.js";
+import { asArray, malformedXml, parseS3Xml, s3Xml, type XmlElements } from "../../protocol/s3/wire.js";
 import type { BlobRef } from "../../store/meta/schema.js";
-import { blobsOf, deleteObjectRow, getObject, putObjectRow, setObjectTags, type ObjectRow } from "../../store/meta/objects.js";
-import type { BlobRange } from "../../store/objects/blobs.js";
+import { blobsOf, deleteObjectRow, getObject, setObjectTags, type ObjectRow } from "../../store/meta/objects.js";
+import { rangesOf } from "../../store/objects/blobs.js";
+import { commitObject, releaseBlobs } from "../../store/objects/commit.js";
 import { ownBucket } from "./buckets.js";
 import {
   attributesFrom,
@@ -27,11 +28,6 @@ export const MAX_PUT_BYTES = 5 * 1024 ** 3;
 const MAX_DELETE_KEYS = 1000;
 
 export const noSuchKey = () => new ApiError("NoSuchKey", "The specified key does not exist.");
-
-/** Blobs no row names any more go once the change that dropped them has committed. */
-export async function releaseBlobs(ctx: S3Context, blobs: readonly BlobRef[]): Promise<void> {
-  await Promise.all(blobs.map((blob) => ctx.blobs.remove(blob.id)));
-}
 
 /** The checksum headers an answer carries for an object or part. */
 export function checksumHeaders(algorithm: string | null | undefined, value: string | null | undefined, type?: string | null): Record<string, string> {
@@ -61,14 +57,7 @@ export async function putObject(req: S3Request): Promise<S3Response> {
     part_sizes: null,
     last_modified: new Date().toISOString(),
   };
-  let replaced: BlobRef[];
-  try {
-    replaced = await putObjectRow(ctx.meta.db, row, condition);
-  } catch (error) {
-    await ctx.blobs.remove(blob.id);
-    throw error;
-  }
-  await releaseBlobs(ctx, replaced);
+  await commitObject(ctx.meta.db, ctx.blobs, row, condition);
   return { headers: { etag: row.etag, ...checksumHeaders(row.checksum_algorithm, row.checksum_value, row.checksum_type) } };
 }
 
@@ -77,19 +66,6 @@ async function existingObject(ctx: S3Context, bucket: string, key: string): Prom
   const row = await getObject(ctx.meta.db, bucket, key);
   if (!row) throw noSuchKey();
   return row;
-}
-
-/** The blob ranges that hold bytes [start, end) of an object. */
-export function rangesOf(blobs: readonly BlobRef[], start: number, end: number): BlobRange[] {
-  const ranges: BlobRange[] = [];
-  let offset = 0;
-  for (const blob of blobs) {
-    const from = Math.max(start, offset);
-    const to = Math.min(end, offset + blob.size);
-    if (from < to) ranges.push({ id: blob.id, start: from - offset, end: to - offset });
-    offset += blob.size;
-  }
-  return ranges;
 }
 
 const RESPONSE_OVERRIDES: Record<string, string> = {
@@ -139,11 +115,9 @@ export async function getObjectData(req: S3Request): Promise<S3Response> {
 export async function deleteObject(req: S3Request): Promise<S3Response> {
   const { ctx } = req;
   await ownBucket(ctx, req.bucket);
-  await releaseBlobs(ctx, await deleteObjectRow(ctx.meta.db, req.bucket, req.key));
+  await releaseBlobs(ctx.blobs, await deleteObjectRow(ctx.meta.db, req.bucket, req.key));
   return { status: 204 };
 }
-
-const asArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
 
 /** DeleteObjects: up to 1,000 keys; S3 wants the body's integrity shown (Content-MD5 or a checksum). */
 export async function deleteObjects(req: S3Request): Promise<S3Response> {
@@ -154,15 +128,15 @@ export async function deleteObjects(req: S3Request): Promise<S3Response> {
   const document = parseS3Xml(await req.body()).Delete as { Object?: unknown; Quiet?: string } | undefined;
   const objects = asArray(document?.Object as { Key?: unknown } | { Key?: unknown }[] | undefined);
   if (!document || objects.length === 0 || objects.length > MAX_DELETE_KEYS) {
-    throw new ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema");
+    throw malformedXml();
   }
   const quiet = document.Quiet === "true";
   const deleted: XmlElements[] = [];
   const errors: XmlElements[] = [];
   for (const object of objects) {
     const key = typeof object.Key === "string" ? object.Key : undefined;
-    if (key === undefined) throw new ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema");
-    await releaseBlobs(ctx, await deleteObjectRow(ctx.meta.db, req.bucket, key));
+    if (key === undefined) throw malformedXml();
+    await releaseBlobs(ctx.blobs, await deleteObjectRow(ctx.meta.db, req.bucket, key));
     if (!quiet) deleted.push({ Key: key });
   }
   return { xml: s3Xml("DeleteResult", { Deleted: deleted, Error: errors }) };
@@ -201,18 +175,11 @@ export async function copyObject(req: S3Request): Promise<S3Response> {
   try {
     for (const blob of blobsOf(source)) copies.push({ id: await ctx.blobs.copy(blob.id), size: blob.size });
   } catch (error) {
-    await releaseBlobs(ctx, copies);
+    await releaseBlobs(ctx.blobs, copies);
     throw error;
   }
   const row: ObjectRow = { ...source, ...attributes, tags, bucket: req.bucket, key: req.key, blobs: JSON.stringify(copies), last_modified: new Date().toISOString() };
-  let replaced: BlobRef[];
-  try {
-    replaced = await putObjectRow(ctx.meta.db, row);
-  } catch (error) {
-    await releaseBlobs(ctx, copies);
-    throw error;
-  }
-  await releaseBlobs(ctx, replaced);
+  await commitObject(ctx.meta.db, ctx.blobs, row);
   const checksum = row.checksum_algorithm && row.checksum_value ? { [`Checksum${row.checksum_algorithm}`]: row.checksum_value, ChecksumType: row.checksum_type ?? undefined } : {};
   return { xml: s3Xml("CopyObjectResult", { ETag: row.etag, LastModified: row.last_modified, ...checksum }) };
 }
@@ -225,10 +192,10 @@ export async function getObjectTagging(req: S3Request): Promise<S3Response> {
 export async function putObjectTagging(req: S3Request): Promise<S3Response> {
   await existingObject(req.ctx, req.bucket, req.key);
   const tagging = parseS3Xml(await req.body()).Tagging as { TagSet?: { Tag?: unknown } | string } | undefined;
-  if (!tagging || tagging.TagSet === undefined) throw new ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema");
+  if (!tagging || tagging.TagSet === undefined) throw malformedXml();
   const tagSet = typeof tagging.TagSet === "object" ? tagging.TagSet : {};
   const tags: Tags = asArray(tagSet.Tag as { Key?: unknown; Value?: unknown } | { Key?: unknown; Value?: unknown }[] | undefined).map((tag) => {
-    if (typeof tag.Key !== "string") throw new ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema");
+    if (typeof tag.Key !== "string") throw malformedXml();
     return [tag.Key, typeof tag.Value === "string" ? tag.Value : ""];
   });
   await setTags(req, checkTags(tags));

@@ -52,6 +52,11 @@ export function asS3Error(error: ApiError): ApiError {
   return renamed ? new ApiError(renamed, error.message) : error;
 }
 
+export const malformedXml = () => new ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema");
+
+/** An element the parser gives as one value or an array (it repeats), always as an array. */
+export const asArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+
 const parser = new XMLParser({ ignoreAttributes: true, parseTagValue: false, trimValues: true });
 
 /** A small request document (CreateBucketConfiguration, Delete, …) as a plain tree; MalformedXML when it is not XML. */
@@ -62,6 +67,6 @@ export function parseS3Xml(body: Buffer): Record<string, unknown> {
     const tree = parser.parse(text, true) as Record<string, unknown>;
     return tree;
   } catch {
-    throw new ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema");
+    throw malformedXml();
   }
 }

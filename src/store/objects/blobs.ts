@@ -8,6 +8,7 @@ import { copyFile, mkdir, open, opendir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { BlobRef } from "../meta/schema.js";
 
 export interface BlobRange {
   id: string;
@@ -15,6 +16,22 @@ export interface BlobRange {
   start: number;
   end: number;
 }
+
+/** The blob ranges that hold bytes [start, end) of an object made of `blobs` in order. */
+export function rangesOf(blobs: readonly BlobRef[], start: number, end: number): BlobRange[] {
+  const ranges: BlobRange[] = [];
+  let offset = 0;
+  for (const blob of blobs) {
+    const from = Math.max(start, offset);
+    const to = Math.min(end, offset + blob.size);
+    if (from < to) ranges.push({ id: blob.id, start: from - offset, end: to - offset });
+    offset += blob.size;
+  }
+  return ranges;
+}
+
+/** Every byte of an object made of `blobs`. */
+export const wholeRanges = (blobs: readonly BlobRef[]): BlobRange[] => blobs.map((b) => ({ id: b.id, start: 0, end: b.size }));
 
 export interface BlobStore {
   /** Writes a stream into a new blob; resolves once it is durable, and leaves nothing if the stream fails. */
