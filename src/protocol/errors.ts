@@ -34,6 +34,8 @@ export const ERROR_STATUS = {
   "InvalidInstanceID.NotFound": 400,
   IncorrectInstanceState: 400,
   InvalidInstanceType: 400,
+  "InvalidConversionTaskId": 400,
+  "InvalidConversionTaskId.Malformed": 400,
   // EBS direct APIs (REST-JSON, error type in x-amzn-ErrorType)
   ValidationException: 400,
   ResourceNotFoundException: 404,

@@ -12,8 +12,18 @@ export class TaskFailure extends Error {
   }
 }
 
+/** The reason a task's signal carries when its user cancelled it (CancelImportTask). */
+export class TaskCancelled extends TaskFailure {
+  constructor(message: string) {
+    super(message, "Client.Cancelled");
+  }
+}
+
 export interface TaskIo {
-  /** Aborted when Kiln stops: the task ends where it is and stays running, to run again at the next start. */
+  /**
+   * Aborted when Kiln stops (the task ends where it is and stays running, to run again at the
+   * next start) or when the task is cancelled (it then fails with the TaskCancelled reason).
+   */
   readonly signal: AbortSignal;
   /** Reports progress (0–100); written at most about once a second. */
   progress(percent: number): void;
@@ -33,6 +43,7 @@ const PROGRESS_INTERVAL_MS = 1000;
 export class TaskRunner {
   private readonly controller = new AbortController();
   private readonly active = new Set<Promise<void>>();
+  private readonly cancels = new Map<string, AbortController>();
 
   constructor(
     private readonly db: MetaDb,
@@ -56,6 +67,14 @@ export class TaskRunner {
     this.active.add(running);
   }
 
+  /** Cancels a running task: it stops where it is, undoes its output and fails with `message`. False when it is not running here. */
+  cancel(taskId: string, message: string): boolean {
+    const own = this.cancels.get(taskId);
+    if (!own) return false;
+    own.abort(new TaskCancelled(message));
+    return true;
+  }
+
   /** Resolves once no task is running (tests, and a clean stop). */
   async idle(): Promise<void> {
     while (this.active.size) await Promise.allSettled([...this.active]);
@@ -69,7 +88,10 @@ export class TaskRunner {
 
   private async execute(task: TaskRow): Promise<void> {
     const kind = this.kinds[task.kind];
-    const signal = this.controller.signal;
+    const own = new AbortController();
+    this.cancels.set(task.task_id, own);
+    const stopping = this.controller.signal;
+    const signal = AbortSignal.any([stopping, own.signal]);
     let lastWrite = 0;
     let lastPercent = -1;
     const io: TaskIo = {
@@ -86,10 +108,12 @@ export class TaskRunner {
     try {
       if (!kind) throw new TaskFailure(`Kiln has no task kind ${task.kind}.`, "Server.InternalError");
       await kind.run(task, io);
-      if (signal.aborted) return;
+      if (stopping.aborted) return;
+      own.signal.throwIfAborted();
       await endTask(this.db, task.task_id, { state: "completed" });
-    } catch (error) {
-      if (signal.aborted) return; // stopped, not failed: it runs again at the next start
+    } catch (caught) {
+      if (stopping.aborted) return; // stopped, not failed: it runs again at the next start
+      const error: unknown = own.signal.aborted ? own.signal.reason : caught;
       const failure = error instanceof TaskFailure ? error : new TaskFailure("Kiln met an internal error while running the task.", "Server.InternalError");
       if (!(error instanceof TaskFailure)) this.logger.error({ err: error, task: task.task_id }, "task failed");
       try {
@@ -98,6 +122,8 @@ export class TaskRunner {
       } finally {
         await endTask(this.db, task.task_id, { state: "failed", failure: failure.message });
       }
+    } finally {
+      this.cancels.delete(task.task_id);
     }
   }
 }

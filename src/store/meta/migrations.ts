@@ -285,4 +285,24 @@ export const migrations: Record<string, Migration> = {
       await sql`create index tasks_running on tasks (state) where state = 'running'`.execute(db);
     },
   },
+  "0012_conversion_tasks": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("conversion_tasks")
+        .addColumn("task_id", "text", (c) => c.primaryKey())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("kind", "text", (c) => c.notNull())
+        .addColumn("client_token", "text")
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("status_message", "text")
+        .addColumn("progress", "text")
+        .addColumn("details", "text", (c) => c.notNull())
+        .addColumn("created", "text", (c) => c.notNull())
+        .addColumn("updated", "text", (c) => c.notNull())
+        .execute();
+      await sql`create index conversion_tasks_by_owner on conversion_tasks (account_id, region, kind, task_id)`.execute(db);
+      await sql`create unique index conversion_tasks_by_token on conversion_tasks (account_id, region, kind, client_token) where client_token is not null`.execute(db);
+    },
+  },
 };

@@ -244,6 +244,27 @@ export interface TaskTable {
   updated: string;
 }
 
+/**
+ * What a user sees of an import or export task (ImportImage, ImportSnapshot, ExportImage); the
+ * work itself is the `tasks` row of the same id.
+ */
+export interface ConversionTaskTable {
+  task_id: string;
+  account_id: string;
+  region: string;
+  kind: "import-image" | "import-snapshot" | "export-image";
+  client_token: string | null;
+  /** active | deleting | deleted | completed. */
+  status: string;
+  status_message: string | null;
+  /** A percentage while active, as AWS reports it ("28"). */
+  progress: string | null;
+  /** JSON: what the request asked for, each disk's details, and what the task found. */
+  details: string;
+  created: string;
+  updated: string;
+}
+
 export interface MetaSchema {
   tags: TagTable;
   snapshots: SnapshotTable;
@@ -261,7 +282,8 @@ export interface MetaSchema {
   uploads: UploadTable;
   upload_parts: UploadPartTable;
   tasks: TaskTable;
+  conversion_tasks: ConversionTaskTable;
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "tasks", "upload_parts", "uploads", "objects", "buckets"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];

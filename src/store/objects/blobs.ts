@@ -4,7 +4,7 @@
 // finish, even when the object naming it is replaced or deleted meanwhile.
 import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, constants as fsConstants } from "node:fs";
-import { copyFile, mkdir, open, opendir, rename, rm } from "node:fs/promises";
+import { copyFile, mkdir, open, opendir, rename, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -33,11 +33,23 @@ export function rangesOf(blobs: readonly BlobRef[], start: number, end: number):
 /** Every byte of an object made of `blobs`. */
 export const wholeRanges = (blobs: readonly BlobRef[]): BlobRange[] => blobs.map((b) => ({ id: b.id, start: 0, end: b.size }));
 
+export interface RandomReader {
+  readonly size: number;
+  /** Exactly `length` bytes from `offset` (the caller keeps within size). */
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
 export interface BlobStore {
   /** Writes a stream into a new blob; resolves once it is durable, and leaves nothing if the stream fails. */
   write(source: Readable): Promise<{ id: string; size: number }>;
   /** The ranges, one after another, as one stream. */
   read(ranges: readonly BlobRange[]): Readable;
+  /**
+   * Random access to an object made of `blobs` in order (a disk image being imported): reads at
+   * any offset, the blobs held until close().
+   */
+  openRandom(blobs: readonly BlobRef[]): Promise<RandomReader>;
   /** A new blob with the same bytes (a reflink where the file system offers one). */
   copy(id: string): Promise<string>;
   /** Removes a blob, once no reader holds it. */
@@ -116,6 +128,45 @@ export function fileBlobStore(root: string): BlobStore {
         }
       })();
       return out;
+    },
+
+    async openRandom(parts) {
+      for (const { id } of parts) hold(id);
+      const handles = new Map<string, FileHandle>();
+      const size = parts.reduce((sum, p) => sum + p.size, 0);
+      const handleOf = async (id: string) => {
+        let handle = handles.get(id);
+        if (!handle) handles.set(id, (handle = await open(pathOf(id), "r")));
+        return handle;
+      };
+      let closed = false;
+      return {
+        size,
+        async read(offset, length) {
+          if (closed) throw new Error("the blob reader is closed");
+          const out = Buffer.allocUnsafe(length);
+          let done = 0;
+          for (const range of rangesOf(parts, offset, offset + length)) {
+            const handle = await handleOf(range.id);
+            const want = range.end - range.start;
+            let got = 0;
+            while (got < want) {
+              const { bytesRead } = await handle.read(out, done + got, want - got, range.start + got);
+              if (bytesRead === 0) throw new Error(`blob ${range.id} is shorter than its row says`);
+              got += bytesRead;
+            }
+            done += want;
+          }
+          if (done !== length) throw new Error(`read past the end of an object of ${size} bytes`);
+          return out;
+        },
+        async close() {
+          if (closed) return;
+          closed = true;
+          await Promise.all([...handles.values()].map((h) => h.close()));
+          for (const { id } of parts) release(id);
+        },
+      };
     },
 
     async copy(id) {
