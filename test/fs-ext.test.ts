@@ -332,6 +332,29 @@ describe("hostile ext images", () => {
     await rejectsWith((await open(bufferSource(bytes))).readFile("/etc/hostname", 100), /names inode \d+, outside the file system/);
   });
 
+  it("refuses a directory entry whose type byte disagrees with its inode", async () => {
+    const { file, bytes, blockSize } = await copy(ext4);
+    const at = (await firstBlock(file, "/etc")) * blockSize;
+    let offset = 0;
+    while (bytes.toString("latin1", at + offset + 8, at + offset + 8 + bytes[at + offset + 6]!) !== "hostname") offset += bytes.readUInt16LE(at + offset + 4);
+    assert.equal(bytes[at + offset + 7], 1, "EXT4_FT_REG_FILE");
+    bytes[at + offset + 7] = 2; // EXT4_FT_DIR
+    await rejectsWith((await open(bufferSource(bytes))).readFile("/etc/hostname", 100), /directory entry "hostname" in inode \d+ disagrees with the type of inode \d+/);
+  });
+
+  it("refuses sizes past the bounds: a huge directory, inline data longer than the inode", async () => {
+    const { file, bytes, blockSize } = await copy(ext4);
+    const etc = await inodeAt(file, "/etc", blockSize);
+    bytes.writeUInt32LE(0x10000000, etc + 0x04); // i_size_lo: 256 MiB of directory
+    await rejectsWith((await open(bufferSource(bytes))).readFile("/etc/hostname", 100), /directory \d+ is 268435456 bytes, more than Kiln scans/);
+
+    const inline = VARIANTS.find((v) => v.name.includes("inline_data"))!;
+    const patched = await copy(inline);
+    const hostname = await inodeAt(patched.file, "/etc/hostname", patched.blockSize);
+    patched.bytes.writeUInt32LE(500, hostname + 0x04);
+    await rejectsWith((await open(bufferSource(patched.bytes))).readFile("/etc/hostname", 100), /inline inode \d+ claims 500 bytes but holds 60/);
+  });
+
   it("refuses a truncated image, and superblocks that lie", async () => {
     const { bytes } = await copy(ext4);
     await rejectsWith(openExt(bufferSource(bytes.subarray(0, bytes.length / 2))), /claims 8192 blocks of 4096 bytes but its partition holds 16777216 bytes/);
