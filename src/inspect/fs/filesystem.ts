@@ -8,6 +8,7 @@ export interface FileSystem {
    * The first `maxBytes` bytes (or fewer, if the file is shorter) of the regular file at an
    * absolute `path` ("/etc/os-release"), following symbolic links (absolute ones resolve from
    * this file system's root) for at most 8 hops; undefined when there is no such regular file.
+   * A link chain longer than that (a loop) throws FileSystemError, as damaged metadata does.
    * NTFS and FAT match names case-insensitively.
    */
   readFile(path: string, maxBytes: number): Promise<Buffer | undefined>;
