@@ -1,0 +1,199 @@
+// Turning a format's map of the disk (which virtual range lives where in the file) into the
+// extents a DiskImage yields: adjacent units are coalesced into extents of at most
+// DISK_LIMITS.extentBytes, units that are adjacent in the file too become one large read, and a
+// few extents are read (and inflated) ahead so the disk and both cores stay busy while the
+// consumer stores the previous one. Memory stays at about `depth` extents whatever the disk.
+import { promisify } from "node:util";
+import { constants, inflateRaw } from "node:zlib";
+import { DISK_LIMITS, type Extent } from "./image.js";
+import { DiskImageError } from "./errors.js";
+import type { ByteSource } from "./source.js";
+
+const inflateRawAsync = promisify(inflateRaw);
+
+/** `length` bytes of the disk at virtual `offset`, stored as they are at `host` in the file. */
+export interface StoredUnit {
+  offset: number;
+  length: number;
+  host: number;
+}
+
+/**
+ * One compressed unit (a qcow2 cluster): `stored` bytes of raw deflate at `host` inflate to
+ * exactly `inflated` bytes, of which the first `length` are the disk's at `offset` (the rest lies
+ * past the disk's end).
+ */
+export interface DeflatedUnit extends StoredUnit {
+  stored: number;
+  inflated: number;
+  /** Names the unit in an error ("cluster 12"). */
+  name: string;
+}
+
+export type Unit = StoredUnit | DeflatedUnit;
+
+/** A coalesced piece: virtually contiguous units, at most DISK_LIMITS.extentBytes in all. */
+interface Piece {
+  offset: number;
+  length: number;
+  units: Unit[];
+  /** One stored run, read in one go and yielded as read. */
+  direct: boolean;
+}
+
+const isDeflated = (unit: Unit): unit is DeflatedUnit => "inflated" in unit;
+
+/** Stored runs at least this long are yielded as read rather than joined to their neighbours. */
+const DIRECT_BYTES = 1024 * 1024;
+/** Compressed units this close together in the file are read in one go. */
+const DEFLATED_READ_GAP = 4096;
+/** The most bytes one read of several compressed units covers. */
+const DEFLATED_READ_BYTES = 8 * 1024 * 1024;
+
+/** Inflations running at once: enough to keep both cores and the zlib thread pool busy, few
+ * enough that a window of compressed extents is not a few hundred zlib streams at once. */
+const INFLATING = 8;
+
+/** Runs tasks at most `limit` at a time, in the order they were given. */
+function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running++;
+    try {
+      return await task();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
+  };
+}
+
+type Limit = ReturnType<typeof limiter>;
+
+/**
+ * Groups units, given in increasing virtual order, into pieces. A long stored run gets pieces of
+ * its own, yielded as read; shorter units (compressed clusters, scattered small clusters) are
+ * gathered into pieces that cost one copy to join.
+ */
+async function* coalesce(units: AsyncIterable<Unit>): AsyncGenerator<Piece> {
+  const max = DISK_LIMITS.extentBytes;
+  let piece: Piece | undefined;
+  for await (const unit of units) {
+    if (isDeflated(unit)) {
+      if (piece && (piece.direct || piece.offset + piece.length !== unit.offset || piece.length + unit.length > max)) {
+        yield piece;
+        piece = undefined;
+      }
+      piece ??= { offset: unit.offset, length: 0, units: [], direct: false };
+      piece.units.push(unit);
+      piece.length += unit.length;
+      continue;
+    }
+    let { offset, length, host } = unit;
+    while (length > 0) {
+      if (piece) {
+        const last = piece.units.at(-1)!;
+        const adjacent = piece.offset + piece.length === offset && piece.length < max;
+        const inPlace = !isDeflated(last) && last.host + last.length === host;
+        if (!adjacent || (piece.direct && !inPlace) || (!piece.direct && length >= DIRECT_BYTES)) {
+          yield piece;
+          piece = undefined;
+        }
+      }
+      piece ??= { offset, length: 0, units: [], direct: length >= DIRECT_BYTES };
+      const take = Math.min(length, max - piece.length);
+      const last = piece.units.at(-1);
+      if (last && !isDeflated(last) && last.host + last.length === host) last.length += take;
+      else piece.units.push({ offset, length: take, host });
+      piece.length += take;
+      offset += take;
+      host += take;
+      length -= take;
+    }
+  }
+  if (piece) yield piece;
+}
+
+async function inflateUnit(unit: DeflatedUnit, input: Buffer): Promise<Buffer> {
+  let output: Buffer;
+  try {
+    // Raw deflate, no zlib header (qcow2.txt "Compressed Clusters Descriptor"). The stored bytes
+    // may run on into the next unit's sector, and "decompression stops when it has produced a
+    // cluster of data": a stream need not end with its final block, only yield the whole unit.
+    // maxOutputLength stops a bomb as soon as it passes the unit, before it costs more.
+    output = await inflateRawAsync(input, { maxOutputLength: unit.inflated, chunkSize: unit.inflated, finishFlush: constants.Z_SYNC_FLUSH });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ERR_BUFFER_TOO_LARGE") throw new DiskImageError(`compressed ${unit.name} inflates past its ${unit.inflated} bytes`);
+    throw new DiskImageError(`compressed ${unit.name} does not inflate: ${(error as Error).message}`);
+  }
+  if (output.length !== unit.inflated) throw new DiskImageError(`compressed ${unit.name} inflates to ${output.length} bytes, not ${unit.inflated}`);
+  return output.length === unit.length ? output : output.subarray(0, unit.length);
+}
+
+async function readPiece(source: ByteSource, piece: Piece, inflating: Limit): Promise<Buffer> {
+  const parts: Promise<Buffer>[] = [];
+  for (let i = 0; i < piece.units.length; ) {
+    const unit = piece.units[i]!;
+    if (!isDeflated(unit)) {
+      parts.push(source.read(unit.host, unit.length));
+      i++;
+      continue;
+    }
+    // Compressed units usually follow each other in the file: one read for a run of them.
+    let end = unit.host + unit.stored;
+    let j = i + 1;
+    for (; j < piece.units.length; j++) {
+      const next = piece.units[j]!;
+      if (!isDeflated(next) || next.host < unit.host || next.host > end + DEFLATED_READ_GAP) break;
+      const nextEnd = Math.max(end, next.host + next.stored);
+      if (nextEnd - unit.host > DEFLATED_READ_BYTES) break;
+      end = nextEnd;
+    }
+    const run = piece.units.slice(i, j) as DeflatedUnit[];
+    const span = source.read(unit.host, end - unit.host);
+    for (const member of run) {
+      const at = member.host - unit.host;
+      parts.push(span.then((bytes) => inflating(() => inflateUnit(member, bytes.subarray(at, at + member.stored)))));
+    }
+    i = j;
+  }
+  // Every part is awaited below; until then a failure must not surface as an unhandled rejection.
+  for (const part of parts) part.catch(() => {});
+  const buffers = await Promise.all(parts);
+  return buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers, piece.length);
+}
+
+/**
+ * The disk's extents from its units (in increasing virtual order, never overlapping), with up to
+ * `depth` extents being read at once and yielded in order.
+ */
+export async function* readExtents(source: ByteSource, units: AsyncIterable<Unit>, signal?: AbortSignal, depth = 4): AsyncGenerator<Extent> {
+  const pieces = coalesce(units)[Symbol.asyncIterator]();
+  const queue: { offset: number; data: Promise<Buffer> }[] = [];
+  const inflating = limiter(INFLATING);
+  let planned = false;
+  try {
+    for (;;) {
+      while (!planned && queue.length < depth) {
+        const next = await pieces.next();
+        if (next.done) {
+          planned = true;
+          break;
+        }
+        const data = readPiece(source, next.value, inflating);
+        data.catch(() => {}); // awaited in turn below; an abandoned read must not crash the process
+        queue.push({ offset: next.value.offset, data });
+      }
+      const head = queue.shift();
+      if (!head) return;
+      signal?.throwIfAborted();
+      yield { offset: head.offset, data: await head.data };
+    }
+  } finally {
+    await pieces.return?.(undefined);
+  }
+}
