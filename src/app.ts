@@ -17,6 +17,8 @@ import { ebsEndpoint } from "./http/ebs.js";
 import { s3Endpoint } from "./http/s3.js";
 import { fileBlobStore } from "./store/objects/blobs.js";
 import { RESTORE_TASK, STORE_TASK } from "./api/ec2/store-restore.js";
+import { EXPORT_IMAGE_TASK, exportImageKind } from "./tasks/export-image.js";
+import { importKinds } from "./tasks/import-disks.js";
 import { restoreImageKind } from "./tasks/restore-image.js";
 import { TaskRunner } from "./tasks/runner.js";
 import { storeImageKind } from "./tasks/store-image.js";
@@ -49,7 +51,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   // The default region's catalogue is there before the first request; others fill on first use.
   await publicImages.ensure(config.defaultRegion);
   const taskDeps = { db: meta.db, chunks, blobs };
-  const tasks = new TaskRunner(meta.db, { [STORE_TASK]: storeImageKind(taskDeps), [RESTORE_TASK]: restoreImageKind(taskDeps) }, logger);
+  const tasks = new TaskRunner(meta.db, { [STORE_TASK]: storeImageKind(taskDeps), [RESTORE_TASK]: restoreImageKind(taskDeps), ...importKinds(taskDeps), [EXPORT_IMAGE_TASK]: exportImageKind(taskDeps) }, logger);
   await tasks.resume();
   const server = createHttpServer(
     {

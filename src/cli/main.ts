@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `kiln` command line: `kiln serve` runs the server (flags override KILN_* environment variables).
-import { Command, Option } from "commander";
+// `kiln` command line: `kiln serve` runs the server (flags override KILN_* environment variables);
+// `kiln import FILE` uploads and imports a disk image into a running Kiln.
+import { Command, InvalidArgumentError, Option } from "commander";
 import { KILN_VERSION, startKiln } from "../app.js";
 import { resolveConfig } from "../config.js";
 
@@ -34,6 +35,29 @@ program
     };
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
+  });
+
+program
+  .command("import <file>")
+  .description("upload a disk image (VMDK, VHD, VHDX, RAW, OVA, QCOW2) to a running Kiln and import it; prints the AMI id")
+  .addOption(new Option("--endpoint <url>", "Kiln's URL").env("KILN_ENDPOINT").default("http://127.0.0.1:4566"))
+  .addOption(new Option("--region <region>", "region to import into").env("AWS_REGION").default("us-east-1"))
+  .addOption(new Option("--bucket <bucket>", "bucket to upload to (made if missing)").default("kiln-imports"))
+  .addOption(new Option("--key <key>", "object key (default: the file's name)"))
+  .addOption(new Option("--format <format>", "OVA, VHD, VHDX, VMDK, RAW or QCOW2 (default: read from the file)"))
+  .addOption(new Option("--description <text>", "the import's and the AMI's description"))
+  .addOption(new Option("--snapshot", "ImportSnapshot: make a snapshot of a data disk, print its id"))
+  .addOption(new Option("--part-size <MiB>", "multipart upload part size").default("16").argParser((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 5 || n > 5120) throw new InvalidArgumentError("a whole number of MiB from 5 to 5120");
+    return n;
+  }))
+  .addOption(new Option("--no-progress", "no progress output"))
+  .action(async (file: string, options: { endpoint: string; region: string; bucket: string; key?: string; format?: string; description?: string; snapshot?: boolean; partSize: number | string; progress: boolean }) => {
+    // Loaded here, so `kiln serve` does not load the AWS SDK clients it never uses.
+    const { importFile } = await import("./import.js");
+    const id = await importFile(file, { ...options, partSizeMiB: Number(options.partSize) });
+    process.stdout.write(`${id}\n`);
   });
 
 program.parseAsync().catch((error: unknown) => {

@@ -7,7 +7,8 @@ import { BLOCK_SIZE, type ChunkStore } from "../store/blocks/chunks.js";
 import { getBucket } from "../store/meta/buckets.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { visibleImages, type ImageRecord } from "../store/meta/images.js";
-import { countResolvedBlocks, resolvedBlocks } from "../store/meta/manifests.js";
+import { countResolvedBlocks } from "../store/meta/manifests.js";
+import { nonZeroBlocks } from "../store/blocks/snapshot-source.js";
 import type { TaskRow } from "../store/meta/tasks.js";
 import type { BlobStore } from "../store/objects/blobs.js";
 import { commitObject } from "../store/objects/commit.js";
@@ -19,10 +20,6 @@ export interface StoreParams {
   key: string;
   objectTags: [string, string][];
 }
-
-const PAGE = 1024;
-/** Chunk reads kept in flight ahead of the writer. */
-const READ_AHEAD = 8;
 
 /** The archive manifest for an image; snapshots in the order its devices first name them. */
 export async function archiveManifest(db: MetaDb, record: ImageRecord): Promise<{ manifest: ArchiveManifest; snapshotIds: string[] }> {
@@ -85,24 +82,13 @@ export async function archiveManifest(db: MetaDb, record: ImageRecord): Promise<
   return { manifest, snapshotIds };
 }
 
-/** Every non-zero block of the snapshots, in order, read a few chunks ahead. */
+/** Every non-zero block of the snapshots, in order. */
 async function* archivedBlocks(db: MetaDb, chunks: ChunkStore, snapshotIds: string[], io: TaskIo, total: number): AsyncGenerator<ArchivedBlock> {
   let done = 0;
   for (const [snapshot, snapshotId] of snapshotIds.entries()) {
-    let from = 0;
-    for (;;) {
-      const rows = await resolvedBlocks(db, snapshotId, { from, limit: PAGE, nonZero: true });
-      // A window of reads in flight; each block is dropped once yielded, so memory stays at the window.
-      const window: Promise<Buffer>[] = [];
-      let requested = 0;
-      for (const row of rows) {
-        while (requested < rows.length && window.length < READ_AHEAD) window.push(chunks.get(rows[requested++]!.chunk));
-        if (io.signal.aborted) throw new Error("stopped");
-        yield { snapshot, block: row.block_index, sha256: row.chunk, data: await window.shift()! };
-        io.progress((++done / Math.max(1, total)) * 100);
-      }
-      if (rows.length < PAGE) break;
-      from = rows[rows.length - 1]!.block_index + 1;
+    for await (const block of nonZeroBlocks({ db, chunks }, snapshotId, io.signal)) {
+      yield { snapshot, block: block.index, sha256: block.chunk, data: block.data };
+      io.progress((++done / Math.max(1, total)) * 100);
     }
   }
 }

@@ -2,7 +2,8 @@
 // x86_64 boot loader) and an ext4 root with /etc/os-release and the machine's own /bin/sh,
 // written by sfdisk, mkfs.vfat/mtools and mkfs.ext4, then converted by qemu-img and packed into
 // an OVA by tar. Everything lives in a scratch folder.
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { randomFillSync } from "node:crypto";
+import { closeSync, copyFileSync, mkdirSync, openSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "./tools.js";
 
@@ -33,12 +34,19 @@ export async function makeLinuxDisk(dir: string, options: { sizeMiB?: number; ex
   symlinkSync("../usr/lib/os-release", join(root, "etc/os-release"));
   copyFileSync("/bin/sh", join(root, "usr/bin/sh"));
   symlinkSync("usr/bin", join(root, "bin"));
-  // Data beyond the system files, so a disk is not only metadata and zeros.
+  // Data beyond the system files, so a disk is not only metadata and zeros: each MiB a quarter
+  // random and the rest text-like, so compressed formats have work to do and no block repeats.
   if (options.extraMiB) {
-    const seed = readFileSync("/bin/sh");
-    const extra = Buffer.alloc(options.extraMiB * MIB);
-    for (let at = 0; at < extra.length; at += seed.length) seed.copy(extra, at);
-    writeFileSync(join(root, "usr/lib/payload.bin"), extra);
+    const file = openSync(join(root, "usr/lib/payload.bin"), "w");
+    const piece = Buffer.alloc(MIB);
+    const text = Buffer.from("kiln imports disk images: the quick brown fox jumps over the lazy dog 0123456789\n".repeat(Math.ceil((MIB * 3) / 4 / 80)));
+    for (let i = 0; i < options.extraMiB; i++) {
+      randomFillSync(piece, 0, MIB / 4);
+      text.copy(piece, MIB / 4, 0, (MIB * 3) / 4);
+      for (let at = MIB / 4; at < MIB; at += 4096) piece.writeUInt32LE(i, at);
+      writeSync(file, piece);
+    }
+    closeSync(file);
   }
   const fsImage = join(dir, "root.ext4");
   const rootSectors = (size - 3) * 2048;

@@ -1,10 +1,9 @@
 // Fixtures made by real tools (qemu-img, mkfs.*, sfdisk, tar): run a command, and a scratch
-// folder that is removed when the suite ends.
+// folder that is removed when the test process ends.
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after } from "node:test";
 import { promisify } from "node:util";
 
 const execFileAsync = promisify(execFile);
@@ -28,9 +27,17 @@ export async function run(command: string, args: readonly string[], options: { c
   }
 }
 
-/** A fresh folder under the system's temporary folder, removed after the suite. */
+const scratchDirs: string[] = [];
+process.once("exit", () => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A fresh folder under the system's temporary folder, removed when the test process exits (not
+ * by a test hook: one made inside a `before` hook would be gone before the tests ran).
+ */
 export function scratch(prefix = "kiln-fixture-"): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  scratchDirs.push(dir);
   return dir;
 }

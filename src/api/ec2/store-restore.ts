@@ -37,7 +37,7 @@ const TASK_RETENTION_MS = 31 * 24 * 3600 * 1000;
 const STORE_STATES: Record<TaskRow["state"], string> = { running: "InProgress", completed: "Completed", failed: "Failed" };
 
 /** A bucket the caller owns in this region, or a clear InvalidParameterValue. */
-async function bucketFor(ctx: ActionContext, name: string) {
+export async function bucketFor(ctx: ActionContext, name: string) {
   const bucket = await getBucket(ctx.meta.db, name);
   if (!bucket || bucket.account_id !== ctx.accountId) {
     throw new ApiError("InvalidParameterValue", `The bucket ${name} does not exist, or you do not have access to it.`);

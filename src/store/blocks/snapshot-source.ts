@@ -3,8 +3,49 @@
 import type { ByteSource } from "../../formats/disk/source.js";
 import { checkRange } from "../../formats/disk/source.js";
 import type { MetaDb } from "../meta/database.js";
-import { resolvedBlock } from "../meta/manifests.js";
+import { resolvedBlock, resolvedBlocks } from "../meta/manifests.js";
 import { BLOCK_SIZE, ZERO_CHUNK, type ChunkStore } from "./chunks.js";
+
+const PAGE = 1024;
+/** Chunk reads kept in flight ahead of the consumer. */
+const READ_AHEAD = 8;
+
+/** Indices of a snapshot's blocks that hold data, ascending, a page of manifest rows at a time. */
+export async function* nonZeroBlockRows(db: MetaDb, snapshotId: string): AsyncGenerator<{ block_index: number; chunk: string }> {
+  let from = 0;
+  for (;;) {
+    const rows = await resolvedBlocks(db, snapshotId, { from, limit: PAGE, nonZero: true });
+    yield* rows;
+    if (rows.length < PAGE) return;
+    from = rows[rows.length - 1]!.block_index + 1;
+  }
+}
+
+/**
+ * A snapshot's blocks that hold data, ascending, each with its chunk id, read a few chunks
+ * ahead; a block is dropped once yielded, so memory stays at the window.
+ */
+export async function* nonZeroBlocks(deps: { db: MetaDb; chunks: ChunkStore }, snapshotId: string, signal?: AbortSignal): AsyncGenerator<{ index: number; chunk: string; data: Buffer }> {
+  const window: { index: number; chunk: string; data: Promise<Buffer> }[] = [];
+  const rows = nonZeroBlockRows(deps.db, snapshotId);
+  const fill = async () => {
+    while (window.length < READ_AHEAD) {
+      const next = await rows.next();
+      if (next.done) return;
+      const data = deps.chunks.get(next.value.chunk);
+      data.catch(() => {}); // seen when its turn comes
+      window.push({ index: next.value.block_index, chunk: next.value.chunk, data });
+    }
+  };
+  await fill();
+  while (window.length) {
+    signal?.throwIfAborted();
+    const head = window.shift()!;
+    const data = await head.data;
+    await fill();
+    yield { index: head.index, chunk: head.chunk, data };
+  }
+}
 
 /** Blocks kept after reading: inspection reads the same superblocks and tables again and again. */
 const CACHED_BLOCKS = 32;

@@ -1,0 +1,321 @@
+// ImportImage's and ImportSnapshot's work: each disk file is opened by its format's reader,
+// streamed into a snapshot's blocks, and (for an image) the boot disk inspected for its
+// operating system. The snapshots and the AMI become visible together, in the transaction that
+// completes the task; a failed or cancelled task leaves nothing but its own `deleted` record.
+import { newId } from "../domain/ids.js";
+import { DiskImageError } from "../formats/disk/errors.js";
+import { openDisks, type ImportFormat } from "../formats/disk/open.js";
+import type { ByteSource } from "../formats/disk/source.js";
+import { inspectDisk, type Distribution } from "../inspect/operating-system.js";
+import { snapshotSource } from "../store/blocks/snapshot-source.js";
+import { writeDiskToSnapshot } from "../store/blocks/disk-writer.js";
+import type { ChunkStore } from "../store/blocks/chunks.js";
+import { getConversionTask, updateConversionTask, type ConversionTaskRow } from "../store/meta/conversion-tasks.js";
+import type { MetaDb } from "../store/meta/database.js";
+import { blobsOf, getObject } from "../store/meta/objects.js";
+import type { TaskRow } from "../store/meta/tasks.js";
+import type { BlobStore, RandomReader } from "../store/objects/blobs.js";
+import { TaskCancelled, TaskFailure, type TaskIo, type TaskKind } from "./runner.js";
+
+export const IMPORT_IMAGE_TASK = "import-image";
+export const IMPORT_SNAPSHOT_TASK = "import-snapshot";
+
+const GIB = 1024 ** 3;
+const PROGRESS_INTERVAL_MS = 1000;
+export const UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files.";
+
+/** One DiskContainer as the request gave it. */
+export interface DiskSource {
+  bucket: string;
+  key: string;
+  /** The request's Url, echoed in SnapshotDetails. */
+  url?: string;
+  format?: ImportFormat;
+  deviceName?: string;
+  description?: string;
+}
+
+/** One disk the task found (an OVA gives several for its one container). */
+export interface ImportedDisk {
+  container: number;
+  snapshotId: string;
+  format: string;
+  diskImageSize: number;
+  virtualSize: number;
+  deviceName?: string;
+}
+
+export interface ImportDetails {
+  request: {
+    description?: string;
+    architecture?: string;
+    platform?: string;
+    bootMode?: string;
+    hypervisor?: string;
+    licenseType?: string;
+    encrypted: boolean;
+    kmsKeyId?: string;
+    roleName?: string;
+    usageOperation?: string;
+    licenseConfigurationArns: string[];
+    comment?: string;
+  };
+  sources: DiskSource[];
+  /** Filled as the disks are opened (their snapshot ids before any block is written). */
+  disks: ImportedDisk[];
+  result?: {
+    imageId?: string;
+    platform?: string;
+    architecture?: string;
+    bootMode?: string;
+    licenseType?: string;
+    distribution?: Distribution;
+  };
+}
+
+export const detailsOf = (row: ConversionTaskRow) => JSON.parse(row.details) as ImportDetails;
+
+/** The message a failed task ends with, in AWS's words where AWS has them. */
+function failureMessage(error: unknown): TaskFailure | undefined {
+  if (error instanceof TaskFailure) return error;
+  if (error instanceof DiskImageError) return new TaskFailure(`ClientError: Disk validation failed [${error.message}]`, "Client.DiskValidation");
+  return undefined;
+}
+
+export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobStore }): Record<string, TaskKind> {
+  const { db, chunks, blobs } = deps;
+
+  async function current(taskId: string): Promise<ConversionTaskRow> {
+    const row = await getConversionTask(db, taskId);
+    if (!row) throw new TaskFailure(`The import task ${taskId} no longer exists.`, "Server.InternalError");
+    return row;
+  }
+
+  /** The file a container names, opened for random access; refused when it is gone. */
+  async function openSource(source: DiskSource, readers: RandomReader[]): Promise<RandomReader> {
+    const object = await getObject(db, source.bucket, source.key);
+    if (!object) throw new TaskFailure(`ClientError: The object s3://${source.bucket}/${source.key} does not exist.`, "Client.NoSuchKey");
+    const reader = await blobs.openRandom(blobsOf(object));
+    readers.push(reader);
+    return reader;
+  }
+
+  /** Files a VMDK descriptor names live beside it, in the same bucket and folder. */
+  const companionOf = (source: DiskSource, readers: RandomReader[]) => async (name: string): Promise<ByteSource> => {
+    if (name.includes("/") || name.includes("\\") || name === ".." || name === ".") throw new DiskImageError(`the descriptor names an extent outside its folder: ${JSON.stringify(name)}`);
+    const folder = source.key.includes("/") ? source.key.slice(0, source.key.lastIndexOf("/") + 1) : "";
+    try {
+      return await openSource({ ...source, key: folder + name }, readers);
+    } catch (error) {
+      if (error instanceof TaskFailure) throw new DiskImageError(`the extent file ${name} is not in s3://${source.bucket}/${folder}`);
+      throw error;
+    }
+  };
+
+  function progressWriter(taskId: string) {
+    let last = 0;
+    return (status_message: string, progress: number, force = false) => {
+      const now = Date.now();
+      if (!force && now - last < PROGRESS_INTERVAL_MS) return Promise.resolve();
+      last = now;
+      return updateConversionTask(db, taskId, { status_message, progress: String(Math.floor(progress)) }, "active").then(() => undefined);
+    };
+  }
+
+  /**
+   * Opens every container's disks and streams them into their snapshots' blocks. Snapshot ids
+   * are recorded before the first block is written, so an interrupted run can be undone.
+   */
+  async function convert(task: TaskRow, io: TaskIo, row: ConversionTaskRow, span: { from: number; to: number }, single: boolean) {
+    const details = detailsOf(row);
+    const report = progressWriter(task.task_id);
+    const readers: RandomReader[] = [];
+    try {
+      await report("validating", Math.max(span.from - 5, 2), true);
+      const opened = [];
+      for (const [container, source] of details.sources.entries()) {
+        const file = await openSource(source, readers);
+        const disks = await openDisks(file, source.format, companionOf(source, readers));
+        for (const disk of disks) opened.push({ container, disk, fileSize: disk.name ? undefined : file.size });
+      }
+      if (single && opened.length !== 1) throw new DiskImageError(`the file holds ${opened.length} disks; ImportSnapshot takes one`);
+      details.disks = opened.map(({ container, disk, fileSize }, i) => ({
+        container,
+        snapshotId: details.disks[i]?.snapshotId ?? newSnapshotId(),
+        format: disk.format.toUpperCase(),
+        diskImageSize: fileSize ?? disk.image.virtualSize,
+        virtualSize: disk.image.virtualSize,
+        deviceName: details.sources[container]!.deviceName,
+      }));
+      await updateConversionTask(db, task.task_id, { details: JSON.stringify(details), status_message: "validated" }, "active");
+      const total = opened.reduce((sum, o) => sum + o.disk.image.virtualSize, 0);
+      let before = 0;
+      for (const [i, { disk }] of opened.entries()) {
+        await writeDiskToSnapshot({ db, chunks }, disk.image.extents(io.signal), details.disks[i]!.snapshotId, {
+          signal: io.signal,
+          onProgress: (offset) => {
+            const fraction = (before + offset) / Math.max(1, total);
+            io.progress(fraction * 100);
+            void report("converting", span.from + fraction * (span.to - span.from));
+          },
+        });
+        before += disk.image.virtualSize;
+      }
+      return details;
+    } finally {
+      await Promise.all(readers.map((r) => r.close()));
+    }
+  }
+
+  const undo = async (task: TaskRow) => {
+    const row = await getConversionTask(db, task.task_id);
+    if (!row || row.status === "completed") return;
+    const ids = detailsOf(row).disks.map((d) => d.snapshotId);
+    if (ids.length) await db.deleteFrom("snapshot_blocks").where("snapshot_id", "in", ids).execute();
+  };
+
+  const failed = async (task: TaskRow, failure: TaskFailure) => {
+    const known = failureMessage(failure) ?? failure;
+    await updateConversionTask(db, task.task_id, { status: "deleted", status_message: known.message, progress: null });
+  };
+
+  /** Cancelled before this run began (a stop came between the request and the run)? */
+  function checkNotCancelled(row: ConversionTaskRow) {
+    if (row.status === "deleting") throw new TaskCancelled(row.status_message ?? "Task cancelled.");
+  }
+
+  const snapshotRow = (task: TaskRow, details: ImportDetails, disk: ImportedDisk, now: string) => ({
+    account_id: task.account_id,
+    region: task.region,
+    snapshot_id: disk.snapshotId,
+    volume_id: "vol-ffffffff",
+    volume_size: Math.max(1, Math.ceil(disk.virtualSize / GIB)),
+    state: "completed" as const,
+    progress: "100%",
+    start_time: now,
+    description: details.sources[disk.container]!.description ?? `Created by ${task.kind === IMPORT_IMAGE_TASK ? "ImportImage" : "ImportSnapshot"} for ${task.task_id}`,
+    encrypted: details.request.encrypted ? 1 : 0,
+    kms_key_id: details.request.encrypted ? (details.request.kmsKeyId ?? "alias/aws/ebs") : null,
+    parent_snapshot_id: null,
+    client_token: null,
+    next_state: null,
+    next_state_at: null,
+  });
+
+  const importImage: TaskKind = {
+    async run(task, io) {
+      try {
+        const row = await current(task.task_id);
+        if (row.status === "completed") return;
+        checkNotCancelled(row);
+        const details = await convert(task, io, row, { from: 28, to: 56 }, false);
+        if (io.signal.aborted) return;
+        const report = progressWriter(task.task_id);
+        await report("updating", 58, true);
+        const boot = details.disks[0]!;
+        const found = await inspectDisk(snapshotSource({ db, chunks }, boot.snapshotId, boot.virtualSize));
+        if (!found.platform || !found.architecture) throw new TaskFailure(UNKNOWN_OS, "Client.UnknownOS");
+        await report("booting", 66, true);
+        await report("booted", 72, true);
+        await report("preparing ami", 80, true);
+        const platform = found.platform;
+        const licenseType = details.request.licenseType ?? (platform === "Windows" ? "AWS" : "BYOL");
+        const imageId = newImageId();
+        details.result = { imageId, platform, architecture: found.architecture, bootMode: details.request.bootMode ?? found.bootMode, licenseType, distribution: found.distribution };
+        const now = new Date().toISOString();
+        await db.transaction().execute(async (tx) => {
+          const fresh = await tx.selectFrom("conversion_tasks").select("status").where("task_id", "=", task.task_id).executeTakeFirst();
+          if (fresh?.status !== "active") throw new TaskCancelled("Task cancelled.");
+          for (const disk of details.disks) await tx.insertInto("snapshots").values(snapshotRow(task, details, disk, now)).execute();
+          await tx
+            .insertInto("images")
+            .values({
+              account_id: task.account_id,
+              region: task.region,
+              image_id: imageId,
+              name: task.task_id,
+              // As VM import names what it found: "Linux - Debian GNU/Linux 12 (bookworm)".
+              description: details.request.description ?? [platform, found.distribution?.prettyName ?? found.distribution?.name].filter(Boolean).join(" - "),
+              state: "available",
+              next_state: null,
+              next_state_at: null,
+              state_reason_code: null,
+              state_reason_message: null,
+              architecture: found.architecture!,
+              virtualization_type: "hvm",
+              root_device_name: "/dev/sda1",
+              root_device_type: "ebs",
+              ena_support: 1,
+              sriov_net_support: "simple",
+              boot_mode: details.result!.bootMode ?? null,
+              tpm_support: null,
+              imds_support: null,
+              platform: platform === "Windows" ? "windows" : null,
+              creation_date: now,
+              deprecation_time: null,
+              public: 0,
+              owner_alias: null,
+              client_token: null,
+              source_instance_id: null,
+              kernel_id: null,
+              ramdisk_id: null,
+            })
+            .execute();
+          await tx
+            .insertInto("image_block_devices")
+            .values(
+              details.disks.map((disk, position) => ({
+                image_id: imageId,
+                position,
+                device_name: position === 0 ? "/dev/sda1" : (disk.deviceName ?? `/dev/sd${String.fromCharCode(98 + position - 1)}`),
+                virtual_name: null,
+                no_device: 0,
+                snapshot_id: disk.snapshotId,
+                volume_size: Math.max(1, Math.ceil(disk.virtualSize / GIB)),
+                volume_type: "gp2",
+                iops: null,
+                throughput: null,
+                delete_on_termination: 1,
+                encrypted: details.request.encrypted ? 1 : 0,
+                kms_key_id: null,
+              })),
+            )
+            .execute();
+          await tx.updateTable("conversion_tasks").set({ status: "completed", status_message: null, progress: null, details: JSON.stringify(details), updated: now }).where("task_id", "=", task.task_id).execute();
+        });
+      } catch (error) {
+        throw failureMessage(error) ?? error;
+      }
+    },
+    undo,
+    failed,
+  };
+
+  const importSnapshot: TaskKind = {
+    async run(task, io) {
+      try {
+        const row = await current(task.task_id);
+        if (row.status === "completed") return;
+        checkNotCancelled(row);
+        const details = await convert(task, io, row, { from: 10, to: 95 }, true);
+        if (io.signal.aborted) return;
+        const now = new Date().toISOString();
+        await db.transaction().execute(async (tx) => {
+          const fresh = await tx.selectFrom("conversion_tasks").select("status").where("task_id", "=", task.task_id).executeTakeFirst();
+          if (fresh?.status !== "active") throw new TaskCancelled("Task cancelled.");
+          await tx.insertInto("snapshots").values(snapshotRow(task, details, details.disks[0]!, now)).execute();
+          await tx.updateTable("conversion_tasks").set({ status: "completed", status_message: "completed", progress: null, details: JSON.stringify(details), updated: now }).where("task_id", "=", task.task_id).execute();
+        });
+      } catch (error) {
+        throw failureMessage(error) ?? error;
+      }
+    },
+    undo,
+    failed,
+  };
+
+  return { [IMPORT_IMAGE_TASK]: importImage, [IMPORT_SNAPSHOT_TASK]: importSnapshot };
+}
+
+const newSnapshotId = () => newId("snap");
+const newImageId = () => newId("ami");
