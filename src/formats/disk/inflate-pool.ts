@@ -76,18 +76,20 @@ interface Lane {
 }
 
 const lanes: Lane[] = [];
+const spare: SharedArrayBuffer[] = [];
 let nextId = 0;
 
 function startLane(): Lane {
   const worker = new Worker(new URL(import.meta.url), { workerData: IS_POOL_WORKER });
   const lane: Lane = { worker, pending: new Map() };
-  // An idle worker must not keep the process alive; a busy one must, or a caller awaiting it
-  // could see the process exit under it.
-  worker.unref();
   worker.on("message", (reply: Reply) => {
     const waiter = lane.pending.get(reply.id);
     lane.pending.delete(reply.id);
-    if (lane.pending.size === 0) worker.unref();
+    if (lane.pending.size === 0) {
+      worker.unref();
+      // Nothing left to inflate anywhere: give the input buffers back rather than hold them.
+      if (lanes.every((other) => other.pending.size === 0)) spare.length = 0;
+    }
     if (!waiter) return;
     if ("output" in reply) waiter.resolve({ output: Buffer.from(reply.output.buffer, reply.output.byteOffset, reply.output.byteLength), lengths: reply.lengths });
     else waiter.reject(new InflateFailure(reply.index, reply.tooLarge, reply.message));
@@ -100,14 +102,16 @@ function startLane(): Lane {
   };
   worker.on("error", fail);
   worker.on("exit", (code) => fail(new Error(`an inflate worker exited (code ${code})`)));
+  // An idle worker must not keep the process alive; a busy one must, or a caller awaiting it
+  // could see the process exit under it. (After the listeners: adding one refs the worker again.)
+  worker.unref();
   return lane;
 }
 
-// Input buffers, shared with the workers and reused: a fresh multi-MiB buffer per run would cost
-// the main thread a page fault per 4 KiB as the run is copied in.
-const spare: SharedArrayBuffer[] = [];
-const MAX_SPARE = 8;
-const MIN_INPUT_BYTES = 8 * 1024 * 1024;
+// Input buffers, shared with the workers and reused while runs keep coming: a fresh multi-MiB
+// buffer per run would cost the main thread a page fault per 4 KiB as the run is copied in.
+const MAX_SPARE = 6;
+const MIN_INPUT_BYTES = 5 * 1024 * 1024;
 
 /**
  * Inflates each zlib stream `pieces[2i]..+pieces[2i+1]` of `input` to at most `maxOutput` bytes,

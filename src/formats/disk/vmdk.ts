@@ -237,9 +237,11 @@ class SparseExtent implements Part {
           i++;
           continue;
         }
-        // Tables are usually laid out back to back: read a run of them at once.
+        // Tables are usually laid out back to back: read a run of them at once (a run stops at
+        // the file's end, so a table outside it is reported as itself).
         let run = 1;
-        while (i + run < count && run < maxRun && directory.readUInt32LE((i + run) * 4) === gtSector + run * gtSectors) run++;
+        const next = () => gtSector + (run + 1) * gtSectors;
+        while (i + run < count && run < maxRun && next() <= this.fileSectors && directory.readUInt32LE((i + run) * 4) === gtSector + run * gtSectors) run++;
         const tablesEnd = gtSector + run * gtSectors;
         if (tablesEnd > this.fileSectors) fail(`${where}grain table ${gt} points outside the file`);
         if (overlaps(this.metadata, gtSector, tablesEnd)) fail(`${where}grain table ${gt} overlaps the header or grain directory`);
@@ -420,9 +422,9 @@ async function openSparse(source: ByteSource, where: string): Promise<SparseExte
   if (grainSectors * SECTOR > MAX_GRAIN_BYTES) fail(`${where}the VMDK grain size ${grainSectors * SECTOR} bytes exceeds ${MAX_GRAIN_BYTES}`);
   if (gtesPerGt < 1 || gtesPerGt > MAX_GTES_PER_GT) fail(`${where}the VMDK grain tables' ${gtesPerGt} entries are out of range`);
   if (flags & FLAG_COMPRESSED) {
-    if (header.compressAlgorithm !== COMPRESSION_DEFLATE) fail(`${where}VMDK compression algorithm ${header.compressAlgorithm} is not supported`);
     // Without markers a compressed grain's length is unknown (spec: streams always carry them).
     if (!(flags & FLAG_MARKERS)) fail(`${where}VMDK compressed grains without markers are not supported`);
+    if (header.compressAlgorithm !== COMPRESSION_DEFLATE) fail(`${where}VMDK compression algorithm ${header.compressAlgorithm} is not supported`);
   } else {
     if (flags & FLAG_MARKERS) fail(`${where}VMDK markers without compressed grains are not supported`);
     if (header.compressAlgorithm !== 0) fail(`${where}the VMDK header names compression algorithm ${header.compressAlgorithm} but its grains are not compressed`);
