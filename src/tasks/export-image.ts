@@ -9,14 +9,13 @@ import { writeVhd } from "../formats/export/vhd.js";
 import { writeStreamOptimizedVmdk } from "../formats/export/vmdk.js";
 import { nonZeroBlockRows, nonZeroBlocks } from "../store/blocks/snapshot-source.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
-import { getBucket } from "../store/meta/buckets.js";
-import { getConversionTask, updateConversionTask, type ConversionTaskRow } from "../store/meta/conversion-tasks.js";
+import { conversionProgress, getConversionTask, updateConversionTask, type ConversionTaskRow } from "../store/meta/conversion-tasks.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { countResolvedBlocks } from "../store/meta/manifests.js";
 import type { TaskRow } from "../store/meta/tasks.js";
 import type { BlobStore } from "../store/objects/blobs.js";
-import { commitObject } from "../store/objects/commit.js";
-import { TaskCancelled, TaskFailure, type TaskKind } from "./runner.js";
+import { TaskCancelled, type TaskKind } from "./runner.js";
+import { commitTaskOutput } from "./task-object.js";
 
 export const EXPORT_IMAGE_TASK = "export-image";
 
@@ -43,8 +42,6 @@ export interface ExportDetails {
 
 export const exportDetailsOf = (row: ConversionTaskRow) => JSON.parse(row.details) as ExportDetails;
 
-const PROGRESS_INTERVAL_MS = 1000;
-
 export function exportImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobStore }): TaskKind {
   const { db, chunks, blobs } = deps;
   return {
@@ -55,7 +52,7 @@ export function exportImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: B
       const details = exportDetailsOf(row);
       const total = await countResolvedBlocks(db, details.snapshotId);
       let done = 0;
-      let lastReport = 0;
+      const report = conversionProgress(db, task.task_id);
       const disk: DiskBlocks = {
         virtualSize: details.diskBytes,
         allocated: async function* () {
@@ -66,12 +63,7 @@ export function exportImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: B
             const length = Math.min(EXPORT_BLOCK, details.diskBytes - block.index * EXPORT_BLOCK);
             if (length <= 0) return;
             yield { index: block.index, data: length < EXPORT_BLOCK ? block.data.subarray(0, length) : block.data };
-            const percent = (++done / Math.max(1, total)) * 100;
-            io.progress(percent);
-            if (Date.now() - lastReport > PROGRESS_INTERVAL_MS) {
-              lastReport = Date.now();
-              void updateConversionTask(db, task.task_id, { status_message: "converting", progress: String(Math.min(99, Math.floor(percent))) }, "active");
-            }
+            void report("converting", (++done / Math.max(1, total)) * 100);
           }
         },
       };
@@ -85,32 +77,16 @@ export function exportImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: B
         }
       }
       const blob = await blobs.write(Readable.from(hashed()));
-      if (io.signal.aborted) {
-        await blobs.remove(blob.id);
-        io.signal.throwIfAborted();
-      }
-      const bucket = await getBucket(db, details.bucket);
-      if (!bucket || bucket.account_id !== task.account_id) {
-        await blobs.remove(blob.id);
-        throw new TaskFailure(`ClientError: The bucket ${details.bucket} no longer exists.`, "Client.NoSuchBucket");
-      }
-      const now = new Date().toISOString();
-      await commitObject(db, blobs, {
+      const object = {
         bucket: details.bucket,
         key: details.key,
-        size: blob.size,
         etag: `"${md5.digest("hex")}"`,
-        blobs: JSON.stringify([blob]),
         content_type: contentType,
-        headers: "{}",
         metadata: JSON.stringify({ "export-image-task": task.task_id, "source-ami": details.imageId }),
         tags: "[]",
-        checksum_algorithm: null,
-        checksum_value: null,
-        checksum_type: null,
-        part_sizes: null,
-        last_modified: now,
-      });
+        last_modified: new Date().toISOString(),
+      };
+      if (!(await commitTaskOutput({ db, blobs }, task, io.signal, blob, object, `ClientError: The bucket ${details.bucket} no longer exists.`))) return;
       await updateConversionTask(db, task.task_id, { status: "completed", status_message: null, progress: null });
     },
     async failed(task, failure) {

@@ -10,7 +10,7 @@ import { inspectDisk, type Distribution } from "../inspect/operating-system.js";
 import { snapshotSource } from "../store/blocks/snapshot-source.js";
 import { writeDiskToSnapshot } from "../store/blocks/disk-writer.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
-import { getConversionTask, updateConversionTask, type ConversionTaskRow } from "../store/meta/conversion-tasks.js";
+import { conversionProgress, getConversionTask, updateConversionTask, type ConversionTaskRow } from "../store/meta/conversion-tasks.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { blobsOf, getObject } from "../store/meta/objects.js";
 import type { TaskRow } from "../store/meta/tasks.js";
@@ -21,7 +21,6 @@ export const IMPORT_IMAGE_TASK = "import-image";
 export const IMPORT_SNAPSHOT_TASK = "import-snapshot";
 
 const GIB = 1024 ** 3;
-const PROGRESS_INTERVAL_MS = 1000;
 export const UNKNOWN_OS = "ClientError: Unknown OS / Missing OS files.";
 
 /** One DiskContainer as the request gave it. */
@@ -100,9 +99,8 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
     return reader;
   }
 
-  /** Files a VMDK descriptor names live beside it, in the same bucket and folder. */
+  /** Files a VMDK descriptor names (plain names: the reader refuses others) live beside it, in the same bucket and folder. */
   const companionOf = (source: DiskSource, readers: RandomReader[]) => async (name: string): Promise<ByteSource> => {
-    if (name.includes("/") || name.includes("\\") || name === ".." || name === ".") throw new DiskImageError(`the descriptor names an extent outside its folder: ${JSON.stringify(name)}`);
     const folder = source.key.includes("/") ? source.key.slice(0, source.key.lastIndexOf("/") + 1) : "";
     try {
       return await openSource({ ...source, key: folder + name }, readers);
@@ -112,23 +110,13 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
     }
   };
 
-  function progressWriter(taskId: string) {
-    let last = 0;
-    return (status_message: string, progress: number, force = false) => {
-      const now = Date.now();
-      if (!force && now - last < PROGRESS_INTERVAL_MS) return Promise.resolve();
-      last = now;
-      return updateConversionTask(db, taskId, { status_message, progress: String(Math.floor(progress)) }, "active").then(() => undefined);
-    };
-  }
-
   /**
    * Opens every container's disks and streams them into their snapshots' blocks. Snapshot ids
    * are recorded before the first block is written, so an interrupted run can be undone.
    */
   async function convert(task: TaskRow, io: TaskIo, row: ConversionTaskRow, span: { from: number; to: number }, single: boolean) {
     const details = detailsOf(row);
-    const report = progressWriter(task.task_id);
+    const report = conversionProgress(db, task.task_id);
     const readers: RandomReader[] = [];
     try {
       await report("validating", Math.max(span.from - 5, 2), true);
@@ -155,7 +143,6 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
           signal: io.signal,
           onProgress: (offset) => {
             const fraction = (before + offset) / Math.max(1, total);
-            io.progress(fraction * 100);
             void report("converting", span.from + fraction * (span.to - span.from));
           },
         });
@@ -175,8 +162,7 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
   };
 
   const failed = async (task: TaskRow, failure: TaskFailure) => {
-    const known = failureMessage(failure) ?? failure;
-    await updateConversionTask(db, task.task_id, { status: "deleted", status_message: known.message, progress: null });
+    await updateConversionTask(db, task.task_id, { status: "deleted", status_message: failure.message, progress: null });
   };
 
   /** Cancelled before this run began (a stop came between the request and the run)? */
@@ -210,7 +196,7 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
         checkNotCancelled(row);
         const details = await convert(task, io, row, { from: 28, to: 56 }, false);
         if (io.signal.aborted) return;
-        const report = progressWriter(task.task_id);
+        const report = conversionProgress(db, task.task_id);
         await report("updating", 58, true);
         const boot = details.disks[0]!;
         const found = await inspectDisk(snapshotSource({ db, chunks }, boot.snapshotId, boot.virtualSize));

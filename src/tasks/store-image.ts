@@ -4,15 +4,14 @@
 import { Readable } from "node:stream";
 import { writeArchive, type ArchivedBlock, type ArchiveManifest, type ArchivedMapping } from "../formats/image-archive.js";
 import { BLOCK_SIZE, type ChunkStore } from "../store/blocks/chunks.js";
-import { getBucket } from "../store/meta/buckets.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { visibleImages, type ImageRecord } from "../store/meta/images.js";
 import { countResolvedBlocks } from "../store/meta/manifests.js";
 import { nonZeroBlocks } from "../store/blocks/snapshot-source.js";
 import type { TaskRow } from "../store/meta/tasks.js";
 import type { BlobStore } from "../store/objects/blobs.js";
-import { commitObject } from "../store/objects/commit.js";
 import { TaskFailure, type TaskIo, type TaskKind } from "./runner.js";
+import { commitTaskOutput } from "./task-object.js";
 
 export interface StoreParams {
   imageId: string;
@@ -105,15 +104,6 @@ export function storeImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: Bl
       let digest: Buffer = Buffer.alloc(0);
       const archive = Readable.from(writeArchive(manifest, archivedBlocks(db, chunks, snapshotIds, io, total), (d) => (digest = d)));
       const blob = await blobs.write(archive);
-      if (io.signal.aborted) {
-        await blobs.remove(blob.id);
-        return;
-      }
-      const bucket = await getBucket(db, params.bucket);
-      if (!bucket || bucket.account_id !== task.account_id) {
-        await blobs.remove(blob.id);
-        throw new TaskFailure(`The bucket ${params.bucket} no longer exists.`, "Client.NoSuchBucket");
-      }
       const now = new Date().toISOString();
       const metadata = {
         "ami-name": record.image.name,
@@ -122,23 +112,17 @@ export function storeImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: Bl
         "ami-owner-account": record.image.account_id,
         "ami-store-date": now,
       };
-      await commitObject(db, blobs, {
+      const object = {
         bucket: params.bucket,
         key: params.key,
-        size: blob.size,
         // S3 tags a multipart upload (AWS stores AMIs so) with "<hash>-<parts>"; Kiln's hash is the archive's digest.
         etag: `"${digest.subarray(0, 16).toString("hex")}-1"`,
-        blobs: JSON.stringify([blob]),
         content_type: "application/octet-stream",
-        headers: "{}",
         metadata: JSON.stringify(metadata),
         tags: JSON.stringify(params.objectTags),
-        checksum_algorithm: null,
-        checksum_value: null,
-        checksum_type: null,
-        part_sizes: null,
         last_modified: now,
-      });
+      };
+      await commitTaskOutput({ db, blobs }, task, io.signal, blob, object, `The bucket ${params.bucket} no longer exists.`);
     },
   };
 }

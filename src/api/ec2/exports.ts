@@ -8,21 +8,20 @@ import type {
   ExportImageResult,
   ExportImageTask,
 } from "@aws-sdk/client-ec2";
-import { compileFilters } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
-import { conversionTaskByToken, conversionTasksOf, getConversionTask, updateConversionTask, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
-import { putTags, tagsOf } from "../../store/meta/tags.js";
-import { insertTask } from "../../store/meta/tasks.js";
+import { conversionTaskByToken, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
 import { EXPORT_IMAGE_TASK, EXPORT_WRITERS, exportDetailsOf, type ExportDetails, type ExportFormat } from "../../tasks/export-image.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, type Tags } from "./conversion-tasks.js";
 import { ownImage } from "./images.js";
 import { bucketFor } from "./store-restore.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { tagSpecificationsFor } from "./tags.js";
 
 const GIB = 1024 ** 3;
 const TASK_ID = /^export-ami-[0-9a-f]{17}$/;
+const MAX_PAGE = 500;
 
 async function planExport(ctx: ActionContext, input: ExportImageRequest) {
   const tags = tagSpecificationsFor(input.TagSpecifications, ["export-image-task"]).get("export-image-task") ?? [];
@@ -55,9 +54,7 @@ async function planExport(ctx: ActionContext, input: ExportImageRequest) {
   return { taskId, details, tags };
 }
 
-const tagList = (tags: ReadonlyMap<string, string> | undefined) => [...(tags ?? new Map<string, string>())].map(([Key, Value]) => ({ Key, Value }));
-
-function toExportTask(row: ConversionTaskRow, tags: ReadonlyMap<string, string> | undefined): ExportImageTask & Pick<ExportImageResult, "DiskImageFormat" | "RoleName"> {
+function toExportTask(row: ConversionTaskRow, tags: Tags): ExportImageTask & Pick<ExportImageResult, "DiskImageFormat" | "RoleName"> {
   const details = exportDetailsOf(row);
   return {
     ExportImageTaskId: row.task_id,
@@ -77,74 +74,41 @@ export const exportActions: ActionTable = {
   ExportImage: {
     check: (ctx, input: ExportImageRequest) => planExport(ctx, input),
     async run(ctx, input: ExportImageRequest, planned: Awaited<ReturnType<typeof planExport>>): Promise<ExportImageResult> {
-      let row = planned.existing;
-      if (!row) {
-        const now = new Date().toISOString();
-        row = {
-          task_id: planned.taskId!,
-          account_id: ctx.accountId,
-          region: ctx.region,
+      const row =
+        planned.existing ??
+        (await startConversionTask(ctx, {
+          taskId: planned.taskId!,
           kind: EXPORT_IMAGE_TASK,
-          client_token: input.ClientToken ?? null,
-          status: "active",
-          status_message: "validating",
+          clientToken: input.ClientToken,
+          statusMessage: "validating",
           progress: "0",
-          details: JSON.stringify(planned.details),
-          created: now,
-          updated: now,
-        };
-        const task = { task_id: row.task_id, kind: EXPORT_IMAGE_TASK, account_id: ctx.accountId, region: ctx.region, state: "running" as const, progress: 0, params: "{}", failure: null, created: now, updated: now };
-        await ctx.meta.db.transaction().execute(async (tx) => {
-          await tx.insertInto("conversion_tasks").values(row!).execute();
-          await insertTask(tx, task);
-        });
-        if (planned.tags!.length) await putTags(ctx.meta.db, ctx, [{ id: row.task_id, type: "export-image-task" }], planned.tags!, TAG_LIMITS.perResource);
-        ctx.tasks.start(task);
-      }
-      return toExportTask(row, (await tagsOf(ctx.meta.db, ctx, [row.task_id])).get(row.task_id));
+          details: planned.details,
+          tagType: "export-image-task",
+          tags: planned.tags!,
+        }));
+      return toExportTask(row, await tagsOfTask(ctx, row.task_id));
     },
   },
 
   DescribeExportImageTasks: {
     check(_ctx, input: DescribeExportImageTasksRequest) {
-      for (const id of input.ExportImageTaskIds ?? []) {
-        if (!TASK_ID.test(id)) throw new ApiError("InvalidConversionTaskId.Malformed", `Invalid id: "${id}" (expecting "export-ami-...")`);
-      }
-      pageSize(input.MaxResults, { min: 1, max: 500 });
+      checkTaskIds(input.ExportImageTaskIds, TASK_ID, '"export-ami-..."');
+      pageSize(input.MaxResults, { min: 1, max: MAX_PAGE });
     },
     async run(ctx, input: DescribeExportImageTasksRequest): Promise<DescribeExportImageTasksResult> {
-      const limit = pageSize(input.MaxResults, { min: 1, max: 500 });
-      const after = decodeNextToken(input.NextToken, 1)?.[0];
-      const ids = input.ExportImageTaskIds?.length ? input.ExportImageTaskIds : undefined;
-      let rows = await conversionTasksOf(ctx.meta.db, ctx, EXPORT_IMAGE_TASK, { ids, after });
-      if (ids && after === undefined) {
-        const found = new Set(rows.map((r) => r.task_id));
-        const missing = ids.find((id) => !found.has(id));
-        if (missing) throw new ApiError("InvalidConversionTaskId", `The export task ID '${missing}' does not exist`);
-      }
-      const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.task_id));
-      rows = rows.filter(compileFilters(input.Filters, { fields: { "task-state": (r: ConversionTaskRow) => r.status }, tags: (r: ConversionTaskRow) => tags.get(r.task_id) }));
-      const page = limit === undefined ? rows : rows.slice(0, limit);
-      const more = limit !== undefined && rows.length > limit;
-      return { ExportImageTasks: page.map((r) => toExportTask(r, tags.get(r.task_id))), NextToken: more ? encodeNextToken([page[page.length - 1]!.task_id]) : undefined };
+      const { tasks, nextToken } = await describeConversionTasks(
+        ctx,
+        { kind: EXPORT_IMAGE_TASK, noun: "export", ids: input.ExportImageTaskIds, filters: input.Filters, maxResults: input.MaxResults, nextToken: input.NextToken, maxPage: MAX_PAGE },
+        toExportTask,
+      );
+      return { ExportImageTasks: tasks, NextToken: nextToken };
     },
   },
 
   CancelExportTask: {
-    async check(ctx, input: CancelExportTaskRequest) {
-      const id = input.ExportTaskId!;
-      if (!TASK_ID.test(id)) throw new ApiError("InvalidConversionTaskId.Malformed", `Invalid id: "${id}" (Kiln cancels export-ami-... tasks)`);
-      const row = await getConversionTask(ctx.meta.db, id);
-      if (!row || row.account_id !== ctx.accountId || row.region !== ctx.region) throw new ApiError("InvalidConversionTaskId", `The export task ID '${id}' does not exist`);
-      if (row.status !== "active") throw new ApiError("IncorrectState", `The export task ${id} is ${row.status}; only an active task can be cancelled.`);
-      return row;
-    },
+    check: (ctx, input: CancelExportTaskRequest) => cancellableTask(ctx, input.ExportTaskId!, TASK_ID, "export", '"export-ami-..."'),
     async run(ctx, _input: CancelExportTaskRequest, row: ConversionTaskRow) {
-      const message = "User initiated task cancellation";
-      if (!(await updateConversionTask(ctx.meta.db, row.task_id, { status: "deleting", status_message: message }, "active"))) {
-        throw new ApiError("IncorrectState", `The export task ${row.task_id} is no longer active.`);
-      }
-      ctx.tasks.cancel(row.task_id, message);
+      await cancelConversionTask(ctx, row, "User initiated task cancellation", "export");
     },
   },
 };

@@ -15,26 +15,27 @@ import type {
   ImportSnapshotTask,
   SnapshotDetail,
   SnapshotDiskContainer,
-  Tag,
 } from "@aws-sdk/client-ec2";
-import { compileFilters } from "../../domain/filters.js";
+import type { FilterInput } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { pageSize } from "../../domain/pagination.js";
 import { IMPORT_FORMATS, type ImportFormat } from "../../formats/disk/open.js";
 import { ApiError } from "../../protocol/errors.js";
-import { conversionTaskByToken, conversionTasksOf, getConversionTask, insertConversionTask, updateConversionTask, type ConversionKind, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
+import { conversionTaskByToken, type ConversionKind, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
 import { getObject } from "../../store/meta/objects.js";
-import { putTags, tagsOf } from "../../store/meta/tags.js";
-import { insertTask } from "../../store/meta/tasks.js";
 import { detailsOf, IMPORT_IMAGE_TASK, IMPORT_SNAPSHOT_TASK, type DiskSource, type ImportDetails } from "../../tasks/import-disks.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, type Tags } from "./conversion-tasks.js";
 import { bucketFor } from "./store-restore.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { tagSpecificationsFor } from "./tags.js";
 
 /** AWS lists import tasks for about a week after they end. */
 const ENDED_RETENTION_MS = 7 * 24 * 3600 * 1000;
 const MAX_DISKS = 21;
+const MAX_PAGE = 1000;
 const TASK_ID = /^import-(ami|snap)-[0-9a-f]{17}$/;
+const IMAGE_TASK_ID = /^import-ami-[0-9a-f]{17}$/;
+const SNAPSHOT_TASK_ID = /^import-snap-[0-9a-f]{17}$/;
 
 const ARCHITECTURES = ["i386", "x86_64", "arm64"];
 const PLATFORMS = ["Windows", "Linux"];
@@ -160,33 +161,6 @@ async function planImportSnapshot(ctx: ActionContext, input: ImportSnapshotReque
   return { details, tags };
 }
 
-/** Writes the task's two rows together (what users see, and the durable work) and starts it. */
-async function startImport(ctx: ActionContext, kind: ConversionKind, prefix: string, clientToken: string | undefined, details: ImportDetails, tags: { key: string; value: string }[]) {
-  const now = new Date().toISOString();
-  const row: ConversionTaskRow = {
-    task_id: newId(prefix),
-    account_id: ctx.accountId,
-    region: ctx.region,
-    kind,
-    client_token: clientToken ?? null,
-    status: "active",
-    status_message: "pending",
-    progress: "2",
-    details: JSON.stringify(details),
-    created: now,
-    updated: now,
-  };
-  const task = { task_id: row.task_id, kind, account_id: ctx.accountId, region: ctx.region, state: "running" as const, progress: 0, params: "{}", failure: null, created: now, updated: now };
-  await ctx.meta.db.transaction().execute(async (tx) => {
-    await tx.insertInto("conversion_tasks").values(row).execute();
-    await insertTask(tx, task);
-  });
-  if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: row.task_id, type: kind === IMPORT_IMAGE_TASK ? "import-image-task" : "import-snapshot-task" }], tags, TAG_LIMITS.perResource);
-  ctx.tasks.start(task);
-  return row;
-}
-
-const tagList = (tags: ReadonlyMap<string, string> | undefined): Tag[] => [...(tags ?? new Map<string, string>())].map(([Key, Value]) => ({ Key, Value }));
 
 function snapshotDetails(row: ConversionTaskRow): SnapshotDetail[] {
   const details = detailsOf(row);
@@ -196,7 +170,7 @@ function snapshotDetails(row: ConversionTaskRow): SnapshotDetail[] {
     return source.url !== undefined ? { Url: source.url } : { UserBucket: { S3Bucket: source.bucket, S3Key: source.key } };
   };
   if (details.disks.length === 0) {
-    return details.sources.map((source, i) => ({ ...echo(i), Description: source.description, DeviceName: source.deviceName, Format: source.format, Status: row.status === "active" ? "active" : row.status }));
+    return details.sources.map((source, i) => ({ ...echo(i), Description: source.description, DeviceName: source.deviceName, Format: source.format, Status: row.status }));
   }
   return details.disks.map((disk, i) => ({
     ...echo(disk.container),
@@ -211,7 +185,7 @@ function snapshotDetails(row: ConversionTaskRow): SnapshotDetail[] {
   }));
 }
 
-function toImportImageTask(row: ConversionTaskRow, tags: ReadonlyMap<string, string> | undefined): ImportImageTask {
+function toImportImageTask(row: ConversionTaskRow, tags: Tags): ImportImageTask {
   const { request, result } = detailsOf(row);
   return {
     ImportTaskId: row.task_id,
@@ -234,7 +208,7 @@ function toImportImageTask(row: ConversionTaskRow, tags: ReadonlyMap<string, str
   };
 }
 
-function toImportSnapshotTask(row: ConversionTaskRow, tags: ReadonlyMap<string, string> | undefined): ImportSnapshotTask {
+function toImportSnapshotTask(row: ConversionTaskRow, tags: Tags): ImportSnapshotTask {
   const details = detailsOf(row);
   const [detail] = snapshotDetails(row);
   return {
@@ -257,51 +231,29 @@ function toImportSnapshotTask(row: ConversionTaskRow, tags: ReadonlyMap<string, 
   };
 }
 
-const taskFilters = (tags: ReadonlyMap<string, ReadonlyMap<string, string>>) => ({
-  fields: { "task-state": (row: ConversionTaskRow) => row.status },
-  tags: (row: ConversionTaskRow) => tags.get(row.task_id),
-});
-
-function checkTaskIds(ids: readonly string[] | undefined, prefix: string): void {
-  for (const id of ids ?? []) {
-    if (!TASK_ID.test(id) || !id.startsWith(prefix)) throw new ApiError("InvalidConversionTaskId.Malformed", `Invalid id: "${id}" (expecting "${prefix}-...")`);
-  }
+function startImport(ctx: ActionContext, kind: ConversionKind, prefix: string, clientToken: string | undefined, details: ImportDetails, tags: { key: string; value: string }[]) {
+  const tagType = kind === IMPORT_IMAGE_TASK ? "import-image-task" : "import-snapshot-task";
+  return startConversionTask(ctx, { taskId: newId(prefix), kind, clientToken, statusMessage: "pending", progress: "2", details, tagType, tags });
 }
 
-/** One page of an account's import tasks of a kind, as DescribeImport*Tasks list them. */
-async function describeTasks<T>(
+const describeImports = <T>(
   ctx: ActionContext,
   kind: ConversionKind,
-  input: { ImportTaskIds?: string[]; Filters?: { Name?: string; Values?: string[] }[]; MaxResults?: number; NextToken?: string },
-  toTask: (row: ConversionTaskRow, tags: ReadonlyMap<string, string> | undefined) => T,
-): Promise<{ tasks: T[]; nextToken?: string }> {
-  const limit = pageSize(input.MaxResults, { min: 1, max: 1000 });
-  const after = decodeNextToken(input.NextToken, 1)?.[0];
-  const ids = input.ImportTaskIds?.length ? input.ImportTaskIds : undefined;
-  let rows = await conversionTasksOf(ctx.meta.db, ctx, kind, { ids, after });
-  if (ids) {
-    const found = new Set(rows.map((r) => r.task_id));
-    const missing = ids.filter((id) => !found.has(id));
-    if (missing.length && after === undefined) throw new ApiError("InvalidConversionTaskId", `The import task ID '${missing[0]}' does not exist`);
-  } else {
-    const since = new Date(Date.now() - ENDED_RETENTION_MS).toISOString();
-    rows = rows.filter((r) => r.status === "active" || r.status === "deleting" || r.updated >= since);
-  }
-  const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.task_id));
-  const matches = compileFilters(input.Filters, taskFilters(tags));
-  rows = rows.filter(matches);
-  const page = limit === undefined ? rows : rows.slice(0, limit);
-  const more = limit !== undefined && rows.length > limit;
-  return { tasks: page.map((row) => toTask(row, tags.get(row.task_id))), nextToken: more ? encodeNextToken([page[page.length - 1]!.task_id]) : undefined };
-}
+  input: { ImportTaskIds?: string[]; Filters?: FilterInput[]; MaxResults?: number; NextToken?: string },
+  toTask: (row: ConversionTaskRow, tags: Tags) => T,
+) =>
+  describeConversionTasks(
+    ctx,
+    { kind, noun: "import", ids: input.ImportTaskIds, filters: input.Filters, maxResults: input.MaxResults, nextToken: input.NextToken, maxPage: MAX_PAGE, retentionMs: ENDED_RETENTION_MS },
+    toTask,
+  );
 
 export const importActions: ActionTable = {
   ImportImage: {
     check: (ctx, input: ImportImageRequest) => planImportImage(ctx, input),
     async run(ctx, input: ImportImageRequest, planned: Awaited<ReturnType<typeof planImportImage>>) {
       const row = planned.existing ?? (await startImport(ctx, IMPORT_IMAGE_TASK, "import-ami", input.ClientToken, planned.details!, planned.tags!));
-      const tags = (await tagsOf(ctx.meta.db, ctx, [row.task_id])).get(row.task_id);
-      return toImportImageTask(row, tags);
+      return toImportImageTask(row, await tagsOfTask(ctx, row.task_id));
     },
   },
 
@@ -309,49 +261,40 @@ export const importActions: ActionTable = {
     check: (ctx, input: ImportSnapshotRequest) => planImportSnapshot(ctx, input),
     async run(ctx, input: ImportSnapshotRequest, planned: Awaited<ReturnType<typeof planImportSnapshot>>) {
       const row = planned.existing ?? (await startImport(ctx, IMPORT_SNAPSHOT_TASK, "import-snap", input.ClientToken, planned.details!, planned.tags!));
-      const tags = (await tagsOf(ctx.meta.db, ctx, [row.task_id])).get(row.task_id);
-      return toImportSnapshotTask(row, tags);
+      return toImportSnapshotTask(row, await tagsOfTask(ctx, row.task_id));
     },
   },
 
   DescribeImportImageTasks: {
     check(_ctx, input: DescribeImportImageTasksRequest) {
-      checkTaskIds(input.ImportTaskIds, "import-ami");
-      pageSize(input.MaxResults, { min: 1, max: 1000 });
+      checkTaskIds(input.ImportTaskIds, IMAGE_TASK_ID, '"import-ami-..."');
+      pageSize(input.MaxResults, { min: 1, max: MAX_PAGE });
     },
     async run(ctx, input: DescribeImportImageTasksRequest): Promise<DescribeImportImageTasksResult> {
-      const { tasks, nextToken } = await describeTasks(ctx, IMPORT_IMAGE_TASK, input, toImportImageTask);
+      const { tasks, nextToken } = await describeImports(ctx, IMPORT_IMAGE_TASK, input, toImportImageTask);
       return { ImportImageTasks: tasks, NextToken: nextToken };
     },
   },
 
   DescribeImportSnapshotTasks: {
     check(_ctx, input: DescribeImportSnapshotTasksRequest) {
-      checkTaskIds(input.ImportTaskIds, "import-snap");
-      pageSize(input.MaxResults, { min: 1, max: 1000 });
+      checkTaskIds(input.ImportTaskIds, SNAPSHOT_TASK_ID, '"import-snap-..."');
+      pageSize(input.MaxResults, { min: 1, max: MAX_PAGE });
     },
     async run(ctx, input: DescribeImportSnapshotTasksRequest): Promise<DescribeImportSnapshotTasksResult> {
-      const { tasks, nextToken } = await describeTasks(ctx, IMPORT_SNAPSHOT_TASK, input, toImportSnapshotTask);
+      const { tasks, nextToken } = await describeImports(ctx, IMPORT_SNAPSHOT_TASK, input, toImportSnapshotTask);
       return { ImportSnapshotTasks: tasks, NextToken: nextToken };
     },
   },
 
   CancelImportTask: {
-    async check(ctx, input: CancelImportTaskRequest) {
-      const id = input.ImportTaskId;
-      if (!id) throw new ApiError("MissingParameter", "The request must contain the parameter ImportTaskId.");
-      if (!TASK_ID.test(id)) throw new ApiError("InvalidConversionTaskId.Malformed", `Invalid id: "${id}" (expecting "import-ami-..." or "import-snap-...")`);
-      const row = await getConversionTask(ctx.meta.db, id);
-      if (!row || row.account_id !== ctx.accountId || row.region !== ctx.region) throw new ApiError("InvalidConversionTaskId", `The import task ID '${id}' does not exist`);
-      if (row.status !== "active") throw new ApiError("IncorrectState", `The import task ${id} is ${row.status}; only an active task can be cancelled.`);
-      return row;
+    check(ctx, input: CancelImportTaskRequest) {
+      if (!input.ImportTaskId) throw new ApiError("MissingParameter", "The request must contain the parameter ImportTaskId.");
+      return cancellableTask(ctx, input.ImportTaskId, TASK_ID, "import", '"import-ami-..." or "import-snap-..."');
     },
     async run(ctx, input: CancelImportTaskRequest, row: ConversionTaskRow): Promise<CancelImportTaskResult> {
       const message = input.CancelReason ? `User initiated task cancellation: ${input.CancelReason}` : "User initiated task cancellation";
-      if (!(await updateConversionTask(ctx.meta.db, row.task_id, { status: "deleting", status_message: message }, "active"))) {
-        throw new ApiError("IncorrectState", `The import task ${row.task_id} is no longer active.`);
-      }
-      ctx.tasks.cancel(row.task_id, message);
+      await cancelConversionTask(ctx, row, message, "import");
       return { ImportTaskId: row.task_id, PreviousState: "active", State: "deleting" };
     },
   },

@@ -6,7 +6,6 @@
 import { DISK_LIMITS, type DiskImage, type DiskImageOpener } from "./image.js";
 import { DiskImageError } from "./errors.js";
 import { readExtents, type Unit } from "./read-ahead.js";
-import type { ByteSource } from "./source.js";
 
 const MAGIC = 0x514649fb; // "QFI\xfb"
 const V2_HEADER_BYTES = 72;

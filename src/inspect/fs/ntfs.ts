@@ -9,7 +9,7 @@
 // symbolic link or junction reads as no file, any other reparse point (WOF-compressed system
 // files, deduplicated files) is refused because its data is not where $DATA says.
 import type { ByteSource } from "../../formats/disk/source.js";
-import { FS_LIMITS, FileSystemError, type FileSystem, type FileSystemOpener } from "./filesystem.js";
+import { FS_LIMITS, FileSystemError, type FileSystemOpener } from "./filesystem.js";
 import { checkMaxBytes, plainComponents } from "./plain-path.js";
 
 const OEM_ID = "NTFS    ";

@@ -45,3 +45,19 @@ export async function updateConversionTask(
   const result = await query.executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
 }
+
+const PROGRESS_INTERVAL_MS = 1000;
+
+/**
+ * A task's progress reporter: writes the status message and percentage at most about once a
+ * second, unless `force` (a new step, which users should see at once).
+ */
+export function conversionProgress(db: MetaDb, taskId: string): (statusMessage: string, percent: number, force?: boolean) => Promise<void> {
+  let last = 0;
+  return async (statusMessage, percent, force = false) => {
+    const now = Date.now();
+    if (!force && now - last < PROGRESS_INTERVAL_MS) return;
+    last = now;
+    await updateConversionTask(db, taskId, { status_message: statusMessage, progress: String(Math.min(99, Math.floor(percent))) }, "active");
+  };
+}
