@@ -5,12 +5,14 @@
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { deflateRawSync } from "node:zlib";
 import { after, before, describe, it } from "node:test";
 import {
   CancelImportTaskCommand,
   DescribeImagesCommand,
   DescribeImportImageTasksCommand,
   DescribeImportSnapshotTasksCommand,
+  DescribeRegionsCommand,
   DescribeSnapshotsCommand,
   ImportImageCommand,
   ImportSnapshotCommand,
@@ -25,7 +27,8 @@ import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { BLOCK, errorName, readSnapshot } from "./helpers/data.js";
 import { convertDisk, makeDataDisk, makeLinuxDisk, makeOva, type Conversion } from "./helpers/disks.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
-import { scratch } from "./helpers/tools.js";
+import { qcowEntries } from "./helpers/qcow2-layout.js";
+import { run, scratch } from "./helpers/tools.js";
 
 let kiln: TestKiln;
 let ec2: EC2Client;
@@ -272,6 +275,39 @@ describe("ImportImage of bad disks", () => {
     const whole = readFileSync(await convertDisk(raw, "vmdk-stream"));
     const task = await failedImport("bad/cut.vmdk", whole.subarray(0, Math.floor(whole.length / 2)), "VMDK");
     assert.match(task.StatusMessage!, /^ClientError: Disk validation failed \[/);
+  });
+
+  it("refuses a header that lies about the disk's size", async () => {
+    const bytes = readFileSync(await convertDisk(raw, "qcow2"));
+    bytes.writeBigUInt64BE(1n << 60n, 24); // a 1 EiB virtual size
+    const task = await failedImport("bad/huge.qcow2", bytes, "QCOW2");
+    assert.match(task.StatusMessage!, /^ClientError: Disk validation failed \[QCOW2 virtual size 1152921504606846976 exceeds Kiln's limit/);
+  });
+
+  it("refuses block tables pointing outside the file or over the table itself", async () => {
+    const dynamic = readFileSync(await convertDisk(raw, "vhd-dynamic"));
+    const header = Number(dynamic.readBigUInt64BE(16));
+    const table = Number(dynamic.readBigUInt64BE(header + 16));
+    const outside = Buffer.from(dynamic);
+    outside.writeUInt32BE(0x7fffff00, table);
+    assert.match((await failedImport("bad/outside.vhd", outside, "VHD")).StatusMessage!, /^ClientError: Disk validation failed \[VHD block 0 lies outside the file\]$/);
+    const overlapping = Buffer.from(dynamic);
+    overlapping.writeUInt32BE(table / 512, table);
+    assert.match((await failedImport("bad/overlap.vhd", overlapping, "VHD")).StatusMessage!, /^ClientError: Disk validation failed \[VHD block 0 overlaps the file's header or block table\]$/);
+  });
+
+  it("stops a decompression bomb at one cluster, and keeps serving", async () => {
+    const path = join(dir, "compressed.qcow2");
+    await run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", "-c", raw, path]);
+    const bytes = readFileSync(path);
+    const entry = qcowEntries(bytes).entries.find((candidate) => candidate.compressed && candidate.stored >= 600);
+    assert.ok(entry, "no compressed cluster with room for the bomb");
+    // 128 KiB of one byte deflates to a few hundred bytes, and would inflate past the 64 KiB cluster.
+    deflateRawSync(Buffer.alloc(128 * 1024, 0x41), { level: 9 }).copy(bytes, entry.host);
+    const task = await failedImport("bad/bomb.qcow2", bytes, "QCOW2");
+    assert.equal(task.StatusMessage, `ClientError: Disk validation failed [compressed cluster ${entry.cluster} inflates past its 65536 bytes]`);
+    const { Regions } = await ec2.send(new DescribeRegionsCommand({}));
+    assert.ok(Regions!.length > 0);
   });
 
   it("refuses an OVA whose descriptor points outside the package", async () => {

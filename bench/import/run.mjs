@@ -5,7 +5,7 @@
 // side with `qemu-img convert -O raw` of the same file in the same run; Kiln's peak RSS.
 //
 //   npm run bench:import                     # 2 GiB disks
-//   node bench/import/run.mjs --disk-gib 1 --formats vmdk-stream,qcow2
+//   node bench/import/run.mjs --disk-gib 1 --formats vmdk-stream,qcow2 --runs 1
 import { execFile } from "node:child_process";
 import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,7 +21,7 @@ const { values: args } = parseArgs({
   options: {
     "disk-gib": { type: "string", default: "2" },
     formats: { type: "string", default: "vmdk-stream,vhd-dynamic,vhdx,qcow2" },
-    runs: { type: "string", default: "1" },
+    runs: { type: "string", default: "3" },
   },
 });
 const DISK_MIB = Math.round(Number(args["disk-gib"]) * 1024);
@@ -40,49 +40,92 @@ const resetPeak = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, "5");
 const seconds = (start) => (performance.now() - start) / 1000;
 const mib = (bytes) => (bytes / 1024 / 1024).toFixed(0);
 
-async function main() {
-  console.log(`Making a ${DISK_MIB} MiB GPT disk (EFI partition, ext4 root with the OS files and ${Math.round(DISK_MIB / 2)} MiB of data)…`);
-  const raw = await makeLinuxDisk(work, { sizeMiB: DISK_MIB, extraMiB: Math.round(DISK_MIB / 2) });
+/** Writes every dirty page out, so no run pays for the previous one's writeback. */
+const syncDisks = () => exec("sync");
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
-  const kiln = await startKiln(join(work, "kiln"));
+async function timeQemu(format, file) {
+  const out = join(work, "qemu-out.raw");
+  await syncDisks();
+  const start = performance.now();
+  await exec("qemu-img", ["convert", "-f", QEMU_FORMAT[format], "-O", "raw", file, out]);
+  const convert = seconds(start);
+  // Kiln's task completes with every block durable; qemu-img's output is durable after a sync.
+  await syncDisks();
+  const durable = seconds(start);
+  rmSync(out, { force: true });
+  return { convert, durable };
+}
+
+/**
+ * One ImportImage on a fresh Kiln (an empty data folder, the file uploaded anew): a second import
+ * of the same disk into the same Kiln would find every block already stored and write nothing.
+ */
+async function timeKiln(format, file, run) {
+  const kiln = await startKiln(join(work, `kiln-${format}-${run}`));
   const endpoint = `http://127.0.0.1:${kiln.port}`;
   const ec2 = new EC2Client({ endpoint, region: "us-east-1", credentials, maxAttempts: 1 });
   const s3 = new S3Client({ endpoint, region: "us-east-1", credentials, forcePathStyle: true, maxAttempts: 1 });
-  await s3.send(new CreateBucketCommand({ Bucket: "bench" }));
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: "bench" }));
+    await new Upload({ client: s3, params: { Bucket: "bench", Key: format, Body: createReadStream(file) }, partSize: 64 * 1024 * 1024, queueSize: 2 }).done();
+    await syncDisks();
+    resetPeak(kiln.pid);
+    const start = performance.now();
+    const { ImportTaskId } = await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: DECLARED[format], UserBucket: { S3Bucket: "bench", S3Key: format } }] }));
+    let task;
+    for (;;) {
+      task = (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [ImportTaskId] }))).ImportImageTasks[0];
+      if (task.Status === "completed" || task.Status === "deleted") break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const time = seconds(start);
+    if (task.Status !== "completed") throw new Error(`${format}: ${task.StatusMessage}`);
+    return { time, rss: peakRss(kiln.pid), found: `${task.Platform}, ${task.BootMode}` };
+  } finally {
+    ec2.destroy();
+    s3.destroy();
+    await kiln.stop();
+    rmSync(join(work, `kiln-${format}-${run}`), { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  console.log(`Making a ${DISK_MIB} MiB GPT disk (EFI partition, ext4 root with the OS files and ${Math.round(DISK_MIB / 2)} MiB of data)…`);
+  const raw = await makeLinuxDisk(work, { sizeMiB: DISK_MIB, extraMiB: Math.round(DISK_MIB / 2) });
 
   const rows = [];
   for (const format of FORMATS) {
     const file = await convertDisk(raw, format);
     const size = statSync(file).size;
-    await new Upload({ client: s3, params: { Bucket: "bench", Key: format, Body: createReadStream(file) }, partSize: 64 * 1024 * 1024, queueSize: 2 }).done();
+    const runs = [];
     for (let run = 0; run < RUNS; run++) {
-      const out = join(work, "qemu-out.raw");
-      let start = performance.now();
-      await exec("qemu-img", ["convert", "-f", QEMU_FORMAT[format], "-O", "raw", file, out]);
-      const qemu = seconds(start);
-      rmSync(out, { force: true });
-
-      resetPeak(kiln.pid);
-      start = performance.now();
-      const { ImportTaskId } = await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: DECLARED[format], UserBucket: { S3Bucket: "bench", S3Key: format } }] }));
-      let task;
-      for (;;) {
-        task = (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [ImportTaskId] }))).ImportImageTasks[0];
-        if (task.Status === "completed" || task.Status === "deleted") break;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      const kilnSeconds = seconds(start);
-      if (task.Status !== "completed") throw new Error(`${format}: ${task.StatusMessage}`);
-      const rss = peakRss(kiln.pid);
-      rows.push({ format, fileMiB: mib(size), qemu, kiln: kilnSeconds, rss });
-      console.log(`${format.padEnd(12)} file ${mib(size).padStart(5)} MiB   qemu-img convert -O raw ${qemu.toFixed(2)} s   Kiln ImportImage ${kilnSeconds.toFixed(2)} s   qemu/Kiln ${(qemu / kilnSeconds).toFixed(2)}x   Kiln peak RSS ${rss.toFixed(0)} MiB   (${task.Platform}, ${task.BootMode})`);
+      const qemu = await timeQemu(format, file);
+      const kiln = await timeKiln(format, file, run);
+      runs.push({ ...qemu, kiln: kiln.time, rss: kiln.rss });
+      console.log(
+        `${format.padEnd(12)} run ${run + 1}: file ${mib(size)} MiB   qemu-img convert -O raw ${qemu.convert.toFixed(2)} s (${qemu.durable.toFixed(2)} s with sync)   ` +
+          `Kiln ImportImage ${kiln.time.toFixed(2)} s   peak RSS ${kiln.rss.toFixed(0)} MiB   (${kiln.found})`,
+      );
     }
+    rows.push({
+      format,
+      fileMiB: mib(size),
+      qemu: median(runs.map((r) => r.convert)),
+      durable: median(runs.map((r) => r.durable)),
+      kiln: median(runs.map((r) => r.kiln)),
+      rss: Math.max(...runs.map((r) => r.rss)),
+    });
     rmSync(file, { force: true });
   }
-  console.log("\nformat        qemu-img (s)   Kiln (s)   qemu/Kiln   Kiln peak RSS (MiB)");
-  for (const r of rows) console.log(`${r.format.padEnd(12)}  ${r.qemu.toFixed(2).padStart(12)}   ${r.kiln.toFixed(2).padStart(8)}   ${(r.qemu / r.kiln).toFixed(2).padStart(8)}x   ${r.rss.toFixed(0).padStart(8)}`);
-  ec2.destroy();
-  s3.destroy();
+  console.log(`\nMedians of ${RUNS} run(s); peak RSS is the largest seen.`);
+  console.log("format        file (MiB)   qemu-img (s)   qemu-img + sync (s)   Kiln (s)   qemu/Kiln   (qemu+sync)/Kiln   Kiln peak RSS (MiB)");
+  for (const r of rows) {
+    console.log(
+      `${r.format.padEnd(12)}  ${r.fileMiB.padStart(10)}   ${r.qemu.toFixed(2).padStart(12)}   ${r.durable.toFixed(2).padStart(19)}   ${r.kiln.toFixed(2).padStart(8)}   ` +
+        `${(r.qemu / r.kiln).toFixed(2).padStart(8)}x   ${(r.durable / r.kiln).toFixed(2).padStart(15)}x   ${r.rss.toFixed(0).padStart(8)}`,
+    );
+  }
 }
 
 main().then(

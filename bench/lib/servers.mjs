@@ -62,7 +62,13 @@ export async function startKiln(dataDir, env = {}) {
   const port = await freePort();
   const child = start(process.execPath, [KILN_BIN, "serve", "--port", String(port), "--data-dir", dataDir], "kiln", env);
   await waitUntilUp(`http://127.0.0.1:${port}/_kiln/health`, "Kiln");
-  return { name: "kiln", port, pid: child.pid };
+  const stop = () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once("exit", () => resolve());
+      child.kill("SIGTERM");
+    });
+  return { name: "kiln", port, pid: child.pid, stop };
 }
 
 /** moto_server on a free port, or undefined (with a note) when it is not installed. */

@@ -8,6 +8,12 @@ export type DiskFormat = "raw" | "vhd" | "vhdx" | "vmdk" | "qcow2" | "ova";
 export interface Extent {
   offset: number;
   data: Buffer;
+  /**
+   * Set when `data` lies in a buffer the reader reuses: a consumer done with it calls this so
+   * the next extents need no fresh memory. A consumer that never calls it only costs the reader
+   * a new buffer; one that calls it must not read `data` afterwards.
+   */
+  release?: () => void;
 }
 
 export interface DiskImage {

@@ -1,6 +1,7 @@
 // A raw disk: the file is the disk. Read in large pieces; blocks of zeros are dropped later, by
 // the block writer, since a raw file says nothing about where its holes are.
 import { DiskImageError } from "./errors.js";
+import { readExtent } from "./extent-slots.js";
 import { DISK_LIMITS, type DiskImage, type DiskImageOpener } from "./image.js";
 
 export const openRaw: DiskImageOpener = async (source) => {
@@ -12,7 +13,7 @@ export const openRaw: DiskImageOpener = async (source) => {
     async *extents(signal) {
       for (let offset = 0; offset < source.size; offset += DISK_LIMITS.extentBytes) {
         signal?.throwIfAborted();
-        yield { offset, data: await source.read(offset, Math.min(DISK_LIMITS.extentBytes, source.size - offset)) };
+        yield await readExtent(source, offset, offset, Math.min(DISK_LIMITS.extentBytes, source.size - offset));
       }
     },
   };

@@ -3,13 +3,11 @@
 // DISK_LIMITS.extentBytes, units that are adjacent in the file too become one large read, and a
 // few extents are read (and inflated) ahead so the disk and both cores stay busy while the
 // consumer stores the previous one. Memory stays at about `depth` extents whatever the disk.
-import { promisify } from "node:util";
-import { constants, inflateRaw } from "node:zlib";
 import { DISK_LIMITS, type Extent } from "./image.js";
 import { DiskImageError } from "./errors.js";
+import { readExtent, releaserOf, takeExtentBuffer } from "./extent-slots.js";
+import { inflatePieces, InflateFailure, type Inflated } from "./inflate.js";
 import type { ByteSource } from "./source.js";
-
-const inflateRawAsync = promisify(inflateRaw);
 
 /** `length` bytes of the disk at virtual `offset`, stored as they are at `host` in the file. */
 export interface StoredUnit {
@@ -49,29 +47,6 @@ const DIRECT_BYTES = 1024 * 1024;
 const DEFLATED_READ_GAP = 4096;
 /** The most bytes one read of several compressed units covers. */
 const DEFLATED_READ_BYTES = 8 * 1024 * 1024;
-
-/** Inflations running at once: enough to keep both cores and the zlib thread pool busy, few
- * enough that a window of compressed extents is not a few hundred zlib streams at once. */
-const INFLATING = 8;
-
-/** Runs tasks at most `limit` at a time, in the order they were given. */
-function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let running = 0;
-  const waiting: (() => void)[] = [];
-  return async (task) => {
-    if (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
-    else running++;
-    try {
-      return await task();
-    } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else running--;
-    }
-  };
-}
-
-type Limit = ReturnType<typeof limiter>;
 
 /**
  * Groups units, given in increasing virtual order, into pieces. A long stored run gets pieces of
@@ -117,24 +92,42 @@ async function* coalesce(units: AsyncIterable<Unit>): AsyncGenerator<Piece> {
   if (piece) yield piece;
 }
 
-async function inflateUnit(unit: DeflatedUnit, input: Buffer): Promise<Buffer> {
-  let output: Buffer;
+/**
+ * Inflates a run of compressed units read in one go (`bytes` starts at the first unit's host)
+ * on the worker pool, each to exactly its `inflated` bytes, keeping the first `length` of each.
+ */
+async function inflateRun(run: DeflatedUnit[], bytes: Buffer): Promise<Buffer[]> {
+  const first = run[0]!.host;
+  const pieces = run.flatMap((unit) => [unit.host - first, unit.stored]);
+  const inflated = run[0]!.inflated;
+  let result: Inflated;
   try {
-    // Raw deflate, no zlib header (qcow2.txt "Compressed Clusters Descriptor"). The stored bytes
-    // may run on into the next unit's sector, and "decompression stops when it has produced a
-    // cluster of data": a stream need not end with its final block, only yield the whole unit.
-    // maxOutputLength stops a bomb as soon as it passes the unit, before it costs more.
-    output = await inflateRawAsync(input, { maxOutputLength: unit.inflated, chunkSize: unit.inflated, finishFlush: constants.Z_SYNC_FLUSH });
+    // Raw deflate, no zlib header (qcow2.txt "Compressed Clusters Descriptor"); the stored
+    // bytes may run on into the next unit's sector.
+    result = await inflatePieces(bytes, pieces, inflated, true);
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ERR_BUFFER_TOO_LARGE") throw new DiskImageError(`compressed ${unit.name} inflates past its ${unit.inflated} bytes`);
-    throw new DiskImageError(`compressed ${unit.name} does not inflate: ${(error as Error).message}`);
+    if (!(error instanceof InflateFailure)) throw error;
+    const unit = run[error.index]!;
+    throw new DiskImageError(error.tooLarge ? `compressed ${unit.name} inflates past its ${unit.inflated} bytes` : `compressed ${unit.name} does not inflate: ${error.message}`);
   }
-  if (output.length !== unit.inflated) throw new DiskImageError(`compressed ${unit.name} inflates to ${output.length} bytes, not ${unit.inflated}`);
-  return output.length === unit.length ? output : output.subarray(0, unit.length);
+  try {
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (const [i, length] of result.lengths.entries()) {
+      const unit = run[i]!;
+      if (length !== unit.inflated) throw new DiskImageError(`compressed ${unit.name} inflates to ${length} bytes, not ${unit.inflated}`);
+      // Copied out: the piece joins these with its other units anyway.
+      parts.push(Buffer.from(result.output.subarray(at, at + unit.length)));
+      at += length;
+    }
+    return parts;
+  } finally {
+    result.release();
+  }
 }
 
-async function readPiece(source: ByteSource, piece: Piece, inflating: Limit): Promise<Buffer> {
+async function readPiece(source: ByteSource, piece: Piece): Promise<Extent> {
+  if (piece.direct) return readExtent(source, piece.offset, piece.units[0]!.host, piece.length);
   const parts: Promise<Buffer>[] = [];
   for (let i = 0; i < piece.units.length; ) {
     const unit = piece.units[i]!;
@@ -154,17 +147,17 @@ async function readPiece(source: ByteSource, piece: Piece, inflating: Limit): Pr
       end = nextEnd;
     }
     const run = piece.units.slice(i, j) as DeflatedUnit[];
-    const span = source.read(unit.host, end - unit.host);
-    for (const member of run) {
-      const at = member.host - unit.host;
-      parts.push(span.then((bytes) => inflating(() => inflateUnit(member, bytes.subarray(at, at + member.stored)))));
-    }
+    const inflated = source.read(unit.host, end - unit.host).then((bytes) => inflateRun(run, bytes));
+    run.forEach((_, k) => parts.push(inflated.then((outputs) => outputs[k]!)));
     i = j;
   }
   // Every part is awaited below; until then a failure must not surface as an unhandled rejection.
   for (const part of parts) part.catch(() => {});
   const buffers = await Promise.all(parts);
-  return buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers, piece.length);
+  const buffer = await takeExtentBuffer(piece.length);
+  let at = 0;
+  for (const part of buffers) at += part.copy(buffer, at);
+  return { offset: piece.offset, data: buffer.subarray(0, piece.length), release: releaserOf(buffer) };
 }
 
 /**
@@ -173,8 +166,7 @@ async function readPiece(source: ByteSource, piece: Piece, inflating: Limit): Pr
  */
 export async function* readExtents(source: ByteSource, units: AsyncIterable<Unit>, signal?: AbortSignal, depth = 4): AsyncGenerator<Extent> {
   const pieces = coalesce(units)[Symbol.asyncIterator]();
-  const queue: { offset: number; data: Promise<Buffer> }[] = [];
-  const inflating = limiter(INFLATING);
+  const queue: Promise<Extent>[] = [];
   let planned = false;
   try {
     for (;;) {
@@ -184,14 +176,14 @@ export async function* readExtents(source: ByteSource, units: AsyncIterable<Unit
           planned = true;
           break;
         }
-        const data = readPiece(source, next.value, inflating);
-        data.catch(() => {}); // awaited in turn below; an abandoned read must not crash the process
-        queue.push({ offset: next.value.offset, data });
+        const extent = readPiece(source, next.value);
+        extent.catch(() => {}); // awaited in turn below; an abandoned read must not crash the process
+        queue.push(extent);
       }
       const head = queue.shift();
       if (!head) return;
       signal?.throwIfAborted();
-      yield { offset: head.offset, data: await head.data };
+      yield await head;
     }
   } finally {
     await pieces.return?.(undefined);

@@ -9,6 +9,8 @@ export interface ByteSource {
   readonly size: number;
   /** Exactly `length` bytes from `offset`; a read that runs past the end is a truncated file. */
   read(offset: number, length: number): Promise<Buffer>;
+  /** Fills `target` with the bytes from `offset`: a read into a buffer the caller reuses. */
+  readInto?(target: Buffer, offset: number): Promise<void>;
 }
 
 /** Refuses a read outside [0, size): the header or table that asked for it lies. */
@@ -25,6 +27,10 @@ export function bufferSource(bytes: Buffer): ByteSource {
       checkRange(bytes.length, offset, length);
       return bytes.subarray(offset, offset + length);
     },
+    async readInto(target, offset) {
+      checkRange(bytes.length, offset, target.length);
+      bytes.copy(target, 0, offset, offset + target.length);
+    },
   };
 }
 
@@ -37,6 +43,12 @@ export function sliceSource(source: ByteSource, offset: number, size: number): B
       checkRange(size, at, length);
       return source.read(offset + at, length);
     },
+    readInto: source.readInto
+      ? (target, at) => {
+          checkRange(size, at, target.length);
+          return source.readInto!(target, offset + at);
+        }
+      : undefined,
   };
 }
 
@@ -47,19 +59,24 @@ export interface FileSource extends ByteSource {
 export async function fileSource(path: string): Promise<FileSource> {
   const handle: FileHandle = await open(path, "r");
   const { size } = await handle.stat();
+  const readInto = async (target: Buffer, offset: number) => {
+    checkRange(size, offset, target.length);
+    let done = 0;
+    while (done < target.length) {
+      const { bytesRead } = await handle.read(target, done, target.length - done, offset + done);
+      if (bytesRead === 0) throw new DiskImageError(`truncated file: it ended at ${offset + done}`);
+      done += bytesRead;
+    }
+  };
   return {
     size,
     async read(offset, length) {
       checkRange(size, offset, length);
       const buffer = Buffer.allocUnsafe(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await handle.read(buffer, done, length - done, offset + done);
-        if (bytesRead === 0) throw new DiskImageError(`truncated file: it ended at ${offset + done}`);
-        done += bytesRead;
-      }
+      await readInto(buffer, offset);
       return buffer;
     },
+    readInto,
     close: () => handle.close(),
   };
 }

@@ -4,6 +4,7 @@
 // Fixed:   [disk data][footer]
 // Dynamic: [footer copy][dynamic header][BAT][block: sector bitmap + data]...[footer]
 import { DiskImageError } from "./errors.js";
+import { readExtent } from "./extent-slots.js";
 import { DISK_LIMITS, type DiskImage, type DiskImageOpener } from "./image.js";
 import type { ByteSource } from "./source.js";
 
@@ -70,7 +71,7 @@ function fixedVhd(source: ByteSource, virtualSize: number): DiskImage {
     async *extents(signal) {
       for (let offset = 0; offset < virtualSize; offset += DISK_LIMITS.extentBytes) {
         signal?.throwIfAborted();
-        yield { offset, data: await source.read(offset, Math.min(DISK_LIMITS.extentBytes, virtualSize - offset)) };
+        yield await readExtent(source, offset, offset, Math.min(DISK_LIMITS.extentBytes, virtualSize - offset));
       }
     },
   };
@@ -130,7 +131,7 @@ async function dynamicVhd(source: ByteSource, footer: Footer): Promise<DiskImage
           const length = Math.min(blockSize, virtualSize - offset);
           for (let done = 0; done < length; done += DISK_LIMITS.extentBytes) {
             const piece = Math.min(DISK_LIMITS.extentBytes, length - done);
-            yield { offset: offset + done, data: await source.read(dataAt + done, piece) };
+            yield await readExtent(source, offset + done, dataAt + done, piece);
           }
         }
       }

@@ -12,7 +12,8 @@
 // read in runs of up to DISK_LIMITS.extentBytes, and runs of compressed grains are inflated on
 // worker threads a few runs ahead of the consumer, so memory stays flat whatever the disk's size.
 import { DiskImageError } from "./errors.js";
-import { inflatePieces, InflateFailure, type Inflated } from "./inflate-pool.js";
+import { readExtent } from "./extent-slots.js";
+import { inflatePieces, InflateFailure, type Inflated } from "./inflate.js";
 import { DISK_LIMITS, type DiskImage, type DiskImageOpener, type Extent } from "./image.js";
 import type { ByteSource } from "./source.js";
 
@@ -303,9 +304,9 @@ class SparseExtent implements Part {
     batch.clear();
     const offset = base + lba * SECTOR;
     if (!this.compressed) {
-      return async () => [{ offset, data: await this.source.read(grains[0]! * SECTOR, bytes) }];
+      return async () => [await readExtent(this.source, offset, grains[0]! * SECTOR, bytes)];
     }
-    return async () => [{ offset, data: await this.readCompressed(lba, grains, bytes) }];
+    return async () => [await this.readCompressed(offset, lba, grains, bytes)];
   }
 
   /**
@@ -313,7 +314,7 @@ class SparseExtent implements Part {
    * read: each is "u64 lba, u32 size, deflated data" (spec § "Grain Marker"), its lba checked
    * against the table's, and the run inflated on a worker, each grain to exactly one grain.
    */
-  private async readCompressed(lba: number, grains: readonly number[], bytes: number): Promise<Buffer> {
+  private async readCompressed(offset: number, lba: number, grains: readonly number[], bytes: number): Promise<Extent> {
     const { source, where, grainBytes } = this;
     const first = grains[0]! * SECTOR;
     const lastAt = grains[grains.length - 1]! * SECTOR;
@@ -349,15 +350,18 @@ class SparseExtent implements Part {
           : `${where}the grain for disk sector ${at} is not valid deflate data (${error.message})`,
       );
     }
-    const { output, lengths } = inflated;
+    const { output, lengths, release } = inflated;
     for (const [g, length] of lengths.entries()) {
       const at = lba + g * this.header.grainSectors;
       // Only a grain crossing the extent's capacity may come out short (a stream's last grain).
       const final = at + this.header.grainSectors > this.header.capacity;
-      if (final ? length > grainBytes : length !== grainBytes) fail(`${where}the grain for disk sector ${at} inflates to ${length} bytes, not ${grainBytes}`);
+      if (final ? length > grainBytes : length !== grainBytes) {
+        release();
+        fail(`${where}the grain for disk sector ${at} inflates to ${length} bytes, not ${grainBytes}`);
+      }
     }
     // The last grain may hold more than the extent's (or the descriptor's) end keeps.
-    return output.length > bytes ? output.subarray(0, bytes) : output;
+    return { offset, data: output.length > bytes ? output.subarray(0, bytes) : output, release };
   }
 }
 

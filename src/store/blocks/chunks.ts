@@ -1,9 +1,11 @@
 // Snapshot data as content-addressed chunks: one 512 KiB block (the EBS direct APIs' block size)
 // per file, named by its SHA-256, so identical blocks are stored once and shared by every
 // snapshot and volume that holds them. A block of zeros is never stored.
-import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, opendir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { opendir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { BufferSlots, runJob } from "../../workers/pool.js";
+import { chunkPath } from "./chunk-files.js";
 
 export const BLOCK_SIZE = 512 * 1024;
 /** The chunk id recorded for a block of zeros: nothing is stored for it. */
@@ -28,33 +30,24 @@ export interface ChunkStore {
 
 export const isZeroBlock = (block: Buffer) => block.length === BLOCK_SIZE && block.equals(ZEROS);
 
+// Blocks being stored sit in these while a worker hashes and writes them: the caller's buffer
+// is free again at once, and a busy import allocates nothing per block.
+const blockSlots = new BufferSlots(BLOCK_SIZE, { shared: true, limit: 32, keep: 32 });
+
 export function fileChunkStore(root: string): ChunkStore {
-  const pathOf = (chunk: string) => join(root, chunk.slice(0, 2), chunk.slice(2, 4), chunk);
+  const pathOf = (chunk: string) => chunkPath(root, chunk);
   return {
     async put(block) {
       if (block.length !== BLOCK_SIZE) throw new Error(`a block is ${BLOCK_SIZE} bytes, not ${block.length}`);
       if (isZeroBlock(block)) return ZERO_CHUNK;
-      const chunk = createHash("sha256").update(block).digest("hex");
-      const path = pathOf(chunk);
-      if (await exists(path)) {
-        // Fresh again: collection spares chunks put within its grace period, so one about to be
-        // referenced by a new manifest is never swept in between.
-        const now = new Date();
-        await utimes(path, now, now);
-        return chunk;
-      }
-      await mkdir(join(root, chunk.slice(0, 2), chunk.slice(2, 4)), { recursive: true });
-      // Written aside, synced, then renamed: a chunk file is whole or absent, even after a crash.
-      const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-      const file = await open(temporary, "wx");
+      const slot = await blockSlots.take();
       try {
-        await file.writeFile(block);
-        await file.datasync();
+        block.copy(slot);
+        const { chunk } = await runJob("store-chunk", { root, block: slot.buffer as SharedArrayBuffer, length: BLOCK_SIZE });
+        return chunk;
       } finally {
-        await file.close();
+        blockSlots.give(slot);
       }
-      await rename(temporary, path);
-      return chunk;
     },
     async get(chunk) {
       if (chunk === ZERO_CHUNK) return Buffer.alloc(BLOCK_SIZE);
@@ -88,14 +81,5 @@ async function listDir(dir: string): Promise<string[]> {
     return names;
   } catch {
     return [];
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

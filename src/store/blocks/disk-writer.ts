@@ -11,7 +11,7 @@ import { BLOCK_SIZE, isZeroBlock, type ChunkStore } from "./chunks.js";
 const CHUNKS_IN_FLIGHT = 8;
 const ROWS_PER_BATCH = 256;
 /** Extents the reader may run ahead of the writer. */
-const READ_AHEAD = 4;
+const READ_AHEAD = 2;
 
 export interface DiskWriteResult {
   /** Blocks that hold data (not zeros). */
@@ -39,8 +39,9 @@ export async function writeDiskToSnapshot(
     rows = [];
     await putBlocks(db, snapshotId, batch);
   };
-  const store = async (index: number, block: Buffer) => {
-    if (isZeroBlock(block)) return;
+  /** Starts storing a block; `stored` settles once it is stored (or has failed). */
+  const store = async (index: number, block: Buffer): Promise<{ stored?: Promise<void> }> => {
+    if (isZeroBlock(block)) return {};
     dataBlocks++;
     const put = chunks.put(block).then(
       (chunk) => void rows.push({ block_index: index, chunk }),
@@ -51,6 +52,7 @@ export async function writeDiskToSnapshot(
     while (inFlight.size >= CHUNKS_IN_FLIGHT) await Promise.race(inFlight);
     if (failure) throw failure;
     if (rows.length >= ROWS_PER_BATCH) await flushRows();
+    return { stored: tracked };
   };
 
   // The block being filled by extents that do not cover it whole.
@@ -67,13 +69,15 @@ export async function writeDiskToSnapshot(
     lastEnd = extent.offset + extent.data.length;
     let at = extent.offset;
     let data = extent.data;
+    const puts: Promise<void>[] = [];
     while (data.length > 0) {
       const index = Math.floor(at / BLOCK_SIZE);
       const within = at - index * BLOCK_SIZE;
       const take = Math.min(BLOCK_SIZE - within, data.length);
       if (partial && partial.index !== index) await finishPartial();
       if (within === 0 && take === BLOCK_SIZE) {
-        await store(index, data.subarray(0, take));
+        const { stored } = await store(index, data.subarray(0, take));
+        if (stored) puts.push(stored);
       } else {
         partial ??= { index, data: Buffer.alloc(BLOCK_SIZE) };
         data.copy(partial.data, within, 0, take);
@@ -82,6 +86,8 @@ export async function writeDiskToSnapshot(
       at += take;
       data = data.subarray(take);
     }
+    // The reader may reuse the extent's buffer once every block cut from it is stored.
+    if (extent.release) void Promise.all(puts).then(extent.release);
     options.onProgress?.(lastEnd);
   }
   await finishPartial();

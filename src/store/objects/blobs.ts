@@ -37,6 +37,8 @@ export interface RandomReader {
   readonly size: number;
   /** Exactly `length` bytes from `offset` (the caller keeps within size). */
   read(offset: number, length: number): Promise<Buffer>;
+  /** Fills `target` with the bytes from `offset`. */
+  readInto(target: Buffer, offset: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -140,26 +142,31 @@ export function fileBlobStore(root: string): BlobStore {
         return handle;
       };
       let closed = false;
+      const readInto = async (out: Buffer, offset: number) => {
+        const length = out.length;
+        if (closed) throw new Error("the blob reader is closed");
+        let done = 0;
+        for (const range of rangesOf(parts, offset, offset + length)) {
+          const handle = await handleOf(range.id);
+          const want = range.end - range.start;
+          let got = 0;
+          while (got < want) {
+            const { bytesRead } = await handle.read(out, done + got, want - got, range.start + got);
+            if (bytesRead === 0) throw new Error(`blob ${range.id} is shorter than its row says`);
+            got += bytesRead;
+          }
+          done += want;
+        }
+        if (done !== length) throw new Error(`read past the end of an object of ${size} bytes`);
+      };
       return {
         size,
         async read(offset, length) {
-          if (closed) throw new Error("the blob reader is closed");
           const out = Buffer.allocUnsafe(length);
-          let done = 0;
-          for (const range of rangesOf(parts, offset, offset + length)) {
-            const handle = await handleOf(range.id);
-            const want = range.end - range.start;
-            let got = 0;
-            while (got < want) {
-              const { bytesRead } = await handle.read(out, done + got, want - got, range.start + got);
-              if (bytesRead === 0) throw new Error(`blob ${range.id} is shorter than its row says`);
-              got += bytesRead;
-            }
-            done += want;
-          }
-          if (done !== length) throw new Error(`read past the end of an object of ${size} bytes`);
+          await readInto(out, offset);
           return out;
         },
+        readInto,
         async close() {
           if (closed) return;
           closed = true;

@@ -1,0 +1,21 @@
+// The jobs the worker threads run, by kind: each kind's request and result, and the handler
+// (in the module that owns the work) that a worker calls.
+import type { InflateRequest, InflateResult } from "../formats/disk/inflate.js";
+import type { StoreChunkRequest, StoreChunkResult } from "../store/blocks/chunk-files.js";
+
+export interface Jobs {
+  inflate: { request: InflateRequest; result: InflateResult };
+  "store-chunk": { request: StoreChunkRequest; result: StoreChunkResult };
+}
+
+export type JobKind = keyof Jobs;
+export type JobRequest<K extends JobKind> = Jobs[K]["request"];
+export type JobResult<K extends JobKind> = Jobs[K]["result"];
+
+/** What a handler gives back: its result, and the buffers in it to move (not copy) to the caller. */
+export interface Handled<R> {
+  result: R;
+  transfer?: ArrayBuffer[];
+}
+
+export type Handler<K extends JobKind> = (request: JobRequest<K>) => Handled<JobResult<K>> | Promise<Handled<JobResult<K>>>;
