@@ -2,7 +2,8 @@
 // and clusters, and hashing and storing snapshot blocks. Done on the main thread, that work (and
 // the garbage its buffers leave) would compete with reading the next extents and with serving
 // requests; here the main thread only posts one message per job. Jobs carry their bytes in
-// SharedArrayBuffers the caller reuses, so nothing is copied or allocated per job.
+// buffers the caller reuses (shared with the worker, or moved there and back), so nothing is
+// allocated per job.
 //
 // The pool starts its workers on first use. An idle worker does not keep the process alive; a
 // busy one does, so a caller awaiting a job never sees the process exit under it.
@@ -65,25 +66,34 @@ export function runJob<K extends JobKind>(kind: K, request: JobRequest<K>, trans
 }
 
 const IDLE_SLOTS_MS = 2000;
+const WASM_PAGE = 64 * 1024;
 
 /**
  * Fixed-size buffers lent out and given back, so a long import allocates no memory per job or
- * extent and leaves no garbage behind. `shared` slots (SharedArrayBuffers) can be read by a
- * worker while the caller waits; plain ones can be moved to a worker and back, and one never
- * given back is garbage collected like any buffer (V8 counts plain buffers towards its
- * collections, not shared ones). With a `limit`, a caller waits for a slot once that many are
- * out. At most `keep` free slots are kept, and none once they have been idle for a while.
+ * extent and leaves no garbage behind. Of the kinds: `shared` slots (SharedArrayBuffers) can be
+ * read by a worker while the caller waits; `aligned` ones are shared too, and start on a page
+ * boundary, as writes that bypass the page cache (O_DIRECT) need; `plain` ones can be moved to a
+ * worker and back, and one never given back is garbage collected like any buffer (V8 counts plain
+ * buffers towards its collections, not shared ones). With a `limit`, a caller waits for a slot
+ * once that many are out. At most `keep` free slots are kept, and none once they have been idle
+ * for a while.
  */
 export class BufferSlots {
   private readonly free: Buffer[] = [];
   private readonly waiting: ((slot: Buffer) => void)[] = [];
   private out = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Aligned slots are cut, in order, from one WebAssembly memory (page-aligned by definition). */
+  private arena: { buffer: SharedArrayBuffer; cut: number } | undefined;
 
   constructor(
     readonly slotBytes: number,
-    private readonly options: { shared: boolean; limit?: number; keep: number },
-  ) {}
+    private readonly options: { kind: "plain" | "shared" | "aligned"; limit?: number; keep: number },
+  ) {
+    if (options.kind === "aligned" && (options.limit === undefined || options.keep < options.limit)) {
+      throw new Error("aligned slots need a limit, and keep every slot");
+    }
+  }
 
   async take(): Promise<Buffer> {
     clearTimeout(this.idleTimer);
@@ -91,7 +101,21 @@ export class BufferSlots {
       return new Promise((resolve) => this.waiting.push(resolve));
     }
     this.out++;
-    return this.free.pop() ?? (this.options.shared ? Buffer.from(new SharedArrayBuffer(this.slotBytes)) : Buffer.allocUnsafeSlow(this.slotBytes));
+    return this.free.pop() ?? this.make();
+  }
+
+  private make(): Buffer {
+    switch (this.options.kind) {
+      case "plain":
+        return Buffer.allocUnsafeSlow(this.slotBytes);
+      case "shared":
+        return Buffer.from(new SharedArrayBuffer(this.slotBytes));
+      case "aligned": {
+        const pages = Math.ceil((this.options.limit! * this.slotBytes) / WASM_PAGE);
+        this.arena ??= { buffer: new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer as unknown as SharedArrayBuffer, cut: 0 };
+        return Buffer.from(this.arena.buffer, this.slotBytes * this.arena.cut++, this.slotBytes);
+      }
+    }
   }
 
   give(slot: Buffer): void {
@@ -103,7 +127,10 @@ export class BufferSlots {
     // filled); an idle one gives the memory back.
     if (this.out === 0) {
       clearTimeout(this.idleTimer);
-      this.idleTimer = setTimeout(() => (this.free.length = 0), IDLE_SLOTS_MS).unref();
+      this.idleTimer = setTimeout(() => {
+        this.free.length = 0;
+        this.arena = undefined;
+      }, IDLE_SLOTS_MS).unref();
     }
   }
 

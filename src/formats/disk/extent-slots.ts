@@ -12,7 +12,7 @@ export const EXTENT_SLOT_BYTES = DISK_LIMITS.extentBytes + DISK_LIMITS.compresse
 // Plain buffers: a worker inflating into one gets it moved there and back. Never waited for: a
 // consumer that keeps its extents only makes the pool allocate more (and the garbage collector
 // take those back).
-export const extentSlots = new BufferSlots(EXTENT_SLOT_BYTES, { shared: false, keep: 6 });
+export const extentSlots = new BufferSlots(EXTENT_SLOT_BYTES, { kind: "plain", keep: 6 });
 
 /** A buffer of at least `bytes`: a pooled slot, or a one-off beyond a slot's size. */
 export async function takeExtentBuffer(bytes: number): Promise<Buffer> {

@@ -31,8 +31,9 @@ export interface ChunkStore {
 export const isZeroBlock = (block: Buffer) => block.length === BLOCK_SIZE && block.equals(ZEROS);
 
 // Blocks being stored sit in these while a worker hashes and writes them: the caller's buffer
-// is free again at once, and a busy import allocates nothing per block.
-const blockSlots = new BufferSlots(BLOCK_SIZE, { shared: true, limit: 32, keep: 32 });
+// is free again at once, a busy import allocates nothing per block, and the slots' alignment lets
+// the worker write straight to the disk.
+const blockSlots = new BufferSlots(BLOCK_SIZE, { kind: "aligned", limit: 32, keep: 32 });
 
 export function fileChunkStore(root: string): ChunkStore {
   const pathOf = (chunk: string) => chunkPath(root, chunk);
@@ -43,7 +44,7 @@ export function fileChunkStore(root: string): ChunkStore {
       const slot = await blockSlots.take();
       try {
         block.copy(slot);
-        const { chunk } = await runJob("store-chunk", { root, block: slot.buffer as SharedArrayBuffer, length: BLOCK_SIZE });
+        const { chunk } = await runJob("store-chunk", { root, block: slot.buffer as SharedArrayBuffer, offset: slot.byteOffset, length: BLOCK_SIZE });
         return chunk;
       } finally {
         blockSlots.give(slot);
