@@ -138,6 +138,23 @@ describe("ImportImage of every format", () => {
     });
   }
 
+  for (const [rootFs, conversion, format] of [
+    ["xfs", "qcow2", "QCOW2"],
+    ["btrfs", "vhd-dynamic", "VHD"],
+  ] as const) {
+    it(`finds Linux when the root file system is ${rootFs}`, async () => {
+      const disk = await makeLinuxDisk(scratch(), { rootFs });
+      await upload(await convertDisk(disk, conversion), `roots/${rootFs}`);
+      const task = await importImage([{ Format: format, UserBucket: { S3Bucket: BUCKET, S3Key: `roots/${rootFs}` } }]);
+      assert.equal(task.Status, "completed", task.StatusMessage);
+      assert.equal(task.Platform, "Linux");
+      assert.equal(task.Architecture, "x86_64");
+      assert.equal(task.BootMode, "uefi");
+      await assertSnapshotHolds(task.SnapshotDetails![0]!.SnapshotId!, disk);
+      assert.equal((await imageOf(task.ImageId!)).Description, "Linux - Kilnix GNU/Linux 12 (test)");
+    });
+  }
+
   it("imports an OVA's disks in the OVF's order as one multi-volume AMI", async () => {
     const data = await makeDataDisk(dir);
     const ova = await makeOva(dir, [raw, data]);

@@ -30,7 +30,9 @@ const lanes: Lane[] = [];
 let nextId = 0;
 
 function startLane(): Lane {
-  const worker = new Worker(new URL("./worker.js", import.meta.url));
+  // Inflating allocates a buffer per grain; a small young generation collects them every few
+  // MiB rather than every few tens, which keeps the workers' share of an import's memory small.
+  const worker = new Worker(new URL("./worker.js", import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 2 } });
   const lane: Lane = { worker, pending: new Map() };
   worker.on("message", (reply: Reply) => {
     const waiter = lane.pending.get(reply.id);

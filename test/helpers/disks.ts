@@ -1,9 +1,9 @@
 // Disks made the way users make them: a GPT disk with an EFI system partition (FAT, holding an
-// x86_64 boot loader) and an ext4 root with /etc/os-release and the machine's own /bin/sh,
-// written by sfdisk, mkfs.vfat/mtools and mkfs.ext4, then converted by qemu-img and packed into
-// an OVA by tar. Everything lives in a scratch folder.
+// x86_64 boot loader) and a root (ext4, XFS or btrfs) with /etc/os-release and the machine's own
+// /bin/sh, written by sfdisk, mkfs.vfat/mtools and mkfs.ext4 (or mkfs.xfs, mkfs.btrfs), then
+// converted by qemu-img and packed into an OVA by tar. Everything lives in a scratch folder.
 import { randomFillSync } from "node:crypto";
-import { closeSync, copyFileSync, mkdirSync, openSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, symlinkSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "./tools.js";
 
@@ -20,12 +20,18 @@ export function efiApplication(): Buffer {
   return file;
 }
 
+export type RootFileSystem = "ext4" | "xfs" | "btrfs";
+
+/** The smallest disk for each root (mkfs.xfs refuses file systems under 300 MiB, mkfs.btrfs under about 110). */
+const MIN_DISK_MIB: Record<RootFileSystem, number> = { ext4: 64, xfs: 304, btrfs: 128 };
+
 /**
  * A bootable-looking Linux disk: GPT, partition 1 the EFI system partition (FAT), partition 2
- * an ext4 root. Returns the raw file's path.
+ * the root (ext4 unless `rootFs` says otherwise). Returns the raw file's path.
  */
-export async function makeLinuxDisk(dir: string, options: { sizeMiB?: number; extraMiB?: number } = {}): Promise<string> {
-  const size = options.sizeMiB ?? 64;
+export async function makeLinuxDisk(dir: string, options: { sizeMiB?: number; extraMiB?: number; rootFs?: RootFileSystem } = {}): Promise<string> {
+  const rootFs = options.rootFs ?? "ext4";
+  const size = Math.max(options.sizeMiB ?? 64, MIN_DISK_MIB[rootFs]);
   const root = join(dir, "rootfs");
   mkdirSync(join(root, "etc"), { recursive: true });
   mkdirSync(join(root, "usr/lib"), { recursive: true });
@@ -48,9 +54,9 @@ export async function makeLinuxDisk(dir: string, options: { sizeMiB?: number; ex
     }
     closeSync(file);
   }
-  const fsImage = join(dir, "root.ext4");
+  const fsImage = join(dir, `root.${rootFs}`);
   const rootSectors = (size - 3) * 2048;
-  await run("mkfs.ext4", ["-q", "-F", "-d", root, fsImage, `${rootSectors / 2}k`], { env: { E2FSPROGS_FAKE_TIME: "1700000000" } });
+  await makeFileSystem(rootFs, root, fsImage, rootSectors * 512);
 
   const esp = join(dir, "esp.fat");
   writeFileSync(esp, Buffer.alloc(MIB));
@@ -67,6 +73,34 @@ export async function makeLinuxDisk(dir: string, options: { sizeMiB?: number; ex
   await run("dd", [`if=${esp}`, `of=${disk}`, "bs=512", "seek=2048", "conv=notrunc,sparse", "status=none"]);
   await run("dd", [`if=${fsImage}`, `of=${disk}`, "bs=512", "seek=4096", "conv=notrunc,sparse", "status=none"]);
   return disk;
+}
+
+/** A file system image of `bytes` holding the host tree `root`, made without mounting. */
+async function makeFileSystem(type: RootFileSystem, root: string, image: string, bytes: number): Promise<void> {
+  if (type === "ext4") {
+    await run("mkfs.ext4", ["-q", "-F", "-d", root, image, `${bytes / 1024}k`], { env: { E2FSPROGS_FAKE_TIME: "1700000000" } });
+    return;
+  }
+  writeFileSync(image, "");
+  truncateSync(image, bytes);
+  if (type === "btrfs") {
+    await run("mkfs.btrfs", ["-q", "-f", "--rootdir", root, image]);
+    return;
+  }
+  const proto = `${image}.proto`;
+  writeFileSync(proto, ["kiln", "0 0", "d--755 0 0", ...protofileEntries(root), "$", ""].join("\n"));
+  await run("mkfs.xfs", ["-q", "-f", "-p", proto, image]);
+}
+
+/** mkfs.xfs(8) protofile lines for the tree under `dir`: "name mode uid gid [source|target]", "$" closing a directory. */
+function protofileEntries(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    const info = lstatSync(path);
+    if (info.isSymbolicLink()) return [`${name} l--777 0 0 ${readlinkSync(path)}`];
+    if (info.isDirectory()) return [`${name} d--755 0 0`, ...protofileEntries(path), "$"];
+    return [`${name} ---${(info.mode & 0o777).toString(8)} 0 0 ${path}`];
+  });
 }
 
 /** A disk with data but no operating system: one ext4 file system of plain files. */

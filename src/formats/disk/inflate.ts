@@ -83,7 +83,7 @@ export function inflateJob({ input, length, pieces, maxOutput, raw, output: outp
 const INPUT_SLOT_BYTES = 12 * 1024 * 1024;
 // Inputs are back as soon as the run is inflated; outputs (extent slots) once the consumer has
 // stored them. Slots are touched only as far as runs fill them, so unused tails cost no memory.
-const inputSlots = new BufferSlots(INPUT_SLOT_BYTES, { kind: "shared", limit: 6, keep: 6 });
+const inputSlots = new BufferSlots(INPUT_SLOT_BYTES, { kind: "shared", limit: 4, keep: 4 });
 
 /**
  * Inflates each stream `pieces[2i]..+pieces[2i+1]` of `input` to at most `maxOutput` bytes, on a

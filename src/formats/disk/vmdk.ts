@@ -56,7 +56,7 @@ const GT_RUN_BYTES = 256 * 1024;
 /** Bytes of one read of data (flat data, a run of grains, a run of compressed grains). */
 const READ_BYTES = DISK_LIMITS.extentBytes;
 /** Reads (each with its inflates) under way ahead of the consumer. */
-const WINDOW = 4;
+const WINDOW = 3;
 /** Granularity at which flat extents skip zeros, so a preallocated flat file yields only its data. */
 const ZERO_PROBE = 64 * 1024;
 const ZEROS = Buffer.alloc(Math.max(ZERO_PROBE, SECTOR));
@@ -321,47 +321,54 @@ class SparseExtent implements Part {
     // The last grain's length is in its marker: read as far as its largest possible data, rather
     // than a second time once the marker is known.
     const maxCompressed = 2 * grainBytes;
-    const span = await source.read(first, Math.min(lastAt + GRAIN_MARKER_BYTES + maxCompressed, source.size) - first);
-    const pieces: number[] = [];
-    for (let g = 0; g < grains.length; g++) {
-      const at = grains[g]! * SECTOR;
-      const expectedLba = lba + g * this.header.grainSectors;
-      const markerLba = span.readBigUInt64LE(at - first);
-      if (markerLba !== BigInt(expectedLba)) fail(`${where}the grain at file sector ${grains[g]} is marked for disk sector ${markerLba}, but its grain table says ${expectedLba}`);
-      const size = span.readUInt32LE(at - first + 8);
-      // Deflate never grows data by more than a few bytes per 16 KiB block.
-      if (size === 0 || size > maxCompressed) fail(`${where}the grain for disk sector ${expectedLba} claims ${size} compressed bytes`);
-      const end = at + GRAIN_MARKER_BYTES + size;
-      if (end > source.size) fail(`${where}the grain for disk sector ${expectedLba} runs past the end of the file`);
-      const next = grains[g + 1];
-      if (next !== undefined && end > next * SECTOR) fail(`${where}the grain for disk sector ${expectedLba} runs into the next grain`);
-      pieces.push(at + GRAIN_MARKER_BYTES - first, size);
-    }
-
-    let inflated: Inflated;
+    // Read into a reused buffer, given back once the run is inflated: a fresh one per run would
+    // leave the whole compressed file behind as garbage.
+    const read = await readExtent(source, 0, first, Math.min(lastAt + GRAIN_MARKER_BYTES + maxCompressed, source.size) - first);
+    const span = read.data;
     try {
-      inflated = await inflatePieces(span, pieces, grainBytes);
-    } catch (error) {
-      if (!(error instanceof InflateFailure)) throw error;
-      const at = lba + error.index * this.header.grainSectors;
-      return fail(
-        error.tooLarge
-          ? `${where}the grain for disk sector ${at} inflates past its ${grainBytes} bytes`
-          : `${where}the grain for disk sector ${at} is not valid deflate data (${error.message})`,
-      );
-    }
-    const { output, lengths, release } = inflated;
-    for (const [g, length] of lengths.entries()) {
-      const at = lba + g * this.header.grainSectors;
-      // Only a grain crossing the extent's capacity may come out short (a stream's last grain).
-      const final = at + this.header.grainSectors > this.header.capacity;
-      if (final ? length > grainBytes : length !== grainBytes) {
-        release();
-        fail(`${where}the grain for disk sector ${at} inflates to ${length} bytes, not ${grainBytes}`);
+      const pieces: number[] = [];
+      for (let g = 0; g < grains.length; g++) {
+        const at = grains[g]! * SECTOR;
+        const expectedLba = lba + g * this.header.grainSectors;
+        const markerLba = span.readBigUInt64LE(at - first);
+        if (markerLba !== BigInt(expectedLba)) fail(`${where}the grain at file sector ${grains[g]} is marked for disk sector ${markerLba}, but its grain table says ${expectedLba}`);
+        const size = span.readUInt32LE(at - first + 8);
+        // Deflate never grows data by more than a few bytes per 16 KiB block.
+        if (size === 0 || size > maxCompressed) fail(`${where}the grain for disk sector ${expectedLba} claims ${size} compressed bytes`);
+        const end = at + GRAIN_MARKER_BYTES + size;
+        if (end > source.size) fail(`${where}the grain for disk sector ${expectedLba} runs past the end of the file`);
+        const next = grains[g + 1];
+        if (next !== undefined && end > next * SECTOR) fail(`${where}the grain for disk sector ${expectedLba} runs into the next grain`);
+        pieces.push(at + GRAIN_MARKER_BYTES - first, size);
       }
+
+      let inflated: Inflated;
+      try {
+        inflated = await inflatePieces(span, pieces, grainBytes);
+      } catch (error) {
+        if (!(error instanceof InflateFailure)) throw error;
+        const at = lba + error.index * this.header.grainSectors;
+        return fail(
+          error.tooLarge
+            ? `${where}the grain for disk sector ${at} inflates past its ${grainBytes} bytes`
+            : `${where}the grain for disk sector ${at} is not valid deflate data (${error.message})`,
+        );
+      }
+      const { output, lengths, release } = inflated;
+      for (const [g, length] of lengths.entries()) {
+        const at = lba + g * this.header.grainSectors;
+        // Only a grain crossing the extent's capacity may come out short (a stream's last grain).
+        const final = at + this.header.grainSectors > this.header.capacity;
+        if (final ? length > grainBytes : length !== grainBytes) {
+          release();
+          fail(`${where}the grain for disk sector ${at} inflates to ${length} bytes, not ${grainBytes}`);
+        }
+      }
+      // The last grain may hold more than the extent's (or the descriptor's) end keeps.
+      return { offset, data: output.length > bytes ? output.subarray(0, bytes) : output, release };
+    } finally {
+      read.release?.();
     }
-    // The last grain may hold more than the extent's (or the descriptor's) end keeps.
-    return { offset, data: output.length > bytes ? output.subarray(0, bytes) : output, release };
   }
 }
 

@@ -8,7 +8,7 @@ import type { BlockRow } from "../meta/manifests.js";
 import { putBlocks } from "../meta/snapshots.js";
 import { BLOCK_SIZE, isZeroBlock, type ChunkStore } from "./chunks.js";
 
-const CHUNKS_IN_FLIGHT = 8;
+const CHUNKS_IN_FLIGHT = 16;
 const ROWS_PER_BATCH = 256;
 /** Extents the reader may run ahead of the writer. */
 const READ_AHEAD = 2;

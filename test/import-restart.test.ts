@@ -1,0 +1,89 @@
+// An import survives its server: `kiln serve` is killed with SIGKILL part-way through converting
+// a disk, started again on the same data folder, and the same task finishes with a snapshot
+// holding exactly the disk's bytes.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { DescribeImportImageTasksCommand, EC2Client, ImportImageCommand, type ImportImageTask } from "@aws-sdk/client-ec2";
+import { EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from "@aws-sdk/client-ebs";
+import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { convertDisk, makeLinuxDisk } from "./helpers/disks.js";
+import { tempDir } from "./helpers/kiln.js";
+import { spawnKiln } from "./helpers/process.js";
+import { scratch } from "./helpers/tools.js";
+
+const BLOCK = 512 * 1024;
+const credentials = { accessKeyId: "test", secretAccessKey: "test" };
+const clients = (url: string) => ({
+  ec2: new EC2Client({ endpoint: url, region: "us-east-1", credentials, maxAttempts: 1 }),
+  s3: new S3Client({ endpoint: url, region: "us-east-1", credentials, forcePathStyle: true, maxAttempts: 1 }),
+  ebs: new EBSClient({ endpoint: url, region: "us-east-1", credentials, maxAttempts: 1 }),
+});
+
+async function describeTask(ec2: EC2Client, taskId: string): Promise<ImportImageTask> {
+  const { ImportImageTasks } = await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [taskId] }));
+  return ImportImageTasks![0]!;
+}
+
+async function until(ec2: EC2Client, taskId: string, done: (task: ImportImageTask) => boolean, pollMs: number): Promise<ImportImageTask> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const task = await describeTask(ec2, taskId);
+    if (done(task)) return task;
+    if (Date.now() > deadline) assert.fail(`import ${taskId} still ${task.Status} (${task.StatusMessage}, ${task.Progress}%)`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+describe("an import and a killed server", () => {
+  it("finishes after kill -9 part-way through converting, with every byte of the disk", async () => {
+    const dir = scratch();
+    // Enough data that converting takes a while: the kill lands among the blocks.
+    const raw = await makeLinuxDisk(dir, { sizeMiB: 512, extraMiB: 256 });
+    const vmdk = await convertDisk(raw, "vmdk-stream");
+    const dataDir = tempDir();
+
+    const first = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir]);
+    let taskId: string;
+    try {
+      const { ec2, s3 } = clients(first.url);
+      await s3.send(new CreateBucketCommand({ Bucket: "disks" }));
+      await s3.send(new PutObjectCommand({ Bucket: "disks", Key: "big.vmdk", Body: readFileSync(vmdk) }));
+      taskId = (await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "disks", S3Key: "big.vmdk" } }] }))).ImportTaskId!;
+      // Converting runs from 28% to 56%: kill once some blocks are stored, well before the end.
+      const converting = await until(ec2, taskId, (task) => Number(task.Progress ?? 0) > 30 || task.Status !== "active", 10);
+      assert.equal(converting.Status, "active", "the import ended before the kill");
+    } finally {
+      assert.equal(await first.stop("SIGKILL"), null);
+    }
+
+    const second = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir]);
+    try {
+      const { ec2, ebs } = clients(second.url);
+      const task = await until(ec2, taskId, (task) => task.Status !== "active", 100);
+      assert.equal(task.Status, "completed", task.StatusMessage);
+      assert.equal(task.Platform, "Linux");
+      const snapshotId = task.SnapshotDetails![0]!.SnapshotId!;
+
+      const expected = readFileSync(raw);
+      const stored = new Map<number, Buffer>();
+      let NextToken: string | undefined;
+      do {
+        const page = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: snapshotId, NextToken }));
+        for (const block of page.Blocks!) {
+          const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: block.BlockIndex, BlockToken: block.BlockToken }));
+          stored.set(block.BlockIndex!, Buffer.from(await got.BlockData!.transformToByteArray()));
+        }
+        NextToken = page.NextToken;
+      } while (NextToken);
+      const zeros = Buffer.alloc(BLOCK);
+      for (let index = 0; index * BLOCK < expected.length; index++) {
+        const want = expected.subarray(index * BLOCK, (index + 1) * BLOCK);
+        assert.ok((stored.get(index) ?? zeros).equals(want), `block ${index} differs from the disk`);
+      }
+      assert.ok([...stored.keys()].every((index) => index * BLOCK < expected.length), "a block lies beyond the disk");
+    } finally {
+      await second.stop();
+    }
+  });
+});
