@@ -5,14 +5,14 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { DescribeImportImageTasksCommand, EC2Client, ImportImageCommand, type ImportImageTask } from "@aws-sdk/client-ec2";
-import { EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from "@aws-sdk/client-ebs";
+import { EBSClient } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { assertBlocksHold, readSnapshotBlocks } from "./helpers/data.js";
 import { convertDisk, makeLinuxDisk } from "./helpers/disks.js";
 import { tempDir } from "./helpers/kiln.js";
 import { spawnKiln } from "./helpers/process.js";
 import { scratch } from "./helpers/tools.js";
 
-const BLOCK = 512 * 1024;
 const credentials = { accessKeyId: "test", secretAccessKey: "test" };
 const clients = (url: string) => ({
   ec2: new EC2Client({ endpoint: url, region: "us-east-1", credentials, maxAttempts: 1 }),
@@ -65,23 +65,7 @@ describe("an import and a killed server", () => {
       assert.equal(task.Platform, "Linux");
       const snapshotId = task.SnapshotDetails![0]!.SnapshotId!;
 
-      const expected = readFileSync(raw);
-      const stored = new Map<number, Buffer>();
-      let NextToken: string | undefined;
-      do {
-        const page = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: snapshotId, NextToken }));
-        for (const block of page.Blocks!) {
-          const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: block.BlockIndex, BlockToken: block.BlockToken }));
-          stored.set(block.BlockIndex!, Buffer.from(await got.BlockData!.transformToByteArray()));
-        }
-        NextToken = page.NextToken;
-      } while (NextToken);
-      const zeros = Buffer.alloc(BLOCK);
-      for (let index = 0; index * BLOCK < expected.length; index++) {
-        const want = expected.subarray(index * BLOCK, (index + 1) * BLOCK);
-        assert.ok((stored.get(index) ?? zeros).equals(want), `block ${index} differs from the disk`);
-      }
-      assert.ok([...stored.keys()].every((index) => index * BLOCK < expected.length), "a block lies beyond the disk");
+      assertBlocksHold(await readSnapshotBlocks(ebs, snapshotId), readFileSync(raw), snapshotId);
     } finally {
       await second.stop();
     }

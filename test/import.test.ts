@@ -24,7 +24,7 @@ import {
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { BLOCK, errorName, readSnapshot } from "./helpers/data.js";
+import { assertBlocksHold, errorName, readSnapshot } from "./helpers/data.js";
 import { convertDisk, makeDataDisk, makeLinuxDisk, makeOva, type Conversion } from "./helpers/disks.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { qcowEntries } from "./helpers/qcow2-layout.js";
@@ -81,16 +81,7 @@ async function importImage(containers: ImageDiskContainer[], extra: Partial<Cons
 
 /** The snapshot must read back as the raw file, block for block (zeros where it holds none). */
 async function assertSnapshotHolds(snapshotId: string, rawPath: string): Promise<void> {
-  const expected = readFileSync(rawPath);
-  const blocks = await readSnapshot(kiln, snapshotId);
-  const zeros = Buffer.alloc(BLOCK);
-  for (let index = 0; index * BLOCK < expected.length; index++) {
-    const want = Buffer.alloc(BLOCK);
-    expected.copy(want, 0, index * BLOCK, Math.min(expected.length, (index + 1) * BLOCK));
-    const got = blocks.get(index) ?? zeros;
-    assert.ok(got.equals(want), `block ${index} of ${snapshotId} differs from the raw disk`);
-  }
-  for (const index of blocks.keys()) assert.ok(index * BLOCK < expected.length, `block ${index} lies beyond the disk`);
+  assertBlocksHold(await readSnapshot(kiln, snapshotId), readFileSync(rawPath), snapshotId);
 }
 
 async function imageOf(imageId: string) {

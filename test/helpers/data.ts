@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
+import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand, type EBSClient } from "@aws-sdk/client-ebs";
 import type { TestKiln } from "./kiln.js";
 
 export const BLOCK = 512 * 1024;
@@ -29,7 +29,22 @@ export async function writeSnapshot(
 
 /** Every non-zero block of a snapshot, read back through the EBS direct APIs. */
 export async function readSnapshot(kiln: TestKiln, snapshotId: string, region?: string): Promise<Map<number, Buffer>> {
-  const ebs = kiln.ebs({ region });
+  return readSnapshotBlocks(kiln.ebs({ region }), snapshotId);
+}
+
+/** A snapshot's blocks (by index) must read as `expected`, block for block, zeros where none is stored. */
+export function assertBlocksHold(blocks: Map<number, Buffer>, expected: Buffer, snapshotId: string): void {
+  const zeros = Buffer.alloc(BLOCK);
+  for (let index = 0; index * BLOCK < expected.length; index++) {
+    const want = Buffer.alloc(BLOCK);
+    expected.copy(want, 0, index * BLOCK, Math.min(expected.length, (index + 1) * BLOCK));
+    assert.ok((blocks.get(index) ?? zeros).equals(want), `block ${index} of ${snapshotId} differs from the disk`);
+  }
+  for (const index of blocks.keys()) assert.ok(index * BLOCK < expected.length, `block ${index} of ${snapshotId} lies beyond the disk`);
+}
+
+/** The blocks a snapshot holds, read through any EBS client (a Kiln in another process too). */
+export async function readSnapshotBlocks(ebs: EBSClient, snapshotId: string): Promise<Map<number, Buffer>> {
   const out = new Map<number, Buffer>();
   let NextToken: string | undefined;
   do {
