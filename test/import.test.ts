@@ -25,7 +25,7 @@ import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { assertBlocksHold, errorName, readSnapshot } from "./helpers/data.js";
-import { convertDisk, makeDataDisk, makeLinuxDisk, makeOva, type Conversion } from "./helpers/disks.js";
+import { convertDisk, makeDataDisk, makeLinuxDisk, makeOva, makeWindowsDisk, type Conversion } from "./helpers/disks.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { qcowEntries } from "./helpers/qcow2-layout.js";
 import { run, scratch } from "./helpers/tools.js";
@@ -145,6 +145,22 @@ describe("ImportImage of every format", () => {
       assert.equal((await imageOf(task.ImageId!)).Description, "Linux - Kilnix GNU/Linux 12 (test)");
     });
   }
+
+  it("finds Windows on an NTFS disk with an MBR, and licenses it from AWS", async () => {
+    const disk = await makeWindowsDisk(scratch());
+    await upload(await convertDisk(disk, "vhdx"), "roots/windows");
+    const task = await importImage([{ Format: "VHDX", UserBucket: { S3Bucket: BUCKET, S3Key: "roots/windows" } }]);
+    assert.equal(task.Status, "completed", task.StatusMessage);
+    assert.equal(task.Platform, "Windows");
+    assert.equal(task.Architecture, "x86_64");
+    assert.equal(task.BootMode, "legacy-bios");
+    assert.equal(task.LicenseType, "AWS");
+    await assertSnapshotHolds(task.SnapshotDetails![0]!.SnapshotId!, disk);
+    const image = await imageOf(task.ImageId!);
+    assert.equal(image.Platform, "windows");
+    assert.equal(image.PlatformDetails, "Windows");
+    assert.equal(image.Description, "Windows");
+  });
 
   it("imports an OVA's disks in the OVF's order as one multi-volume AMI", async () => {
     const data = await makeDataDisk(dir);

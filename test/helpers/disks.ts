@@ -2,7 +2,7 @@
 // x86_64 boot loader) and a root (ext4, XFS or btrfs) with /etc/os-release and the machine's own
 // /bin/sh, written by sfdisk, mkfs.vfat/mtools and mkfs.ext4 (or mkfs.xfs, mkfs.btrfs), then
 // converted by qemu-img and packed into an OVA by tar. Everything lives in a scratch folder.
-import { randomFillSync } from "node:crypto";
+import { randomBytes, randomFillSync } from "node:crypto";
 import { closeSync, copyFileSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, symlinkSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "./tools.js";
@@ -101,6 +101,33 @@ function protofileEntries(dir: string): string[] {
     if (info.isDirectory()) return [`${name} d--755 0 0`, ...protofileEntries(path), "$"];
     return [`${name} ---${(info.mode & 0o777).toString(8)} 0 0 ${path}`];
   });
+}
+
+/**
+ * A Windows-looking disk: an MBR with one bootable NTFS partition holding
+ * /Windows/System32/ntoskrnl.exe, a PE32+ for x86_64. Written by mkntfs and, for the folders,
+ * through ntfs-3g (FUSE). Returns the raw file's path.
+ */
+export async function makeWindowsDisk(dir: string): Promise<string> {
+  const volume = join(dir, "windows.ntfs");
+  const sizeMiB = 64;
+  writeFileSync(volume, "");
+  truncateSync(volume, (sizeMiB - 1) * MIB);
+  await run("mkntfs", ["-F", "-Q", "-q", "-p", "2048", volume]);
+  const mount = join(dir, "ntfs-mount");
+  mkdirSync(mount, { recursive: true });
+  await run("ntfs-3g", [volume, mount]);
+  try {
+    mkdirSync(join(mount, "Windows", "System32"), { recursive: true });
+    writeFileSync(join(mount, "Windows", "System32", "ntoskrnl.exe"), Buffer.concat([efiApplication(), randomBytes(200_000)]));
+  } finally {
+    await run("fusermount", ["-u", mount]);
+  }
+  const disk = join(dir, "windows.raw");
+  await run("truncate", ["-s", `${sizeMiB}M`, disk]);
+  await run("sfdisk", ["-q", disk], { input: `label: dos\nstart=2048, size=${(sizeMiB - 1) * 2048}, type=7, bootable\n` });
+  await run("dd", [`if=${volume}`, `of=${disk}`, "bs=512", "seek=2048", "conv=notrunc,sparse", "status=none"]);
+  return disk;
 }
 
 /** A disk with data but no operating system: one ext4 file system of plain files. */
