@@ -7,7 +7,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { convertDisk, makeDataDisk, makeLinuxDisk } from "./helpers/disks.js";
 import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
+import { scratch } from "./helpers/tools.js";
 
 const run = promisify(execFile);
 let kiln: TestKiln;
@@ -101,6 +103,33 @@ describe("AWS CLI with S3 objects", () => {
     assert.equal((await aws("s3", "rb", "--force", "s3://cli-objects")).code, 0);
     assert.deepEqual((JSON.parse((await aws("s3api", "list-buckets")).stdout) as { Buckets: { Name: string }[] }).Buckets.map((b) => b.Name).includes("cli-objects"), false);
   });
+  it("imports a disk: s3 cp, ec2 import-image, describe-import-image-tasks until completed", async () => {
+    const vmdk = await convertDisk(await makeLinuxDisk(scratch()), "vmdk-stream");
+    assert.equal((await aws("s3", "mb", "s3://cli-imports")).code, 0);
+    assert.equal((await aws("s3", "cp", vmdk, "s3://cli-imports/disks/linux.vmdk")).code, 0);
+    const started = await aws("ec2", "import-image", "--description", "from the CLI", "--disk-containers", "Format=VMDK,UserBucket={S3Bucket=cli-imports,S3Key=disks/linux.vmdk}", "--tag-specifications", "ResourceType=import-image-task,Tags=[{Key=by,Value=cli}]");
+    assert.equal(started.code, 0, started.stderr);
+    const { ImportTaskId, Status, Tags } = JSON.parse(started.stdout);
+    assert.match(ImportTaskId, /^import-ami-[0-9a-f]{17}$/);
+    assert.equal(Status, "active");
+    assert.deepEqual(Tags, [{ Key: "by", Value: "cli" }]);
+    let task: Record<string, any>;
+    for (const deadline = Date.now() + 60_000; ; ) {
+      const described = await aws("ec2", "describe-import-image-tasks", "--import-task-ids", ImportTaskId);
+      assert.equal(described.code, 0, described.stderr);
+      task = JSON.parse(described.stdout).ImportImageTasks[0];
+      if (task.Status !== "active" || Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal(task.Status, "completed", task.StatusMessage);
+    assert.equal(task.Platform, "Linux");
+    assert.equal(task.BootMode, "uefi");
+    assert.equal(task.SnapshotDetails[0].DiskImageSize, readFileSync(vmdk).length);
+    assert.deepEqual(task.SnapshotDetails[0].UserBucket, { S3Bucket: "cli-imports", S3Key: "disks/linux.vmdk" });
+    const images = JSON.parse((await aws("ec2", "describe-images", "--image-ids", task.ImageId)).stdout).Images;
+    assert.equal(images[0].Description, "from the CLI");
+    assert.equal(images[0].BlockDeviceMappings[0].Ebs.SnapshotId, task.SnapshotDetails[0].SnapshotId);
+  });
 });
 
 describe("boto3", () => {
@@ -153,5 +182,21 @@ print(json.dumps({"zones": zones, "presigned": presigned, "errors": errors}))
       assert.match(answer.body, /<regionInfo><item><optInStatus>opt-in-not-required<\/optInStatus><regionName>us-west-2<\/regionName>/);
     }
     assert.deepEqual(result.errors, { page: ["InvalidParameterValue", 400], dry: ["DryRunOperation", 412], id: ["InvalidID", 400] });
+  });
+  it("imports a data disk as a snapshot, waiting with the snapshot_imported waiter", async () => {
+    const disk = await convertDisk(await makeDataDisk(scratch()), "vhd-dynamic");
+    const result = await python(`
+import json, os, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["KILN_URL"], region_name="us-east-1")
+ec2 = boto3.client("ec2", endpoint_url=os.environ["KILN_URL"], region_name="us-east-1")
+s3.create_bucket(Bucket="boto3-imports")
+s3.upload_file(${JSON.stringify(disk)}, "boto3-imports", "data.vhd")
+task_id = ec2.import_snapshot(Description="from boto3", DiskContainer={"Format": "VHD", "UserBucket": {"S3Bucket": "boto3-imports", "S3Key": "data.vhd"}})["ImportTaskId"]
+ec2.get_waiter("snapshot_imported").wait(ImportTaskIds=[task_id], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+detail = ec2.describe_import_snapshot_tasks(ImportTaskIds=[task_id])["ImportSnapshotTasks"][0]["SnapshotTaskDetail"]
+snapshot = ec2.describe_snapshots(SnapshotIds=[detail["SnapshotId"]])["Snapshots"][0]
+print(json.dumps({"status": detail["Status"], "format": detail["Format"], "size": detail["DiskImageSize"], "state": snapshot["State"], "volumeSize": snapshot["VolumeSize"]}))
+`);
+    assert.deepEqual(result, { status: "completed", format: "VHD", size: readFileSync(disk).length, state: "completed", volumeSize: 1 });
   });
 });
