@@ -30,9 +30,9 @@ export function releaserOf(buffer: Buffer): () => void {
   };
 }
 
-/** `length` bytes of `source` from `at` as the extent at disk `offset`, read into a pooled slot. */
-export async function readExtent(source: ByteSource, offset: number, at: number, length: number): Promise<Extent> {
-  if (!source.readInto) return { offset, data: await source.read(at, length) };
+/** `length` bytes of `source` from `at`, read into a pooled slot when the source can read into one. */
+export async function readPooled(source: ByteSource, at: number, length: number): Promise<{ data: Buffer; release?: () => void }> {
+  if (!source.readInto) return { data: await source.read(at, length) };
   const buffer = await takeExtentBuffer(length);
   const release = releaserOf(buffer);
   const data = buffer.subarray(0, length);
@@ -42,5 +42,10 @@ export async function readExtent(source: ByteSource, offset: number, at: number,
     release();
     throw error;
   }
-  return { offset, data, release };
+  return { data, release };
+}
+
+/** `length` bytes of `source` from `at` as the extent at disk `offset`, read into a pooled slot. */
+export async function readExtent(source: ByteSource, offset: number, at: number, length: number): Promise<Extent> {
+  return { offset, ...(await readPooled(source, at, length)) };
 }

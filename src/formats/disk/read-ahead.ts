@@ -94,9 +94,10 @@ async function* coalesce(units: AsyncIterable<Unit>): AsyncGenerator<Piece> {
 
 /**
  * Inflates a run of compressed units read in one go (`bytes` starts at the first unit's host)
- * on the worker pool, each to exactly its `inflated` bytes, keeping the first `length` of each.
+ * on the worker pool, each to exactly its `inflated` bytes: the first `length` of each, as views
+ * into a pooled buffer that `release` gives back.
  */
-async function inflateRun(run: DeflatedUnit[], bytes: Buffer): Promise<Buffer[]> {
+async function inflateRun(run: DeflatedUnit[], bytes: Buffer): Promise<{ parts: Buffer[]; release: () => void }> {
   const first = run[0]!.host;
   const pieces = run.flatMap((unit) => [unit.host - first, unit.stored]);
   const inflated = run[0]!.inflated;
@@ -110,25 +111,25 @@ async function inflateRun(run: DeflatedUnit[], bytes: Buffer): Promise<Buffer[]>
     const unit = run[error.index]!;
     throw new DiskImageError(error.tooLarge ? `compressed ${unit.name} inflates past its ${unit.inflated} bytes` : `compressed ${unit.name} does not inflate: ${error.message}`);
   }
-  try {
-    const parts: Buffer[] = [];
-    let at = 0;
-    for (const [i, length] of result.lengths.entries()) {
-      const unit = run[i]!;
-      if (length !== unit.inflated) throw new DiskImageError(`compressed ${unit.name} inflates to ${length} bytes, not ${unit.inflated}`);
-      // Copied out: the piece joins these with its other units anyway.
-      parts.push(Buffer.from(result.output.subarray(at, at + unit.length)));
-      at += length;
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const [i, length] of result.lengths.entries()) {
+    const unit = run[i]!;
+    if (length !== unit.inflated) {
+      result.release();
+      throw new DiskImageError(`compressed ${unit.name} inflates to ${length} bytes, not ${unit.inflated}`);
     }
-    return parts;
-  } finally {
-    result.release();
+    parts.push(result.output.subarray(at, at + unit.length));
+    at += length;
   }
+  return { parts, release: result.release };
 }
 
 async function readPiece(source: ByteSource, piece: Piece): Promise<Extent> {
   if (piece.direct) return readExtent(source, piece.offset, piece.units[0]!.host, piece.length);
   const parts: Promise<Buffer>[] = [];
+  // Inflated units stay in their pooled buffers until the piece has copied them.
+  const releases: (() => void)[] = [];
   for (let i = 0; i < piece.units.length; ) {
     const unit = piece.units[i]!;
     if (!isDeflated(unit)) {
@@ -147,17 +148,24 @@ async function readPiece(source: ByteSource, piece: Piece): Promise<Extent> {
       end = nextEnd;
     }
     const run = piece.units.slice(i, j) as DeflatedUnit[];
-    const inflated = source.read(unit.host, end - unit.host).then((bytes) => inflateRun(run, bytes));
+    const inflated = source
+      .read(unit.host, end - unit.host)
+      .then((bytes) => inflateRun(run, bytes))
+      .then(({ parts, release }) => (releases.push(release), parts));
     run.forEach((_, k) => parts.push(inflated.then((outputs) => outputs[k]!)));
     i = j;
   }
   // Every part is awaited below; until then a failure must not surface as an unhandled rejection.
   for (const part of parts) part.catch(() => {});
-  const buffers = await Promise.all(parts);
-  const buffer = await takeExtentBuffer(piece.length);
-  let at = 0;
-  for (const part of buffers) at += part.copy(buffer, at);
-  return { offset: piece.offset, data: buffer.subarray(0, piece.length), release: releaserOf(buffer) };
+  try {
+    const buffers = await Promise.all(parts);
+    const buffer = await takeExtentBuffer(piece.length);
+    let at = 0;
+    for (const part of buffers) at += part.copy(buffer, at);
+    return { offset: piece.offset, data: buffer.subarray(0, piece.length), release: releaserOf(buffer) };
+  } finally {
+    for (const release of releases) release();
+  }
 }
 
 /**

@@ -12,7 +12,7 @@
 // read in runs of up to DISK_LIMITS.extentBytes, and runs of compressed grains are inflated on
 // worker threads a few runs ahead of the consumer, so memory stays flat whatever the disk's size.
 import { DiskImageError } from "./errors.js";
-import { readExtent } from "./extent-slots.js";
+import { readExtent, readPooled } from "./extent-slots.js";
 import { inflatePieces, InflateFailure, type Inflated } from "./inflate.js";
 import { DISK_LIMITS, type DiskImage, type DiskImageOpener, type Extent } from "./image.js";
 import type { ByteSource } from "./source.js";
@@ -323,7 +323,7 @@ class SparseExtent implements Part {
     const maxCompressed = 2 * grainBytes;
     // Read into a reused buffer, given back once the run is inflated: a fresh one per run would
     // leave the whole compressed file behind as garbage.
-    const read = await readExtent(source, 0, first, Math.min(lastAt + GRAIN_MARKER_BYTES + maxCompressed, source.size) - first);
+    const read = await readPooled(source, first, Math.min(lastAt + GRAIN_MARKER_BYTES + maxCompressed, source.size) - first);
     const span = read.data;
     try {
       const pieces: number[] = [];
