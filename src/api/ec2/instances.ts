@@ -26,6 +26,7 @@ import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { blockDevicesFrom, visibleImage } from "./images.js";
+import { keyPairNamed } from "./key-pairs.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 export const STATE_CODES: Record<InstanceState, number> = { pending: 0, running: 16, "shutting-down": 32, terminated: 48, stopping: 64, stopped: 80 };
@@ -152,6 +153,7 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
     }
   }
   const devices = launchDevices(imageDevices, requested);
+  if (input.KeyName) await keyPairNamed(ctx, input.KeyName);
   const tags = tagSpecificationsFor(input.TagSpecifications, ["instance", "volume", "network-interface"]);
   return { image, devices, type, zone, count: max, tags };
 }

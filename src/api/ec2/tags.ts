@@ -18,6 +18,8 @@ import { listVolumes } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { imageNotFound } from "./images.js";
 import { instancesOf } from "./instances.js";
+import { keyPairNotFound } from "./key-pairs.js";
+import { listKeyPairs } from "../../store/meta/key-pairs.js";
 import { snapshotNotFound } from "./snapshots.js";
 import { volumeNotFound } from "./volumes.js";
 
@@ -79,6 +81,7 @@ const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<v
   image: async (ctx, ids) => requireAll(ids, (await visibleImages(ctx.meta.db, ctx, { ids })).map((r) => r.image.image_id), imageNotFound),
   volume: async (ctx, ids) => requireAll(ids, (await listVolumes(ctx.meta.db, ctx, { ids })).map((v) => v.volume_id), volumeNotFound),
   snapshot: async (ctx, ids) => requireAll(ids, (await listSnapshots(ctx.meta.db, ctx, { ids })).map((s) => s.snapshot_id), snapshotNotFound),
+  "key-pair": async (ctx, ids) => requireAll(ids, (await listKeyPairs(ctx.meta.db, ctx, { ids })).map((k) => k.key_pair_id), keyPairNotFound),
 };
 
 /**

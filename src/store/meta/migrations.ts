@@ -305,4 +305,21 @@ export const migrations: Record<string, Migration> = {
       await sql`create unique index conversion_tasks_by_token on conversion_tasks (account_id, region, kind, client_token) where client_token is not null`.execute(db);
     },
   },
+  "0013_key_pairs": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("key_pairs")
+        .addColumn("key_pair_id", "text", (c) => c.primaryKey())
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("key_name", "text", (c) => c.notNull())
+        .addColumn("key_type", "text", (c) => c.notNull())
+        .addColumn("fingerprint", "text", (c) => c.notNull())
+        .addColumn("public_key", "text", (c) => c.notNull())
+        .addColumn("create_time", "text", (c) => c.notNull())
+        .execute();
+      // Names are unique per account and region (InvalidKeyPair.Duplicate), enforced by the database.
+      await sql`create unique index key_pairs_by_name on key_pairs (account_id, region, key_name)`.execute(db);
+    },
+  },
 };

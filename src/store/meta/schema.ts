@@ -265,8 +265,21 @@ export interface ConversionTaskTable {
   updated: string;
 }
 
+export interface KeyPairTable {
+  key_pair_id: string;
+  account_id: string;
+  region: string;
+  key_name: string;
+  key_type: "rsa" | "ed25519";
+  fingerprint: string;
+  /** An OpenSSH line, the key name its comment. */
+  public_key: string;
+  create_time: string;
+}
+
 export interface MetaSchema {
   tags: TagTable;
+  key_pairs: KeyPairTable;
   snapshots: SnapshotTable;
   snapshot_blocks: SnapshotBlockTable;
   volumes: VolumeTable;
@@ -286,4 +299,4 @@ export interface MetaSchema {
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "key_pairs", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];
