@@ -5,6 +5,7 @@ import {
   CreateTagsCommand,
   DeleteTagsCommand,
   DescribeAccountAttributesCommand,
+  DescribeVpcsCommand,
   DescribeAvailabilityZonesCommand,
   DescribeRegionsCommand,
   DescribeTagsCommand,
@@ -113,7 +114,10 @@ describe("DescribeAccountAttributes", () => {
     assert.deepEqual(byName["supported-platforms"], ["VPC"]);
     assert.deepEqual(byName["max-instances"], ["20"]);
     const one = await ec2.send(new DescribeAccountAttributesCommand({ AttributeNames: ["default-vpc"] }));
-    assert.deepEqual(one.AccountAttributes, [{ AttributeName: "default-vpc", AttributeValues: [{ AttributeValue: "none" }] }]);
+    // The default VPC is made on first use, so the account always reports it.
+    const vpcs = await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: "is-default", Values: ["true"] }] }));
+    assert.match(vpcs.Vpcs![0]!.VpcId!, /^vpc-[0-9a-f]{17}$/);
+    assert.deepEqual(one.AccountAttributes, [{ AttributeName: "default-vpc", AttributeValues: [{ AttributeValue: vpcs.Vpcs![0]!.VpcId }] }]);
   });
 
   it("refuses an attribute name outside the model's enum", async () => {

@@ -9,6 +9,7 @@ const RESOURCE_TYPES: Record<string, string> = {
   vol: "volume",
   snap: "snapshot",
   sg: "security-group",
+  sgr: "security-group-rule",
   vpc: "vpc",
   subnet: "subnet",
   igw: "internet-gateway",

@@ -1,8 +1,10 @@
 // DescribeAccountAttributes: the account-level facts launch tools read.
 import type { AccountAttribute, DescribeAccountAttributesRequest, DescribeAccountAttributesResult } from "@aws-sdk/client-ec2";
+import { defaultVpc } from "../../store/meta/network.js";
 import type { ActionTable } from "./action.js";
+import { network } from "./vpcs.js";
 
-/** The values a new AWS account reports. Kiln has no default VPC yet, so it reports none. */
+/** The values a new AWS account reports; `default-vpc` is read from the account's network. */
 const ATTRIBUTES: Record<string, string[]> = {
   "supported-platforms": ["VPC"],
   "vpc-max-security-groups-per-interface": ["5"],
@@ -14,11 +16,13 @@ const ATTRIBUTES: Record<string, string[]> = {
 
 export const accountActions: ActionTable = {
   DescribeAccountAttributes: {
-    run(_ctx, input: DescribeAccountAttributesRequest): DescribeAccountAttributesResult {
-      const wanted = input.AttributeNames?.length ? input.AttributeNames : Object.keys(ATTRIBUTES);
+    async run(ctx, input: DescribeAccountAttributesRequest): Promise<DescribeAccountAttributesResult> {
+      await network(ctx);
+      const values: Record<string, string[]> = { ...ATTRIBUTES, "default-vpc": [(await defaultVpc(ctx.meta.db, ctx))?.vpc_id ?? "none"] };
+      const wanted = input.AttributeNames?.length ? input.AttributeNames : Object.keys(values);
       const attributes: AccountAttribute[] = wanted.map((name) => ({
         AttributeName: name,
-        AttributeValues: (ATTRIBUTES[name] ?? []).map((value) => ({ AttributeValue: value })),
+        AttributeValues: (values[name] ?? []).map((value) => ({ AttributeValue: value })),
       }));
       return { AccountAttributes: attributes };
     },

@@ -2,6 +2,7 @@
 // states moving on a schedule (pending → running, stopping → stopped, …) with AWS's codes.
 import type {
   BlockDeviceMapping,
+  InstanceNetworkInterface,
   DescribeInstancesRequest,
   DescribeInstancesResult,
   Instance,
@@ -21,12 +22,13 @@ import { zonesOf } from "../../domain/regions.js";
 import { schedule, transition, type Schedule } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { BlockDeviceRow } from "../../store/meta/images.js";
-import { attachmentsOf, insertLaunch, listInstances, releaseVolumes, setSchedule, type AttachmentRow, type InstanceRecord, type InstanceState, type Launch } from "../../store/meta/instances.js";
+import { SubnetFull, attachmentsOf, insertLaunch, listInstances, releaseInstanceResources, setSchedule, type AttachmentRow, type InstanceRecord, type InstanceState, type Launch } from "../../store/meta/instances.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { blockDevicesFrom, visibleImage } from "./images.js";
 import { keyPairNamed } from "./key-pairs.js";
+import { instanceInterfaces, planLaunchNetwork } from "./instance-network.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 export const STATE_CODES: Record<InstanceState, number> = { pending: 0, running: 16, "shutting-down": 32, terminated: 48, stopping: 64, stopped: 80 };
@@ -49,19 +51,32 @@ export async function instancesOf(ctx: ActionContext, ids: readonly string[]): P
   return ids.map((id) => found.find((r) => r.row.instance_id === id)!);
 }
 
-export function toInstance(record: InstanceRecord, attachments: readonly AttachmentRow[], tags: ReadonlyMap<string, string>): Instance {
+export function toInstance(record: InstanceRecord, attachments: readonly AttachmentRow[], tags: ReadonlyMap<string, string>, interfaces: readonly InstanceNetworkInterface[]): Instance {
   const { row, state } = record;
+  const primary = interfaces[0];
+  // A public address is held only while the instance runs (a stop gives it back).
+  const publicAddress = state === "pending" || state === "running" ? primary?.Association : undefined;
   return {
     InstanceId: row.instance_id,
     ImageId: row.image_id,
     State: stateOf(state),
-    PrivateDnsName: "",
-    PublicDnsName: "",
+    PrivateDnsName: primary?.PrivateDnsName ?? "",
+    PrivateIpAddress: primary?.PrivateIpAddress,
+    PublicDnsName: publicAddress?.PublicDnsName ?? "",
+    PublicIpAddress: publicAddress?.PublicIp,
+    SubnetId: primary?.SubnetId,
+    VpcId: primary?.VpcId,
+    NetworkInterfaces: interfaces.map((eni) => ({ ...eni, Association: publicAddress && eni === primary ? eni.Association : undefined, PrivateIpAddresses: eni.PrivateIpAddresses?.map((p) => ({ ...p, Association: publicAddress && eni === primary ? p.Association : undefined })) })),
+    SourceDestCheck: primary?.SourceDestCheck ?? true,
+    PrivateDnsNameOptions: { HostnameType: "ip-name", EnableResourceNameDnsARecord: false, EnableResourceNameDnsAAAARecord: false },
     StateTransitionReason: row.state_transition_reason,
     StateReason: state === "stopped" || state === "stopping"
       ? { Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown" }
       : undefined,
     KeyName: row.key_name ?? undefined,
+    KernelId: row.kernel_id ?? undefined,
+    RamdiskId: row.ramdisk_id ?? undefined,
+    SriovNetSupport: row.sriov_net_support ?? undefined,
     AmiLaunchIndex: row.ami_launch_index,
     ProductCodes: [],
     InstanceType: row.instance_type as Instance["InstanceType"],
@@ -78,9 +93,9 @@ export function toInstance(record: InstanceRecord, attachments: readonly Attachm
     VirtualizationType: row.virtualization_type as Instance["VirtualizationType"],
     ClientToken: row.client_token ?? "",
     Tags: tags.size ? [...tags].map(([Key, Value]) => ({ Key, Value })) : undefined,
-    SecurityGroups: [],
+    SecurityGroups: (primary?.Groups ?? []).map((g) => ({ GroupId: g.GroupId, GroupName: g.GroupName })),
     Hypervisor: "xen",
-    EbsOptimized: false,
+    EbsOptimized: Boolean(row.ebs_optimized),
     EnaSupport: Boolean(row.ena_support),
     Platform: (row.platform ?? undefined) as Instance["Platform"],
     PlatformDetails: row.platform === "windows" ? "Windows" : "Linux/UNIX",
@@ -134,8 +149,8 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   const typeInfo = instanceType(type);
   if (!typeInfo) throw new ApiError("InvalidParameterValue", `Invalid value '${type}' for InstanceType.`);
   // Terraform sends an empty zone for "any zone".
-  const zone = input.Placement?.AvailabilityZone || zonesOf(ctx.region)[0]!.zoneName;
-  if (!zonesOf(ctx.region).some((z) => z.zoneName === zone)) throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${zone}]`);
+  const requestedZone = input.Placement?.AvailabilityZone || undefined;
+  if (requestedZone && !zonesOf(ctx.region).some((z) => z.zoneName === requestedZone)) throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${requestedZone}]`);
   const { image, devices: imageDevices } = await visibleImage(ctx, input.ImageId);
   if (image.state !== "available") throw new ApiError("InvalidAMIID.Unavailable", `The image id '[${image.image_id}]' is not available (it is ${image.state})`);
   if (!typeInfo.architectures.includes(image.architecture as "x86_64")) {
@@ -155,7 +170,15 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   const devices = launchDevices(imageDevices, requested);
   if (input.KeyName) await keyPairNamed(ctx, input.KeyName);
   const tags = tagSpecificationsFor(input.TagSpecifications, ["instance", "volume", "network-interface"]);
-  return { image, devices, type, zone, count: max, tags };
+  const { zone, network } = await planLaunchNetwork(ctx, input, requestedZone);
+  if (input.InstanceInitiatedShutdownBehavior && !["stop", "terminate"].includes(input.InstanceInitiatedShutdownBehavior)) {
+    throw new ApiError("InvalidParameterValue", `Value (${input.InstanceInitiatedShutdownBehavior}) for parameter instanceInitiatedShutdownBehavior is invalid.`);
+  }
+  const credits = input.CreditSpecification?.CpuCredits;
+  if (credits !== undefined && (!typeInfo.burstable || !["standard", "unlimited"].includes(credits))) {
+    throw new ApiError("InvalidParameterCombination", `The instance type ${type} does not support CPU credit option ${credits}.`);
+  }
+  return { image, devices, type, zone, network, count: max, tags };
 }
 
 export const instanceActions: ActionTable = {
@@ -166,7 +189,7 @@ export const instanceActions: ActionTable = {
         const earlier = (await listInstances(ctx.meta.db, ctx)).filter((r) => r.row.client_token === input.ClientToken);
         if (earlier.length) return describeReservation(ctx, earlier);
       }
-      const { image, devices, type, zone, count, tags } = planned;
+      const { image, devices, type, zone, network, count, tags } = planned;
       const now = Date.now();
       const launchTime = new Date(now).toISOString();
       const reservationId = newId("r");
@@ -216,16 +239,34 @@ export const instanceActions: ActionTable = {
             boot_mode: image.boot_mode,
             platform: image.platform,
             client_token: input.ClientToken ?? null,
+            user_data: input.UserData ?? null,
+            disable_api_termination: input.DisableApiTermination ? 1 : 0,
+            disable_api_stop: input.DisableApiStop ? 1 : 0,
+            ebs_optimized: input.EbsOptimized ? 1 : 0,
+            shutdown_behavior: input.InstanceInitiatedShutdownBehavior ?? "stop",
+            sriov_net_support: image.sriov_net_support,
+            cpu_credits: input.CreditSpecification?.CpuCredits ?? null,
+            kernel_id: image.kernel_id,
+            ramdisk_id: image.ramdisk_id,
           },
           volumes,
+          network,
         });
       }
-      await insertLaunch(ctx.meta.db, launches);
+      await insertLaunch(ctx.meta.db, launches).catch((error: unknown) => {
+        if (error instanceof SubnetFull) throw new ApiError("InsufficientFreeAddressesInSubnet", `There are not enough free addresses in subnet '${error.subnetId}' to satisfy the requested number of instances.`);
+        throw error;
+      });
       const instanceTags = tags.get("instance") ?? [];
       const volumeTags = tags.get("volume") ?? [];
+      const interfaceTags = tags.get("network-interface") ?? [];
       if (instanceTags.length) await putTags(ctx.meta.db, ctx, launches.map((l) => ({ id: l.instance.instance_id, type: "instance" })), instanceTags, TAG_LIMITS.perResource);
       const volumeIds = launches.flatMap((l) => l.volumes.map((v) => ({ id: v.volume.volume_id, type: "volume" })));
       if (volumeTags.length && volumeIds.length) await putTags(ctx.meta.db, ctx, volumeIds, volumeTags, TAG_LIMITS.perResource);
+      if (interfaceTags.length) {
+        const interfaces = [...(await instanceInterfaces(ctx, launches.map((l) => l.instance.instance_id))).values()].flat();
+        await putTags(ctx.meta.db, ctx, interfaces.map((n) => ({ id: n.NetworkInterfaceId!, type: "network-interface" })), interfaceTags, TAG_LIMITS.perResource);
+      }
       // RunInstances answers with the instances as launched: pending.
       const records = await listInstances(ctx.meta.db, ctx, { ids: launches.map((l) => l.instance.instance_id) });
       return describeReservation(ctx, records.map((r) => ({ ...r, state: "pending" as const })));
@@ -247,11 +288,13 @@ export const instanceActions: ActionTable = {
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: records.map((r) => r.row.instance_id) });
       const tags = await tagsOf(ctx.meta.db, ctx, records.map((r) => r.row.instance_id));
+      const interfaces = await instanceInterfaces(ctx, records.map((r) => r.row.instance_id));
       const matches = compileFilters(input.Filters, FILTERS);
       const page: InstanceRecord[] = [];
       let nextToken: string | undefined;
       for (const record of records) {
-        const described = { record, attachments: attachments.filter((a) => a.instance_id === record.row.instance_id), tags: tags.get(record.row.instance_id) ?? new Map<string, string>() };
+        const id = record.row.instance_id;
+        const described = { record, attachments: attachments.filter((a) => a.instance_id === id), tags: tags.get(id) ?? new Map<string, string>(), instance: toInstance(record, [], new Map(), interfaces.get(id) ?? []) };
         if (!matches(described)) continue;
         if (limit !== undefined && page.length === limit) {
           nextToken = encodeNextToken([page[page.length - 1]!.row.instance_id]);
@@ -262,7 +305,7 @@ export const instanceActions: ActionTable = {
       const reservations = new Map<string, InstanceRecord[]>();
       for (const record of page) reservations.set(record.row.reservation_id, [...(reservations.get(record.row.reservation_id) ?? []), record]);
       return {
-        Reservations: [...reservations.values()].map((group) => reservationOf(ctx, group, attachments, tags)),
+        Reservations: [...reservations.values()].map((group) => reservationOf(ctx, group, attachments, tags, interfaces)),
         NextToken: nextToken,
       };
     },
@@ -272,6 +315,7 @@ export const instanceActions: ActionTable = {
     async check(ctx, input: StopInstancesRequest) {
       for (const record of await instancesOf(ctx, input.InstanceIds ?? [])) {
         if (record.state === "terminated" || record.state === "shutting-down") throw incorrectState(record, "stop");
+        if (record.row.disable_api_stop) throw notPermitted(record, "stopped", "disableApiStop");
       }
     },
     run: (ctx, input: StopInstancesRequest) =>
@@ -301,14 +345,19 @@ export const instanceActions: ActionTable = {
 
   TerminateInstances: {
     async check(ctx, input: TerminateInstancesRequest) {
-      await instancesOf(ctx, input.InstanceIds ?? []);
+      for (const record of await instancesOf(ctx, input.InstanceIds ?? [])) {
+        if (record.row.disable_api_termination) throw notPermitted(record, "terminated", "disableApiTermination");
+      }
     },
     async run(ctx, input: TerminateInstancesRequest) {
-      for (const id of input.InstanceIds ?? []) await releaseVolumes(ctx.meta.db, ctx, id);
+      for (const id of input.InstanceIds ?? []) await releaseInstanceResources(ctx.meta.db, ctx, id);
       return changeStates(ctx, input.InstanceIds ?? [], "TerminatingInstances", (state) => (state === "terminated" || state === "shutting-down" ? undefined : ["shutting-down", "terminated"]));
     },
   },
 };
+
+const notPermitted = (record: InstanceRecord, done: string, attribute: string) =>
+  new ApiError("OperationNotPermitted", `The instance '${record.row.instance_id}' may not be ${done}. Modify its '${attribute}' instance attribute and try again.`);
 
 const incorrectState = (record: InstanceRecord, verb: string) =>
   new ApiError("IncorrectInstanceState", `The instance '${record.row.instance_id}' is not in a state from which it can be ${verb === "stop" ? "stopped" : verb === "start" ? "started" : "rebooted"}.`);
@@ -334,25 +383,28 @@ export async function scheduleInstance(ctx: ActionContext, instanceId: string, s
   await setSchedule(ctx.meta.db, instanceId, steps, userInitiated());
 }
 
-function reservationOf(ctx: ActionContext, group: InstanceRecord[], attachments: readonly AttachmentRow[], tags: Map<string, Map<string, string>>): Reservation {
+function reservationOf(ctx: ActionContext, group: InstanceRecord[], attachments: readonly AttachmentRow[], tags: Map<string, Map<string, string>>, interfaces: Map<string, InstanceNetworkInterface[]>): Reservation {
   return {
     ReservationId: group[0]!.row.reservation_id,
     OwnerId: ctx.accountId,
     Groups: [],
-    Instances: [...group].sort((a, b) => a.row.ami_launch_index - b.row.ami_launch_index).map((r) => toInstance(r, attachments.filter((a) => a.instance_id === r.row.instance_id), tags.get(r.row.instance_id) ?? new Map())),
+    Instances: [...group].sort((a, b) => a.row.ami_launch_index - b.row.ami_launch_index).map((r) => toInstance(r, attachments.filter((a) => a.instance_id === r.row.instance_id), tags.get(r.row.instance_id) ?? new Map(), interfaces.get(r.row.instance_id) ?? [])),
   };
 }
 
 async function describeReservation(ctx: ActionContext, records: InstanceRecord[]): Promise<Reservation> {
   const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: records.map((r) => r.row.instance_id) });
   const tags = await tagsOf(ctx.meta.db, ctx, records.map((r) => r.row.instance_id));
-  return reservationOf(ctx, records, attachments, tags);
+  const interfaces = await instanceInterfaces(ctx, records.map((r) => r.row.instance_id));
+  return reservationOf(ctx, records, attachments, tags, interfaces);
 }
 
 interface Described {
   record: InstanceRecord;
   attachments: readonly AttachmentRow[];
   tags: ReadonlyMap<string, string>;
+  /** The instance as described (its network facts). */
+  instance: Instance;
 }
 
 const FILTERS = {
@@ -377,6 +429,17 @@ const FILTERS = {
     "block-device-mapping.delete-on-termination": (d: Described) => d.attachments.map((a) => String(Boolean(a.delete_on_termination))),
     "block-device-mapping.status": (d: Described) => d.attachments.map(() => "attached"),
     "platform-details": (d: Described) => (d.record.row.platform === "windows" ? "Windows" : "Linux/UNIX"),
+    "subnet-id": (d: Described) => d.instance.SubnetId,
+    "vpc-id": (d: Described) => d.instance.VpcId,
+    "private-ip-address": (d: Described) => d.instance.PrivateIpAddress,
+    "private-dns-name": (d: Described) => d.instance.PrivateDnsName,
+    "ip-address": (d: Described) => d.instance.PublicIpAddress,
+    "dns-name": (d: Described) => d.instance.PublicDnsName || undefined,
+    "instance.group-id": (d: Described) => (d.instance.SecurityGroups ?? []).map((g) => g.GroupId!),
+    "instance.group-name": (d: Described) => (d.instance.SecurityGroups ?? []).map((g) => g.GroupName!),
+    "network-interface.network-interface-id": (d: Described) => (d.instance.NetworkInterfaces ?? []).map((n) => n.NetworkInterfaceId!),
+    "network-interface.subnet-id": (d: Described) => (d.instance.NetworkInterfaces ?? []).map((n) => n.SubnetId!),
+    "network-interface.vpc-id": (d: Described) => (d.instance.NetworkInterfaces ?? []).map((n) => n.VpcId!),
   },
   tags: (d: Described) => d.tags,
 };

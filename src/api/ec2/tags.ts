@@ -20,6 +20,10 @@ import { imageNotFound } from "./images.js";
 import { instancesOf } from "./instances.js";
 import { keyPairNotFound } from "./key-pairs.js";
 import { listKeyPairs } from "../../store/meta/key-pairs.js";
+import { listInternetGateways, listNetworkInterfaces, listRouteTables, listSubnets, listVpcs } from "../../store/meta/network.js";
+import { listRules } from "../../store/meta/security-groups.js";
+import { groupsById } from "./security-groups.js";
+import { gatewayNotFound, interfaceNotFound, network, requireIds, routeTableNotFound, subnetNotFound, vpcNotFound } from "./vpcs.js";
 import { snapshotNotFound } from "./snapshots.js";
 import { volumeNotFound } from "./volumes.js";
 
@@ -81,14 +85,21 @@ const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<v
   image: async (ctx, ids) => requireAll(ids, (await visibleImages(ctx.meta.db, ctx, { ids })).map((r) => r.image.image_id), imageNotFound),
   volume: async (ctx, ids) => requireAll(ids, (await listVolumes(ctx.meta.db, ctx, { ids })).map((v) => v.volume_id), volumeNotFound),
   snapshot: async (ctx, ids) => requireAll(ids, (await listSnapshots(ctx.meta.db, ctx, { ids })).map((s) => s.snapshot_id), snapshotNotFound),
+  vpc: async (ctx, ids) => { await network(ctx); requireIds(ids, await listVpcs(ctx.meta.db, ctx, { ids }), (r) => r.vpc_id, vpcNotFound); },
+  subnet: async (ctx, ids) => { await network(ctx); requireIds(ids, await listSubnets(ctx.meta.db, ctx, { ids }), (r) => r.subnet_id, subnetNotFound); },
+  "internet-gateway": async (ctx, ids) => { await network(ctx); requireIds(ids, await listInternetGateways(ctx.meta.db, ctx, { ids }), (r) => r.internet_gateway_id, gatewayNotFound); },
+  "route-table": async (ctx, ids) => { await network(ctx); requireIds(ids, await listRouteTables(ctx.meta.db, ctx, { ids }), (r) => r.route_table_id, routeTableNotFound); },
+  "network-interface": async (ctx, ids) => requireIds(ids, await listNetworkInterfaces(ctx.meta.db, ctx, { ids }), (r) => r.network_interface_id, interfaceNotFound),
+  "security-group": async (ctx, ids) => void (await groupsById(ctx, ids)),
+  "security-group-rule": async (ctx, ids) => requireIds(ids, await listRules(ctx.meta.db, ctx, { ruleIds: ids }), (r) => r.rule_id, (missing) => new ApiError("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${missing.join("', '")}' does not exist`)),
   "key-pair": async (ctx, ids) => requireAll(ids, (await listKeyPairs(ctx.meta.db, ctx, { ids })).map((k) => k.key_pair_id), keyPairNotFound),
 };
 
 /**
- * Every resource Kiln keeps must exist for the caller, as EC2 requires: instances, volumes and
- * snapshots of the caller's own, images it can see (tags on a public or shared image are the
- * tagger's alone, kept under its account). Ids of kinds Kiln does not keep yet (security
- * groups, subnets...) are taken at their word.
+ * Every resource Kiln keeps must exist for the caller, as EC2 requires: instances, volumes,
+ * snapshots, key pairs and network resources of the caller's own, images it can see (tags on a
+ * public or shared image are the tagger's alone, kept under its account). Ids of kinds Kiln does
+ * not keep (launch templates, NAT gateways...) are taken at their word.
  */
 async function checkResourcesExist(ctx: ActionContext, resources: readonly { id: string; type: string }[]): Promise<void> {
   for (const [type, exist] of Object.entries(EXISTENCE)) {

@@ -1,9 +1,12 @@
-// Instances and the volumes attached to them.
+// Instances, the volumes attached to them, and their network interfaces.
+import { randomBytes } from "node:crypto";
+import { newId } from "../../domain/ids.js";
 import { scheduledState, type Schedule } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 import { removeVolumes, writeVolume, type VolumeRow } from "./volumes.js";
+import { freeAddress, insertNetworkInterface, releaseInterfaces, type SubnetRow } from "./network.js";
 
 export type InstanceState = "pending" | "running" | "stopping" | "stopped" | "shutting-down" | "terminated";
 export type InstanceRow = InstanceTable;
@@ -20,22 +23,67 @@ export const recordOf = (row: InstanceRow, now = Date.now()): InstanceRecord => 
   return { row, schedule, state: scheduledState(schedule, now) };
 };
 
+/** An instance's primary network interface, as planned: its address is taken when it is written. */
+export interface LaunchInterface {
+  subnet: SubnetRow;
+  groupIds: readonly string[];
+  /** A requested address; otherwise the subnet's lowest free one. */
+  privateIp?: string;
+  publicIp: string | null;
+  description: string;
+  deleteOnTermination: boolean;
+}
+
 export interface Launch {
   instance: InstanceRow;
   volumes: { volume: VolumeRow; device: string; deleteOnTermination: boolean }[];
+  network: LaunchInterface;
 }
 
-/** Instances with their new volumes and attachments, all or nothing. */
+/**
+ * Instances with their new volumes, attachments and network interfaces, all or nothing. An
+ * address taken meanwhile (the unique index on subnet and address) fails the whole launch.
+ */
 export async function insertLaunch(db: MetaDb, launches: readonly Launch[]): Promise<void> {
   await db.transaction().execute(async (tx) => {
-    for (const { instance, volumes } of launches) {
+    for (const { instance, volumes, network } of launches) {
       await tx.insertInto("instances").values(instance).execute();
       for (const { volume, device, deleteOnTermination } of volumes) {
         await writeVolume(tx, volume);
         await tx.insertInto("volume_attachments").values({ volume_id: volume.volume_id, instance_id: instance.instance_id, device, attach_time: instance.launch_time, delete_on_termination: deleteOnTermination ? 1 : 0 }).execute();
       }
+      const privateIp = network.privateIp ?? (await freeAddress(tx, network.subnet));
+      if (!privateIp) throw new SubnetFull(network.subnet.subnet_id);
+      await insertNetworkInterface(
+        tx,
+        {
+          network_interface_id: newId("eni"),
+          account_id: instance.account_id,
+          region: instance.region,
+          subnet_id: network.subnet.subnet_id,
+          vpc_id: network.subnet.vpc_id,
+          availability_zone: network.subnet.availability_zone,
+          private_ip: privateIp,
+          mac_address: `0e:${randomBytes(5).toString("hex").match(/../g)!.join(":")}`,
+          description: network.description,
+          public_ip: network.publicIp,
+          source_dest_check: 1,
+          instance_id: instance.instance_id,
+          device_index: 0,
+          attachment_id: newId("eni-attach"),
+          attach_time: instance.launch_time,
+          delete_on_termination: network.deleteOnTermination ? 1 : 0,
+        },
+        network.groupIds,
+      );
     }
   });
+}
+
+export class SubnetFull extends Error {
+  constructor(readonly subnetId: string) {
+    super(`subnet ${subnetId} has no free address`);
+  }
 }
 
 export async function listInstances(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<InstanceRecord[]> {
@@ -65,9 +113,13 @@ export async function detachVolume(db: MetaDb, volumeId: string): Promise<void> 
   await db.deleteFrom("volume_attachments").where("volume_id", "=", volumeId).execute();
 }
 
-/** Termination: volumes marked DeleteOnTermination go with the instance; the rest are detached. */
-export async function releaseVolumes(db: MetaDb, scope: Scope, instanceId: string): Promise<void> {
+/**
+ * Termination: volumes and interfaces marked DeleteOnTermination go with the instance; the rest
+ * are detached.
+ */
+export async function releaseInstanceResources(db: MetaDb, scope: Scope, instanceId: string): Promise<void> {
   await db.transaction().execute(async (tx) => {
+    await releaseInterfaces(tx, instanceId);
     const attachments = await tx.selectFrom("volume_attachments").selectAll().where("instance_id", "=", instanceId).execute();
     const doomed = attachments.filter((a) => a.delete_on_termination).map((a) => a.volume_id);
     await tx.deleteFrom("volume_attachments").where("instance_id", "=", instanceId).execute();

@@ -322,4 +322,131 @@ export const migrations: Record<string, Migration> = {
       await sql`create unique index key_pairs_by_name on key_pairs (account_id, region, key_name)`.execute(db);
     },
   },
+  "0014_network": {
+    async up(db: Kysely<any>) {
+      const text = "text" as const;
+      const int = "integer" as const;
+      await db.schema
+        .createTable("default_networks")
+        .addColumn("account_id", text, (c) => c.notNull())
+        .addColumn("region", text, (c) => c.notNull())
+        .addColumn("vpc_id", text, (c) => c.notNull())
+        .addPrimaryKeyConstraint("default_networks_pk", ["account_id", "region"])
+        .execute();
+      await db.schema
+        .createTable("vpcs")
+        .addColumn("vpc_id", text, (c) => c.primaryKey())
+        .addColumn("account_id", text, (c) => c.notNull())
+        .addColumn("region", text, (c) => c.notNull())
+        .addColumn("cidr_block", text, (c) => c.notNull())
+        .addColumn("cidr_association_id", text, (c) => c.notNull())
+        .addColumn("is_default", int, (c) => c.notNull())
+        .addColumn("instance_tenancy", text, (c) => c.notNull())
+        .addColumn("dhcp_options_id", text, (c) => c.notNull())
+        .addColumn("enable_dns_support", int, (c) => c.notNull())
+        .addColumn("enable_dns_hostnames", int, (c) => c.notNull())
+        .execute();
+      await sql`create index vpcs_by_owner on vpcs (account_id, region, vpc_id)`.execute(db);
+      await db.schema
+        .createTable("subnets")
+        .addColumn("subnet_id", text, (c) => c.primaryKey())
+        .addColumn("account_id", text, (c) => c.notNull())
+        .addColumn("region", text, (c) => c.notNull())
+        .addColumn("vpc_id", text, (c) => c.notNull())
+        .addColumn("cidr_block", text, (c) => c.notNull())
+        .addColumn("availability_zone", text, (c) => c.notNull())
+        .addColumn("default_for_az", int, (c) => c.notNull())
+        .addColumn("map_public_ip_on_launch", int, (c) => c.notNull())
+        .execute();
+      await sql`create index subnets_by_vpc on subnets (vpc_id)`.execute(db);
+      await sql`create index subnets_by_owner on subnets (account_id, region, subnet_id)`.execute(db);
+      await db.schema
+        .createTable("internet_gateways")
+        .addColumn("internet_gateway_id", text, (c) => c.primaryKey())
+        .addColumn("account_id", text, (c) => c.notNull())
+        .addColumn("region", text, (c) => c.notNull())
+        .addColumn("vpc_id", text)
+        .execute();
+      await db.schema
+        .createTable("route_tables")
+        .addColumn("route_table_id", text, (c) => c.primaryKey())
+        .addColumn("account_id", text, (c) => c.notNull())
+        .addColumn("region", text, (c) => c.notNull())
+        .addColumn("vpc_id", text, (c) => c.notNull())
+        .addColumn("main", int, (c) => c.notNull())
+        .addColumn("main_association_id", text)
+        .addColumn("routes", text, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("security_groups")
+        .addColumn("group_id", text, (c) => c.primaryKey())
+        .addColumn("account_id", text, (c) => c.notNull())
+        .addColumn("region", text, (c) => c.notNull())
+        .addColumn("vpc_id", text, (c) => c.notNull())
+        .addColumn("group_name", text, (c) => c.notNull())
+        .addColumn("description", text, (c) => c.notNull())
+        .execute();
+      // A group name is unique within its VPC (InvalidGroup.Duplicate), enforced by the database.
+      await sql`create unique index security_groups_by_name on security_groups (vpc_id, group_name)`.execute(db);
+      await sql`create index security_groups_by_owner on security_groups (account_id, region, group_id)`.execute(db);
+      await db.schema
+        .createTable("security_group_rules")
+        .addColumn("rule_id", text, (c) => c.primaryKey())
+        .addColumn("group_id", text, (c) => c.notNull())
+        .addColumn("account_id", text, (c) => c.notNull())
+        .addColumn("region", text, (c) => c.notNull())
+        .addColumn("is_egress", int, (c) => c.notNull())
+        .addColumn("ip_protocol", text, (c) => c.notNull())
+        .addColumn("from_port", int)
+        .addColumn("to_port", int)
+        .addColumn("cidr_ipv4", text)
+        .addColumn("cidr_ipv6", text)
+        .addColumn("prefix_list_id", text)
+        .addColumn("referenced_group_id", text)
+        .addColumn("referenced_account_id", text)
+        .addColumn("description", text)
+        .execute();
+      await sql`create index security_group_rules_by_group on security_group_rules (group_id)`.execute(db);
+      await sql`create index security_group_rules_by_reference on security_group_rules (referenced_group_id)`.execute(db);
+      await db.schema
+        .createTable("network_interfaces")
+        .addColumn("network_interface_id", text, (c) => c.primaryKey())
+        .addColumn("account_id", text, (c) => c.notNull())
+        .addColumn("region", text, (c) => c.notNull())
+        .addColumn("subnet_id", text, (c) => c.notNull())
+        .addColumn("vpc_id", text, (c) => c.notNull())
+        .addColumn("availability_zone", text, (c) => c.notNull())
+        .addColumn("private_ip", text, (c) => c.notNull())
+        .addColumn("mac_address", text, (c) => c.notNull())
+        .addColumn("description", text, (c) => c.notNull())
+        .addColumn("public_ip", text)
+        .addColumn("source_dest_check", int, (c) => c.notNull())
+        .addColumn("instance_id", text)
+        .addColumn("device_index", int)
+        .addColumn("attachment_id", text)
+        .addColumn("attach_time", text)
+        .addColumn("delete_on_termination", int, (c) => c.notNull())
+        .execute();
+      // One interface per address in a subnet: two launches can never get the same one.
+      await sql`create unique index network_interfaces_by_address on network_interfaces (subnet_id, private_ip)`.execute(db);
+      await sql`create index network_interfaces_by_instance on network_interfaces (instance_id)`.execute(db);
+      await db.schema
+        .createTable("network_interface_groups")
+        .addColumn("network_interface_id", text, (c) => c.notNull())
+        .addColumn("group_id", text, (c) => c.notNull())
+        .addPrimaryKeyConstraint("network_interface_groups_pk", ["network_interface_id", "group_id"])
+        .execute();
+      await sql`create index network_interface_groups_by_group on network_interface_groups (group_id)`.execute(db);
+      // Attributes launch tools read and change (DescribeInstanceAttribute, ModifyInstanceAttribute).
+      await db.schema.alterTable("instances").addColumn("user_data", text).execute();
+      for (const column of ["disable_api_termination", "disable_api_stop", "ebs_optimized"]) {
+        await db.schema.alterTable("instances").addColumn(column, int, (c) => c.notNull().defaultTo(0)).execute();
+      }
+      await db.schema.alterTable("instances").addColumn("shutdown_behavior", text, (c) => c.notNull().defaultTo("stop")).execute();
+      await db.schema.alterTable("instances").addColumn("sriov_net_support", text).execute();
+      await db.schema.alterTable("instances").addColumn("cpu_credits", text).execute();
+      await db.schema.alterTable("instances").addColumn("kernel_id", text).execute();
+      await db.schema.alterTable("instances").addColumn("ramdisk_id", text).execute();
+    },
+  },
 };

@@ -152,6 +152,18 @@ export interface InstanceTable {
   boot_mode: string | null;
   platform: string | null;
   client_token: string | null;
+  /** Base64, exactly as given. */
+  user_data: string | null;
+  disable_api_termination: number;
+  disable_api_stop: number;
+  ebs_optimized: number;
+  /** stop | terminate: what a shutdown from inside the instance does. */
+  shutdown_behavior: string;
+  sriov_net_support: string | null;
+  /** standard | unlimited (burstable types); the type's default when null. */
+  cpu_credits: string | null;
+  kernel_id: string | null;
+  ramdisk_id: string | null;
 }
 
 export interface VolumeAttachmentTable {
@@ -277,7 +289,118 @@ export interface KeyPairTable {
   create_time: string;
 }
 
+/** Accounts and regions whose default network has been made (once: a deleted default VPC stays deleted). */
+export interface DefaultNetworkTable {
+  account_id: string;
+  region: string;
+  vpc_id: string;
+}
+
+export interface VpcTable {
+  vpc_id: string;
+  account_id: string;
+  region: string;
+  cidr_block: string;
+  cidr_association_id: string;
+  is_default: number;
+  instance_tenancy: string;
+  dhcp_options_id: string;
+  enable_dns_support: number;
+  enable_dns_hostnames: number;
+}
+
+export interface SubnetTable {
+  subnet_id: string;
+  account_id: string;
+  region: string;
+  vpc_id: string;
+  cidr_block: string;
+  availability_zone: string;
+  default_for_az: number;
+  map_public_ip_on_launch: number;
+}
+
+export interface InternetGatewayTable {
+  internet_gateway_id: string;
+  account_id: string;
+  region: string;
+  /** The VPC it is attached to, if any. */
+  vpc_id: string | null;
+}
+
+export interface RouteTableTable {
+  route_table_id: string;
+  account_id: string;
+  region: string;
+  vpc_id: string;
+  main: number;
+  /** The main association's id (main tables only). */
+  main_association_id: string | null;
+  /** JSON: [{ destination, gatewayId, origin }]. */
+  routes: string;
+}
+
+export interface SecurityGroupTable {
+  group_id: string;
+  account_id: string;
+  region: string;
+  vpc_id: string;
+  group_name: string;
+  description: string;
+}
+
+export interface SecurityGroupRuleTable {
+  rule_id: string;
+  group_id: string;
+  account_id: string;
+  region: string;
+  is_egress: number;
+  /** tcp | udp | icmp | icmpv6 | -1 (all) | a protocol number. */
+  ip_protocol: string;
+  from_port: number | null;
+  to_port: number | null;
+  cidr_ipv4: string | null;
+  cidr_ipv6: string | null;
+  prefix_list_id: string | null;
+  referenced_group_id: string | null;
+  referenced_account_id: string | null;
+  description: string | null;
+}
+
+export interface NetworkInterfaceTable {
+  network_interface_id: string;
+  account_id: string;
+  region: string;
+  subnet_id: string;
+  vpc_id: string;
+  availability_zone: string;
+  private_ip: string;
+  mac_address: string;
+  description: string;
+  public_ip: string | null;
+  source_dest_check: number;
+  instance_id: string | null;
+  device_index: number | null;
+  attachment_id: string | null;
+  attach_time: string | null;
+  delete_on_termination: number;
+}
+
+export interface NetworkInterfaceGroupTable {
+  network_interface_id: string;
+  group_id: string;
+}
+
 export interface MetaSchema {
+  default_networks: DefaultNetworkTable;
+  vpcs: VpcTable;
+  subnets: SubnetTable;
+  internet_gateways: InternetGatewayTable;
+  route_tables: RouteTableTable;
+  security_groups: SecurityGroupTable;
+  security_group_rules: SecurityGroupRuleTable;
+  network_interfaces: NetworkInterfaceTable;
+  network_interface_groups: NetworkInterfaceGroupTable;
   tags: TagTable;
   key_pairs: KeyPairTable;
   snapshots: SnapshotTable;
@@ -299,4 +422,4 @@ export interface MetaSchema {
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "key_pairs", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "key_pairs", "default_networks", "network_interface_groups", "network_interfaces", "security_group_rules", "security_groups", "route_tables", "internet_gateways", "subnets", "vpcs", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];

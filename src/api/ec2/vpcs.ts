@@ -1,0 +1,502 @@
+// The network around instances: VPCs, subnets, internet gateways, route tables and network
+// interfaces. Every account has a default network in every region, made on first use
+// (store/meta/network.ts); users may add VPCs and subnets of their own.
+import type {
+  AttachInternetGatewayRequest,
+  CreateInternetGatewayRequest,
+  CreateSubnetRequest,
+  CreateVpcRequest,
+  DeleteInternetGatewayRequest,
+  DeleteSubnetRequest,
+  DeleteVpcRequest,
+  DescribeInternetGatewaysRequest,
+  DescribeNetworkInterfacesRequest,
+  DescribeRouteTablesRequest,
+  DescribeSubnetsRequest,
+  DescribeVpcAttributeRequest,
+  DescribeVpcsRequest,
+  DetachInternetGatewayRequest,
+  InternetGateway,
+  ModifySubnetAttributeRequest,
+  ModifyVpcAttributeRequest,
+  NetworkInterface,
+  RouteTable,
+  Subnet,
+  Vpc,
+} from "@aws-sdk/client-ec2";
+import { cidrContains, cidrsOverlap, parseCidr } from "../../domain/cidr.js";
+import { newId } from "../../domain/ids.js";
+import { zonesOf } from "../../domain/regions.js";
+import { ApiError } from "../../protocol/errors.js";
+import {
+  availableAddresses,
+  defaultVpc,
+  ensureDefaultNetwork,
+  insertVpc,
+  interfaceGroups,
+  listInternetGateways,
+  listNetworkInterfaces,
+  listRouteTables,
+  listSubnets,
+  listVpcs,
+  removeResource,
+  type InternetGatewayRow,
+  type NetworkInterfaceRow,
+  type Route,
+  type RouteTableRow,
+  type SubnetRow,
+  type VpcRow,
+} from "../../store/meta/network.js";
+import { deleteSecurityGroup, listSecurityGroups } from "../../store/meta/security-groups.js";
+import { putTags } from "../../store/meta/tags.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { checkListing, listPage, tagList, type Tagged } from "./listing.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+
+/** The caller's network in this region, its default part made if this is the first use. */
+export async function network(ctx: ActionContext): Promise<void> {
+  await ensureDefaultNetwork(ctx.meta.db, ctx, zonesOf(ctx.region).map((z) => z.zoneName));
+}
+
+const notFound = (code: "InvalidVpcID.NotFound" | "InvalidSubnetID.NotFound" | "InvalidInternetGatewayID.NotFound" | "InvalidRouteTableID.NotFound" | "InvalidNetworkInterfaceID.NotFound", noun: string) =>
+  (ids: readonly string[]) => new ApiError(code, `The ${noun} ID${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist`);
+export const vpcNotFound = notFound("InvalidVpcID.NotFound", "vpc");
+export const subnetNotFound = notFound("InvalidSubnetID.NotFound", "subnet");
+export const gatewayNotFound = notFound("InvalidInternetGatewayID.NotFound", "internetGateway");
+export const routeTableNotFound = notFound("InvalidRouteTableID.NotFound", "routeTable");
+export const interfaceNotFound = notFound("InvalidNetworkInterfaceID.NotFound", "networkInterface");
+
+/** Every id of `ids` among `rows`, or the NotFound error for those missing. */
+export function requireIds<Row>(ids: readonly string[] | undefined, rows: readonly Row[], idOf: (row: Row) => string, error: (ids: readonly string[]) => ApiError): void {
+  const missing = (ids ?? []).filter((id) => !rows.some((row) => idOf(row) === id));
+  if (missing.length) throw error(missing);
+}
+
+export async function vpcOf(ctx: ActionContext, vpcId: string): Promise<VpcRow> {
+  await network(ctx);
+  const [vpc] = await listVpcs(ctx.meta.db, ctx, { ids: [vpcId] });
+  if (!vpc) throw vpcNotFound([vpcId]);
+  return vpc;
+}
+
+export async function subnetOf(ctx: ActionContext, subnetId: string): Promise<SubnetRow> {
+  await network(ctx);
+  const [subnet] = await listSubnets(ctx.meta.db, ctx, { ids: [subnetId] });
+  if (!subnet) throw subnetNotFound([subnetId]);
+  return subnet;
+}
+
+/** The default VPC, or the error EC2 gives when an action needs one and the account has none. */
+export async function requireDefaultVpc(ctx: ActionContext): Promise<VpcRow> {
+  await network(ctx);
+  const vpc = await defaultVpc(ctx.meta.db, ctx);
+  if (!vpc) throw new ApiError("VPCIdNotSpecified", "No default VPC for this user");
+  return vpc;
+}
+
+async function tagNew(ctx: ActionContext, id: string, type: string, tags: { key: string; value: string }[] | undefined): Promise<void> {
+  if (tags?.length) await putTags(ctx.meta.db, ctx, [{ id, type }], tags, TAG_LIMITS.perResource);
+}
+
+const arn = (ctx: ActionContext, kind: string, id: string) => `arn:aws:ec2:${ctx.region}:${ctx.accountId}:${kind}/${id}`;
+const zoneIdOf = (ctx: ActionContext, zone: string) => zonesOf(ctx.region).find((z) => z.zoneName === zone)?.zoneId;
+
+function toVpc(ctx: ActionContext, { row, tags }: Tagged<VpcRow>): Vpc {
+  return {
+    VpcId: row.vpc_id,
+    OwnerId: row.account_id,
+    State: "available",
+    CidrBlock: row.cidr_block,
+    CidrBlockAssociationSet: [{ AssociationId: row.cidr_association_id, CidrBlock: row.cidr_block, CidrBlockState: { State: "associated" } }],
+    DhcpOptionsId: row.dhcp_options_id,
+    InstanceTenancy: row.instance_tenancy as Vpc["InstanceTenancy"],
+    IsDefault: Boolean(row.is_default),
+    Tags: tags.size ? tagList(tags) : undefined,
+  };
+}
+
+async function toSubnet(ctx: ActionContext, { row, tags }: Tagged<SubnetRow>): Promise<Subnet> {
+  return {
+    SubnetId: row.subnet_id,
+    SubnetArn: arn(ctx, "subnet", row.subnet_id),
+    VpcId: row.vpc_id,
+    OwnerId: row.account_id,
+    State: "available",
+    CidrBlock: row.cidr_block,
+    AvailabilityZone: row.availability_zone,
+    AvailabilityZoneId: zoneIdOf(ctx, row.availability_zone),
+    AvailableIpAddressCount: await availableAddresses(ctx.meta.db, row),
+    DefaultForAz: Boolean(row.default_for_az),
+    MapPublicIpOnLaunch: Boolean(row.map_public_ip_on_launch),
+    MapCustomerOwnedIpOnLaunch: false,
+    AssignIpv6AddressOnCreation: false,
+    Ipv6CidrBlockAssociationSet: [],
+    EnableDns64: false,
+    Ipv6Native: false,
+    PrivateDnsNameOptionsOnLaunch: { HostnameType: "ip-name", EnableResourceNameDnsARecord: false, EnableResourceNameDnsAAAARecord: false },
+    Tags: tags.size ? tagList(tags) : undefined,
+  };
+}
+
+const toGateway = ({ row, tags }: Tagged<InternetGatewayRow>): InternetGateway => ({
+  InternetGatewayId: row.internet_gateway_id,
+  OwnerId: row.account_id,
+  // EC2 reports an attached internet gateway's attachment as "available", outside AttachmentStatus.
+  Attachments: row.vpc_id ? [{ State: "available" as "attached", VpcId: row.vpc_id }] : [],
+  Tags: tags.size ? tagList(tags) : undefined,
+});
+
+const toRouteTable = ({ row, tags }: Tagged<RouteTableRow>): RouteTable => ({
+  RouteTableId: row.route_table_id,
+  VpcId: row.vpc_id,
+  OwnerId: row.account_id,
+  Associations: row.main ? [{ Main: true, RouteTableAssociationId: row.main_association_id!, RouteTableId: row.route_table_id, AssociationState: { State: "associated" } }] : [],
+  PropagatingVgws: [],
+  Routes: (JSON.parse(row.routes) as Route[]).map((r) => ({ DestinationCidrBlock: r.destination, GatewayId: r.gatewayId, Origin: r.origin, State: "active" })),
+  Tags: tags.size ? tagList(tags) : undefined,
+});
+
+/** EC2's DNS names for an address: `ip-10-0-0-5.ec2.internal` in us-east-1, `…​.<region>.compute.internal` elsewhere. */
+export function privateDnsName(region: string, ip: string): string {
+  return `ip-${ip.replaceAll(".", "-")}.${region === "us-east-1" ? "ec2.internal" : `${region}.compute.internal`}`;
+}
+
+export function publicDnsName(region: string, ip: string): string {
+  return `ec2-${ip.replaceAll(".", "-")}.${region === "us-east-1" ? "compute-1.amazonaws.com" : `${region}.compute.amazonaws.com`}`;
+}
+
+export async function toNetworkInterfaces(ctx: ActionContext, rows: readonly Tagged<NetworkInterfaceRow>[]): Promise<NetworkInterface[]> {
+  const groups = await interfaceGroups(ctx.meta.db, rows.map((r) => r.row.network_interface_id));
+  const groupRows = await listSecurityGroups(ctx.meta.db, ctx, { ids: [...new Set([...groups.values()].flat())] });
+  const nameOf = new Map(groupRows.map((g) => [g.group_id, g.group_name]));
+  return rows.map(({ row, tags }) => {
+    const association = row.public_ip ? { IpOwnerId: "amazon", PublicIp: row.public_ip, PublicDnsName: publicDnsName(ctx.region, row.public_ip) } : undefined;
+    return {
+      NetworkInterfaceId: row.network_interface_id,
+      SubnetId: row.subnet_id,
+      VpcId: row.vpc_id,
+      AvailabilityZone: row.availability_zone,
+      Description: row.description,
+      OwnerId: row.account_id,
+      RequesterManaged: false,
+      Status: row.instance_id ? "in-use" : "available",
+      MacAddress: row.mac_address,
+      PrivateIpAddress: row.private_ip,
+      PrivateDnsName: privateDnsName(ctx.region, row.private_ip),
+      SourceDestCheck: Boolean(row.source_dest_check),
+      InterfaceType: "interface",
+      Groups: (groups.get(row.network_interface_id) ?? []).map((id) => ({ GroupId: id, GroupName: nameOf.get(id) })),
+      Attachment: row.instance_id
+        ? { AttachmentId: row.attachment_id!, AttachTime: new Date(row.attach_time!), DeleteOnTermination: Boolean(row.delete_on_termination), DeviceIndex: row.device_index!, NetworkCardIndex: 0, InstanceId: row.instance_id, InstanceOwnerId: row.account_id, Status: "attached" }
+        : undefined,
+      Association: association,
+      PrivateIpAddresses: [{ Primary: true, PrivateIpAddress: row.private_ip, PrivateDnsName: privateDnsName(ctx.region, row.private_ip), Association: association }],
+      Ipv6Addresses: [],
+      TagSet: tagList(tags),
+    };
+  });
+}
+
+const VPC_FIELDS = {
+  "vpc-id": (t: Tagged<VpcRow>) => t.row.vpc_id,
+  "cidr": (t: Tagged<VpcRow>) => t.row.cidr_block,
+  "cidr-block-association.cidr-block": (t: Tagged<VpcRow>) => t.row.cidr_block,
+  "cidr-block-association.association-id": (t: Tagged<VpcRow>) => t.row.cidr_association_id,
+  "cidr-block-association.state": () => "associated",
+  "dhcp-options-id": (t: Tagged<VpcRow>) => t.row.dhcp_options_id,
+  "is-default": (t: Tagged<VpcRow>) => String(Boolean(t.row.is_default)),
+  "owner-id": (t: Tagged<VpcRow>) => t.row.account_id,
+  state: () => "available",
+};
+
+const SUBNET_FIELDS = {
+  "subnet-id": (t: Tagged<SubnetRow>) => t.row.subnet_id,
+  "subnet-arn": (t: Tagged<SubnetRow>) => `arn:aws:ec2:${t.row.region}:${t.row.account_id}:subnet/${t.row.subnet_id}`,
+  "vpc-id": (t: Tagged<SubnetRow>) => t.row.vpc_id,
+  "availability-zone": (t: Tagged<SubnetRow>) => t.row.availability_zone,
+  "availability-zone-id": (t: Tagged<SubnetRow>) => zonesOf(t.row.region).find((z) => z.zoneName === t.row.availability_zone)?.zoneId,
+  "cidr-block": (t: Tagged<SubnetRow>) => t.row.cidr_block,
+  cidr: (t: Tagged<SubnetRow>) => t.row.cidr_block,
+  cidrBlock: (t: Tagged<SubnetRow>) => t.row.cidr_block,
+  "default-for-az": (t: Tagged<SubnetRow>) => String(Boolean(t.row.default_for_az)),
+  defaultForAz: (t: Tagged<SubnetRow>) => String(Boolean(t.row.default_for_az)),
+  "map-public-ip-on-launch": (t: Tagged<SubnetRow>) => String(Boolean(t.row.map_public_ip_on_launch)),
+  "owner-id": (t: Tagged<SubnetRow>) => t.row.account_id,
+  state: () => "available",
+};
+
+const GATEWAY_FIELDS = {
+  "internet-gateway-id": (t: Tagged<InternetGatewayRow>) => t.row.internet_gateway_id,
+  "attachment.vpc-id": (t: Tagged<InternetGatewayRow>) => t.row.vpc_id ?? undefined,
+  "attachment.state": (t: Tagged<InternetGatewayRow>) => (t.row.vpc_id ? "available" : undefined),
+  "owner-id": (t: Tagged<InternetGatewayRow>) => t.row.account_id,
+};
+
+const ROUTE_TABLE_FIELDS = {
+  "route-table-id": (t: Tagged<RouteTableRow>) => t.row.route_table_id,
+  "vpc-id": (t: Tagged<RouteTableRow>) => t.row.vpc_id,
+  "association.main": (t: Tagged<RouteTableRow>) => (t.row.main ? "true" : undefined),
+  "association.route-table-association-id": (t: Tagged<RouteTableRow>) => t.row.main_association_id ?? undefined,
+  "association.route-table-id": (t: Tagged<RouteTableRow>) => (t.row.main ? t.row.route_table_id : undefined),
+  "owner-id": (t: Tagged<RouteTableRow>) => t.row.account_id,
+  "route.destination-cidr-block": (t: Tagged<RouteTableRow>) => (JSON.parse(t.row.routes) as Route[]).map((r) => r.destination),
+  "route.gateway-id": (t: Tagged<RouteTableRow>) => (JSON.parse(t.row.routes) as Route[]).map((r) => r.gatewayId),
+  "route.origin": (t: Tagged<RouteTableRow>) => (JSON.parse(t.row.routes) as Route[]).map((r) => r.origin),
+  "route.state": () => "active",
+};
+
+type DescribedInterface = Tagged<NetworkInterfaceRow>;
+
+const INTERFACE_FIELDS = {
+  "network-interface-id": (t: DescribedInterface) => t.row.network_interface_id,
+  "subnet-id": (t: DescribedInterface) => t.row.subnet_id,
+  "vpc-id": (t: DescribedInterface) => t.row.vpc_id,
+  "availability-zone": (t: DescribedInterface) => t.row.availability_zone,
+  "attachment.instance-id": (t: DescribedInterface) => t.row.instance_id ?? undefined,
+  "attachment.attachment-id": (t: DescribedInterface) => t.row.attachment_id ?? undefined,
+  "attachment.device-index": (t: DescribedInterface) => (t.row.device_index === null ? undefined : String(t.row.device_index)),
+  "attachment.status": (t: DescribedInterface) => (t.row.instance_id ? "attached" : undefined),
+  "attachment.delete-on-termination": (t: DescribedInterface) => String(Boolean(t.row.delete_on_termination)),
+  "private-ip-address": (t: DescribedInterface) => t.row.private_ip,
+  "addresses.private-ip-address": (t: DescribedInterface) => t.row.private_ip,
+  "association.public-ip": (t: DescribedInterface) => t.row.public_ip ?? undefined,
+  "mac-address": (t: DescribedInterface) => t.row.mac_address,
+  description: (t: DescribedInterface) => t.row.description,
+  // Read from the interface's groups when the listing runs (DescribeNetworkInterfaces).
+  "group-id": (_t: DescribedInterface): string[] => [],
+  "owner-id": (t: DescribedInterface) => t.row.account_id,
+  status: (t: DescribedInterface) => (t.row.instance_id ? "in-use" : "available"),
+  "source-dest-check": (t: DescribedInterface) => String(Boolean(t.row.source_dest_check)),
+  "interface-type": () => "interface",
+};
+
+function checkCidr(text: string | undefined, code: "InvalidVpc.Range" | "InvalidSubnet.Range") {
+  const cidr = text ? parseCidr(text) : undefined;
+  // VPCs and subnets are between /16 and /28.
+  if (!cidr || cidr.prefix < 16 || cidr.prefix > 28) throw new ApiError(code, `The CIDR '${text ?? ""}' is invalid.`);
+  return cidr;
+}
+
+export const vpcActions: ActionTable = {
+  DescribeVpcs: {
+    check: (_ctx, input: DescribeVpcsRequest) => checkListing(input, VPC_FIELDS),
+    async run(ctx, input: DescribeVpcsRequest) {
+      await network(ctx);
+      const rows = await listVpcs(ctx.meta.db, ctx, { ids: input.VpcIds?.length ? input.VpcIds : undefined });
+      requireIds(input.VpcIds, rows, (r) => r.vpc_id, vpcNotFound);
+      const { page, nextToken } = await listPage(ctx, rows, (r) => r.vpc_id, input, VPC_FIELDS);
+      return { Vpcs: page.map((t) => toVpc(ctx, t)), NextToken: nextToken };
+    },
+  },
+
+  CreateVpc: {
+    check(_ctx, input: CreateVpcRequest) {
+      checkCidr(input.CidrBlock, "InvalidVpc.Range");
+      return tagSpecificationsFor(input.TagSpecifications, ["vpc"]).get("vpc");
+    },
+    async run(ctx, input: CreateVpcRequest, tags: { key: string; value: string }[] | undefined) {
+      await network(ctx);
+      const row = await ctx.meta.db.transaction().execute((tx) => insertVpc(tx, ctx, { cidr: input.CidrBlock!, isDefault: false, tenancy: input.InstanceTenancy ?? "default" }));
+      await tagNew(ctx, row.vpc_id, "vpc", tags);
+      return { Vpc: toVpc(ctx, { row, tags: new Map((tags ?? []).map((t) => [t.key, t.value])) }) };
+    },
+  },
+
+  CreateDefaultVpc: {
+    async check(ctx) {
+      await network(ctx);
+      if (await defaultVpc(ctx.meta.db, ctx)) throw new ApiError("DefaultVpcAlreadyExists", "A Default VPC already exists for this account in this region.");
+    },
+    async run(ctx) {
+      // The default network, made again as on first use.
+      await ctx.meta.db.deleteFrom("default_networks").where("account_id", "=", ctx.accountId).where("region", "=", ctx.region).execute();
+      await network(ctx);
+      const row = (await defaultVpc(ctx.meta.db, ctx))!;
+      return { Vpc: toVpc(ctx, { row, tags: new Map() }) };
+    },
+  },
+
+  DeleteVpc: {
+    async check(ctx, input: DeleteVpcRequest) {
+      const vpc = await vpcOf(ctx, input.VpcId!);
+      const db = ctx.meta.db;
+      const subnets = await listSubnets(db, ctx, { vpcId: vpc.vpc_id });
+      const gateways = await listInternetGateways(db, ctx, { vpcId: vpc.vpc_id });
+      const groups = (await listSecurityGroups(db, ctx, { vpcId: vpc.vpc_id })).filter((g) => g.group_name !== "default");
+      const tables = (await listRouteTables(db, ctx, { vpcId: vpc.vpc_id })).filter((t) => !t.main);
+      const interfaces = await listNetworkInterfaces(db, ctx, { vpcId: vpc.vpc_id });
+      if (subnets.length || gateways.length || groups.length || tables.length || interfaces.length) {
+        throw new ApiError("DependencyViolation", `The vpc '${vpc.vpc_id}' has dependencies and cannot be deleted.`);
+      }
+      return vpc;
+    },
+    async run(ctx, _input: DeleteVpcRequest, vpc: VpcRow) {
+      await ctx.meta.db.transaction().execute(async (tx) => {
+        for (const table of await listRouteTables(tx, ctx, { vpcId: vpc.vpc_id })) await removeResource(tx, ctx, "route_tables", "route_table_id", table.route_table_id);
+        for (const group of await listSecurityGroups(tx, ctx, { vpcId: vpc.vpc_id })) await deleteSecurityGroup(tx, ctx, group.group_id);
+        await removeResource(tx, ctx, "vpcs", "vpc_id", vpc.vpc_id);
+      });
+      return { Return: true };
+    },
+  },
+
+  DescribeVpcAttribute: {
+    async check(ctx, input: DescribeVpcAttributeRequest) {
+      if (!["enableDnsSupport", "enableDnsHostnames", "enableNetworkAddressUsageMetrics"].includes(input.Attribute ?? "")) {
+        throw new ApiError("InvalidParameterValue", `Value (${input.Attribute}) for parameter attribute is invalid.`);
+      }
+      return vpcOf(ctx, input.VpcId!);
+    },
+    run(_ctx, input: DescribeVpcAttributeRequest, vpc: VpcRow) {
+      const value = (flag: number) => ({ Value: Boolean(flag) });
+      if (input.Attribute === "enableDnsSupport") return { VpcId: vpc.vpc_id, EnableDnsSupport: value(vpc.enable_dns_support) };
+      if (input.Attribute === "enableDnsHostnames") return { VpcId: vpc.vpc_id, EnableDnsHostnames: value(vpc.enable_dns_hostnames) };
+      return { VpcId: vpc.vpc_id, EnableNetworkAddressUsageMetrics: { Value: false } };
+    },
+  },
+
+  ModifyVpcAttribute: {
+    check: (ctx, input: ModifyVpcAttributeRequest) => vpcOf(ctx, input.VpcId!),
+    async run(ctx, input: ModifyVpcAttributeRequest, vpc: VpcRow) {
+      const set: Partial<VpcRow> = {};
+      if (input.EnableDnsSupport?.Value !== undefined) set.enable_dns_support = input.EnableDnsSupport.Value ? 1 : 0;
+      if (input.EnableDnsHostnames?.Value !== undefined) set.enable_dns_hostnames = input.EnableDnsHostnames.Value ? 1 : 0;
+      if (Object.keys(set).length) await ctx.meta.db.updateTable("vpcs").set(set).where("vpc_id", "=", vpc.vpc_id).execute();
+    },
+  },
+
+  DescribeSubnets: {
+    check: (_ctx, input: DescribeSubnetsRequest) => checkListing(input, SUBNET_FIELDS),
+    async run(ctx, input: DescribeSubnetsRequest) {
+      await network(ctx);
+      const rows = await listSubnets(ctx.meta.db, ctx, { ids: input.SubnetIds?.length ? input.SubnetIds : undefined });
+      requireIds(input.SubnetIds, rows, (r) => r.subnet_id, subnetNotFound);
+      const { page, nextToken } = await listPage(ctx, rows, (r) => r.subnet_id, input, SUBNET_FIELDS);
+      return { Subnets: await Promise.all(page.map((t) => toSubnet(ctx, t))), NextToken: nextToken };
+    },
+  },
+
+  CreateSubnet: {
+    async check(ctx, input: CreateSubnetRequest) {
+      const vpc = await vpcOf(ctx, input.VpcId!);
+      const cidr = checkCidr(input.CidrBlock, "InvalidSubnet.Range");
+      if (!cidrContains(parseCidr(vpc.cidr_block)!, cidr)) throw new ApiError("InvalidSubnet.Range", `The CIDR '${input.CidrBlock}' is invalid.`);
+      for (const other of await listSubnets(ctx.meta.db, ctx, { vpcId: vpc.vpc_id })) {
+        if (cidrsOverlap(parseCidr(other.cidr_block)!, cidr)) throw new ApiError("InvalidSubnet.Conflict", `The CIDR '${input.CidrBlock}' conflicts with another subnet`);
+      }
+      const zones = zonesOf(ctx.region);
+      const zone = input.AvailabilityZone ?? zones.find((z) => z.zoneId === input.AvailabilityZoneId)?.zoneName ?? (input.AvailabilityZoneId ? undefined : zones[0]!.zoneName);
+      if (!zone || !zones.some((z) => z.zoneName === zone)) throw new ApiError("InvalidParameterValue", `Value (${input.AvailabilityZone ?? input.AvailabilityZoneId}) for parameter availabilityZone is invalid. Subnets can currently only be created in the following availability zones: ${zones.map((z) => z.zoneName).join(", ")}.`);
+      return { zone, tags: tagSpecificationsFor(input.TagSpecifications, ["subnet"]).get("subnet") };
+    },
+    async run(ctx, input: CreateSubnetRequest, { zone, tags }: { zone: string; tags?: { key: string; value: string }[] }) {
+      const row: SubnetRow = { account_id: ctx.accountId, region: ctx.region, subnet_id: newId("subnet"), vpc_id: input.VpcId!, cidr_block: input.CidrBlock!, availability_zone: zone, default_for_az: 0, map_public_ip_on_launch: 0 };
+      await ctx.meta.db.insertInto("subnets").values(row).execute();
+      await tagNew(ctx, row.subnet_id, "subnet", tags);
+      return { Subnet: await toSubnet(ctx, { row, tags: new Map((tags ?? []).map((t) => [t.key, t.value])) }) };
+    },
+  },
+
+  ModifySubnetAttribute: {
+    check: (ctx, input: ModifySubnetAttributeRequest) => subnetOf(ctx, input.SubnetId!),
+    async run(ctx, input: ModifySubnetAttributeRequest, subnet: SubnetRow) {
+      if (input.MapPublicIpOnLaunch?.Value !== undefined) {
+        await ctx.meta.db.updateTable("subnets").set({ map_public_ip_on_launch: input.MapPublicIpOnLaunch.Value ? 1 : 0 }).where("subnet_id", "=", subnet.subnet_id).execute();
+      }
+    },
+  },
+
+  DeleteSubnet: {
+    async check(ctx, input: DeleteSubnetRequest) {
+      const subnet = await subnetOf(ctx, input.SubnetId!);
+      if ((await listNetworkInterfaces(ctx.meta.db, ctx, { subnetId: subnet.subnet_id })).length) {
+        throw new ApiError("DependencyViolation", `The subnet '${subnet.subnet_id}' has dependencies and cannot be deleted.`);
+      }
+    },
+    async run(ctx, input: DeleteSubnetRequest) {
+      await removeResource(ctx.meta.db, ctx, "subnets", "subnet_id", input.SubnetId!);
+    },
+  },
+
+  DescribeInternetGateways: {
+    check: (_ctx, input: DescribeInternetGatewaysRequest) => checkListing(input, GATEWAY_FIELDS),
+    async run(ctx, input: DescribeInternetGatewaysRequest) {
+      await network(ctx);
+      const rows = await listInternetGateways(ctx.meta.db, ctx, { ids: input.InternetGatewayIds?.length ? input.InternetGatewayIds : undefined });
+      requireIds(input.InternetGatewayIds, rows, (r) => r.internet_gateway_id, gatewayNotFound);
+      const { page, nextToken } = await listPage(ctx, rows, (r) => r.internet_gateway_id, input, GATEWAY_FIELDS);
+      return { InternetGateways: page.map(toGateway), NextToken: nextToken };
+    },
+  },
+
+  CreateInternetGateway: {
+    check: (_ctx, input: CreateInternetGatewayRequest) => tagSpecificationsFor(input.TagSpecifications, ["internet-gateway"]).get("internet-gateway"),
+    async run(ctx, _input: CreateInternetGatewayRequest, tags: { key: string; value: string }[] | undefined) {
+      const row: InternetGatewayRow = { account_id: ctx.accountId, region: ctx.region, internet_gateway_id: newId("igw"), vpc_id: null };
+      await ctx.meta.db.insertInto("internet_gateways").values(row).execute();
+      await tagNew(ctx, row.internet_gateway_id, "internet-gateway", tags);
+      return { InternetGateway: toGateway({ row, tags: new Map((tags ?? []).map((t) => [t.key, t.value])) }) };
+    },
+  },
+
+  AttachInternetGateway: {
+    async check(ctx, input: AttachInternetGatewayRequest) {
+      const vpc = await vpcOf(ctx, input.VpcId!);
+      const [gateway] = await listInternetGateways(ctx.meta.db, ctx, { ids: [input.InternetGatewayId!] });
+      if (!gateway) throw gatewayNotFound([input.InternetGatewayId!]);
+      if (gateway.vpc_id) throw new ApiError("Resource.AlreadyAssociated", `resource ${gateway.internet_gateway_id} is already attached to network ${gateway.vpc_id}`);
+      if ((await listInternetGateways(ctx.meta.db, ctx, { vpcId: vpc.vpc_id })).length) throw new ApiError("InvalidParameterValue", `Network ${vpc.vpc_id} already has an internet gateway attached`);
+    },
+    async run(ctx, input: AttachInternetGatewayRequest) {
+      await ctx.meta.db.updateTable("internet_gateways").set({ vpc_id: input.VpcId! }).where("internet_gateway_id", "=", input.InternetGatewayId!).execute();
+    },
+  },
+
+  DetachInternetGateway: {
+    async check(ctx, input: DetachInternetGatewayRequest) {
+      await network(ctx);
+      const [gateway] = await listInternetGateways(ctx.meta.db, ctx, { ids: [input.InternetGatewayId!] });
+      if (!gateway) throw gatewayNotFound([input.InternetGatewayId!]);
+      if (gateway.vpc_id !== input.VpcId) throw new ApiError("Gateway.NotAttached", `resource ${gateway.internet_gateway_id} is not attached to network ${input.VpcId}`);
+    },
+    async run(ctx, input: DetachInternetGatewayRequest) {
+      await ctx.meta.db.updateTable("internet_gateways").set({ vpc_id: null }).where("internet_gateway_id", "=", input.InternetGatewayId!).execute();
+    },
+  },
+
+  DeleteInternetGateway: {
+    async check(ctx, input: DeleteInternetGatewayRequest) {
+      await network(ctx);
+      const [gateway] = await listInternetGateways(ctx.meta.db, ctx, { ids: [input.InternetGatewayId!] });
+      if (!gateway) throw gatewayNotFound([input.InternetGatewayId!]);
+      if (gateway.vpc_id) throw new ApiError("DependencyViolation", `The internetGateway '${gateway.internet_gateway_id}' has dependencies and cannot be deleted.`);
+    },
+    async run(ctx, input: DeleteInternetGatewayRequest) {
+      await removeResource(ctx.meta.db, ctx, "internet_gateways", "internet_gateway_id", input.InternetGatewayId!);
+    },
+  },
+
+  DescribeRouteTables: {
+    check: (_ctx, input: DescribeRouteTablesRequest) => checkListing(input, ROUTE_TABLE_FIELDS, { min: 5, max: 100 }),
+    async run(ctx, input: DescribeRouteTablesRequest) {
+      await network(ctx);
+      const rows = await listRouteTables(ctx.meta.db, ctx, { ids: input.RouteTableIds?.length ? input.RouteTableIds : undefined });
+      requireIds(input.RouteTableIds, rows, (r) => r.route_table_id, routeTableNotFound);
+      const { page, nextToken } = await listPage(ctx, rows, (r) => r.route_table_id, input, ROUTE_TABLE_FIELDS, { min: 5, max: 100 });
+      return { RouteTables: page.map(toRouteTable), NextToken: nextToken };
+    },
+  },
+
+  DescribeNetworkInterfaces: {
+    check: (_ctx, input: DescribeNetworkInterfacesRequest) => checkListing(input, INTERFACE_FIELDS),
+    async run(ctx, input: DescribeNetworkInterfacesRequest) {
+      await network(ctx);
+      const rows = await listNetworkInterfaces(ctx.meta.db, ctx, { ids: input.NetworkInterfaceIds?.length ? input.NetworkInterfaceIds : undefined });
+      requireIds(input.NetworkInterfaceIds, rows, (r) => r.network_interface_id, interfaceNotFound);
+      const groups = await interfaceGroups(ctx.meta.db, rows.map((r) => r.network_interface_id));
+      const fields = { ...INTERFACE_FIELDS, "group-id": (t: Tagged<NetworkInterfaceRow>) => groups.get(t.row.network_interface_id) ?? [] };
+      const { page, nextToken } = await listPage(ctx, rows, (r) => r.network_interface_id, input, fields);
+      return { NetworkInterfaces: await toNetworkInterfaces(ctx, page), NextToken: nextToken };
+    },
+  },
+};
