@@ -1,4 +1,5 @@
-// Kiln's own routes under /_kiln/: health for probes, reset for test suites.
+// Kiln's own routes under /_kiln/: health for probes, reset for test suites, and what a guest
+// would do from inside (an instance's own shutdown).
 import type { IncomingMessage } from "node:http";
 import type { KilnConfig } from "../config.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
@@ -7,6 +8,7 @@ import type { TaskRunner } from "../tasks/runner.js";
 import { collectChunks } from "../store/blocks/collect.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
+import { shutdownFromInside } from "../store/meta/instances.js";
 
 export interface AdminAnswer {
   status: number;
@@ -46,6 +48,12 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks:
       const graceMs = grace === null ? deps.config.collect.graceMs : Number(grace);
       if (!Number.isInteger(graceMs) || graceMs < 0) return json(400, { error: "InvalidParameterValue", message: "graceMs must be a whole number of milliseconds." });
       return json(200, await collectChunks(deps.meta.db, deps.chunks, graceMs));
+    }
+    const shutdown = /^\/_kiln\/instances\/(i-[0-9a-f]+)\/shutdown$/.exec(path);
+    if (shutdown) {
+      if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
+      const outcome = await shutdownFromInside(deps.meta.db, shutdown[1]!, deps.config.stateDelayMs);
+      return outcome ? json(200, { instanceId: shutdown[1], becomes: outcome }) : json(409, { error: "IncorrectInstanceState", message: `Instance ${shutdown[1]} is not running.` });
     }
     return json(404, { error: "NotFound", message: `No Kiln route ${path}.` });
   };

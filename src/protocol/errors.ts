@@ -66,6 +66,7 @@ export const ERROR_STATUS = {
   "Gateway.NotAttached": 400,
   "InvalidIPAddress.InUse": 400,
   InsufficientFreeAddressesInSubnet: 400,
+  InvalidInstanceAttributeValue: 400,
   CannotDelete: 400,
   DependencyViolation: 400,
   "OperationNotPermitted": 400,

@@ -1,7 +1,19 @@
-// What launch tools read about instances beyond DescribeInstances: DescribeInstanceTypes,
-// DescribeInstanceAttribute, DescribeInstanceCreditSpecifications, GetInstanceUefiData.
+// What launch tools read and change about instances beyond DescribeInstances: instance types and
+// their offerings, every instance attribute (DescribeInstanceAttribute, ModifyInstanceAttribute),
+// credit specifications, status checks, console output and UEFI data.
 import type {
   DescribeInstanceAttributeRequest,
+  DescribeInstanceStatusRequest,
+  DescribeInstanceStatusResult,
+  DescribeInstanceTypeOfferingsRequest,
+  DescribeInstanceTypeOfferingsResult,
+  GetConsoleOutputRequest,
+  GetConsoleOutputResult,
+  InstanceStatus,
+  InstanceTypeOffering,
+  ModifyInstanceAttributeRequest,
+  ModifyInstanceCreditSpecificationRequest,
+  ModifyInstanceCreditSpecificationResult,
   DescribeInstanceCreditSpecificationsRequest,
   DescribeInstanceCreditSpecificationsResult,
   DescribeInstanceTypesRequest,
@@ -16,8 +28,15 @@ import { INSTANCE_TYPES, instanceType, type InstanceTypeInfo } from "../../domai
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
 import { attachmentsOf, listInstances } from "../../store/meta/instances.js";
-import type { ActionTable } from "./action.js";
-import { instancesOf } from "./instances.js";
+import { zonesOf } from "../../domain/regions.js";
+import { interfaceGroups, listNetworkInterfaces, setInterfaceGroups } from "../../store/meta/network.js";
+import { listSecurityGroups } from "../../store/meta/security-groups.js";
+import type { InstanceRow } from "../../store/meta/instances.js";
+import type { ActionContext, ActionTable } from "./action.js";
+import { STATE_CODES, instancesOf } from "./instances.js";
+import { checkListing, listPage, type Tagged } from "./listing.js";
+import { groupsById } from "./security-groups.js";
+import type { InstanceRecord } from "../../store/meta/instances.js";
 
 const TYPE_FILTERS = {
   fields: {
@@ -84,15 +103,16 @@ export const instanceInfoActions: ActionTable = {
       const [record] = await instancesOf(ctx, [input.InstanceId!]);
       const row = record!.row;
       const out: InstanceAttribute = { InstanceId: row.instance_id };
-      // The values an instance launches with; ModifyInstanceAttribute (not yet served) would change them.
+      const flag = (value: number) => ({ Value: Boolean(value) });
+      const primary = async () => (await listNetworkInterfaces(ctx.meta.db, ctx, { instanceIds: [row.instance_id] })).find((n) => n.device_index === 0);
       switch (input.Attribute) {
         case "instanceType": out.InstanceType = { Value: row.instance_type }; break;
-        case "kernel": out.KernelId = {}; break;
-        case "ramdisk": out.RamdiskId = {}; break;
-        case "userData": out.UserData = {}; break;
-        case "disableApiTermination": out.DisableApiTermination = { Value: false }; break;
-        case "disableApiStop": out.DisableApiStop = { Value: false }; break;
-        case "instanceInitiatedShutdownBehavior": out.InstanceInitiatedShutdownBehavior = { Value: "stop" }; break;
+        case "kernel": out.KernelId = row.kernel_id ? { Value: row.kernel_id } : {}; break;
+        case "ramdisk": out.RamdiskId = row.ramdisk_id ? { Value: row.ramdisk_id } : {}; break;
+        case "userData": out.UserData = row.user_data ? { Value: row.user_data } : {}; break;
+        case "disableApiTermination": out.DisableApiTermination = flag(row.disable_api_termination); break;
+        case "disableApiStop": out.DisableApiStop = flag(row.disable_api_stop); break;
+        case "instanceInitiatedShutdownBehavior": out.InstanceInitiatedShutdownBehavior = { Value: row.shutdown_behavior }; break;
         case "rootDeviceName": out.RootDeviceName = { Value: row.root_device_name }; break;
         case "blockDeviceMapping":
           out.BlockDeviceMappings = (await attachmentsOf(ctx.meta.db, { instanceIds: [row.instance_id] })).map((a) => ({
@@ -101,14 +121,102 @@ export const instanceInfoActions: ActionTable = {
           }));
           break;
         case "productCodes": out.ProductCodes = []; break;
-        case "sourceDestCheck": out.SourceDestCheck = { Value: true }; break;
-        case "groupSet": out.Groups = []; break;
-        case "ebsOptimized": out.EbsOptimized = { Value: false }; break;
-        case "sriovNetSupport": out.SriovNetSupport = {}; break;
-        case "enaSupport": out.EnaSupport = { Value: Boolean(row.ena_support) }; break;
+        case "sourceDestCheck": out.SourceDestCheck = flag((await primary())?.source_dest_check ?? 1); break;
+        case "groupSet": {
+          const eni = await primary();
+          const ids = eni ? (await interfaceGroups(ctx.meta.db, [eni.network_interface_id])).get(eni.network_interface_id) ?? [] : [];
+          const names = new Map((await listSecurityGroups(ctx.meta.db, ctx, { ids })).map((g) => [g.group_id, g.group_name]));
+          out.Groups = ids.map((id) => ({ GroupId: id, GroupName: names.get(id) }));
+          break;
+        }
+        case "ebsOptimized": out.EbsOptimized = flag(row.ebs_optimized); break;
+        case "sriovNetSupport": out.SriovNetSupport = row.sriov_net_support ? { Value: row.sriov_net_support } : {}; break;
+        case "enaSupport": out.EnaSupport = flag(row.ena_support); break;
         case "enclaveOptions": out.EnclaveOptions = { Enabled: false }; break;
+        default: throw new ApiError("InvalidParameterValue", `Value (${input.Attribute}) for parameter attribute is invalid.`);
       }
       return out;
+    },
+  },
+
+  ModifyInstanceAttribute: {
+    check: (ctx, input: ModifyInstanceAttributeRequest) => planAttributeChange(ctx, input),
+    async run(ctx, input: ModifyInstanceAttributeRequest, change: AttributeChange) {
+      const db = ctx.meta.db;
+      if (change.columns) await db.updateTable("instances").set(change.columns).where("instance_id", "=", input.InstanceId!).execute();
+      if (change.sourceDestCheck !== undefined || change.groupIds) {
+        const eni = (await listNetworkInterfaces(db, ctx, { instanceIds: [input.InstanceId!] })).find((n) => n.device_index === 0)!;
+        if (change.sourceDestCheck !== undefined) await db.updateTable("network_interfaces").set({ source_dest_check: change.sourceDestCheck ? 1 : 0 }).where("network_interface_id", "=", eni.network_interface_id).execute();
+        if (change.groupIds) await db.transaction().execute((tx) => setInterfaceGroups(tx, eni.network_interface_id, change.groupIds!));
+      }
+      for (const [device, deleteOnTermination] of change.deleteOnTermination ?? []) {
+        await db.updateTable("volume_attachments").set({ delete_on_termination: deleteOnTermination ? 1 : 0 }).where("instance_id", "=", input.InstanceId!).where("device", "=", device).execute();
+      }
+    },
+  },
+
+  DescribeInstanceStatus: {
+    async check(ctx, input: DescribeInstanceStatusRequest) {
+      if (input.InstanceIds?.length) await instancesOf(ctx, input.InstanceIds);
+      checkListing(input, STATUS_FIELDS);
+    },
+    async run(ctx, input: DescribeInstanceStatusRequest): Promise<DescribeInstanceStatusResult> {
+      const records = input.InstanceIds?.length ? await instancesOf(ctx, input.InstanceIds) : await listInstances(ctx.meta.db, ctx);
+      // Without IncludeAllInstances, only running instances are reported, as EC2 does.
+      const shown = records.filter((r) => r.state !== "terminated" && (input.IncludeAllInstances || r.state === "running"));
+      const { page, nextToken } = await listPage(ctx, shown, (r) => r.row.instance_id, input, STATUS_FIELDS);
+      return { InstanceStatuses: page.map(({ row: record }) => statusOf(record)), NextToken: nextToken };
+    },
+  },
+
+  GetConsoleOutput: {
+    async check(ctx, input: GetConsoleOutputRequest) {
+      await instancesOf(ctx, [input.InstanceId!]);
+    },
+    run(_ctx, input: GetConsoleOutputRequest): GetConsoleOutputResult {
+      // No guest runs, so there is no console to read: empty output, as a fresh instance has.
+      return { InstanceId: input.InstanceId, Timestamp: new Date(), Output: "" };
+    },
+  },
+
+  DescribeInstanceTypeOfferings: {
+    check(_ctx, input: DescribeInstanceTypeOfferingsRequest) {
+      if (input.LocationType && !["region", "availability-zone", "availability-zone-id"].includes(input.LocationType)) {
+        throw new ApiError("InvalidParameterValue", `Value (${input.LocationType}) for parameter locationType is invalid.`);
+      }
+      pageSize(input.MaxResults, { min: 5, max: 1000 });
+      compileFilters(input.Filters, OFFERING_FILTERS);
+    },
+    run(ctx, input: DescribeInstanceTypeOfferingsRequest): DescribeInstanceTypeOfferingsResult {
+      const locationType = input.LocationType ?? "region";
+      const locations = locationType === "region" ? [ctx.region] : zonesOf(ctx.region).map((z) => (locationType === "availability-zone" ? z.zoneName : z.zoneId));
+      const matches = compileFilters(input.Filters, OFFERING_FILTERS);
+      const offerings = INSTANCE_TYPES.flatMap((t) => locations.map((location) => ({ InstanceType: t.name as InstanceTypeOffering["InstanceType"], LocationType: locationType as InstanceTypeOffering["LocationType"], Location: location }))).filter(matches);
+      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
+      const start = Number(decodeNextToken(input.NextToken, 1)?.[0] ?? 0);
+      const page = limit === undefined ? offerings : offerings.slice(start, start + limit);
+      return { InstanceTypeOfferings: page, NextToken: limit !== undefined && start + limit < offerings.length ? encodeNextToken([String(start + limit)]) : undefined };
+    },
+  },
+
+  ModifyInstanceCreditSpecification: {
+    async check(ctx, input: ModifyInstanceCreditSpecificationRequest) {
+      const requests = input.InstanceCreditSpecifications ?? [];
+      for (const request of requests) if (!["standard", "unlimited"].includes(request.CpuCredits ?? "")) throw new ApiError("InvalidParameterValue", `Value (${request.CpuCredits}) for parameter cpuCredits is invalid.`);
+      return instancesOf(ctx, requests.map((r) => r.InstanceId!));
+    },
+    async run(ctx, input: ModifyInstanceCreditSpecificationRequest, records: Awaited<ReturnType<typeof instancesOf>>): Promise<ModifyInstanceCreditSpecificationResult> {
+      const result: ModifyInstanceCreditSpecificationResult = { SuccessfulInstanceCreditSpecifications: [], UnsuccessfulInstanceCreditSpecifications: [] };
+      for (const [i, request] of (input.InstanceCreditSpecifications ?? []).entries()) {
+        const record = records[i]!;
+        if (!instanceType(record.row.instance_type)?.burstable) {
+          result.UnsuccessfulInstanceCreditSpecifications!.push({ InstanceId: request.InstanceId, Error: { Code: "InstanceCreditSpecification.NotSupported", Message: `The instance type ${record.row.instance_type} does not support CPU credits.` } });
+          continue;
+        }
+        await ctx.meta.db.updateTable("instances").set({ cpu_credits: request.CpuCredits! }).where("instance_id", "=", request.InstanceId!).execute();
+        result.SuccessfulInstanceCreditSpecifications!.push({ InstanceId: request.InstanceId });
+      }
+      return result;
     },
   },
 
@@ -120,7 +228,7 @@ export const instanceInfoActions: ActionTable = {
     async run(ctx, input: DescribeInstanceCreditSpecificationsRequest): Promise<DescribeInstanceCreditSpecificationsResult> {
       const records = input.InstanceIds?.length ? await instancesOf(ctx, input.InstanceIds) : await listInstances(ctx.meta.db, ctx);
       const burstable = records.filter((r) => instanceType(r.row.instance_type)?.burstable && r.state !== "terminated");
-      return { InstanceCreditSpecifications: burstable.map((r) => ({ InstanceId: r.row.instance_id, CpuCredits: instanceType(r.row.instance_type)!.defaultCredits })) };
+      return { InstanceCreditSpecifications: burstable.map((r) => ({ InstanceId: r.row.instance_id, CpuCredits: r.row.cpu_credits ?? instanceType(r.row.instance_type)!.defaultCredits })) };
     },
   },
 
@@ -132,5 +240,119 @@ export const instanceInfoActions: ActionTable = {
       // Kiln runs no firmware: there is no UEFI variable store to return.
       return { InstanceId: input.InstanceId, UefiData: "" };
     },
+  },
+};
+
+/** What one ModifyInstanceAttribute call changes, checked before anything is written. */
+interface AttributeChange {
+  columns?: Partial<InstanceRow>;
+  sourceDestCheck?: boolean;
+  groupIds?: string[];
+  deleteOnTermination?: [device: string, value: boolean][];
+}
+
+/** Attributes EC2 changes only while the instance is stopped. */
+const STOPPED_ONLY = new Set(["instanceType", "userData", "kernel", "ramdisk", "enaSupport", "sriovNetSupport", "ebsOptimized"]);
+
+async function planAttributeChange(ctx: ActionContext, input: ModifyInstanceAttributeRequest): Promise<AttributeChange> {
+  const [record] = await instancesOf(ctx, [input.InstanceId!]);
+  const row = record!.row;
+  // The generic form (Attribute + Value) and the typed members name one attribute per call.
+  const given: [string, unknown][] = (
+    [
+      ["instanceType", input.InstanceType?.Value],
+      ["kernel", input.Kernel?.Value],
+      ["ramdisk", input.Ramdisk?.Value],
+      ["userData", input.UserData?.Value],
+      ["disableApiTermination", input.DisableApiTermination?.Value],
+      ["disableApiStop", input.DisableApiStop?.Value],
+      ["instanceInitiatedShutdownBehavior", input.InstanceInitiatedShutdownBehavior?.Value],
+      ["sourceDestCheck", input.SourceDestCheck?.Value],
+      ["groupSet", input.Groups?.length ? input.Groups : undefined],
+      ["ebsOptimized", input.EbsOptimized?.Value],
+      ["sriovNetSupport", input.SriovNetSupport?.Value],
+      ["enaSupport", input.EnaSupport?.Value],
+      ["blockDeviceMapping", input.BlockDeviceMappings?.length ? input.BlockDeviceMappings : undefined],
+    ] as [string, unknown][]
+  ).filter(([, value]) => value !== undefined);
+  if (input.Attribute) given.push([input.Attribute, input.Value]);
+  if (given.length !== 1) throw new ApiError("InvalidParameterCombination", "Exactly one attribute may be modified at a time.");
+  const [attribute, value] = given[0]!;
+  if (value === undefined) throw new ApiError("MissingParameter", "The request must contain the parameter value");
+  if (STOPPED_ONLY.has(attribute) && record!.state !== "stopped") throw new ApiError("IncorrectInstanceState", `The instance '${row.instance_id}' is not in the 'stopped' state.`);
+  const bool = (v: unknown) => v === true || v === "true";
+  switch (attribute) {
+    case "instanceType": {
+      const type = instanceType(String(value));
+      if (!type) throw new ApiError("InvalidInstanceAttributeValue", `Value (${String(value)}) for parameter instanceType is invalid.`);
+      if (!type.architectures.includes(row.architecture as "x86_64")) throw new ApiError("InvalidInstanceAttributeValue", `The instance type ${type.name} does not support the architecture '${row.architecture}' of the instance's image.`);
+      return { columns: { instance_type: type.name } };
+    }
+    case "userData": {
+      // The model's blob arrives decoded; EC2 keeps and returns it base64-encoded.
+      const bytes = value instanceof Uint8Array ? Buffer.from(value) : Buffer.from(String(value));
+      if (bytes.length > 16 * 1024) throw new ApiError("InvalidParameterValue", "User data is limited to 16384 bytes.");
+      return { columns: { user_data: bytes.toString("base64") } };
+    }
+    case "kernel": return { columns: { kernel_id: String(value) } };
+    case "ramdisk": return { columns: { ramdisk_id: String(value) } };
+    case "disableApiTermination": return { columns: { disable_api_termination: bool(value) ? 1 : 0 } };
+    case "disableApiStop": return { columns: { disable_api_stop: bool(value) ? 1 : 0 } };
+    case "ebsOptimized": return { columns: { ebs_optimized: bool(value) ? 1 : 0 } };
+    case "enaSupport": return { columns: { ena_support: bool(value) ? 1 : 0 } };
+    case "sriovNetSupport": return { columns: { sriov_net_support: String(value) } };
+    case "instanceInitiatedShutdownBehavior":
+      if (value !== "stop" && value !== "terminate") throw new ApiError("InvalidParameterValue", `Value (${String(value)}) for parameter instanceInitiatedShutdownBehavior is invalid.`);
+      return { columns: { shutdown_behavior: value } };
+    case "sourceDestCheck": return { sourceDestCheck: bool(value) };
+    case "groupSet": {
+      const ids = typeof value === "string" ? [value] : (value as string[]);
+      const groups = await groupsById(ctx, ids);
+      const eni = (await listNetworkInterfaces(ctx.meta.db, ctx, { instanceIds: [row.instance_id] })).find((n) => n.device_index === 0);
+      for (const group of groups) if (group.vpc_id !== eni?.vpc_id) throw new ApiError("InvalidGroup.NotFound", `The security group '${group.group_id}' does not exist in VPC '${eni?.vpc_id}'`);
+      return { groupIds: ids };
+    }
+    case "blockDeviceMapping": {
+      const attached = await attachmentsOf(ctx.meta.db, { instanceIds: [row.instance_id] });
+      const changes: [string, boolean][] = [];
+      for (const mapping of value as { DeviceName?: string; Ebs?: { DeleteOnTermination?: boolean } }[]) {
+        if (!attached.some((a) => a.device === mapping.DeviceName)) throw new ApiError("InvalidInstanceAttributeValue", `No device is mapped at ${mapping.DeviceName ?? ""}`);
+        changes.push([mapping.DeviceName!, Boolean(mapping.Ebs?.DeleteOnTermination)]);
+      }
+      return { deleteOnTermination: changes };
+    }
+    default:
+      throw new ApiError("InvalidParameterValue", `Value (${attribute}) for parameter attribute is invalid.`);
+  }
+}
+
+/** Status checks pass for a running instance; the others have nothing to check. */
+function statusOf(record: InstanceRecord): InstanceStatus {
+  const checked = record.state === "running";
+  const summary = { Status: checked ? ("ok" as const) : ("not-applicable" as const), Details: checked ? [{ Name: "reachability" as const, Status: "passed" as const }] : [] };
+  return {
+    InstanceId: record.row.instance_id,
+    AvailabilityZone: record.row.availability_zone,
+    InstanceState: { Code: STATE_CODES[record.state], Name: record.state },
+    InstanceStatus: summary,
+    SystemStatus: summary,
+    AttachedEbsStatus: summary,
+  };
+}
+
+const STATUS_FIELDS = {
+  "availability-zone": (t: Tagged<InstanceRecord>) => t.row.row.availability_zone,
+  "instance-state-name": (t: Tagged<InstanceRecord>) => t.row.state,
+  "instance-state-code": (t: Tagged<InstanceRecord>) => String(STATE_CODES[t.row.state]),
+  "instance-status.status": (t: Tagged<InstanceRecord>) => (t.row.state === "running" ? "ok" : "not-applicable"),
+  "system-status.status": (t: Tagged<InstanceRecord>) => (t.row.state === "running" ? "ok" : "not-applicable"),
+  "instance-status.reachability": (t: Tagged<InstanceRecord>) => (t.row.state === "running" ? "passed" : undefined),
+  "system-status.reachability": (t: Tagged<InstanceRecord>) => (t.row.state === "running" ? "passed" : undefined),
+};
+
+const OFFERING_FILTERS = {
+  fields: {
+    "instance-type": (o: InstanceTypeOffering) => o.InstanceType,
+    location: (o: InstanceTypeOffering) => o.Location,
   },
 };

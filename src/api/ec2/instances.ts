@@ -22,7 +22,7 @@ import { zonesOf } from "../../domain/regions.js";
 import { schedule, transition, type Schedule } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { BlockDeviceRow } from "../../store/meta/images.js";
-import { SubnetFull, attachmentsOf, insertLaunch, listInstances, releaseInstanceResources, setSchedule, type AttachmentRow, type InstanceRecord, type InstanceState, type Launch } from "../../store/meta/instances.js";
+import { GUEST_SHUTDOWN, SubnetFull, attachmentsOf, insertLaunch, listInstances, releaseInstanceResources, setSchedule, type AttachmentRow, type InstanceRecord, type InstanceState, type Launch } from "../../store/meta/instances.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
@@ -70,9 +70,7 @@ export function toInstance(record: InstanceRecord, attachments: readonly Attachm
     SourceDestCheck: primary?.SourceDestCheck ?? true,
     PrivateDnsNameOptions: { HostnameType: "ip-name", EnableResourceNameDnsARecord: false, EnableResourceNameDnsAAAARecord: false },
     StateTransitionReason: row.state_transition_reason,
-    StateReason: state === "stopped" || state === "stopping"
-      ? { Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown" }
-      : undefined,
+    StateReason: stateReason(row, state),
     KeyName: row.key_name ?? undefined,
     KernelId: row.kernel_id ?? undefined,
     RamdiskId: row.ramdisk_id ?? undefined,
@@ -108,6 +106,14 @@ export function toInstance(record: InstanceRecord, attachments: readonly Attachm
     EnclaveOptions: { Enabled: false },
     CapacityReservationSpecification: { CapacityReservationPreference: "open" },
   };
+}
+
+function stateReason(row: InstanceRecord["row"], state: InstanceState): Instance["StateReason"] {
+  if (row.state_transition_reason === GUEST_SHUTDOWN && state !== "running" && state !== "pending") {
+    return { Code: "Client.InstanceInitiatedShutdown", Message: GUEST_SHUTDOWN };
+  }
+  if (state === "stopped" || state === "stopping") return { Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown" };
+  return undefined;
 }
 
 /** The volumes an instance gets: the image's EBS mappings, changed by the request's. */

@@ -1,7 +1,7 @@
 // Instances, the volumes attached to them, and their network interfaces.
 import { randomBytes } from "node:crypto";
 import { newId } from "../../domain/ids.js";
-import { scheduledState, type Schedule } from "../../domain/transitions.js";
+import { schedule, scheduledState, type Schedule } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
 import type { Scope } from "./tags.js";
@@ -125,4 +125,28 @@ export async function releaseInstanceResources(db: MetaDb, scope: Scope, instanc
     await tx.deleteFrom("volume_attachments").where("instance_id", "=", instanceId).execute();
     await removeVolumes(tx, scope, doomed);
   });
+}
+
+export async function instanceById(db: MetaDb, instanceId: string): Promise<InstanceRecord | undefined> {
+  const row = await db.selectFrom("instances").selectAll().where("instance_id", "=", instanceId).executeTakeFirst();
+  return row && recordOf(row);
+}
+
+export const GUEST_SHUTDOWN = "Client.InstanceInitiatedShutdown: Instance initiated shutdown";
+
+/**
+ * A shutdown from inside the instance (`shutdown -h now` in the guest): it stops, or terminates
+ * when its instanceInitiatedShutdownBehavior says so. Undefined when the instance is not running.
+ */
+export async function shutdownFromInside(db: MetaDb, instanceId: string, delayMs: number): Promise<"stopped" | "terminated" | undefined> {
+  const record = await instanceById(db, instanceId);
+  if (!record || record.state !== "running") return undefined;
+  const scope = { accountId: record.row.account_id, region: record.row.region };
+  if (record.row.shutdown_behavior === "terminate") {
+    await releaseInstanceResources(db, scope, instanceId);
+    await setSchedule(db, instanceId, schedule<InstanceState>(["shutting-down", "terminated"], delayMs), GUEST_SHUTDOWN);
+    return "terminated";
+  }
+  await setSchedule(db, instanceId, schedule<InstanceState>(["stopping", "stopped"], delayMs), GUEST_SHUTDOWN);
+  return "stopped";
 }

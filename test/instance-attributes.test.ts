@@ -1,0 +1,159 @@
+// What launch tools read and change on an instance, through @aws-sdk/client-ec2: every
+// DescribeInstanceAttribute attribute, ModifyInstanceAttribute (and what the attributes make
+// happen: termination and stop protection, the shutdown behaviour of a stop from inside),
+// credit specifications, status checks, console output, instance type offerings.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import {
+  CreateSecurityGroupCommand,
+  DescribeImagesCommand,
+  DescribeInstanceAttributeCommand,
+  DescribeInstanceCreditSpecificationsCommand,
+  DescribeInstancesCommand,
+  DescribeInstanceStatusCommand,
+  DescribeInstanceTypeOfferingsCommand,
+  GetConsoleOutputCommand,
+  ModifyInstanceAttributeCommand,
+  ModifyInstanceCreditSpecificationCommand,
+  RunInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+  type EC2Client,
+  type InstanceAttributeName,
+} from "@aws-sdk/client-ec2";
+import { errorName } from "./helpers/data.js";
+import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+
+let kiln: TestKiln;
+let ec2: EC2Client;
+let image: string;
+before(async () => {
+  kiln = await startTestKiln();
+  ec2 = kiln.ec2();
+  image = (await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"], Filters: [{ Name: "architecture", Values: ["x86_64"] }] }))).Images![0]!.ImageId!;
+});
+after(() => kiln.close());
+
+const launch = async (extra: Partial<ConstructorParameters<typeof RunInstancesCommand>[0]> = {}) =>
+  (await ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", ...extra }))).Instances![0]!.InstanceId!;
+const attribute = (InstanceId: string, Attribute: InstanceAttributeName) => ec2.send(new DescribeInstanceAttributeCommand({ InstanceId, Attribute }));
+const stateOf = async (id: string) => (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations![0]!.Instances![0]!;
+
+describe("DescribeInstanceAttribute", () => {
+  it("answers every attribute with the values the instance launched with", async () => {
+    const userData = Buffer.from("#!/bin/sh\necho kiln\n").toString("base64");
+    const id = await launch({ UserData: userData, DisableApiTermination: true, InstanceInitiatedShutdownBehavior: "terminate", EbsOptimized: true });
+    assert.equal((await attribute(id, "userData")).UserData!.Value, userData);
+    assert.equal((await attribute(id, "disableApiTermination")).DisableApiTermination!.Value, true);
+    assert.equal((await attribute(id, "disableApiStop")).DisableApiStop!.Value, false);
+    assert.equal((await attribute(id, "instanceInitiatedShutdownBehavior")).InstanceInitiatedShutdownBehavior!.Value, "terminate");
+    assert.equal((await attribute(id, "instanceType")).InstanceType!.Value, "t3.micro");
+    assert.equal((await attribute(id, "ebsOptimized")).EbsOptimized!.Value, true);
+    assert.equal((await attribute(id, "sourceDestCheck")).SourceDestCheck!.Value, true);
+    assert.equal((await attribute(id, "rootDeviceName")).RootDeviceName!.Value, "/dev/xvda");
+    assert.equal((await attribute(id, "blockDeviceMapping")).BlockDeviceMappings![0]!.DeviceName, "/dev/xvda");
+    assert.deepEqual((await attribute(id, "groupSet")).Groups!.map((g) => g.GroupName), ["default"]);
+    assert.deepEqual((await attribute(id, "productCodes")).ProductCodes, []);
+    assert.equal((await attribute(id, "enaSupport")).EnaSupport!.Value, true);
+    assert.deepEqual((await attribute(id, "enclaveOptions")).EnclaveOptions, { Enabled: false });
+    // Unset values come back as empty elements, as EC2 sends them.
+    assert.deepEqual((await attribute(id, "kernel")).KernelId, {});
+    assert.deepEqual((await attribute(await launch(), "userData")).UserData, {});
+  });
+});
+
+describe("ModifyInstanceAttribute", () => {
+  it("honours disableApiTermination and disableApiStop until they are lifted", async () => {
+    const id = await launch({ DisableApiTermination: true, DisableApiStop: true });
+    assert.equal(await errorName(ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }))), "OperationNotPermitted");
+    assert.equal(await errorName(ec2.send(new StopInstancesCommand({ InstanceIds: [id] }))), "OperationNotPermitted");
+    assert.equal((await stateOf(id)).State!.Name, "running");
+    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, DisableApiStop: { Value: false } }));
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, Attribute: "disableApiTermination", Value: "false" }));
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+    assert.equal((await stateOf(id)).State!.Name, "terminated");
+  });
+
+  it("changes type, user data and ebsOptimized only while stopped; keeps user data exactly", async () => {
+    const id = await launch();
+    assert.equal(await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: "m5.large" } }))), "IncorrectInstanceState");
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: "m5.large" } }));
+    assert.equal((await stateOf(id)).InstanceType, "m5.large");
+    assert.equal(await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: "t4g.micro" } }))), "InvalidInstanceAttributeValue");
+    const script = Buffer.from([0, 1, 2, 255, 254, 10, 13]);
+    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, UserData: { Value: script } }));
+    assert.equal((await attribute(id, "userData")).UserData!.Value, script.toString("base64"));
+    // One attribute per call.
+    assert.equal(await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, EbsOptimized: { Value: true }, SourceDestCheck: { Value: false } }))), "InvalidParameterCombination");
+  });
+
+  it("changes source/dest check, security groups and DeleteOnTermination", async () => {
+    const id = await launch();
+    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, SourceDestCheck: { Value: false } }));
+    assert.equal((await attribute(id, "sourceDestCheck")).SourceDestCheck!.Value, false);
+    assert.equal((await stateOf(id)).SourceDestCheck, false);
+    const group = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "app", Description: "app" }));
+    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, Groups: [group.GroupId!] }));
+    assert.deepEqual((await stateOf(id)).SecurityGroups, [{ GroupId: group.GroupId, GroupName: "app" }]);
+    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { DeleteOnTermination: false } }] }));
+    const mapping = (await attribute(id, "blockDeviceMapping")).BlockDeviceMappings![0]!;
+    assert.equal(mapping.Ebs!.DeleteOnTermination, false);
+  });
+
+  it("a shutdown from inside stops the instance, or terminates it when instanceInitiatedShutdownBehavior says so", async () => {
+    const stopper = await launch();
+    const terminator = await launch();
+    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: terminator, InstanceInitiatedShutdownBehavior: { Value: "terminate" } }));
+    for (const id of [stopper, terminator]) {
+      const response = await fetch(`${kiln.url}/_kiln/instances/${id}/shutdown`, { method: "POST" });
+      assert.equal(response.status, 200);
+    }
+    const stopped = await stateOf(stopper);
+    assert.equal(stopped.State!.Name, "stopped");
+    assert.equal(stopped.StateReason!.Code, "Client.InstanceInitiatedShutdown");
+    assert.equal((await stateOf(terminator)).State!.Name, "terminated");
+    // A stopped instance has nothing to shut down.
+    assert.equal((await fetch(`${kiln.url}/_kiln/instances/${stopper}/shutdown`, { method: "POST" })).status, 409);
+  });
+});
+
+describe("credits, status, console and offerings", () => {
+  it("reports and changes CPU credits of burstable instances", async () => {
+    const t3 = await launch();
+    const t2 = await launch({ InstanceType: "t2.micro", CreditSpecification: { CpuCredits: "unlimited" } });
+    const m5 = await launch({ InstanceType: "m5.large" });
+    const credits = async (ids: string[]) => (await ec2.send(new DescribeInstanceCreditSpecificationsCommand({ InstanceIds: ids }))).InstanceCreditSpecifications!.map((c) => c.CpuCredits);
+    assert.deepEqual(await credits([t3, t2]), ["unlimited", "unlimited"]);
+    const changed = await ec2.send(new ModifyInstanceCreditSpecificationCommand({ InstanceCreditSpecifications: [{ InstanceId: t3, CpuCredits: "standard" }, { InstanceId: m5, CpuCredits: "standard" }] }));
+    assert.deepEqual(changed.SuccessfulInstanceCreditSpecifications, [{ InstanceId: t3 }]);
+    assert.equal(changed.UnsuccessfulInstanceCreditSpecifications![0]!.InstanceId, m5);
+    assert.deepEqual(await credits([t3]), ["standard"]);
+    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "m5.large", CreditSpecification: { CpuCredits: "unlimited" } }))), "InvalidParameterCombination");
+  });
+
+  it("reports status checks for running instances, and all with IncludeAllInstances", async () => {
+    const running = await launch();
+    const stopped = await launch();
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [stopped] }));
+    const statuses = (await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [running, stopped] }))).InstanceStatuses!;
+    assert.deepEqual(statuses.map((s) => s.InstanceId), [running]);
+    assert.equal(statuses[0]!.InstanceStatus!.Status, "ok");
+    assert.equal(statuses[0]!.SystemStatus!.Details![0]!.Status, "passed");
+    const all = (await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [running, stopped], IncludeAllInstances: true }))).InstanceStatuses!;
+    assert.deepEqual(all.map((s) => [s.InstanceId, s.InstanceState!.Name, s.InstanceStatus!.Status]).sort(), [[running, "running", "ok"], [stopped, "stopped", "not-applicable"]].sort());
+    const output = await ec2.send(new GetConsoleOutputCommand({ InstanceId: running }));
+    assert.equal(output.InstanceId, running);
+    assert.ok(output.Timestamp instanceof Date);
+    assert.equal(await errorName(ec2.send(new GetConsoleOutputCommand({ InstanceId: "i-0123456789abcdef0" }))), "InvalidInstanceID.NotFound");
+  });
+
+  it("offers every known type in the region and in each zone", async () => {
+    const inRegion = (await ec2.send(new DescribeInstanceTypeOfferingsCommand({ Filters: [{ Name: "instance-type", Values: ["t3.*"] }] }))).InstanceTypeOfferings!;
+    assert.ok(inRegion.some((o) => o.InstanceType === "t3.micro" && o.Location === "us-east-1" && o.LocationType === "region"));
+    assert.ok(inRegion.every((o) => o.InstanceType!.startsWith("t3.")));
+    const inZone = (await ec2.send(new DescribeInstanceTypeOfferingsCommand({ LocationType: "availability-zone", Filters: [{ Name: "instance-type", Values: ["m7g.large"] }] }))).InstanceTypeOfferings!;
+    assert.deepEqual(inZone.map((o) => o.Location).sort(), ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1e", "us-east-1f"]);
+  });
+});
