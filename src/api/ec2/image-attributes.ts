@@ -33,7 +33,9 @@ function permissionChanges(input: ModifyImageAttributeRequest): { add: string[];
   if (listed.length) {
     if (input.OperationType === "add") add.push(...listed);
     else if (input.OperationType === "remove") remove.push(...listed);
-    else throw new ApiError("MissingParameter", "The request must contain the parameter operationType");
+    // Packer sends the same accounts both ways (UserIds and LaunchPermission.Add) without an
+    // OperationType; EC2 takes the LaunchPermission form then.
+    else if (!add.length && !remove.length) throw new ApiError("MissingParameter", "The request must contain the parameter operationType");
   }
   return { add, remove };
 }
