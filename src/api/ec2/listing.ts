@@ -3,7 +3,7 @@
 import { compileFilters, type FilterInput, type FilterSpec } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { tagsOf } from "../../store/meta/tags.js";
-import type { ActionContext } from "./action.js";
+import type { Action, ActionContext } from "./action.js";
 
 export interface Tagged<Row> {
   row: Row;
@@ -46,3 +46,33 @@ export async function listPage<Row>(
 }
 
 export const tagList = (tags: ReadonlyMap<string, string>) => [...tags].map(([Key, Value]) => ({ Key, Value }));
+
+/**
+ * A Describe* action of the common kind: ids (each must exist for the caller), filters, a page.
+ * `prepare` runs first (the default network, made on first use); `render` turns a page into the
+ * output members.
+ */
+export function describeAction<Row, Input extends ListingInput, Out>(spec: {
+  member: string;
+  fields: FilterSpec<Tagged<Row>>["fields"];
+  bounds?: { min: number; max: number };
+  prepare?: (ctx: ActionContext) => Promise<void>;
+  ids: (input: Input) => string[] | undefined;
+  list: (ctx: ActionContext, ids: readonly string[] | undefined) => Promise<Row[]>;
+  idOf: (row: Row) => string;
+  notFound: (ids: readonly string[]) => Error;
+  render: (ctx: ActionContext, page: Tagged<Row>[]) => Out[] | Promise<Out[]>;
+}): Action<Input> {
+  return {
+    check: (_ctx, input) => checkListing(input, spec.fields, spec.bounds),
+    async run(ctx, input) {
+      await spec.prepare?.(ctx);
+      const ids = spec.ids(input)?.length ? spec.ids(input) : undefined;
+      const rows = await spec.list(ctx, ids);
+      const missing = (ids ?? []).filter((id) => !rows.some((row) => spec.idOf(row) === id));
+      if (missing.length) throw spec.notFound(missing);
+      const { page, nextToken } = await listPage(ctx, rows, spec.idOf, input, spec.fields, spec.bounds);
+      return { [spec.member]: await spec.render(ctx, page), NextToken: nextToken };
+    },
+  };
+}

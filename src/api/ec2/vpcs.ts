@@ -50,7 +50,7 @@ import {
 import { deleteSecurityGroup, listSecurityGroups } from "../../store/meta/security-groups.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkListing, listPage, tagList, type Tagged } from "./listing.js";
+import { checkListing, describeAction, listPage, tagList, type Tagged } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 /** The caller's network in this region, its default part made if this is the first use. */
@@ -278,16 +278,16 @@ function checkCidr(text: string | undefined, code: "InvalidVpc.Range" | "Invalid
 }
 
 export const vpcActions: ActionTable = {
-  DescribeVpcs: {
-    check: (_ctx, input: DescribeVpcsRequest) => checkListing(input, VPC_FIELDS),
-    async run(ctx, input: DescribeVpcsRequest) {
-      await network(ctx);
-      const rows = await listVpcs(ctx.meta.db, ctx, { ids: input.VpcIds?.length ? input.VpcIds : undefined });
-      requireIds(input.VpcIds, rows, (r) => r.vpc_id, vpcNotFound);
-      const { page, nextToken } = await listPage(ctx, rows, (r) => r.vpc_id, input, VPC_FIELDS);
-      return { Vpcs: page.map((t) => toVpc(ctx, t)), NextToken: nextToken };
-    },
-  },
+  DescribeVpcs: describeAction({
+    member: "Vpcs",
+    fields: VPC_FIELDS,
+    prepare: network,
+    ids: (input: DescribeVpcsRequest) => input.VpcIds,
+    list: (ctx, ids) => listVpcs(ctx.meta.db, ctx, { ids }),
+    idOf: (row) => row.vpc_id,
+    notFound: vpcNotFound,
+    render: (ctx, page) => page.map((t) => toVpc(ctx, t)),
+  }),
 
   CreateVpc: {
     check(_ctx, input: CreateVpcRequest) {
@@ -365,16 +365,16 @@ export const vpcActions: ActionTable = {
     },
   },
 
-  DescribeSubnets: {
-    check: (_ctx, input: DescribeSubnetsRequest) => checkListing(input, SUBNET_FIELDS),
-    async run(ctx, input: DescribeSubnetsRequest) {
-      await network(ctx);
-      const rows = await listSubnets(ctx.meta.db, ctx, { ids: input.SubnetIds?.length ? input.SubnetIds : undefined });
-      requireIds(input.SubnetIds, rows, (r) => r.subnet_id, subnetNotFound);
-      const { page, nextToken } = await listPage(ctx, rows, (r) => r.subnet_id, input, SUBNET_FIELDS);
-      return { Subnets: await Promise.all(page.map((t) => toSubnet(ctx, t))), NextToken: nextToken };
-    },
-  },
+  DescribeSubnets: describeAction({
+    member: "Subnets",
+    fields: SUBNET_FIELDS,
+    prepare: network,
+    ids: (input: DescribeSubnetsRequest) => input.SubnetIds,
+    list: (ctx, ids) => listSubnets(ctx.meta.db, ctx, { ids }),
+    idOf: (row) => row.subnet_id,
+    notFound: subnetNotFound,
+    render: (ctx, page) => Promise.all(page.map((t) => toSubnet(ctx, t))),
+  }),
 
   CreateSubnet: {
     async check(ctx, input: CreateSubnetRequest) {
@@ -418,16 +418,16 @@ export const vpcActions: ActionTable = {
     },
   },
 
-  DescribeInternetGateways: {
-    check: (_ctx, input: DescribeInternetGatewaysRequest) => checkListing(input, GATEWAY_FIELDS),
-    async run(ctx, input: DescribeInternetGatewaysRequest) {
-      await network(ctx);
-      const rows = await listInternetGateways(ctx.meta.db, ctx, { ids: input.InternetGatewayIds?.length ? input.InternetGatewayIds : undefined });
-      requireIds(input.InternetGatewayIds, rows, (r) => r.internet_gateway_id, gatewayNotFound);
-      const { page, nextToken } = await listPage(ctx, rows, (r) => r.internet_gateway_id, input, GATEWAY_FIELDS);
-      return { InternetGateways: page.map(toGateway), NextToken: nextToken };
-    },
-  },
+  DescribeInternetGateways: describeAction({
+    member: "InternetGateways",
+    fields: GATEWAY_FIELDS,
+    prepare: network,
+    ids: (input: DescribeInternetGatewaysRequest) => input.InternetGatewayIds,
+    list: (ctx, ids) => listInternetGateways(ctx.meta.db, ctx, { ids }),
+    idOf: (row) => row.internet_gateway_id,
+    notFound: gatewayNotFound,
+    render: (_ctx, page) => page.map(toGateway),
+  }),
 
   CreateInternetGateway: {
     check: (_ctx, input: CreateInternetGatewayRequest) => tagSpecificationsFor(input.TagSpecifications, ["internet-gateway"]).get("internet-gateway"),
@@ -476,16 +476,17 @@ export const vpcActions: ActionTable = {
     },
   },
 
-  DescribeRouteTables: {
-    check: (_ctx, input: DescribeRouteTablesRequest) => checkListing(input, ROUTE_TABLE_FIELDS, { min: 5, max: 100 }),
-    async run(ctx, input: DescribeRouteTablesRequest) {
-      await network(ctx);
-      const rows = await listRouteTables(ctx.meta.db, ctx, { ids: input.RouteTableIds?.length ? input.RouteTableIds : undefined });
-      requireIds(input.RouteTableIds, rows, (r) => r.route_table_id, routeTableNotFound);
-      const { page, nextToken } = await listPage(ctx, rows, (r) => r.route_table_id, input, ROUTE_TABLE_FIELDS, { min: 5, max: 100 });
-      return { RouteTables: page.map(toRouteTable), NextToken: nextToken };
-    },
-  },
+  DescribeRouteTables: describeAction({
+    member: "RouteTables",
+    fields: ROUTE_TABLE_FIELDS,
+    bounds: { min: 5, max: 100 },
+    prepare: network,
+    ids: (input: DescribeRouteTablesRequest) => input.RouteTableIds,
+    list: (ctx, ids) => listRouteTables(ctx.meta.db, ctx, { ids }),
+    idOf: (row) => row.route_table_id,
+    notFound: routeTableNotFound,
+    render: (_ctx, page) => page.map(toRouteTable),
+  }),
 
   DescribeNetworkInterfaces: {
     check: (_ctx, input: DescribeNetworkInterfacesRequest) => checkListing(input, INTERFACE_FIELDS),
