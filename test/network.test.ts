@@ -140,6 +140,11 @@ describe("instances on the network", () => {
     assert.deepEqual((await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: "subnet-id", Values: [subnet.SubnetId!] }] }))).NetworkInterfaces, []);
     const again = await ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", Placement: { AvailabilityZone: "us-east-1b" } }));
     assert.equal(again.Instances![0]!.PrivateIpAddress, "172.31.16.4");
+    // Groups by name mean groups of the default VPC.
+    const named = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "by-name", Description: "named at launch" }));
+    const byName = await ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SecurityGroups: ["by-name", "default"] }));
+    assert.deepEqual(byName.Instances![0]!.SecurityGroups!.map((g) => g.GroupId).sort(), [named.GroupId, defaultGroup!.GroupId].sort());
+    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SecurityGroups: ["absent"] }))), "InvalidGroup.NotFound");
   });
 
   it("launch into a subnet of one's own, with named groups and a chosen address; no public address unless asked", async () => {
