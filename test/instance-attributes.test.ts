@@ -1,7 +1,7 @@
 // What launch tools read and change on an instance, through @aws-sdk/client-ec2: every
 // DescribeInstanceAttribute attribute, ModifyInstanceAttribute (and what the attributes make
 // happen: termination and stop protection, the shutdown behaviour of a stop from inside),
-// credit specifications, status checks, console output, instance type offerings.
+// credit specifications, status checks, console output, instance types and their offerings.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import {
@@ -11,6 +11,7 @@ import {
   DescribeInstanceCreditSpecificationsCommand,
   DescribeInstancesCommand,
   DescribeInstanceStatusCommand,
+  DescribeInstanceTypesCommand,
   DescribeInstanceTypeOfferingsCommand,
   GetConsoleOutputCommand,
   ModifyInstanceAttributeCommand,
@@ -119,7 +120,7 @@ describe("ModifyInstanceAttribute", () => {
   });
 });
 
-describe("credits, status, console and offerings", () => {
+describe("credits, status, console, types and offerings", () => {
   it("reports and changes CPU credits of burstable instances", async () => {
     const t3 = await launch();
     const t2 = await launch({ InstanceType: "t2.micro", CreditSpecification: { CpuCredits: "unlimited" } });
@@ -147,6 +148,26 @@ describe("credits, status, console and offerings", () => {
     assert.equal(output.InstanceId, running);
     assert.ok(output.Timestamp instanceof Date);
     assert.equal(await errorName(ec2.send(new GetConsoleOutputCommand({ InstanceId: "i-0123456789abcdef0" }))), "InvalidInstanceID.NotFound");
+  });
+
+  it("describes instance types with their facts, filters them, and RunInstances refuses unknown types and other architectures", async () => {
+    const types = (await ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: ["t3.micro", "m7g.large", "c5.xlarge"] }))).InstanceTypes!;
+    const byName = Object.fromEntries(types.map((t) => [t.InstanceType, t]));
+    assert.equal(byName["t3.micro"]!.VCpuInfo!.DefaultVCpus, 2);
+    assert.equal(byName["t3.micro"]!.MemoryInfo!.SizeInMiB, 1024);
+    assert.equal(byName["t3.micro"]!.FreeTierEligible, true);
+    assert.equal(byName["t3.micro"]!.BurstablePerformanceSupported, true);
+    assert.deepEqual(byName["m7g.large"]!.ProcessorInfo!.SupportedArchitectures, ["arm64"]);
+    assert.equal(byName["c5.xlarge"]!.MemoryInfo!.SizeInMiB, 8192);
+    assert.equal(byName["c5.xlarge"]!.EbsInfo!.NvmeSupport, "required");
+    assert.ok(byName["c5.xlarge"]!.NetworkInfo!.NetworkPerformance);
+    const free = (await ec2.send(new DescribeInstanceTypesCommand({ Filters: [{ Name: "free-tier-eligible", Values: ["true"] }] }))).InstanceTypes!.map((t) => t.InstanceType).sort();
+    assert.deepEqual(free, ["t2.micro", "t3.micro"]);
+    const arm = (await ec2.send(new DescribeInstanceTypesCommand({ Filters: [{ Name: "processor-info.supported-architecture", Values: ["arm64"] }] }))).InstanceTypes!;
+    assert.ok(arm.length >= 8 && arm.every((t) => t.InstanceType!.startsWith("t4g.") || t.InstanceType!.startsWith("m7g.")));
+    assert.equal(await errorName(ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: ["x9.huge" as "t3.micro"] }))), "InvalidInstanceType");
+    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "x9.huge" as "t3.micro" }))), "InvalidParameterValue");
+    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t4g.micro" }))), "InvalidParameterValue");
   });
 
   it("offers every known type in the region and in each zone", async () => {

@@ -110,8 +110,9 @@ export function ec2Endpoint(deps: {
         try {
           input = decodeStructure(args, operation.input ?? EMPTY_INPUT);
         } catch (error) {
-          const replacement = error instanceof InvalidParameter ? action.parameterErrors?.[error.parameter] : undefined;
-          throw replacement ? replacement() : error;
+          // An action's own error for the parameter (or for any item of a list parameter).
+          const replacement = error instanceof InvalidParameter ? action.parameterErrors?.[error.parameter] ?? action.parameterErrors?.[error.parameter.split(".")[0]!] : undefined;
+          throw replacement ? replacement(error as InvalidParameter) : error;
         }
         await catalogue.ensure(caller.region);
         const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config, blobs, tasks };

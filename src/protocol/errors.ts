@@ -140,7 +140,7 @@ export class ApiError extends Error {
 
 /** InvalidParameterValue for one named parameter, so an action can answer with its own code instead. */
 export class InvalidParameter extends ApiError {
-  constructor(readonly parameter: string, message: string) {
+  constructor(readonly parameter: string, message: string, readonly value?: string) {
     super("InvalidParameterValue", message);
   }
 }

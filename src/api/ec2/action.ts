@@ -3,6 +3,7 @@ import type { KilnConfig } from "../../config.js";
 import type { MetaStore } from "../../store/meta/database.js";
 import type { BlobStore } from "../../store/objects/blobs.js";
 import type { TaskRunner } from "../../tasks/runner.js";
+import type { InvalidParameter } from "../../protocol/errors.js";
 
 export interface ActionContext {
   readonly requestId: string;
@@ -22,8 +23,11 @@ export interface Action<Input = any, Output = any, Checked = any> {
    */
   check?(ctx: ActionContext, input: Input): Promise<Checked> | Checked;
   run(ctx: ActionContext, input: Input, checked: Checked): Promise<Output | void> | Output | void;
-  /** EC2's own error for a parameter the model's bounds refuse (e.g. a too-short AMI name), by parameter name. */
-  parameterErrors?: Record<string, () => Error>;
+  /**
+   * EC2's own error for a parameter the model's bounds refuse (e.g. a too-short AMI name), by
+   * parameter name (a list parameter's name covers its items).
+   */
+  parameterErrors?: Record<string, (refused: InvalidParameter) => Error>;
 }
 
 export type ActionTable = Record<string, Action>;

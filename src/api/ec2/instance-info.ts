@@ -76,11 +76,15 @@ function toType(t: InstanceTypeInfo): InstanceTypeOutput {
   };
 }
 
+const unknownTypes = (names: readonly string[]) => new ApiError("InvalidInstanceType", `The following supplied instance types do not exist: [${names.join(", ")}]`);
+
 export const instanceInfoActions: ActionTable = {
   DescribeInstanceTypes: {
+    // A name outside the model's list of types is a type that does not exist, as EC2 words it.
+    parameterErrors: { InstanceType: (refused) => unknownTypes([refused.value ?? ""]) },
     check(_ctx, input: DescribeInstanceTypesRequest) {
       const unknown = (input.InstanceTypes ?? []).filter((name) => !instanceType(name));
-      if (unknown.length) throw new ApiError("InvalidInstanceType", `The following supplied instance types do not exist: [${unknown.join(", ")}]`);
+      if (unknown.length) throw unknownTypes(unknown);
       pageSize(input.MaxResults, { min: 5, max: 100 });
       compileFilters(input.Filters, TYPE_FILTERS);
     },

@@ -15,7 +15,7 @@ const isObject = (node: ParamNode): node is ParamObject =>
   typeof node === "object" && node !== null && !Array.isArray(node);
 
 const invalid = (path: string, value: ParamNode, expected: string) =>
-  new InvalidParameter(path, `Value (${describe(value)}) for parameter ${path} is invalid. ${expected}`);
+  new InvalidParameter(path, `Value (${describe(value)}) for parameter ${path} is invalid. ${expected}`, describe(value));
 
 const describe = (value: ParamNode) => (typeof value === "object" && value !== null ? "a structure" : String(value));
 
