@@ -7,12 +7,14 @@ import {
   AttachInternetGatewayCommand,
   AuthorizeSecurityGroupEgressCommand,
   AuthorizeSecurityGroupIngressCommand,
+  CreateDefaultVpcCommand,
   CreateInternetGatewayCommand,
   CreateSecurityGroupCommand,
   CreateSubnetCommand,
   CreateTagsCommand,
   CreateVpcCommand,
   DeleteInternetGatewayCommand,
+  DescribeAccountAttributesCommand,
   DeleteSecurityGroupCommand,
   DeleteSubnetCommand,
   DeleteVpcCommand,
@@ -99,6 +101,15 @@ describe("the default network", () => {
     assert.notEqual(other.VpcId, vpc.VpcId);
     assert.notEqual(west.VpcId, vpc.VpcId);
     assert.equal(await errorName(kiln.ec2({ accessKeyId: "100000000002" }).send(new DescribeVpcsCommand({ VpcIds: [vpc.VpcId!] }))), "InvalidVpcID.NotFound");
+  });
+
+  it("is made once when the first requests arrive together", async () => {
+    const ec2 = kiln.ec2({ accessKeyId: "100000000009" });
+    const answers = await Promise.all([1, 2, 3, 4, 5].map(() => ec2.send(new DescribeVpcsCommand({}))));
+    const ids = new Set(answers.flatMap((a) => a.Vpcs!.map((v) => v.VpcId)));
+    assert.equal(ids.size, 1);
+    assert.equal((await ec2.send(new DescribeSubnetsCommand({}))).Subnets!.length, 6);
+    assert.equal((await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups!.length, 1);
   });
 });
 
@@ -215,6 +226,33 @@ describe("VPCs, subnets and gateways of one's own", () => {
     await ec2.send(new CreateTagsCommand({ Resources: [vpc.VpcId!], Tags: [{ Key: "Name", Value: "mine" }] }));
     assert.equal(await errorName(kiln.ec2({ accessKeyId: "100000000006" }).send(new CreateTagsCommand({ Resources: [vpc.VpcId!], Tags: [{ Key: "Name", Value: "theirs" }] }))), "InvalidVpcID.NotFound");
     assert.deepEqual((await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: "tag:Name", Values: ["mine"] }] }))).Vpcs!.map((v) => v.VpcId), [vpc.VpcId]);
+  });
+});
+
+describe("deleting the default VPC", () => {
+  it("leaves the account without one (launches need a subnet) until CreateDefaultVpc makes it again", async () => {
+    const ec2 = kiln.ec2({ accessKeyId: "100000000010" });
+    const vpc = await defaultVpcOf(ec2);
+    assert.equal(await errorName(ec2.send(new DeleteVpcCommand({ VpcId: vpc.VpcId }))), "DependencyViolation");
+    for (const subnet of (await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: "vpc-id", Values: [vpc.VpcId!] }] }))).Subnets!) {
+      await ec2.send(new DeleteSubnetCommand({ SubnetId: subnet.SubnetId }));
+    }
+    const [gateway] = (await ec2.send(new DescribeInternetGatewaysCommand({ Filters: [{ Name: "attachment.vpc-id", Values: [vpc.VpcId!] }] }))).InternetGateways!;
+    await ec2.send(new DetachInternetGatewayCommand({ InternetGatewayId: gateway!.InternetGatewayId, VpcId: vpc.VpcId }));
+    await ec2.send(new DeleteInternetGatewayCommand({ InternetGatewayId: gateway!.InternetGatewayId }));
+    await ec2.send(new DeleteVpcCommand({ VpcId: vpc.VpcId }));
+    assert.deepEqual((await ec2.send(new DescribeVpcsCommand({}))).Vpcs, []);
+    const attributes = await ec2.send(new DescribeAccountAttributesCommand({ AttributeNames: ["default-vpc"] }));
+    assert.equal(attributes.AccountAttributes![0]!.AttributeValues![0]!.AttributeValue, "none");
+    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro" }))), "VPCIdNotSpecified");
+    assert.equal(await errorName(ec2.send(new CreateSecurityGroupCommand({ GroupName: "x", Description: "x" }))), "VPCIdNotSpecified");
+
+    const again = (await ec2.send(new CreateDefaultVpcCommand({}))).Vpc!;
+    assert.equal(again.IsDefault, true);
+    assert.equal(again.CidrBlock, "172.31.0.0/16");
+    assert.notEqual(again.VpcId, vpc.VpcId);
+    assert.equal((await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: "vpc-id", Values: [again.VpcId!] }] }))).Subnets!.length, 6);
+    assert.equal(await errorName(ec2.send(new CreateDefaultVpcCommand({}))), "DefaultVpcAlreadyExists");
   });
 });
 
