@@ -31,12 +31,11 @@ import { attachmentsOf, listInstances } from "../../store/meta/instances.js";
 import { zonesOf } from "../../domain/regions.js";
 import { interfaceGroups, listNetworkInterfaces, setInterfaceGroups } from "../../store/meta/network.js";
 import { listSecurityGroups } from "../../store/meta/security-groups.js";
-import type { InstanceRow } from "../../store/meta/instances.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { STATE_CODES, instancesOf } from "./instances.js";
 import { checkListing, listPage, type Tagged } from "./listing.js";
 import { groupsById } from "./security-groups.js";
-import type { InstanceRecord } from "../../store/meta/instances.js";
+import type { InstanceRecord, InstanceRow } from "../../store/meta/instances.js";
 
 const TYPE_FILTERS = {
   fields: {

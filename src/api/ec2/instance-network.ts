@@ -9,8 +9,7 @@ import { addressInSubnet, listNetworkInterfaces, listSubnets, type SubnetRow } f
 import { listSecurityGroups } from "../../store/meta/security-groups.js";
 import type { ActionContext } from "./action.js";
 import { groupsById, groupsByName } from "./security-groups.js";
-import { toNetworkInterfaces } from "./vpcs.js";
-import { requireDefaultVpc, subnetOf } from "./vpcs.js";
+import { requireDefaultVpc, subnetOf, toNetworkInterfaces } from "./vpcs.js";
 
 /** The instance's zone and its primary interface, from RunInstances' parameters. */
 export async function planLaunchNetwork(ctx: ActionContext, input: RunInstancesRequest, requestedZone: string | undefined): Promise<{ zone: string; network: LaunchInterface }> {

@@ -292,26 +292,24 @@ export const instanceActions: ActionTable = {
       const ids = input.InstanceIds?.length ? input.InstanceIds : undefined;
       const records = ids ? await instancesOf(ctx, ids) : await listInstances(ctx.meta.db, ctx, { after: decodeNextToken(input.NextToken, 1)?.[0] });
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
-      const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: records.map((r) => r.row.instance_id) });
-      const tags = await tagsOf(ctx.meta.db, ctx, records.map((r) => r.row.instance_id));
-      const interfaces = await instanceInterfaces(ctx, records.map((r) => r.row.instance_id));
       const matches = compileFilters(input.Filters, FILTERS);
-      const page: InstanceRecord[] = [];
+      const page: Described[] = [];
       let nextToken: string | undefined;
-      for (const record of records) {
-        const id = record.row.instance_id;
-        const described = { record, attachments: attachments.filter((a) => a.instance_id === id), tags: tags.get(id) ?? new Map<string, string>(), instance: toInstance(record, [], new Map(), interfaces.get(id) ?? []) };
+      for (const described of await describeAll(ctx, records)) {
         if (!matches(described)) continue;
         if (limit !== undefined && page.length === limit) {
-          nextToken = encodeNextToken([page[page.length - 1]!.row.instance_id]);
+          nextToken = encodeNextToken([page[page.length - 1]!.record.row.instance_id]);
           break;
         }
-        page.push(record);
+        page.push(described);
       }
-      const reservations = new Map<string, InstanceRecord[]>();
-      for (const record of page) reservations.set(record.row.reservation_id, [...(reservations.get(record.row.reservation_id) ?? []), record]);
+      const reservations = new Map<string, Described[]>();
+      for (const described of page) {
+        const id = described.record.row.reservation_id;
+        reservations.set(id, [...(reservations.get(id) ?? []), described]);
+      }
       return {
-        Reservations: [...reservations.values()].map((group) => reservationOf(ctx, group, attachments, tags, interfaces)),
+        Reservations: [...reservations.values()].map((group) => reservationOf(ctx, group)),
         NextToken: nextToken,
       };
     },
@@ -389,27 +387,37 @@ export async function scheduleInstance(ctx: ActionContext, instanceId: string, s
   await setSchedule(ctx.meta.db, instanceId, steps, userInitiated());
 }
 
-function reservationOf(ctx: ActionContext, group: InstanceRecord[], attachments: readonly AttachmentRow[], tags: Map<string, Map<string, string>>, interfaces: Map<string, InstanceNetworkInterface[]>): Reservation {
+/** Each instance with what DescribeInstances shows of it and what its filters read. */
+async function describeAll(ctx: ActionContext, records: readonly InstanceRecord[]): Promise<Described[]> {
+  const ids = records.map((r) => r.row.instance_id);
+  const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: ids });
+  const tags = await tagsOf(ctx.meta.db, ctx, ids);
+  const interfaces = await instanceInterfaces(ctx, ids);
+  return records.map((record) => {
+    const id = record.row.instance_id;
+    const own = { attachments: attachments.filter((a) => a.instance_id === id), tags: tags.get(id) ?? new Map<string, string>() };
+    return { record, ...own, instance: toInstance(record, own.attachments, own.tags, interfaces.get(id) ?? []) };
+  });
+}
+
+function reservationOf(ctx: ActionContext, group: readonly Described[]): Reservation {
   return {
-    ReservationId: group[0]!.row.reservation_id,
+    ReservationId: group[0]!.record.row.reservation_id,
     OwnerId: ctx.accountId,
     Groups: [],
-    Instances: [...group].sort((a, b) => a.row.ami_launch_index - b.row.ami_launch_index).map((r) => toInstance(r, attachments.filter((a) => a.instance_id === r.row.instance_id), tags.get(r.row.instance_id) ?? new Map(), interfaces.get(r.row.instance_id) ?? [])),
+    Instances: [...group].sort((a, b) => a.record.row.ami_launch_index - b.record.row.ami_launch_index).map((d) => d.instance),
   };
 }
 
 async function describeReservation(ctx: ActionContext, records: InstanceRecord[]): Promise<Reservation> {
-  const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: records.map((r) => r.row.instance_id) });
-  const tags = await tagsOf(ctx.meta.db, ctx, records.map((r) => r.row.instance_id));
-  const interfaces = await instanceInterfaces(ctx, records.map((r) => r.row.instance_id));
-  return reservationOf(ctx, records, attachments, tags, interfaces);
+  return reservationOf(ctx, await describeAll(ctx, records));
 }
 
 interface Described {
   record: InstanceRecord;
   attachments: readonly AttachmentRow[];
   tags: ReadonlyMap<string, string>;
-  /** The instance as described (its network facts). */
+  /** The instance as DescribeInstances shows it. */
   instance: Instance;
 }
 

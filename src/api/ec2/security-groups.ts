@@ -271,6 +271,11 @@ async function revoke(ctx: ActionContext, input: RevokeSecurityGroupIngressReque
   return { doomed: [...doomed], unknown };
 }
 
+async function applyRevoke(ctx: ActionContext, { doomed, unknown }: Awaited<ReturnType<typeof revoke>>) {
+  await deleteRules(ctx.meta.db, doomed);
+  return { Return: true, UnknownIpPermissions: unknown.length ? unknown : undefined, RevokedSecurityGroupRules: doomed.map((id) => ({ SecurityGroupRuleId: id })) };
+}
+
 export const securityGroupActions: ActionTable = {
   CreateSecurityGroup: {
     async check(ctx, input: CreateSecurityGroupRequest) {
@@ -351,18 +356,12 @@ export const securityGroupActions: ActionTable = {
 
   RevokeSecurityGroupIngress: {
     check: (ctx, input: RevokeSecurityGroupIngressRequest) => revoke(ctx, input, false),
-    async run(ctx, _input, { doomed, unknown }: Awaited<ReturnType<typeof revoke>>) {
-      await deleteRules(ctx.meta.db, doomed);
-      return { Return: true, UnknownIpPermissions: unknown.length ? unknown : undefined, RevokedSecurityGroupRules: doomed.map((id) => ({ SecurityGroupRuleId: id })) };
-    },
+    run: (ctx, _input, planned: Awaited<ReturnType<typeof revoke>>) => applyRevoke(ctx, planned),
   },
 
   RevokeSecurityGroupEgress: {
     check: (ctx, input: RevokeSecurityGroupEgressRequest) => revoke(ctx, input, true),
-    async run(ctx, _input, { doomed, unknown }: Awaited<ReturnType<typeof revoke>>) {
-      await deleteRules(ctx.meta.db, doomed);
-      return { Return: true, UnknownIpPermissions: unknown.length ? unknown : undefined, RevokedSecurityGroupRules: doomed.map((id) => ({ SecurityGroupRuleId: id })) };
-    },
+    run: (ctx, _input, planned: Awaited<ReturnType<typeof revoke>>) => applyRevoke(ctx, planned),
   },
 
   DeleteSecurityGroup: {

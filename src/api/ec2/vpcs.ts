@@ -247,7 +247,8 @@ const ROUTE_TABLE_FIELDS = {
 
 type DescribedInterface = Tagged<NetworkInterfaceRow>;
 
-const INTERFACE_FIELDS = {
+/** DescribeNetworkInterfaces' filters; `group-id` reads the interfaces' groups. */
+const interfaceFields = (groupsOf: (interfaceId: string) => readonly string[]) => ({
   "network-interface-id": (t: DescribedInterface) => t.row.network_interface_id,
   "subnet-id": (t: DescribedInterface) => t.row.subnet_id,
   "vpc-id": (t: DescribedInterface) => t.row.vpc_id,
@@ -262,13 +263,12 @@ const INTERFACE_FIELDS = {
   "association.public-ip": (t: DescribedInterface) => t.row.public_ip ?? undefined,
   "mac-address": (t: DescribedInterface) => t.row.mac_address,
   description: (t: DescribedInterface) => t.row.description,
-  // Read from the interface's groups when the listing runs (DescribeNetworkInterfaces).
-  "group-id": (_t: DescribedInterface): string[] => [],
+  "group-id": (t: DescribedInterface) => groupsOf(t.row.network_interface_id),
   "owner-id": (t: DescribedInterface) => t.row.account_id,
   status: (t: DescribedInterface) => (t.row.instance_id ? "in-use" : "available"),
   "source-dest-check": (t: DescribedInterface) => String(Boolean(t.row.source_dest_check)),
   "interface-type": () => "interface",
-};
+});
 
 function checkCidr(text: string | undefined, code: "InvalidVpc.Range" | "InvalidSubnet.Range") {
   const cidr = text ? parseCidr(text) : undefined;
@@ -489,13 +489,13 @@ export const vpcActions: ActionTable = {
   }),
 
   DescribeNetworkInterfaces: {
-    check: (_ctx, input: DescribeNetworkInterfacesRequest) => checkListing(input, INTERFACE_FIELDS),
+    check: (_ctx, input: DescribeNetworkInterfacesRequest) => checkListing(input, interfaceFields(() => [])),
     async run(ctx, input: DescribeNetworkInterfacesRequest) {
       await network(ctx);
       const rows = await listNetworkInterfaces(ctx.meta.db, ctx, { ids: input.NetworkInterfaceIds?.length ? input.NetworkInterfaceIds : undefined });
       requireIds(input.NetworkInterfaceIds, rows, (r) => r.network_interface_id, interfaceNotFound);
       const groups = await interfaceGroups(ctx.meta.db, rows.map((r) => r.network_interface_id));
-      const fields = { ...INTERFACE_FIELDS, "group-id": (t: Tagged<NetworkInterfaceRow>) => groups.get(t.row.network_interface_id) ?? [] };
+      const fields = interfaceFields((id) => groups.get(id) ?? []);
       const { page, nextToken } = await listPage(ctx, rows, (r) => r.network_interface_id, input, fields);
       return { NetworkInterfaces: await toNetworkInterfaces(ctx, page), NextToken: nextToken };
     },
