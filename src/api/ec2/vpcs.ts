@@ -332,9 +332,9 @@ export const vpcActions: ActionTable = {
     },
     async run(ctx, _input: DeleteVpcRequest, vpc: VpcRow) {
       await ctx.meta.db.transaction().execute(async (tx) => {
-        for (const table of await listRouteTables(tx, ctx, { vpcId: vpc.vpc_id })) await removeResource(tx, ctx, "route_tables", "route_table_id", table.route_table_id);
+        for (const table of await listRouteTables(tx, ctx, { vpcId: vpc.vpc_id })) await removeResource(tx, ctx, "route_tables", table.route_table_id);
         for (const group of await listSecurityGroups(tx, ctx, { vpcId: vpc.vpc_id })) await deleteSecurityGroup(tx, ctx, group.group_id);
-        await removeResource(tx, ctx, "vpcs", "vpc_id", vpc.vpc_id);
+        await removeResource(tx, ctx, "vpcs", vpc.vpc_id);
       });
       return { Return: true };
     },
@@ -414,7 +414,7 @@ export const vpcActions: ActionTable = {
       }
     },
     async run(ctx, input: DeleteSubnetRequest) {
-      await removeResource(ctx.meta.db, ctx, "subnets", "subnet_id", input.SubnetId!);
+      await removeResource(ctx.meta.db, ctx, "subnets", input.SubnetId!);
     },
   },
 
@@ -472,7 +472,7 @@ export const vpcActions: ActionTable = {
       if (gateway.vpc_id) throw new ApiError("DependencyViolation", `The internetGateway '${gateway.internet_gateway_id}' has dependencies and cannot be deleted.`);
     },
     async run(ctx, input: DeleteInternetGatewayRequest) {
-      await removeResource(ctx.meta.db, ctx, "internet_gateways", "internet_gateway_id", input.InternetGatewayId!);
+      await removeResource(ctx.meta.db, ctx, "internet_gateways", input.InternetGatewayId!);
     },
   },
 

@@ -175,7 +175,12 @@ export async function releaseInterfaces(db: Db, instanceId: string): Promise<voi
   await db.updateTable("network_interfaces").set({ instance_id: null, device_index: null, attachment_id: null, attach_time: null, public_ip: null }).where("instance_id", "=", instanceId).execute();
 }
 
-export async function removeResource(db: Db, scope: Scope, table: "vpcs" | "subnets" | "internet_gateways" | "route_tables", column: string, id: string): Promise<void> {
-  await (db.deleteFrom(table) as any).where(column, "=", id).execute();
+/** Each network table's id column, for removeResource. */
+const ID_COLUMNS = { vpcs: "vpc_id", subnets: "subnet_id", internet_gateways: "internet_gateway_id", route_tables: "route_table_id" } as const;
+
+/** Deletes a VPC, subnet, internet gateway or route table, and its tags. */
+export async function removeResource(db: Db, scope: Scope, table: keyof typeof ID_COLUMNS, id: string): Promise<void> {
+  // Kysely cannot type a column chosen by a table union; the map above pairs them.
+  await db.deleteFrom(table).where(ID_COLUMNS[table] as "vpc_id", "=", id).execute();
   await db.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", id).execute();
 }
