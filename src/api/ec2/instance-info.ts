@@ -29,12 +29,12 @@ import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/paginat
 import { ApiError } from "../../protocol/errors.js";
 import { attachmentsOf, listInstances } from "../../store/meta/instances.js";
 import { zonesOf } from "../../domain/regions.js";
-import { interfaceGroups, listNetworkInterfaces, setInterfaceGroups } from "../../store/meta/network.js";
-import { listSecurityGroups } from "../../store/meta/security-groups.js";
+import { setInterfaceGroups } from "../../store/meta/network.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { STATE_CODES, instancesOf } from "./instances.js";
 import { checkListing, listPage, type Tagged } from "./listing.js";
 import { groupsById } from "./security-groups.js";
+import { instanceInterfaces, primaryInterface } from "./instance-network.js";
 import type { InstanceRecord, InstanceRow } from "../../store/meta/instances.js";
 
 const TYPE_FILTERS = {
@@ -107,7 +107,8 @@ export const instanceInfoActions: ActionTable = {
       const row = record!.row;
       const out: InstanceAttribute = { InstanceId: row.instance_id };
       const flag = (value: number) => ({ Value: Boolean(value) });
-      const primary = async () => (await listNetworkInterfaces(ctx.meta.db, ctx, { instanceIds: [row.instance_id] })).find((n) => n.device_index === 0);
+      // The primary interface as DescribeInstances shows it: its source/dest check and groups.
+      const primary = async () => (await instanceInterfaces(ctx, [row.instance_id])).get(row.instance_id)?.[0];
       switch (input.Attribute) {
         case "instanceType": out.InstanceType = { Value: row.instance_type }; break;
         case "kernel": out.KernelId = row.kernel_id ? { Value: row.kernel_id } : {}; break;
@@ -124,14 +125,8 @@ export const instanceInfoActions: ActionTable = {
           }));
           break;
         case "productCodes": out.ProductCodes = []; break;
-        case "sourceDestCheck": out.SourceDestCheck = flag((await primary())?.source_dest_check ?? 1); break;
-        case "groupSet": {
-          const eni = await primary();
-          const ids = eni ? (await interfaceGroups(ctx.meta.db, [eni.network_interface_id])).get(eni.network_interface_id) ?? [] : [];
-          const names = new Map((await listSecurityGroups(ctx.meta.db, ctx, { ids })).map((g) => [g.group_id, g.group_name]));
-          out.Groups = ids.map((id) => ({ GroupId: id, GroupName: names.get(id) }));
-          break;
-        }
+        case "sourceDestCheck": out.SourceDestCheck = { Value: (await primary())?.SourceDestCheck ?? true }; break;
+        case "groupSet": out.Groups = ((await primary())?.Groups ?? []).map((g) => ({ GroupId: g.GroupId, GroupName: g.GroupName })); break;
         case "ebsOptimized": out.EbsOptimized = flag(row.ebs_optimized); break;
         case "sriovNetSupport": out.SriovNetSupport = row.sriov_net_support ? { Value: row.sriov_net_support } : {}; break;
         case "enaSupport": out.EnaSupport = flag(row.ena_support); break;
@@ -148,7 +143,7 @@ export const instanceInfoActions: ActionTable = {
       const db = ctx.meta.db;
       if (change.columns) await db.updateTable("instances").set(change.columns).where("instance_id", "=", input.InstanceId!).execute();
       if (change.sourceDestCheck !== undefined || change.groupIds) {
-        const eni = (await listNetworkInterfaces(db, ctx, { instanceIds: [input.InstanceId!] })).find((n) => n.device_index === 0)!;
+        const eni = (await primaryInterface(ctx, input.InstanceId!))!;
         if (change.sourceDestCheck !== undefined) await db.updateTable("network_interfaces").set({ source_dest_check: change.sourceDestCheck ? 1 : 0 }).where("network_interface_id", "=", eni.network_interface_id).execute();
         if (change.groupIds) await db.transaction().execute((tx) => setInterfaceGroups(tx, eni.network_interface_id, change.groupIds!));
       }
@@ -311,7 +306,7 @@ async function planAttributeChange(ctx: ActionContext, input: ModifyInstanceAttr
     case "groupSet": {
       const ids = typeof value === "string" ? [value] : (value as string[]);
       const groups = await groupsById(ctx, ids);
-      const eni = (await listNetworkInterfaces(ctx.meta.db, ctx, { instanceIds: [row.instance_id] })).find((n) => n.device_index === 0);
+      const eni = await primaryInterface(ctx, row.instance_id);
       for (const group of groups) if (group.vpc_id !== eni?.vpc_id) throw new ApiError("InvalidGroup.NotFound", `The security group '${group.group_id}' does not exist in VPC '${eni?.vpc_id}'`);
       return { groupIds: ids };
     }

@@ -5,7 +5,7 @@ import type { InstanceNetworkInterface, RunInstancesRequest } from "@aws-sdk/cli
 import { randomInt } from "node:crypto";
 import { ApiError } from "../../protocol/errors.js";
 import type { LaunchInterface } from "../../store/meta/instances.js";
-import { addressInSubnet, listNetworkInterfaces, listSubnets, type SubnetRow } from "../../store/meta/network.js";
+import { addressInSubnet, listNetworkInterfaces, listSubnets, type NetworkInterfaceRow, type SubnetRow } from "../../store/meta/network.js";
 import { listSecurityGroups } from "../../store/meta/security-groups.js";
 import type { ActionContext } from "./action.js";
 import { groupsById, groupsByName } from "./security-groups.js";
@@ -36,7 +36,7 @@ export async function planLaunchNetwork(ctx: ActionContext, input: RunInstancesR
   const groupNames = input.SecurityGroups ?? [];
   const groups = [...(groupIds.length ? await groupsById(ctx, groupIds) : [])];
   if (groupNames.length) {
-    if (subnetId && !(await listSubnets(ctx.meta.db, ctx, { ids: [subnetId] }))[0]?.default_for_az) {
+    if (!subnet.default_for_az) {
       throw new ApiError("InvalidParameterCombination", "The parameter groupName cannot be used with the parameter subnet");
     }
     groups.push(...(await groupsByName(ctx, groupNames)));
@@ -66,6 +66,11 @@ export async function planLaunchNetwork(ctx: ActionContext, input: RunInstancesR
       deleteOnTermination: primary?.DeleteOnTermination ?? true,
     },
   };
+}
+
+/** An instance's primary interface (device index 0). */
+export async function primaryInterface(ctx: ActionContext, instanceId: string): Promise<NetworkInterfaceRow | undefined> {
+  return (await listNetworkInterfaces(ctx.meta.db, ctx, { instanceIds: [instanceId] })).find((n) => n.device_index === 0);
 }
 
 /** An address from a range EC2 hands out in us-east-1 (3.80.0.0/12). */

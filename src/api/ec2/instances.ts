@@ -23,6 +23,7 @@ import { schedule, transition, type Schedule } from "../../domain/transitions.js
 import { ApiError } from "../../protocol/errors.js";
 import type { BlockDeviceRow } from "../../store/meta/images.js";
 import { GUEST_SHUTDOWN, SubnetFull, attachmentsOf, insertLaunch, listInstances, releaseInstanceResources, setSchedule, type AttachmentRow, type InstanceRecord, type InstanceState, type Launch } from "../../store/meta/instances.js";
+import { listNetworkInterfaces } from "../../store/meta/network.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
@@ -270,8 +271,8 @@ export const instanceActions: ActionTable = {
       const volumeIds = launches.flatMap((l) => l.volumes.map((v) => ({ id: v.volume.volume_id, type: "volume" })));
       if (volumeTags.length && volumeIds.length) await putTags(ctx.meta.db, ctx, volumeIds, volumeTags, TAG_LIMITS.perResource);
       if (interfaceTags.length) {
-        const interfaces = [...(await instanceInterfaces(ctx, launches.map((l) => l.instance.instance_id))).values()].flat();
-        await putTags(ctx.meta.db, ctx, interfaces.map((n) => ({ id: n.NetworkInterfaceId!, type: "network-interface" })), interfaceTags, TAG_LIMITS.perResource);
+        const interfaces = await listNetworkInterfaces(ctx.meta.db, ctx, { instanceIds: launches.map((l) => l.instance.instance_id) });
+        await putTags(ctx.meta.db, ctx, interfaces.map((n) => ({ id: n.network_interface_id, type: "network-interface" })), interfaceTags, TAG_LIMITS.perResource);
       }
       // RunInstances answers with the instances as launched: pending.
       const records = await listInstances(ctx.meta.db, ctx, { ids: launches.map((l) => l.instance.instance_id) });

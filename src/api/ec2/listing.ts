@@ -45,6 +45,12 @@ export async function listPage<Row>(
   return { page };
 }
 
+/** Every id of `ids` among `rows`, or the NotFound error for those missing. */
+export function requireIds<Row>(ids: readonly string[] | undefined, rows: readonly Row[], idOf: (row: Row) => string, notFound: (ids: readonly string[]) => Error): void {
+  const missing = (ids ?? []).filter((id) => !rows.some((row) => idOf(row) === id));
+  if (missing.length) throw notFound(missing);
+}
+
 export const tagList = (tags: ReadonlyMap<string, string>) => [...tags].map(([Key, Value]) => ({ Key, Value }));
 
 /**
@@ -69,8 +75,7 @@ export function describeAction<Row, Input extends ListingInput, Out>(spec: {
       await spec.prepare?.(ctx);
       const ids = spec.ids(input)?.length ? spec.ids(input) : undefined;
       const rows = await spec.list(ctx, ids);
-      const missing = (ids ?? []).filter((id) => !rows.some((row) => spec.idOf(row) === id));
-      if (missing.length) throw spec.notFound(missing);
+      requireIds(ids, rows, spec.idOf, spec.notFound);
       const { page, nextToken } = await listPage(ctx, rows, spec.idOf, input, spec.fields, spec.bounds);
       return { [spec.member]: await spec.render(ctx, page), NextToken: nextToken };
     },

@@ -33,7 +33,7 @@ import {
 } from "../../store/meta/security-groups.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkListing, listPage, tagList, type Tagged } from "./listing.js";
+import { checkListing, listPage, requireIds, tagList, type Tagged } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 import { network, requireDefaultVpc, vpcOf } from "./vpcs.js";
 
@@ -41,6 +41,8 @@ const GROUP_ID = /^sg-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
 export const groupNotFound = (what: readonly string[], where = "") =>
   new ApiError("InvalidGroup.NotFound", `The security group${what.length > 1 ? "s" : ""} '${what.join("', '")}' ${what.length > 1 ? "do" : "does"} not exist${where}`);
+
+export const ruleNotFound = (ids: readonly string[]) => new ApiError("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${ids.join("', '")}' does not exist`);
 
 function checkGroupId(id: string): string {
   if (!GROUP_ID.test(id)) throw new ApiError("InvalidGroupId.Malformed", `Invalid id: "${id}" (expecting "sg-...")`);
@@ -52,8 +54,7 @@ export async function groupsById(ctx: ActionContext, ids: readonly string[]): Pr
   ids.forEach(checkGroupId);
   await network(ctx);
   const rows = await listSecurityGroups(ctx.meta.db, ctx, { ids });
-  const missing = ids.filter((id) => !rows.some((r) => r.group_id === id));
-  if (missing.length) throw groupNotFound(missing);
+  requireIds(ids, rows, (r) => r.group_id, groupNotFound);
   return ids.map((id) => rows.find((r) => r.group_id === id)!);
 }
 
@@ -256,7 +257,7 @@ async function revoke(ctx: ActionContext, input: RevokeSecurityGroupIngressReque
   const doomed = new Set<string>();
   const unknown: IpPermission[] = [];
   for (const id of input.SecurityGroupRuleIds ?? []) {
-    if (!existing.some((r) => r.rule_id === id)) throw new ApiError("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${id}' does not exist`);
+    if (!existing.some((r) => r.rule_id === id)) throw ruleNotFound([id]);
     doomed.add(id);
   }
   if (!input.SecurityGroupRuleIds?.length) {
@@ -336,8 +337,7 @@ export const securityGroupActions: ActionTable = {
       await network(ctx);
       const ids = input.SecurityGroupRuleIds?.length ? input.SecurityGroupRuleIds : undefined;
       const rows = await listRules(ctx.meta.db, ctx, { ruleIds: ids });
-      const missing = (ids ?? []).filter((id) => !rows.some((r) => r.rule_id === id));
-      if (missing.length) throw new ApiError("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${missing.join("', '")}' does not exist`);
+      requireIds(ids, rows, (r) => r.rule_id, ruleNotFound);
       rows.sort((a, b) => a.rule_id.localeCompare(b.rule_id));
       const { page, nextToken } = await listPage(ctx, rows, (r) => r.rule_id, input, RULE_FIELDS);
       return { SecurityGroupRules: page.map(({ row, tags }) => toRule(row, tags)), NextToken: nextToken };

@@ -22,8 +22,9 @@ import { keyPairNotFound } from "./key-pairs.js";
 import { listKeyPairs } from "../../store/meta/key-pairs.js";
 import { listInternetGateways, listNetworkInterfaces, listRouteTables, listSubnets, listVpcs } from "../../store/meta/network.js";
 import { listRules } from "../../store/meta/security-groups.js";
-import { groupsById } from "./security-groups.js";
-import { gatewayNotFound, interfaceNotFound, network, requireIds, routeTableNotFound, subnetNotFound, vpcNotFound } from "./vpcs.js";
+import { requireIds } from "./listing.js";
+import { groupsById, ruleNotFound } from "./security-groups.js";
+import { gatewayNotFound, interfaceNotFound, network, routeTableNotFound, subnetNotFound, vpcNotFound } from "./vpcs.js";
 import { snapshotNotFound } from "./snapshots.js";
 import { volumeNotFound } from "./volumes.js";
 
@@ -72,27 +73,21 @@ export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefi
 
 const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: resourceTypeOf(id) }));
 
-/** Throws `notFound` for the ids not among those `found`. */
-function requireAll(ids: readonly string[], found: readonly string[], notFound: (ids: readonly string[]) => ApiError): void {
-  const have = new Set(found);
-  const absent = ids.filter((id) => !have.has(id));
-  if (absent.length) throw notFound(absent);
-}
 
 /** Per resource type Kiln keeps: a check that every id exists for the caller, or its NotFound. */
 const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<void>> = {
   instance: async (ctx, ids) => void (await instancesOf(ctx, ids)),
-  image: async (ctx, ids) => requireAll(ids, (await visibleImages(ctx.meta.db, ctx, { ids })).map((r) => r.image.image_id), imageNotFound),
-  volume: async (ctx, ids) => requireAll(ids, (await listVolumes(ctx.meta.db, ctx, { ids })).map((v) => v.volume_id), volumeNotFound),
-  snapshot: async (ctx, ids) => requireAll(ids, (await listSnapshots(ctx.meta.db, ctx, { ids })).map((s) => s.snapshot_id), snapshotNotFound),
+  image: async (ctx, ids) => requireIds(ids, await visibleImages(ctx.meta.db, ctx, { ids }), (r) => r.image.image_id, imageNotFound),
+  volume: async (ctx, ids) => requireIds(ids, await listVolumes(ctx.meta.db, ctx, { ids }), (v) => v.volume_id, volumeNotFound),
+  snapshot: async (ctx, ids) => requireIds(ids, await listSnapshots(ctx.meta.db, ctx, { ids }), (s) => s.snapshot_id, snapshotNotFound),
   vpc: async (ctx, ids) => { await network(ctx); requireIds(ids, await listVpcs(ctx.meta.db, ctx, { ids }), (r) => r.vpc_id, vpcNotFound); },
   subnet: async (ctx, ids) => { await network(ctx); requireIds(ids, await listSubnets(ctx.meta.db, ctx, { ids }), (r) => r.subnet_id, subnetNotFound); },
   "internet-gateway": async (ctx, ids) => { await network(ctx); requireIds(ids, await listInternetGateways(ctx.meta.db, ctx, { ids }), (r) => r.internet_gateway_id, gatewayNotFound); },
   "route-table": async (ctx, ids) => { await network(ctx); requireIds(ids, await listRouteTables(ctx.meta.db, ctx, { ids }), (r) => r.route_table_id, routeTableNotFound); },
   "network-interface": async (ctx, ids) => requireIds(ids, await listNetworkInterfaces(ctx.meta.db, ctx, { ids }), (r) => r.network_interface_id, interfaceNotFound),
   "security-group": async (ctx, ids) => void (await groupsById(ctx, ids)),
-  "security-group-rule": async (ctx, ids) => requireIds(ids, await listRules(ctx.meta.db, ctx, { ruleIds: ids }), (r) => r.rule_id, (missing) => new ApiError("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${missing.join("', '")}' does not exist`)),
-  "key-pair": async (ctx, ids) => requireAll(ids, (await listKeyPairs(ctx.meta.db, ctx, { ids })).map((k) => k.key_pair_id), keyPairNotFound),
+  "security-group-rule": async (ctx, ids) => requireIds(ids, await listRules(ctx.meta.db, ctx, { ruleIds: ids }), (r) => r.rule_id, ruleNotFound),
+  "key-pair": async (ctx, ids) => requireIds(ids, await listKeyPairs(ctx.meta.db, ctx, { ids }), (k) => k.key_pair_id, keyPairNotFound),
 };
 
 /**

@@ -50,7 +50,7 @@ import {
 import { deleteSecurityGroup, listSecurityGroups } from "../../store/meta/security-groups.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkListing, describeAction, listPage, tagList, type Tagged } from "./listing.js";
+import { checkListing, describeAction, listPage, requireIds, tagList, type Tagged } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 /** The caller's network in this region, its default part made if this is the first use. */
@@ -65,12 +65,6 @@ export const subnetNotFound = notFound("InvalidSubnetID.NotFound", "subnet");
 export const gatewayNotFound = notFound("InvalidInternetGatewayID.NotFound", "internetGateway");
 export const routeTableNotFound = notFound("InvalidRouteTableID.NotFound", "routeTable");
 export const interfaceNotFound = notFound("InvalidNetworkInterfaceID.NotFound", "networkInterface");
-
-/** Every id of `ids` among `rows`, or the NotFound error for those missing. */
-export function requireIds<Row>(ids: readonly string[] | undefined, rows: readonly Row[], idOf: (row: Row) => string, error: (ids: readonly string[]) => ApiError): void {
-  const missing = (ids ?? []).filter((id) => !rows.some((row) => idOf(row) === id));
-  if (missing.length) throw error(missing);
-}
 
 export async function vpcOf(ctx: ActionContext, vpcId: string): Promise<VpcRow> {
   await network(ctx);
