@@ -1,7 +1,7 @@
 // The EC2 Query protocol on the wire, with hand-made signed requests: each way of sending
 // parameters, every request-level error, the limits, and JSON answers.
 import assert from "node:assert/strict";
-import { request as httpRequest } from "node:http";
+import { Agent, request as httpRequest } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { errorCode, form, signedRequest } from "./helpers/signed.js";
 import { createVolumes } from "./helpers/resources.js";
@@ -163,6 +163,22 @@ describe("Kiln's own routes", () => {
     assert.equal(health.status, "running");
     assert.match(health.version, /^\d+\.\d+\.\d+/);
     assert.equal(health.ec2ApiVersion, "2016-11-15");
+  });
+
+  it("keeps an idle connection open across a pause of several seconds, so a reused one is not reset", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<boolean>((resolve, reject) => {
+        const req = httpRequest(`${kiln.url}/_kiln/health`, { agent }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(req.reusedSocket));
+        });
+        req.on("error", reject).end();
+      });
+    assert.equal(await get(), false);
+    await new Promise((r) => setTimeout(r, 6000));
+    assert.equal(await get(), true, "the server closed the idle connection");
+    agent.destroy();
   });
 
   it("resets state on POST only", async () => {

@@ -23,7 +23,11 @@ function parseUrl(raw: string): ParsedUrl {
 }
 
 export function createHttpServer(routes: Routes, logger: Logger): Server {
-  const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => {
+  // The SDKs keep idle connections open indefinitely; a server that closes one just as a client
+  // reuses it resets that request. Holding idle connections for a minute, as AWS's endpoints
+  // do, keeps that race away from clients that pause between calls (a test converting a disk, a
+  // workflow step waiting on a timer).
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => {
     void handle(req, res);
   });
 
