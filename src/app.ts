@@ -9,8 +9,8 @@ import { ec2Endpoint } from "./http/ec2.js";
 import { createHttpServer } from "./http/server.js";
 import { createLogger, type Logger } from "./log.js";
 import { ec2Model } from "./protocol/model.js";
-import { fileChunkStore } from "./store/blocks/chunks.js";
-import { collectChunks } from "./store/blocks/collect.js";
+import { adoptChunkFiles } from "./store/blocks/adopt-chunk-files.js";
+import { packedChunkStore } from "./store/blocks/chunks.js";
 import { openMetaStore } from "./store/meta/database.js";
 import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
@@ -42,7 +42,8 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const actions = ec2Actions(model);
   const meta = await openMetaStore(config.dataDir);
   const verifier = new SignatureVerifier(config.accounts);
-  const chunks = fileChunkStore(join(config.dataDir, "chunks"));
+  const chunks = packedChunkStore(join(config.dataDir, "packs"), meta.db);
+  await adoptChunkFiles(join(config.dataDir, "chunks"), chunks, logger);
   const blobs = fileBlobStore(join(config.dataDir, "objects"));
   // Before serving: blobs written by requests a stop cut short are named by no row.
   const swept = await sweepBlobs(meta.db, blobs);
@@ -64,7 +65,8 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   );
   // Unreferenced chunks go on a timer that never keeps the process alive.
   const collector = setInterval(() => {
-    collectChunks(meta.db, chunks, config.collect.graceMs)
+    chunks
+      .collect(config.collect.graceMs)
       .then((result) => logger.info({ ...result }, "chunk collection"))
       .catch((error: unknown) => logger.error({ err: error }, "chunk collection failed"));
   }, config.collect.intervalMs);

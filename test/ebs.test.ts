@@ -2,8 +2,6 @@
 // identical; zero blocks cost nothing; a child snapshot shares its parent's chunks.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import {
   CompleteSnapshotCommand,
@@ -15,6 +13,7 @@ import {
   type EBSClient,
 } from "@aws-sdk/client-ebs";
 import { DescribeTagsCommand } from "@aws-sdk/client-ec2";
+import { storedBlocks } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
 const BLOCK = 512 * 1024;
@@ -30,7 +29,7 @@ let chunksAtStart = 0;
 beforeEach(async () => {
   await kiln.reset();
   // The public catalogue's root blocks are there from the start; tests count what they add.
-  chunksAtStart = chunkFiles().length;
+  chunksAtStart = storedBlocks(kiln);
 });
 
 const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("base64");
@@ -56,24 +55,6 @@ async function allBlocks(snapshotId: string) {
     NextToken = page.NextToken;
   } while (NextToken);
   return blocks;
-}
-
-function chunkFiles(): string[] {
-  const root = join(kiln.dataDir, "chunks");
-  const files: string[] = [];
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else files.push(name);
-    }
-  };
-  try {
-    walk(root);
-  } catch {
-    return [];
-  }
-  return files;
 }
 
 async function errorOf(promise: Promise<unknown>) {
@@ -122,7 +103,7 @@ describe("EBS direct APIs", () => {
     await put(SnapshotId!, 20, data);
     await put(SnapshotId!, 30, Buffer.alloc(BLOCK));
     await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 3 }));
-    assert.equal(chunkFiles().length - chunksAtStart, 1, "one chunk for two identical blocks, none for zeros");
+    assert.equal(storedBlocks(kiln) - chunksAtStart, 1, "one chunk for two identical blocks, none for zeros");
     const blocks = await allBlocks(SnapshotId!);
     assert.deepEqual(blocks.map((b) => b.BlockIndex), [10, 20]);
   });
@@ -142,7 +123,7 @@ describe("EBS direct APIs", () => {
     await put(child.SnapshotId!, 0, Buffer.alloc(BLOCK));
     await put(child.SnapshotId!, 5, a);
     await ebs.send(new CompleteSnapshotCommand({ SnapshotId: child.SnapshotId, ChangedBlocksCount: 3 }));
-    assert.equal(chunkFiles().length - chunksAtStart, 3, "a, b and c: the child's copy of a is shared");
+    assert.equal(storedBlocks(kiln) - chunksAtStart, 3, "a, b and c: the child's copy of a is shared");
 
     const childBlocks = await allBlocks(child.SnapshotId!);
     assert.deepEqual(childBlocks.map((x) => x.BlockIndex), [1, 5]);

@@ -35,7 +35,7 @@ describe("volumes", () => {
   it("carries a snapshot's bytes into a volume and a new snapshot of it, storing no new chunk", async () => {
     const blocks = new Map([[0, randomBytes(BLOCK)], [3, randomBytes(BLOCK)], [2047, randomBytes(BLOCK)]]);
     const source = await writeSnapshot(kiln, blocks);
-    const chunksBefore = dirBytes(join(kiln.dataDir, "chunks"));
+    const chunksBefore = dirBytes(join(kiln.dataDir, "packs"));
 
     const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source, VolumeType: "gp3", TagSpecifications: [{ ResourceType: "volume", Tags: [{ Key: "Name", Value: "data" }] }] }));
     assert.equal(volume.State, "creating");
@@ -52,7 +52,7 @@ describe("volumes", () => {
     assert.equal(snap.VolumeId, volume.VolumeId);
     await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 10, minDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] });
     assert.deepEqual(await readSnapshot(kiln, snap.SnapshotId!), blocks);
-    assert.equal(dirBytes(join(kiln.dataDir, "chunks")), chunksBefore, "the new snapshot shares every chunk");
+    assert.equal(dirBytes(join(kiln.dataDir, "packs")), chunksBefore, "the new snapshot shares every chunk");
   });
 
   it("makes a 1 TiB empty volume for nothing", async () => {

@@ -5,7 +5,6 @@ import type { KilnConfig } from "../config.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
 import type { BlobStore } from "../store/objects/blobs.js";
 import type { TaskRunner } from "../tasks/runner.js";
-import { collectChunks } from "../store/blocks/collect.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { shutdownFromInside } from "../store/meta/instances.js";
@@ -47,7 +46,7 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks:
       const grace = new URL(req.url ?? "/", "http://kiln").searchParams.get("graceMs");
       const graceMs = grace === null ? deps.config.collect.graceMs : Number(grace);
       if (!Number.isInteger(graceMs) || graceMs < 0) return json(400, { error: "InvalidParameterValue", message: "graceMs must be a whole number of milliseconds." });
-      return json(200, await collectChunks(deps.meta.db, deps.chunks, graceMs));
+      return json(200, await deps.chunks.collect(graceMs));
     }
     const shutdown = /^\/_kiln\/instances\/(i-[0-9a-f]+)\/shutdown$/.exec(path);
     if (shutdown) {

@@ -1,11 +1,11 @@
 // The jobs the worker threads run, by kind: each kind's request and result, and the handler
 // (in the module that owns the work) that a worker calls.
 import type { InflateRequest, InflateResult } from "../formats/disk/inflate.js";
-import type { StoreChunkRequest, StoreChunkResult } from "../store/blocks/chunk-files.js";
+import type { HashBlockRequest, HashBlockResult } from "../store/blocks/hash-block.js";
 
 export interface Jobs {
   inflate: { request: InflateRequest; result: InflateResult };
-  "store-chunk": { request: StoreChunkRequest; result: StoreChunkResult };
+  "hash-block": { request: HashBlockRequest; result: HashBlockResult };
 }
 
 export type JobKind = keyof Jobs;

@@ -69,6 +69,9 @@ export async function errorName(promise: Promise<unknown>): Promise<string> {
 }
 
 /** Bytes of every file under a folder (0 when it does not exist). */
+/** Blocks stored in a Kiln's chunk packs: their bytes over the block size (slots fill packs in order). */
+export const storedBlocks = (kiln: { dataDir: string }) => dirBytes(join(kiln.dataDir, "packs")) / BLOCK;
+
 export function dirBytes(dir: string): number {
   let total = 0;
   let names: string[];

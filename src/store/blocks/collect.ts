@@ -1,32 +1,59 @@
-// Chunk collection, mark and sweep: a chunk no manifest names (snapshot or volume) is deleted
-// once it is older than the grace period. Writers put a chunk before the rows that name it are
-// committed; the grace period (longer than any such window) is what keeps collection from
-// racing them. Leftovers of interrupted writes (*.tmp) go the same way.
+// Chunk collection, mark and sweep: a chunk no manifest names (snapshot or volume) is forgotten
+// once it was last put longer ago than the grace period. Writers put a chunk before the rows that
+// name it are committed; the grace period (longer than any such window) is what keeps collection
+// from racing them. Then the packs: one no chunk lives in any more is deleted, and one mostly
+// dead is compacted (its live chunks appended afresh, then the file deleted). Packs are left
+// alone while they may still be written: this process's open pack, and any file changed within
+// the grace period (another writer's, or slots whose locations are about to be committed).
+import { rm } from "node:fs/promises";
+import { sql } from "kysely";
 import type { MetaDb } from "../meta/database.js";
-import type { ChunkStore } from "./chunks.js";
+import { packFiles, packPath, type PackAppender } from "./packs.js";
 
 export interface Collected {
+  /** Chunks still stored, and chunks forgotten by this collection. */
   kept: number;
   removed: number;
+  /** Pack files deleted, and of those, the ones whose live chunks were moved first. */
+  packsRemoved: number;
+  packsCompacted: number;
 }
 
-export async function collectChunks(db: MetaDb, chunks: ChunkStore, graceMs: number, now = Date.now()): Promise<Collected> {
-  const referenced = await db
-    .selectFrom("snapshot_blocks")
-    .select("chunk")
-    .distinct()
-    .union(db.selectFrom("volume_blocks").select("chunk").distinct())
-    .execute();
-  const live = new Set(referenced.map((r) => r.chunk));
-  const result: Collected = { kept: 0, removed: 0 };
-  for await (const file of chunks.files()) {
-    const leftover = file.path.endsWith(".tmp");
-    if ((!leftover && live.has(file.chunk)) || now - file.modifiedMs < graceMs) {
-      result.kept++;
-      continue;
+interface PackDeps {
+  db: MetaDb;
+  root: string;
+  appender: PackAppender;
+  /** Appends a live chunk afresh and moves its location there. */
+  relocate(chunk: string): Promise<void>;
+}
+
+/** A pack whose live slots are at most this share of it is rewritten. */
+const COMPACT_BELOW = 0.5;
+
+export async function collectPacks({ db, root, appender, relocate }: PackDeps, graceMs: number, now: number): Promise<Collected> {
+  const cutoff = now - graceMs;
+  const forgotten = await db
+    .deleteFrom("chunk_locations")
+    .where("stored_at", "<", cutoff)
+    .where("chunk", "not in", db.selectFrom("snapshot_blocks").select("chunk"))
+    .where("chunk", "not in", db.selectFrom("volume_blocks").select("chunk"))
+    .executeTakeFirst();
+  const live = new Map(
+    (await db.selectFrom("chunk_locations").select(["pack", sql<number>`count(*)`.as("chunks")]).groupBy("pack").execute()).map((r) => [r.pack, Number(r.chunks)]),
+  );
+  const result: Collected = { kept: [...live.values()].reduce((a, b) => a + b, 0), removed: Number(forgotten.numDeletedRows), packsRemoved: 0, packsCompacted: 0 };
+  const open = appender.openPacks();
+  for await (const file of packFiles(root)) {
+    if (open.has(file.pack) || file.modifiedMs > cutoff) continue;
+    const chunks = live.get(file.pack) ?? 0;
+    if (chunks > file.slots * COMPACT_BELOW) continue;
+    if (chunks > 0) {
+      const moving = await db.selectFrom("chunk_locations").select("chunk").where("pack", "=", file.pack).execute();
+      for (const { chunk } of moving) await relocate(chunk);
+      result.packsCompacted++;
     }
-    await chunks.remove(file.path);
-    result.removed++;
+    await rm(packPath(root, file.pack), { force: true });
+    result.packsRemoved++;
   }
   return result;
 }

@@ -39,20 +39,25 @@ export async function writeDiskToSnapshot(
     rows = [];
     await putBlocks(db, snapshotId, batch);
   };
-  /** Starts storing a block; `stored` settles once it is stored (or has failed). */
-  const store = async (index: number, block: Buffer): Promise<{ stored?: Promise<void> }> => {
+  /** Starts storing a block; `copied` settles once the store no longer needs `block` (or has failed). */
+  const store = async (index: number, block: Buffer): Promise<{ copied?: Promise<void> }> => {
     if (isZeroBlock(block)) return {};
     dataBlocks++;
-    const put = chunks.put(block).then(
+    let copied!: () => void;
+    const copiedOrFailed = new Promise<void>((resolve) => (copied = resolve));
+    const put = chunks.put(block, copied).then(
       (chunk) => void rows.push({ block_index: index, chunk }),
       (error: unknown) => void (failure ??= error),
     );
-    const tracked = put.finally(() => inFlight.delete(tracked));
+    const tracked = put.finally(() => {
+      inFlight.delete(tracked);
+      copied();
+    });
     inFlight.add(tracked);
     while (inFlight.size >= CHUNKS_IN_FLIGHT) await Promise.race(inFlight);
     if (failure) throw failure;
     if (rows.length >= ROWS_PER_BATCH) await flushRows();
-    return { stored: tracked };
+    return { copied: copiedOrFailed };
   };
 
   // The block being filled by extents that do not cover it whole.
@@ -76,8 +81,8 @@ export async function writeDiskToSnapshot(
       const take = Math.min(BLOCK_SIZE - within, data.length);
       if (partial && partial.index !== index) await finishPartial();
       if (within === 0 && take === BLOCK_SIZE) {
-        const { stored } = await store(index, data.subarray(0, take));
-        if (stored) puts.push(stored);
+        const { copied } = await store(index, data.subarray(0, take));
+        if (copied) puts.push(copied);
       } else {
         partial ??= { index, data: Buffer.alloc(BLOCK_SIZE) };
         data.copy(partial.data, within, 0, take);
@@ -86,7 +91,7 @@ export async function writeDiskToSnapshot(
       at += take;
       data = data.subarray(take);
     }
-    // The reader may reuse the extent's buffer once every block cut from it is stored.
+    // The reader may reuse the extent's buffer once the store has copied every block cut from it.
     if (extent.release) void Promise.all(puts).then(extent.release);
     options.onProgress?.(lastEnd);
   }

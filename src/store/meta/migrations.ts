@@ -449,4 +449,17 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable("instances").addColumn("ramdisk_id", text).execute();
     },
   },
+  "0015_chunk_locations": {
+    async up(db: Kysely<any>) {
+      // Where each stored chunk lies: a slot of a pack file (store/blocks/packs.ts).
+      await db.schema
+        .createTable("chunk_locations")
+        .addColumn("chunk", "text", (c) => c.primaryKey())
+        .addColumn("pack", "text", (c) => c.notNull())
+        .addColumn("slot", "integer", (c) => c.notNull())
+        .addColumn("stored_at", "bigint", (c) => c.notNull())
+        .execute();
+      await sql`create index chunk_locations_by_pack on chunk_locations (pack)`.execute(db);
+    },
+  },
 };

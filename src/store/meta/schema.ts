@@ -58,6 +58,14 @@ export interface VolumeBlockTable {
   chunk: string;
 }
 
+/** Where a chunk is stored: slot `slot` of pack file `pack`, last put at `stored_at` (ms since the epoch). */
+export interface ChunkLocationTable {
+  chunk: string;
+  pack: string;
+  slot: number;
+  stored_at: number;
+}
+
 /** A snapshot's manifest: which chunk holds each block it changed from its base (if any). */
 export interface SnapshotBlockTable {
   snapshot_id: string;
@@ -405,6 +413,7 @@ export interface MetaSchema {
   key_pairs: KeyPairTable;
   snapshots: SnapshotTable;
   snapshot_blocks: SnapshotBlockTable;
+  chunk_locations: ChunkLocationTable;
   volumes: VolumeTable;
   volume_blocks: VolumeBlockTable;
   layer_bases: LayerBaseTable;
@@ -422,4 +431,4 @@ export interface MetaSchema {
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "key_pairs", "default_networks", "network_interface_groups", "network_interfaces", "security_group_rules", "security_groups", "route_tables", "internet_gateways", "subnets", "vpcs", "layer_bases", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "key_pairs", "default_networks", "network_interface_groups", "network_interfaces", "security_group_rules", "security_groups", "route_tables", "internet_gateways", "subnets", "vpcs", "layer_bases", "chunk_locations", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];
