@@ -11,7 +11,7 @@ import { createLogger, type Logger } from "./log.js";
 import { ec2Model } from "./protocol/model.js";
 import { adoptChunkFiles } from "./store/blocks/adopt-chunk-files.js";
 import { packedChunkStore } from "./store/blocks/chunks.js";
-import { openMetaStore } from "./store/meta/database.js";
+import { openMetaStore, type MetaStore } from "./store/meta/database.js";
 import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
 import { s3Endpoint } from "./http/s3.js";
@@ -34,13 +34,15 @@ export interface RunningKiln {
   readonly port: number;
   readonly config: KilnConfig;
   readonly logger: Logger;
+  /** The metadata store, for tests and tools that look beneath the API. */
+  readonly meta: MetaStore;
   close(): Promise<void>;
 }
 
 export async function startKiln(config: KilnConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningKiln> {
   const model = ec2Model();
   const actions = ec2Actions(model);
-  const meta = await openMetaStore(config.dataDir);
+  const meta = await openMetaStore(config);
   const verifier = new SignatureVerifier(config.accounts);
   const chunks = packedChunkStore(join(config.dataDir, "packs"), meta.db);
   await adoptChunkFiles(join(config.dataDir, "chunks"), chunks, logger);
@@ -82,6 +84,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     port,
     config,
     logger,
+    meta,
     async close() {
       clearInterval(collector);
       await tasks.stop();

@@ -13,8 +13,10 @@ import { BUILT_IN_CATALOGUE, readCatalogueFile, type CatalogueEntry } from "./do
 export interface KilnConfig {
   host: string;
   port: number;
-  /** Metadata (kiln.sqlite3) and data live under here. */
+  /** Metadata (kiln.sqlite3, unless databaseUrl names PostgreSQL) and data live under here. */
   dataDir: string;
+  /** A postgres:// URL: the metadata store is that PostgreSQL database rather than SQLite. */
+  databaseUrl?: string;
   accounts: AccountDirectory;
   /** Unsigned requests act for the default account when true (off by default). */
   allowUnsigned: boolean;
@@ -41,6 +43,7 @@ export interface ConfigOverrides {
   host?: string;
   port?: number | string;
   dataDir?: string;
+  databaseUrl?: string;
   accountsFile?: string;
   allowUnsigned?: boolean;
   allowReset?: boolean;
@@ -71,6 +74,17 @@ function positiveOrZero(name: string, value: string): number {
   return number;
 }
 
+/** A database URL fit for a log line or an error: its password replaced by an ellipsis. */
+export function withoutPassword(url: string): string {
+  return url.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/, "$1…@");
+}
+
+function databaseUrl(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!/^postgres(ql)?:\/\//.test(value)) throw new Error(`KILN_DATABASE_URL must be a postgres:// URL, got ${withoutPassword(value)}`);
+  return value;
+}
+
 export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): KilnConfig {
   const accountsFile = overrides.accountsFile ?? env.KILN_ACCOUNTS_FILE;
   const accounts = accountsFile
@@ -82,6 +96,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     host: overrides.host ?? env.KILN_HOST ?? "127.0.0.1",
     port: port(overrides.port ?? env.KILN_PORT ?? 4566),
     dataDir: resolve(overrides.dataDir ?? env.KILN_DATA_DIR ?? "data"),
+    databaseUrl: databaseUrl(overrides.databaseUrl ?? env.KILN_DATABASE_URL),
     accounts,
     allowUnsigned: overrides.allowUnsigned ?? flag(env.KILN_ALLOW_UNSIGNED) ?? false,
     defaultRegion: overrides.defaultRegion ?? env.KILN_DEFAULT_REGION ?? "us-east-1",

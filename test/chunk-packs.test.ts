@@ -20,7 +20,7 @@ const silent = pino({ level: "silent" });
 
 async function fresh() {
   const dir = scratch();
-  const meta = await openMetaStore(join(dir, "meta"));
+  const meta = await openMetaStore({ dataDir: join(dir, "meta") });
   return { meta, db: meta.db, root: join(dir, "packs") };
 }
 

@@ -9,7 +9,7 @@ import { EBSClient } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { assertBlocksHold, readSnapshotBlocks } from "./helpers/data.js";
 import { convertDisk, makeLinuxDisk } from "./helpers/disks.js";
-import { tempDir } from "./helpers/kiln.js";
+import { freshDatabase, tempDir, testDatabaseUrl } from "./helpers/kiln.js";
 import { spawnKiln } from "./helpers/process.js";
 import { scratch } from "./helpers/tools.js";
 
@@ -42,8 +42,11 @@ describe("an import and a killed server", () => {
     const raw = await makeLinuxDisk(dir, { sizeMiB: 768, extraMiB: 512 });
     const vmdk = await convertDisk(raw, "vmdk-stream");
     const dataDir = tempDir();
+    // With a test PostgreSQL, both servers keep their metadata in one fresh database there.
+    const database = testDatabaseUrl ? await freshDatabase() : undefined;
+    const env = database ? { KILN_DATABASE_URL: database.url } : {};
 
-    const first = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir]);
+    const first = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], env);
     let taskId: string;
     try {
       const { ec2, s3 } = clients(first.url);
@@ -60,7 +63,7 @@ describe("an import and a killed server", () => {
       assert.equal(await first.stop("SIGKILL"), null);
     }
 
-    const second = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir]);
+    const second = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], env);
     try {
       const { ec2, ebs } = clients(second.url);
       const task = await until(ec2, taskId, (task) => task.Status !== "active", 100);
@@ -71,6 +74,7 @@ describe("an import and a killed server", () => {
       assertBlocksHold(await readSnapshotBlocks(ebs, snapshotId), readFileSync(raw), snapshotId);
     } finally {
       await second.stop();
+      await database?.drop();
     }
   });
 });

@@ -5,9 +5,8 @@
 // row per block.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
-import Database from "better-sqlite3";
+import { sql, type RawBuilder } from "kysely";
 import { CopySnapshotCommand, CreateSnapshotCommand, CreateVolumeCommand, DeleteSnapshotCommand, DeleteVolumeCommand, waitUntilSnapshotCompleted } from "@aws-sdk/client-ec2";
 import { BLOCK, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
@@ -19,25 +18,14 @@ before(async () => {
 after(() => kiln.close());
 beforeEach(() => kiln.reset());
 
-/** A read-only look at Kiln's metadata, for what the API does not show (rows and depths). */
-function inspect<T>(query: (db: Database.Database) => T): T {
-  const db = new Database(join(kiln.dataDir, "kiln.sqlite3"), { readonly: true });
-  try {
-    return query(db);
-  } finally {
-    db.close();
-  }
+/** A count from Kiln's metadata, for what the API does not show (rows and depths). */
+async function count(query: RawBuilder<unknown>): Promise<number> {
+  const { rows } = await sql<{ n: number }>`${query}`.execute(kiln.kiln.meta.db);
+  return Number(rows[0]!.n);
 }
 
 const layersUnder = (snapshotId: string) =>
-  inspect(
-    (db) =>
-      (db
-        .prepare(
-          `with recursive chain(id) as (select ? union all select base_snapshot_id from layer_bases join chain on layer_id = chain.id) select count(*) as n from chain`,
-        )
-        .get(snapshotId) as { n: number }).n,
-  );
+  count(sql`with recursive chain(id) as (select cast(${snapshotId} as text) union all select base_snapshot_id from layer_bases join chain on layer_id = chain.id) select count(*) as n from chain`);
 
 const assertSameBlocks = (actual: Map<number, Buffer>, expected: Map<number, Buffer>) => {
   assert.deepEqual([...actual.keys()].sort((a, b) => a - b), [...expected.keys()].sort((a, b) => a - b));
@@ -68,10 +56,9 @@ describe("layered manifests", () => {
     assertSameBlocks(await readSnapshot(kiln, ofVolume!), parentBlocks);
 
     // Nothing is left resting on a deleted snapshot.
-    const orphans = inspect((db) => db.prepare("select count(*) as n from layer_bases where base_snapshot_id in (?, ?)").get(grandparent, parent) as { n: number });
-    assert.equal(orphans.n, 0);
+    assert.equal(await count(sql`select count(*) as n from layer_bases where base_snapshot_id in (${grandparent}, ${parent})`), 0);
     await ec2.send(new DeleteVolumeCommand({ VolumeId: volume.VolumeId }));
-    assert.equal(inspect((db) => (db.prepare("select count(*) as n from layer_bases where layer_id = ?").get(volume.VolumeId) as { n: number }).n), 0);
+    assert.equal(await count(sql`select count(*) as n from layer_bases where layer_id = ${volume.VolumeId}`), 0);
   });
 
   it("reads a chain of 40 generations back whole, never more than 16 layers deep", async () => {
@@ -84,7 +71,8 @@ describe("layered manifests", () => {
       if (generation > 0) blocks.set(generation - 1, randomBytes(BLOCK));
       snapshotId = await writeSnapshot(kiln, blocks, { parent: snapshotId });
       for (const [index, block] of blocks) expected.set(index, block);
-      assert.ok(layersUnder(snapshotId) <= 16, `generation ${generation} stands on ${layersUnder(snapshotId)} layers`);
+      const depth = await layersUnder(snapshotId);
+      assert.ok(depth <= 16, `generation ${generation} stands on ${depth} layers`);
     }
     assertSameBlocks(await readSnapshot(kiln, snapshotId!), expected);
   });
@@ -93,12 +81,12 @@ describe("layered manifests", () => {
     const ec2 = kiln.ec2();
     const blocks = new Map(Array.from({ length: 64 }, (_, i) => [i * 3, randomBytes(BLOCK)] as [number, Buffer]));
     const source = await writeSnapshot(kiln, blocks);
-    const rows = () => inspect((db) => (db.prepare("select (select count(*) from snapshot_blocks) + (select count(*) from volume_blocks) as n").get() as { n: number }).n);
-    const before = rows();
+    const rows = () => count(sql`select (select count(*) from snapshot_blocks) + (select count(*) from volume_blocks) as n`);
+    const before = await rows();
     const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source }));
     const { SnapshotId } = await ec2.send(new CreateSnapshotCommand({ VolumeId: volume.VolumeId }));
     await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 30 }, { SnapshotIds: [SnapshotId!] });
-    assert.equal(rows(), before, "no manifest rows were copied");
+    assert.equal(await rows(), before, "no manifest rows were copied");
     assertSameBlocks(await readSnapshot(kiln, SnapshotId!), blocks);
   });
 });

@@ -86,5 +86,14 @@ describe("kiln serve", () => {
     const badAccounts = await runKiln(["serve", "--port", "0"], { KILN_ACCOUNTS: "12345:key" });
     assert.equal(badAccounts.code, 1);
     assert.match(badAccounts.stderr, /accountId:accessKeyId:secretAccessKey/);
+    const badDatabase = await runKiln(["serve", "--port", "0", "--database-url", "mysql://kiln:secret@127.0.0.1/kiln"]);
+    assert.equal(badDatabase.code, 1);
+    assert.match(badDatabase.stderr, /KILN_DATABASE_URL must be a postgres:\/\/ URL/);
+    assert.doesNotMatch(badDatabase.stderr, /secret/, "the password is not printed");
+    // Port 1 on the loopback: nothing listens there.
+    const noDatabase = await runKiln(["serve", "--port", "0", "--data-dir", tempDir()], { KILN_DATABASE_URL: "postgres://kiln:secret@127.0.0.1:1/kiln" });
+    assert.equal(noDatabase.code, 1);
+    assert.match(noDatabase.stderr, /cannot open the metadata database postgres:\/\/kiln:…@127\.0\.0\.1:1\/kiln: .*ECONNREFUSED/);
+    assert.doesNotMatch(noDatabase.stderr, /secret/, "the password is not printed");
   });
 });

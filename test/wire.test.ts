@@ -3,9 +3,11 @@
 import assert from "node:assert/strict";
 import { Agent, request as httpRequest } from "node:http";
 import { after, before, describe, it } from "node:test";
+import { ListSnapshotBlocksCommand } from "@aws-sdk/client-ebs";
+import { ListBucketsCommand } from "@aws-sdk/client-s3";
 import { errorCode, form, signedRequest } from "./helpers/signed.js";
 import { createVolumes } from "./helpers/resources.js";
-import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+import { startTestKiln, testDatabaseUrl, type TestKiln } from "./helpers/kiln.js";
 
 let kiln: TestKiln;
 before(async () => {
@@ -159,8 +161,10 @@ describe("Kiln's own routes", () => {
   it("reports health with the version", async () => {
     const response = await fetch(`${kiln.url}/_kiln/health`);
     assert.equal(response.status, 200);
-    const health = (await response.json()) as { status: string; version: string; ec2ApiVersion: string };
+    const health = (await response.json()) as { status: string; version: string; ec2ApiVersion: string; store: { metadata: string } };
     assert.equal(health.status, "running");
+    // The suite runs on SQLite, and on PostgreSQL when KILN_TEST_DATABASE_URL names a server.
+    assert.equal(health.store.metadata, testDatabaseUrl ? "postgres" : "sqlite");
     assert.match(health.version, /^\d+\.\d+\.\d+/);
     assert.equal(health.ec2ApiVersion, "2016-11-15");
   });
@@ -190,5 +194,35 @@ describe("Kiln's own routes", () => {
     const tags = await signedRequest(kiln.url, { body: form({ Action: "DescribeTags", Version: "2016-11-15" }) });
     assert.match(tags.text, /<tagSet\/>/);
     assert.match((await signedRequest(kiln.url, { body: form({ Action: "DescribeVolumes", Version: "2016-11-15" }) })).text, /<volumeSet\/>/);
+  });
+});
+
+describe("failures Kiln did not expect", () => {
+  it("answers each protocol's own internal error, with no stack trace", async () => {
+    const broken = await startTestKiln();
+    // The metadata store closed under a running server: every request that needs it fails.
+    await broken.kiln.meta.close();
+    try {
+      const ec2 = await signedRequest(broken.url, { body: form({ Action: "DescribeVolumes", Version: "2016-11-15" }) });
+      assert.equal(ec2.status, 500);
+      assert.equal(errorCode(ec2.text), "InternalError");
+      assert.doesNotMatch(ec2.text, /at |Error:/, "no stack trace on the wire");
+
+      const ebs = await broken.ebs().send(new ListSnapshotBlocksCommand({ SnapshotId: "snap-0123456789abcdef0" })).then(
+        () => assert.fail("ListSnapshotBlocks succeeded"),
+        (error: { name: string; $metadata: { httpStatusCode?: number } }) => error,
+      );
+      assert.equal(ebs.name, "InternalServerException");
+      assert.equal(ebs.$metadata.httpStatusCode, 500);
+
+      const s3 = await broken.s3().send(new ListBucketsCommand({})).then(
+        () => assert.fail("ListBuckets succeeded"),
+        (error: { name: string; $metadata: { httpStatusCode?: number } }) => error,
+      );
+      assert.equal(s3.name, "InternalError");
+      assert.equal(s3.$metadata.httpStatusCode, 500);
+    } finally {
+      await broken.kiln.close().catch(() => {});
+    }
   });
 });

@@ -25,7 +25,7 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks:
         version: deps.version,
         ec2ApiVersion: deps.apiVersion,
         services: { ec2: "running", ebs: "running" },
-        store: { metadata: "sqlite", dataDir: deps.config.dataDir },
+        store: { metadata: deps.meta.dialect, dataDir: deps.config.dataDir },
       });
     }
     if (path === "/_kiln/reset") {

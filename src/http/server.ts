@@ -8,6 +8,7 @@ import type { AdminAnswer } from "./admin.js";
 import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
 import { isEbsPath, type EbsAnswer } from "./ebs.js";
 import { isS3Request, type S3Answer } from "./s3.js";
+import { s3ErrorXml, XML_TYPE } from "../protocol/s3/wire.js";
 
 export interface Routes {
   ec2: Ec2Endpoint;
@@ -36,14 +37,17 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
     const requestId = randomUUID();
     const url = parseUrl(req.url ?? "/");
     let answer: Partial<Ec2Answer> & { status: number };
+    let protocol: "ec2" | "s3" | "ebs" = "ec2";
     try {
       if (url.path.startsWith("/_kiln/")) {
         const admin = await routes.admin(req, url.path);
         answer = { status: admin.status };
         send(res, admin.status, "application/json", admin.body, requestId);
       } else if (isS3Request(req, url)) {
+        protocol = "s3";
         answer = await routes.s3(req, res, url, requestId);
       } else if (isEbsPath(url.path)) {
+        protocol = "ebs";
         answer = await routes.ebs(req, res, url, requestId);
       } else if (url.path === "/") {
         answer = await routes.ec2.handle(req, url, requestId);
@@ -54,11 +58,11 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
         send(res, 404, error.contentType, error.body, requestId);
       }
     } catch (error) {
-      // Never a stack trace on the wire: log it, answer EC2's InternalError.
+      // Never a stack trace on the wire: log it, answer the protocol's own internal error.
       logger.error({ requestId, err: error }, "request failed");
-      answer = { status: 500, errorCode: "InternalError" };
-      const body = ec2ErrorBody("InternalError", "We encountered an internal error. Please try again.", requestId, false);
-      if (!res.headersSent) send(res, 500, body.contentType, body.body, requestId);
+      const internal = internalError(protocol, requestId);
+      answer = { status: 500, errorCode: internal.code };
+      if (!res.headersSent) send(res, 500, internal.contentType, internal.body, requestId, internal.headers);
       else res.destroy();
     }
     logger.info(
@@ -80,8 +84,23 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
   return server;
 }
 
-function send(res: ServerResponse, status: number, contentType: string, body: string, requestId: string) {
+const INTERNAL_MESSAGE = "We encountered an internal error. Please try again.";
+
+/** An unexpected failure as each protocol's clients expect to read one. */
+function internalError(protocol: "ec2" | "s3" | "ebs", requestId: string): { code: string; contentType: string; body: string; headers?: Record<string, string> } {
+  switch (protocol) {
+    case "s3":
+      return { code: "InternalError", contentType: XML_TYPE, body: s3ErrorXml("InternalError", INTERNAL_MESSAGE, requestId) };
+    case "ebs":
+      return { code: "InternalServerException", contentType: "application/json", body: JSON.stringify({ Message: INTERNAL_MESSAGE }), headers: { "x-amzn-ErrorType": "InternalServerException" } };
+    case "ec2":
+      return { code: "InternalError", ...ec2ErrorBody("InternalError", INTERNAL_MESSAGE, requestId, false) };
+  }
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string, requestId: string, extra: Record<string, string> = {}) {
   const headers: Record<string, string | number> = {
+    ...extra,
     "content-type": contentType,
     "content-length": Buffer.byteLength(body),
     "x-amzn-requestid": requestId,

