@@ -1,5 +1,6 @@
 // Assembles a running Kiln from its parts: model, metadata store, accounts, actions, HTTP server.
-import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { ec2Actions } from "./api/ec2/index.js";
 import { SignatureVerifier } from "./auth/sigv4.js";
@@ -39,6 +40,22 @@ export interface RunningKiln {
   close(): Promise<void>;
 }
 
+/**
+ * The node's name in task leases, kept in the data directory so that a restarted node takes its
+ * own tasks back at once rather than after their leases run out.
+ */
+function nodeIdOf(dataDir: string): string {
+  const file = join(dataDir, "node-id");
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    const id = `node-${randomBytes(8).toString("hex")}`;
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, `${id}\n`, { flag: "wx" });
+    return id;
+  }
+}
+
 export async function startKiln(config: KilnConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningKiln> {
   const model = ec2Model();
   const actions = ec2Actions(model);
@@ -47,14 +64,20 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const chunks = packedChunkStore(join(config.dataDir, "packs"), meta.db);
   await adoptChunkFiles(join(config.dataDir, "chunks"), chunks, logger);
   const blobs = fileBlobStore(join(config.dataDir, "objects"));
-  // Before serving: blobs written by requests a stop cut short are named by no row.
-  const swept = await sweepBlobs(meta.db, blobs);
+  // Before serving: blobs written by requests a stop cut short are named by no row (those old
+  // enough that no other node sharing the folder can still be about to name them).
+  const swept = await sweepBlobs(meta.db, blobs, Date.now() - config.collect.graceMs);
   if (swept > 0) logger.info({ blobs: swept }, "removed object data no object names");
   const publicImages = catalogue(meta.db, chunks, config.catalogue);
   // The default region's catalogue is there before the first request; others fill on first use.
   await publicImages.ensure(config.defaultRegion);
   const taskDeps = { db: meta.db, chunks, blobs };
-  const tasks = new TaskRunner(meta.db, { [STORE_TASK]: storeImageKind(taskDeps), [RESTORE_TASK]: restoreImageKind(taskDeps), ...importKinds(taskDeps), [EXPORT_IMAGE_TASK]: exportImageKind(taskDeps) }, logger);
+  const tasks = new TaskRunner(
+    meta.db,
+    { [STORE_TASK]: storeImageKind(taskDeps), [RESTORE_TASK]: restoreImageKind(taskDeps), ...importKinds(taskDeps), [EXPORT_IMAGE_TASK]: exportImageKind(taskDeps) },
+    logger,
+    { nodeId: config.nodeId ?? nodeIdOf(config.dataDir), leaseMs: config.taskLeaseMs },
+  );
   await tasks.resume();
   const server = createHttpServer(
     {
@@ -90,6 +113,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
       await tasks.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await chunks.close();
       await meta.close();
     },
   };

@@ -17,6 +17,10 @@ export interface KilnConfig {
   dataDir: string;
   /** A postgres:// URL: the metadata store is that PostgreSQL database rather than SQLite. */
   databaseUrl?: string;
+  /** This node's name in task leases (KILN_NODE_ID); by default one kept in the data directory. */
+  nodeId?: string;
+  /** How long a node's hold on a task lasts unrenewed: how soon another node takes over a dead node's tasks. */
+  taskLeaseMs: number;
   accounts: AccountDirectory;
   /** Unsigned requests act for the default account when true (off by default). */
   allowUnsigned: boolean;
@@ -97,6 +101,8 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     port: port(overrides.port ?? env.KILN_PORT ?? 4566),
     dataDir: resolve(overrides.dataDir ?? env.KILN_DATA_DIR ?? "data"),
     databaseUrl: databaseUrl(overrides.databaseUrl ?? env.KILN_DATABASE_URL),
+    nodeId: env.KILN_NODE_ID || undefined,
+    taskLeaseMs: positive("KILN_TASK_LEASE_MS", env.KILN_TASK_LEASE_MS, 30_000),
     accounts,
     allowUnsigned: overrides.allowUnsigned ?? flag(env.KILN_ALLOW_UNSIGNED) ?? false,
     defaultRegion: overrides.defaultRegion ?? env.KILN_DEFAULT_REGION ?? "us-east-1",

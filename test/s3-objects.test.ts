@@ -3,9 +3,9 @@
 // signed aws-chunked bodies; interrupted and corrupted uploads leave nothing visible.
 import assert from "node:assert/strict";
 import { randomBytes, createHash } from "node:crypto";
-import { readdirSync } from "node:fs";
+import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { crc32 } from "node:zlib";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -357,5 +357,49 @@ describe("S3 multipart uploads", () => {
     const part = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "single", UploadId: single.UploadId, PartNumber: 1, Body: "tiny" }));
     await s3.send(new CompleteMultipartUploadCommand({ Bucket: "data", Key: "single", UploadId: single.UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } }));
     assert.equal((await bytesOf("single")).toString(), "tiny");
+  });
+});
+
+describe("object data at start", () => {
+  it("sweeps blobs and half-written files no object names once they are older than the grace period, and no sooner", async () => {
+    const first = await startTestKiln();
+    const dataDir = first.dataDir;
+    const client = first.s3();
+    await client.send(new CreateBucketCommand({ Bucket: "kept" }));
+    await client.send(new PutObjectCommand({ Bucket: "kept", Key: "named", Body: "named bytes" }));
+    await first.close();
+
+    // What a stopped node left, and what another node sharing the folder is writing right now.
+    const objects = join(dataDir, "objects");
+    const place = (path: string, ageMs: number) => {
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, "stray");
+      const when = new Date(Date.now() - ageMs);
+      utimesSync(path, when, when);
+      return path;
+    };
+    const hour = 3600_000;
+    const oldBlob = place(join(objects, "ab", "ab".padEnd(32, "0")), hour);
+    const newBlob = place(join(objects, "cd", "cd".padEnd(32, "0")), 0);
+    const oldPart = place(join(objects, "tmp", "upload-1.tmp"), hour);
+    const newPart = place(join(objects, "tmp", "upload-2.tmp"), 0);
+    // Every blob already there (the named object's too) is an hour old.
+    for (const dir of readdirSync(objects)) {
+      for (const name of readdirSync(join(objects, dir))) utimesSync(join(objects, dir, name), new Date(Date.now() - hour), new Date(Date.now() - hour));
+    }
+    utimesSync(newBlob, new Date(), new Date());
+    utimesSync(newPart, new Date(), new Date());
+
+    const second = await startTestKiln({ dataDir }, { KILN_COLLECT_GRACE_MS: "600000" });
+    try {
+      assert.throws(() => statSync(oldBlob), "an old blob no object names goes");
+      assert.throws(() => statSync(oldPart), "an old half-written file goes");
+      assert.ok(statSync(newBlob).isFile(), "a fresh blob may be another node's, about to be named");
+      assert.ok(statSync(newPart).isFile(), "a fresh half-written file may be another node's upload");
+      const named = await second.s3().send(new GetObjectCommand({ Bucket: "kept", Key: "named" }));
+      assert.equal(await named.Body!.transformToString(), "named bytes");
+    } finally {
+      await second.close();
+    }
   });
 });

@@ -1,5 +1,7 @@
 // Kiln's own routes under /_kiln/: health for probes, reset for test suites, and what a guest
 // would do from inside (an instance's own shutdown).
+import { constants } from "node:fs";
+import { access } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import type { KilnConfig } from "../config.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
@@ -16,16 +18,35 @@ export interface AdminAnswer {
 
 const json = (status: number, value: unknown): AdminAnswer => ({ status, body: JSON.stringify(value) });
 
+/** Whether a dependency answers, within a few seconds. */
+async function probe(check: () => Promise<unknown>): Promise<{ status: "available" | "unavailable"; error?: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("no answer within 3 s")), 3000);
+  });
+  try {
+    await Promise.race([check(), timeout]);
+    return { status: "available" };
+  } catch (error) {
+    return { status: "unavailable", error: (error as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks: ChunkStore; blobs: BlobStore; tasks: TaskRunner; catalogue: Catalogue; version: string; apiVersion: string }) {
   return async (req: IncomingMessage, path: string): Promise<AdminAnswer> => {
     if (path === "/_kiln/health") {
       if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
-      return json(200, {
-        status: "running",
+      const dependencies = { metadata: await probe(() => deps.meta.ping()), data: await probe(() => access(deps.config.dataDir, constants.W_OK)) };
+      const healthy = dependencies.metadata.status === "available" && dependencies.data.status === "available";
+      return json(healthy ? 200 : 503, {
+        status: healthy ? "running" : "unavailable",
         version: deps.version,
         ec2ApiVersion: deps.apiVersion,
-        services: { ec2: "running", ebs: "running" },
+        services: { ec2: "running", ebs: "running", s3: "running" },
         store: { metadata: deps.meta.dialect, dataDir: deps.config.dataDir },
+        dependencies,
       });
     }
     if (path === "/_kiln/reset") {

@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Logger } from "../log.js";
+import { isStoreUnavailable } from "../store/meta/database.js";
 import type { AdminAnswer } from "./admin.js";
 import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
 import { isEbsPath, type EbsAnswer } from "./ebs.js";
@@ -58,11 +59,14 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
         send(res, 404, error.contentType, error.body, requestId);
       }
     } catch (error) {
-      // Never a stack trace on the wire: log it, answer the protocol's own internal error.
-      logger.error({ requestId, err: error }, "request failed");
-      const internal = internalError(protocol, requestId);
-      answer = { status: 500, errorCode: internal.code };
-      if (!res.headersSent) send(res, 500, internal.contentType, internal.body, requestId, internal.headers);
+      // Never a stack trace on the wire: log it, answer the protocol's own error. A metadata
+      // store out of reach is the client's to retry (ServiceUnavailable); anything else is ours.
+      const unavailable = isStoreUnavailable(error);
+      if (unavailable) logger.warn({ requestId, err: error }, "metadata store unavailable");
+      else logger.error({ requestId, err: error }, "request failed");
+      const internal = unavailable ? unavailableError(protocol, requestId) : internalError(protocol, requestId);
+      answer = { status: internal.status, errorCode: internal.code };
+      if (!res.headersSent) send(res, internal.status, internal.contentType, internal.body, requestId, internal.headers);
       else res.destroy();
     }
     logger.info(
@@ -84,19 +88,31 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
   return server;
 }
 
-const INTERNAL_MESSAGE = "We encountered an internal error. Please try again.";
+interface ErrorAnswer {
+  status: number;
+  code: string;
+  contentType: string;
+  body: string;
+  headers?: Record<string, string>;
+}
 
-/** An unexpected failure as each protocol's clients expect to read one. */
-function internalError(protocol: "ec2" | "s3" | "ebs", requestId: string): { code: string; contentType: string; body: string; headers?: Record<string, string> } {
+/** An error as each protocol's clients expect to read one. */
+function protocolError(protocol: "ec2" | "s3" | "ebs", requestId: string, status: number, code: { query: string; json: string }, message: string): ErrorAnswer {
   switch (protocol) {
     case "s3":
-      return { code: "InternalError", contentType: XML_TYPE, body: s3ErrorXml("InternalError", INTERNAL_MESSAGE, requestId) };
+      return { status, code: code.query, contentType: XML_TYPE, body: s3ErrorXml(code.query, message, requestId) };
     case "ebs":
-      return { code: "InternalServerException", contentType: "application/json", body: JSON.stringify({ Message: INTERNAL_MESSAGE }), headers: { "x-amzn-ErrorType": "InternalServerException" } };
+      return { status, code: code.json, contentType: "application/json", body: JSON.stringify({ Message: message }), headers: { "x-amzn-ErrorType": code.json } };
     case "ec2":
-      return { code: "InternalError", ...ec2ErrorBody("InternalError", INTERNAL_MESSAGE, requestId, false) };
+      return { status, code: code.query, ...ec2ErrorBody(code.query, message, requestId, false) };
   }
 }
+
+const internalError = (protocol: "ec2" | "s3" | "ebs", requestId: string) =>
+  protocolError(protocol, requestId, 500, { query: "InternalError", json: "InternalServerException" }, "We encountered an internal error. Please try again.");
+
+const unavailableError = (protocol: "ec2" | "s3" | "ebs", requestId: string) =>
+  protocolError(protocol, requestId, 503, { query: "ServiceUnavailable", json: "ServiceUnavailableException" }, "The request has failed due to a temporary failure of the server.");
 
 function send(res: ServerResponse, status: number, contentType: string, body: string, requestId: string, extra: Record<string, string> = {}) {
   const headers: Record<string, string | number> = {

@@ -210,6 +210,7 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
         details.result = { imageId, platform, architecture: found.architecture, bootMode: details.request.bootMode ?? found.bootMode, licenseType, distribution: found.distribution };
         const now = new Date().toISOString();
         await db.transaction().execute(async (tx) => {
+          await io.fence(tx);
           const fresh = await tx.selectFrom("conversion_tasks").select("status").where("task_id", "=", task.task_id).executeTakeFirst();
           if (fresh?.status !== "active") throw new TaskCancelled("Task cancelled.");
           for (const disk of details.disks) await tx.insertInto("snapshots").values(snapshotRow(task, details, disk, now)).execute();
@@ -287,6 +288,7 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
         if (io.signal.aborted) return;
         const now = new Date().toISOString();
         await db.transaction().execute(async (tx) => {
+          await io.fence(tx);
           const fresh = await tx.selectFrom("conversion_tasks").select("status").where("task_id", "=", task.task_id).executeTakeFirst();
           if (fresh?.status !== "active") throw new TaskCancelled("Task cancelled.");
           await tx.insertInto("snapshots").values(snapshotRow(task, details, details.disks[0]!, now)).execute();

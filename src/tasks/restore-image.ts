@@ -74,6 +74,7 @@ export function restoreImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: 
       if (io.signal.aborted) return;
       const now = new Date().toISOString();
       await db.transaction().execute(async (tx) => {
+        await io.fence(tx);
         await tx.updateTable("snapshots").set({ state: "completed", progress: "100%", next_state: null, next_state_at: null }).where("snapshot_id", "in", params.snapshotIds.length ? params.snapshotIds : [""]).execute();
         await tx.updateTable("images").set({ state: "available", next_state: null, next_state_at: null, creation_date: now }).where("image_id", "=", params.imageId).execute();
       });

@@ -1,14 +1,27 @@
-// Runs durable tasks: each is a row written before its work starts, so a stopped Kiln finds the
-// ones it left running when it starts again and runs them anew (each kind undoes its own half-made
-// output first). A task that fails says why in its row; one still running is never lost.
+// Runs durable tasks: each is a row written before its work starts, so no task is lost with the
+// node running it. Several nodes may share one database: a task runs on the node holding its
+// lease, renewed while it runs. A node that stops (or dies) leaves its tasks running; when their
+// leases run out, any node takes them over and runs them anew (each kind undoes its own
+// half-made output first). A restarted node takes its own back at once. A task that fails says
+// why in its row. A node that lost a task's lease stops it without a word: its output is the
+// new owner's to make (kinds renew the lease inside their final transaction, so it cannot commit).
+import type { Transaction } from "kysely";
 import type { Logger } from "../log.js";
 import type { MetaDb } from "../store/meta/database.js";
-import { endTask, runningTasks, setTaskProgress, type TaskRow } from "../store/meta/tasks.js";
+import type { MetaSchema } from "../store/meta/schema.js";
+import { claimableTasks, claimTask, endTask, renewLease, requestCancel, setTaskProgress, taskOwners, type TaskRow } from "../store/meta/tasks.js";
 
 /** A failure the task's owner should read (a bad object, a missing snapshot), not a Kiln fault. */
 export class TaskFailure extends Error {
   constructor(message: string, readonly code = "Client.Error") {
     super(message);
+  }
+}
+
+/** The reason a task's signal carries when another node has taken it over. */
+export class TaskLost extends Error {
+  constructor(taskId: string) {
+    super(`task ${taskId} is now run by another node`);
   }
 }
 
@@ -27,6 +40,18 @@ export interface TaskIo {
   readonly signal: AbortSignal;
   /** Reports progress (0–100); written at most about once a second. */
   progress(percent: number): void;
+  /**
+   * Renews this node's lease inside `tx`, a task's final transaction: throws TaskLost (and so
+   * rolls it back) when another node has taken the task over.
+   */
+  fence(tx: Transaction<MetaSchema>): Promise<void>;
+}
+
+export interface RunnerOptions {
+  /** This node's name in task leases: the same across its restarts, distinct from every other node's. */
+  nodeId: string;
+  /** How long a lease lasts unrenewed; renewed (and other nodes' lapsed ones looked for) every third of it. */
+  leaseMs: number;
 }
 
 export interface TaskKind {
@@ -42,48 +67,111 @@ const PROGRESS_INTERVAL_MS = 1000;
 
 export class TaskRunner {
   private readonly controller = new AbortController();
-  private readonly active = new Set<Promise<void>>();
+  private readonly active = new Map<string, Promise<void>>();
+  /** Tasks this node is claiming or running: a task inserted here may also turn up among the claimable ones. */
+  private readonly taken = new Set<string>();
   private readonly cancels = new Map<string, AbortController>();
+  private timer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
 
   constructor(
     private readonly db: MetaDb,
     private readonly kinds: Readonly<Record<string, TaskKind>>,
     private readonly logger: Logger,
+    private readonly options: RunnerOptions,
   ) {}
 
-  /** Runs again every task a stopped Kiln left running. */
+  /** Takes every task this node may run now (its own from before a restart, and orphans), then keeps looking. */
   async resume(): Promise<void> {
-    for (const task of await runningTasks(this.db)) {
-      this.logger.info({ task: task.task_id, kind: task.kind }, "resuming task");
-      const kind = this.kinds[task.kind];
-      if (kind?.undo) await kind.undo(task);
-      this.start(task);
+    await this.takeOver();
+    this.timer = setInterval(() => {
+      this.beating ??= this.heartbeat().finally(() => (this.beating = undefined));
+    }, Math.max(50, Math.floor(this.options.leaseMs / 3)));
+    this.timer.unref();
+  }
+
+  /** Starts a task whose row is written, if no other node has taken it first. */
+  async start(task: TaskRow): Promise<void> {
+    if (this.taken.has(task.task_id)) return;
+    this.taken.add(task.task_id);
+    if (await this.claim(task.task_id)) this.run(task);
+    else this.taken.delete(task.task_id);
+  }
+
+  /**
+   * Cancels a task wherever it runs: it stops where it is, undoes its output and fails with
+   * `message`. On another node, the owner sees the request at its next heartbeat.
+   */
+  async cancel(taskId: string, message: string): Promise<void> {
+    const own = this.cancels.get(taskId);
+    if (own) own.abort(new TaskCancelled(message));
+    else await requestCancel(this.db, taskId, message);
+  }
+
+  /** Resolves once no task is running here (tests, and a clean stop). */
+  async idle(): Promise<void> {
+    while (this.active.size) await Promise.allSettled([...this.active.values()]);
+  }
+
+  /** Stops every task where it is; their rows stay running, for this node's next start or another node. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.controller.abort();
+    await this.beating;
+    await this.idle();
+  }
+
+  private claim(taskId: string): Promise<boolean> {
+    const now = Date.now();
+    return claimTask(this.db, taskId, this.options.nodeId, now, now + this.options.leaseMs);
+  }
+
+  private run(task: TaskRow): void {
+    const running = this.execute(task).finally(() => {
+      this.active.delete(task.task_id);
+      this.taken.delete(task.task_id);
+    });
+    this.active.set(task.task_id, running);
+  }
+
+  /** Renews the leases of the tasks running here, hands on cancels and lost tasks, and takes lapsed ones. */
+  private async heartbeat(): Promise<void> {
+    try {
+      const until = Date.now() + this.options.leaseMs;
+      for (const row of await taskOwners(this.db, [...this.active.keys()])) {
+        const own = this.cancels.get(row.task_id);
+        if (!own || own.signal.aborted) continue;
+        if (row.owner !== this.options.nodeId || row.state !== "running" || !(await renewLease(this.db, row.task_id, this.options.nodeId, until))) {
+          own.abort(new TaskLost(row.task_id));
+        } else if (row.cancel_requested !== null) {
+          own.abort(new TaskCancelled(row.cancel_requested));
+        }
+      }
+      await this.takeOver();
+    } catch (error) {
+      this.logger.warn({ err: error }, "task heartbeat failed");
     }
   }
 
-  /** Starts a task whose row is written. */
-  start(task: TaskRow): void {
-    const running = this.execute(task).finally(() => this.active.delete(running));
-    this.active.add(running);
-  }
-
-  /** Cancels a running task: it stops where it is, undoes its output and fails with `message`. False when it is not running here. */
-  cancel(taskId: string, message: string): boolean {
-    const own = this.cancels.get(taskId);
-    if (!own) return false;
-    own.abort(new TaskCancelled(message));
-    return true;
-  }
-
-  /** Resolves once no task is running (tests, and a clean stop). */
-  async idle(): Promise<void> {
-    while (this.active.size) await Promise.allSettled([...this.active]);
-  }
-
-  /** Stops every task where it is; their rows stay running for the next start. */
-  async stop(): Promise<void> {
-    this.controller.abort();
-    await this.idle();
+  private async takeOver(): Promise<void> {
+    if (this.controller.signal.aborted) return;
+    for (const task of await claimableTasks(this.db, this.options.nodeId, Date.now())) {
+      if (this.taken.has(task.task_id)) continue;
+      this.taken.add(task.task_id);
+      try {
+        if (!(await this.claim(task.task_id))) {
+          this.taken.delete(task.task_id);
+          continue;
+        }
+        this.logger.info({ task: task.task_id, kind: task.kind, from: task.owner }, "resuming task");
+        await this.kinds[task.kind]?.undo?.(task);
+      } catch (error) {
+        // Claimed but not started: its lease runs out and it is taken again.
+        this.taken.delete(task.task_id);
+        throw error;
+      }
+      this.run(task);
+    }
   }
 
   private async execute(task: TaskRow): Promise<void> {
@@ -92,6 +180,8 @@ export class TaskRunner {
     this.cancels.set(task.task_id, own);
     const stopping = this.controller.signal;
     const signal = AbortSignal.any([stopping, own.signal]);
+    const node = this.options.nodeId;
+    const lost = () => own.signal.reason instanceof TaskLost;
     let lastWrite = 0;
     let lastPercent = -1;
     const io: TaskIo = {
@@ -102,17 +192,25 @@ export class TaskRunner {
         if (whole === lastPercent || now - lastWrite < PROGRESS_INTERVAL_MS) return;
         lastWrite = now;
         lastPercent = whole;
-        setTaskProgress(this.db, task.task_id, whole).catch((error: unknown) => this.logger.warn({ err: error, task: task.task_id }, "progress not written"));
+        setTaskProgress(this.db, task.task_id, node, whole).catch((error: unknown) => this.logger.warn({ err: error, task: task.task_id }, "progress not written"));
+      },
+      fence: async (tx) => {
+        if (!(await renewLease(tx, task.task_id, node, Date.now() + this.options.leaseMs))) {
+          own.abort(new TaskLost(task.task_id));
+          throw own.signal.reason;
+        }
       },
     };
     try {
       if (!kind) throw new TaskFailure(`Kiln has no task kind ${task.kind}.`, "Server.InternalError");
       await kind.run(task, io);
-      if (stopping.aborted) return;
+      if (stopping.aborted || lost()) return;
       own.signal.throwIfAborted();
-      await endTask(this.db, task.task_id, { state: "completed" });
+      await endTask(this.db, task.task_id, node, { state: "completed" });
     } catch (caught) {
-      if (stopping.aborted) return; // stopped, not failed: it runs again at the next start
+      // Stopped, not failed: it runs again at this node's next start or on another node. Lost:
+      // another node runs it now, and what it made is that node's.
+      if (stopping.aborted || lost()) return;
       const error: unknown = own.signal.aborted ? own.signal.reason : caught;
       const failure = error instanceof TaskFailure ? error : new TaskFailure("Kiln met an internal error while running the task.", "Server.InternalError");
       if (!(error instanceof TaskFailure)) this.logger.error({ err: error, task: task.task_id }, "task failed");
@@ -120,7 +218,7 @@ export class TaskRunner {
         await kind?.undo?.(task);
         await kind?.failed?.(task, failure);
       } finally {
-        await endTask(this.db, task.task_id, { state: "failed", failure: failure.message });
+        await endTask(this.db, task.task_id, node, { state: "failed", failure: failure.message });
       }
     } finally {
       this.cancels.delete(task.task_id);

@@ -47,13 +47,13 @@ export async function startConversionTask(
     created: now,
     updated: now,
   };
-  const task = { task_id: row.task_id, kind: start.kind, account_id: ctx.accountId, region: ctx.region, state: "running" as const, progress: 0, params: "{}", failure: null, created: now, updated: now };
+  const task = { task_id: row.task_id, kind: start.kind, account_id: ctx.accountId, region: ctx.region, state: "running" as const, progress: 0, params: "{}", failure: null, created: now, updated: now, owner: null, lease_until: null, cancel_requested: null };
   await ctx.meta.db.transaction().execute(async (tx) => {
     await insertConversionTask(tx, row);
     await insertTask(tx, task);
   });
   if (start.tags.length) await putTags(ctx.meta.db, ctx, [{ id: row.task_id, type: start.tagType }], start.tags, TAG_LIMITS.perResource);
-  ctx.tasks.start(task);
+  await ctx.tasks.start(task);
   return row;
 }
 
@@ -115,5 +115,5 @@ export async function cancelConversionTask(ctx: ActionContext, row: ConversionTa
   if (!(await updateConversionTask(ctx.meta.db, row.task_id, { status: "deleting", status_message: message }, "active"))) {
     throw new ApiError("IncorrectState", `The ${noun} task ${row.task_id} is no longer active.`);
   }
-  ctx.tasks.cancel(row.task_id, message);
+  await ctx.tasks.cancel(row.task_id, message);
 }

@@ -148,7 +148,7 @@ function toStoreResult(task: TaskRow): StoreImageTaskResult {
 
 function newTask(ctx: ActionContext, kind: string, params: StoreParams | RestoreParams): TaskRow {
   const now = new Date().toISOString();
-  return { task_id: newId("task"), kind, account_id: ctx.accountId, region: ctx.region, state: "running", progress: 0, params: JSON.stringify(params), failure: null, created: now, updated: now };
+  return { task_id: newId("task"), kind, account_id: ctx.accountId, region: ctx.region, state: "running", progress: 0, params: JSON.stringify(params), failure: null, created: now, updated: now, owner: null, lease_until: null, cancel_requested: null };
 }
 
 export const storeRestoreActions: ActionTable = {
@@ -158,7 +158,7 @@ export const storeRestoreActions: ActionTable = {
       const key = `${planned.image.image_id}.bin`;
       const task = newTask(ctx, STORE_TASK, { imageId: planned.image.image_id, bucket: input.Bucket!, key, objectTags: planned.objectTags });
       await insertTask(ctx.meta.db, task);
-      ctx.tasks.start(task);
+      await ctx.tasks.start(task);
       return { ObjectKey: key };
     },
   },
@@ -229,7 +229,7 @@ export const storeRestoreActions: ActionTable = {
       if (manifest) {
         const task = newTask(ctx, RESTORE_TASK, { imageId, bucket: input.Bucket!, key: input.ObjectKey!, snapshotIds: snapshots.map((s) => s.snapshot_id) });
         await insertTask(ctx.meta.db, task);
-        ctx.tasks.start(task);
+        await ctx.tasks.start(task);
       }
       return { ImageId: imageId };
     },

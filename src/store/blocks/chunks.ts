@@ -33,6 +33,8 @@ export interface ChunkStore {
   collect(graceMs: number, now?: number): Promise<Collected>;
   /** Removes every chunk (POST /_kiln/reset, after the metadata store was emptied). */
   reset(): Promise<void>;
+  /** Waits for puts under way and closes the open pack (Kiln stopping). */
+  close(): Promise<void>;
 }
 
 export const isZeroBlock = (block: Buffer) => block.length === BLOCK_SIZE && block.equals(ZEROS);
@@ -104,6 +106,10 @@ export function packedChunkStore(root: string, db: MetaDb, options: { packSlots?
       while (collecting) await collecting.catch(() => {});
       await appender.restart();
       await rm(root, { recursive: true, force: true });
+    },
+    async close() {
+      while (collecting) await collecting.catch(() => {});
+      await appender.restart();
     },
   };
 }

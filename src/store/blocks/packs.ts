@@ -92,7 +92,7 @@ export class PackAppender {
     while (this.committing) await this.committing;
   }
 
-  /** Forgets the current pack (after a reset emptied the folder). */
+  /** Closes the current pack; the next append starts a new one (after a reset, or to stop). */
   async restart(): Promise<void> {
     await this.drain();
     const pack = this.current;

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import type { CatalogueEntry } from "../../domain/catalogue.js";
 import { BLOCK_SIZE, type ChunkStore } from "../blocks/chunks.js";
-import type { MetaDb } from "./database.js";
+import { isUniqueViolation, type MetaDb } from "./database.js";
 
 const derivedId = (prefix: string, region: string, name: string) => `${prefix}-${createHash("sha256").update(`${region}\0${name}`).digest("hex").slice(0, 17)}`;
 
@@ -32,6 +32,7 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, entries: readonly Cata
       if (exists) continue;
       const snapshotId = derivedId("snap", region, entry.name);
       const chunk = await chunks.put(rootBlock(entry));
+      // Nodes sharing a database may seed a region at once: the first to commit wins.
       await db.transaction().execute(async (tx) => {
         await tx.insertInto("snapshots").values({
           account_id: entry.ownerId, region, snapshot_id: snapshotId, volume_id: "vol-ffffffff", volume_size: entry.volumeSize,
@@ -53,6 +54,8 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, entries: readonly Cata
           volume_size: entry.volumeSize, volume_type: "gp3", delete_on_termination: 1, encrypted: 0, iops: null, throughput: null, kms_key_id: null,
         }).execute();
         await tx.insertInto("image_launch_permissions").values({ image_id: imageId, grantee: "all" }).execute();
+      }).catch((error: unknown) => {
+        if (!isUniqueViolation(error)) throw error;
       });
     }
   }

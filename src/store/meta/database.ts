@@ -4,7 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Dialect, type MigrationProvider } from "kysely";
+import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect, type Dialect, type MigrationProvider } from "kysely";
 import pg from "pg";
 import { withoutPassword } from "../../config.js";
 import { migrations } from "./migrations.js";
@@ -17,8 +17,31 @@ export type MetaDialect = "sqlite" | "postgres";
 export interface MetaStore {
   readonly db: MetaDb;
   readonly dialect: MetaDialect;
+  /** Resolves when the database answers a query; throws why not. */
+  ping(): Promise<void>;
   reset(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** True for an insert refused because the row (or its unique key) exists: another writer, another node, got there first. */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === "23505" || code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "SQLITE_CONSTRAINT_UNIQUE";
+}
+
+/** PostgreSQL's error classes and codes that mean "not reachable now", not "this request is wrong". */
+const PG_UNAVAILABLE = /^(08...|57P0[123]|53300)$/;
+const NET_UNAVAILABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EPIPE"]);
+
+/**
+ * True for a failure of the metadata store itself (PostgreSQL out of reach or shutting down, a
+ * connection lost; SQLite locked by another process past the busy timeout): the request may
+ * succeed later, and Kiln answers ServiceUnavailable rather than an internal error.
+ */
+export function isStoreUnavailable(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === "string" && (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code) || code === "SQLITE_BUSY" || code === "SQLITE_LOCKED")) return true;
+  return typeof message === "string" && /^(Connection terminated|timeout exceeded when trying to connect|Cannot use a pool after calling end)/.test(message);
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
@@ -54,11 +77,12 @@ function withStatementCache(sqlite: SQLite.Database): SQLite.Database {
 function sqliteDialect(dataDir: string): Dialect {
   mkdirSync(dataDir, { recursive: true });
   const sqlite = new SQLite(join(dataDir, "kiln.sqlite3"));
+  // First, so that what follows waits for another process's lock rather than failing at once.
+  sqlite.pragma("busy_timeout = 5000");
   // WAL keeps readers and the writer apart; every committed transaction survives a killed process.
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
-  sqlite.pragma("busy_timeout = 5000");
   return new SqliteDialect({ database: withStatementCache(sqlite) });
 }
 
@@ -67,14 +91,27 @@ function sqliteDialect(dataDir: string): Dialect {
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
 function postgresDialect(url: string): Dialect {
-  return new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 10 }) });
+  // A database out of reach fails a request within seconds rather than holding it open.
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 5000 });
+  // A connection the server dropped: the query on it (if any) fails and says so, and the pool
+  // replaces it. The client's own error event, idle or checked out, is no reason to crash.
+  pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
+  return new PostgresDialect({ pool });
 }
 
 /** The metadata store: PostgreSQL at `databaseUrl` when given, else SQLite in `dataDir`. */
 export async function openMetaStore(where: { dataDir: string; databaseUrl?: string }): Promise<MetaStore> {
   const dialect: MetaDialect = where.databaseUrl ? "postgres" : "sqlite";
   const db = new Kysely<MetaSchema>({ dialect: where.databaseUrl ? postgresDialect(where.databaseUrl) : sqliteDialect(where.dataDir) });
-  const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
+  let { error, results } = await new Migrator({ db, provider }).migrateToLatest();
+  if (dialect === "sqlite" && (error || results?.some((r) => r.status === "Error"))) {
+    // Kysely's migrator takes no lock on SQLite: two processes starting together on one file
+    // both begin the same migrations, and the one that waited fails on what the other made.
+    // Once the other has committed, nothing is left to run.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    ({ error, results } = await new Migrator({ db, provider }).migrateToLatest());
+  }
   const failed = results?.find((r) => r.status === "Error");
   if (error || failed) {
     await db.destroy();
@@ -84,6 +121,9 @@ export async function openMetaStore(where: { dataDir: string; databaseUrl?: stri
   return {
     db,
     dialect,
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
     async reset() {
       await db.transaction().execute(async (tx) => {
         for (const table of STATE_TABLES) await tx.deleteFrom(table).execute();

@@ -465,4 +465,13 @@ export const migrations: Record<string, Migration> = {
       await sql`create index chunk_locations_by_pack on chunk_locations (pack)`.execute(db);
     },
   },
+  "0016_task_leases": {
+    async up(db: Kysely<any>) {
+      // Several nodes share the durable tasks: a task runs on the node that holds its lease
+      // (tasks/runner.ts); a cancel asked of another node waits in the row for the owner to see.
+      await db.schema.alterTable("tasks").addColumn("owner", "text").execute();
+      await db.schema.alterTable("tasks").addColumn("lease_until", "bigint").execute();
+      await db.schema.alterTable("tasks").addColumn("cancel_requested", "text").execute();
+    },
+  },
 };

@@ -262,6 +262,11 @@ export interface TaskTable {
   /** ISO 8601. */
   created: string;
   updated: string;
+  /** The node running it, while its lease (ms since the epoch) lasts; another may take it over after. */
+  owner: string | null;
+  lease_until: number | null;
+  /** A cancel's message, asked of whichever node runs the task. */
+  cancel_requested: string | null;
 }
 
 /**

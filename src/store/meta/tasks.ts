@@ -13,21 +13,63 @@ export function getTask(db: MetaDb, taskId: string): Promise<TaskRow | undefined
   return db.selectFrom("tasks").selectAll().where("task_id", "=", taskId).executeTakeFirst();
 }
 
-/** Tasks a stopped Kiln left running. */
-export function runningTasks(db: MetaDb): Promise<TaskRow[]> {
-  return db.selectFrom("tasks").selectAll().where("state", "=", "running").orderBy("created").execute();
-}
-
-export async function setTaskProgress(db: MetaDb, taskId: string, progress: number): Promise<void> {
-  await db.updateTable("tasks").set({ progress, updated: new Date().toISOString() }).where("task_id", "=", taskId).where("state", "=", "running").execute();
-}
-
-export async function endTask(db: MetaDb, taskId: string, outcome: { state: "completed" | "failed"; failure?: string }): Promise<void> {
-  await db
-    .updateTable("tasks")
-    .set({ state: outcome.state, failure: outcome.failure ?? null, progress: outcome.state === "completed" ? 100 : undefined, updated: new Date().toISOString() } as Partial<TaskRow>)
-    .where("task_id", "=", taskId)
+/** Running tasks `node` may take: nobody's, its own (from before a restart), or ones whose lease ran out. */
+export function claimableTasks(db: MetaDb, node: string, now: number): Promise<TaskRow[]> {
+  return db
+    .selectFrom("tasks")
+    .selectAll()
+    .where("state", "=", "running")
+    .where((eb) => eb.or([eb("owner", "is", null), eb("owner", "=", node), eb("lease_until", "<", now)]))
+    .orderBy("created")
     .execute();
+}
+
+/** Makes `node` the task's owner until `until`, if it is running and nobody else holds a live lease. */
+export async function claimTask(db: MetaDb, taskId: string, node: string, now: number, until: number): Promise<boolean> {
+  const { numUpdatedRows } = await db
+    .updateTable("tasks")
+    .set({ owner: node, lease_until: until })
+    .where("task_id", "=", taskId)
+    .where("state", "=", "running")
+    .where((eb) => eb.or([eb("owner", "is", null), eb("owner", "=", node), eb("lease_until", "<", now)]))
+    .executeTakeFirst();
+  return numUpdatedRows > 0n;
+}
+
+/**
+ * Extends `node`'s lease on a running task; false when it no longer holds it. Called in a task's
+ * final transaction, it also keeps a node that lost the task from committing its output.
+ */
+export async function renewLease(db: MetaDb, taskId: string, node: string, until: number): Promise<boolean> {
+  const { numUpdatedRows } = await db.updateTable("tasks").set({ lease_until: until }).where("task_id", "=", taskId).where("owner", "=", node).where("state", "=", "running").executeTakeFirst();
+  return numUpdatedRows > 0n;
+}
+
+/** Who runs each of `taskIds` now, and any cancel asked of it. */
+export function taskOwners(db: MetaDb, taskIds: readonly string[]): Promise<Pick<TaskRow, "task_id" | "state" | "owner" | "cancel_requested">[]> {
+  if (taskIds.length === 0) return Promise.resolve([]);
+  return db.selectFrom("tasks").select(["task_id", "state", "owner", "cancel_requested"]).where("task_id", "in", taskIds).execute();
+}
+
+/** Asks whichever node runs the task to cancel it. */
+export async function requestCancel(db: MetaDb, taskId: string, message: string): Promise<void> {
+  await db.updateTable("tasks").set({ cancel_requested: message }).where("task_id", "=", taskId).where("state", "=", "running").execute();
+}
+
+export async function setTaskProgress(db: MetaDb, taskId: string, node: string, progress: number): Promise<void> {
+  await db.updateTable("tasks").set({ progress, updated: new Date().toISOString() }).where("task_id", "=", taskId).where("owner", "=", node).where("state", "=", "running").execute();
+}
+
+/** Ends a task `node` runs; false when another node has taken it over. */
+export async function endTask(db: MetaDb, taskId: string, node: string, outcome: { state: "completed" | "failed"; failure?: string }): Promise<boolean> {
+  const { numUpdatedRows } = await db
+    .updateTable("tasks")
+    .set({ state: outcome.state, failure: outcome.failure ?? null, progress: outcome.state === "completed" ? 100 : undefined, updated: new Date().toISOString(), lease_until: null } as Partial<TaskRow>)
+    .where("task_id", "=", taskId)
+    .where("owner", "=", node)
+    .where("state", "=", "running")
+    .executeTakeFirst();
+  return numUpdatedRows > 0n;
 }
 
 /** An account's tasks of a kind in a region, newest first, started after `since`. */

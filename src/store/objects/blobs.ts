@@ -4,7 +4,7 @@
 // finish, even when the object naming it is replaced or deleted meanwhile.
 import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, constants as fsConstants } from "node:fs";
-import { copyFile, mkdir, open, opendir, rename, rm, type FileHandle } from "node:fs/promises";
+import { copyFile, mkdir, open, opendir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -56,10 +56,10 @@ export interface BlobStore {
   copy(id: string): Promise<string>;
   /** Removes a blob, once no reader holds it. */
   remove(id: string): Promise<void>;
-  /** Every blob id stored, for a sweep of those no object names. */
-  ids(): AsyncIterable<string>;
-  /** Drops leftovers of interrupted writes. */
-  clearLeftovers(): Promise<void>;
+  /** Every blob stored, with when it was written, for a sweep of those no object names. */
+  ids(): AsyncIterable<{ id: string; modifiedMs: number }>;
+  /** Drops leftovers of interrupted writes made before `before` (ms since the epoch). */
+  clearLeftovers(before: number): Promise<void>;
   reset(): Promise<void>;
 }
 
@@ -201,12 +201,20 @@ export function fileBlobStore(root: string): BlobStore {
     async *ids() {
       for (const prefix of await listDir(root)) {
         if (prefix === "tmp") continue;
-        for (const name of await listDir(join(root, prefix))) if (BLOB_ID.test(name)) yield name;
+        for (const name of await listDir(join(root, prefix))) {
+          if (!BLOB_ID.test(name)) continue;
+          const info = await stat(join(root, prefix, name)).catch(() => undefined);
+          if (info) yield { id: name, modifiedMs: info.mtimeMs };
+        }
       }
     },
 
-    async clearLeftovers() {
-      await rm(temporaryDir, { recursive: true, force: true });
+    async clearLeftovers(before) {
+      for (const name of await listDir(temporaryDir)) {
+        const path = join(temporaryDir, name);
+        const info = await stat(path).catch(() => undefined);
+        if (info && info.mtimeMs < before) await rm(path, { force: true });
+      }
     },
 
     async reset() {

@@ -1,0 +1,118 @@
+// Two nodes, one metadata store, one data folder: what one starts the other sees, and when one
+// is killed with SIGKILL part-way through an import, the other takes the task over once its lease
+// runs out and finishes it, with every byte of the disk. The nodes share PostgreSQL when
+// KILN_TEST_DATABASE_URL names a server, and otherwise one SQLite file (WAL lets two processes
+// share it on one machine).
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, describe, it } from "node:test";
+import { CreateStoreImageTaskCommand, DescribeImagesCommand, DescribeImportImageTasksCommand, DescribeStoreImageTasksCommand, EC2Client, ImportImageCommand, type ImportImageTask } from "@aws-sdk/client-ec2";
+import { EBSClient } from "@aws-sdk/client-ebs";
+import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { assertBlocksHold, readSnapshotBlocks } from "./helpers/data.js";
+import { convertDisk, makeLinuxDisk } from "./helpers/disks.js";
+import { freshDatabase, tempDir, testDatabaseUrl } from "./helpers/kiln.js";
+import { spawnKiln, type KilnProcess } from "./helpers/process.js";
+import { scratch } from "./helpers/tools.js";
+
+const credentials = { accessKeyId: "test", secretAccessKey: "test" };
+const clients = (node: KilnProcess) => ({
+  ec2: new EC2Client({ endpoint: node.url, region: "us-east-1", credentials, maxAttempts: 1 }),
+  s3: new S3Client({ endpoint: node.url, region: "us-east-1", credentials, forcePathStyle: true, maxAttempts: 1 }),
+  ebs: new EBSClient({ endpoint: node.url, region: "us-east-1", credentials, maxAttempts: 1 }),
+});
+
+const LEASE_MS = 2000;
+
+async function importTask(ec2: EC2Client, taskId: string): Promise<ImportImageTask> {
+  return (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [taskId] }))).ImportImageTasks![0]!;
+}
+
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, pollMs = 50): Promise<T> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+describe("two nodes sharing one store", () => {
+  const nodes: KilnProcess[] = [];
+  let dropDatabase: (() => Promise<void>) | undefined;
+  after(async () => {
+    for (const node of nodes) await node.stop("SIGKILL");
+    await dropDatabase?.();
+  });
+
+  it("see each other's tasks, and one finishes the import the other was killed in", async () => {
+    const dir = scratch();
+    const raw = await makeLinuxDisk(dir, { sizeMiB: 768, extraMiB: 512 });
+    const vmdk = await convertDisk(raw, "vmdk-stream");
+    const dataDir = tempDir();
+    const database = testDatabaseUrl ? await freshDatabase() : undefined;
+    dropDatabase = database?.drop;
+    const start = async (nodeId: string) => {
+      const env = { KILN_NODE_ID: nodeId, KILN_TASK_LEASE_MS: String(LEASE_MS), ...(database ? { KILN_DATABASE_URL: database.url } : {}) };
+      const node = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], env);
+      nodes.push(node);
+      return node;
+    };
+    const a = await start("node-a");
+    const b = await start("node-b");
+    const onA = clients(a);
+    const onB = clients(b);
+
+    // The object uploaded through A is B's to read as well.
+    await onA.s3.send(new CreateBucketCommand({ Bucket: "disks" }));
+    await onA.s3.send(new PutObjectCommand({ Bucket: "disks", Key: "big.vmdk", Body: readFileSync(vmdk) }));
+    assert.equal((await onB.s3.send(new HeadObjectCommand({ Bucket: "disks", Key: "big.vmdk" }))).ContentLength, readFileSync(vmdk).length);
+
+    const taskId = (await onA.ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "disks", S3Key: "big.vmdk" } }] }))).ImportTaskId!;
+    // B sees the task A started, as it goes.
+    await until(() => importTask(onB.ec2, taskId), (task) => ["validated", "converting"].includes(task.StatusMessage!) || task.Status !== "active", "the import on B", 5);
+    const seen = await importTask(onB.ec2, taskId);
+    assert.equal(seen.Status, "active", "the import ended before the kill");
+
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(await a.stop("SIGKILL"), null);
+    const killedAt = Date.now();
+
+    // B takes the task over once A's lease has run out, and finishes it.
+    const done = await until(() => importTask(onB.ec2, taskId), (task) => task.Status !== "active", "the import after A was killed", 100);
+    assert.equal(done.Status, "completed", done.StatusMessage);
+    assert.ok(Date.now() - killedAt >= LEASE_MS / 2, "B waited for the lease");
+    assert.ok(b.logs.some((line) => line.msg === "resuming task" && line.task === taskId && line.from === "node-a"), "B took the task over from A");
+    assert.equal(done.Platform, "Linux");
+    const snapshotId = done.SnapshotDetails![0]!.SnapshotId!;
+    assertBlocksHold(await readSnapshotBlocks(onB.ebs, snapshotId), readFileSync(raw), snapshotId);
+
+    // A comes back and stores the image; B follows the store task to its end.
+    const again = await start("node-a");
+    const onAgain = clients(again);
+    await onAgain.s3.send(new CreateBucketCommand({ Bucket: "stored" }));
+    await onAgain.ec2.send(new CreateStoreImageTaskCommand({ ImageId: done.ImageId!, Bucket: "stored" }));
+    const stored = await until(
+      async () => (await onB.ec2.send(new DescribeStoreImageTasksCommand({ ImageIds: [done.ImageId!] }))).StoreImageTaskResults![0]!,
+      (task) => task.StoreTaskState !== "InProgress",
+      "the store on B",
+    );
+    assert.equal(stored.StoreTaskState, "Completed", stored.StoreTaskFailureReason);
+    assert.ok((await onB.s3.send(new HeadObjectCommand({ Bucket: "stored", Key: stored.S3objectKey! }))).ContentLength! > 0);
+  });
+
+  it("start together on one store, and seed the public catalogue once between them", async () => {
+    const dataDir = tempDir();
+    const database = testDatabaseUrl ? await freshDatabase() : undefined;
+    const start = (nodeId: string) => spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], { KILN_NODE_ID: nodeId, ...(database ? { KILN_DATABASE_URL: database.url } : {}) });
+    const [x, y] = await Promise.all([start("node-x"), start("node-y")]);
+    nodes.push(x, y);
+    const catalogueOf = async (node: KilnProcess) => (await clients(node).ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }))).Images!.map((i) => i.ImageId!).sort();
+    const seen = [await catalogueOf(x), await catalogueOf(y)];
+    assert.ok(seen[0]!.length > 0);
+    assert.deepEqual(seen[0], seen[1]);
+    assert.equal(new Set(seen[0]).size, seen[0]!.length, "no image twice");
+    await database?.drop();
+  });
+});

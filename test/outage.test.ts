@@ -1,0 +1,136 @@
+// The metadata store out of reach: requests answer ServiceUnavailable (503, in each protocol's
+// own form) rather than an internal error or a wrong result, health says which dependency is
+// down, and Kiln recovers by itself once the store is back. On PostgreSQL the connection is cut
+// at a TCP proxy between Kiln and the server; on SQLite another process holds the write lock
+// past Kiln's busy timeout.
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, connect, type Server, type Socket } from "node:net";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { CreateVolumeCommand, DescribeVolumesCommand } from "@aws-sdk/client-ec2";
+import { ListSnapshotBlocksCommand } from "@aws-sdk/client-ebs";
+import { ListBucketsCommand } from "@aws-sdk/client-s3";
+import { freshDatabase, startTestKiln, testDatabaseUrl, type TestKiln } from "./helpers/kiln.js";
+
+interface Failure {
+  name: string;
+  $metadata: { httpStatusCode?: number };
+}
+const failureOf = (promise: Promise<unknown>) =>
+  promise.then(
+    () => assert.fail("the request succeeded"),
+    (error: Failure) => error,
+  );
+
+async function health(kiln: TestKiln): Promise<{ code: number; body: { status: string; dependencies: { metadata: { status: string } } } }> {
+  const response = await fetch(`${kiln.url}/_kiln/health`);
+  return { code: response.status, body: (await response.json()) as never };
+}
+
+/** A TCP proxy to `target` that can be cut (every connection dropped, nothing accepted) and restored on the same port. */
+async function cuttableProxy(target: { host: string; port: number }) {
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  let port = 0;
+  const open = () =>
+    new Promise<void>((resolve) => {
+      server = createServer((client) => {
+        const upstream = connect(target.port, target.host);
+        for (const socket of [client, upstream]) {
+          sockets.add(socket);
+          socket.on("close", () => sockets.delete(socket));
+          socket.on("error", () => {});
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      server.listen(port, "127.0.0.1", () => {
+        port = (server!.address() as { port: number }).port;
+        resolve();
+      });
+    });
+  await open();
+  return {
+    get port() {
+      return port;
+    },
+    async cut() {
+      await new Promise<void>((resolve) => {
+        server!.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      });
+    },
+    restore: open,
+  };
+}
+
+describe("the metadata store out of reach", () => {
+  if (testDatabaseUrl) {
+    it("answers ServiceUnavailable while PostgreSQL cannot be reached, and serves again once it can", async () => {
+      const database = await freshDatabase();
+      const url = new URL(database.url);
+      const proxy = await cuttableProxy({ host: url.hostname, port: Number(url.port || 5432) });
+      url.host = `127.0.0.1:${proxy.port}`;
+      const kiln = await startTestKiln({ databaseUrl: url.toString() });
+      try {
+        const ec2 = kiln.ec2();
+        await ec2.send(new DescribeVolumesCommand({}));
+        assert.equal((await health(kiln)).code, 200);
+
+        await proxy.cut();
+        const ec2Failure = await failureOf(ec2.send(new DescribeVolumesCommand({})));
+        assert.equal(ec2Failure.name, "ServiceUnavailable");
+        assert.equal(ec2Failure.$metadata.httpStatusCode, 503);
+        const ebsFailure = await failureOf(kiln.ebs().send(new ListSnapshotBlocksCommand({ SnapshotId: "snap-0123456789abcdef0" })));
+        assert.equal(ebsFailure.name, "ServiceUnavailableException");
+        assert.equal(ebsFailure.$metadata.httpStatusCode, 503);
+        const s3Failure = await failureOf(kiln.s3().send(new ListBucketsCommand({})));
+        assert.equal(s3Failure.name, "ServiceUnavailable");
+        assert.equal(s3Failure.$metadata.httpStatusCode, 503);
+        const down = await health(kiln);
+        assert.equal(down.code, 503);
+        assert.equal(down.body.status, "unavailable");
+        assert.equal(down.body.dependencies.metadata.status, "unavailable");
+
+        // Back: no restart, the next request simply works.
+        await proxy.restore();
+        const { VolumeId } = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }));
+        assert.deepEqual((await ec2.send(new DescribeVolumesCommand({}))).Volumes!.map((v) => v.VolumeId), [VolumeId]);
+        assert.equal((await health(kiln)).code, 200);
+      } finally {
+        await kiln.close();
+        await proxy.cut();
+        await database.drop();
+      }
+    });
+  } else {
+    it("answers ServiceUnavailable while another process holds SQLite's write lock, and serves again once it lets go", async () => {
+      const kiln = await startTestKiln();
+      let holder: ChildProcess | undefined;
+      try {
+        const ec2 = kiln.ec2();
+        await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }));
+        // Another process takes the write lock and keeps it until it is killed.
+        const script = `const db = new (require("better-sqlite3"))(process.argv[1]); db.exec("begin immediate"); console.log("locked"); setInterval(() => {}, 1000);`;
+        holder = spawn(process.execPath, ["-e", script, join(kiln.dataDir, "kiln.sqlite3")], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
+        await new Promise<void>((resolve) => holder!.stdout!.once("data", () => resolve()));
+
+        // A write waits out Kiln's busy timeout (5 s), then is answered, not failed as Kiln's fault.
+        const failure = await failureOf(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 })));
+        assert.equal(failure.name, "ServiceUnavailable");
+        assert.equal(failure.$metadata.httpStatusCode, 503);
+        // Reads go on: SQLite's WAL keeps readers apart from the lock.
+        assert.equal((await ec2.send(new DescribeVolumesCommand({}))).Volumes!.length, 1);
+
+        holder.kill();
+        await new Promise((resolve) => holder!.once("exit", resolve));
+        await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }));
+        assert.equal((await ec2.send(new DescribeVolumesCommand({}))).Volumes!.length, 2);
+        assert.equal((await health(kiln)).code, 200);
+      } finally {
+        holder?.kill();
+        await kiln.close();
+      }
+    });
+  }
+});
