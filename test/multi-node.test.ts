@@ -6,7 +6,19 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, describe, it } from "node:test";
-import { CreateStoreImageTaskCommand, DescribeImagesCommand, DescribeImportImageTasksCommand, DescribeStoreImageTasksCommand, EC2Client, ImportImageCommand, type ImportImageTask } from "@aws-sdk/client-ec2";
+import {
+  CreateSnapshotCommand,
+  CreateStoreImageTaskCommand,
+  CreateVolumeCommand,
+  DescribeImagesCommand,
+  DescribeImportImageTasksCommand,
+  DescribeStoreImageTasksCommand,
+  DescribeVolumesCommand,
+  EC2Client,
+  ImportImageCommand,
+  RegisterImageCommand,
+  type ImportImageTask,
+} from "@aws-sdk/client-ec2";
 import { EBSClient } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { assertBlocksHold, readSnapshotBlocks } from "./helpers/data.js";
@@ -113,6 +125,33 @@ describe("two nodes sharing one store", () => {
     assert.ok(seen[0]!.length > 0);
     assert.deepEqual(seen[0], seen[1]);
     assert.equal(new Set(seen[0]).size, seen[0]!.length, "no image twice");
+    await database?.drop();
+  });
+
+  it("agree on one answer when they race: one volume for one ClientToken, one image for one name", async () => {
+    const dataDir = tempDir();
+    const database = testDatabaseUrl ? await freshDatabase() : undefined;
+    const start = (nodeId: string) => spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], { KILN_NODE_ID: nodeId, ...(database ? { KILN_DATABASE_URL: database.url } : {}) });
+    const pair = [await start("node-p"), await start("node-q")];
+    nodes.push(...pair);
+    const ec2s = pair.map((node) => clients(node).ec2);
+    const racers = Array.from({ length: 16 }, (_, i) => ec2s[i % 2]!);
+
+    const volumes = await Promise.all(racers.map((ec2) => ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1, ClientToken: "raced-token" }))));
+    assert.equal(new Set(volumes.map((v) => v.VolumeId)).size, 1, "every racer got the same volume");
+    assert.equal((await ec2s[1]!.send(new DescribeVolumesCommand({}))).Volumes!.length, 1);
+
+    const { SnapshotId } = await ec2s[0]!.send(new CreateSnapshotCommand({ VolumeId: volumes[0]!.VolumeId }));
+    const outcomes = await Promise.all(
+      racers.map((ec2) =>
+        ec2.send(new RegisterImageCommand({ Name: "raced-name", RootDeviceName: "/dev/xvda", VirtualizationType: "hvm", Architecture: "x86_64", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] })).then(
+          () => "registered",
+          (error: Error) => error.name,
+        ),
+      ),
+    );
+    assert.deepEqual(outcomes.filter((o) => o === "registered").length, 1, outcomes.join(", "));
+    assert.deepEqual([...new Set(outcomes.filter((o) => o !== "registered"))], ["InvalidAMIName.Duplicate"]);
     await database?.drop();
   });
 });

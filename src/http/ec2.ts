@@ -12,7 +12,7 @@ import type { ServiceModel, StructureShape } from "../protocol/model.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { BlobStore } from "../store/objects/blobs.js";
 import type { TaskRunner } from "../tasks/runner.js";
-import type { MetaStore } from "../store/meta/database.js";
+import { isUniqueViolation, type MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 import { callerOf, requestToVerify } from "./caller.js";
 
@@ -116,9 +116,21 @@ export function ec2Endpoint(deps: {
         }
         await catalogue.ensure(caller.region);
         const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config, blobs, tasks };
-        const checked = await action.check?.(ctx, input);
-        if (input.DryRun === true) throw dryRunSucceeded();
-        const output = (await action.run(ctx, input, checked)) ?? undefined;
+        const attempt = async () => {
+          const checked = await action.check?.(ctx, input);
+          if (input.DryRun === true) throw dryRunSucceeded();
+          return (await action.run(ctx, input, checked)) ?? undefined;
+        };
+        let output: Awaited<ReturnType<typeof attempt>>;
+        try {
+          output = await attempt();
+        } catch (error) {
+          // Two requests (on one node or two) raced to make the same thing, and the database let
+          // one win. Asked again, the action sees the winner's row: it answers as a retry with
+          // the same ClientToken does, or with the error for a name already taken.
+          if (!isUniqueViolation(error)) throw error;
+          output = await attempt();
+        }
         return {
           ...log,
           status: 200,
