@@ -6,13 +6,14 @@
 //   KILN_BENCH_DATABASE_URL=postgres://user:password@127.0.0.1:5432/postgres npm run bench:scale
 //   node bench/scale/run.mjs --duration 3 --connections 8
 //
-// The PostgreSQL URL names a role that may create databases: each setup gets a fresh one.
+// The PostgreSQL URL names a role that may create databases: each setup gets a fresh one, dropped
+// after it.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CreateImageCommand, CreateSnapshotCommand, CreateVolumeCommand, EC2Client, RegisterImageCommand, RunInstancesCommand, waitUntilInstanceRunning, waitUntilSnapshotCompleted } from "@aws-sdk/client-ec2";
-import pg from "pg";
+import { freshDatabase } from "../../dist/test/helpers/kiln.js";
 import { check, count, measureReplay, signedPost } from "../lib/load.mjs";
 import { onExit, startKiln } from "../lib/servers.mjs";
 
@@ -36,25 +37,6 @@ const ec2For = (port) => new EC2Client({ endpoint: `http://127.0.0.1:${port}`, r
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-scale-"));
 onExit(() => rmSync(work, { recursive: true, force: true }));
-
-async function admin(statement) {
-  const client = new pg.Client({ connectionString: args.postgres });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
-/** A fresh database on the server; dropped when the benchmark ends. */
-async function freshDatabase(name) {
-  await admin(`drop database if exists ${name} with (force)`);
-  await admin(`create database ${name}`);
-  const url = new URL(args.postgres);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 /** Starts `nodes` Kiln nodes on one data folder (and the database, when given). */
 async function startNodes(label, nodes, databaseUrl) {
@@ -124,14 +106,14 @@ async function createImages(nodes, instanceId, label) {
 
 async function main() {
   const setups = [
-    { label: "SQLite, 1 node", nodes: 1, database: undefined },
-    { label: "PostgreSQL, 1 node", nodes: 1, database: "kiln_bench_scale_1" },
-    { label: "PostgreSQL, 2 nodes", nodes: 2, database: "kiln_bench_scale_2" },
+    { label: "SQLite, 1 node", nodes: 1, database: false },
+    { label: "PostgreSQL, 1 node", nodes: 1, database: true },
+    { label: "PostgreSQL, 2 nodes", nodes: 2, database: true },
   ];
   const rows = [];
   for (const setup of setups) {
-    const databaseUrl = setup.database ? await freshDatabase(setup.database) : undefined;
-    const nodes = await startNodes(setup.label, setup.nodes, databaseUrl);
+    const database = setup.database ? await freshDatabase(args.postgres, "kiln_bench_scale") : undefined;
+    const nodes = await startNodes(setup.label, setup.nodes, database?.url);
     try {
       const instanceId = await seed(nodes[0]);
       const describe = await describeImages(nodes);
@@ -140,7 +122,7 @@ async function main() {
       console.log(`${setup.label}: DescribeImages ${describe.rps.toFixed(0)}/s, CreateImage ${create.rps.toFixed(0)}/s`);
     } finally {
       for (const node of nodes) await node.stop();
-      if (setup.database) await admin(`drop database if exists ${setup.database} with (force)`);
+      await database?.drop();
     }
   }
   const base = rows[0];

@@ -9,7 +9,7 @@ import type { Transaction } from "kysely";
 import type { Logger } from "../log.js";
 import type { MetaDb } from "../store/meta/database.js";
 import type { MetaSchema } from "../store/meta/schema.js";
-import { claimableTasks, claimTask, endTask, renewLease, requestCancel, setTaskProgress, taskOwners, type TaskRow } from "../store/meta/tasks.js";
+import { cancelRequests, claimableTasks, claimTask, endTask, renewLease, requestCancel, setTaskProgress, type TaskRow } from "../store/meta/tasks.js";
 
 /** A failure the task's owner should read (a bad object, a missing snapshot), not a Kiln fault. */
 export class TaskFailure extends Error {
@@ -138,10 +138,11 @@ export class TaskRunner {
   private async heartbeat(): Promise<void> {
     try {
       const until = Date.now() + this.options.leaseMs;
-      for (const row of await taskOwners(this.db, [...this.active.keys()])) {
+      for (const row of await cancelRequests(this.db, [...this.active.keys()])) {
         const own = this.cancels.get(row.task_id);
         if (!own || own.signal.aborted) continue;
-        if (row.owner !== this.options.nodeId || row.state !== "running" || !(await renewLease(this.db, row.task_id, this.options.nodeId, until))) {
+        // The renewal itself says whether this node still holds the task.
+        if (!(await renewLease(this.db, row.task_id, this.options.nodeId, until))) {
           own.abort(new TaskLost(row.task_id));
         } else if (row.cancel_requested !== null) {
           own.abort(new TaskCancelled(row.cancel_requested));

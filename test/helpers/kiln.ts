@@ -55,12 +55,15 @@ export function tempDir(prefix = "kiln-test-"): string {
 /** The PostgreSQL server tests run against, when any. */
 export const testDatabaseUrl = process.env.KILN_TEST_DATABASE_URL || undefined;
 
-/** A new, empty PostgreSQL database on the test server; its URL, and a function that drops it. */
-export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  if (!testDatabaseUrl) throw new Error("KILN_TEST_DATABASE_URL is not set");
-  const name = `kiln_test_${randomBytes(6).toString("hex")}`;
+/**
+ * A new, empty PostgreSQL database on `server` (the test server unless another is named, as the
+ * benchmarks do); its URL, and a function that drops it.
+ */
+export async function freshDatabase(server = testDatabaseUrl, prefix = "kiln_test"): Promise<{ url: string; drop(): Promise<void> }> {
+  if (!server) throw new Error("KILN_TEST_DATABASE_URL is not set");
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
   const admin = async (statement: string) => {
-    const client = new pg.Client({ connectionString: testDatabaseUrl });
+    const client = new pg.Client({ connectionString: server });
     await client.connect();
     try {
       await client.query(statement);
@@ -69,7 +72,7 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
     }
   };
   await admin(`create database ${name}`);
-  const url = new URL(testDatabaseUrl);
+  const url = new URL(server);
   url.pathname = `/${name}`;
   return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
 }

@@ -3,9 +3,10 @@
 // upgrade keeps every snapshot's data; a stop halfway is finished by the next start (a chunk put
 // again is stored once). A file that does not match its name is left where it is, and logged.
 import { createHash } from "node:crypto";
-import { opendir, readFile, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../log.js";
+import { listDir } from "../list-dir.js";
 import { BLOCK_SIZE, type ChunkStore } from "./chunks.js";
 
 const CHUNK_FILE = /^[0-9a-f]{64}$/;
@@ -41,19 +42,9 @@ export async function adoptChunkFiles(folder: string, chunks: ChunkStore, logger
 }
 
 async function* chunkFiles(folder: string): AsyncGenerator<{ path: string; name: string }> {
-  for (const first of await names(folder)) {
-    for (const second of await names(join(folder, first))) {
-      for (const name of await names(join(folder, first, second))) yield { path: join(folder, first, second, name), name };
+  for (const first of await listDir(folder)) {
+    for (const second of await listDir(join(folder, first))) {
+      for (const name of await listDir(join(folder, first, second))) yield { path: join(folder, first, second, name), name };
     }
-  }
-}
-
-async function names(dir: string): Promise<string[]> {
-  try {
-    const found: string[] = [];
-    for await (const entry of await opendir(dir)) found.push(entry.name);
-    return found;
-  } catch {
-    return [];
   }
 }

@@ -68,6 +68,11 @@ export function packedChunkStore(root: string, db: MetaDb, options: { packSlots?
     }
     throw new Error(`chunk ${chunk} is not stored`);
   };
+  /** Lets a collection under way finish, and closes the open pack (the next put starts a new one). */
+  const close = async () => {
+    while (collecting) await collecting.catch(() => {});
+    await appender.restart();
+  };
   const relocate = (chunk: string) => blockSlots.with(async (slot) => appender.append(chunk, await read(chunk, slot), true));
 
   return {
@@ -103,13 +108,9 @@ export function packedChunkStore(root: string, db: MetaDb, options: { packSlots?
       return collecting;
     },
     async reset() {
-      while (collecting) await collecting.catch(() => {});
-      await appender.restart();
+      await close();
       await rm(root, { recursive: true, force: true });
     },
-    async close() {
-      while (collecting) await collecting.catch(() => {});
-      await appender.restart();
-    },
+    close,
   };
 }

@@ -1,6 +1,7 @@
 // Durable tasks: one row each, its state and progress written as the work goes.
+import type { ExpressionBuilder } from "kysely";
 import type { MetaDb } from "./database.js";
-import type { TaskTable } from "./schema.js";
+import type { MetaSchema, TaskTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
 export type TaskRow = TaskTable;
@@ -13,15 +14,13 @@ export function getTask(db: MetaDb, taskId: string): Promise<TaskRow | undefined
   return db.selectFrom("tasks").selectAll().where("task_id", "=", taskId).executeTakeFirst();
 }
 
-/** Running tasks `node` may take: nobody's, its own (from before a restart), or ones whose lease ran out. */
+/** A running task `node` may take: nobody's, its own (from before a restart), or one whose lease ran out. */
+const claimableBy = (node: string, now: number) => (eb: ExpressionBuilder<MetaSchema, "tasks">) =>
+  eb.and([eb("state", "=", "running"), eb.or([eb("owner", "is", null), eb("owner", "=", node), eb("lease_until", "<", now)])]);
+
+/** Running tasks `node` may take, oldest first. */
 export function claimableTasks(db: MetaDb, node: string, now: number): Promise<TaskRow[]> {
-  return db
-    .selectFrom("tasks")
-    .selectAll()
-    .where("state", "=", "running")
-    .where((eb) => eb.or([eb("owner", "is", null), eb("owner", "=", node), eb("lease_until", "<", now)]))
-    .orderBy("created")
-    .execute();
+  return db.selectFrom("tasks").selectAll().where(claimableBy(node, now)).orderBy("created").execute();
 }
 
 /** Makes `node` the task's owner until `until`, if it is running and nobody else holds a live lease. */
@@ -30,8 +29,7 @@ export async function claimTask(db: MetaDb, taskId: string, node: string, now: n
     .updateTable("tasks")
     .set({ owner: node, lease_until: until })
     .where("task_id", "=", taskId)
-    .where("state", "=", "running")
-    .where((eb) => eb.or([eb("owner", "is", null), eb("owner", "=", node), eb("lease_until", "<", now)]))
+    .where(claimableBy(node, now))
     .executeTakeFirst();
   return numUpdatedRows > 0n;
 }
@@ -45,10 +43,10 @@ export async function renewLease(db: MetaDb, taskId: string, node: string, until
   return numUpdatedRows > 0n;
 }
 
-/** Who runs each of `taskIds` now, and any cancel asked of it. */
-export function taskOwners(db: MetaDb, taskIds: readonly string[]): Promise<Pick<TaskRow, "task_id" | "state" | "owner" | "cancel_requested">[]> {
+/** Any cancel asked of each of `taskIds`. */
+export function cancelRequests(db: MetaDb, taskIds: readonly string[]): Promise<Pick<TaskRow, "task_id" | "cancel_requested">[]> {
   if (taskIds.length === 0) return Promise.resolve([]);
-  return db.selectFrom("tasks").select(["task_id", "state", "owner", "cancel_requested"]).where("task_id", "in", taskIds).execute();
+  return db.selectFrom("tasks").select(["task_id", "cancel_requested"]).where("task_id", "in", taskIds).execute();
 }
 
 /** Asks whichever node runs the task to cancel it. */

@@ -4,10 +4,11 @@
 // finish, even when the object naming it is replaced or deleted meanwhile.
 import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, constants as fsConstants } from "node:fs";
-import { copyFile, mkdir, open, opendir, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { copyFile, mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { listDir } from "../list-dir.js";
 import type { BlobRef } from "../meta/schema.js";
 
 export interface BlobRange {
@@ -221,15 +222,4 @@ export function fileBlobStore(root: string): BlobStore {
       await rm(root, { recursive: true, force: true });
     },
   };
-}
-
-async function listDir(path: string): Promise<string[]> {
-  try {
-    const names: string[] = [];
-    for await (const entry of await opendir(path)) names.push(entry.name);
-    return names;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
-  }
 }
