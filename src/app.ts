@@ -10,13 +10,11 @@ import { ec2Endpoint } from "./http/ec2.js";
 import { createHttpServer } from "./http/server.js";
 import { createLogger, type Logger } from "./log.js";
 import { ec2Model } from "./protocol/model.js";
-import { adoptChunkFiles } from "./store/blocks/adopt-chunk-files.js";
-import { packedChunkStore } from "./store/blocks/chunks.js";
 import { openMetaStore, type MetaStore } from "./store/meta/database.js";
 import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
 import { s3Endpoint } from "./http/s3.js";
-import { fileBlobStore } from "./store/objects/blobs.js";
+import { openDataHome, type DataHome } from "./store/data-home.js";
 import { RESTORE_TASK, STORE_TASK } from "./api/ec2/store-restore.js";
 import { EXPORT_IMAGE_TASK, exportImageKind } from "./tasks/export-image.js";
 import { importKinds } from "./tasks/import-disks.js";
@@ -61,9 +59,14 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const actions = ec2Actions(model);
   const meta = await openMetaStore(config);
   const verifier = new SignatureVerifier(config.accounts);
-  const chunks = packedChunkStore(join(config.dataDir, "packs"), meta.db);
-  await adoptChunkFiles(join(config.dataDir, "chunks"), chunks, logger);
-  const blobs = fileBlobStore(join(config.dataDir, "objects"));
+  let data: DataHome;
+  try {
+    data = await openDataHome(config, meta.db, logger);
+  } catch (error) {
+    await meta.close();
+    throw error;
+  }
+  const { chunks, blobs } = data;
   // Before serving: blobs written by requests a stop cut short are named by no row (those old
   // enough that no other node sharing the folder can still be about to name them).
   const swept = await sweepBlobs(meta.db, blobs, Date.now() - config.collect.graceMs);
@@ -84,7 +87,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
       ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages, blobs, tasks }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
       s3: s3Endpoint({ config, verifier, meta, blobs }),
-      admin: adminRoutes({ config, meta, chunks, blobs, tasks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
+      admin: adminRoutes({ config, meta, data, tasks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,
   );

@@ -9,6 +9,7 @@ import {
   type AccountDirectory,
 } from "./auth/accounts.js";
 import { BUILT_IN_CATALOGUE, readCatalogueFile, type CatalogueEntry } from "./domain/catalogue.js";
+import type { ObjectStoreSettings } from "./store/bucket/bucket.js";
 
 export interface KilnConfig {
   host: string;
@@ -17,6 +18,8 @@ export interface KilnConfig {
   dataDir: string;
   /** A postgres:// URL: the metadata store is that PostgreSQL database rather than SQLite. */
   databaseUrl?: string;
+  /** A bucket of an S3-compatible object store: snapshot data and bucket objects live there rather than in dataDir. */
+  objectStore?: ObjectStoreSettings;
   /** This node's name in task leases (KILN_NODE_ID); by default one kept in the data directory. */
   nodeId?: string;
   /** How long a node's hold on a task lasts unrenewed: how soon another node takes over a dead node's tasks. */
@@ -48,6 +51,8 @@ export interface ConfigOverrides {
   port?: number | string;
   dataDir?: string;
   databaseUrl?: string;
+  objectStoreBucket?: string;
+  objectStoreEndpoint?: string;
   accountsFile?: string;
   allowUnsigned?: boolean;
   allowReset?: boolean;
@@ -89,6 +94,28 @@ function databaseUrl(value: string | undefined): string | undefined {
   return value;
 }
 
+/** The object store settings (KILN_OBJECT_STORE_*), when a bucket is named. */
+function objectStore(overrides: ConfigOverrides, env: NodeJS.ProcessEnv): ObjectStoreSettings | undefined {
+  const bucket = overrides.objectStoreBucket ?? env.KILN_OBJECT_STORE_BUCKET;
+  if (!bucket) return undefined;
+  const endpoint = overrides.objectStoreEndpoint ?? (env.KILN_OBJECT_STORE_ENDPOINT || undefined);
+  if (endpoint !== undefined && !/^https?:\/\/[^/]/.test(endpoint)) throw new Error(`KILN_OBJECT_STORE_ENDPOINT must be an http:// or https:// URL, got ${endpoint}`);
+  const accessKeyId = env.KILN_OBJECT_STORE_ACCESS_KEY_ID;
+  const secretAccessKey = env.KILN_OBJECT_STORE_SECRET_ACCESS_KEY;
+  if (!accessKeyId !== !secretAccessKey) throw new Error("KILN_OBJECT_STORE_ACCESS_KEY_ID and KILN_OBJECT_STORE_SECRET_ACCESS_KEY go together");
+  const prefix = env.KILN_OBJECT_STORE_PREFIX ?? "";
+  if (prefix.startsWith("/")) throw new Error(`KILN_OBJECT_STORE_PREFIX must not start with /, got ${prefix}`);
+  return {
+    bucket,
+    prefix,
+    endpoint,
+    region: env.KILN_OBJECT_STORE_REGION || env.AWS_REGION || "us-east-1",
+    credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined,
+    // Services other than AWS S3 mostly want the bucket in the path.
+    forcePathStyle: flag(env.KILN_OBJECT_STORE_PATH_STYLE) ?? endpoint !== undefined,
+  };
+}
+
 export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): KilnConfig {
   const accountsFile = overrides.accountsFile ?? env.KILN_ACCOUNTS_FILE;
   const accounts = accountsFile
@@ -101,6 +128,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     port: port(overrides.port ?? env.KILN_PORT ?? 4566),
     dataDir: resolve(overrides.dataDir ?? env.KILN_DATA_DIR ?? "data"),
     databaseUrl: databaseUrl(overrides.databaseUrl ?? env.KILN_DATABASE_URL),
+    objectStore: objectStore(overrides, env),
     nodeId: env.KILN_NODE_ID || undefined,
     taskLeaseMs: positive("KILN_TASK_LEASE_MS", env.KILN_TASK_LEASE_MS, 30_000),
     accounts,

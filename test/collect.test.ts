@@ -1,6 +1,8 @@
 // Chunk collection through a running Kiln: unnamed chunks go, chunks any snapshot or volume still
 // names stay, the grace period protects chunks written recently (so collection never races a
-// writer), and a closed pack's space comes back. (test/chunk-packs.test.js covers the store.)
+// writer), and a closed pack's space comes back. These are the data folder's packs, whatever
+// store the suite runs on (test/chunk-packs.test.js covers the pack store; test/object-store.test.js
+// collection in an object store).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -8,9 +10,10 @@ import { CopyImageCommand, CreateVolumeCommand, DeleteSnapshotCommand, DeleteVol
 import { BLOCK, readSnapshot, storedBlocks, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
+const inFolder = { KILN_OBJECT_STORE_BUCKET: "" };
 let kiln: TestKiln;
 before(async () => {
-  kiln = await startTestKiln();
+  kiln = await startTestKiln({}, inFolder);
 });
 after(() => kiln.close());
 beforeEach(() => kiln.reset());
@@ -52,7 +55,7 @@ describe("chunk collection", () => {
     assert.equal((await collect(0)).kept, atStart + 1, "the volume still names c");
     await ec2.send(new DeleteVolumeCommand({ VolumeId }));
     assert.deepEqual(await collect(0), { kept: atStart, removed: 1, packsRemoved: 0, packsCompacted: 0 }, "the open pack is left alone");
-    assert.equal(storedBlocks(kiln), atStart + 3, "a, b and c still take their slots in the open pack");
+    assert.equal(await storedBlocks(kiln), atStart + 3, "a, b and c still take their slots in the open pack");
 
     // More dead slots than the catalogue's live ones, so the pack is worth compacting.
     const scrap = await writeSnapshot(kiln, new Map(Array.from({ length: atStart }, (_, i) => [i, randomBytes(BLOCK)])));
@@ -61,9 +64,9 @@ describe("chunk collection", () => {
 
     // A restart closes that pack; collection then moves the catalogue's blocks out of it and deletes it.
     await kiln.close();
-    kiln = await startTestKiln({ dataDir: kiln.dataDir });
+    kiln = await startTestKiln({ dataDir: kiln.dataDir }, inFolder);
     assert.deepEqual(await collect(0), { kept: atStart, removed: 0, packsRemoved: 1, packsCompacted: 1 });
-    assert.equal(storedBlocks(kiln), atStart, "only the catalogue's blocks take space");
+    assert.equal(await storedBlocks(kiln), atStart, "only the catalogue's blocks take space");
     const image = (await kiln.ec2().send(new DescribeImagesCommand({ Owners: ["amazon"], MaxResults: 5 }))).Images![0]!;
     // Its snapshot is Amazon's: read it through a copy of the image.
     const { ImageId } = await kiln.ec2().send(new CopyImageCommand({ Name: "after-compaction", SourceImageId: image.ImageId, SourceRegion: "us-east-1" }));

@@ -15,7 +15,7 @@ import {
   waitUntilImageAvailable,
   waitUntilSnapshotCompleted,
 } from "@aws-sdk/client-ec2";
-import { BLOCK, dirBytes, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
+import { BLOCK, chunkBytes, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
 let kiln: TestKiln;
@@ -37,7 +37,7 @@ after(() => kiln.close());
 
 describe("CopySnapshot", () => {
   it("copies a snapshot into another region with the same bytes and no new chunk", async () => {
-    const before = dirBytes(join(kiln.dataDir, "packs"));
+    const before = await chunkBytes(kiln);
     const west = kiln.ec2({ region: "eu-west-1" });
     const { SnapshotId } = await west.send(new CopySnapshotCommand({ SourceRegion: "us-east-1", SourceSnapshotId: snapshotId, TagSpecifications: [{ ResourceType: "snapshot", Tags: [{ Key: "copy", Value: "yes" }] }] }));
     await waitUntilSnapshotCompleted({ client: west, minDelay: 1, maxWaitTime: 10 }, { SnapshotIds: [SnapshotId!] });
@@ -46,7 +46,7 @@ describe("CopySnapshot", () => {
     assert.equal(copy.VolumeSize, 2);
     assert.deepEqual(copy.Tags, [{ Key: "copy", Value: "yes" }]);
     assert.deepEqual(await readSnapshot(kiln, SnapshotId!, "eu-west-1"), data);
-    assert.equal(dirBytes(join(kiln.dataDir, "packs")), before);
+    assert.equal(await chunkBytes(kiln), before);
     assert.equal(await errorName(west.send(new CopySnapshotCommand({ SourceRegion: "eu-west-1", SourceSnapshotId: snapshotId }))), "InvalidSnapshot.NotFound");
   });
 });

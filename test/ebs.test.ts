@@ -29,7 +29,7 @@ let chunksAtStart = 0;
 beforeEach(async () => {
   await kiln.reset();
   // The public catalogue's root blocks are there from the start; tests count what they add.
-  chunksAtStart = storedBlocks(kiln);
+  chunksAtStart = await storedBlocks(kiln);
 });
 
 const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("base64");
@@ -103,7 +103,7 @@ describe("EBS direct APIs", () => {
     await put(SnapshotId!, 20, data);
     await put(SnapshotId!, 30, Buffer.alloc(BLOCK));
     await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 3 }));
-    assert.equal(storedBlocks(kiln) - chunksAtStart, 1, "one chunk for two identical blocks, none for zeros");
+    assert.equal(await storedBlocks(kiln) - chunksAtStart, 1, "one chunk for two identical blocks, none for zeros");
     const blocks = await allBlocks(SnapshotId!);
     assert.deepEqual(blocks.map((b) => b.BlockIndex), [10, 20]);
   });
@@ -123,7 +123,7 @@ describe("EBS direct APIs", () => {
     await put(child.SnapshotId!, 0, Buffer.alloc(BLOCK));
     await put(child.SnapshotId!, 5, a);
     await ebs.send(new CompleteSnapshotCommand({ SnapshotId: child.SnapshotId, ChangedBlocksCount: 3 }));
-    assert.equal(storedBlocks(kiln) - chunksAtStart, 3, "a, b and c: the child's copy of a is shared");
+    assert.equal(await storedBlocks(kiln) - chunksAtStart, 3, "a, b and c: the child's copy of a is shared");
 
     const childBlocks = await allBlocks(child.SnapshotId!);
     assert.deepEqual(childBlocks.map((x) => x.BlockIndex), [1, 5]);

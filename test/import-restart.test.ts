@@ -9,7 +9,7 @@ import { EBSClient } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { assertBlocksHold, readSnapshotBlocks } from "./helpers/data.js";
 import { convertDisk, makeLinuxDisk } from "./helpers/disks.js";
-import { freshDatabase, tempDir, testDatabaseUrl } from "./helpers/kiln.js";
+import { sharedStores } from "./helpers/kiln.js";
 import { spawnKiln } from "./helpers/process.js";
 import { scratch } from "./helpers/tools.js";
 
@@ -41,10 +41,11 @@ describe("an import and a killed server", () => {
     // Enough data that converting takes a while: the kill lands among the blocks.
     const raw = await makeLinuxDisk(dir, { sizeMiB: 768, extraMiB: 512 });
     const vmdk = await convertDisk(raw, "vmdk-stream");
-    const dataDir = tempDir();
-    // With a test PostgreSQL, both servers keep their metadata in one fresh database there.
-    const database = testDatabaseUrl ? await freshDatabase() : undefined;
-    const env = database ? { KILN_DATABASE_URL: database.url } : {};
+    // One data folder, restarted on; with a test PostgreSQL and object store, both servers keep
+    // their metadata and data there.
+    const shared = await sharedStores();
+    const dataDir = shared.folder();
+    const env = shared.env;
 
     const first = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], env);
     let taskId: string;
@@ -74,7 +75,7 @@ describe("an import and a killed server", () => {
       assertBlocksHold(await readSnapshotBlocks(ebs, snapshotId), readFileSync(raw), snapshotId);
     } finally {
       await second.stop();
-      await database?.drop();
+      await shared.drop();
     }
   });
 });

@@ -1,10 +1,11 @@
-// Two nodes, one metadata store, one data folder: what one starts the other sees, and when one
+// Two nodes, one metadata store, one data store: what one starts the other sees, and when one
 // is killed with SIGKILL part-way through an import, the other takes the task over once its lease
 // runs out and finishes it, with every byte of the disk. The nodes share PostgreSQL when
 // KILN_TEST_DATABASE_URL names a server, and otherwise one SQLite file (WAL lets two processes
-// share it on one machine).
+// share it on one machine). With KILN_TEST_OBJECT_STORE_ENDPOINT too, they keep their data in one
+// bucket there and share no folder at all, as nodes on separate machines.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { after, describe, it } from "node:test";
 import {
   CreateSnapshotCommand,
@@ -23,7 +24,7 @@ import { EBSClient } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { assertBlocksHold, readSnapshotBlocks } from "./helpers/data.js";
 import { convertDisk, makeLinuxDisk } from "./helpers/disks.js";
-import { freshDatabase, tempDir, testDatabaseUrl } from "./helpers/kiln.js";
+import { sharedStores, type SharedStores } from "./helpers/kiln.js";
 import { spawnKiln, type KilnProcess } from "./helpers/process.js";
 import { scratch } from "./helpers/tools.js";
 
@@ -52,22 +53,27 @@ async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, wha
 
 describe("two nodes sharing one store", () => {
   const nodes: KilnProcess[] = [];
-  let dropDatabase: (() => Promise<void>) | undefined;
+  const made: SharedStores[] = [];
+  const stores = async () => {
+    const shared = await sharedStores();
+    made.push(shared);
+    return shared;
+  };
   after(async () => {
     for (const node of nodes) await node.stop("SIGKILL");
-    await dropDatabase?.();
+    for (const shared of made) await shared.drop();
   });
 
   it("see each other's tasks, and one finishes the import the other was killed in", async () => {
     const dir = scratch();
     const raw = await makeLinuxDisk(dir, { sizeMiB: 768, extraMiB: 512 });
     const vmdk = await convertDisk(raw, "vmdk-stream");
-    const dataDir = tempDir();
-    const database = testDatabaseUrl ? await freshDatabase() : undefined;
-    dropDatabase = database?.drop;
+    const shared = await stores();
+    const folders: string[] = [];
     const start = async (nodeId: string) => {
-      const env = { KILN_NODE_ID: nodeId, KILN_TASK_LEASE_MS: String(LEASE_MS), ...(database ? { KILN_DATABASE_URL: database.url } : {}) };
-      const node = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], env);
+      const env = { ...shared.env, KILN_NODE_ID: nodeId, KILN_TASK_LEASE_MS: String(LEASE_MS) };
+      folders.push(shared.folder());
+      const node = await spawnKiln(["serve", "--port", "0", "--data-dir", folders.at(-1)!], env);
       nodes.push(node);
       return node;
     };
@@ -112,12 +118,15 @@ describe("two nodes sharing one store", () => {
     );
     assert.equal(stored.StoreTaskState, "Completed", stored.StoreTaskFailureReason);
     assert.ok((await onB.s3.send(new HeadObjectCommand({ Bucket: "stored", Key: stored.S3objectKey! }))).ContentLength! > 0);
+    if (shared.separate) {
+      // Every byte went through the object store: no node kept snapshot data or objects of its own.
+      for (const folder of new Set(folders)) assert.deepEqual(readdirSync(folder).filter((name) => name === "packs" || name === "objects"), [], folder);
+    }
   });
 
   it("start together on one store, and seed the public catalogue once between them", async () => {
-    const dataDir = tempDir();
-    const database = testDatabaseUrl ? await freshDatabase() : undefined;
-    const start = (nodeId: string) => spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], { KILN_NODE_ID: nodeId, ...(database ? { KILN_DATABASE_URL: database.url } : {}) });
+    const shared = await stores();
+    const start = (nodeId: string) => spawnKiln(["serve", "--port", "0", "--data-dir", shared.folder()], { ...shared.env, KILN_NODE_ID: nodeId });
     const [x, y] = await Promise.all([start("node-x"), start("node-y")]);
     nodes.push(x, y);
     const catalogueOf = async (node: KilnProcess) => (await clients(node).ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }))).Images!.map((i) => i.ImageId!).sort();
@@ -125,13 +134,11 @@ describe("two nodes sharing one store", () => {
     assert.ok(seen[0]!.length > 0);
     assert.deepEqual(seen[0], seen[1]);
     assert.equal(new Set(seen[0]).size, seen[0]!.length, "no image twice");
-    await database?.drop();
   });
 
   it("agree on one answer when they race: one volume for one ClientToken, one image for one name", async () => {
-    const dataDir = tempDir();
-    const database = testDatabaseUrl ? await freshDatabase() : undefined;
-    const start = (nodeId: string) => spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], { KILN_NODE_ID: nodeId, ...(database ? { KILN_DATABASE_URL: database.url } : {}) });
+    const shared = await stores();
+    const start = (nodeId: string) => spawnKiln(["serve", "--port", "0", "--data-dir", shared.folder()], { ...shared.env, KILN_NODE_ID: nodeId });
     const pair = [await start("node-p"), await start("node-q")];
     nodes.push(...pair);
     const ec2s = pair.map((node) => clients(node).ec2);
@@ -152,6 +159,5 @@ describe("two nodes sharing one store", () => {
     );
     assert.deepEqual(outcomes.filter((o) => o === "registered").length, 1, outcomes.join(", "));
     assert.deepEqual([...new Set(outcomes.filter((o) => o !== "registered"))], ["InvalidAMIName.Duplicate"]);
-    await database?.drop();
   });
 });

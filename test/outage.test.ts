@@ -1,17 +1,20 @@
-// The metadata store out of reach: requests answer ServiceUnavailable (503, in each protocol's
+// A store out of reach: requests answer ServiceUnavailable (503, in each protocol's
 // own form) rather than an internal error or a wrong result, health says which dependency is
 // down, and Kiln recovers by itself once the store is back. On PostgreSQL the connection is cut
 // at a TCP proxy between Kiln and the server; on SQLite another process holds the write lock
-// past Kiln's busy timeout.
+// past Kiln's busy timeout. The object store (moto_server) is cut at a TCP proxy too.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer, connect, type Server, type Socket } from "node:net";
+import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { CreateVolumeCommand, DescribeVolumesCommand } from "@aws-sdk/client-ec2";
-import { ListSnapshotBlocksCommand } from "@aws-sdk/client-ebs";
-import { ListBucketsCommand } from "@aws-sdk/client-s3";
-import { freshDatabase, startTestKiln, testDatabaseUrl, type TestKiln } from "./helpers/kiln.js";
+import { CreateVolumeCommand, DescribeSnapshotsCommand, DescribeVolumesCommand } from "@aws-sdk/client-ec2";
+import { ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
+import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { BLOCK, readSnapshot, writeSnapshot } from "./helpers/data.js";
+import { freshBucket, freshDatabase, startTestKiln, testDatabaseUrl, type TestKiln } from "./helpers/kiln.js";
+import { startMotoServer } from "./helpers/moto.js";
+import { cuttableProxy } from "./helpers/proxy.js";
 
 interface Failure {
   name: string;
@@ -23,46 +26,11 @@ const failureOf = (promise: Promise<unknown>) =>
     (error: Failure) => error,
   );
 
-async function health(kiln: TestKiln): Promise<{ code: number; body: { status: string; dependencies: { metadata: { status: string } } } }> {
+async function health(kiln: TestKiln): Promise<{ code: number; body: { status: string; dependencies: { metadata: { status: string }; data: { status: string } } } }> {
   const response = await fetch(`${kiln.url}/_kiln/health`);
   return { code: response.status, body: (await response.json()) as never };
 }
 
-/** A TCP proxy to `target` that can be cut (every connection dropped, nothing accepted) and restored on the same port. */
-async function cuttableProxy(target: { host: string; port: number }) {
-  const sockets = new Set<Socket>();
-  let server: Server | undefined;
-  let port = 0;
-  const open = () =>
-    new Promise<void>((resolve) => {
-      server = createServer((client) => {
-        const upstream = connect(target.port, target.host);
-        for (const socket of [client, upstream]) {
-          sockets.add(socket);
-          socket.on("close", () => sockets.delete(socket));
-          socket.on("error", () => {});
-        }
-        client.pipe(upstream).pipe(client);
-      });
-      server.listen(port, "127.0.0.1", () => {
-        port = (server!.address() as { port: number }).port;
-        resolve();
-      });
-    });
-  await open();
-  return {
-    get port() {
-      return port;
-    },
-    async cut() {
-      await new Promise<void>((resolve) => {
-        server!.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
-    },
-    restore: open,
-  };
-}
 
 describe("the metadata store out of reach", () => {
   if (testDatabaseUrl) {
@@ -133,4 +101,53 @@ describe("the metadata store out of reach", () => {
       }
     });
   }
+});
+
+describe("the object store out of reach", () => {
+  it("answers ServiceUnavailable for what needs the store, keeps serving what does not, and recovers by itself", async () => {
+    const moto = await startMotoServer();
+    const proxy = await cuttableProxy({ host: "127.0.0.1", port: Number(new URL(moto.endpoint).port) });
+    const made = await freshBucket(moto.endpoint);
+    const kiln = await startTestKiln({}, { ...made.env, KILN_OBJECT_STORE_ENDPOINT: `http://127.0.0.1:${proxy.port}` });
+    try {
+      const s3 = kiln.s3();
+      const ec2 = kiln.ec2();
+      await s3.send(new CreateBucketCommand({ Bucket: "kept" }));
+      await s3.send(new PutObjectCommand({ Bucket: "kept", Key: "before", Body: "bytes from before" }));
+      const blocks = new Map([[0, randomBytes(BLOCK)]]);
+      const snapshotId = await writeSnapshot(kiln, blocks);
+
+      await proxy.cut();
+      const putFailure = await failureOf(s3.send(new PutObjectCommand({ Bucket: "kept", Key: "during", Body: "lost?" })));
+      assert.equal(putFailure.name, "ServiceUnavailable");
+      assert.equal(putFailure.$metadata.httpStatusCode, 503);
+      const getFailure = await failureOf(s3.send(new GetObjectCommand({ Bucket: "kept", Key: "before" })));
+      assert.equal(getFailure.$metadata.httpStatusCode, 503);
+      const block = randomBytes(BLOCK);
+      const started = await kiln.ebs().send(new StartSnapshotCommand({ VolumeSize: 1 }));
+      const checksum = createHash("sha256").update(block).digest("base64");
+      const ebsFailure = await failureOf(kiln.ebs().send(new PutSnapshotBlockCommand({ SnapshotId: started.SnapshotId, BlockIndex: 0, BlockData: block, DataLength: BLOCK, Checksum: checksum, ChecksumAlgorithm: "SHA256" })));
+      assert.equal(ebsFailure.name, "ServiceUnavailableException");
+      assert.equal(ebsFailure.$metadata.httpStatusCode, 503);
+      // The metadata is still there: what does not touch the data is served.
+      assert.equal((await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))).Snapshots![0]!.State, "completed");
+      const down = await health(kiln);
+      assert.equal(down.code, 503);
+      assert.equal(down.body.dependencies.data.status, "unavailable");
+      assert.equal(down.body.dependencies.metadata.status, "available");
+
+      await proxy.restore();
+      await s3.send(new PutObjectCommand({ Bucket: "kept", Key: "after", Body: "bytes from after" }));
+      const keys = (await s3.send(new ListObjectsV2Command({ Bucket: "kept" }))).Contents!.map((o) => o.Key);
+      assert.deepEqual(keys, ["after", "before"], "the write refused during the outage left nothing");
+      assert.equal(await (await s3.send(new GetObjectCommand({ Bucket: "kept", Key: "before" }))).Body!.transformToString(), "bytes from before");
+      assert.deepEqual(await readSnapshot(kiln, snapshotId), blocks);
+      assert.equal((await health(kiln)).code, 200);
+    } finally {
+      await kiln.close();
+      await proxy.cut();
+      await made.drop().catch(() => {});
+      await moto.stop();
+    }
+  });
 });

@@ -362,7 +362,9 @@ describe("S3 multipart uploads", () => {
 
 describe("object data at start", () => {
   it("sweeps blobs and half-written files no object names once they are older than the grace period, and no sooner", async () => {
-    const first = await startTestKiln();
+    // The data folder's blobs (bucket-blobs are swept in object-store.test).
+    const inFolder = { KILN_OBJECT_STORE_BUCKET: "" };
+    const first = await startTestKiln({}, inFolder);
     const dataDir = first.dataDir;
     const client = first.s3();
     await client.send(new CreateBucketCommand({ Bucket: "kept" }));
@@ -390,7 +392,7 @@ describe("object data at start", () => {
     utimesSync(newBlob, new Date(), new Date());
     utimesSync(newPart, new Date(), new Date());
 
-    const second = await startTestKiln({ dataDir }, { KILN_COLLECT_GRACE_MS: "600000" });
+    const second = await startTestKiln({ dataDir }, { ...inFolder, KILN_COLLECT_GRACE_MS: "600000" });
     try {
       assert.throws(() => statSync(oldBlob), "an old blob no object names goes");
       assert.throws(() => statSync(oldPart), "an old half-written file goes");

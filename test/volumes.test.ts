@@ -15,7 +15,7 @@ import {
   waitUntilVolumeAvailable,
   type EC2Client,
 } from "@aws-sdk/client-ec2";
-import { BLOCK, dirBytes, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
+import { BLOCK, chunkBytes, errorName, keptBytes, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
 let kiln: TestKiln;
@@ -35,7 +35,7 @@ describe("volumes", () => {
   it("carries a snapshot's bytes into a volume and a new snapshot of it, storing no new chunk", async () => {
     const blocks = new Map([[0, randomBytes(BLOCK)], [3, randomBytes(BLOCK)], [2047, randomBytes(BLOCK)]]);
     const source = await writeSnapshot(kiln, blocks);
-    const chunksBefore = dirBytes(join(kiln.dataDir, "packs"));
+    const chunksBefore = await chunkBytes(kiln);
 
     const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source, VolumeType: "gp3", TagSpecifications: [{ ResourceType: "volume", Tags: [{ Key: "Name", Value: "data" }] }] }));
     assert.equal(volume.State, "creating");
@@ -52,14 +52,14 @@ describe("volumes", () => {
     assert.equal(snap.VolumeId, volume.VolumeId);
     await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 10, minDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] });
     assert.deepEqual(await readSnapshot(kiln, snap.SnapshotId!), blocks);
-    assert.equal(dirBytes(join(kiln.dataDir, "packs")), chunksBefore, "the new snapshot shares every chunk");
+    assert.equal(await chunkBytes(kiln), chunksBefore, "the new snapshot shares every chunk");
   });
 
   it("makes a 1 TiB empty volume for nothing", async () => {
-    const before = dirBytes(kiln.dataDir);
+    const before = await keptBytes(kiln);
     const volumes = [];
     for (let i = 0; i < 3; i++) volumes.push(await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1b", Size: 1024 })));
-    const grown = dirBytes(kiln.dataDir) - before;
+    const grown = await keptBytes(kiln) - before;
     assert.ok(grown < 256 * 1024, `three 1 TiB volumes added ${grown} bytes`);
     const { Volumes } = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: "size", Values: ["1024"] }] }));
     assert.equal(Volumes!.length, 3);

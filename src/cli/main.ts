@@ -14,16 +14,20 @@ program
   .addOption(new Option("--port <port>", "TCP port (KILN_PORT, default 4566)"))
   .addOption(new Option("--data-dir <dir>", "where metadata and data live (KILN_DATA_DIR, default ./data)"))
   .addOption(new Option("--database-url <url>", "a postgres:// URL: keep metadata in PostgreSQL rather than SQLite (KILN_DATABASE_URL)"))
+  .addOption(new Option("--object-store-bucket <bucket>", "keep snapshot data and bucket objects in this bucket of an S3-compatible object store (KILN_OBJECT_STORE_BUCKET)"))
+  .addOption(new Option("--object-store-endpoint <url>", "the object store's URL; AWS S3 when absent (KILN_OBJECT_STORE_ENDPOINT)"))
   .addOption(new Option("--accounts-file <file>", "JSON list of accounts and credentials (KILN_ACCOUNTS_FILE)"))
   .addOption(new Option("--allow-unsigned", "serve unsigned requests as the default account (KILN_ALLOW_UNSIGNED)"))
   .addOption(new Option("--no-reset", "refuse POST /_kiln/reset (KILN_ALLOW_RESET=0)"))
   .addOption(new Option("--log-level <level>", "fatal, error, warn, info, debug or silent (KILN_LOG_LEVEL)"))
-  .action(async (options: { host?: string; port?: string; dataDir?: string; databaseUrl?: string; accountsFile?: string; allowUnsigned?: boolean; reset?: boolean; logLevel?: string }) => {
+  .action(async (options: { host?: string; port?: string; dataDir?: string; databaseUrl?: string; objectStoreBucket?: string; objectStoreEndpoint?: string; accountsFile?: string; allowUnsigned?: boolean; reset?: boolean; logLevel?: string }) => {
     const config = resolveConfig({
       host: options.host,
       port: options.port,
       dataDir: options.dataDir,
       databaseUrl: options.databaseUrl,
+      objectStoreBucket: options.objectStoreBucket,
+      objectStoreEndpoint: options.objectStoreEndpoint,
       accountsFile: options.accountsFile,
       allowUnsigned: options.allowUnsigned,
       allowReset: options.reset === false ? false : undefined,

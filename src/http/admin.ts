@@ -1,11 +1,8 @@
 // Kiln's own routes under /_kiln/: health for probes, reset for test suites, and what a guest
 // would do from inside (an instance's own shutdown).
-import { constants } from "node:fs";
-import { access } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import type { KilnConfig } from "../config.js";
-import type { ChunkStore } from "../store/blocks/chunks.js";
-import type { BlobStore } from "../store/objects/blobs.js";
+import type { DataHome } from "../store/data-home.js";
 import type { TaskRunner } from "../tasks/runner.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
@@ -34,18 +31,18 @@ async function probe(check: () => Promise<unknown>): Promise<{ status: "availabl
   }
 }
 
-export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks: ChunkStore; blobs: BlobStore; tasks: TaskRunner; catalogue: Catalogue; version: string; apiVersion: string }) {
+export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; data: DataHome; tasks: TaskRunner; catalogue: Catalogue; version: string; apiVersion: string }) {
   return async (req: IncomingMessage, path: string): Promise<AdminAnswer> => {
     if (path === "/_kiln/health") {
       if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
-      const dependencies = { metadata: await probe(() => deps.meta.ping()), data: await probe(() => access(deps.config.dataDir, constants.W_OK)) };
+      const dependencies = { metadata: await probe(() => deps.meta.ping()), data: await probe(() => deps.data.ping()) };
       const healthy = dependencies.metadata.status === "available" && dependencies.data.status === "available";
       return json(healthy ? 200 : 503, {
         status: healthy ? "running" : "unavailable",
         version: deps.version,
         ec2ApiVersion: deps.apiVersion,
         services: { ec2: "running", ebs: "running", s3: "running" },
-        store: { metadata: deps.meta.dialect, dataDir: deps.config.dataDir },
+        store: { metadata: deps.meta.dialect, dataDir: deps.config.dataDir, data: deps.data.describe },
         dependencies,
       });
     }
@@ -55,8 +52,8 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks:
       // Tasks under way finish first: a reset leaves nothing writing into the emptied store.
       await deps.tasks.idle();
       await deps.meta.reset();
-      await deps.chunks.reset();
-      await deps.blobs.reset();
+      await deps.data.chunks.reset();
+      await deps.data.blobs.reset();
       deps.catalogue.forget();
       await deps.catalogue.ensure(deps.config.defaultRegion);
       return json(200, { reset: true });
@@ -67,7 +64,7 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; chunks:
       const grace = new URL(req.url ?? "/", "http://kiln").searchParams.get("graceMs");
       const graceMs = grace === null ? deps.config.collect.graceMs : Number(grace);
       if (!Number.isInteger(graceMs) || graceMs < 0) return json(400, { error: "InvalidParameterValue", message: "graceMs must be a whole number of milliseconds." });
-      return json(200, await deps.chunks.collect(graceMs));
+      return json(200, await deps.data.chunks.collect(graceMs));
     }
     const shutdown = /^\/_kiln\/instances\/(i-[0-9a-f]+)\/shutdown$/.exec(path);
     if (shutdown) {

@@ -111,8 +111,18 @@ async function send(res: ServerResponse, req: IncomingMessage, response: S3Respo
   const status = response.status ?? 200;
   answer.status = status;
   if (response.stream) {
+    // The first piece is read before the status line: a store that cannot begin the read fails
+    // the request as a whole (ServiceUnavailable) rather than cutting a 200 short.
+    const pieces = response.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const first = await pieces.next();
     res.writeHead(status, { ...base, ...response.headers });
-    await pipeline(response.stream, res);
+    const rest = { [Symbol.asyncIterator]: () => pieces };
+    await pipeline(async function* () {
+      if (first.done) return;
+      yield first.value;
+      // for await hands an early end on to the stream, which is then destroyed.
+      yield* rest;
+    }, res);
     return;
   }
   const body = response.xml ?? "";

@@ -60,9 +60,9 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
       }
     } catch (error) {
       // Never a stack trace on the wire: log it, answer the protocol's own error. A metadata
-      // store out of reach is the client's to retry (ServiceUnavailable); anything else is ours.
+      // or object store out of reach is the client's to retry (ServiceUnavailable); anything else is ours.
       const unavailable = isStoreUnavailable(error);
-      if (unavailable) logger.warn({ requestId, err: error }, "metadata store unavailable");
+      if (unavailable) logger.warn({ requestId, err: error }, "a store is unavailable");
       else logger.error({ requestId, err: error }, "request failed");
       const internal = unavailable ? unavailableError(protocol, requestId) : internalError(protocol, requestId);
       answer = { status: internal.status, errorCode: internal.code };

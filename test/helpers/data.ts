@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand, type EBSClient } from "@aws-sdk/client-ebs";
+import { ObjectStoreBucket } from "../../src/store/bucket/bucket.js";
 import type { TestKiln } from "./kiln.js";
 
 export const BLOCK = 512 * 1024;
@@ -68,10 +69,28 @@ export async function errorName(promise: Promise<unknown>): Promise<string> {
   assert.fail("the call succeeded");
 }
 
-/** Bytes of every file under a folder (0 when it does not exist). */
-/** Blocks stored in a Kiln's chunk packs: their bytes over the block size (slots fill packs in order). */
-export const storedBlocks = (kiln: { dataDir: string }) => dirBytes(join(kiln.dataDir, "packs")) / BLOCK;
+/** Bytes of the objects under `under` in a Kiln's object store bucket. */
+async function bucketBytes(kiln: TestKiln, under: string): Promise<number> {
+  const bucket = new ObjectStoreBucket(kiln.kiln.config.objectStore!);
+  let total = 0;
+  try {
+    for await (const page of bucket.list(under)) for (const object of page) total += object.size;
+  } finally {
+    bucket.client.destroy();
+  }
+  return total;
+}
 
+/** Bytes of snapshot data a Kiln keeps: its pack files, or its chunk objects in the object store. */
+export const chunkBytes = async (kiln: TestKiln) => (kiln.kiln.config.objectStore ? bucketBytes(kiln, "chunks/") : dirBytes(join(kiln.dataDir, "packs")));
+
+/** Blocks a Kiln stores: its chunk bytes over the block size (slots fill packs in order; an object holds one). */
+export const storedBlocks = async (kiln: TestKiln) => (await chunkBytes(kiln)) / BLOCK;
+
+/** Everything a Kiln keeps: its data folder, and its object store bucket when it has one. */
+export const keptBytes = async (kiln: TestKiln) => dirBytes(kiln.dataDir) + (kiln.kiln.config.objectStore ? await bucketBytes(kiln, "") : 0);
+
+/** Bytes of every file under a folder (0 when it does not exist). */
 export function dirBytes(dir: string): number {
   let total = 0;
   let names: string[];

@@ -1,16 +1,21 @@
 // Starts a real Kiln (HTTP server, SQLite store in a temporary data directory) for a test file.
 // With KILN_TEST_DATABASE_URL set (a postgres:// URL of a role that may create databases), each
 // Kiln's metadata goes into a fresh PostgreSQL database instead, dropped when the Kiln closes.
+// With KILN_TEST_OBJECT_STORE_ENDPOINT set (an S3-compatible service, such as moto_server), each
+// Kiln's snapshot data and bucket objects go into a fresh bucket there, emptied and dropped when
+// the test file ends.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EBSClient } from "@aws-sdk/client-ebs";
 import { EC2Client } from "@aws-sdk/client-ec2";
-import { S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, DeleteBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import pg from "pg";
 import { startKiln, type RunningKiln } from "../../src/app.js";
 import { resolveConfig, type ConfigOverrides } from "../../src/config.js";
+import { ObjectStoreBucket } from "../../src/store/bucket/bucket.js";
+import { bucketBlobStore } from "../../src/store/objects/bucket-blobs.js";
 
 interface ClientOptions {
   accessKeyId?: string;
@@ -34,12 +39,14 @@ export interface TestKiln {
 
 const madeDirs: string[] = [];
 const databases = new Map<string, { url: string; drop(): Promise<void> }>();
-// Test databases go when the test file is done (its Kilns closed in its after hooks).
+const buckets = new Map<string, TestBucket>();
+// Test databases and buckets go when the test file is done (its Kilns closed in its after hooks).
 process.on("beforeExit", () => {
-  if (databases.size === 0) return;
-  const dropping = [...databases.values()];
+  if (databases.size === 0 && buckets.size === 0) return;
+  const dropping = [...databases.values(), ...buckets.values()];
   databases.clear();
-  void Promise.allSettled(dropping.map((database) => database.drop()));
+  buckets.clear();
+  void Promise.allSettled(dropping.map((made) => made.drop()));
 });
 process.once("exit", () => {
   for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
@@ -77,6 +84,73 @@ export async function freshDatabase(server = testDatabaseUrl, prefix = "kiln_tes
   return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
 }
 
+/** The S3-compatible service tests keep Kiln's data in, when any. */
+export const testObjectStoreEndpoint = process.env.KILN_TEST_OBJECT_STORE_ENDPOINT || undefined;
+
+export interface TestBucket {
+  bucket: ObjectStoreBucket;
+  /** The KILN_OBJECT_STORE_* settings naming it, for resolveConfig or a `kiln serve` process. */
+  env: Record<string, string>;
+  /** Empties the bucket (objects and multipart uploads) and deletes it. */
+  drop(): Promise<void>;
+}
+
+/**
+ * A new, empty bucket in the S3-compatible service at `endpoint` (the test service unless another
+ * is named), signed as `test`, which moto accepts and a Kiln knows.
+ */
+export async function freshBucket(endpoint = testObjectStoreEndpoint, prefix = ""): Promise<TestBucket> {
+  if (!endpoint) throw new Error("KILN_TEST_OBJECT_STORE_ENDPOINT is not set");
+  const env = {
+    KILN_OBJECT_STORE_BUCKET: `kiln-test-${randomBytes(6).toString("hex")}`,
+    KILN_OBJECT_STORE_ENDPOINT: endpoint,
+    KILN_OBJECT_STORE_PREFIX: prefix,
+    KILN_OBJECT_STORE_ACCESS_KEY_ID: "test",
+    KILN_OBJECT_STORE_SECRET_ACCESS_KEY: "test",
+  };
+  const bucket = new ObjectStoreBucket(resolveConfig({}, env).objectStore!);
+  await bucket.client.send(new CreateBucketCommand({ Bucket: bucket.name }));
+  return {
+    bucket,
+    env,
+    async drop() {
+      await bucketBlobStore(bucket).clearLeftovers(Infinity);
+      await bucket.removeAll("");
+      await bucket.client.send(new DeleteBucketCommand({ Bucket: bucket.name }));
+      bucket.client.destroy();
+    },
+  };
+}
+
+export interface SharedStores {
+  /** KILN_* settings naming the stores, for every `kiln serve` process. */
+  env: Record<string, string>;
+  /**
+   * A data folder for a node: its own when the nodes share a database and an object store (they
+   * share no folder then, as on separate machines), else the one folder all of them share.
+   */
+  folder(): string;
+  /** True when each node has a folder of its own. */
+  separate: boolean;
+  drop(): Promise<void>;
+}
+
+/** Stores for several `kiln serve` processes: the test database and bucket when the suite runs on them. */
+export async function sharedStores(): Promise<SharedStores> {
+  const database = testDatabaseUrl ? await freshDatabase() : undefined;
+  const bucket = testObjectStoreEndpoint ? await freshBucket() : undefined;
+  const separate = database !== undefined && bucket !== undefined;
+  const shared = tempDir();
+  return {
+    env: { ...(database ? { KILN_DATABASE_URL: database.url } : {}), ...bucket?.env },
+    folder: () => (separate ? tempDir() : shared),
+    separate,
+    async drop() {
+      await Promise.allSettled([database?.drop(), bucket?.drop()]);
+    },
+  };
+}
+
 export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = {}): Promise<TestKiln> {
   const dataDir = overrides.dataDir ?? tempDir();
   // A Kiln restarted on the same data directory keeps its database.
@@ -85,7 +159,12 @@ export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS
     database = await freshDatabase();
     databases.set(dataDir, database);
   }
-  const config = resolveConfig({ port: 0, logLevel: process.env.KILN_TEST_LOG_LEVEL ?? "silent", databaseUrl: database?.url, ...overrides, dataDir }, env);
+  let bucket = testObjectStoreEndpoint && !("KILN_OBJECT_STORE_BUCKET" in env) ? buckets.get(dataDir) : undefined;
+  if (testObjectStoreEndpoint && !("KILN_OBJECT_STORE_BUCKET" in env) && !bucket) {
+    bucket = await freshBucket();
+    buckets.set(dataDir, bucket);
+  }
+  const config = resolveConfig({ port: 0, logLevel: process.env.KILN_TEST_LOG_LEVEL ?? "silent", databaseUrl: database?.url, ...overrides, dataDir }, { ...bucket?.env, ...env });
   const kiln = await startKiln(config);
   return {
     kiln,

@@ -1,15 +1,14 @@
 // Snapshot data as content-addressed chunks: one 512 KiB block (the EBS direct APIs' block size)
 // per chunk, named by its SHA-256, so identical blocks are stored once and shared by every
-// snapshot and volume that holds them. A block of zeros is never stored. Chunks live in pack
-// files (packs.ts); the metadata store says where each one is.
+// snapshot and volume that holds them. A block of zeros is never stored. Chunks live in a home
+// (pack files in the data folder, or objects in an object store); the metadata store's
+// chunk_locations say where each one is.
 import { createHash } from "node:crypto";
-import { rm } from "node:fs/promises";
 import type { MetaDb } from "../meta/database.js";
 import { BufferSlots, runJob } from "../../workers/pool.js";
-import { collectPacks, type Collected } from "./collect.js";
-import { PackAppender, readSlot, SLOT_BYTES } from "./packs.js";
+import type { Collected } from "./collect.js";
 
-export const BLOCK_SIZE = SLOT_BYTES;
+export const BLOCK_SIZE = 512 * 1024;
 /** The chunk id recorded for a block of zeros: nothing is stored for it. */
 export const ZERO_CHUNK = "";
 const ZEROS = Buffer.alloc(BLOCK_SIZE);
@@ -39,16 +38,34 @@ export interface ChunkStore {
 
 export const isZeroBlock = (block: Buffer) => block.length === BLOCK_SIZE && block.equals(ZEROS);
 
-// Blocks being stored sit in these while a worker hashes them and the file system writes them:
-// the caller's buffer is free again at once, a busy import allocates nothing per block, and the
-// slots' alignment lets the write go straight to the disk.
+/** Where chunk bytes live: pack files in a folder (pack-home.ts), or objects in a bucket (bucket-home.ts). */
+export interface ChunkHome {
+  /** Stores a chunk not stored yet and commits its location; resolves once both are durable. */
+  store(chunk: string, block: Buffer): Promise<void>;
+  /** The bytes at a committed location (into `into` when given); undefined when they moved or went meanwhile. */
+  read(location: ChunkLocation, into?: Buffer): Promise<Buffer | undefined>;
+  /** Collection (see ChunkStore.collect); `withChunk` lends a live chunk's bytes, to move it. */
+  collect(graceMs: number, now: number, withChunk: (chunk: string, use: (data: Buffer) => Promise<void>) => Promise<void>): Promise<Collected>;
+  /** True for a location this kind of home wrote (a data folder's packs and a bucket's objects are not interchangeable). */
+  owns(location: ChunkLocation): boolean;
+  close(): Promise<void>;
+  reset(): Promise<void>;
+}
+
+export interface ChunkLocation {
+  pack: string;
+  slot: number;
+}
+
+// Blocks being stored sit in these while a worker hashes them and the home writes them: the
+// caller's buffer is free again at once, a busy import allocates nothing per block, and the
+// slots' alignment lets a pack write go straight to the disk.
 const blockSlots = new BufferSlots(BLOCK_SIZE, { kind: "aligned", limit: 32, keep: 32 });
 
-/** Chunks in pack files under `root`; `packSlots` (chunks per pack) is smaller only in tests. */
-export function packedChunkStore(root: string, db: MetaDb, options: { packSlots?: number } = {}): ChunkStore {
-  const appender = new PackAppender(root, db, options.packSlots);
-  /** Chunks being appended: a second put of one waits for the first rather than writing it again. */
-  const appending = new Map<string, Promise<void>>();
+/** Content addressing over a home: hashing, de-duplication, locations, collection one at a time. */
+export function chunkStoreIn(db: MetaDb, home: ChunkHome): ChunkStore {
+  /** Chunks being stored: a second put of one waits for the first rather than writing it again. */
+  const storing = new Map<string, Promise<void>>();
   let collecting: Promise<Collected> | undefined;
 
   /** Marks a stored chunk as just put (collection spares it for the grace period); false when it is not stored. */
@@ -57,23 +74,23 @@ export function packedChunkStore(root: string, db: MetaDb, options: { packSlots?
     return numUpdatedRows > 0n;
   };
 
-  /** The chunk's bytes, into `into` when given (an aligned slot, to append them afresh). */
+  /** The chunk's bytes, into `into` when given. */
   const read = async (chunk: string, into?: Buffer) => {
-    // Twice: collection may move the chunk to another pack between the lookup and the read.
+    // Twice: collection may move the chunk between the lookup and the read.
     for (let attempt = 0; attempt < 2; attempt++) {
       const location = await db.selectFrom("chunk_locations").select(["pack", "slot"]).where("chunk", "=", chunk).executeTakeFirst();
       if (!location) break;
-      const data = await readSlot(root, location.pack, location.slot, into);
+      const data = await home.read(location, into);
       if (data) return data;
     }
     throw new Error(`chunk ${chunk} is not stored`);
   };
-  /** Lets a collection under way finish, and closes the open pack (the next put starts a new one). */
+  /** Lets a collection under way finish, and closes the home (the next put opens it afresh). */
   const close = async () => {
     while (collecting) await collecting.catch(() => {});
-    await appender.restart();
+    await home.close();
   };
-  const relocate = (chunk: string) => blockSlots.with(async (slot) => appender.append(chunk, await read(chunk, slot), true));
+  const withChunk = (chunk: string, use: (data: Buffer) => Promise<void>) => blockSlots.with(async (slot) => use(await read(chunk, slot)));
 
   return {
     async put(block, copied) {
@@ -84,13 +101,13 @@ export function packedChunkStore(root: string, db: MetaDb, options: { packSlots?
         block.copy(slot);
         copied?.();
         const { chunk } = await runJob("hash-block", { block: slot.buffer as SharedArrayBuffer, offset: slot.byteOffset, length: BLOCK_SIZE });
-        if (!appending.has(chunk) && (await refresh(chunk))) return chunk;
-        let appended = appending.get(chunk);
-        if (!appended) {
-          appended = appender.append(chunk, slot).finally(() => appending.delete(chunk));
-          appending.set(chunk, appended);
+        if (!storing.has(chunk) && (await refresh(chunk))) return chunk;
+        let stored = storing.get(chunk);
+        if (!stored) {
+          stored = home.store(chunk, slot).finally(() => storing.delete(chunk));
+          storing.set(chunk, stored);
         }
-        await appended;
+        await stored;
         return chunk;
       } finally {
         blockSlots.give(slot);
@@ -104,13 +121,24 @@ export function packedChunkStore(root: string, db: MetaDb, options: { packSlots?
     async collect(graceMs, now = Date.now()) {
       // One collection at a time: two would move the same chunks.
       while (collecting) await collecting.catch(() => {});
-      collecting = collectPacks({ db, root, appender, relocate }, graceMs, now).finally(() => (collecting = undefined));
+      collecting = home.collect(graceMs, now, withChunk).finally(() => (collecting = undefined));
       return collecting;
     },
     async reset() {
       await close();
-      await rm(root, { recursive: true, force: true });
+      await home.reset();
     },
     close,
   };
+}
+
+/**
+ * Refuses a metadata store whose chunks another kind of home wrote: snapshot data in a data
+ * folder's packs cannot be read from a bucket, nor the other way round.
+ */
+export async function checkChunkHome(db: MetaDb, home: ChunkHome, name: string): Promise<void> {
+  const any = await db.selectFrom("chunk_locations").select(["pack", "slot"]).limit(1).executeTakeFirst();
+  if (any && !home.owns(any)) {
+    throw new Error(`this metadata store's snapshot data was written to another data home than ${name} (a data folder's packs and an object store are not interchangeable)`);
+  }
 }

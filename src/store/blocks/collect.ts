@@ -30,18 +30,28 @@ interface PackDeps {
 /** A pack whose live slots are at most this share of it is rewritten. */
 const COMPACT_BELOW = 0.5;
 
-export async function collectPacks({ db, root, appender, relocate }: PackDeps, graceMs: number, now: number): Promise<Collected> {
-  const cutoff = now - graceMs;
-  const forgotten = await db
+/**
+ * Forgets the chunks no manifest names that were last put before `cutoff`; their locations, for
+ * a home to give the space back. One statement, so a put that refreshes a chunk either comes
+ * first (and keeps it) or finds it gone (and stores it afresh).
+ */
+export async function forgetUnnamedChunks(db: MetaDb, cutoff: number): Promise<{ pack: string; slot: number }[]> {
+  return db
     .deleteFrom("chunk_locations")
     .where("stored_at", "<", cutoff)
     .where("chunk", "not in", db.selectFrom("snapshot_blocks").select("chunk"))
     .where("chunk", "not in", db.selectFrom("volume_blocks").select("chunk"))
-    .executeTakeFirst();
+    .returning(["pack", "slot"])
+    .execute();
+}
+
+export async function collectPacks({ db, root, appender, relocate }: PackDeps, graceMs: number, now: number): Promise<Collected> {
+  const cutoff = now - graceMs;
+  const forgotten = await forgetUnnamedChunks(db, cutoff);
   const live = new Map(
     (await db.selectFrom("chunk_locations").select(["pack", sql<number>`count(*)`.as("chunks")]).groupBy("pack").execute()).map((r) => [r.pack, Number(r.chunks)]),
   );
-  const result: Collected = { kept: [...live.values()].reduce((a, b) => a + b, 0), removed: Number(forgotten.numDeletedRows), packsRemoved: 0, packsCompacted: 0 };
+  const result: Collected = { kept: [...live.values()].reduce((a, b) => a + b, 0), removed: forgotten.length, packsRemoved: 0, packsCompacted: 0 };
   const open = appender.openPacks();
   for await (const file of packFiles(root)) {
     if (open.has(file.pack) || file.modifiedMs > cutoff) continue;

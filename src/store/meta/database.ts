@@ -4,9 +4,23 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
-import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect, type Dialect, type MigrationProvider } from "kysely";
+import {
+  CompiledQuery,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  sql,
+  SqliteDialect,
+  SqliteDriver,
+  type DatabaseConnection,
+  type Dialect,
+  type Driver,
+  type MigrationProvider,
+  type SqliteDialectConfig,
+} from "kysely";
 import pg from "pg";
 import { withoutPassword } from "../../config.js";
+import { NET_UNAVAILABLE, StoreUnavailableError } from "../unavailable.js";
 import { migrations } from "./migrations.js";
 import { STATE_TABLES, type MetaSchema } from "./schema.js";
 
@@ -31,14 +45,14 @@ export function isUniqueViolation(error: unknown): boolean {
 
 /** PostgreSQL's error classes and codes that mean "not reachable now", not "this request is wrong". */
 const PG_UNAVAILABLE = /^(08...|57P0[123]|53300)$/;
-const NET_UNAVAILABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EPIPE"]);
 
 /**
- * True for a failure of the metadata store itself (PostgreSQL out of reach or shutting down, a
- * connection lost; SQLite locked by another process past the busy timeout): the request may
- * succeed later, and Kiln answers ServiceUnavailable rather than an internal error.
+ * True for a failure of a store itself (PostgreSQL out of reach or shutting down, a connection
+ * lost; SQLite locked by another process past the busy timeout; the object store out of reach):
+ * the request may succeed later, and Kiln answers ServiceUnavailable rather than an internal error.
  */
 export function isStoreUnavailable(error: unknown): boolean {
+  if (error instanceof StoreUnavailableError) return true;
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   if (typeof code === "string" && (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code) || code === "SQLITE_BUSY" || code === "SQLITE_LOCKED")) return true;
   return typeof message === "string" && /^(Connection terminated|timeout exceeded when trying to connect|Cannot use a pool after calling end)/.test(message);
@@ -83,7 +97,27 @@ function sqliteDialect(dataDir: string): Dialect {
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
-  return new SqliteDialect({ database: withStatementCache(sqlite) });
+  return new ImmediateSqliteDialect({ database: withStatementCache(sqlite) });
+}
+
+/**
+ * Transactions that take the write lock when they begin. A deferred transaction (SQLite's
+ * default) that reads and then writes, while another process wrote in between, fails with
+ * SQLITE_BUSY at once, whatever the busy timeout: its snapshot is stale. Beginning immediately,
+ * it waits its turn instead (two nodes on one file, each racing to make the same image).
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly settings: SqliteDialectConfig) {
+    super(settings);
+  }
+
+  override createDriver(): Driver {
+    return new (class extends SqliteDriver {
+      override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+        await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+      }
+    })(this.settings);
+  }
 }
 
 // int8 values (sizes in bytes, counts, times in milliseconds) as numbers, as SQLite gives them:

@@ -1,14 +1,9 @@
-// Bucket object bytes, as blobs: immutable files written once under a fresh id. A blob is
-// written aside, synced and renamed into place, so it is whole or absent; the metadata store
-// names it only after that, so an object is never torn. Readers of a blob keep it until they
-// finish, even when the object naming it is replaced or deleted meanwhile.
-import { randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, constants as fsConstants } from "node:fs";
-import { copyFile, mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
-import { PassThrough, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { listDir } from "../list-dir.js";
+// Bucket object bytes, as blobs: immutable byte strings written once under a fresh id, in a
+// folder (file-blobs.ts) or in an object store (bucket-blobs.ts). A blob is whole or absent; the
+// metadata store names it only once it is durable, so an object is never torn. Readers of a blob
+// keep it until they finish, even when the object naming it is replaced or deleted meanwhile.
+import { randomBytes } from "node:crypto";
+import type { Readable } from "node:stream";
 import type { BlobRef } from "../meta/schema.js";
 
 export interface BlobRange {
@@ -64,162 +59,19 @@ export interface BlobStore {
   reset(): Promise<void>;
 }
 
-const BLOB_ID = /^[0-9a-f]{32}$/;
+export const BLOB_ID = /^[0-9a-f]{32}$/;
 
-export function fileBlobStore(root: string): BlobStore {
-  const temporaryDir = join(root, "tmp");
-  const pathOf = (id: string) => {
-    if (!BLOB_ID.test(id)) throw new Error(`not a blob id: ${id}`);
-    return join(root, id.slice(0, 2), id);
-  };
-  const readers = new Map<string, number>();
-  const doomed = new Set<string>();
+/**
+ * A fresh blob id: 32 hex digits, a UUIDv7 without its dashes, whose first 12 digits are the
+ * time it was made (ms since the epoch). A sweep can tell a leftover's age from its name alone,
+ * whatever dates the store keeps (some S3 implementations report no real upload times).
+ */
+export function newBlobId(now = Date.now()): string {
+  const random = randomBytes(10).toString("hex");
+  return `${now.toString(16).padStart(12, "0")}7${random.slice(0, 3)}${((parseInt(random[3]!, 16) & 0x3) | 0x8).toString(16)}${random.slice(4, 19)}`;
+}
 
-  const hold = (id: string) => readers.set(id, (readers.get(id) ?? 0) + 1);
-  const release = (id: string) => {
-    const left = (readers.get(id) ?? 1) - 1;
-    if (left > 0) return void readers.set(id, left);
-    readers.delete(id);
-    if (doomed.delete(id)) void rm(pathOf(id), { force: true });
-  };
-
-  async function durable(path: string, id: string) {
-    const file = await open(path, "r+");
-    try {
-      await file.datasync();
-    } finally {
-      await file.close();
-    }
-    await mkdir(join(root, id.slice(0, 2)), { recursive: true });
-    await rename(path, pathOf(id));
-  }
-
-  return {
-    async write(source) {
-      await mkdir(temporaryDir, { recursive: true });
-      const id = randomUUID().replaceAll("-", "");
-      const temporary = join(temporaryDir, id);
-      // The write stream counts what it wrote: a 'data' listener on the source would set it
-      // flowing past the pipeline's backpressure.
-      const file = createWriteStream(temporary, { flags: "wx", highWaterMark: 1 << 20 });
-      let size = 0;
-      try {
-        await pipeline(source, file);
-        size = file.bytesWritten;
-        await durable(temporary, id);
-      } catch (error) {
-        await rm(temporary, { force: true });
-        throw error;
-      }
-      return { id, size };
-    },
-
-    read(ranges) {
-      const out = new PassThrough({ highWaterMark: 1 << 20 });
-      for (const { id } of ranges) hold(id);
-      void (async () => {
-        try {
-          for (const { id, start, end } of ranges) {
-            if (end <= start) continue;
-            await pipeline(createReadStream(pathOf(id), { start, end: end - 1, highWaterMark: 1 << 20 }), out, { end: false });
-          }
-          out.end();
-        } catch (error) {
-          out.destroy(error as Error);
-        } finally {
-          for (const { id } of ranges) release(id);
-        }
-      })();
-      return out;
-    },
-
-    async openRandom(parts) {
-      for (const { id } of parts) hold(id);
-      const handles = new Map<string, FileHandle>();
-      const size = parts.reduce((sum, p) => sum + p.size, 0);
-      const handleOf = async (id: string) => {
-        let handle = handles.get(id);
-        if (!handle) handles.set(id, (handle = await open(pathOf(id), "r")));
-        return handle;
-      };
-      let closed = false;
-      const readInto = async (out: Buffer, offset: number) => {
-        const length = out.length;
-        if (closed) throw new Error("the blob reader is closed");
-        let done = 0;
-        for (const range of rangesOf(parts, offset, offset + length)) {
-          const handle = await handleOf(range.id);
-          const want = range.end - range.start;
-          let got = 0;
-          while (got < want) {
-            const { bytesRead } = await handle.read(out, done + got, want - got, range.start + got);
-            if (bytesRead === 0) throw new Error(`blob ${range.id} is shorter than its row says`);
-            got += bytesRead;
-          }
-          done += want;
-        }
-        if (done !== length) throw new Error(`read past the end of an object of ${size} bytes`);
-      };
-      return {
-        size,
-        async read(offset, length) {
-          const out = Buffer.allocUnsafe(length);
-          await readInto(out, offset);
-          return out;
-        },
-        readInto,
-        async close() {
-          if (closed) return;
-          closed = true;
-          await Promise.all([...handles.values()].map((h) => h.close()));
-          for (const { id } of parts) release(id);
-        },
-      };
-    },
-
-    async copy(id) {
-      await mkdir(temporaryDir, { recursive: true });
-      const copyId = randomUUID().replaceAll("-", "");
-      const temporary = join(temporaryDir, copyId);
-      hold(id);
-      try {
-        await copyFile(pathOf(id), temporary, fsConstants.COPYFILE_FICLONE);
-        await durable(temporary, copyId);
-      } catch (error) {
-        await rm(temporary, { force: true });
-        throw error;
-      } finally {
-        release(id);
-      }
-      return copyId;
-    },
-
-    async remove(id) {
-      if (readers.has(id)) doomed.add(id);
-      else await rm(pathOf(id), { force: true });
-    },
-
-    async *ids() {
-      for (const prefix of await listDir(root)) {
-        if (prefix === "tmp") continue;
-        for (const name of await listDir(join(root, prefix))) {
-          if (!BLOB_ID.test(name)) continue;
-          const info = await stat(join(root, prefix, name)).catch(() => undefined);
-          if (info) yield { id: name, modifiedMs: info.mtimeMs };
-        }
-      }
-    },
-
-    async clearLeftovers(before) {
-      for (const name of await listDir(temporaryDir)) {
-        const path = join(temporaryDir, name);
-        const info = await stat(path).catch(() => undefined);
-        if (info && info.mtimeMs < before) await rm(path, { force: true });
-      }
-    },
-
-    async reset() {
-      await rm(root, { recursive: true, force: true });
-    },
-  };
+/** When a blob id made by newBlobId was made; undefined for other ids. */
+export function blobIdTime(id: string): number | undefined {
+  return BLOB_ID.test(id) && id[12] === "7" ? parseInt(id.slice(0, 12), 16) : undefined;
 }

@@ -1,0 +1,25 @@
+// The data folder as a chunk home: chunks in pack files (packs.ts), collected by collectPacks.
+import { rm } from "node:fs/promises";
+import type { MetaDb } from "../meta/database.js";
+import { chunkStoreIn, type ChunkHome, type ChunkStore } from "./chunks.js";
+import { collectPacks } from "./collect.js";
+import { PackAppender, readSlot } from "./packs.js";
+
+export function packHome(root: string, db: MetaDb, options: { packSlots?: number } = {}): ChunkHome {
+  const appender = new PackAppender(root, db, options.packSlots);
+  return {
+    store: (chunk, block) => appender.append(chunk, block),
+    read: (location, into) => readSlot(root, location.pack, location.slot, into),
+    collect: (graceMs, now, withChunk) =>
+      collectPacks({ db, root, appender, relocate: (chunk) => withChunk(chunk, (data) => appender.append(chunk, data, true)) }, graceMs, now),
+    // Pack names are plain file names; an object store's are paths.
+    owns: (location) => !location.pack.includes("/"),
+    close: () => appender.restart(),
+    async reset() {
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Chunks in pack files under `root`; `packSlots` (chunks per pack) is smaller only in tests. */
+export const packedChunkStore = (root: string, db: MetaDb, options: { packSlots?: number } = {}): ChunkStore => chunkStoreIn(db, packHome(root, db, options));
