@@ -14,10 +14,12 @@ import {
   DescribeImagesCommand,
   DescribeImportImageTasksCommand,
   DescribeStoreImageTasksCommand,
+  DescribeInstancesCommand,
   DescribeVolumesCommand,
   EC2Client,
   ImportImageCommand,
   RegisterImageCommand,
+  RunInstancesCommand,
   type ImportImageTask,
 } from "@aws-sdk/client-ec2";
 import { EBSClient } from "@aws-sdk/client-ebs";
@@ -136,7 +138,7 @@ describe("two nodes sharing one store", () => {
     assert.equal(new Set(seen[0]).size, seen[0]!.length, "no image twice");
   });
 
-  it("agree on one answer when they race: one volume for one ClientToken, one image for one name", async () => {
+  it("agree on one answer when they race: one volume and one launch for one ClientToken, one image for one name", async () => {
     const shared = await stores();
     const start = (nodeId: string) => spawnKiln(["serve", "--port", "0", "--data-dir", shared.folder()], { ...shared.env, KILN_NODE_ID: nodeId });
     const pair = [await start("node-p"), await start("node-q")];
@@ -159,5 +161,12 @@ describe("two nodes sharing one store", () => {
     );
     assert.deepEqual(outcomes.filter((o) => o === "registered").length, 1, outcomes.join(", "));
     assert.deepEqual([...new Set(outcomes.filter((o) => o !== "registered"))], ["InvalidAMIName.Duplicate"]);
+
+    const imageId = (await ec2s[0]!.send(new DescribeImagesCommand({ Filters: [{ Name: "name", Values: ["raced-name"] }] }))).Images![0]!.ImageId!;
+    const launches = await Promise.all(racers.map((ec2) => ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 2, MaxCount: 2, ClientToken: "raced-launch" }))));
+    assert.equal(new Set(launches.map((r) => r.ReservationId)).size, 1, "every racer got the same reservation");
+    assert.deepEqual(new Set(launches.flatMap((r) => r.Instances!.map((i) => i.InstanceId))).size, 2);
+    const reservations = (await ec2s[1]!.send(new DescribeInstancesCommand({}))).Reservations!;
+    assert.equal(reservations.flatMap((r) => r.Instances!).length, 2, "two instances, not two per racer");
   });
 });

@@ -474,4 +474,12 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable("tasks").addColumn("cancel_requested", "text").execute();
     },
   },
+  "0017_instance_client_tokens": {
+    async up(db: Kysely<any>) {
+      // RunInstances' ClientToken, held by the database as the other tokens are: the instances of
+      // one launch share a token and differ in launch index, so a second launch with the token
+      // (a racing request, on this node or another) is refused at its first instance.
+      await sql`create unique index instances_by_client_token on instances (account_id, region, client_token, ami_launch_index) where client_token is not null`.execute(db);
+    },
+  },
 };
