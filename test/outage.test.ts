@@ -6,15 +6,18 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { CreateVolumeCommand, DescribeSnapshotsCommand, DescribeVolumesCommand } from "@aws-sdk/client-ec2";
+import { CreateVolumeCommand, DescribeImportSnapshotTasksCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, ImportSnapshotCommand } from "@aws-sdk/client-ec2";
 import { ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
-import { BLOCK, readSnapshot, writeSnapshot } from "./helpers/data.js";
+import { assertBlocksHold, BLOCK, readSnapshot, writeSnapshot } from "./helpers/data.js";
+import { makeDataDisk } from "./helpers/disks.js";
 import { freshBucket, freshDatabase, startTestKiln, testDatabaseUrl, type TestKiln } from "./helpers/kiln.js";
 import { startMotoServer } from "./helpers/moto.js";
 import { cuttableProxy } from "./helpers/proxy.js";
+import { scratch } from "./helpers/tools.js";
 
 interface Failure {
   name: string;
@@ -143,6 +146,42 @@ describe("the object store out of reach", () => {
       assert.equal(await (await s3.send(new GetObjectCommand({ Bucket: "kept", Key: "before" }))).Body!.transformToString(), "bytes from before");
       assert.deepEqual(await readSnapshot(kiln, snapshotId), blocks);
       assert.equal((await health(kiln)).code, 200);
+    } finally {
+      await kiln.close();
+      await proxy.cut();
+      await made.drop().catch(() => {});
+      await moto.stop();
+    }
+  });
+
+  it("pauses an import while the store is away, and finishes it with every byte once it is back", async () => {
+    const moto = await startMotoServer();
+    const proxy = await cuttableProxy({ host: "127.0.0.1", port: Number(new URL(moto.endpoint).port) });
+    const made = await freshBucket(moto.endpoint);
+    // A short lease: a paused task is taken again at each heartbeat (a third of it).
+    const kiln = await startTestKiln({}, { ...made.env, KILN_OBJECT_STORE_ENDPOINT: `http://127.0.0.1:${proxy.port}`, KILN_TASK_LEASE_MS: "1500" });
+    try {
+      const disk = await makeDataDisk(scratch());
+      const s3 = kiln.s3();
+      await s3.send(new CreateBucketCommand({ Bucket: "disks" }));
+      await s3.send(new PutObjectCommand({ Bucket: "disks", Key: "data.raw", Body: readFileSync(disk) }));
+
+      await proxy.cut();
+      const ec2 = kiln.ec2();
+      const { ImportTaskId } = await ec2.send(new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "disks", S3Key: "data.raw" } } }));
+      const detail = async () => (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportSnapshotTasks![0]!.SnapshotTaskDetail!;
+      // Long enough for several tries, each failing after the client's own retries.
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      assert.equal((await detail()).Status, "active", "the import waits rather than failing");
+
+      await proxy.restore();
+      let task = await detail();
+      for (let tries = 0; tries < 300 && task.Status === "active"; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        task = await detail();
+      }
+      assert.equal(task.Status, "completed", task.StatusMessage);
+      assertBlocksHold(await readSnapshot(kiln, task.SnapshotId!), readFileSync(disk), task.SnapshotId!);
     } finally {
       await kiln.close();
       await proxy.cut();

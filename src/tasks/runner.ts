@@ -7,7 +7,7 @@
 // new owner's to make (kinds renew the lease inside their final transaction, so it cannot commit).
 import type { Transaction } from "kysely";
 import type { Logger } from "../log.js";
-import type { MetaDb } from "../store/meta/database.js";
+import { isStoreUnavailable, type MetaDb } from "../store/meta/database.js";
 import type { MetaSchema } from "../store/meta/schema.js";
 import { cancelRequests, claimableTasks, claimTask, endTask, renewLease, requestCancel, setTaskProgress, type TaskRow } from "../store/meta/tasks.js";
 
@@ -212,6 +212,12 @@ export class TaskRunner {
       // Stopped, not failed: it runs again at this node's next start or on another node. Lost:
       // another node runs it now, and what it made is that node's.
       if (stopping.aborted || lost()) return;
+      // A store out of reach is no fault of the task: it stays this node's, unrenewed, and the
+      // next heartbeat takes it again (undoing what it made), until the store answers.
+      if (!own.signal.aborted && isStoreUnavailable(caught)) {
+        this.logger.warn({ err: caught, task: task.task_id }, "task paused: a store is unavailable; it runs again at the next heartbeat");
+        return;
+      }
       const error: unknown = own.signal.aborted ? own.signal.reason : caught;
       const failure = error instanceof TaskFailure ? error : new TaskFailure("Kiln met an internal error while running the task.", "Server.InternalError");
       if (!(error instanceof TaskFailure)) this.logger.error({ err: error, task: task.task_id }, "task failed");

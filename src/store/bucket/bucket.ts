@@ -108,16 +108,19 @@ export class ObjectStoreBucket {
     if (into.length === 0) return true;
     const body = await this.get(name, { start, end: start + into.length });
     if (!body) return false;
-    let filled = 0;
-    for await (const piece of body as AsyncIterable<Buffer>) {
-      if (filled + piece.length > into.length) {
-        body.destroy();
-        throw new Error(`object ${name} answered more bytes than asked for at ${start}`);
+    // A connection lost part-way through the body is the store's failure too.
+    await this.call("GetObject", async () => {
+      let filled = 0;
+      for await (const piece of body as AsyncIterable<Buffer>) {
+        if (filled + piece.length > into.length) {
+          body.destroy();
+          throw new Error(`object ${name} answered more bytes than asked for at ${start}`);
+        }
+        piece.copy(into, filled);
+        filled += piece.length;
       }
-      piece.copy(into, filled);
-      filled += piece.length;
-    }
-    if (filled !== into.length) throw new Error(`object ${name} is shorter than expected: ${filled} of ${into.length} bytes at ${start}`);
+      if (filled !== into.length) throw new Error(`object ${name} is shorter than expected: ${filled} of ${into.length} bytes at ${start}`);
+    });
     return true;
   }
 
