@@ -96,6 +96,13 @@ for (const service of services) {
         for (let at = 0; at < large.length; at += MiB) yield large.subarray(at, at + MiB);
       })()));
       assert.deepEqual([a.size, b.size], [small.length, large.length]);
+      // A body whose length is known (a request's Content-Length) goes out as one streamed PutObject.
+      const c = await blobs.write(Readable.from((function* () {
+        for (let at = 0; at < large.length; at += MiB) yield large.subarray(at, at + MiB);
+      })()), large.length);
+      assert.equal(c.size, large.length);
+      assert.equal(sha256(await collected(blobs.read([{ id: c.id, start: 0, end: c.size }]))), sha256(large));
+      await blobs.remove(c.id);
       assert.deepEqual(await names(made), [`kiln/objects/${a.id}`, `kiln/objects/${b.id}`].sort(), "objects under the prefix, nothing else");
       assert.deepEqual(await names(made, "objects/"), [], "nothing outside the prefix");
 
@@ -147,6 +154,12 @@ for (const service of services) {
       })());
       await assert.rejects(blobs.write(failing), /the client went away/);
       assert.deepEqual(await names(made), [], "no object");
+      const failingKnown = Readable.from((async function* () {
+        yield randomBytes(MiB);
+        throw new Error("the client went away again");
+      })());
+      await assert.rejects(blobs.write(failingKnown, 4 * MiB), /the client went away again/);
+      assert.deepEqual(await names(made), [], "no object from a streamed PutObject cut short");
       const uploads = async () => (await made.bucket.client.send(new ListMultipartUploadsCommand({ Bucket: made.bucket.name }))).Uploads ?? [];
       assert.deepEqual(await uploads(), [], "no upload left open");
 

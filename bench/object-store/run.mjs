@@ -7,12 +7,12 @@
 //
 //   npm run bench:object-store              # 512 MiB
 //   node bench/object-store/run.mjs --mib 128
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomFillSync } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { DescribeImportSnapshotTasksCommand, EC2Client, ImportSnapshotCommand } from "@aws-sdk/client-ec2";
 import { onExit, startKiln, startMoto } from "../lib/servers.mjs";
 
@@ -20,6 +20,7 @@ const { values: args } = parseArgs({ options: { mib: { type: "string", default: 
 const MiB = 1024 * 1024;
 const dataMiB = Number(args.mib);
 const credentials = { accessKeyId: "test", secretAccessKey: "test" };
+const run = promisify(execFile);
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-object-store-"));
 onExit(() => rmSync(work, { recursive: true, force: true }));
@@ -29,15 +30,20 @@ const resetPeak = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, "5");
 const seconds = (start) => (performance.now() - start) / 1000;
 const rate = (s) => `${(dataMiB / s).toFixed(0)} MiB/s`;
 
-function awsCli(port, argv) {
+/**
+ * Runs the AWS CLI without blocking: the servers' stderr pipes are read by this process's event
+ * loop, and a server whose pipe fills (moto logs every request there) stops answering.
+ */
+async function awsCli(port, argv) {
   const env = { ...process.env, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test", AWS_DEFAULT_REGION: "us-east-1", AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null" };
-  const result = spawnSync("aws", ["--endpoint-url", `http://127.0.0.1:${port}`, ...argv], { env, encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`aws ${argv.join(" ")}: ${result.stderr}`);
+  await run("aws", ["--endpoint-url", `http://127.0.0.1:${port}`, ...argv], { env }).catch((error) => {
+    throw new Error(`aws ${argv.join(" ")}: ${error.stderr ?? error.message}`);
+  });
 }
 
-function timed(work) {
+async function timed(work) {
   const start = performance.now();
-  work();
+  await work();
   return seconds(start);
 }
 
@@ -63,8 +69,8 @@ async function main() {
 
   const moto = await startMoto();
   if (!moto) throw new Error("bench/object-store needs moto_server on PATH");
-  awsCli(moto.port, ["s3", "mb", "s3://kiln-data"]);
-  awsCli(moto.port, ["s3", "mb", "s3://disks"]);
+  await awsCli(moto.port, ["s3", "mb", "s3://kiln-data"]);
+  await awsCli(moto.port, ["s3", "mb", "s3://disks"]);
   const onStore = await startKiln(join(work, "kiln-store"), {
     KILN_OBJECT_STORE_BUCKET: "kiln-data",
     KILN_OBJECT_STORE_ENDPOINT: `http://127.0.0.1:${moto.port}`,
@@ -72,19 +78,19 @@ async function main() {
     KILN_OBJECT_STORE_SECRET_ACCESS_KEY: "test",
   });
   const onFolder = await startKiln(join(work, "kiln-folder"));
-  for (const kiln of [onStore, onFolder]) awsCli(kiln.port, ["s3", "mb", "s3://disks"]);
+  for (const kiln of [onStore, onFolder]) await awsCli(kiln.port, ["s3", "mb", "s3://disks"]);
 
   const rows = [];
   const upload = (port) => awsCli(port, ["s3", "cp", "--only-show-errors", file, "s3://disks/disk.raw"]);
   const download = (port) => awsCli(port, ["s3", "cp", "--only-show-errors", "s3://disks/disk.raw", join(work, "back.raw")]);
 
   console.log(`${dataMiB} MiB, aws s3 cp (8 MiB parts), moto_server as the object store\n`);
-  const direct = { up: timed(() => upload(moto.port)), down: timed(() => download(moto.port)) };
+  const direct = { up: await timed(() => upload(moto.port)), down: await timed(() => download(moto.port)) };
   rows.push(["moto_server itself", direct.up, direct.down, undefined, ""]);
   for (const [name, kiln] of [["Kiln, data in moto_server", onStore], ["Kiln, data in its folder", onFolder]]) {
     resetPeak(kiln.pid);
-    const up = timed(() => upload(kiln.port));
-    const down = timed(() => download(kiln.port));
+    const up = await timed(() => upload(kiln.port));
+    const down = await timed(() => download(kiln.port));
     const imported = await importSnapshot(kiln.port);
     rows.push([name, up, down, imported, `${peakRss(kiln.pid).toFixed(0)} MiB`]);
   }

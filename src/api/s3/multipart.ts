@@ -74,7 +74,7 @@ export async function uploadPart(req: S3Request): Promise<S3Response> {
   const upload = await uploadOf(req);
   const partNumber = partNumberOf(req);
   const payload = req.payload(MAX_PART_BYTES, (upload.checksum_algorithm as ChecksumAlgorithm | null) ?? undefined);
-  const blob = await ctx.blobs.write(payload.stream);
+  const blob = await ctx.blobs.write(payload.stream, payload.length);
   const summary = payload.summary();
   const etag = `"${summary.md5.toString("hex")}"`;
   const stored = await putUploadPart(ctx.meta.db, {

@@ -42,7 +42,7 @@ export async function putObject(req: S3Request): Promise<S3Response> {
   const attributes = { ...attributesFrom(req), tags: JSON.stringify(tagsFromHeader(header(req, "x-amz-tagging"))) };
   const condition = writeCondition(req);
   const payload = req.payload(MAX_PUT_BYTES);
-  const blob = await ctx.blobs.write(payload.stream);
+  const blob = await ctx.blobs.write(payload.stream, payload.length);
   const summary = payload.summary();
   const row: ObjectRow = {
     bucket: req.bucket,

@@ -30,6 +30,8 @@ export interface PayloadSummary {
 export interface Payload {
   /** The body's bytes; errors with an ApiError when a check fails. */
   stream: Readable;
+  /** How many bytes the body says it holds (Content-Length, or the decoded length of aws-chunked); the stream errors if it holds another number. */
+  length?: number;
   /** Resolves once the stream has ended and every check passed. */
   summary(): PayloadSummary;
 }
@@ -131,11 +133,12 @@ export function openPayload(req: IncomingMessage, signing: ChunkSigning | undefi
     throw new ApiError("InvalidRequest", `A ${contentSha256} body needs a request signed in the Authorization header.`);
   }
   const decoder = streaming ? new AwsChunkedDecoder(contentSha256 === "STREAMING-UNSIGNED-PAYLOAD-TRAILER" ? undefined : signing) : undefined;
+  const declaredLength = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
   const checks = new PayloadChecks({
     sha256: contentSha256 !== undefined && /^[0-9a-f]{64}$/.test(contentSha256) ? contentSha256 : undefined,
     md5: md5 === undefined ? undefined : declaredMd5(md5),
     checksum,
-    length: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
+    length: declaredLength,
     maxSize,
     trailers: decoder ? () => decoder.trailers : undefined,
   });
@@ -155,6 +158,7 @@ export function openPayload(req: IncomingMessage, signing: ChunkSigning | undefi
   });
   return {
     stream: checks,
+    length: declaredLength,
     summary() {
       if (!checks.result) throw new Error("the payload has not ended");
       return checks.result;

@@ -39,8 +39,12 @@ export interface RandomReader {
 }
 
 export interface BlobStore {
-  /** Writes a stream into a new blob; resolves once it is durable, and leaves nothing if the stream fails. */
-  write(source: Readable): Promise<{ id: string; size: number }>;
+  /**
+   * Writes a stream into a new blob; resolves once it is durable, and leaves nothing if the stream
+   * fails. `length`, when the caller knows it (a request's Content-Length), lets a store send the
+   * stream as it comes rather than buffer it; the stream must then error if it holds another number.
+   */
+  write(source: Readable, length?: number): Promise<{ id: string; size: number }>;
   /** The ranges, one after another, as one stream. */
   read(ranges: readonly BlobRange[]): Readable;
   /**

@@ -1,10 +1,11 @@
-// Blobs as objects in the object store, `objects/<id>`. A write streams through the SDK's managed
-// upload: one PutObject for a small blob, a multipart upload (parts sent a few at a time) for a
-// large one, so memory stays at a few parts whatever the size. The object appears only when the
+// Blobs as objects in the object store, `objects/<id>`. A write of known length is one PutObject
+// streamed as it arrives; one of unknown length (a stored image's archive, an export) goes
+// through the SDK's managed upload: one PutObject for a small blob, a multipart upload (parts
+// sent a few at a time) for a large one, so memory stays at a few parts whatever the size. The object appears only when the
 // upload completes, so a blob is whole or absent; a failed upload is aborted, and an upload a
 // crash cut short is aborted by the next start's sweep (clearLeftovers).
-import { pipeline, Transform, type Readable } from "node:stream";
-import { AbortMultipartUploadCommand, CopyObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
+import { PassThrough, pipeline, Transform, type Readable } from "node:stream";
+import { AbortMultipartUploadCommand, CopyObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { ObjectStoreBucket } from "../bucket/bucket.js";
 import { openRandomOver, streamRanges, type BlobAccess } from "./blob-reading.js";
@@ -15,8 +16,9 @@ const FOLDER = "objects/";
 /** Multipart part size and parts in flight: 32 MiB of buffers per upload at most. */
 const PART_BYTES = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 4;
-/** The largest object one CopyObject may copy; larger blobs are copied by streaming them. */
-const COPY_OBJECT_LIMIT = 5 * 1024 ** 3;
+/** The largest object one PutObject may write, and one CopyObject copy; past it, multipart. */
+const PUT_OBJECT_LIMIT = 5 * 1024 ** 3;
+const COPY_OBJECT_LIMIT = PUT_OBJECT_LIMIT;
 
 export interface BucketBlobOptions {
   /** Smaller only in tests, to take the streamed path with small blobs. */
@@ -46,6 +48,40 @@ export function bucketBlobStore(bucket: ObjectStoreBucket, options: BucketBlobOp
       };
     },
   };
+
+  /**
+   * A body of known length goes out as one PutObject as it arrives: no part is buffered, so
+   * memory does not grow with the uploads under way. (The SDK cannot resend a stream; a store
+   * failure fails the request, which the client retries.)
+   */
+  async function put(source: Readable, length: number): Promise<{ id: string; size: number }> {
+    const id = newBlobId();
+    // The SDK must never see the body fail: it wraps the body in a stream of its own that nothing
+    // listens to for errors, so a failed body would be an uncaught error. A failed source is
+    // unpiped instead, and the request aborted.
+    const body = new PassThrough({ highWaterMark: 1 << 20 });
+    const abort = new AbortController();
+    let sourceFailure: Error | undefined;
+    source.on("error", (error) => {
+      sourceFailure ??= error;
+      source.unpipe(body);
+      abort.abort(error);
+    });
+    source.pipe(body);
+    try {
+      await bucket.call("PutObject", () =>
+        bucket.client.send(new PutObjectCommand({ Bucket: bucket.name, Key: bucket.key(nameOf(id)), Body: body, ContentLength: length }), { abortSignal: abort.signal }),
+      );
+    } catch (error) {
+      source.destroy();
+      throw sourceFailure ?? error;
+    }
+    if (sourceFailure) {
+      await bucket.remove(nameOf(id)).catch(() => {});
+      throw sourceFailure;
+    }
+    return { id, size: length };
+  }
 
   /** Streams `source` into a new object; its id and size once the upload completed. */
   async function upload(source: Readable): Promise<{ id: string; size: number }> {
@@ -111,7 +147,7 @@ export function bucketBlobStore(bucket: ObjectStoreBucket, options: BucketBlobOp
   }
 
   return {
-    write: upload,
+    write: (source, length) => (length !== undefined && length <= PUT_OBJECT_LIMIT ? put(source, length) : upload(source)),
     read: (ranges) => streamRanges(holds, access, ranges),
     openRandom: (parts) => openRandomOver(holds, access, parts),
 
