@@ -68,19 +68,27 @@ export function bucketBlobStore(bucket: ObjectStoreBucket, options: BucketBlobOp
       abort.abort(error);
     });
     source.pipe(body);
+    const send = () => bucket.client.send(new PutObjectCommand({ Bucket: bucket.name, Key: bucket.key(nameOf(id)), Body: body, ContentLength: length }), { abortSignal: abort.signal });
+    await settle(id, source, "PutObject", send, () => sourceFailure);
+    return { id, size: length };
+  }
+
+  /**
+   * Sends a write of blob `id` fed from `source`. When the source failed, its failure is what the
+   * caller hears (a BadDigest, say), and an object written despite it is removed.
+   */
+  async function settle(id: string, source: Readable, what: string, send: () => Promise<unknown>, sourceFailure: () => Error | undefined): Promise<void> {
     try {
-      await bucket.call("PutObject", () =>
-        bucket.client.send(new PutObjectCommand({ Bucket: bucket.name, Key: bucket.key(nameOf(id)), Body: body, ContentLength: length }), { abortSignal: abort.signal }),
-      );
+      await bucket.call(what, send);
     } catch (error) {
       source.destroy();
-      throw sourceFailure ?? error;
+      throw sourceFailure() ?? error;
     }
-    if (sourceFailure) {
+    const failed = sourceFailure();
+    if (failed) {
       await bucket.remove(nameOf(id)).catch(() => {});
-      throw sourceFailure;
+      throw failed;
     }
-    return { id, size: length };
   }
 
   /** Streams `source` into a new object; its id and size once the upload completed. */
@@ -104,17 +112,7 @@ export function bucketBlobStore(bucket: ObjectStoreBucket, options: BucketBlobOp
       queueSize: PARTS_IN_FLIGHT,
       leavePartsOnError: false,
     });
-    try {
-      await bucket.call("an upload", () => managed.done());
-    } catch (error) {
-      source.destroy();
-      throw sourceFailure ?? error;
-    }
-    // A source that failed after its last byte was read still fails the write.
-    if (sourceFailure) {
-      await bucket.remove(nameOf(id)).catch(() => {});
-      throw sourceFailure;
-    }
+    await settle(id, source, "an upload", () => managed.done(), () => sourceFailure);
     return { id, size };
   }
 
