@@ -13,8 +13,10 @@ import { constants } from "node:fs";
 import { mkdir, open, opendir, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { MetaDb } from "../meta/database.js";
+import { BLOCK_SIZE } from "./chunks.js";
 
-export const SLOT_BYTES = 512 * 1024;
+/** A slot holds one chunk. */
+export const SLOT_BYTES = BLOCK_SIZE;
 /** Slots per pack: 256 MiB, so collection can give space back a pack at a time. */
 export const PACK_SLOTS = 512;
 
