@@ -16,10 +16,10 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
 } from "@aws-sdk/client-s3";
-import { BLOCK_SIZE, checkChunkHome, chunkStoreIn, ZERO_CHUNK } from "../src/store/blocks/chunks.js";
+import { BLOCK_SIZE, checkChunkHome, chunkStoreIn, ZERO_CHUNK, type ChunkStore } from "../src/store/blocks/chunks.js";
 import { bucketHome } from "../src/store/blocks/bucket-home.js";
 import { packHome } from "../src/store/blocks/pack-home.js";
-import { openMetaStore } from "../src/store/meta/database.js";
+import { openMetaStore, type MetaStore } from "../src/store/meta/database.js";
 import { newBlobId, wholeRanges } from "../src/store/objects/blobs.js";
 import { bucketBlobStore } from "../src/store/objects/bucket-blobs.js";
 import { assertBlocksHold, readSnapshot, writeSnapshot } from "./helpers/data.js";
@@ -171,11 +171,21 @@ for (const service of services) {
       assert.deepEqual(await uploads(), []);
     });
 
-    it("holds chunks: one object per distinct block, named by its SHA-256, never zeros, read back byte for byte", async () => {
+    /** A chunk store in a fresh bucket, over a fresh metadata store; both closed after `use`. */
+    const withBucketChunks = async (use: (made: TestBucket, chunks: ChunkStore, meta: MetaStore) => Promise<void>) => {
       const made = await bucket();
       const meta = await openMetaStore({ dataDir: scratch() });
       const chunks = chunkStoreIn(meta.db, bucketHome(made.bucket, meta.db));
       try {
+        await use(made, chunks, meta);
+      } finally {
+        await chunks.close();
+        await meta.close();
+      }
+    };
+
+    it("holds chunks: one object per distinct block, named by its SHA-256, never zeros, read back byte for byte", async () => {
+      await withBucketChunks(async (made, chunks, meta) => {
         const [x, y] = [randomBytes(BLOCK_SIZE), randomBytes(BLOCK_SIZE)];
         const ids = await Promise.all([chunks.put(x), chunks.put(y), chunks.put(Buffer.from(x)), chunks.put(Buffer.alloc(BLOCK_SIZE))]);
         assert.deepEqual(ids, [sha256(x), sha256(y), sha256(x), ZERO_CHUNK]);
@@ -190,17 +200,11 @@ for (const service of services) {
         // A data folder's pack home cannot read this store's chunks, and says so at start.
         await assert.rejects(checkChunkHome(meta.db, packHome(scratch(), meta.db), "the data folder"), /another data home/);
         await checkChunkHome(meta.db, bucketHome(made.bucket, meta.db), "the bucket");
-      } finally {
-        await chunks.close();
-        await meta.close();
-      }
+      });
     });
 
     it("collects chunks: forgets those nothing names once past the grace period, deletes their objects, and sweeps objects no row names", async () => {
-      const made = await bucket();
-      const meta = await openMetaStore({ dataDir: scratch() });
-      const chunks = chunkStoreIn(meta.db, bucketHome(made.bucket, meta.db));
-      try {
+      await withBucketChunks(async (made, chunks, meta) => {
         const [named, unnamed] = [randomBytes(BLOCK_SIZE), randomBytes(BLOCK_SIZE)];
         await chunks.put(named);
         await chunks.put(unnamed);
@@ -219,10 +223,7 @@ for (const service of services) {
         await assert.rejects(chunks.get(sha256(unnamed)), /not stored/);
         assert.equal(await chunks.put(unnamed), sha256(unnamed), "a forgotten chunk is stored afresh when put again");
         assert.ok((await chunks.get(sha256(unnamed))).equals(unnamed));
-      } finally {
-        await chunks.close();
-        await meta.close();
-      }
+      });
     });
 
     it("keeps a whole Kiln's data: bucket objects, snapshot blocks and an imported disk, none of it in the data folder", async () => {

@@ -7,7 +7,7 @@
 //   npm run bench:import                     # 2 GiB disks
 //   node bench/import/run.mjs --disk-gib 1 --formats vmdk-stream,qcow2 --runs 1
 import { execFile } from "node:child_process";
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
@@ -15,6 +15,7 @@ import { DescribeImportImageTasksCommand, EC2Client, ImportImageCommand } from "
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { convertDisk, makeLinuxDisk } from "../../dist/test/helpers/disks.js";
+import { peakRss, resetPeak, seconds } from "../lib/measure.mjs";
 import { onExit, startKiln } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({
@@ -35,9 +36,6 @@ const exec = promisify(execFile);
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-import-"));
 onExit(() => rmSync(work, { recursive: true, force: true }));
 
-const peakRss = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
-const resetPeak = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, "5");
-const seconds = (start) => (performance.now() - start) / 1000;
 const mib = (bytes) => (bytes / 1024 / 1024).toFixed(0);
 
 /** Writes every dirty page out, so no run pays for the previous one's writeback. */

@@ -7,39 +7,24 @@
 //
 //   npm run bench:object-store              # 512 MiB
 //   node bench/object-store/run.mjs --mib 128
-import { execFile } from "node:child_process";
 import { randomFillSync } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs, promisify } from "node:util";
+import { parseArgs } from "node:util";
 import { DescribeImportSnapshotTasksCommand, EC2Client, ImportSnapshotCommand } from "@aws-sdk/client-ec2";
+import { awsCli, peakRss, resetPeak, seconds } from "../lib/measure.mjs";
 import { onExit, startKiln, startMoto } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({ options: { mib: { type: "string", default: "512" } } });
 const MiB = 1024 * 1024;
 const dataMiB = Number(args.mib);
 const credentials = { accessKeyId: "test", secretAccessKey: "test" };
-const run = promisify(execFile);
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-object-store-"));
 onExit(() => rmSync(work, { recursive: true, force: true }));
 
-const peakRss = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
-const resetPeak = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, "5");
-const seconds = (start) => (performance.now() - start) / 1000;
 const rate = (s) => `${(dataMiB / s).toFixed(0)} MiB/s`;
-
-/**
- * Runs the AWS CLI without blocking: the servers' stderr pipes are read by this process's event
- * loop, and a server whose pipe fills (moto logs every request there) stops answering.
- */
-async function awsCli(port, argv) {
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test", AWS_DEFAULT_REGION: "us-east-1", AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null" };
-  await run("aws", ["--endpoint-url", `http://127.0.0.1:${port}`, ...argv], { env }).catch((error) => {
-    throw new Error(`aws ${argv.join(" ")}: ${error.stderr ?? error.message}`);
-  });
-}
 
 async function timed(work) {
   const start = performance.now();

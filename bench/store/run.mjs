@@ -6,16 +6,17 @@
 //
 //   npm run bench:store                  # 2 GiB of data
 //   node bench/store/run.mjs --data-gib 0.5 --skip-moto
-import { execFile, spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { createHash, randomFillSync } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CompleteSnapshotCommand, EBSClient, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import { CreateRestoreImageTaskCommand, CreateStoreImageTaskCommand, DescribeImagesCommand, DescribeStoreImageTasksCommand, EC2Client, RegisterImageCommand } from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { awsCli, currentRss, peakRss, resetPeak, seconds } from "../lib/measure.mjs";
 import { onExit, startKiln, startMoto } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({ options: { "data-gib": { type: "string", default: "2" }, "skip-moto": { type: "boolean", default: false } } });
@@ -29,15 +30,11 @@ const run = promisify(execFile);
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-store-"));
 onExit(() => rmSync(work, { recursive: true, force: true }));
 
-/** Peak RSS since the last reset, in MiB (VmHWM; writing 5 to clear_refs resets it). */
-const peakRss = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
-const currentRss = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
 /** Resets the peak to the current RSS, and says what that is. */
-function resetPeak(pid, phase) {
-  writeFileSync(`/proc/${pid}/clear_refs`, "5");
+function startPhase(pid, phase) {
+  resetPeak(pid);
   console.log(`${phase}: Kiln's RSS at the start ${currentRss(pid).toFixed(0)} MiB`);
 }
-const seconds = (start) => (performance.now() - start) / 1000;
 
 /** The data blocks: spread over the 8 GiB volume, distinct (no block repeats another). */
 const blockIndex = (i) => Math.floor((i * IMAGE_GIB * 2048) / DATA_BLOCKS);
@@ -60,12 +57,6 @@ async function until(probe) {
     if (value !== undefined) return value;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-}
-
-function awsCli(port, argv) {
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test", AWS_DEFAULT_REGION: "us-east-1", AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null" };
-  const result = spawnSync("aws", ["--endpoint-url", `http://127.0.0.1:${port}`, ...argv], { env, encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`aws ${argv.join(" ")}: ${result.stderr}`);
 }
 
 async function main() {
@@ -102,7 +93,7 @@ async function main() {
   rmSync(join(work, "copy.raw"));
   await run("sync");
 
-  resetPeak(kiln.pid, "store");
+  startPhase(kiln.pid, "store");
   start = performance.now();
   await ec2.send(new CreateStoreImageTaskCommand({ ImageId, Bucket: "bench" }));
   const task = await until(async () => {
@@ -114,7 +105,7 @@ async function main() {
   if (task.StoreTaskState !== "Completed") throw new Error(`store failed: ${task.StoreTaskFailureReason}`);
 
   await run("sync");
-  resetPeak(kiln.pid, "restore");
+  startPhase(kiln.pid, "restore");
   start = performance.now();
   const restored = await ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "bench", ObjectKey: `${ImageId}.bin`, Name: "bench-restored" }));
   const image = await until(async () => {
@@ -139,21 +130,21 @@ async function main() {
 
   // Multipart upload of the file with the AWS CLI: Kiln, then moto_server.
   const uploads = [];
-  resetPeak(kiln.pid, "upload");
-  awsCli(kiln.port, ["s3", "mb", "s3://upload"]);
+  startPhase(kiln.pid, "upload");
+  await awsCli(kiln.port, ["s3", "mb", "s3://upload"]);
   start = performance.now();
-  awsCli(kiln.port, ["s3", "cp", "--only-show-errors", file, "s3://upload/data.raw"]);
+  await awsCli(kiln.port, ["s3", "cp", "--only-show-errors", file, "s3://upload/data.raw"]);
   uploads.push({ server: "Kiln", seconds: seconds(start), rss: peakRss(kiln.pid) });
-  resetPeak(kiln.pid, "download");
+  startPhase(kiln.pid, "download");
   start = performance.now();
-  awsCli(kiln.port, ["s3", "cp", "--only-show-errors", "s3://upload/data.raw", join(work, "back.raw")]);
+  await awsCli(kiln.port, ["s3", "cp", "--only-show-errors", "s3://upload/data.raw", join(work, "back.raw")]);
   const download = { seconds: seconds(start), rss: peakRss(kiln.pid) };
   rmSync(join(work, "back.raw"));
   const moto = args["skip-moto"] ? undefined : await startMoto();
   if (moto) {
-    awsCli(moto.port, ["s3", "mb", "s3://upload"]);
+    await awsCli(moto.port, ["s3", "mb", "s3://upload"]);
     start = performance.now();
-    awsCli(moto.port, ["s3", "cp", "--only-show-errors", file, "s3://upload/data.raw"]);
+    await awsCli(moto.port, ["s3", "cp", "--only-show-errors", file, "s3://upload/data.raw"]);
     uploads.push({ server: "moto_server", seconds: seconds(start), rss: peakRss(moto.pid) });
   }
   console.log(`\nMultipart upload of ${dataMiB} MiB with the AWS CLI (aws s3 cp)`);

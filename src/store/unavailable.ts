@@ -1,13 +1,9 @@
 // A store Kiln depends on (the metadata database, the object store) that cannot be reached now:
 // the request may succeed later, so Kiln answers ServiceUnavailable rather than an internal error.
 
-/** A failure of a store itself rather than of the request; `store` names which one. */
+/** A failure of a store itself rather than of the request. */
 export class StoreUnavailableError extends Error {
-  constructor(
-    readonly store: "metadata" | "data",
-    message: string,
-    options?: { cause?: unknown },
-  ) {
+  constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "StoreUnavailableError";
   }

@@ -13,17 +13,15 @@ import { constants } from "node:fs";
 import { mkdir, open, opendir, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { MetaDb } from "../meta/database.js";
-import { BLOCK_SIZE } from "./chunks.js";
+import { BLOCK_SIZE, type ChunkLocation } from "./chunks.js";
 
 /** A slot holds one chunk. */
 export const SLOT_BYTES = BLOCK_SIZE;
 /** Slots per pack: 256 MiB, so collection can give space back a pack at a time. */
 export const PACK_SLOTS = 512;
 
-export interface Location {
+export interface Location extends ChunkLocation {
   chunk: string;
-  pack: string;
-  slot: number;
 }
 
 export const packPath = (root: string, pack: string) => join(root, `${pack}.pack`);

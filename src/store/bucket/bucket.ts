@@ -81,7 +81,7 @@ export class ObjectStoreBucket {
       return await work();
     } catch (error) {
       if (error instanceof StoreUnavailableError || !isServiceFailure(error)) throw error;
-      throw new StoreUnavailableError("data", `the object store (bucket ${this.name}) did not answer ${what}: ${(error as Error).message}`, { cause: error });
+      throw new StoreUnavailableError(`the object store (bucket ${this.name}) did not answer ${what}: ${(error as Error).message}`, { cause: error });
     }
   }
 
