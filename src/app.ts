@@ -87,7 +87,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
       ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages, blobs, tasks }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
       s3: s3Endpoint({ config, verifier, meta, blobs }),
-      admin: adminRoutes({ config, meta, data, tasks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
+      admin: adminRoutes({ config, verifier, meta, data, tasks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,
   );

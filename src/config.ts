@@ -8,6 +8,7 @@ import {
   readAccountsFile,
   type AccountDirectory,
 } from "./auth/accounts.js";
+import { isKilnRegion } from "./domain/regions.js";
 import { BUILT_IN_CATALOGUE, readCatalogueFile, type CatalogueEntry } from "./domain/catalogue.js";
 import type { ObjectStoreSettings } from "./store/bucket/bucket.js";
 
@@ -31,6 +32,8 @@ export interface KilnConfig {
   defaultRegion: string;
   /** POST /_kiln/reset empties all state when true. */
   allowReset: boolean;
+  /** A secret that, sent as X-Kiln-Admin-Token, lets a tool that cannot sign use Kiln's own routes. */
+  adminToken?: string;
   logLevel: string;
   /** Public images every region offers (built in, plus KILN_CATALOGUE_FILE's). */
   catalogue: readonly CatalogueEntry[];
@@ -83,6 +86,11 @@ function positiveOrZero(name: string, value: string): number {
   return number;
 }
 
+function region(name: string): string {
+  if (!isKilnRegion(name)) throw new Error(`KILN_DEFAULT_REGION must be an AWS region Kiln serves (us-east-1, eu-west-1, ...), got ${name}`);
+  return name;
+}
+
 /** A database URL fit for a log line or an error: its password replaced by an ellipsis. */
 export function withoutPassword(url: string): string {
   return url.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/, "$1…@");
@@ -133,8 +141,9 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     taskLeaseMs: positive("KILN_TASK_LEASE_MS", env.KILN_TASK_LEASE_MS, 30_000),
     accounts,
     allowUnsigned: overrides.allowUnsigned ?? flag(env.KILN_ALLOW_UNSIGNED) ?? false,
-    defaultRegion: overrides.defaultRegion ?? env.KILN_DEFAULT_REGION ?? "us-east-1",
+    defaultRegion: region(overrides.defaultRegion ?? env.KILN_DEFAULT_REGION ?? "us-east-1"),
     allowReset: overrides.allowReset ?? flag(env.KILN_ALLOW_RESET) ?? true,
+    adminToken: env.KILN_ADMIN_TOKEN || undefined,
     logLevel: overrides.logLevel ?? env.KILN_LOG_LEVEL ?? "info",
     collect: {
       intervalMs: positive("KILN_COLLECT_INTERVAL_MS", env.KILN_COLLECT_INTERVAL_MS, 10 * 60_000),

@@ -2,10 +2,11 @@
 // that credentials map to.
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CreateTagsCommand, DescribeTagsCommand } from "@aws-sdk/client-ec2";
-import { errorCode, form, presignedUrl, signedRequest } from "./helpers/signed.js";
+import { errorCode, form, presignedUrl, signedHeaders, signedRequest } from "./helpers/signed.js";
 import { createVolumes } from "./helpers/resources.js";
 import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
 
@@ -63,6 +64,56 @@ describe("header signatures", () => {
 
   it("MissingAuthenticationToken for an unsigned request", async () => {
     await fails(fetch(`${kiln.url}/?Action=DescribeRegions&Version=2016-11-15`).then(async (r) => ({ status: r.status, text: await r.text() })), 403, "MissingAuthenticationToken");
+  });
+});
+
+describe("the signature's scope", () => {
+  const describeRegions = form({ Action: "DescribeRegions", Version: "2016-11-15" });
+
+  it("a request signed for another service is refused where it arrives", async () => {
+    for (const service of ["iam", "sts", "ebs"]) {
+      const response = await signedRequest(kiln.url, { body: describeRegions, service });
+      assert.equal(response.status, 403, service);
+      assert.equal(errorCode(response.text), "SignatureDoesNotMatch");
+      assert.match(response.text, /Credential should be scoped to correct service: &apos;ec2&apos;/);
+    }
+    const atEbs = await signedRequest(kiln.url, { method: "POST", path: "/snapshots", service: "ec2", body: JSON.stringify({ VolumeSize: 1 }), contentType: "application/json" });
+    assert.deepEqual([atEbs.status, atEbs.headers.get("x-amzn-errortype")], [403, "SignatureDoesNotMatch"]);
+    // A bucket addressed by host goes to S3, whatever the signature says.
+    const headers = await signedHeaders(kiln.url, { path: "/", service: "ec2", headers: { host: "pics.localhost" } });
+    const s3 = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpRequest(`${kiln.url}/`, { headers }, (res) => {
+        let text = "";
+        res.on("data", (chunk) => (text += chunk));
+        res.on("end", () => resolve({ status: res.statusCode!, text }));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    assert.deepEqual([s3.status, errorCode(s3.text)], [400, "AuthorizationHeaderMalformed"]);
+    assert.match(s3.text, /incorrect service &apos;ec2&apos;/);
+  });
+
+  it("a region Kiln does not serve is refused, and leaves nothing behind", async () => {
+    const tables = ["images", "vpcs", "volumes", "buckets"] as const;
+    const rowsIn = async (region: string) => {
+      let rows = 0;
+      for (const table of tables) rows += (await kiln.kiln.meta.db.selectFrom(table).select("region").where("region", "=", region).execute()).length;
+      return rows;
+    };
+    const ec2 = await signedRequest(kiln.url, { body: form({ Action: "CreateVolume", Version: "2016-11-15", AvailabilityZone: "mars-north-1a", Size: "1" }), region: "mars-north-1" });
+    assert.deepEqual([ec2.status, errorCode(ec2.text)], [403, "SignatureDoesNotMatch"]);
+    assert.match(ec2.text, /scoped to a valid region, not &apos;mars-north-1&apos;/);
+    const presigned = await fetch(await presignedUrl(kiln.url, { query: { Action: "DescribeImages", Version: "2016-11-15" }, region: "mars-north-1" }));
+    assert.equal(presigned.status, 403);
+    const ebs = await signedRequest(kiln.url, { method: "POST", path: "/snapshots", service: "ebs", region: "mars-north-1", body: JSON.stringify({ VolumeSize: 1 }), contentType: "application/json" });
+    assert.equal(ebs.status, 403);
+    const s3 = await signedRequest(kiln.url, { method: "PUT", path: "/marsbucket", service: "s3", region: "mars-north-1", headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } });
+    assert.deepEqual([s3.status, errorCode(s3.text)], [400, "AuthorizationHeaderMalformed"]);
+    assert.equal(await rowsIn("mars-north-1"), 0);
+    // An opt-in region is served, as the catalogue and network show.
+    assert.equal((await signedRequest(kiln.url, { body: form({ Action: "DescribeImages", Version: "2016-11-15", "Owner.1": "amazon" }), region: "af-south-1" })).status, 200);
+    assert.ok((await rowsIn("af-south-1")) > 0);
   });
 });
 

@@ -26,9 +26,9 @@ interface Collected {
 }
 
 async function collect(graceMs?: number): Promise<Collected> {
-  const response = await fetch(`${kiln.url}/_kiln/collect${graceMs === undefined ? "" : `?graceMs=${graceMs}`}`, { method: "POST" });
-  assert.equal(response.status, 200);
-  return (await response.json()) as Collected;
+  const response = await kiln.admin("/_kiln/collect", { query: graceMs === undefined ? {} : { graceMs: String(graceMs) } });
+  assert.equal(response.status, 200, response.text);
+  return JSON.parse(response.text) as Collected;
 }
 
 describe("chunk collection", () => {

@@ -108,15 +108,15 @@ describe("ModifyInstanceAttribute", () => {
     const terminator = await launch();
     await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: terminator, InstanceInitiatedShutdownBehavior: { Value: "terminate" } }));
     for (const id of [stopper, terminator]) {
-      const response = await fetch(`${kiln.url}/_kiln/instances/${id}/shutdown`, { method: "POST" });
-      assert.equal(response.status, 200);
+      const response = await kiln.admin(`/_kiln/instances/${id}/shutdown`);
+      assert.equal(response.status, 200, response.text);
     }
     const stopped = await stateOf(stopper);
     assert.equal(stopped.State!.Name, "stopped");
     assert.equal(stopped.StateReason!.Code, "Client.InstanceInitiatedShutdown");
     assert.equal((await stateOf(terminator)).State!.Name, "terminated");
     // A stopped instance has nothing to shut down.
-    assert.equal((await fetch(`${kiln.url}/_kiln/instances/${stopper}/shutdown`, { method: "POST" })).status, 409);
+    assert.equal((await kiln.admin(`/_kiln/instances/${stopper}/shutdown`)).status, 409);
   });
 });
 

@@ -8,6 +8,7 @@ import { CreateTagsCommand, DescribeTagsCommand, DescribeVolumesCommand, EC2Clie
 import { tempDir } from "./helpers/kiln.js";
 import { runKiln, spawnKiln } from "./helpers/process.js";
 import { createVolumes } from "./helpers/resources.js";
+import { signedRequest } from "./helpers/signed.js";
 
 const client = (url: string) => new EC2Client({ endpoint: url, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" }, maxAttempts: 1 });
 
@@ -73,7 +74,7 @@ describe("kiln serve", () => {
   it("refuses POST /_kiln/reset when started with --no-reset", async () => {
     const kiln = await spawnKiln(["serve", "--port", "0", "--data-dir", tempDir(), "--no-reset"]);
     try {
-      assert.equal((await fetch(`${kiln.url}/_kiln/reset`, { method: "POST" })).status, 403);
+      assert.equal((await signedRequest(kiln.url, { method: "POST", path: "/_kiln/reset" })).status, 403);
     } finally {
       await kiln.stop();
     }

@@ -1,6 +1,6 @@
 // The AWS commercial regions and their availability zones, as a fresh AWS account sees them:
 // opt-in regions are listed as not-opted-in (DescribeRegions shows them with AllRegions=true),
-// though Kiln serves requests signed for any region.
+// though Kiln serves requests signed for them. A region not in this table is refused.
 export interface RegionInfo {
   name: string;
   optInStatus: "opt-in-not-required" | "not-opted-in";
@@ -54,9 +54,12 @@ export const REGIONS: readonly RegionInfo[] = [
 
 const byName = new Map(REGIONS.map((r) => [r.name, r]));
 
-/** A region Kiln has no table entry for (a signature may name any) gets zones a–c. */
+export const isKilnRegion = (name: string) => byName.has(name);
+
 export function regionInfo(name: string): RegionInfo {
-  return byName.get(name) ?? region(name, name.replace(/-/g, "").slice(0, 8), "abc");
+  const info = byName.get(name);
+  if (!info) throw new Error(`${name} is not a region Kiln serves`);
+  return info;
 }
 
 export interface ZoneInfo {

@@ -1,12 +1,23 @@
 // Kiln's own routes under /_kiln/: health for probes, reset for test suites, and what a guest
-// would do from inside (an instance's own shutdown).
+// would do from inside (an instance's own shutdown). Health is open to anyone. The routes that
+// change state take a request signed as EC2 requests are (reset and collect: any account;
+// an instance's shutdown: its owner), or the operator's X-Kiln-Admin-Token, and never a
+// request a web page sent.
+import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import type { SignatureVerifier } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
+import { ApiError } from "../protocol/errors.js";
 import type { DataHome } from "../store/data-home.js";
 import type { TaskRunner } from "../tasks/runner.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { shutdownFromInside } from "../store/meta/instances.js";
+import type { Scope } from "../store/meta/tags.js";
+import { readBody } from "./body.js";
+import { fromWebPage, isFormContentType } from "./browser.js";
+import { callerOf, requestToVerify } from "./caller.js";
+import type { ParsedUrl } from "./ec2.js";
 
 export interface AdminAnswer {
   status: number;
@@ -14,6 +25,18 @@ export interface AdminAnswer {
 }
 
 const json = (status: number, value: unknown): AdminAnswer => ({ status, body: JSON.stringify(value) });
+const refused = (status: number, error: string, message: string) => json(status, { error, message });
+
+export const ADMIN_TOKEN_HEADER = "x-kiln-admin-token";
+
+/** Who may use a route that changes state: the operator (by token), or a signed account. */
+type AdminCaller = { operator: true } | { operator: false; scope: Scope };
+
+const sameSecret = (a: string, b: string) => {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+};
 
 /** Whether a dependency answers, within a few seconds. */
 async function probe(check: () => Promise<unknown>): Promise<{ status: "available" | "unavailable"; error?: string }> {
@@ -31,8 +54,39 @@ async function probe(check: () => Promise<unknown>): Promise<{ status: "availabl
   }
 }
 
-export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; data: DataHome; tasks: TaskRunner; catalogue: Catalogue; version: string; apiVersion: string }) {
-  return async (req: IncomingMessage, path: string): Promise<AdminAnswer> => {
+export function adminRoutes(deps: {
+  config: KilnConfig;
+  verifier: SignatureVerifier;
+  meta: MetaStore;
+  data: DataHome;
+  tasks: TaskRunner;
+  catalogue: Catalogue;
+  version: string;
+  apiVersion: string;
+}) {
+  /** The caller of a state-changing route, or the answer that refuses it. */
+  async function callerOfAdmin(req: IncomingMessage, url: ParsedUrl): Promise<AdminCaller | AdminAnswer> {
+    const page = fromWebPage(req);
+    if (page) return refused(403, "Forbidden", `Kiln's own routes do not answer web pages: ${page}.`);
+    if (isFormContentType(req)) return refused(403, "Forbidden", "Kiln's own routes do not take a body an HTML form can send; send no Content-Type or application/json.");
+    const token = req.headers[ADMIN_TOKEN_HEADER];
+    if (token !== undefined) {
+      const expected = deps.config.adminToken;
+      if (expected !== undefined && typeof token === "string" && sameSecret(token, expected)) return { operator: true };
+      return refused(403, "Forbidden", expected === undefined ? "This Kiln has no admin token (KILN_ADMIN_TOKEN): sign the request instead." : "The admin token is not this Kiln's.");
+    }
+    try {
+      const body = await readBody(req, deps.config.limits.maxBodyBytes);
+      const caller = await callerOf(deps, requestToVerify(req, url, body), "ec2");
+      return { operator: false, scope: { accountId: caller.accountId, region: caller.region } };
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return refused(error.status, error.code, error.message);
+    }
+  }
+
+  return async (req: IncomingMessage, url: ParsedUrl): Promise<AdminAnswer> => {
+    const path = url.path;
     if (path === "/_kiln/health") {
       if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
       const dependencies = { metadata: await probe(() => deps.meta.ping()), data: await probe(() => deps.data.ping()) };
@@ -46,9 +100,19 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; data: D
         dependencies,
       });
     }
+    const shutdown = /^\/_kiln\/instances\/(i-[0-9a-f]+)\/shutdown$/.exec(path);
+    if (path !== "/_kiln/reset" && path !== "/_kiln/collect" && !shutdown) return json(404, { error: "NotFound", message: `No Kiln route ${path}.` });
+    if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
+    if (path === "/_kiln/reset" && !deps.config.allowReset) return refused(403, "Forbidden", "This Kiln was started with resets disabled.");
+    const caller = await callerOfAdmin(req, url);
+    if (!("operator" in caller)) return caller;
+    if (shutdown) {
+      const instanceId = shutdown[1]!;
+      const outcome = await shutdownFromInside(deps.meta.db, instanceId, deps.config.stateDelayMs, caller.operator ? undefined : caller.scope);
+      if (outcome === undefined) return refused(404, "InvalidInstanceID.NotFound", `The instance ID '${instanceId}' does not exist`);
+      return outcome === "not-running" ? refused(409, "IncorrectInstanceState", `Instance ${instanceId} is not running.`) : json(200, { instanceId, becomes: outcome });
+    }
     if (path === "/_kiln/reset") {
-      if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
-      if (!deps.config.allowReset) return json(403, { error: "Forbidden", message: "This Kiln was started with resets disabled." });
       // Tasks under way finish first: a reset leaves nothing writing into the emptied store.
       await deps.tasks.idle();
       await deps.meta.reset();
@@ -58,20 +122,10 @@ export function adminRoutes(deps: { config: KilnConfig; meta: MetaStore; data: D
       await deps.catalogue.ensure(deps.config.defaultRegion);
       return json(200, { reset: true });
     }
-    if (path === "/_kiln/collect") {
-      if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
-      // ?graceMs=N overrides the configured grace (0 for test suites that are not writing meanwhile).
-      const grace = new URL(req.url ?? "/", "http://kiln").searchParams.get("graceMs");
-      const graceMs = grace === null ? deps.config.collect.graceMs : Number(grace);
-      if (!Number.isInteger(graceMs) || graceMs < 0) return json(400, { error: "InvalidParameterValue", message: "graceMs must be a whole number of milliseconds." });
-      return json(200, await deps.data.chunks.collect(graceMs));
-    }
-    const shutdown = /^\/_kiln\/instances\/(i-[0-9a-f]+)\/shutdown$/.exec(path);
-    if (shutdown) {
-      if (req.method !== "POST") return json(405, { error: "MethodNotAllowed", message: "Use POST." });
-      const outcome = await shutdownFromInside(deps.meta.db, shutdown[1]!, deps.config.stateDelayMs);
-      return outcome ? json(200, { instanceId: shutdown[1], becomes: outcome }) : json(409, { error: "IncorrectInstanceState", message: `Instance ${shutdown[1]} is not running.` });
-    }
-    return json(404, { error: "NotFound", message: `No Kiln route ${path}.` });
+    // /_kiln/collect. ?graceMs=N overrides the configured grace (0 for test suites that are not writing meanwhile).
+    const grace = url.pairs.find(([name]) => name === "graceMs")?.[1];
+    const graceMs = grace === undefined ? deps.config.collect.graceMs : Number(grace);
+    if (!Number.isInteger(graceMs) || graceMs < 0) return json(400, { error: "InvalidParameterValue", message: "graceMs must be a whole number of milliseconds." });
+    return json(200, await deps.data.chunks.collect(graceMs));
   };
 }

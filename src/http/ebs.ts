@@ -8,7 +8,7 @@ import { ApiError } from "../protocol/errors.js";
 import { BLOCK_SIZE, type ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
-import { requestToVerify } from "./caller.js";
+import { callerOf, requestToVerify } from "./caller.js";
 import type { ParsedUrl } from "./ec2.js";
 
 export interface EbsAnswer {
@@ -47,7 +47,7 @@ function header(req: IncomingMessage, name: string): string | undefined {
 }
 
 export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerifier; meta: MetaStore; chunks: ChunkStore }) {
-  const { config, verifier, meta, chunks } = deps;
+  const { config, meta, chunks } = deps;
 
   return async (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string): Promise<EbsAnswer> => {
     const answer: EbsAnswer = { status: 200 };
@@ -63,7 +63,7 @@ export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
       const [, first, second] = route.pattern.exec(url.path)!.map((part) => (part === undefined ? part : decodeURIComponent(part)));
       const body = await readBody(req, route.action === "PutSnapshotBlock" ? BLOCK_SIZE : config.limits.maxBodyBytes);
       const request = requestToVerify(req, url, body);
-      const caller = await verifier.verify(request);
+      const caller = await callerOf(deps, request, "ebs");
       const query = request.query;
       answer.accountId = caller.accountId;
       answer.region = caller.region;

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from "../log.js";
 import { isStoreUnavailable } from "../store/meta/database.js";
 import type { AdminAnswer } from "./admin.js";
+import { fromWebPage, pageMayRead } from "./browser.js";
 import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
 import { isEbsPath, type EbsAnswer } from "./ebs.js";
 import { isS3Request, type S3Answer } from "./s3.js";
@@ -15,7 +16,7 @@ export interface Routes {
   ec2: Ec2Endpoint;
   ebs: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<EbsAnswer>;
   s3: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<S3Answer>;
-  admin: (req: IncomingMessage, path: string) => Promise<AdminAnswer>;
+  admin: (req: IncomingMessage, url: ParsedUrl) => Promise<AdminAnswer>;
 }
 
 function parseUrl(raw: string): ParsedUrl {
@@ -38,25 +39,29 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
     const requestId = randomUUID();
     const url = parseUrl(req.url ?? "/");
     let answer: Partial<Ec2Answer> & { status: number };
-    let protocol: "ec2" | "s3" | "ebs" = "ec2";
+    let protocol: Protocol = "ec2";
     try {
+      protocol = isS3Request(req, url) ? "s3" : isEbsPath(url.path) ? "ebs" : "ec2";
+      const page = fromWebPage(req);
       if (url.path.startsWith("/_kiln/")) {
-        const admin = await routes.admin(req, url.path);
+        const admin = await routes.admin(req, url);
         answer = { status: admin.status };
-        send(res, admin.status, "application/json", admin.body, requestId);
-      } else if (isS3Request(req, url)) {
-        protocol = "s3";
+        send(res, req, admin.status, "application/json", admin.body, requestId);
+      } else if (page && !pageMayRead(req, protocol)) {
+        const refused = protocolError(protocol, requestId, 403, FORBIDDEN, `Kiln does not answer web pages: ${page}. Use an AWS SDK, the AWS CLI or another tool.`);
+        answer = { status: refused.status, errorCode: refused.code };
+        send(res, req, refused.status, refused.contentType, refused.body, requestId, refused.headers);
+      } else if (protocol === "s3") {
         answer = await routes.s3(req, res, url, requestId);
-      } else if (isEbsPath(url.path)) {
-        protocol = "ebs";
+      } else if (protocol === "ebs") {
         answer = await routes.ebs(req, res, url, requestId);
       } else if (url.path === "/") {
         answer = await routes.ec2.handle(req, url, requestId);
-        send(res, answer.status, answer.contentType!, answer.body!, requestId);
+        send(res, req, answer.status, answer.contentType!, answer.body!, requestId);
       } else {
         answer = { status: 404, errorCode: "NotFound" };
         const error = ec2ErrorBody("NotFound", `Kiln serves no resource at ${url.path}.`, requestId, false);
-        send(res, 404, error.contentType, error.body, requestId);
+        send(res, req, 404, error.contentType, error.body, requestId);
       }
     } catch (error) {
       // Never a stack trace on the wire: log it, answer the protocol's own error. A metadata
@@ -66,7 +71,7 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
       else logger.error({ requestId, err: error }, "request failed");
       const internal = unavailable ? unavailableError(protocol, requestId) : internalError(protocol, requestId);
       answer = { status: internal.status, errorCode: internal.code };
-      if (!res.headersSent) send(res, internal.status, internal.contentType, internal.body, requestId, internal.headers);
+      if (!res.headersSent) send(res, req, internal.status, internal.contentType, internal.body, requestId, internal.headers);
       else res.destroy();
     }
     logger.info(
@@ -96,25 +101,35 @@ interface ErrorAnswer {
   headers?: Record<string, string>;
 }
 
+type Protocol = "ec2" | "s3" | "ebs";
+
+/** An error's code in each protocol: EC2's and S3's XML, the EBS direct APIs' JSON type. */
+type ProtocolCodes = Record<Protocol, string>;
+
+const INTERNAL: ProtocolCodes = { ec2: "InternalError", s3: "InternalError", ebs: "InternalServerException" };
+const UNAVAILABLE: ProtocolCodes = { ec2: "ServiceUnavailable", s3: "ServiceUnavailable", ebs: "ServiceUnavailableException" };
+const FORBIDDEN: ProtocolCodes = { ec2: "UnauthorizedOperation", s3: "AccessDenied", ebs: "AccessDeniedException" };
+
 /** An error as each protocol's clients expect to read one. */
-function protocolError(protocol: "ec2" | "s3" | "ebs", requestId: string, status: number, code: { query: string; json: string }, message: string): ErrorAnswer {
+function protocolError(protocol: Protocol, requestId: string, status: number, codes: ProtocolCodes, message: string): ErrorAnswer {
+  const code = codes[protocol];
   switch (protocol) {
     case "s3":
-      return { status, code: code.query, contentType: XML_TYPE, body: s3ErrorXml(code.query, message, requestId) };
+      return { status, code, contentType: XML_TYPE, body: s3ErrorXml(code, message, requestId) };
     case "ebs":
-      return { status, code: code.json, contentType: "application/json", body: JSON.stringify({ Message: message }), headers: { "x-amzn-ErrorType": code.json } };
+      return { status, code, contentType: "application/json", body: JSON.stringify({ Message: message }), headers: { "x-amzn-ErrorType": code } };
     case "ec2":
-      return { status, code: code.query, ...ec2ErrorBody(code.query, message, requestId, false) };
+      return { status, code, ...ec2ErrorBody(code, message, requestId, false) };
   }
 }
 
-const internalError = (protocol: "ec2" | "s3" | "ebs", requestId: string) =>
-  protocolError(protocol, requestId, 500, { query: "InternalError", json: "InternalServerException" }, "We encountered an internal error. Please try again.");
+const internalError = (protocol: Protocol, requestId: string) =>
+  protocolError(protocol, requestId, 500, INTERNAL, "We encountered an internal error. Please try again.");
 
-const unavailableError = (protocol: "ec2" | "s3" | "ebs", requestId: string) =>
-  protocolError(protocol, requestId, 503, { query: "ServiceUnavailable", json: "ServiceUnavailableException" }, "The request has failed due to a temporary failure of the server.");
+const unavailableError = (protocol: Protocol, requestId: string) =>
+  protocolError(protocol, requestId, 503, UNAVAILABLE, "The request has failed due to a temporary failure of the server.");
 
-function send(res: ServerResponse, status: number, contentType: string, body: string, requestId: string, extra: Record<string, string> = {}) {
+function send(res: ServerResponse, req: IncomingMessage, status: number, contentType: string, body: string, requestId: string, extra: Record<string, string> = {}) {
   const headers: Record<string, string | number> = {
     ...extra,
     "content-type": contentType,
@@ -122,8 +137,8 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
     "x-amzn-requestid": requestId,
     server: "Kiln",
   };
-  // A body that was refused unread (too large) leaves the connection unusable: close it.
-  if (status === 413) headers.connection = "close";
+  // A body left unread (refused for its size, or before it was needed) leaves the connection unusable: close it.
+  if (!req.complete) headers.connection = "close";
   res.writeHead(status, headers);
   res.end(body);
 }

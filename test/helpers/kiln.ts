@@ -15,6 +15,7 @@ import pg from "pg";
 import { startKiln, type RunningKiln } from "../../src/app.js";
 import { resolveConfig, type ConfigOverrides } from "../../src/config.js";
 import { ObjectStoreBucket } from "../../src/store/bucket/bucket.js";
+import { signedRequest, type RawResponse } from "./signed.js";
 import { bucketBlobStore } from "../../src/store/objects/bucket-blobs.js";
 
 interface ClientOptions {
@@ -33,6 +34,8 @@ export interface TestKiln {
   ebs(options?: ClientOptions): EBSClient;
   /** An S3 client (path-style addressing), signed likewise. */
   s3(options?: ClientOptions): S3Client;
+  /** A POST to one of Kiln's own routes (`/_kiln/reset`, …), signed as EC2 requests are, by `accessKeyId` (default `test`). */
+  admin(path: string, options?: { query?: Record<string, string>; accessKeyId?: string; region?: string }): Promise<RawResponse>;
   reset(): Promise<void>;
   close(): Promise<void>;
 }
@@ -176,9 +179,10 @@ export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS
       new EBSClient({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
     s3: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
       new S3Client({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, forcePathStyle: true, maxAttempts: 1 }),
+    admin: (path, options = {}) => signedRequest(kiln.url, { method: "POST", path, ...options }),
     async reset() {
-      const response = await fetch(`${kiln.url}/_kiln/reset`, { method: "POST" });
-      if (response.status !== 200) throw new Error(`reset answered ${response.status}`);
+      const response = await signedRequest(kiln.url, { method: "POST", path: "/_kiln/reset" });
+      if (response.status !== 200) throw new Error(`reset answered ${response.status}: ${response.text}`);
     },
     async close() {
       await kiln.close();

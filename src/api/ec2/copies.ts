@@ -3,7 +3,7 @@
 // rows, not bytes. Copies are pending until the configured delay has passed.
 import type { CopyImageRequest, CopyImageResult, CopySnapshotRequest, CopySnapshotResult } from "@aws-sdk/client-ec2";
 import { newId } from "../../domain/ids.js";
-import { REGIONS } from "../../domain/regions.js";
+import { isKilnRegion } from "../../domain/regions.js";
 import { transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
 import { imageByClientToken, imageByName, insertImage, visibleImages, type ImageRow } from "../../store/meta/images.js";
@@ -15,7 +15,7 @@ import { checkSnapshotId, snapshotNotFound } from "./snapshots.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 function sourceScope(ctx: ActionContext, region: string) {
-  if (!REGIONS.some((r) => r.name === region) && region !== ctx.region) throw new ApiError("InvalidParameterValue", `Invalid region: ${region}`);
+  if (!isKilnRegion(region)) throw new ApiError("InvalidParameterValue", `Invalid region: ${region}`);
   return { accountId: ctx.accountId, region };
 }
 

@@ -5,7 +5,7 @@ import { ApiError } from "../../protocol/errors.js";
 import { deleteBucket, getBucket, insertBucket, listBuckets, type BucketRow } from "../../store/meta/buckets.js";
 import { bucketHasObjects } from "../../store/meta/objects.js";
 import type { S3Context } from "./request.js";
-import { REGIONS } from "../../domain/regions.js";
+import { isKilnRegion } from "../../domain/regions.js";
 
 // S3's rules for new bucket names: 3–63 characters of lowercase letters, digits, dots and
 // hyphens, beginning and ending with a letter or digit, no two adjacent dots, not an IP address,
@@ -35,7 +35,7 @@ export async function ownBucket(ctx: S3Context, name: string): Promise<BucketRow
 export async function createBucket(ctx: S3Context, name: string, locationConstraint: string | undefined): Promise<{ location: string }> {
   checkBucketName(name);
   const region = locationConstraint || "us-east-1";
-  if (!REGIONS.some((r) => r.name === region)) throw new ApiError("InvalidLocationConstraint", "The specified location-constraint is not valid");
+  if (!isKilnRegion(region)) throw new ApiError("InvalidLocationConstraint", "The specified location-constraint is not valid");
   // Outside us-east-1, S3 wants the constraint to name the region the request was signed for.
   if (region !== ctx.region && ctx.region !== "us-east-1") {
     throw new ApiError("IllegalLocationConstraintException", `The ${region} location constraint is incompatible for the region specific endpoint this request was sent to.`);

@@ -136,11 +136,13 @@ export const GUEST_SHUTDOWN = "Client.InstanceInitiatedShutdown: Instance initia
 
 /**
  * A shutdown from inside the instance (`shutdown -h now` in the guest): it stops, or terminates
- * when its instanceInitiatedShutdownBehavior says so. Undefined when the instance is not running.
+ * when its instanceInitiatedShutdownBehavior says so. Undefined when there is no such instance
+ * (or it is not `owner`'s, when an owner is named).
  */
-export async function shutdownFromInside(db: MetaDb, instanceId: string, delayMs: number): Promise<"stopped" | "terminated" | undefined> {
+export async function shutdownFromInside(db: MetaDb, instanceId: string, delayMs: number, owner?: Scope): Promise<"stopped" | "terminated" | "not-running" | undefined> {
   const record = await instanceById(db, instanceId);
-  if (!record || record.state !== "running") return undefined;
+  if (!record || (owner && (record.row.account_id !== owner.accountId || record.row.region !== owner.region))) return undefined;
+  if (record.state !== "running") return "not-running";
   const scope = { accountId: record.row.account_id, region: record.row.region };
   if (record.row.shutdown_behavior === "terminate") {
     await releaseInstanceResources(db, scope, instanceId);
