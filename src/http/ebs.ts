@@ -5,6 +5,7 @@ import * as ebs from "../api/ebs/snapshots.js";
 import type { SignatureVerifier } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
 import { ApiError } from "../protocol/errors.js";
+import { percentDecoded } from "../protocol/percent.js";
 import { BLOCK_SIZE, type ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
@@ -60,7 +61,8 @@ export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
       const route = ROUTES.find((r) => r.method === req.method && r.pattern.test(url.path));
       if (!route) throw new ApiError("ValidationException", `No EBS direct API is at ${req.method} ${url.path}.`);
       answer.action = route.action;
-      const [, first, second] = route.pattern.exec(url.path)!.map((part) => (part === undefined ? part : decodeURIComponent(part)));
+      const malformed = () => new ApiError("ValidationException", `The path ${url.path} is not well-formed: a %-escape is malformed or not UTF-8.`, "INVALID_PARAMETER_VALUE");
+      const [, first, second] = route.pattern.exec(url.path)!.map((part) => (part === undefined ? part : percentDecoded(part, malformed)));
       const body = await readBody(req, route.action === "PutSnapshotBlock" ? BLOCK_SIZE : config.limits.maxBodyBytes);
       const request = requestToVerify(req, url, body);
       const caller = await callerOf(deps, request, "ebs");

@@ -8,6 +8,7 @@ import { routeOf } from "../api/s3/routes.js";
 import type { SignatureVerifier } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
 import { ApiError } from "../protocol/errors.js";
+import { percentDecoded } from "../protocol/percent.js";
 import { openPayload, readPayload } from "../protocol/s3/payload.js";
 import { asS3Error, s3ErrorXml, XML_TYPE } from "../protocol/s3/wire.js";
 import type { MetaStore } from "../store/meta/database.js";
@@ -22,6 +23,8 @@ export interface S3Answer {
   region?: string;
   errorCode?: string;
 }
+
+const invalidUri = () => new ApiError("InvalidURI", "Couldn't parse the specified URI.");
 
 const VIRTUAL_HOST = /^([a-z0-9][a-z0-9.-]*[a-z0-9])\.localhost(?::\d+)?$/;
 const NO_BODY = Buffer.alloc(0);
@@ -65,14 +68,11 @@ export function s3Endpoint(deps: { config: KilnConfig; verifier: SignatureVerifi
     const base = { "x-amz-request-id": requestId, "x-amz-id-2": requestId, server: "Kiln" };
     const hostBucket = virtualHostBucket(req);
     const segments = url.path.split("/").slice(1);
-    const target = {
-      method: req.method ?? "GET",
-      bucket: hostBucket ?? (segments[0] ? decodeURIComponent(segments[0]) : ""),
-      key: (hostBucket ? segments : segments.slice(1)).map(decodeURIComponent).join("/"),
-      query: new Map(url.pairs),
-      headers: req.headers,
-    };
+    const target = { method: req.method ?? "GET", bucket: "", key: "", query: new Map(url.pairs), headers: req.headers };
     try {
+      const decoded = segments.map((segment) => percentDecoded(segment, invalidUri));
+      target.bucket = hostBucket ?? decoded[0] ?? "";
+      target.key = (hostBucket ? decoded : decoded.slice(1)).join("/");
       const route = routeOf(target);
       answer.action = route.action;
       // S3 signs what x-amz-content-sha256 claims; the body is checked against it as it streams.

@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Logger } from "../log.js";
 import { isStoreUnavailable } from "../store/meta/database.js";
+import type { Socket } from "node:net";
 import type { AdminAnswer } from "./admin.js";
 import { fromWebPage, pageMayRead } from "./browser.js";
 import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
@@ -30,7 +31,7 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
   // reuses it resets that request. Holding idle connections for a minute, as AWS's endpoints
   // do, keeps that race away from clients that pause between calls (a test converting a disk, a
   // workflow step waiting on a timer).
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => {
+  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: 65_000, requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => {
     void handle(req, res);
   });
 
@@ -90,7 +91,38 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
     );
   }
 
+  // A request node:http cannot parse (a request line and headers past its limit, bytes that are
+  // no HTTP) still gets an answer its client can read: the protocol's error, not an empty 4xx.
+  server.on("clientError", (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
+    if (!socket.writable || error.code === "ECONNRESET") {
+      socket.destroy();
+      return;
+    }
+    const requestId = randomUUID();
+    const head = parseRequestHead(error.rawPacket);
+    const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
+    const refused = tooLarge
+      ? protocolError(head.protocol, requestId, 400, HEADERS_TOO_LARGE, `The request line and headers are larger than the ${MAX_HEADER_BYTES} bytes Kiln reads; send large EC2 requests as a form-encoded POST body.`)
+      : protocolError(head.protocol, requestId, 400, BAD_REQUEST, "The request is not well-formed HTTP.");
+    logger.info({ requestId, method: head.method, path: head.path, status: refused.status, error: refused.code }, "request");
+    const headers = { ...refused.headers, "content-type": refused.contentType, "content-length": Buffer.byteLength(refused.body), "x-amzn-requestid": requestId, server: "Kiln", connection: "close" };
+    const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}`);
+    socket.end(`HTTP/1.1 ${refused.status} Bad Request\r\n${lines.join("\r\n")}\r\n\r\n${refused.body}`);
+  });
+
   return server;
+}
+
+/** node:http's own ceiling on a request's line and headers (its default, --max-http-header-size). */
+const MAX_HEADER_BYTES = 16 * 1024;
+
+/** What can be read of a request node:http refused: its method, its path and so its protocol. */
+function parseRequestHead(raw: Buffer | undefined): { method?: string; path?: string; protocol: Protocol } {
+  const line = /^([A-Z]+) (\/[^ \r\n]*)/.exec(raw?.subarray(0, 2048).toString("latin1") ?? "");
+  if (!line) return { protocol: "ec2" };
+  const path = line[2]!.split("?")[0]!;
+  const protocol: Protocol = path === "/" ? "ec2" : isEbsPath(path) ? "ebs" : path.startsWith("/_kiln/") ? "ec2" : "s3";
+  return { method: line[1], path, protocol };
 }
 
 interface ErrorAnswer {
@@ -109,6 +141,8 @@ type ProtocolCodes = Record<Protocol, string>;
 const INTERNAL: ProtocolCodes = { ec2: "InternalError", s3: "InternalError", ebs: "InternalServerException" };
 const UNAVAILABLE: ProtocolCodes = { ec2: "ServiceUnavailable", s3: "ServiceUnavailable", ebs: "ServiceUnavailableException" };
 const FORBIDDEN: ProtocolCodes = { ec2: "UnauthorizedOperation", s3: "AccessDenied", ebs: "AccessDeniedException" };
+const HEADERS_TOO_LARGE: ProtocolCodes = { ec2: "RequestHeaderSectionTooLarge", s3: "RequestHeaderSectionTooLarge", ebs: "ValidationException" };
+const BAD_REQUEST: ProtocolCodes = { ec2: "InvalidRequest", s3: "InvalidRequest", ebs: "ValidationException" };
 
 /** An error as each protocol's clients expect to read one. */
 function protocolError(protocol: Protocol, requestId: string, status: number, codes: ProtocolCodes, message: string): ErrorAnswer {

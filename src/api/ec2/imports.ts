@@ -20,6 +20,7 @@ import type { FilterInput } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
 import { pageSize } from "../../domain/pagination.js";
 import { IMPORT_FORMATS, type ImportFormat } from "../../formats/disk/open.js";
+import { percentDecoded } from "../../protocol/percent.js";
 import { ApiError } from "../../protocol/errors.js";
 import { conversionTaskByToken, type ConversionKind, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
 import { getObject } from "../../store/meta/objects.js";
@@ -92,7 +93,7 @@ function parseUrl(text: string, where: string): { bucket: string; key: string } 
   } catch {
     throw new ApiError("InvalidParameterValue", `${where}.Url '${text}' is not a URL.`);
   }
-  const path = decodeURIComponent(url.pathname);
+  const path = percentDecoded(url.pathname, () => new ApiError("InvalidParameterValue", `${where}.Url '${text}' has a malformed %-escape.`));
   if (url.protocol === "s3:") {
     const key = path.replace(/^\//, "");
     if (!url.hostname || !key) throw new ApiError("InvalidParameterValue", `${where}.Url must look like s3://bucket/key.`);

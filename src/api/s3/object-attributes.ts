@@ -1,6 +1,7 @@
 // What an object carries besides its bytes, as S3 takes it from request headers and gives it
 // back: content type and the other representation headers, user metadata, tags, ETag, dates.
 import { ApiError } from "../../protocol/errors.js";
+import { decodeHeaderText, encodeHeaderText } from "../../protocol/s3/header-text.js";
 import type { ObjectRow } from "../../store/meta/objects.js";
 import { header, type S3Request } from "./request.js";
 
@@ -40,7 +41,7 @@ export function attributesFrom(req: Pick<S3Request, "headers">): Omit<ObjectAttr
     if (!name.startsWith("x-amz-meta-") || value === undefined) continue;
     const text = Array.isArray(value) ? value.join(",") : value;
     const short = name.slice("x-amz-meta-".length);
-    metadata[short] = text;
+    metadata[short] = decodeHeaderText(text);
     metadataBytes += Buffer.byteLength(short) + Buffer.byteLength(text);
   }
   if (metadataBytes > MAX_METADATA_BYTES) throw new ApiError("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size");
@@ -77,7 +78,9 @@ export function objectHeaders(row: ObjectRow): Record<string, string | number> {
     "accept-ranges": "bytes",
     ...(JSON.parse(row.headers) as Record<string, string>),
   };
-  for (const [name, value] of Object.entries(JSON.parse(row.metadata) as Record<string, string>)) headers[`x-amz-meta-${name}`] = value;
+  for (const [name, value] of Object.entries(JSON.parse(row.metadata) as Record<string, string | null>)) {
+    if (value !== null) headers[`x-amz-meta-${name}`] = encodeHeaderText(value);
+  }
   const tagCount = tagsOf(row).length;
   if (tagCount > 0) headers["x-amz-tagging-count"] = tagCount;
   return headers;

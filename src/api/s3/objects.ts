@@ -2,6 +2,8 @@
 // DeleteObjects, CopyObject and object tagging. Bytes stream between the request or response
 // and the blob store; a row naming them is written only once they are whole and checked.
 import { ApiError } from "../../protocol/errors.js";
+import { percentDecoded } from "../../protocol/percent.js";
+import { canCarry } from "../../protocol/s3/header-text.js";
 import { checksumHeader, type ChecksumAlgorithm } from "../../protocol/s3/checksums.js";
 import { asArray, malformedXml, parseS3Xml, s3Xml, type XmlElements } from "../../protocol/s3/wire.js";
 import type { BlobRef } from "../../store/meta/schema.js";
@@ -85,7 +87,9 @@ export async function getObjectData(req: S3Request): Promise<S3Response> {
   const headers = objectHeaders(row);
   for (const [parameter, name] of Object.entries(RESPONSE_OVERRIDES)) {
     const value = req.query.get(parameter);
-    if (value !== undefined) headers[name] = value;
+    if (value === undefined) continue;
+    if (!canCarry(name, value)) throw new ApiError("InvalidArgument", `The value of ${parameter} holds characters a header cannot carry (control characters, or beyond Latin-1).`);
+    headers[name] = value;
   }
   let range: { start: number; end: number } | undefined;
   const partNumber = req.query.get("partNumber");
@@ -145,7 +149,7 @@ export async function deleteObjects(req: S3Request): Promise<S3Response> {
 /** x-amz-copy-source: "bucket/key" or "/bucket/key", URL-encoded, perhaps with ?versionId=. */
 function copySource(value: string): { bucket: string; key: string } {
   const [path = ""] = value.split("?");
-  const decoded = decodeURIComponent(path.replace(/^\//, ""));
+  const decoded = percentDecoded(path.replace(/^\//, ""), () => new ApiError("InvalidArgument", "Invalid copy source encoding."));
   const slash = decoded.indexOf("/");
   if (slash <= 0 || slash === decoded.length - 1) throw new ApiError("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
   return { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) };
