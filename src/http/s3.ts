@@ -28,6 +28,8 @@ const invalidUri = () => new ApiError("InvalidURI", "Couldn't parse the specifie
 
 const VIRTUAL_HOST = /^([a-z0-9][a-z0-9.-]*[a-z0-9])\.localhost(?::\d+)?$/;
 const NO_BODY = Buffer.alloc(0);
+/** A credential scoped to S3: key/date/region/s3/aws4_request, in the header or presigned form. */
+const S3_SCOPE = /Credential=[^/]+\/\d{8}\/[^/]+\/s3\/aws4_request/;
 
 /** The bucket a virtual-hosted request names in its Host header, if it is one. */
 export function virtualHostBucket(req: IncomingMessage): string | undefined {
@@ -38,9 +40,9 @@ export function virtualHostBucket(req: IncomingMessage): string | undefined {
 export function isS3Request(req: IncomingMessage, url: ParsedUrl): boolean {
   if (virtualHostBucket(req)) return true;
   const authorization = req.headers.authorization;
-  if (typeof authorization === "string") return /Credential=[^/]+\/\d{8}\/[^/]+\/s3\/aws4_request/.test(authorization);
+  if (typeof authorization === "string") return S3_SCOPE.test(authorization);
   const credential = url.pairs.find(([name]) => name === "X-Amz-Credential")?.[1];
-  return credential !== undefined && /\/s3\/aws4_request$/.test(credential);
+  return credential !== undefined && S3_SCOPE.test(`Credential=${credential}`);
 }
 
 /** Error elements S3 adds beside Code and Message, by code. */

@@ -116,13 +116,19 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
 /** node:http's own ceiling on a request's line and headers (its default, --max-http-header-size). */
 const MAX_HEADER_BYTES = 16 * 1024;
 
-/** What can be read of a request node:http refused: its method, its path and so its protocol. */
+/** What can be read of a request node:http refused: its method, its path, and so (as for any request) its protocol. */
 function parseRequestHead(raw: Buffer | undefined): { method?: string; path?: string; protocol: Protocol } {
-  const line = /^([A-Z]+) (\/[^ \r\n]*)/.exec(raw?.subarray(0, 2048).toString("latin1") ?? "");
+  const [requestLine = "", ...headerLines] = (raw?.toString("latin1") ?? "").split("\r\n");
+  const line = /^([A-Z]+) (\/\S*)/.exec(requestLine);
   if (!line) return { protocol: "ec2" };
-  const path = line[2]!.split("?")[0]!;
-  const protocol: Protocol = path === "/" ? "ec2" : isEbsPath(path) ? "ebs" : path.startsWith("/_kiln/") ? "ec2" : "s3";
-  return { method: line[1], path, protocol };
+  const url = parseUrl(line[2]!);
+  const headers: Record<string, string> = {};
+  for (const header of headerLines) {
+    const colon = header.indexOf(":");
+    if (colon > 0) headers[header.slice(0, colon).trim().toLowerCase()] = header.slice(colon + 1).trim();
+  }
+  const protocol: Protocol = isS3Request({ headers } as unknown as IncomingMessage, url) ? "s3" : isEbsPath(url.path) ? "ebs" : "ec2";
+  return { method: line[1], path: url.path, protocol };
 }
 
 interface ErrorAnswer {
