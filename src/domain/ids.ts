@@ -42,3 +42,16 @@ export function resourceTypeOf(id: string): string {
   if (!type) throw new ApiError("InvalidID", `The ID '${id}' is not valid`);
   return type;
 }
+
+/**
+ * A request's ids (or names) each once, in the order first given. EC2 takes a repeated id as the
+ * id named once: a resource is answered, acted on, reported and named in an error once.
+ */
+export function uniqueIds<Id extends string>(ids: readonly Id[]): Id[] {
+  return [...new Set(ids)];
+}
+
+/** An optional id list of a request, each id once; undefined when it names none (which means all). */
+export function requestedIds<Id extends string>(ids: readonly Id[] | undefined): Id[] | undefined {
+  return ids?.length ? uniqueIds(ids) : undefined;
+}

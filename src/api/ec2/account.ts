@@ -1,5 +1,6 @@
 // DescribeAccountAttributes: the account-level facts launch tools read.
 import type { AccountAttribute, DescribeAccountAttributesRequest, DescribeAccountAttributesResult } from "@aws-sdk/client-ec2";
+import { uniqueIds } from "../../domain/ids.js";
 import { defaultVpc } from "../../store/meta/network.js";
 import type { ActionTable } from "./action.js";
 import { network } from "./vpcs.js";
@@ -19,7 +20,7 @@ export const accountActions: ActionTable = {
     async run(ctx, input: DescribeAccountAttributesRequest): Promise<DescribeAccountAttributesResult> {
       await network(ctx);
       const values: Record<string, string[]> = { ...ATTRIBUTES, "default-vpc": [(await defaultVpc(ctx.meta.db, ctx))?.vpc_id ?? "none"] };
-      const wanted = input.AttributeNames?.length ? input.AttributeNames : Object.keys(values);
+      const wanted = input.AttributeNames?.length ? uniqueIds(input.AttributeNames) : Object.keys(values);
       const attributes: AccountAttribute[] = wanted.map((name) => ({
         AttributeName: name,
         AttributeValues: (values[name] ?? []).map((value) => ({ AttributeValue: value })),

@@ -2,6 +2,7 @@
 // durable work, written together), listing an account's tasks page by page, and cancelling one.
 import type { Tag } from "@aws-sdk/client-ec2";
 import { compileFilters, type FilterInput } from "../../domain/filters.js";
+import { requestedIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
 import { conversionTasksOf, getConversionTask, insertConversionTask, updateConversionTask, type ConversionKind, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
@@ -77,7 +78,7 @@ export async function describeConversionTasks<T>(
 ): Promise<{ tasks: T[]; nextToken?: string }> {
   const limit = pageSize(query.maxResults, { min: 1, max: query.maxPage });
   const after = decodeNextToken(query.nextToken, 1)?.[0];
-  const ids = query.ids?.length ? query.ids : undefined;
+  const ids = requestedIds(query.ids);
   let rows = await conversionTasksOf(ctx.meta.db, ctx, query.kind, { ids, after });
   if (ids) {
     const found = new Set(rows.map((r) => r.task_id));

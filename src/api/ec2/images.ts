@@ -12,7 +12,7 @@ import type {
   RegisterImageResult,
 } from "@aws-sdk/client-ec2";
 import { compileFilters } from "../../domain/filters.js";
-import { newId } from "../../domain/ids.js";
+import { newId, requestedIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
@@ -347,7 +347,7 @@ export const imageActions: ActionTable = {
       ownerMatcher(ctx, input.Owners);
     },
     async run(ctx, input: DescribeImagesRequest): Promise<DescribeImagesResult> {
-      const ids = input.ImageIds?.length ? input.ImageIds : undefined;
+      const ids = requestedIds(input.ImageIds);
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const byOwner = ownerMatcher(ctx, input.Owners);
       const matches = compileFilters(input.Filters, FILTERS);

@@ -24,6 +24,7 @@ import type {
   InstanceTypeInfo as InstanceTypeOutput,
 } from "@aws-sdk/client-ec2";
 import { compileFilters } from "../../domain/filters.js";
+import { uniqueIds } from "../../domain/ids.js";
 import { INSTANCE_TYPES, instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
@@ -82,7 +83,7 @@ export const instanceInfoActions: ActionTable = {
     // A name outside the model's list of types is a type that does not exist, as EC2 words it.
     parameterErrors: { InstanceType: (refused) => unknownTypes([refused.value ?? ""]) },
     check(_ctx, input: DescribeInstanceTypesRequest) {
-      const unknown = (input.InstanceTypes ?? []).filter((name) => !instanceType(name));
+      const unknown = uniqueIds(input.InstanceTypes ?? []).filter((name) => !instanceType(name));
       if (unknown.length) throw unknownTypes(unknown);
       pageSize(input.MaxResults, { min: 5, max: 100 });
       compileFilters(input.Filters, TYPE_FILTERS);
@@ -205,14 +206,17 @@ export const instanceInfoActions: ActionTable = {
     },
     async run(ctx, input: ModifyInstanceCreditSpecificationRequest, records: Awaited<ReturnType<typeof instancesOf>>): Promise<ModifyInstanceCreditSpecificationResult> {
       const result: ModifyInstanceCreditSpecificationResult = { SuccessfulInstanceCreditSpecifications: [], UnsuccessfulInstanceCreditSpecifications: [] };
-      for (const [i, request] of (input.InstanceCreditSpecifications ?? []).entries()) {
-        const record = records[i]!;
+      // An instance named twice is changed and reported once, to the value it is given last.
+      const credits = new Map((input.InstanceCreditSpecifications ?? []).map((request) => [request.InstanceId!, request.CpuCredits!]));
+      for (const record of records) {
+        const InstanceId = record.row.instance_id;
         if (!instanceType(record.row.instance_type)?.burstable) {
-          result.UnsuccessfulInstanceCreditSpecifications!.push({ InstanceId: request.InstanceId, Error: { Code: "InstanceCreditSpecification.NotSupported", Message: `The instance type ${record.row.instance_type} does not support CPU credits.` } });
+          const Message = `The instance type ${record.row.instance_type} does not support CPU credits.`;
+          result.UnsuccessfulInstanceCreditSpecifications!.push({ InstanceId, Error: { Code: "InstanceCreditSpecification.NotSupported", Message } });
           continue;
         }
-        await ctx.meta.db.updateTable("instances").set({ cpu_credits: request.CpuCredits! }).where("instance_id", "=", request.InstanceId!).execute();
-        result.SuccessfulInstanceCreditSpecifications!.push({ InstanceId: request.InstanceId });
+        await ctx.meta.db.updateTable("instances").set({ cpu_credits: credits.get(InstanceId)! }).where("instance_id", "=", InstanceId).execute();
+        result.SuccessfulInstanceCreditSpecifications!.push({ InstanceId });
       }
       return result;
     },
@@ -308,7 +312,7 @@ async function planAttributeChange(ctx: ActionContext, input: ModifyInstanceAttr
       const groups = await groupsById(ctx, ids);
       const eni = await primaryInterface(ctx, row.instance_id);
       for (const group of groups) if (group.vpc_id !== eni?.vpc_id) throw new ApiError("InvalidGroup.NotFound", `The security group '${group.group_id}' does not exist in VPC '${eni?.vpc_id}'`);
-      return { groupIds: ids };
+      return { groupIds: groups.map((group) => group.group_id) };
     }
     case "blockDeviceMapping": {
       const attached = await attachmentsOf(ctx.meta.db, { instanceIds: [row.instance_id] });

@@ -15,7 +15,7 @@ import type {
   TerminateInstancesRequest,
 } from "@aws-sdk/client-ec2";
 import { compileFilters } from "../../domain/filters.js";
-import { newId } from "../../domain/ids.js";
+import { newId, requestedIds, uniqueIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { instanceType } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
@@ -43,8 +43,9 @@ export function checkInstanceId(id: string): string {
 const stateOf = (state: InstanceState) => ({ Code: STATE_CODES[state], Name: state });
 const userInitiated = (now = new Date()) => `User initiated (${now.toISOString().replace("T", " ").slice(0, 19)} GMT)`;
 
-/** The caller's instances by id, every one of them, or InvalidInstanceID.NotFound. */
-export async function instancesOf(ctx: ActionContext, ids: readonly string[]): Promise<InstanceRecord[]> {
+/** The caller's instances by id, every one of them (each once), or InvalidInstanceID.NotFound. */
+export async function instancesOf(ctx: ActionContext, requested: readonly string[]): Promise<InstanceRecord[]> {
+  const ids = uniqueIds(requested);
   ids.forEach(checkInstanceId);
   const found = await listInstances(ctx.meta.db, ctx, { ids });
   const missing = ids.filter((id) => !found.some((r) => r.row.instance_id === id));
@@ -290,7 +291,7 @@ export const instanceActions: ActionTable = {
       compileFilters(input.Filters, FILTERS);
     },
     async run(ctx, input: DescribeInstancesRequest): Promise<DescribeInstancesResult> {
-      const ids = input.InstanceIds?.length ? input.InstanceIds : undefined;
+      const ids = requestedIds(input.InstanceIds);
       const records = ids ? await instancesOf(ctx, ids) : await listInstances(ctx.meta.db, ctx, { after: decodeNextToken(input.NextToken, 1)?.[0] });
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const matches = compileFilters(input.Filters, FILTERS);
@@ -355,7 +356,7 @@ export const instanceActions: ActionTable = {
       }
     },
     async run(ctx, input: TerminateInstancesRequest) {
-      for (const id of input.InstanceIds ?? []) await releaseInstanceResources(ctx.meta.db, ctx, id);
+      for (const id of uniqueIds(input.InstanceIds ?? [])) await releaseInstanceResources(ctx.meta.db, ctx, id);
       return changeStates(ctx, input.InstanceIds ?? [], "TerminatingInstances", (state) => (state === "terminated" || state === "shutting-down" ? undefined : ["shutting-down", "terminated"]));
     },
   },

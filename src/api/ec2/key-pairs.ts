@@ -11,7 +11,7 @@ import type {
   KeyPairInfo,
 } from "@aws-sdk/client-ec2";
 import { compileFilters } from "../../domain/filters.js";
-import { newId } from "../../domain/ids.js";
+import { newId, requestedIds } from "../../domain/ids.js";
 import { generateKeyPair, importPublicKey } from "../../domain/ssh-keys.js";
 import { ApiError } from "../../protocol/errors.js";
 import { deleteKeyPair, insertKeyPair, listKeyPairs, type KeyPairRow } from "../../store/meta/key-pairs.js";
@@ -109,8 +109,8 @@ export const keyPairActions: ActionTable = {
       compileFilters(input.Filters, { ...FILTERS, tags: () => undefined });
     },
     async run(ctx, input: DescribeKeyPairsRequest): Promise<DescribeKeyPairsResult> {
-      const names = input.KeyNames?.length ? input.KeyNames : undefined;
-      const ids = input.KeyPairIds?.length ? input.KeyPairIds : undefined;
+      const names = requestedIds(input.KeyNames);
+      const ids = requestedIds(input.KeyPairIds);
       const rows = await listKeyPairs(ctx.meta.db, ctx, { names, ids });
       const missing = [...(names ?? []).filter((n) => !rows.some((r) => r.key_name === n)), ...(ids ?? []).filter((id) => !rows.some((r) => r.key_pair_id === id))];
       if (missing.length) throw keyPairNotFound(missing);

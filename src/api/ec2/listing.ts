@@ -1,6 +1,7 @@
 // The shape most Describe* actions share: the caller's rows (in id order), their tags, AWS's
 // filters, then a page of MaxResults with a NextToken naming the last id returned.
 import { compileFilters, type FilterInput, type FilterSpec } from "../../domain/filters.js";
+import { requestedIds, uniqueIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { tagsOf } from "../../store/meta/tags.js";
 import type { Action, ActionContext } from "./action.js";
@@ -45,9 +46,9 @@ export async function listPage<Row>(
   return { page };
 }
 
-/** Every id of `ids` among `rows`, or the NotFound error for those missing. */
+/** Every id of `ids` among `rows`, or the NotFound error for those missing (each named once). */
 export function requireIds<Row>(ids: readonly string[] | undefined, rows: readonly Row[], idOf: (row: Row) => string, notFound: (ids: readonly string[]) => Error): void {
-  const missing = (ids ?? []).filter((id) => !rows.some((row) => idOf(row) === id));
+  const missing = uniqueIds(ids ?? []).filter((id) => !rows.some((row) => idOf(row) === id));
   if (missing.length) throw notFound(missing);
 }
 
@@ -73,7 +74,7 @@ export function describeAction<Row, Input extends ListingInput, Out>(spec: {
     check: (_ctx, input) => checkListing(input, spec.fields, spec.bounds),
     async run(ctx, input) {
       await spec.prepare?.(ctx);
-      const ids = spec.ids(input)?.length ? spec.ids(input) : undefined;
+      const ids = requestedIds(spec.ids(input));
       const rows = await spec.list(ctx, ids);
       requireIds(ids, rows, spec.idOf, spec.notFound);
       const { page, nextToken } = await listPage(ctx, rows, spec.idOf, input, spec.fields, spec.bounds);

@@ -8,6 +8,7 @@ import type {
   Region,
 } from "@aws-sdk/client-ec2";
 import { compileFilters } from "../../domain/filters.js";
+import { uniqueIds } from "../../domain/ids.js";
 import { REGIONS, zonesOf } from "../../domain/regions.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { ActionTable } from "./action.js";
@@ -58,7 +59,7 @@ function zonesFor(regionName: string): AvailabilityZone[] {
 function regionsFor(input: DescribeRegionsRequest): Region[] {
   const names = input.RegionNames;
   if (names && names.length > 0) {
-    const unknown = names.filter((name) => !allRegions.some((r) => r.RegionName === name));
+    const unknown = uniqueIds(names).filter((name) => !allRegions.some((r) => r.RegionName === name));
     if (unknown.length > 0) throw new ApiError("InvalidParameterValue", `Invalid region: ${unknown.join(", ")}`);
     return allRegions.filter((r) => names.includes(r.RegionName!));
   }

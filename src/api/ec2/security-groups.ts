@@ -16,7 +16,7 @@ import type {
   SecurityGroupRule,
 } from "@aws-sdk/client-ec2";
 import { parseCidr } from "../../domain/cidr.js";
-import { newId } from "../../domain/ids.js";
+import { newId, requestedIds, uniqueIds } from "../../domain/ids.js";
 import { ApiError } from "../../protocol/errors.js";
 import {
   ALL_TRAFFIC_OUT,
@@ -49,8 +49,9 @@ function checkGroupId(id: string): string {
   return id;
 }
 
-/** The caller's groups by id, every one of them, or InvalidGroup.NotFound. */
-export async function groupsById(ctx: ActionContext, ids: readonly string[]): Promise<SecurityGroupRow[]> {
+/** The caller's groups by id, every one of them (each once), or InvalidGroup.NotFound. */
+export async function groupsById(ctx: ActionContext, requested: readonly string[]): Promise<SecurityGroupRow[]> {
+  const ids = uniqueIds(requested);
   ids.forEach(checkGroupId);
   await network(ctx);
   const rows = await listSecurityGroups(ctx.meta.db, ctx, { ids });
@@ -58,8 +59,9 @@ export async function groupsById(ctx: ActionContext, ids: readonly string[]): Pr
   return ids.map((id) => rows.find((r) => r.group_id === id)!);
 }
 
-/** Groups named in the default VPC (names alone mean the default VPC, as in EC2). */
-export async function groupsByName(ctx: ActionContext, names: readonly string[]): Promise<SecurityGroupRow[]> {
+/** Groups named in the default VPC, each once (names alone mean the default VPC, as in EC2). */
+export async function groupsByName(ctx: ActionContext, requested: readonly string[]): Promise<SecurityGroupRow[]> {
+  const names = uniqueIds(requested);
   const vpc = await requireDefaultVpc(ctx);
   const rows = await listSecurityGroups(ctx.meta.db, ctx, { names, vpcId: vpc.vpc_id });
   const missing = names.filter((name) => !rows.some((r) => r.group_name === name));
@@ -335,7 +337,7 @@ export const securityGroupActions: ActionTable = {
     check: (_ctx, input: DescribeSecurityGroupRulesRequest) => checkListing(input, RULE_FIELDS),
     async run(ctx, input: DescribeSecurityGroupRulesRequest) {
       await network(ctx);
-      const ids = input.SecurityGroupRuleIds?.length ? input.SecurityGroupRuleIds : undefined;
+      const ids = requestedIds(input.SecurityGroupRuleIds);
       const rows = await listRules(ctx.meta.db, ctx, { ruleIds: ids });
       requireIds(ids, rows, (r) => r.rule_id, ruleNotFound);
       rows.sort((a, b) => a.rule_id.localeCompare(b.rule_id));

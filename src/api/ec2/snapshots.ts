@@ -1,6 +1,6 @@
 // DescribeSnapshots and DeleteSnapshot: EC2's view of the snapshots the block store holds.
 import type { CreateSnapshotRequest, DeleteSnapshotRequest, DescribeSnapshotsRequest, DescribeSnapshotsResult, Snapshot } from "@aws-sdk/client-ec2";
-import { newId } from "../../domain/ids.js";
+import { newId, requestedIds } from "../../domain/ids.js";
 import { transition } from "../../domain/transitions.js";
 import { putTags } from "../../store/meta/tags.js";
 import { insertSnapshotOfVolume } from "../../store/meta/snapshots.js";
@@ -109,7 +109,7 @@ export const snapshotActions: ActionTable = {
       compileFilters(input.Filters, FILTERS);
     },
     async run(ctx, input: DescribeSnapshotsRequest): Promise<DescribeSnapshotsResult> {
-      const ids = input.SnapshotIds?.length ? input.SnapshotIds : undefined;
+      const ids = requestedIds(input.SnapshotIds);
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const after = decodeNextToken(input.NextToken, 1)?.[0];
       const rows = ownsAny(ctx, input.OwnerIds) ? await listSnapshots(ctx.meta.db, ctx, { ids, after }) : [];

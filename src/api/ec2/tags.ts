@@ -7,7 +7,7 @@ import type {
   TagDescription,
   TagSpecification,
 } from "@aws-sdk/client-ec2";
-import { resourceTypeOf } from "../../domain/ids.js";
+import { resourceTypeOf, uniqueIds } from "../../domain/ids.js";
 import { compileFilters } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
@@ -71,7 +71,7 @@ export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefi
   return byType;
 }
 
-const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: resourceTypeOf(id) }));
+const typedResources = (ids: readonly string[]) => uniqueIds(ids).map((id) => ({ id, type: resourceTypeOf(id) }));
 
 
 /** Per resource type Kiln keeps: a check that every id exists for the caller, or its NotFound. */
@@ -98,7 +98,7 @@ const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<v
  */
 async function checkResourcesExist(ctx: ActionContext, resources: readonly { id: string; type: string }[]): Promise<void> {
   for (const [type, exist] of Object.entries(EXISTENCE)) {
-    const ids = [...new Set(resources.filter((r) => r.type === type).map((r) => r.id))];
+    const ids = resources.filter((r) => r.type === type).map((r) => r.id);
     if (ids.length) await exist(ctx, ids);
   }
 }

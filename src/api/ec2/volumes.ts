@@ -14,7 +14,7 @@ import type {
 import { attachmentsOf, attachVolume, detachVolume, type AttachmentRow } from "../../store/meta/instances.js";
 import { instancesOf } from "./instances.js";
 import { compileFilters } from "../../domain/filters.js";
-import { newId } from "../../domain/ids.js";
+import { newId, requestedIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { zonesOf } from "../../domain/regions.js";
 import { transition } from "../../domain/transitions.js";
@@ -228,7 +228,7 @@ export const volumeActions: ActionTable = {
       compileFilters(input.Filters, FILTERS);
     },
     async run(ctx, input: DescribeVolumesRequest): Promise<DescribeVolumesResult> {
-      const ids = input.VolumeIds?.length ? input.VolumeIds : undefined;
+      const ids = requestedIds(input.VolumeIds);
       const limit = pageSize(input.MaxResults, { min: 5, max: 500 });
       const after = decodeNextToken(input.NextToken, 1)?.[0];
       const rows = await listVolumes(ctx.meta.db, ctx, { ids, after });

@@ -25,7 +25,7 @@ import type {
   Vpc,
 } from "@aws-sdk/client-ec2";
 import { cidrContains, cidrsOverlap, parseCidr } from "../../domain/cidr.js";
-import { newId } from "../../domain/ids.js";
+import { newId, requestedIds } from "../../domain/ids.js";
 import { zonesOf } from "../../domain/regions.js";
 import { ApiError } from "../../protocol/errors.js";
 import {
@@ -486,8 +486,9 @@ export const vpcActions: ActionTable = {
     check: (_ctx, input: DescribeNetworkInterfacesRequest) => checkListing(input, interfaceFields(() => [])),
     async run(ctx, input: DescribeNetworkInterfacesRequest) {
       await network(ctx);
-      const rows = await listNetworkInterfaces(ctx.meta.db, ctx, { ids: input.NetworkInterfaceIds?.length ? input.NetworkInterfaceIds : undefined });
-      requireIds(input.NetworkInterfaceIds, rows, (r) => r.network_interface_id, interfaceNotFound);
+      const ids = requestedIds(input.NetworkInterfaceIds);
+      const rows = await listNetworkInterfaces(ctx.meta.db, ctx, { ids });
+      requireIds(ids, rows, (r) => r.network_interface_id, interfaceNotFound);
       const groups = await interfaceGroups(ctx.meta.db, rows.map((r) => r.network_interface_id));
       const fields = interfaceFields((id) => groups.get(id) ?? []);
       const { page, nextToken } = await listPage(ctx, rows, (r) => r.network_interface_id, input, fields);
