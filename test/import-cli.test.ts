@@ -17,8 +17,10 @@ before(async () => {
 after(() => kiln.close());
 
 function kilnImport(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  // Not the SDK's switch from this environment: the CLI must set it itself.
+  const env = { ...process.env, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test", AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined };
   return new Promise((resolve) => {
-    execFile(process.execPath, [KILN_BIN, "import", ...args, "--endpoint", kiln.url], { env: { ...process.env, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test" } }, (error, stdout, stderr) =>
+    execFile(process.execPath, [KILN_BIN, "import", ...args, "--endpoint", kiln.url], { env }, (error, stdout, stderr) =>
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
@@ -32,6 +34,8 @@ describe("kiln import", () => {
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^ami-[0-9a-f]{17}\n$/);
     assert.match(result.stderr, /upload 100%/);
+    // Under Node 20 the AWS SDK would add its Node-version warning here (Kiln turns it off).
+    assert.doesNotMatch(result.stderr, /Warning|AWS SDK for JavaScript/);
     const head = await kiln.s3().send(new HeadObjectCommand({ Bucket: "uploads", Key: "vm/disk.qcow2" }));
     assert.match(head.ETag!, /-\d+"$/, "uploaded in parts");
     const { Images } = await kiln.ec2().send(new DescribeImagesCommand({ ImageIds: [result.stdout.trim()] }));
