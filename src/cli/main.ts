@@ -64,6 +64,19 @@ program
     return n;
   }))
   .addOption(new Option("--no-progress", "no progress output"))
+  // What import.ts reads: the clients get endpoint, region and credentials from it, never from the SDK's own chain.
+  .addHelpText(
+    "after",
+    `
+Where it sends the file, and as whom:
+  endpoint     --endpoint, else KILN_ENDPOINT, else http://127.0.0.1:4566 (AWS_ENDPOINT_URL is not read)
+  region       --region, else AWS_REGION, else us-east-1 (AWS_DEFAULT_REGION is not read)
+  credentials  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN when set), else
+               test/test, Kiln's default account; AWS_PROFILE and ~/.aws files are not read
+
+Example:
+  AWS_ACCESS_KEY_ID=111122223333 AWS_SECRET_ACCESS_KEY=test kiln import disk.vmdk --endpoint http://127.0.0.1:4566`,
+  )
   .action(async (file: string, options: { endpoint: string; region: string; bucket: string; key?: string; format?: string; description?: string; snapshot?: boolean; partSize: number | string; progress: boolean }) => {
     // Loaded here, so `kiln serve` does not load the AWS SDK clients it never uses.
     const { importFile } = await import("./import.js");
