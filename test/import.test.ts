@@ -285,9 +285,39 @@ describe("ImportImage of bad disks", () => {
     return task;
   }
 
-  it("ends a disk with no operating system as AWS does", async () => {
+  it("ends a disk with no operating system as AWS does, saying what it read and looked for", async () => {
     const task = await failedImport("bad/data.raw", readFileSync(await makeDataDisk(dir)), "RAW");
-    assert.equal(task.StatusMessage, "ClientError: Unknown OS / Missing OS files.");
+    assert.equal(
+      task.StatusMessage,
+      "ClientError: Unknown OS / Missing OS files. Kiln read a disk with no partition table: the whole disk is ext2/3/4 without an os-release. " +
+        "For Linux it looks for /etc/os-release or /usr/lib/os-release and an ELF header in one of /bin/sh, /usr/bin/sh, /bin/ls, /usr/bin/ls, " +
+        "/sbin/init, /usr/lib/systemd/systemd or /bin/busybox (on ext2/3/4, XFS, btrfs or FAT; in btrfs also under /root and /@); " +
+        "for Windows, the PE header of /Windows/System32/ntoskrnl.exe (on NTFS).",
+    );
+  });
+
+  it("says which partition held what when no operating system is found", async () => {
+    // The Linux disk with its only system binary's ELF magic overwritten: an os-release, but nothing that runs.
+    const linux = readFileSync(raw);
+    const shell = linux.indexOf(readFileSync("/bin/sh").subarray(0, 4096));
+    assert.ok(shell > 0 && shell % 512 === 0, "the disk holds /bin/sh's first block");
+    linux.fill(0, shell, shell + 4);
+    const noBinary = await failedImport("bad/no-binary.raw", linux, "RAW");
+    assert.ok(
+      noBinary.StatusMessage!.startsWith(
+        "ClientError: Unknown OS / Missing OS files. Kiln read a GPT disk: partition 1 is the EFI system partition (FAT); " +
+          "partition 2 is ext2/3/4 with an os-release but no system binary for i386, x86_64 or arm64. For Linux ",
+      ),
+      noBinary.StatusMessage,
+    );
+    // An MBR whose one partition holds zeros.
+    const mbr = Buffer.alloc(4 * 1024 * 1024);
+    mbr.writeUInt8(0x83, 446 + 4);
+    mbr.writeUInt32LE(2048, 446 + 8);
+    mbr.writeUInt32LE(4096, 446 + 12);
+    mbr.writeUInt16LE(0xaa55, 510);
+    const empty = await failedImport("bad/empty-partition.raw", mbr, "RAW");
+    assert.match(empty.StatusMessage!, /^ClientError: Unknown OS \/ Missing OS files\. Kiln read an MBR disk: partition 1 holds no file system Kiln can read\. For Linux /);
   });
 
   it("refuses a file whose format is not the declared one", async () => {

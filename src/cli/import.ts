@@ -131,7 +131,12 @@ async function ensureBucket(s3: S3Client, bucket: string, region: string) {
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));
   } catch (error) {
-    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 404) throw error;
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    // A HEAD answer has no body, so the SDK can only call a 403 "UnknownError": say what it means.
+    if (status === 403) {
+      throw new Error(`bucket ${bucket} answered 403: another account owns it (names are global: pick another with --bucket), or the credentials are wrong`);
+    }
+    if (status !== 404) throw error;
     await s3.send(new CreateBucketCommand({ Bucket: bucket, CreateBucketConfiguration: region === "us-east-1" ? undefined : { LocationConstraint: region as never } }));
   }
 }

@@ -5,6 +5,8 @@ export type Architecture = "x86_64" | "arm64" | "i386";
 
 const ELF_MACHINES: Record<number, Architecture> = { 0x03: "i386", 0x3e: "x86_64", 0xb7: "arm64" };
 const PE_MACHINES: Record<number, Architecture> = { 0x14c: "i386", 0x8664: "x86_64", 0xaa64: "arm64" };
+/** The architectures Kiln tells apart, as a user reads them. */
+export const ARCHITECTURES: readonly Architecture[] = [...new Set(Object.values(ELF_MACHINES))];
 
 /** Bytes an architecture check needs from the start of a file (a PE header may sit a little way in). */
 export const HEADER_BYTES = 4096;

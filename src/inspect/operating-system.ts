@@ -5,7 +5,7 @@
 import { DiskImageError } from "../formats/disk/errors.js";
 import type { ByteSource } from "../formats/disk/source.js";
 import { sliceSource } from "../formats/disk/source.js";
-import { architectureOf, HEADER_BYTES, type Architecture } from "./executables.js";
+import { ARCHITECTURES, architectureOf, HEADER_BYTES, type Architecture } from "./executables.js";
 import { openBtrfs } from "./fs/btrfs.js";
 import { openExt } from "./fs/ext.js";
 import { openFat } from "./fs/fat.js";
@@ -35,8 +35,18 @@ export interface Distribution {
   prettyName?: string;
 }
 
+/** How far the search got in one volume, so a disk without an operating system can say why. */
+export interface VolumeFinding {
+  /** Undefined when the disk has no partitions and the whole disk was read as one volume. */
+  partition?: number;
+  fileSystem?: FileSystem["type"];
+  outcome: "no file system" | "EFI system partition" | "no kernel" | "unknown kernel" | "no os-release" | "no system binary";
+}
+
 export interface DiskInspection {
   partitionScheme: PartitionTable["scheme"];
+  /** The volumes searched without finding an operating system (and EFI system partitions). */
+  findings: VolumeFinding[];
   platform?: "Linux" | "Windows";
   architecture?: Architecture;
   bootMode: "uefi" | "legacy-bios";
@@ -94,34 +104,91 @@ async function firstArchitecture(fs: FileSystem, paths: readonly string[]): Prom
 
 export async function inspectDisk(disk: ByteSource): Promise<DiskInspection> {
   const table = await readPartitions(disk);
-  const volumes = table.partitions.length ? table.partitions.map((p) => ({ source: sliceSource(disk, p.start, Math.min(p.size, disk.size - p.start)), efiSystem: p.efiSystem })) : [{ source: disk, efiSystem: false }];
+  const volumes = table.partitions.length
+    ? table.partitions.map((p) => ({ partition: p.number, source: sliceSource(disk, p.start, Math.min(p.size, disk.size - p.start)), efiSystem: p.efiSystem }))
+    : [{ partition: undefined, source: disk, efiSystem: false }];
   const hasEsp = table.scheme === "gpt" && table.partitions.some((p) => p.efiSystem);
-  const result: DiskInspection = { partitionScheme: table.scheme, bootMode: hasEsp ? "uefi" : "legacy-bios" };
+  const result: DiskInspection = { partitionScheme: table.scheme, findings: [], bootMode: hasEsp ? "uefi" : "legacy-bios" };
   let efiArchitecture: Architecture | undefined;
   for (const volume of volumes) {
+    if (result.platform && !volume.efiSystem) continue;
     const fs = await openFileSystem(volume.source);
-    if (!fs) continue;
-    if (volume.efiSystem) {
-      efiArchitecture ??= await firstArchitecture(fs, EFI_LOADERS);
+    const found = (outcome: VolumeFinding["outcome"]) => result.findings.push({ partition: volume.partition, fileSystem: fs?.type, outcome });
+    if (!fs) {
+      found("no file system");
       continue;
     }
-    if (result.platform) continue;
+    if (volume.efiSystem) {
+      efiArchitecture ??= await firstArchitecture(fs, EFI_LOADERS);
+      found("EFI system partition");
+      continue;
+    }
     if (fs.type === "ntfs") {
       const kernel = await readSafely(fs, WINDOWS_KERNEL, HEADER_BYTES);
       const architecture = kernel && architectureOf(kernel);
       if (architecture) Object.assign(result, { platform: "Windows", architecture, rootFileSystem: fs.type });
+      else found(kernel ? "unknown kernel" : "no kernel");
       continue;
     }
+    let outcome: VolumeFinding["outcome"] = "no os-release";
     for (const root of fs.type === "btrfs" ? BTRFS_ROOTS : [""]) {
       let release: Buffer | undefined;
       for (const path of OS_RELEASE) release ??= await readSafely(fs, root + path, OS_RELEASE_BYTES);
       if (!release) continue;
       const architecture = await firstArchitecture(fs, LINUX_BINARIES.map((path) => root + path));
-      if (!architecture) continue;
+      if (!architecture) {
+        outcome = "no system binary";
+        continue;
+      }
       Object.assign(result, { platform: "Linux", architecture, distribution: parseOsRelease(release.toString("utf8")), rootFileSystem: fs.type });
       break;
     }
+    if (!result.platform) found(outcome);
   }
   result.architecture ??= efiArchitecture;
   return result;
 }
+
+const FILE_SYSTEM_NAMES: Record<FileSystem["type"], string> = { ext: "ext2/3/4", xfs: "XFS", btrfs: "btrfs", ntfs: "NTFS", fat: "FAT" };
+/** Enough volumes to say what a disk holds; a disk of hundreds of partitions gets a count for the rest. */
+const FINDINGS_LISTED = 8;
+
+/**
+ * Why `inspection` found no operating system, in one line after AWS's "Unknown OS" status: what
+ * each volume held, and what Kiln looks for (from the same lists the search uses).
+ */
+export function explainUnknownOs(inspection: DiskInspection): string {
+  const architectures = anyOf(ARCHITECTURES);
+  const said = (finding: VolumeFinding): string => {
+    const where = finding.partition === undefined ? "the whole disk" : `partition ${finding.partition}`;
+    const fileSystem = finding.fileSystem && FILE_SYSTEM_NAMES[finding.fileSystem];
+    switch (finding.outcome) {
+      case "no file system":
+        return `${where} holds no file system Kiln can read`;
+      case "EFI system partition":
+        return `${where} is the EFI system partition (${fileSystem})`;
+      case "no kernel":
+        return `${where} is NTFS without ${WINDOWS_KERNEL}`;
+      case "unknown kernel":
+        return `${where} is NTFS whose ${WINDOWS_KERNEL} is no PE file for ${architectures}`;
+      case "no os-release":
+        return `${where} is ${fileSystem} without an os-release`;
+      case "no system binary":
+        return `${where} is ${fileSystem} with an os-release but no system binary for ${architectures}`;
+    }
+  };
+  const { partitionScheme, findings } = inspection;
+  const table = { none: "a disk with no partition table", gpt: "a GPT disk", mbr: "an MBR disk" }[partitionScheme];
+  const disk = partitionScheme === "none" || findings.some((f) => f.partition !== undefined) ? table : `${table} with no partitions`;
+  const listed = findings.slice(0, FINDINGS_LISTED).map(said);
+  if (findings.length > FINDINGS_LISTED) listed.push(`${findings.length - FINDINGS_LISTED} more partitions`);
+  const linuxFileSystems = Object.entries(FILE_SYSTEM_NAMES).flatMap(([type, name]) => (type === "ntfs" ? [] : [name]));
+  const btrfsRoots = BTRFS_ROOTS.filter(Boolean).join(" and ");
+  return (
+    `Kiln read ${disk}: ${listed.join("; ")}. For Linux it looks for ${anyOf(OS_RELEASE)} and an ELF header in one of ${anyOf(LINUX_BINARIES)} ` +
+    `(on ${anyOf(linuxFileSystems)}; in btrfs also under ${btrfsRoots}); for Windows, the PE header of ${WINDOWS_KERNEL} (on NTFS).`
+  );
+}
+
+/** "a, b or c" */
+const anyOf = (items: readonly string[]) => (items.length > 1 ? `${items.slice(0, -1).join(", ")} or ${items.at(-1)}` : (items[0] ?? ""));

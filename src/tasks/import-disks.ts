@@ -6,7 +6,7 @@ import { newId } from "../domain/ids.js";
 import { DiskImageError } from "../formats/disk/errors.js";
 import { openDisks, type ImportFormat } from "../formats/disk/open.js";
 import type { ByteSource } from "../formats/disk/source.js";
-import { inspectDisk, type Distribution } from "../inspect/operating-system.js";
+import { explainUnknownOs, inspectDisk, type Distribution } from "../inspect/operating-system.js";
 import { snapshotSource } from "../store/blocks/snapshot-source.js";
 import { writeDiskToSnapshot } from "../store/blocks/disk-writer.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
@@ -200,7 +200,8 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
         await report("updating", 58, true);
         const boot = details.disks[0]!;
         const found = await inspectDisk(snapshotSource({ db, chunks }, boot.snapshotId, boot.virtualSize));
-        if (!found.platform || !found.architecture) throw new TaskFailure(UNKNOWN_OS, "Client.UnknownOS");
+        // AWS's text first (scripts match it), then what Kiln read and looked for.
+        if (!found.platform || !found.architecture) throw new TaskFailure(`${UNKNOWN_OS} ${explainUnknownOs(found)}`, "Client.UnknownOS");
         await report("booting", 66, true);
         await report("booted", 72, true);
         await report("preparing ami", 80, true);
