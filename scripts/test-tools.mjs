@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Readies a machine for `npm test` (its pretest, after the build; .ci/run calls it too). The tests
+// Readies a machine for `npm test` (its pretest, before the build; .ci/run calls it too). The tests
 // make their fixtures with the tools users make disks and keys with, and drive Kiln with real
 // clients, so they need more than Node. Missing Debian packages are installed where this user may
 // (root, or sudo without a password); otherwise, and for what Debian does not package, it stops
