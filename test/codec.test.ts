@@ -236,12 +236,15 @@ describe("decoding XML and JSON bodies", () => {
   });
 });
 
+/** An answer's bytes as text. */
+const text = async (pieces: Promise<Buffer[]>) => Buffer.concat(await pieces).toString("utf8");
+
 describe("encoding", () => {
-  it("writes EC2 XML: namespace, requestId, locationNames and item lists", () => {
-    const xml = encodeXmlResponse(model, "DescribeTags", model.operations.get("DescribeTags")!.output, {
+  it("writes EC2 XML: namespace, requestId, locationNames and item lists", async () => {
+    const xml = await text(encodeXmlResponse(model, "DescribeTags", model.operations.get("DescribeTags")!.output, {
       Tags: [{ Key: "Name", Value: "a<b", ResourceId: "i-12345678", ResourceType: "instance" }],
       NextToken: "t",
-    }, "req-1");
+    }, "req-1"));
     assert.equal(
       xml,
       '<?xml version="1.0" encoding="UTF-8"?>\n<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>req-1</requestId>' +
@@ -249,13 +252,13 @@ describe("encoding", () => {
     );
   });
 
-  it("answers <return>true</return> for actions without output", () => {
-    const xml = encodeXmlResponse(model, "CreateTags", model.operations.get("CreateTags")!.output, undefined, "req-2");
+  it("answers <return>true</return> for actions without output", async () => {
+    const xml = await text(encodeXmlResponse(model, "CreateTags", model.operations.get("CreateTags")!.output, undefined, "req-2"));
     assert.match(xml, /<CreateTagsResponse xmlns="http:\/\/ec2\.amazonaws\.com\/doc\/2016-11-15\/"><requestId>req-2<\/requestId><return>true<\/return><\/CreateTagsResponse>$/);
   });
 
-  it("writes timestamps with milliseconds, blobs in base64, maps, empty lists and nested structures", () => {
-    const xml = encodeXmlResponse(synthetic, "Everything", everything.output, {
+  it("writes timestamps with milliseconds, blobs in base64, maps, empty lists and nested structures", async () => {
+    const xml = await text(encodeXmlResponse(synthetic, "Everything", everything.output, {
       Name: "n",
       Labels: [],
       When: new Date("2026-11-22T10:15:30Z"),
@@ -263,7 +266,7 @@ describe("encoding", () => {
       Attributes: { color: "red" },
       Nested: { Inner: "a", Child: { Inner: "b" } },
       NotInModel: "ignored",
-    }, "r");
+    }, "r"));
     assert.match(xml, /<name>n<\/name><labelSet\/><when>2026-11-22T10:15:30\.000Z<\/when><data>aGVsbG8=<\/data>/);
     assert.match(xml, /<attributes><item><key>color<\/key><value>red<\/value><\/item><\/attributes>/);
     assert.match(xml, /<nested><inner>a<\/inner><child><inner>b<\/inner><\/child><\/nested>/);
@@ -277,8 +280,12 @@ describe("encoding", () => {
     );
   });
 
-  it("writes JSON by member names", () => {
-    const json = JSON.parse(encodeJsonResponse(everything.output, { Name: "n", When: new Date(0), Data: Buffer.from("hi"), Labels: ["a"] }, "r"));
-    assert.deepEqual(json, { RequestId: "r", Name: "n", When: "1970-01-01T00:00:00.000Z", Data: "aGk=", Labels: ["a"] });
+  it("writes JSON by member names", async () => {
+    const value = { Name: 'n "quoted"', When: new Date(0), Data: Buffer.from("hi"), Labels: ["a", "b"], Attributes: { color: "red" }, Nested: { Inner: "a", Child: { Inner: "b" } } };
+    const written = await text(encodeJsonResponse(everything.output, value, "r"));
+    const json = JSON.parse(written);
+    assert.deepEqual(json, { RequestId: "r", Name: 'n "quoted"', When: "1970-01-01T00:00:00.000Z", Data: "aGk=", Labels: ["a", "b"], Attributes: { color: "red" }, Nested: { Inner: "a", Child: { Inner: "b" } } });
+    // Written as JSON.stringify writes it.
+    assert.equal(written, JSON.stringify(json));
   });
 });

@@ -28,7 +28,8 @@ export interface ParsedUrl {
 export interface Ec2Answer {
   status: number;
   contentType: string;
-  body: string;
+  /** The answer's text, or its bytes in pieces (a large answer is made so). */
+  body: string | readonly Buffer[];
   /** For the request log. */
   action?: string;
   accountId?: string;
@@ -136,8 +137,8 @@ export function ec2Endpoint(deps: {
           status: 200,
           contentType: json ? JSON_TYPE : XML_TYPE,
           body: json
-            ? encodeJsonResponse(operation.output, output, requestId)
-            : encodeXmlResponse(model, name, operation.output, output, requestId),
+            ? await encodeJsonResponse(operation.output, output, requestId)
+            : await encodeXmlResponse(model, name, operation.output, output, requestId),
         };
       } catch (error) {
         const apiError = error instanceof ApiError ? error : undefined;

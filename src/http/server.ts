@@ -114,16 +114,18 @@ const internalError = (protocol: "ec2" | "s3" | "ebs", requestId: string) =>
 const unavailableError = (protocol: "ec2" | "s3" | "ebs", requestId: string) =>
   protocolError(protocol, requestId, 503, { query: "ServiceUnavailable", json: "ServiceUnavailableException" }, "The request has failed due to a temporary failure of the server.");
 
-function send(res: ServerResponse, status: number, contentType: string, body: string, requestId: string, extra: Record<string, string> = {}) {
+function send(res: ServerResponse, status: number, contentType: string, body: string | readonly Buffer[], requestId: string, extra: Record<string, string> = {}) {
   const headers: Record<string, string | number> = {
     ...extra,
     "content-type": contentType,
-    "content-length": Buffer.byteLength(body),
+    "content-length": typeof body === "string" ? Buffer.byteLength(body) : body.reduce((sum, piece) => sum + piece.length, 0),
     "x-amzn-requestid": requestId,
     server: "Kiln",
   };
   // A body that was refused unread (too large) leaves the connection unusable: close it.
   if (status === 413) headers.connection = "close";
   res.writeHead(status, headers);
-  res.end(body);
+  if (typeof body === "string") return void res.end(body);
+  for (const piece of body) res.write(piece);
+  res.end();
 }

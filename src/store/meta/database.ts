@@ -20,6 +20,7 @@ import {
 } from "kysely";
 import pg from "pg";
 import { withoutPassword } from "../../config.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { NET_UNAVAILABLE, StoreUnavailableError } from "../unavailable.js";
 import { migrations } from "./migrations.js";
 import { STATE_TABLES, type MetaSchema } from "./schema.js";
@@ -88,7 +89,7 @@ function withStatementCache(sqlite: SQLite.Database): SQLite.Database {
   });
 }
 
-function sqliteDialect(dataDir: string): Dialect {
+function openSqlite(dataDir: string): SQLite.Database {
   mkdirSync(dataDir, { recursive: true });
   const sqlite = new SQLite(join(dataDir, "kiln.sqlite3"));
   // First, so that what follows waits for another process's lock rather than failing at once.
@@ -97,7 +98,23 @@ function sqliteDialect(dataDir: string): Dialect {
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
-  return new ImmediateSqliteDialect({ database: withStatementCache(sqlite) });
+  return sqlite;
+}
+
+/**
+ * A connection whose every statement first waits its turn (yieldToLoop): better-sqlite3 runs each
+ * statement synchronously, and Kysely awaits nothing between them but resolved promises, so a
+ * request running thousands of statements (or a transaction of them) would otherwise hold the
+ * event loop until it ends, and no other request, not even health, would be answered.
+ */
+function sliced(connection: DatabaseConnection): DatabaseConnection {
+  return {
+    async executeQuery(query) {
+      await yieldToLoop();
+      return connection.executeQuery(query);
+    },
+    streamQuery: (query, chunkSize) => connection.streamQuery(query, chunkSize),
+  };
 }
 
 /**
@@ -105,6 +122,7 @@ function sqliteDialect(dataDir: string): Dialect {
  * default) that reads and then writes, while another process wrote in between, fails with
  * SQLITE_BUSY at once, whatever the busy timeout: its snapshot is stale. Beginning immediately,
  * it waits its turn instead (two nodes on one file, each racing to make the same image).
+ * Statements run in slices of the event loop (sliced).
  */
 class ImmediateSqliteDialect extends SqliteDialect {
   constructor(private readonly settings: SqliteDialectConfig) {
@@ -112,7 +130,14 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
 
   override createDriver(): Driver {
+    let connection: DatabaseConnection | undefined;
     return new (class extends SqliteDriver {
+      override async acquireConnection(): Promise<DatabaseConnection> {
+        // SQLite has one connection: wrapped once.
+        const raw = await super.acquireConnection();
+        return (connection ??= sliced(raw));
+      }
+
       override async beginTransaction(connection: DatabaseConnection): Promise<void> {
         await connection.executeQuery(CompiledQuery.raw("begin immediate"));
       }
@@ -137,7 +162,8 @@ function postgresDialect(url: string): Dialect {
 /** The metadata store: PostgreSQL at `databaseUrl` when given, else SQLite in `dataDir`. */
 export async function openMetaStore(where: { dataDir: string; databaseUrl?: string }): Promise<MetaStore> {
   const dialect: MetaDialect = where.databaseUrl ? "postgres" : "sqlite";
-  const db = new Kysely<MetaSchema>({ dialect: where.databaseUrl ? postgresDialect(where.databaseUrl) : sqliteDialect(where.dataDir) });
+  const sqlite = where.databaseUrl ? undefined : openSqlite(where.dataDir);
+  const db = new Kysely<MetaSchema>({ dialect: sqlite ? new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }) : postgresDialect(where.databaseUrl!) });
   let { error, results } = await new Migrator({ db, provider }).migrateToLatest();
   if (dialect === "sqlite" && (error || results?.some((r) => r.status === "Error"))) {
     // Kysely's migrator takes no lock on SQLite: two processes starting together on one file
@@ -156,7 +182,10 @@ export async function openMetaStore(where: { dataDir: string; databaseUrl?: stri
     db,
     dialect,
     async ping() {
-      await sql`select 1`.execute(db);
+      // SQLite's one connection may be held by a transaction under way (running in slices):
+      // health asks the database directly rather than waiting its turn behind it.
+      if (sqlite) sqlite.prepare("select 1").get();
+      else await sql`select 1`.execute(db);
     },
     async reset() {
       await db.transaction().execute(async (tx) => {
