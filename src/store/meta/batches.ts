@@ -1,0 +1,28 @@
+// Many rows or ids in few statements, each small: one statement per row costs a round trip on
+// PostgreSQL and, on SQLite, runs synchronously on the event loop (see SQLITE_SLICE_MS), so a
+// long list is written or read in statements of a bounded number of parameters.
+
+/**
+ * Parameters one statement binds, at most: far within SQLite's 32,766 and PostgreSQL's 65,535,
+ * and small enough that one statement runs in a few milliseconds.
+ */
+export const PARAMETERS_PER_STATEMENT = 4000;
+
+/** `items` in consecutive batches of at most `PARAMETERS_PER_STATEMENT / perItem` items. */
+export function* batchesOf<T>(items: readonly T[], perItem = 1): Generator<T[]> {
+  const size = Math.max(1, Math.floor(PARAMETERS_PER_STATEMENT / perItem));
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+/** Rows written by `write`, a multi-row insert, a batch at a time (each row binds a parameter per column). */
+export async function insertInBatches<Row extends object>(rows: readonly Row[], write: (batch: Row[]) => Promise<unknown>): Promise<void> {
+  if (rows.length === 0) return;
+  for (const batch of batchesOf(rows, Object.keys(rows[0]!).length)) await write(batch);
+}
+
+/** What `read` finds for each batch of `ids` (an `in` list), concatenated. */
+export async function readInBatches<Id, Row>(ids: readonly Id[], read: (batch: Id[]) => Promise<Row[]>): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const batch of batchesOf(ids)) for (const row of await read(batch)) rows.push(row);
+  return rows;
+}
