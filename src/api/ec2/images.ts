@@ -12,9 +12,11 @@ import type {
   RegisterImageResult,
 } from "@aws-sdk/client-ec2";
 import { compileFilters } from "../../domain/filters.js";
+import { groupBy } from "../../domain/collections.js";
 import { newId } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { transition } from "../../domain/transitions.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, visibleImages, type BlockDeviceRow, type ImageQuery, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
@@ -265,7 +267,7 @@ async function grantsOf(ctx: ActionContext, records: readonly ImageRecord[]): Pr
   const grants = new Map<string, string[]>();
   if (records.length === 0) return grants;
   const rows = await ctx.meta.db.selectFrom("image_launch_permissions").selectAll().where("image_id", "in", records.map((r) => r.image.image_id)).execute();
-  for (const row of rows) grants.set(row.image_id, [...(grants.get(row.image_id) ?? []), row.grantee]);
+  for (const [imageId, granted] of groupBy(rows, (row) => row.image_id)) grants.set(imageId, granted.map((row) => row.grantee));
   return grants;
 }
 
@@ -369,6 +371,7 @@ export const imageActions: ActionTable = {
         const candidates = records.filter((r) => byOwner(r.image) && byUser(r.image) && shown(r.image));
         const tags = await tagsOf(ctx.meta.db, ctx, candidates.filter((r) => r.image.account_id === ctx.accountId).map((r) => r.image.image_id));
         for (const record of candidates) {
+          await yieldToLoop();
           const described = { record, tags: tags.get(record.image.image_id) ?? new Map<string, string>() };
           if (!matches(described)) continue;
           if (limit !== undefined && page.length === limit) {

@@ -14,16 +14,32 @@ import type {
   StopInstancesRequest,
   TerminateInstancesRequest,
 } from "@aws-sdk/client-ec2";
+import { groupBy } from "../../domain/collections.js";
 import { compileFilters } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { instanceType } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
 import { schedule, transition, type Schedule } from "../../domain/transitions.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { BlockDeviceRow } from "../../store/meta/images.js";
-import { GUEST_SHUTDOWN, SubnetFull, attachmentsOf, insertLaunch, listInstances, releaseInstanceResources, setSchedule, type AttachmentRow, type InstanceRecord, type InstanceState, type Launch } from "../../store/meta/instances.js";
-import { listNetworkInterfaces } from "../../store/meta/network.js";
+import {
+  GUEST_SHUTDOWN,
+  SubnetFull,
+  attachmentsOf,
+  countLiveInstances,
+  insertLaunch,
+  listInstances,
+  releaseInstanceResources,
+  setSchedule,
+  type AttachmentRow,
+  type InstanceRecord,
+  type InstanceState,
+  type Launch,
+  type LaunchInterface,
+} from "../../store/meta/instances.js";
+import { availableAddresses, listNetworkInterfaces } from "../../store/meta/network.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
@@ -46,10 +62,10 @@ const userInitiated = (now = new Date()) => `User initiated (${now.toISOString()
 /** The caller's instances by id, every one of them, or InvalidInstanceID.NotFound. */
 export async function instancesOf(ctx: ActionContext, ids: readonly string[]): Promise<InstanceRecord[]> {
   ids.forEach(checkInstanceId);
-  const found = await listInstances(ctx.meta.db, ctx, { ids });
-  const missing = ids.filter((id) => !found.some((r) => r.row.instance_id === id));
+  const found = new Map((await listInstances(ctx.meta.db, ctx, { ids })).map((r) => [r.row.instance_id, r]));
+  const missing = ids.filter((id) => !found.has(id));
   if (missing.length) throw new ApiError("InvalidInstanceID.NotFound", `The instance ID${missing.length > 1 ? "s" : ""} '${missing.join("', '")}' ${missing.length > 1 ? "do" : "does"} not exist`);
-  return ids.map((id) => found.find((r) => r.row.instance_id === id)!);
+  return ids.map((id) => found.get(id)!);
 }
 
 export function toInstance(record: InstanceRecord, attachments: readonly AttachmentRow[], tags: ReadonlyMap<string, string>, interfaces: readonly InstanceNetworkInterface[]): Instance {
@@ -185,7 +201,30 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   if (credits !== undefined && (!typeInfo.burstable || !["standard", "unlimited"].includes(credits))) {
     throw new ApiError("InvalidParameterCombination", `The instance type ${type} does not support CPU credit option ${credits}.`);
   }
-  return { image, devices, type, zone, network, count: max, tags };
+  const count = await launchCount(ctx, network, min, max);
+  return { image, devices, type, zone, network, count, tags };
+}
+
+const insufficientAddresses = (subnetId: string) =>
+  new ApiError("InsufficientFreeAddressesInSubnet", `There are not enough free addresses in subnet '${subnetId}' to satisfy the requested number of instances.`);
+
+/**
+ * How many instances a launch makes, decided before anything is written, as EC2 decides it:
+ * MinCount must fit under the account's instance limit in the region and in the subnet's free
+ * addresses, else nothing is launched; up to MaxCount are launched as far as both allow.
+ */
+async function launchCount(ctx: ActionContext, network: LaunchInterface, min: number, max: number): Promise<number> {
+  const limit = ctx.config.limits.maxInstances;
+  const live = await countLiveInstances(ctx.meta.db, ctx);
+  if (live + min > limit) {
+    throw new ApiError(
+      "InstanceLimitExceeded",
+      `You have requested more instances (${live + min}) than your current instance limit of ${limit} allows for the specified instance type. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.`,
+    );
+  }
+  const free = network.privateIp ? 1 : await availableAddresses(ctx.meta.db, network.subnet);
+  if (free < min) throw insufficientAddresses(network.subnet.subnet_id);
+  return Math.min(max, limit - live, free);
 }
 
 export const instanceActions: ActionTable = {
@@ -193,7 +232,7 @@ export const instanceActions: ActionTable = {
     check: (ctx, input: RunInstancesRequest) => planLaunch(ctx, input),
     async run(ctx, input: RunInstancesRequest, planned: Awaited<ReturnType<typeof planLaunch>>): Promise<Reservation> {
       if (input.ClientToken) {
-        const earlier = (await listInstances(ctx.meta.db, ctx)).filter((r) => r.row.client_token === input.ClientToken);
+        const earlier = await listInstances(ctx.meta.db, ctx, { clientToken: input.ClientToken });
         if (earlier.length) return describeReservation(ctx, earlier);
       }
       const { image, devices, type, zone, network, count, tags } = planned;
@@ -202,6 +241,7 @@ export const instanceActions: ActionTable = {
       const reservationId = newId("r");
       const launches: Launch[] = [];
       for (let i = 0; i < count; i++) {
+        await yieldToLoop();
         const instanceId = newId("i");
         const volumes = devices.map((d) => ({
           device: d.device_name,
@@ -257,11 +297,11 @@ export const instanceActions: ActionTable = {
             ramdisk_id: image.ramdisk_id,
           },
           volumes,
-          network,
         });
       }
-      await insertLaunch(ctx.meta.db, launches).catch((error: unknown) => {
-        if (error instanceof SubnetFull) throw new ApiError("InsufficientFreeAddressesInSubnet", `There are not enough free addresses in subnet '${error.subnetId}' to satisfy the requested number of instances.`);
+      await insertLaunch(ctx.meta.db, network, launches).catch((error: unknown) => {
+        // Addresses taken since the check (another launch in the subnet meanwhile).
+        if (error instanceof SubnetFull) throw insufficientAddresses(error.subnetId);
         throw error;
       });
       const instanceTags = tags.get("instance") ?? [];
@@ -297,6 +337,7 @@ export const instanceActions: ActionTable = {
       const page: Described[] = [];
       let nextToken: string | undefined;
       for (const described of await describeAll(ctx, records)) {
+        await yieldToLoop();
         if (!matches(described)) continue;
         if (limit !== undefined && page.length === limit) {
           nextToken = encodeNextToken([page[page.length - 1]!.record.row.instance_id]);
@@ -304,11 +345,7 @@ export const instanceActions: ActionTable = {
         }
         page.push(described);
       }
-      const reservations = new Map<string, Described[]>();
-      for (const described of page) {
-        const id = described.record.row.reservation_id;
-        reservations.set(id, [...(reservations.get(id) ?? []), described]);
-      }
+      const reservations = groupBy(page, (described) => described.record.row.reservation_id);
       return {
         Reservations: [...reservations.values()].map((group) => reservationOf(ctx, group)),
         NextToken: nextToken,
@@ -391,14 +428,17 @@ export async function scheduleInstance(ctx: ActionContext, instanceId: string, s
 /** Each instance with what DescribeInstances shows of it and what its filters read. */
 async function describeAll(ctx: ActionContext, records: readonly InstanceRecord[]): Promise<Described[]> {
   const ids = records.map((r) => r.row.instance_id);
-  const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: ids });
+  const attachments = groupBy(await attachmentsOf(ctx.meta.db, { instanceIds: ids }), (a) => a.instance_id);
   const tags = await tagsOf(ctx.meta.db, ctx, ids);
   const interfaces = await instanceInterfaces(ctx, ids);
-  return records.map((record) => {
+  const described: Described[] = [];
+  for (const record of records) {
+    await yieldToLoop();
     const id = record.row.instance_id;
-    const own = { attachments: attachments.filter((a) => a.instance_id === id), tags: tags.get(id) ?? new Map<string, string>() };
-    return { record, ...own, instance: toInstance(record, own.attachments, own.tags, interfaces.get(id) ?? []) };
-  });
+    const own = { attachments: attachments.get(id) ?? [], tags: tags.get(id) ?? new Map<string, string>() };
+    described.push({ record, ...own, instance: toInstance(record, own.attachments, own.tags, interfaces.get(id) ?? []) });
+  }
+  return described;
 }
 
 function reservationOf(ctx: ActionContext, group: readonly Described[]): Reservation {

@@ -33,7 +33,7 @@ import {
 } from "../../store/meta/security-groups.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkListing, listPage, requireIds, tagList, type Tagged } from "./listing.js";
+import { checkListing, listPage, missingIds, requireIds, tagList, type Tagged } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 import { network, requireDefaultVpc, vpcOf } from "./vpcs.js";
 
@@ -55,16 +55,18 @@ export async function groupsById(ctx: ActionContext, ids: readonly string[]): Pr
   await network(ctx);
   const rows = await listSecurityGroups(ctx.meta.db, ctx, { ids });
   requireIds(ids, rows, (r) => r.group_id, groupNotFound);
-  return ids.map((id) => rows.find((r) => r.group_id === id)!);
+  const byId = new Map(rows.map((r) => [r.group_id, r]));
+  return ids.map((id) => byId.get(id)!);
 }
 
 /** Groups named in the default VPC (names alone mean the default VPC, as in EC2). */
 export async function groupsByName(ctx: ActionContext, names: readonly string[]): Promise<SecurityGroupRow[]> {
   const vpc = await requireDefaultVpc(ctx);
   const rows = await listSecurityGroups(ctx.meta.db, ctx, { names, vpcId: vpc.vpc_id });
-  const missing = names.filter((name) => !rows.some((r) => r.group_name === name));
+  const missing = missingIds(names, rows, (r) => r.group_name);
   if (missing.length) throw groupNotFound(missing, ` in default VPC '${vpc.vpc_id}'`);
-  return names.map((name) => rows.find((r) => r.group_name === name)!);
+  const byName = new Map(rows.map((r) => [r.group_name, r]));
+  return names.map((name) => byName.get(name)!);
 }
 
 async function targetGroup(ctx: ActionContext, input: { GroupId?: string; GroupName?: string }): Promise<SecurityGroupRow> {

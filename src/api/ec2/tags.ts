@@ -7,9 +7,11 @@ import type {
   TagDescription,
   TagSpecification,
 } from "@aws-sdk/client-ec2";
+import { groupBy } from "../../domain/collections.js";
 import { resourceTypeOf } from "../../domain/ids.js";
 import { compileFilters } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { visibleImages } from "../../store/meta/images.js";
 import { listSnapshots } from "../../store/meta/snapshots.js";
@@ -28,8 +30,8 @@ import { gatewayNotFound, interfaceNotFound, network, routeTableNotFound, subnet
 import { snapshotNotFound } from "./snapshots.js";
 import { volumeNotFound } from "./volumes.js";
 
-/** AWS's limits for user tags. */
-export const TAG_LIMITS = { perResource: 50, keyLength: 128, valueLength: 256 };
+/** AWS's limits for user tags (and for the resources one CreateTags or DeleteTags names). */
+export const TAG_LIMITS = { perResource: 50, keyLength: 128, valueLength: 256, resourcesPerRequest: 1000 };
 
 function checkKey(key: string | undefined, where: string): string {
   if (key === undefined) throw new ApiError("MissingParameter", `The request must contain the parameter ${where}.Key`);
@@ -71,7 +73,14 @@ export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefi
   return byType;
 }
 
-const typedResources = (ids: readonly string[]) => ids.map((id) => ({ id, type: resourceTypeOf(id) }));
+/** The resources a CreateTags or DeleteTags names, each once, with its type. */
+function typedResources(ids: readonly string[]): { id: string; type: string }[] {
+  const unique = [...new Set(ids)];
+  if (unique.length > TAG_LIMITS.resourcesPerRequest) {
+    throw new ApiError("ResourceCountExceeded", `You have exceeded the number of resources allowed in a single call of this type (${TAG_LIMITS.resourcesPerRequest}).`);
+  }
+  return unique.map((id) => ({ id, type: resourceTypeOf(id) }));
+}
 
 
 /** Per resource type Kiln keeps: a check that every id exists for the caller, or its NotFound. */
@@ -97,17 +106,21 @@ const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<v
  * not keep (launch templates, NAT gateways...) are taken at their word.
  */
 async function checkResourcesExist(ctx: ActionContext, resources: readonly { id: string; type: string }[]): Promise<void> {
-  for (const [type, exist] of Object.entries(EXISTENCE)) {
-    const ids = [...new Set(resources.filter((r) => r.type === type).map((r) => r.id))];
-    if (ids.length) await exist(ctx, ids);
+  for (const [type, typed] of groupBy(resources, (r) => r.type)) {
+    await EXISTENCE[type]?.(ctx, typed.map((r) => r.id));
   }
 }
 
-const tagsToSet = (input: CreateTagsRequest) =>
-  (input.Tags ?? []).map((tag, i) => {
+/** A CreateTags' tags, checked; a key given twice takes its last value. */
+function tagsToSet(input: CreateTagsRequest): { key: string; value: string }[] {
+  const tags = new Map<string, string>();
+  (input.Tags ?? []).forEach((tag, i) => {
     const key = checkKey(tag.Key, `Tag.${i + 1}`);
-    return { key, value: checkValue(tag.Value ?? "", key) };
+    tags.set(key, checkValue(tag.Value ?? "", key));
   });
+  if (tags.size > TAG_LIMITS.perResource) throw new ApiError("TagLimitExceeded", `A resource can have at most ${TAG_LIMITS.perResource} tags.`);
+  return [...tags].map(([key, value]) => ({ key, value }));
+}
 
 const FILTERS = {
   fields: {
@@ -183,6 +196,7 @@ export const tagActions: ActionTable = {
       const page: TagDescription[] = [];
       let nextToken: string | undefined;
       for (const row of rows) {
+        await yieldToLoop();
         if (!matches(row)) continue;
         if (limit !== undefined && page.length === limit) {
           const last = page[page.length - 1]!;
