@@ -3,6 +3,7 @@
 // /snapshots; the EC2 Query API on /), and leaves one log line.
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { yieldToLoop } from "../event-loop.js";
 import type { Logger } from "../log.js";
 import { isStoreUnavailable } from "../store/meta/database.js";
 import type { AdminAnswer } from "./admin.js";
@@ -40,6 +41,9 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
     let answer: Partial<Ec2Answer> & { status: number };
     let protocol: "ec2" | "s3" | "ebs" = "ec2";
     try {
+      // Requests that arrive together begin in turn (yieldToLoop), not all in one turn of the
+      // event loop; Kiln's own routes (health) are answered at once.
+      if (!url.path.startsWith("/_kiln/")) await yieldToLoop();
       if (url.path.startsWith("/_kiln/")) {
         const admin = await routes.admin(req, url.path);
         answer = { status: admin.status };
