@@ -37,9 +37,15 @@ const colonHex = (digest: Buffer) => digest.toString("hex").match(/../g)!.join("
 const sshLine = (key: sshpk.Key, name: string) => `${key.toString("ssh").split(" ").slice(0, 2).join(" ")} ${name}`;
 const ed25519Fingerprint = (key: sshpk.Key) => createHash("sha256").update(key.toBuffer("rfc4253")).digest("base64");
 
-// Made on libuv's thread pool: an RSA key takes tens to hundreds of milliseconds to find, which
-// on the event loop would hold up every other request.
-const generateRsa = () => promisify(generateKeys)("rsa", { modulusLength: 2048 });
+// Keys are made on libuv's thread pool: an RSA key takes tens to hundreds of milliseconds to find,
+// which on the event loop would hold up every other request. One RSA key at a time, so that many
+// CreateKeyPair at once leave the pool's other threads to file access (health's among it).
+let rsaQueue: Promise<unknown> = Promise.resolve();
+function generateRsa() {
+  const made = rsaQueue.then(() => promisify(generateKeys)("rsa", { modulusLength: 2048 }));
+  rsaQueue = made.catch(() => {});
+  return made;
+}
 const generateEd25519 = () => promisify(generateKeys)("ed25519", undefined);
 
 export async function generateKeyPair(keyType: SshKeyType, keyFormat: "pem" | "ppk", name: string): Promise<NewKeyPair> {

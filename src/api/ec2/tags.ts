@@ -15,7 +15,7 @@ import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { visibleImages } from "../../store/meta/images.js";
 import { listSnapshots } from "../../store/meta/snapshots.js";
-import { deleteTags, listTags, putTags, type TagQuery, type TagRow } from "../../store/meta/tags.js";
+import { deleteTags, putTags, tagRows, type TagQuery, type TagRow } from "../../store/meta/tags.js";
 import { listVolumes } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { imageNotFound } from "./images.js";
@@ -135,23 +135,16 @@ const FILTERS = {
 
 const SQL_COLUMNS = { "resource-id": "resourceIds", "resource-type": "resourceTypes", key: "keys", value: "values" } as const;
 
-/**
- * The exact-match filters, as SQL constraints, so a filtered page reads only its rows.
- * `complete` says the constraints are the whole filter (no wildcards, no other names).
- */
-function sqlConstraints(filters: DescribeTagsRequest["Filters"]): { constraints: TagQuery; complete: boolean } {
+/** The exact-match filters, as SQL constraints, so a filtered page reads only its rows. */
+function sqlConstraints(filters: DescribeTagsRequest["Filters"]): TagQuery {
   const constraints: TagQuery = {};
-  let complete = true;
   for (const filter of filters ?? []) {
     const column = SQL_COLUMNS[filter.Name as keyof typeof SQL_COLUMNS];
     const values = filter.Values ?? [];
-    if (!column || values.length === 0 || values.some((v) => /[*?\\]/.test(v)) || constraints[column]) {
-      complete = false;
-      continue;
-    }
+    if (!column || values.length === 0 || values.some((v) => /[*?\\]/.test(v)) || constraints[column]) continue;
     constraints[column] = values;
   }
-  return { constraints, complete };
+  return constraints;
 }
 
 export const tagActions: ActionTable = {
@@ -190,12 +183,11 @@ export const tagActions: ActionTable = {
       const matches = compileFilters(input.Filters, FILTERS);
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const after = decodeNextToken(input.NextToken, 2) as [string, string] | undefined;
-      const { constraints, complete } = sqlConstraints(input.Filters);
-      // One row past the page tells whether there is a next page.
-      const rows = await listTags(ctx.meta.db, ctx, { after, ...constraints, limit: complete && limit !== undefined ? limit + 1 : undefined });
       const page: TagDescription[] = [];
       let nextToken: string | undefined;
-      for (const row of rows) {
+      // Read a page at a time: one row past the answer tells whether there is a next page.
+      const pageRows = limit === undefined ? undefined : limit + 1;
+      for await (const row of tagRows(ctx.meta.db, ctx, { after, ...sqlConstraints(input.Filters) }, pageRows)) {
         await yieldToLoop();
         if (!matches(row)) continue;
         if (limit !== undefined && page.length === limit) {

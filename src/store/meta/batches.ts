@@ -14,10 +14,22 @@ export function* batchesOf<T>(items: readonly T[], perItem = 1): Generator<T[]> 
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }
 
-/** Rows written by `write`, a multi-row insert, a batch at a time (each row binds a parameter per column). */
-export async function insertInBatches<Row extends object>(rows: readonly Row[], write: (batch: Row[]) => Promise<unknown>): Promise<void> {
-  if (rows.length === 0) return;
-  for (const batch of batchesOf(rows, Object.keys(rows[0]!).length)) await write(batch);
+/**
+ * Rows written by `write`, a multi-row insert, a batch at a time (each row binds a parameter per
+ * column). Rows may be made as they are taken (a generator), so that a large write never holds
+ * them all, nor spends the time making them all, between two statements.
+ */
+export async function insertInBatches<Row extends object>(rows: Iterable<Row>, write: (batch: Row[]) => Promise<unknown>): Promise<void> {
+  let batch: Row[] = [];
+  let size = 0;
+  for (const row of rows) {
+    size ||= Math.max(1, Math.floor(PARAMETERS_PER_STATEMENT / Object.keys(row).length));
+    batch.push(row);
+    if (batch.length < size) continue;
+    await write(batch);
+    batch = [];
+  }
+  if (batch.length > 0) await write(batch);
 }
 
 /** What `read` finds for each batch of `ids` (an `in` list), concatenated. */

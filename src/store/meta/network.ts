@@ -163,10 +163,17 @@ export const addressInSubnet = (ip: string, subnet: SubnetRow) => {
   return n !== undefined && ipInCidr(n, cidr) && n >= first && n <= last;
 };
 
-/** New interfaces, each in the same security groups. */
-export async function insertNetworkInterfaces(db: Db, rows: readonly NetworkInterfaceRow[], groupIds: readonly string[]): Promise<void> {
-  await insertInBatches(rows, (batch) => db.insertInto("network_interfaces").values(batch).execute());
-  const memberships = rows.flatMap((row) => groupIds.map((groupId) => ({ network_interface_id: row.network_interface_id, group_id: groupId })));
+/** New interfaces (made as they are taken, if a generator), each in the same security groups. */
+export async function insertNetworkInterfaces(db: Db, rows: Iterable<NetworkInterfaceRow>, groupIds: readonly string[]): Promise<void> {
+  const ids: string[] = [];
+  function* taken() {
+    for (const row of rows) {
+      ids.push(row.network_interface_id);
+      yield row;
+    }
+  }
+  await insertInBatches(taken(), (batch) => db.insertInto("network_interfaces").values(batch).execute());
+  const memberships = ids.flatMap((id) => groupIds.map((groupId) => ({ network_interface_id: id, group_id: groupId })));
   await insertInBatches(memberships, (batch) => db.insertInto("network_interface_groups").values(batch).execute());
 }
 

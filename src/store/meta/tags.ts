@@ -47,8 +47,10 @@ export async function putTags(
     for (const row of existing) if (!byKey.has(row.key)) kept.set(row.resource_id, (kept.get(row.resource_id) ?? 0) + 1);
     const over = [...byId.keys()].filter((id) => byKey.size + (kept.get(id) ?? 0) > limit);
     if (over.length > 0) return over;
-    const rows = [...byId].flatMap(([id, type]) => [...byKey].map(([key, value]) => ({ account_id: scope.accountId, region: scope.region, resource_id: id, resource_type: type, key, value })));
-    await insertInBatches(rows, (batch) =>
+    function* rows() {
+      for (const [id, type] of byId) for (const [key, value] of byKey) yield { account_id: scope.accountId, region: scope.region, resource_id: id, resource_type: type, key, value };
+    }
+    await insertInBatches(rows(), (batch) =>
       tx
         .insertInto("tags")
         .values(batch)
@@ -89,30 +91,38 @@ export interface TagQuery {
   resourceTypes?: readonly string[];
   keys?: readonly string[];
   values?: readonly string[];
-  /** Most rows to read; only when the constraints are the whole filter. */
-  limit?: number;
 }
 
-/** Tags in (resource id, key) order. */
-export async function listTags(db: MetaDb, scope: Scope, q: TagQuery = {}): Promise<TagRow[]> {
-  // Only the columns the answer carries: a 1,000-tag page spends most of its time making strings.
-  let query = db
-    .selectFrom("tags")
-    .select(["resource_id", "resource_type", "key", "value"])
-    .where("account_id", "=", scope.accountId)
-    .where("region", "=", scope.region);
-  if (q.after) {
-    const [resourceId, key] = q.after;
-    query = query.where((eb) => eb.or([eb("resource_id", ">", resourceId), eb.and([eb("resource_id", "=", resourceId), eb("key", ">", key)])]));
+/** Rows read by one statement, at most. */
+const TAG_PAGE = 1000;
+
+/**
+ * Tags in (resource id, key) order, read `pageRows` at a time (an account may have tens of
+ * thousands; an answer of 5 needs 6 rows when SQL applies its whole filter).
+ */
+export async function* tagRows(db: MetaDb, scope: Scope, q: TagQuery = {}, pageRows = TAG_PAGE): AsyncGenerator<TagRow> {
+  let after = q.after;
+  for (;;) {
+    // Only the columns the answer carries: a 1,000-tag page spends most of its time making strings.
+    let query = db
+      .selectFrom("tags")
+      .select(["resource_id", "resource_type", "key", "value"])
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region);
+    if (after) {
+      const [resourceId, key] = after;
+      query = query.where((eb) => eb.or([eb("resource_id", ">", resourceId), eb.and([eb("resource_id", "=", resourceId), eb("key", ">", key)])]));
+    }
+    if (q.resourceIds) query = query.where("resource_id", "in", q.resourceIds);
+    if (q.resourceTypes) query = query.where("resource_type", "in", q.resourceTypes);
+    if (q.keys) query = query.where("key", "in", q.keys);
+    if (q.values) query = query.where("value", "in", q.values);
+    const rows = await query.orderBy("resource_id").orderBy("key").limit(pageRows).execute();
+    for (const row of rows) yield toRow(row);
+    if (rows.length < pageRows) return;
+    const last = rows[rows.length - 1]!;
+    after = [last.resource_id, last.key];
   }
-  if (q.resourceIds) query = query.where("resource_id", "in", q.resourceIds);
-  if (q.resourceTypes) query = query.where("resource_type", "in", q.resourceTypes);
-  if (q.keys) query = query.where("key", "in", q.keys);
-  if (q.values) query = query.where("value", "in", q.values);
-  query = query.orderBy("resource_id").orderBy("key");
-  if (q.limit !== undefined) query = query.limit(q.limit);
-  const rows = await query.execute();
-  return rows.map(toRow);
 }
 
 /** Each resource's tags, for resources' own Describe answers. */
