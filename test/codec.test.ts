@@ -218,7 +218,10 @@ describe("decoding XML and JSON bodies", () => {
   });
 
   it("reads repeated XML elements and single elements as lists", async () => {
-    const repeated = await treeFromXml("<DescribeTags><Filter><Name>key</Name><Value>a</Value><Value>b</Value></Filter><Filter><Name>value</Name><Value>c</Value></Filter></DescribeTags>", limits);
+    const repeated = await treeFromXml(
+      "<DescribeTags><Filter><Name>key</Name><Value>a</Value><Value>b</Value></Filter><Filter><Name>value</Name><Value>c</Value></Filter></DescribeTags>",
+      limits,
+    );
     assert.deepEqual(decodeStructure(repeated.params, input("DescribeTags")).Filters, [{ Name: "key", Values: ["a", "b"] }, { Name: "value", Values: ["c"] }]);
     const single = await treeFromXml("<DescribeTags><Filters><item><Name>key</Name><Values><item>a</item></Values></item></Filters></DescribeTags>", limits);
     assert.deepEqual(decodeStructure(single.params, input("DescribeTags")).Filters, [{ Name: "key", Values: ["a"] }]);
@@ -295,10 +298,11 @@ describe("encoding", () => {
   });
 
   it("writes JSON by member names", async () => {
-    const value = { Name: 'n "quoted"', When: new Date(0), Data: Buffer.from("hi"), Labels: ["a", "b"], Attributes: { color: "red" }, Nested: { Inner: "a", Child: { Inner: "b" } } };
+    const nested = { Labels: ["a", "b"], Attributes: { color: "red" }, Nested: { Inner: "a", Child: { Inner: "b" } } };
+    const value = { Name: 'n "quoted"', When: new Date(0), Data: Buffer.from("hi"), ...nested };
     const written = await text(encodeJsonResponse(everything.output, value, "r"));
     const json = JSON.parse(written);
-    assert.deepEqual(json, { RequestId: "r", Name: 'n "quoted"', When: "1970-01-01T00:00:00.000Z", Data: "aGk=", Labels: ["a", "b"], Attributes: { color: "red" }, Nested: { Inner: "a", Child: { Inner: "b" } } });
+    assert.deepEqual(json, { RequestId: "r", Name: 'n "quoted"', When: "1970-01-01T00:00:00.000Z", Data: "aGk=", ...nested });
     // Written as JSON.stringify writes it.
     assert.equal(written, JSON.stringify(json));
   });

@@ -47,9 +47,12 @@ describe("limits refused up front", () => {
 
   after(() => kiln.close());
 
-  const launch = (input: { MinCount: number; MaxCount: number; SubnetId?: string }) => ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", ...input }));
+  const launch = (input: { MinCount: number; MaxCount: number; SubnetId?: string }) =>
+    ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", ...input }));
   const liveInstances = async () =>
-    ((await ec2.send(new DescribeInstancesCommand({}))).Reservations ?? []).flatMap((r) => r.Instances ?? []).filter((i) => i.State?.Name !== "terminated" && i.State?.Name !== "shutting-down");
+    ((await ec2.send(new DescribeInstancesCommand({}))).Reservations ?? [])
+      .flatMap((r) => r.Instances ?? [])
+      .filter((i) => i.State?.Name !== "terminated" && i.State?.Name !== "shutting-down");
   const terminate = (instances: readonly Instance[]) => ec2.send(new TerminateInstancesCommand({ InstanceIds: instances.map((i) => i.InstanceId!) }));
 
   it("launches up to MaxCount as far as the instance limit allows, and nothing when MinCount cannot fit", async () => {
@@ -57,7 +60,8 @@ describe("limits refused up front", () => {
     assert.equal(tooMany.name, "InstanceLimitExceeded");
     assert.equal(
       tooMany.message,
-      `You have requested more instances (${LIMIT + 1}) than your current instance limit of ${LIMIT} allows for the specified instance type. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.`,
+      `You have requested more instances (${LIMIT + 1}) than your current instance limit of ${LIMIT} allows for the specified instance type. ` +
+        "Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.",
     );
     assert.equal((await liveInstances()).length, 0, "nothing launched");
 
@@ -98,7 +102,8 @@ describe("limits refused up front", () => {
   it("tags at most 1,000 resources in one CreateTags, each named once however often it is given", async () => {
     const over = await failure(ec2.send(new CreateTagsCommand({ Resources: templates(1001), Tags: [{ Key: "k", Value: "v" }] })));
     assert.equal(over.name, "ResourceCountExceeded");
-    await ec2.send(new CreateTagsCommand({ Resources: [...templates(1000), ...templates(10)], Tags: [{ Key: "k", Value: "v" }, { Key: "k", Value: "last" }] }));
+    const twice = [{ Key: "k", Value: "v" }, { Key: "k", Value: "last" }];
+    await ec2.send(new CreateTagsCommand({ Resources: [...templates(1000), ...templates(10)], Tags: twice }));
     const fiftyOne = Array.from({ length: 51 }, (_, i) => ({ Key: `key-${i}`, Value: "v" }));
     assert.equal((await failure(ec2.send(new CreateTagsCommand({ Resources: templates(1), Tags: fiftyOne })))).name, "TagLimitExceeded");
 
@@ -118,7 +123,8 @@ describe("limits refused up front", () => {
 
   it("bounds filter values as EC2 does, and matches wildcards without backtracking", async () => {
     const values = (count: number) => Array.from({ length: count }, (_, i) => `v${i}`);
-    const tooMany = await failure(ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: values(150) }, { Name: "value", Values: values(51) }] })));
+    const filters = [{ Name: "key", Values: values(150) }, { Name: "value", Values: values(51) }];
+    const tooMany = await failure(ec2.send(new DescribeTagsCommand({ Filters: filters })));
     assert.equal(tooMany.name, "FilterLimitExceeded");
     assert.equal(tooMany.message, "The maximum number of filter values specified on a single call is 200");
     const tooLong = await failure(ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "value", Values: ["x".repeat(256)] }] })));

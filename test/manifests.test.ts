@@ -128,7 +128,7 @@ describe("layered manifests", () => {
     const changed: [number, string | undefined, string | undefined][] = [];
     for (let NextToken: string | undefined, first = true; first || NextToken; first = false) {
       const page = await ebs.send(new ListChangedBlocksCommand({ FirstSnapshotId: parent, SecondSnapshotId: child, MaxResults: 1000, NextToken }));
-      changed.push(...page.ChangedBlocks!.map((b) => [b.BlockIndex!, b.FirstBlockToken, b.SecondBlockToken] as [number, string | undefined, string | undefined]));
+      for (const block of page.ChangedBlocks!) changed.push([block.BlockIndex!, block.FirstBlockToken, block.SecondBlockToken]);
       NextToken = page.NextToken;
     }
     const differing = indices.filter((i) => resolved(i) !== (parentRows.get(i) ?? ""));

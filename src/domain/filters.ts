@@ -78,8 +78,12 @@ function checkLimits(filters: readonly FilterInput[]): void {
   let values = 0;
   for (const filter of filters) {
     for (const value of filter.Values ?? []) {
-      if (value.length > FILTER_LIMITS.valueLength) throw new ApiError("FilterLimitExceeded", `The maximum length for a filter value is ${FILTER_LIMITS.valueLength} characters`);
-      if (++values > FILTER_LIMITS.values) throw new ApiError("FilterLimitExceeded", `The maximum number of filter values specified on a single call is ${FILTER_LIMITS.values}`);
+      if (value.length > FILTER_LIMITS.valueLength) {
+        throw new ApiError("FilterLimitExceeded", `The maximum length for a filter value is ${FILTER_LIMITS.valueLength} characters`);
+      }
+      if (++values > FILTER_LIMITS.values) {
+        throw new ApiError("FilterLimitExceeded", `The maximum number of filter values specified on a single call is ${FILTER_LIMITS.values}`);
+      }
     }
   }
 }

@@ -118,7 +118,14 @@ const internalError = (protocol: "ec2" | "s3" | "ebs", requestId: string) =>
 const unavailableError = (protocol: "ec2" | "s3" | "ebs", requestId: string) =>
   protocolError(protocol, requestId, 503, { query: "ServiceUnavailable", json: "ServiceUnavailableException" }, "The request has failed due to a temporary failure of the server.");
 
-function send(res: ServerResponse, status: number, contentType: string, body: string | readonly Buffer[], requestId: string, extra: Record<string, string> = {}) {
+function send(
+  res: ServerResponse,
+  status: number,
+  contentType: string,
+  body: string | readonly Buffer[],
+  requestId: string,
+  extra: Record<string, string> = {},
+) {
   const headers: Record<string, string | number> = {
     ...extra,
     "content-type": contentType,

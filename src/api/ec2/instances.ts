@@ -206,7 +206,10 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
 }
 
 const insufficientAddresses = (subnetId: string) =>
-  new ApiError("InsufficientFreeAddressesInSubnet", `There are not enough free addresses in subnet '${subnetId}' to satisfy the requested number of instances.`);
+  new ApiError(
+    "InsufficientFreeAddressesInSubnet",
+    `There are not enough free addresses in subnet '${subnetId}' to satisfy the requested number of instances.`,
+  );
 
 /**
  * How many instances a launch makes, decided before anything is written, as EC2 decides it:
@@ -219,7 +222,8 @@ async function launchCount(ctx: ActionContext, network: LaunchInterface, min: nu
   if (live + min > limit) {
     throw new ApiError(
       "InstanceLimitExceeded",
-      `You have requested more instances (${live + min}) than your current instance limit of ${limit} allows for the specified instance type. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.`,
+      `You have requested more instances (${live + min}) than your current instance limit of ${limit} allows for the specified instance type. ` +
+        "Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.",
     );
   }
   const free = network.privateIp ? 1 : await availableAddresses(ctx.meta.db, network.subnet);

@@ -77,7 +77,8 @@ export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefi
 function typedResources(ids: readonly string[]): { id: string; type: string }[] {
   const unique = [...new Set(ids)];
   if (unique.length > TAG_LIMITS.resourcesPerRequest) {
-    throw new ApiError("ResourceCountExceeded", `You have exceeded the number of resources allowed in a single call of this type (${TAG_LIMITS.resourcesPerRequest}).`);
+    const limit = TAG_LIMITS.resourcesPerRequest;
+    throw new ApiError("ResourceCountExceeded", `You have exceeded the number of resources allowed in a single call of this type (${limit}).`);
   }
   return unique.map((id) => ({ id, type: resourceTypeOf(id) }));
 }

@@ -88,7 +88,8 @@ async function writeMembers(shape: StructureShape, value: Record<string, unknown
     const memberValue = value[member.name];
     if (memberValue === undefined || memberValue === null) continue;
     // Scalars are written at once: awaiting only for nested values keeps small answers cheap.
-    xml = isScalar(member.shape) ? writeScalar(member.open, member.close, member.shape, memberValue, xml) : await writeValue(member.open, member.close, member.shape, memberValue, xml, pieces);
+    const { open, close, shape } = member;
+    xml = isScalar(shape) ? writeScalar(open, close, shape, memberValue, xml) : await writeValue(open, close, shape, memberValue, xml, pieces);
   }
   return xml;
 }
@@ -136,7 +137,11 @@ function scalarText(type: string, value: unknown): string {
  * JSON by member names, as the SDKs' output types name them; the request id travels alongside.
  * Written as JSON.stringify would write the object, in pieces as XML is.
  */
-export async function encodeJsonResponse(output: StructureShape | undefined, value: Record<string, unknown> | undefined, requestId: string): Promise<Buffer[]> {
+export async function encodeJsonResponse(
+  output: StructureShape | undefined,
+  value: Record<string, unknown> | undefined,
+  requestId: string,
+): Promise<Buffer[]> {
   const pieces = new Pieces();
   let json = `{"RequestId":${JSON.stringify(requestId)}`;
   if (!output) json += ',"Return":true';

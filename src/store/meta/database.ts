@@ -114,6 +114,8 @@ function openSqlite(dataDir: string): SQLite.Database {
  * turns at every statement, but the answers of many connections come back in one turn, and each
  * request would go on to make and send its next statement in that same turn.
  */
+type Compile = QueryCompiler["compileQuery"];
+
 class SlicedDriver implements Driver {
   /** The driver's own connection of each one handed out (it takes back only its own). */
   readonly #own = new WeakMap<DatabaseConnection, DatabaseConnection>();
@@ -146,9 +148,9 @@ class SlicedDriver implements Driver {
   beginTransaction = (connection: DatabaseConnection, settings: TransactionSettings) => this.driver.beginTransaction(connection, settings);
   commitTransaction = (connection: DatabaseConnection) => this.driver.commitTransaction(connection);
   rollbackTransaction = (connection: DatabaseConnection) => this.driver.rollbackTransaction(connection);
-  savepoint = (connection: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]) => this.driver.savepoint!(connection, name, compile);
-  rollbackToSavepoint = (connection: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]) => this.driver.rollbackToSavepoint!(connection, name, compile);
-  releaseSavepoint = (connection: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]) => this.driver.releaseSavepoint!(connection, name, compile);
+  savepoint = (connection: DatabaseConnection, name: string, compile: Compile) => this.driver.savepoint!(connection, name, compile);
+  rollbackToSavepoint = (connection: DatabaseConnection, name: string, compile: Compile) => this.driver.rollbackToSavepoint!(connection, name, compile);
+  releaseSavepoint = (connection: DatabaseConnection, name: string, compile: Compile) => this.driver.releaseSavepoint!(connection, name, compile);
 }
 
 /**
@@ -201,7 +203,9 @@ export async function openMetaStore(where: { dataDir: string; databaseUrl?: stri
   // ten may all be busy with requests, and connecting anew takes a while on a busy server.
   const pingPool = where.databaseUrl ? postgresPool(where.databaseUrl, 1, 0) : undefined;
   const db = new Kysely<MetaSchema>({
-    dialect: sqlite ? new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }) : new SlicedPostgresDialect({ pool: postgresPool(where.databaseUrl!, 10) }),
+    dialect: sqlite
+      ? new ImmediateSqliteDialect({ database: withStatementCache(sqlite) })
+      : new SlicedPostgresDialect({ pool: postgresPool(where.databaseUrl!, 10) }),
   });
   let { error, results } = await new Migrator({ db, provider }).migrateToLatest();
   if (dialect === "sqlite" && (error || results?.some((r) => r.status === "Error"))) {

@@ -53,7 +53,13 @@ export async function insertLaunch(db: MetaDb, network: LaunchInterface, launche
     await insertInBatches(launches.map((l) => l.instance), (batch) => tx.insertInto("instances").values(batch).execute());
     await writeVolumes(tx, launches.flatMap((l) => l.volumes.map((v) => v.volume)));
     const attachments = launches.flatMap(({ instance, volumes }) =>
-      volumes.map(({ volume, device, deleteOnTermination }) => ({ volume_id: volume.volume_id, instance_id: instance.instance_id, device, attach_time: instance.launch_time, delete_on_termination: deleteOnTermination ? 1 : 0 })),
+      volumes.map(({ volume, device, deleteOnTermination }) => ({
+        volume_id: volume.volume_id,
+        instance_id: instance.instance_id,
+        device,
+        attach_time: instance.launch_time,
+        delete_on_termination: deleteOnTermination ? 1 : 0,
+      })),
     );
     await insertInBatches(attachments, (batch) => tx.insertInto("volume_attachments").values(batch).execute());
     // Made as they are written: a thousand take longer to make than a slice of the event loop.
@@ -89,7 +95,11 @@ export class SubnetFull extends Error {
   }
 }
 
-export async function listInstances(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string; clientToken?: string } = {}): Promise<InstanceRecord[]> {
+export async function listInstances(
+  db: MetaDb,
+  scope: Scope,
+  q: { ids?: readonly string[]; after?: string; clientToken?: string } = {},
+): Promise<InstanceRecord[]> {
   let query = db.selectFrom("instances").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("instance_id", "in", q.ids);
   if (q.after) query = query.where("instance_id", ">", q.after);

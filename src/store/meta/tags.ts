@@ -40,7 +40,13 @@ export async function putTags(
   if (byKey.size === 0 || byId.size === 0) return [];
   return db.transaction().execute(async (tx) => {
     const existing = await readInBatches([...byId.keys()], (ids) =>
-      tx.selectFrom("tags").select(["resource_id", "key"]).where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "in", ids).execute(),
+      tx
+        .selectFrom("tags")
+        .select(["resource_id", "key"])
+        .where("account_id", "=", scope.accountId)
+        .where("region", "=", scope.region)
+        .where("resource_id", "in", ids)
+        .execute(),
     );
     // Each resource ends with the new keys and those of its own that are not among them.
     const kept = new Map<string, number>();
@@ -48,7 +54,8 @@ export async function putTags(
     const over = [...byId.keys()].filter((id) => byKey.size + (kept.get(id) ?? 0) > limit);
     if (over.length > 0) return over;
     function* rows() {
-      for (const [id, type] of byId) for (const [key, value] of byKey) yield { account_id: scope.accountId, region: scope.region, resource_id: id, resource_type: type, key, value };
+      const owned = { account_id: scope.accountId, region: scope.region };
+      for (const [id, type] of byId) for (const [key, value] of byKey) yield { ...owned, resource_id: id, resource_type: type, key, value };
     }
     await insertInBatches(rows(), (batch) =>
       tx
