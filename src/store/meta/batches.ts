@@ -1,5 +1,5 @@
 // Many rows or ids in few statements, each small: one statement per row costs a round trip on
-// PostgreSQL and, on SQLite, runs synchronously on the event loop (see SQLITE_SLICE_MS), so a
+// PostgreSQL and, on SQLite, runs synchronously on the event loop (see event-loop.ts), so a
 // long list is written or read in statements of a bounded number of parameters.
 
 /**

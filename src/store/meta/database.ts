@@ -9,11 +9,9 @@ import {
   Kysely,
   Migrator,
   PostgresDialect,
-  sql,
   SqliteDialect,
   SqliteDriver,
   type DatabaseConnection,
-  type Dialect,
   type Driver,
   type MigrationProvider,
   type QueryCompiler,
@@ -106,6 +104,8 @@ function openSqlite(dataDir: string): SQLite.Database {
   return sqlite;
 }
 
+type Compile = QueryCompiler["compileQuery"];
+
 /**
  * A driver whose connections run each statement in its turn (yieldToLoop). better-sqlite3 runs
  * each statement synchronously, and Kysely awaits nothing between them but resolved promises: a
@@ -114,8 +114,6 @@ function openSqlite(dataDir: string): SQLite.Database {
  * turns at every statement, but the answers of many connections come back in one turn, and each
  * request would go on to make and send its next statement in that same turn.
  */
-type Compile = QueryCompiler["compileQuery"];
-
 class SlicedDriver implements Driver {
   /** The driver's own connection of each one handed out (it takes back only its own). */
   readonly #own = new WeakMap<DatabaseConnection, DatabaseConnection>();
