@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import {
+  AuthorizeSecurityGroupIngressCommand,
+  CreateSecurityGroupCommand,
   CreateSubnetCommand,
   CreateTagsCommand,
   CreateVpcCommand,
@@ -97,6 +99,39 @@ describe("limits refused up front", () => {
     assert.equal(Subnets![0]!.AvailableIpAddressCount, 0);
     assert.equal((await failure(launch({ MinCount: 1, MaxCount: 1, SubnetId }))).name, "InsufficientFreeAddressesInSubnet");
     await terminate(launched.Instances!);
+  });
+
+  it("refuses a launch of more volumes than an instance attaches, and more mappings than a request may give", async () => {
+    const letter = (n: number) => String.fromCharCode(97 + n);
+    const mappings = (count: number) =>
+      Array.from({ length: count }, (_, i) => ({ DeviceName: `/dev/xvd${letter(1 + Math.floor(i / 26))}${letter(i % 26)}`, Ebs: { VolumeSize: 1 } }));
+    const launchWith = (count: number, InstanceType: "t3.micro" | "t2.micro") =>
+      ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType, MinCount: 1, MaxCount: 1, BlockDeviceMappings: mappings(count) }));
+    // A Nitro type: 28 attachments, one of them the network interface; the image's root is one volume.
+    const nitro = await failure(launchWith(27, "t3.micro"));
+    assert.equal(nitro.name, "AttachmentLimitExceeded");
+    assert.match(nitro.message, /at most 27 volumes attached; the launch gives it 28/);
+    assert.equal((await launchWith(26, "t3.micro")).Instances![0]!.BlockDeviceMappings!.length, 27);
+    // Xen: 40 volumes.
+    assert.equal((await launchWith(39, "t2.micro")).Instances![0]!.BlockDeviceMappings!.length, 40);
+    assert.equal((await failure(launchWith(40, "t2.micro"))).name, "AttachmentLimitExceeded");
+    assert.equal((await failure(launchWith(129, "t2.micro"))).name, "InvalidBlockDeviceMapping");
+    await terminate(await liveInstances());
+  });
+
+  it("keeps a security group within 1,000 rules a direction, and finds duplicates among them", async () => {
+    const { GroupId } = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "many-rules", Description: "many" }));
+    const cidr = (n: number) => `10.${Math.floor(n / 256)}.${n % 256}.0/24`;
+    const ranges = (count: number, from = 0) => Array.from({ length: count }, (_, i) => ({ CidrIp: cidr(from + i) }));
+    const authorize = (count: number, from = 0) => {
+      const IpPermissions = [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: ranges(count, from) }];
+      return ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId, IpPermissions }));
+    };
+    assert.equal((await failure(authorize(1001))).name, "RulesPerSecurityGroupLimitExceeded");
+    assert.equal((await authorize(999)).SecurityGroupRules!.length, 999);
+    assert.equal((await failure(authorize(1, 998))).name, "InvalidPermission.Duplicate");
+    assert.equal((await failure(authorize(2, 999))).name, "RulesPerSecurityGroupLimitExceeded");
+    assert.equal((await authorize(1, 999)).SecurityGroupRules!.length, 1);
   });
 
   it("tags at most 1,000 resources in one CreateTags, each named once however often it is given", async () => {

@@ -131,14 +131,29 @@ export function toImage(record: ImageRecord, tags: ReadonlyMap<string, string>):
   };
 }
 
+/**
+ * Most block device mappings one request may give: an instance attaches at most a few dozen
+ * volumes, and every mapping costs a lookup (and, in a launch, a volume per instance).
+ */
+export const MAX_BLOCK_DEVICE_MAPPINGS = 128;
+
+export function checkMappingCount(mappings: readonly BlockDeviceMapping[] | undefined): void {
+  if ((mappings?.length ?? 0) > MAX_BLOCK_DEVICE_MAPPINGS) {
+    throw new ApiError("InvalidBlockDeviceMapping", `A request may give at most ${MAX_BLOCK_DEVICE_MAPPINGS} block device mappings.`);
+  }
+}
+
 /** Block device mappings of a request, checked against the caller's snapshots. */
 export async function blockDevicesFrom(ctx: ActionContext, mappings: readonly BlockDeviceMapping[]): Promise<BlockDeviceRow[]> {
+  checkMappingCount(mappings);
   const devices: BlockDeviceRow[] = [];
+  const names = new Set<string>();
   for (const [i, mapping] of mappings.entries()) {
     if (!mapping.DeviceName) throw new ApiError("MissingParameter", `The request must contain the parameter BlockDeviceMapping.${i + 1}.DeviceName`);
-    if (devices.some((d) => d.device_name === mapping.DeviceName)) {
+    if (names.has(mapping.DeviceName)) {
       throw new ApiError("InvalidBlockDeviceMapping", `The device '${mapping.DeviceName}' is used in more than one block device mapping.`);
     }
+    names.add(mapping.DeviceName);
     const base = { device_name: mapping.DeviceName, virtual_name: null, no_device: 0, snapshot_id: null, volume_size: null, volume_type: null, delete_on_termination: null, encrypted: null, iops: null, throughput: null, kms_key_id: null };
     if (mapping.NoDevice !== undefined) {
       devices.push({ ...base, no_device: 1 });

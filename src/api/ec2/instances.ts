@@ -18,7 +18,7 @@ import { groupBy } from "../../domain/collections.js";
 import { compileFilters } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
-import { instanceType } from "../../domain/instance-types.js";
+import { instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
 import { schedule, transition, type Schedule } from "../../domain/transitions.js";
 import { yieldToLoop } from "../../event-loop.js";
@@ -43,7 +43,7 @@ import { availableAddresses, listNetworkInterfaces } from "../../store/meta/netw
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { blockDevicesFrom, visibleImage } from "./images.js";
+import { blockDevicesFrom, checkMappingCount, visibleImage } from "./images.js";
 import { keyPairNamed } from "./key-pairs.js";
 import { instanceInterfaces, planLaunchNetwork } from "./instance-network.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
@@ -180,6 +180,7 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
     throw new ApiError("InvalidParameterValue", `The architecture '${typeInfo.architectures.join(", ")}' of the specified instance type does not match the architecture '${image.architecture}' of the specified AMI.`);
   }
   // Mappings that change an image device need not name a snapshot; new ones are checked in full.
+  checkMappingCount(input.BlockDeviceMappings);
   const requested: BlockDeviceRow[] = [];
   for (const mapping of input.BlockDeviceMappings ?? []) {
     const existing = imageDevices.find((d) => d.device_name === mapping.DeviceName);
@@ -191,6 +192,7 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
     }
   }
   const devices = launchDevices(imageDevices, requested);
+  checkAttachments(typeInfo, devices.length);
   if (input.KeyName) await keyPairNamed(ctx, input.KeyName);
   const tags = tagSpecificationsFor(input.TagSpecifications, ["instance", "volume", "network-interface"]);
   const { zone, network } = await planLaunchNetwork(ctx, input, requestedZone);
@@ -203,6 +205,18 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   }
   const count = await launchCount(ctx, network, min, max);
   return { image, devices, type, zone, network, count, tags };
+}
+
+/**
+ * EC2's volume limits for an instance: a Nitro instance's 28 attachments are shared by its
+ * volumes and network interfaces (a launch gives it one); Xen instances take up to 40 volumes.
+ */
+function checkAttachments(type: InstanceTypeInfo, volumes: number): void {
+  const limit = type.hypervisor === "nitro" ? 28 - 1 : 40;
+  if (volumes > limit) {
+    const message = `An instance of type ${type.name} can have at most ${limit} volumes attached; the launch gives it ${volumes}.`;
+    throw new ApiError("AttachmentLimitExceeded", message);
+  }
 }
 
 const insufficientAddresses = (subnetId: string) =>
