@@ -46,6 +46,8 @@ export interface KilnConfig {
     maxBodyBytes: number;
     maxParameters: number;
     maxDepth: number;
+    /** Most instances an account may have running (not terminated) in a region: EC2's instance limit. */
+    maxInstances: number;
   };
 }
 
@@ -155,6 +157,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
       maxBodyBytes: positive("KILN_MAX_BODY_BYTES", env.KILN_MAX_BODY_BYTES, 1024 * 1024),
       maxParameters: positive("KILN_MAX_PARAMETERS", env.KILN_MAX_PARAMETERS, 10_000),
       maxDepth: 16,
+      maxInstances: positive("KILN_MAX_INSTANCES", env.KILN_MAX_INSTANCES, 1000),
     },
   };
 }

@@ -13,13 +13,17 @@ const model = ec2Model();
 const input = (action: string) => model.operations.get(action)!.input!;
 const query = (text: string) => treeFromPairs(new URLSearchParams(text), limits);
 
+const apiError = (code: string, message?: RegExp) => (error: unknown) => {
+  assert.ok(error instanceof ApiError, `expected ApiError, got ${String(error)}`);
+  assert.equal(error.code, code);
+  if (message) assert.match(error.message, message);
+  return true;
+};
+
+const rejectsCode = (promise: Promise<unknown>, code: string, message?: RegExp) => assert.rejects(promise, apiError(code, message));
+
 function throwsCode(fn: () => unknown, code: string, message?: RegExp) {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof ApiError, `expected ApiError, got ${String(error)}`);
-    assert.equal(error.code, code);
-    if (message) assert.match(error.message, message);
-    return true;
-  });
+  assert.throws(fn, apiError(code, message));
 }
 
 // A small model with every shape kind EC2's model has, and maps, which it lacks.
@@ -199,8 +203,8 @@ describe("decoding query parameters", () => {
 });
 
 describe("decoding XML and JSON bodies", () => {
-  it("reads an XML body by member names, with item lists", () => {
-    const { root, params } = treeFromXml(
+  it("reads an XML body by member names, with item lists", async () => {
+    const { root, params } = await treeFromXml(
       `<?xml version="1.0"?><CreateStoreImageTask><ImageId>ami-1234567890abcdef0</ImageId><Bucket>my-bucket</Bucket>` +
         `<S3ObjectTags><item><Key>a</Key><Value>1 &amp; 2</Value></item><item><Key>b</Key><Value/></item></S3ObjectTags></CreateStoreImageTask>`,
       limits,
@@ -213,16 +217,29 @@ describe("decoding XML and JSON bodies", () => {
     });
   });
 
-  it("reads repeated XML elements and single elements as lists", () => {
-    const repeated = treeFromXml("<DescribeTags><Filter><Name>key</Name><Value>a</Value><Value>b</Value></Filter><Filter><Name>value</Name><Value>c</Value></Filter></DescribeTags>", limits);
+  it("reads repeated XML elements and single elements as lists", async () => {
+    const repeated = await treeFromXml(
+      "<DescribeTags><Filter><Name>key</Name><Value>a</Value><Value>b</Value></Filter><Filter><Name>value</Name><Value>c</Value></Filter></DescribeTags>",
+      limits,
+    );
     assert.deepEqual(decodeStructure(repeated.params, input("DescribeTags")).Filters, [{ Name: "key", Values: ["a", "b"] }, { Name: "value", Values: ["c"] }]);
-    const single = treeFromXml("<DescribeTags><Filters><item><Name>key</Name><Values><item>a</item></Values></item></Filters></DescribeTags>", limits);
+    const single = await treeFromXml("<DescribeTags><Filters><item><Name>key</Name><Values><item>a</item></Values></item></Filters></DescribeTags>", limits);
     assert.deepEqual(decodeStructure(single.params, input("DescribeTags")).Filters, [{ Name: "key", Values: ["a"] }]);
   });
 
-  it("refuses DOCTYPEs and malformed XML", () => {
-    throwsCode(() => treeFromXml('<!DOCTYPE x [<!ENTITY a "aaaa">]><DescribeTags/>', limits), "InvalidRequest", /DOCTYPE/);
-    throwsCode(() => treeFromXml("<DescribeTags><Filter></DescribeTags>", limits), "InvalidRequest", /not well formed/);
+  it("refuses DOCTYPEs and malformed XML", async () => {
+    await rejectsCode(treeFromXml('<!DOCTYPE x [<!ENTITY a "aaaa">]><DescribeTags/>', limits), "InvalidRequest", /DOCTYPE/);
+    await rejectsCode(treeFromXml("<DescribeTags><Filter></DescribeTags>", limits), "InvalidRequest", /not well formed/);
+  });
+
+  it("reads a large XML body (on a worker thread) as it reads a small one", async () => {
+    const ids = Array.from({ length: 900 }, (_, i) => `vol-${i.toString(16).padStart(17, "0")}`);
+    const document = `<DescribeVolumes><VolumeIds>${ids.map((id) => `<item>${id}</item>`).join("")}</VolumeIds></DescribeVolumes>`;
+    assert.ok(document.length > 16 * 1024);
+    const { root, params } = await treeFromXml(document, limits);
+    assert.equal(root, "DescribeVolumes");
+    assert.deepEqual(decodeStructure(params, input("DescribeVolumes")).VolumeIds, ids);
+    await rejectsCode(treeFromXml(`${document.slice(0, -20)}</DescribeVolumes>`, limits), "InvalidRequest", /not well formed/);
   });
 
   it("reads a JSON body with native and string scalars", () => {
@@ -236,12 +253,15 @@ describe("decoding XML and JSON bodies", () => {
   });
 });
 
+/** An answer's bytes as text. */
+const text = async (pieces: Promise<Buffer[]>) => Buffer.concat(await pieces).toString("utf8");
+
 describe("encoding", () => {
-  it("writes EC2 XML: namespace, requestId, locationNames and item lists", () => {
-    const xml = encodeXmlResponse(model, "DescribeTags", model.operations.get("DescribeTags")!.output, {
+  it("writes EC2 XML: namespace, requestId, locationNames and item lists", async () => {
+    const xml = await text(encodeXmlResponse(model, "DescribeTags", model.operations.get("DescribeTags")!.output, {
       Tags: [{ Key: "Name", Value: "a<b", ResourceId: "i-12345678", ResourceType: "instance" }],
       NextToken: "t",
-    }, "req-1");
+    }, "req-1"));
     assert.equal(
       xml,
       '<?xml version="1.0" encoding="UTF-8"?>\n<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>req-1</requestId>' +
@@ -249,13 +269,13 @@ describe("encoding", () => {
     );
   });
 
-  it("answers <return>true</return> for actions without output", () => {
-    const xml = encodeXmlResponse(model, "CreateTags", model.operations.get("CreateTags")!.output, undefined, "req-2");
+  it("answers <return>true</return> for actions without output", async () => {
+    const xml = await text(encodeXmlResponse(model, "CreateTags", model.operations.get("CreateTags")!.output, undefined, "req-2"));
     assert.match(xml, /<CreateTagsResponse xmlns="http:\/\/ec2\.amazonaws\.com\/doc\/2016-11-15\/"><requestId>req-2<\/requestId><return>true<\/return><\/CreateTagsResponse>$/);
   });
 
-  it("writes timestamps with milliseconds, blobs in base64, maps, empty lists and nested structures", () => {
-    const xml = encodeXmlResponse(synthetic, "Everything", everything.output, {
+  it("writes timestamps with milliseconds, blobs in base64, maps, empty lists and nested structures", async () => {
+    const xml = await text(encodeXmlResponse(synthetic, "Everything", everything.output, {
       Name: "n",
       Labels: [],
       When: new Date("2026-11-22T10:15:30Z"),
@@ -263,7 +283,7 @@ describe("encoding", () => {
       Attributes: { color: "red" },
       Nested: { Inner: "a", Child: { Inner: "b" } },
       NotInModel: "ignored",
-    }, "r");
+    }, "r"));
     assert.match(xml, /<name>n<\/name><labelSet\/><when>2026-11-22T10:15:30\.000Z<\/when><data>aGVsbG8=<\/data>/);
     assert.match(xml, /<attributes><item><key>color<\/key><value>red<\/value><\/item><\/attributes>/);
     assert.match(xml, /<nested><inner>a<\/inner><child><inner>b<\/inner><\/child><\/nested>/);
@@ -277,8 +297,13 @@ describe("encoding", () => {
     );
   });
 
-  it("writes JSON by member names", () => {
-    const json = JSON.parse(encodeJsonResponse(everything.output, { Name: "n", When: new Date(0), Data: Buffer.from("hi"), Labels: ["a"] }, "r"));
-    assert.deepEqual(json, { RequestId: "r", Name: "n", When: "1970-01-01T00:00:00.000Z", Data: "aGk=", Labels: ["a"] });
+  it("writes JSON by member names", async () => {
+    const nested = { Labels: ["a", "b"], Attributes: { color: "red" }, Nested: { Inner: "a", Child: { Inner: "b" } } };
+    const value = { Name: 'n "quoted"', When: new Date(0), Data: Buffer.from("hi"), ...nested };
+    const written = await text(encodeJsonResponse(everything.output, value, "r"));
+    const json = JSON.parse(written);
+    assert.deepEqual(json, { RequestId: "r", Name: 'n "quoted"', When: "1970-01-01T00:00:00.000Z", Data: "aGk=", ...nested });
+    // Written as JSON.stringify writes it.
+    assert.equal(written, JSON.stringify(json));
   });
 });

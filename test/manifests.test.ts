@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { sql, type RawBuilder } from "kysely";
 import { CopySnapshotCommand, CreateSnapshotCommand, CreateVolumeCommand, DeleteSnapshotCommand, DeleteVolumeCommand, waitUntilSnapshotCompleted } from "@aws-sdk/client-ec2";
+import { CompleteSnapshotCommand, ListChangedBlocksCommand, ListSnapshotBlocksCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import { BLOCK, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
@@ -88,5 +89,49 @@ describe("layered manifests", () => {
     await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 30 }, { SnapshotIds: [SnapshotId!] });
     assert.equal(await rows(), before, "no manifest rows were copied");
     assertSameBlocks(await readSnapshot(kiln, SnapshotId!), blocks);
+  });
+
+  it("lists the blocks of manifests of thousands of rows, layer over layer, page by page", async () => {
+    // Rows written straight into the manifests (thousands of PutSnapshotBlock would upload GiBs):
+    // the lists read each layer 1,024 rows at a time, and must resolve across those reads.
+    const ebs = kiln.ebs();
+    const chunk = (n: number) => n.toString(16).padStart(64, "0");
+    const snapshotOf = async (rows: Map<number, string>, parent?: string) => {
+      const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 65536, ParentSnapshotId: parent }));
+      const entries = [...rows].map(([block_index, chunk]) => ({ snapshot_id: SnapshotId!, block_index, chunk, written: 0 }));
+      for (let i = 0; i < entries.length; i += 500) await kiln.kiln.meta.db.insertInto("snapshot_blocks").values(entries.slice(i, i + 500)).execute();
+      await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 0 }));
+      return SnapshotId!;
+    };
+    const parentRows = new Map(Array.from({ length: 3000 }, (_, i) => [i * 3, chunk(i + 1)] as [number, string]));
+    // The child overrides every 4th block with new data and every 5th with zeros (hiding the parent's), and adds its own far out.
+    const childRows = new Map<number, string>();
+    for (let index = 0; index < 9000; index++) {
+      if (index % 5 === 0) childRows.set(index, "");
+      else if (index % 4 === 0) childRows.set(index, chunk(100000 + index));
+    }
+    for (let i = 0; i < 500; i++) childRows.set(100_000_000 + i * 7, chunk(200000 + i));
+    const parent = await snapshotOf(parentRows);
+    const child = await snapshotOf(childRows, parent);
+
+    const indices = [...new Set([...parentRows.keys(), ...childRows.keys()])].sort((a, b) => a - b);
+    const resolved = (index: number) => childRows.get(index) ?? parentRows.get(index) ?? "";
+    const token = (chunk: string) => (chunk === "" ? undefined : Buffer.from(chunk, "hex").toString("base64"));
+    const listed: [number, string | undefined][] = [];
+    for (let NextToken: string | undefined, first = true; first || NextToken; first = false) {
+      const page = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: child, MaxResults: 1000, NextToken }));
+      listed.push(...page.Blocks!.map((b) => [b.BlockIndex!, b.BlockToken] as [number, string | undefined]));
+      NextToken = page.NextToken;
+    }
+    assert.deepEqual(listed, indices.filter((i) => resolved(i) !== "").map((i) => [i, token(resolved(i))]));
+
+    const changed: [number, string | undefined, string | undefined][] = [];
+    for (let NextToken: string | undefined, first = true; first || NextToken; first = false) {
+      const page = await ebs.send(new ListChangedBlocksCommand({ FirstSnapshotId: parent, SecondSnapshotId: child, MaxResults: 1000, NextToken }));
+      for (const block of page.ChangedBlocks!) changed.push([block.BlockIndex!, block.FirstBlockToken, block.SecondBlockToken]);
+      NextToken = page.NextToken;
+    }
+    const differing = indices.filter((i) => resolved(i) !== (parentRows.get(i) ?? ""));
+    assert.deepEqual(changed, differing.map((i) => [i, token(parentRows.get(i) ?? ""), token(resolved(i))]));
   });
 });

@@ -62,13 +62,17 @@ export async function startKiln(dataDir, env = {}) {
   const port = await freePort();
   const child = start(process.execPath, [KILN_BIN, "serve", "--port", String(port), "--data-dir", dataDir], "kiln", env);
   await waitUntilUp(`http://127.0.0.1:${port}/_kiln/health`, "Kiln");
-  const stop = () =>
-    new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once("exit", () => resolve());
-      child.kill("SIGTERM");
-    });
-  return { name: "kiln", port, pid: child.pid, stop };
+  return { name: "kiln", port, pid: child.pid, stop: () => stopChild(child) };
+}
+
+/** Stops a server this benchmark started (SIGKILL if it has not gone 5 s after SIGTERM: one may be stuck in a request). */
+function stopChild(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+    setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"), 5000).unref();
+  });
 }
 
 /** moto_server on a free port, or undefined (with a note) when it is not installed. */
@@ -81,5 +85,5 @@ export async function startMoto(env = {}) {
   const port = await freePort();
   const child = start(moto, ["-H", "127.0.0.1", "-p", String(port)], "moto_server", env);
   await waitUntilUp(`http://127.0.0.1:${port}/`, "moto_server");
-  return { name: "moto", port, pid: child.pid };
+  return { name: "moto", port, pid: child.pid, stop: () => stopChild(child) };
 }

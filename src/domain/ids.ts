@@ -1,6 +1,6 @@
 // Resource identifiers: `<prefix>-` and 17 lowercase hex digits (8 for older resources), and the
 // tag resource type each prefix names.
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { ApiError } from "../protocol/errors.js";
 
 const RESOURCE_TYPES: Record<string, string> = {
@@ -31,8 +31,24 @@ const RESOURCE_TYPES: Record<string, string> = {
 
 const ID = /^([a-z]+(?:-[a-z]+)?)-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
+/**
+ * Random bytes as hex, drawn from a pool refilled a few KiB at a time: each call into OpenSSL costs
+ * microseconds, and a launch of a thousand instances makes thousands of ids. Ids are no secrets.
+ */
+const pool = Buffer.alloc(4096);
+let drawn = pool.length;
+
+export function randomHex(bytes: number): string {
+  if (drawn + bytes > pool.length) {
+    randomFillSync(pool);
+    drawn = 0;
+  }
+  drawn += bytes;
+  return pool.toString("hex", drawn - bytes, drawn);
+}
+
 export function newId(prefix: string): string {
-  return `${prefix}-${randomBytes(9).toString("hex").slice(0, 17)}`;
+  return `${prefix}-${randomHex(9).slice(0, 17)}`;
 }
 
 /** The resource type an id names, or InvalidID when it names none Kiln knows. */

@@ -8,7 +8,8 @@
 // node:crypto makes the keys; sshpk reads and writes the SSH encodings (OpenSSH lines, RFC 4716,
 // OpenSSH private keys), which node:crypto does not know. Neither writes a PPK private key, so
 // that file is written here.
-import { createHash, createHmac, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createHash, createHmac, createPublicKey, generateKeyPair as generateKeys, type KeyObject } from "node:crypto";
+import { promisify } from "node:util";
 import sshpk from "sshpk";
 import { ApiError } from "../protocol/errors.js";
 
@@ -36,9 +37,20 @@ const colonHex = (digest: Buffer) => digest.toString("hex").match(/../g)!.join("
 const sshLine = (key: sshpk.Key, name: string) => `${key.toString("ssh").split(" ").slice(0, 2).join(" ")} ${name}`;
 const ed25519Fingerprint = (key: sshpk.Key) => createHash("sha256").update(key.toBuffer("rfc4253")).digest("base64");
 
-export function generateKeyPair(keyType: SshKeyType, keyFormat: "pem" | "ppk", name: string): NewKeyPair {
+// Keys are made on libuv's thread pool: an RSA key takes tens to hundreds of milliseconds to find,
+// which on the event loop would hold up every other request. One RSA key at a time, so that many
+// CreateKeyPair at once leave the pool's other threads to file access (health's among it).
+let rsaQueue: Promise<unknown> = Promise.resolve();
+function generateRsa() {
+  const made = rsaQueue.then(() => promisify(generateKeys)("rsa", { modulusLength: 2048 }));
+  rsaQueue = made.catch(() => {});
+  return made;
+}
+const generateEd25519 = () => promisify(generateKeys)("ed25519", undefined);
+
+export async function generateKeyPair(keyType: SshKeyType, keyFormat: "pem" | "ppk", name: string): Promise<NewKeyPair> {
   if (keyType === "rsa") {
-    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const { privateKey, publicKey } = await generateRsa();
     const pkcs8 = privateKey.export({ type: "pkcs8", format: "der" });
     const ssh = sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }), "pem");
     return {
@@ -48,7 +60,7 @@ export function generateKeyPair(keyType: SshKeyType, keyFormat: "pem" | "ppk", n
       publicKey: sshLine(ssh, name),
     };
   }
-  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const { privateKey, publicKey } = await generateEd25519();
   const ssh = sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }), "pem");
   const openssh = sshpk.parsePrivateKey(privateKey.export({ type: "pkcs8", format: "pem" }), "pkcs8").toString("openssh");
   return {

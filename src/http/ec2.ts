@@ -4,10 +4,11 @@ import type { IncomingMessage } from "node:http";
 import type { Action, ActionContext } from "../api/ec2/action.js";
 import type { SignatureVerifier } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
+import { yieldToLoop } from "../event-loop.js";
 import { ApiError, dryRunSucceeded, InvalidParameter } from "../protocol/errors.js";
 import { decodeStructure } from "../protocol/ec2-query/decode.js";
 import { encodeJsonError, encodeJsonResponse, encodeXmlError, encodeXmlResponse } from "../protocol/ec2-query/encode.js";
-import { emptyParams, treeFromJson, treeFromPairs, treeFromXml, type ParamObject } from "../protocol/ec2-query/params.js";
+import { emptyParams, treeFromForm, treeFromJson, treeFromPairs, treeFromXml, type ParamObject } from "../protocol/ec2-query/params.js";
 import type { ServiceModel, StructureShape } from "../protocol/model.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { BlobStore } from "../store/objects/blobs.js";
@@ -28,7 +29,8 @@ export interface ParsedUrl {
 export interface Ec2Answer {
   status: number;
   contentType: string;
-  body: string;
+  /** The answer's text, or its bytes in pieces (a large answer is made so). */
+  body: string | readonly Buffer[];
   /** For the request log. */
   action?: string;
   accountId?: string;
@@ -54,17 +56,15 @@ export function ec2Endpoint(deps: {
   const limits = config.limits;
 
   /** Parameters from the query string and, for POST, the body, in whichever encoding it came. */
-  function parameters(req: IncomingMessage, url: ParsedUrl, body: Buffer): { params: ParamObject; xmlRoot?: string } {
+  async function parameters(req: IncomingMessage, url: ParsedUrl, body: Buffer): Promise<{ params: ParamObject; xmlRoot?: string }> {
     const queryPairs = url.pairs.filter(([name]) => !SIGNATURE_PARAMS.test(name));
     if (req.method !== "POST" || body.length === 0) return { params: treeFromPairs(queryPairs, limits) };
     const type = (req.headers["content-type"] ?? "application/x-www-form-urlencoded").split(";")[0]!.trim().toLowerCase();
-    if (type === "application/x-www-form-urlencoded") {
-      return { params: treeFromPairs([...queryPairs, ...new URLSearchParams(body.toString("utf8"))], limits) };
-    }
+    if (type === "application/x-www-form-urlencoded") return { params: await treeFromForm(queryPairs, body.toString("utf8"), limits) };
     let params: ParamObject;
     let xmlRoot: string | undefined;
     if (type === "text/xml" || type === "application/xml") {
-      ({ root: xmlRoot, params } = treeFromXml(body.toString("utf8"), limits));
+      ({ root: xmlRoot, params } = await treeFromXml(body.toString("utf8"), limits));
     } else if (type === "application/json" || type.endsWith("+json")) {
       params = treeFromJson(body.toString("utf8"), limits);
     } else {
@@ -93,7 +93,7 @@ export function ec2Endpoint(deps: {
         const caller = await callerOf(deps, requestToVerify(req, url, body), "ec2");
         log.accountId = caller.accountId;
         log.region = caller.region;
-        const { params, xmlRoot } = parameters(req, url, body);
+        const { params, xmlRoot } = await parameters(req, url, body);
         const name = actionName(params, xmlRoot);
         log.action = name;
         const version = params.Version;
@@ -114,6 +114,8 @@ export function ec2Endpoint(deps: {
           const replacement = error instanceof InvalidParameter ? action.parameterErrors?.[error.parameter] ?? action.parameterErrors?.[error.parameter.split(".")[0]!] : undefined;
           throw replacement ? replacement(error as InvalidParameter) : error;
         }
+        // Decoding thousands of parameters takes milliseconds: the event loop may want a turn.
+        await yieldToLoop();
         await catalogue.ensure(caller.region);
         const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config, blobs, tasks };
         const attempt = async () => {
@@ -136,8 +138,8 @@ export function ec2Endpoint(deps: {
           status: 200,
           contentType: json ? JSON_TYPE : XML_TYPE,
           body: json
-            ? encodeJsonResponse(operation.output, output, requestId)
-            : encodeXmlResponse(model, name, operation.output, output, requestId),
+            ? await encodeJsonResponse(operation.output, output, requestId)
+            : await encodeXmlResponse(model, name, operation.output, output, requestId),
         };
       } catch (error) {
         const apiError = error instanceof ApiError ? error : undefined;

@@ -3,6 +3,7 @@
 // /snapshots; the EC2 Query API on /), and leaves one log line.
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { yieldToLoop } from "../event-loop.js";
 import type { Logger } from "../log.js";
 import { isStoreUnavailable } from "../store/meta/database.js";
 import type { Socket } from "node:net";
@@ -42,6 +43,9 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
     let answer: Partial<Ec2Answer> & { status: number };
     let protocol: Protocol = "ec2";
     try {
+      // Requests that arrive together begin in turn (yieldToLoop), not all in one turn of the
+      // event loop; Kiln's own routes (health) are answered at once.
+      if (!url.path.startsWith("/_kiln/")) await yieldToLoop();
       protocol = isS3Request(req, url) ? "s3" : isEbsPath(url.path) ? "ebs" : "ec2";
       const page = fromWebPage(req);
       if (url.path.startsWith("/_kiln/")) {
@@ -169,16 +173,26 @@ const internalError = (protocol: Protocol, requestId: string) =>
 const unavailableError = (protocol: Protocol, requestId: string) =>
   protocolError(protocol, requestId, 503, UNAVAILABLE, "The request has failed due to a temporary failure of the server.");
 
-function send(res: ServerResponse, req: IncomingMessage, status: number, contentType: string, body: string, requestId: string, extra: Record<string, string> = {}) {
+function send(
+  res: ServerResponse,
+  req: IncomingMessage,
+  status: number,
+  contentType: string,
+  body: string | readonly Buffer[],
+  requestId: string,
+  extra: Record<string, string> = {},
+) {
   const headers: Record<string, string | number> = {
     ...extra,
     "content-type": contentType,
-    "content-length": Buffer.byteLength(body),
+    "content-length": typeof body === "string" ? Buffer.byteLength(body) : body.reduce((sum, piece) => sum + piece.length, 0),
     "x-amzn-requestid": requestId,
     server: "Kiln",
   };
   // A body left unread (refused for its size, or before it was needed) leaves the connection unusable: close it.
   if (!req.complete) headers.connection = "close";
   res.writeHead(status, headers);
-  res.end(body);
+  if (typeof body === "string") return void res.end(body);
+  for (const piece of body) res.write(piece);
+  res.end();
 }

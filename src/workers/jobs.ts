@@ -1,11 +1,13 @@
 // The jobs the worker threads run, by kind: each kind's request and result, and the handler
 // (in the module that owns the work) that a worker calls.
 import type { InflateRequest, InflateResult } from "../formats/disk/inflate.js";
+import type { ParseXmlRequest, ParseXmlResult } from "../protocol/xml.js";
 import type { HashBlockRequest, HashBlockResult } from "../store/blocks/hash-block.js";
 
 export interface Jobs {
   inflate: { request: InflateRequest; result: InflateResult };
   "hash-block": { request: HashBlockRequest; result: HashBlockResult };
+  "parse-xml": { request: ParseXmlRequest; result: ParseXmlResult };
 }
 
 export type JobKind = keyof Jobs;

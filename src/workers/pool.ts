@@ -1,5 +1,5 @@
 // A few worker threads for the CPU-heavy steps of moving disk data: inflating compressed grains
-// and clusters, and hashing snapshot blocks. Done on the main thread, that work (and
+// and clusters, and hashing snapshot blocks; and for parsing large XML request documents. Done on the main thread, that work (and
 // the garbage its buffers leave) would compete with reading the next extents and with serving
 // requests; here the main thread only posts one message per job. Jobs carry their bytes in
 // buffers the caller reuses (shared with the worker, or moved there and back), so nothing is

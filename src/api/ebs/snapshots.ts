@@ -10,10 +10,12 @@ import type {
   StartSnapshotResponse,
 } from "@aws-sdk/client-ebs";
 import { newId } from "../../domain/ids.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { BLOCK_SIZE, ZERO_BLOCK_SHA256, ZERO_CHUNK, type ChunkStore } from "../../store/blocks/chunks.js";
 import type { MetaStore } from "../../store/meta/database.js";
 import {
+  blockRows,
   getBlock,
   getSnapshot,
   insertSnapshot,
@@ -158,17 +160,18 @@ export async function completeSnapshot(ctx: EbsContext, snapshotId: string, head
   if (headers.changedBlocksCount === undefined || !Number.isInteger(count) || count < 0) {
     throw invalid("CompleteSnapshot requires x-amz-ChangedBlocksCount, a whole number.");
   }
-  const written = await writtenBlocks(ctx.meta.db, snapshot.snapshot_id);
-  if (count !== written.length) {
-    throw invalid(`x-amz-ChangedBlocksCount is ${count}, but ${written.length} blocks were written to the snapshot.`);
+  // LINEAR: the SHA-256 of every written block's SHA-256, in block order.
+  const aggregate = createHash("sha256");
+  let written = 0;
+  for await (const block of writtenBlocks(ctx.meta.db, snapshot.snapshot_id)) {
+    written++;
+    aggregate.update(Buffer.from(block.chunk === ZERO_CHUNK ? ZERO_BLOCK_SHA256 : block.chunk, "hex"));
   }
+  if (count !== written) throw invalid(`x-amz-ChangedBlocksCount is ${count}, but ${written} blocks were written to the snapshot.`);
   if (headers.checksum !== undefined) {
     if (headers.checksumAlgorithm !== "SHA256" || headers.checksumAggregationMethod !== "LINEAR") {
       throw invalid("A snapshot checksum must be SHA256 aggregated LINEAR.");
     }
-    // LINEAR: the SHA-256 of every written block's SHA-256, in block order.
-    const aggregate = createHash("sha256");
-    for (const block of written) aggregate.update(Buffer.from(block.chunk === ZERO_CHUNK ? ZERO_BLOCK_SHA256 : block.chunk, "hex"));
     if (aggregate.digest("base64") !== headers.checksum) throw invalid("The snapshot's x-amz-Checksum does not match the blocks written.");
   }
   await setSnapshotState(ctx.meta.db, snapshot.snapshot_id, "completed", "100%");
@@ -221,20 +224,21 @@ export async function listChangedBlocks(ctx: EbsContext, secondSnapshotId: strin
   const first = query.firstSnapshotId ? await snapshotOf(ctx, query.firstSnapshotId) : undefined;
   if (first) requireCompleted(first);
   const { from, limit } = page(second, query);
-  // Walk both manifests in block order; a block counts as changed where their chunks differ.
-  const secondRows = await listBlocks(ctx.meta.db, second.snapshot_id, { from });
-  const firstRows = first ? await listBlocks(ctx.meta.db, first.snapshot_id, { from }) : [];
+  // Walk both manifests in block order, a page at a time; a block counts as changed where their chunks differ.
+  const secondRows = blockRows(ctx.meta.db, second.snapshot_id, { from });
+  const firstRows = first ? blockRows(ctx.meta.db, first.snapshot_id, { from }) : undefined;
   const changed: ChangedBlock[] = [];
   let nextToken: string | undefined;
-  let i = 0;
-  let j = 0;
-  const chunkOrZero = (row: BlockRow | undefined) => row?.chunk ?? ZERO_CHUNK;
-  while (i < secondRows.length || j < firstRows.length) {
-    const index = Math.min(secondRows[i]?.block_index ?? Infinity, firstRows[j]?.block_index ?? Infinity);
-    const inSecond = secondRows[i]?.block_index === index ? secondRows[i++] : undefined;
-    const inFirst = firstRows[j]?.block_index === index ? firstRows[j++] : undefined;
-    const secondChunk = chunkOrZero(inSecond);
-    const firstChunk = chunkOrZero(inFirst);
+  const next = async (rows: AsyncGenerator<BlockRow> | undefined) => (rows ? (await rows.next()).value ?? undefined : undefined);
+  let inSecond = await next(secondRows);
+  let inFirst = await next(firstRows);
+  while (inSecond || inFirst) {
+    const index = Math.min(inSecond?.block_index ?? Infinity, inFirst?.block_index ?? Infinity);
+    const secondChunk = inSecond?.block_index === index ? inSecond.chunk : ZERO_CHUNK;
+    const firstChunk = inFirst?.block_index === index ? inFirst.chunk : ZERO_CHUNK;
+    if (inSecond?.block_index === index) inSecond = await next(secondRows);
+    if (inFirst?.block_index === index) inFirst = await next(firstRows);
+    await yieldToLoop();
     if (secondChunk === firstChunk) continue;
     if (changed.length === limit) {
       nextToken = nextPageToken(index);

@@ -12,9 +12,11 @@ import type {
   RegisterImageResult,
 } from "@aws-sdk/client-ec2";
 import { compileFilters } from "../../domain/filters.js";
+import { groupBy } from "../../domain/collections.js";
 import { newId, requestedIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { transition } from "../../domain/transitions.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, visibleImages, type BlockDeviceRow, type ImageQuery, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
@@ -129,14 +131,29 @@ export function toImage(record: ImageRecord, tags: ReadonlyMap<string, string>):
   };
 }
 
+/**
+ * Most block device mappings one request may give: an instance attaches at most a few dozen
+ * volumes, and every mapping costs a lookup (and, in a launch, a volume per instance).
+ */
+export const MAX_BLOCK_DEVICE_MAPPINGS = 128;
+
+export function checkMappingCount(mappings: readonly BlockDeviceMapping[] | undefined): void {
+  if ((mappings?.length ?? 0) > MAX_BLOCK_DEVICE_MAPPINGS) {
+    throw new ApiError("InvalidBlockDeviceMapping", `A request may give at most ${MAX_BLOCK_DEVICE_MAPPINGS} block device mappings.`);
+  }
+}
+
 /** Block device mappings of a request, checked against the caller's snapshots. */
 export async function blockDevicesFrom(ctx: ActionContext, mappings: readonly BlockDeviceMapping[]): Promise<BlockDeviceRow[]> {
+  checkMappingCount(mappings);
   const devices: BlockDeviceRow[] = [];
+  const names = new Set<string>();
   for (const [i, mapping] of mappings.entries()) {
     if (!mapping.DeviceName) throw new ApiError("MissingParameter", `The request must contain the parameter BlockDeviceMapping.${i + 1}.DeviceName`);
-    if (devices.some((d) => d.device_name === mapping.DeviceName)) {
+    if (names.has(mapping.DeviceName)) {
       throw new ApiError("InvalidBlockDeviceMapping", `The device '${mapping.DeviceName}' is used in more than one block device mapping.`);
     }
+    names.add(mapping.DeviceName);
     const base = { device_name: mapping.DeviceName, virtual_name: null, no_device: 0, snapshot_id: null, volume_size: null, volume_type: null, delete_on_termination: null, encrypted: null, iops: null, throughput: null, kms_key_id: null };
     if (mapping.NoDevice !== undefined) {
       devices.push({ ...base, no_device: 1 });
@@ -265,7 +282,7 @@ async function grantsOf(ctx: ActionContext, records: readonly ImageRecord[]): Pr
   const grants = new Map<string, string[]>();
   if (records.length === 0) return grants;
   const rows = await ctx.meta.db.selectFrom("image_launch_permissions").selectAll().where("image_id", "in", records.map((r) => r.image.image_id)).execute();
-  for (const row of rows) grants.set(row.image_id, [...(grants.get(row.image_id) ?? []), row.grantee]);
+  for (const [imageId, granted] of groupBy(rows, (row) => row.image_id)) grants.set(imageId, granted.map((row) => row.grantee));
   return grants;
 }
 
@@ -369,6 +386,7 @@ export const imageActions: ActionTable = {
         const candidates = records.filter((r) => byOwner(r.image) && byUser(r.image) && shown(r.image));
         const tags = await tagsOf(ctx.meta.db, ctx, candidates.filter((r) => r.image.account_id === ctx.accountId).map((r) => r.image.image_id));
         for (const record of candidates) {
+          await yieldToLoop();
           const described = { record, tags: tags.get(record.image.image_id) ?? new Map<string, string>() };
           if (!matches(described)) continue;
           if (limit !== undefined && page.length === limit) {

@@ -61,7 +61,7 @@ export async function planLaunchNetwork(ctx: ActionContext, input: RunInstancesR
       subnet,
       groupIds: [...new Set(groups.map((g) => g.group_id))],
       privateIp,
-      publicIp: wantsPublic ? publicAddress() : null,
+      publicIp: () => (wantsPublic ? publicAddress() : null),
       description: primary?.Description ?? "",
       deleteOnTermination: primary?.DeleteOnTermination ?? true,
     },
@@ -101,7 +101,9 @@ export async function instanceInterfaces(ctx: ActionContext, instanceIds: readon
       Ipv6Addresses: [],
       InterfaceType: "interface",
     };
-    byInstance.set(id, [...(byInstance.get(id) ?? []), view]);
+    const views = byInstance.get(id);
+    if (views) views.push(view);
+    else byInstance.set(id, [view]);
   }
   for (const list of byInstance.values()) list.sort((a, b) => a.Attachment!.DeviceIndex! - b.Attachment!.DeviceIndex!);
   return byInstance;

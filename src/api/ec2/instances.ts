@@ -14,20 +14,36 @@ import type {
   StopInstancesRequest,
   TerminateInstancesRequest,
 } from "@aws-sdk/client-ec2";
+import { groupBy } from "../../domain/collections.js";
 import { compileFilters } from "../../domain/filters.js";
 import { newId, requestedIds, uniqueIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
-import { instanceType } from "../../domain/instance-types.js";
+import { instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
 import { schedule, transition, type Schedule } from "../../domain/transitions.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { BlockDeviceRow } from "../../store/meta/images.js";
-import { GUEST_SHUTDOWN, SubnetFull, attachmentsOf, insertLaunch, listInstances, releaseInstanceResources, setSchedule, type AttachmentRow, type InstanceRecord, type InstanceState, type Launch } from "../../store/meta/instances.js";
-import { listNetworkInterfaces } from "../../store/meta/network.js";
+import {
+  GUEST_SHUTDOWN,
+  SubnetFull,
+  attachmentsOf,
+  countLiveInstances,
+  insertLaunch,
+  listInstances,
+  releaseInstanceResources,
+  setSchedule,
+  type AttachmentRow,
+  type InstanceRecord,
+  type InstanceState,
+  type Launch,
+  type LaunchInterface,
+} from "../../store/meta/instances.js";
+import { availableAddresses, listNetworkInterfaces } from "../../store/meta/network.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { blockDevicesFrom, visibleImage } from "./images.js";
+import { blockDevicesFrom, checkMappingCount, visibleImage } from "./images.js";
 import { keyPairNamed } from "./key-pairs.js";
 import { instanceInterfaces, planLaunchNetwork } from "./instance-network.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
@@ -47,10 +63,10 @@ const userInitiated = (now = new Date()) => `User initiated (${now.toISOString()
 export async function instancesOf(ctx: ActionContext, requested: readonly string[]): Promise<InstanceRecord[]> {
   const ids = uniqueIds(requested);
   ids.forEach(checkInstanceId);
-  const found = await listInstances(ctx.meta.db, ctx, { ids });
-  const missing = ids.filter((id) => !found.some((r) => r.row.instance_id === id));
+  const found = new Map((await listInstances(ctx.meta.db, ctx, { ids })).map((r) => [r.row.instance_id, r]));
+  const missing = ids.filter((id) => !found.has(id));
   if (missing.length) throw new ApiError("InvalidInstanceID.NotFound", `The instance ID${missing.length > 1 ? "s" : ""} '${missing.join("', '")}' ${missing.length > 1 ? "do" : "does"} not exist`);
-  return ids.map((id) => found.find((r) => r.row.instance_id === id)!);
+  return ids.map((id) => found.get(id)!);
 }
 
 export function toInstance(record: InstanceRecord, attachments: readonly AttachmentRow[], tags: ReadonlyMap<string, string>, interfaces: readonly InstanceNetworkInterface[]): Instance {
@@ -165,6 +181,7 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
     throw new ApiError("InvalidParameterValue", `The architecture '${typeInfo.architectures.join(", ")}' of the specified instance type does not match the architecture '${image.architecture}' of the specified AMI.`);
   }
   // Mappings that change an image device need not name a snapshot; new ones are checked in full.
+  checkMappingCount(input.BlockDeviceMappings);
   const requested: BlockDeviceRow[] = [];
   for (const mapping of input.BlockDeviceMappings ?? []) {
     const existing = imageDevices.find((d) => d.device_name === mapping.DeviceName);
@@ -176,6 +193,7 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
     }
   }
   const devices = launchDevices(imageDevices, requested);
+  checkAttachments(typeInfo, devices.length);
   if (input.KeyName) await keyPairNamed(ctx, input.KeyName);
   const tags = tagSpecificationsFor(input.TagSpecifications, ["instance", "volume", "network-interface"]);
   const { zone, network } = await planLaunchNetwork(ctx, input, requestedZone);
@@ -186,7 +204,46 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   if (credits !== undefined && (!typeInfo.burstable || !["standard", "unlimited"].includes(credits))) {
     throw new ApiError("InvalidParameterCombination", `The instance type ${type} does not support CPU credit option ${credits}.`);
   }
-  return { image, devices, type, zone, network, count: max, tags };
+  const count = await launchCount(ctx, network, min, max);
+  return { image, devices, type, zone, network, count, tags };
+}
+
+/**
+ * EC2's volume limits for an instance: a Nitro instance's 28 attachments are shared by its
+ * volumes and network interfaces (a launch gives it one); Xen instances take up to 40 volumes.
+ */
+function checkAttachments(type: InstanceTypeInfo, volumes: number): void {
+  const limit = type.hypervisor === "nitro" ? 28 - 1 : 40;
+  if (volumes > limit) {
+    const message = `An instance of type ${type.name} can have at most ${limit} volumes attached; the launch gives it ${volumes}.`;
+    throw new ApiError("AttachmentLimitExceeded", message);
+  }
+}
+
+const insufficientAddresses = (subnetId: string) =>
+  new ApiError(
+    "InsufficientFreeAddressesInSubnet",
+    `There are not enough free addresses in subnet '${subnetId}' to satisfy the requested number of instances.`,
+  );
+
+/**
+ * How many instances a launch makes, decided before anything is written, as EC2 decides it:
+ * MinCount must fit under the account's instance limit in the region and in the subnet's free
+ * addresses, else nothing is launched; up to MaxCount are launched as far as both allow.
+ */
+async function launchCount(ctx: ActionContext, network: LaunchInterface, min: number, max: number): Promise<number> {
+  const limit = ctx.config.limits.maxInstances;
+  const live = await countLiveInstances(ctx.meta.db, ctx);
+  if (live + min > limit) {
+    throw new ApiError(
+      "InstanceLimitExceeded",
+      `You have requested more instances (${live + min}) than your current instance limit of ${limit} allows for the specified instance type. ` +
+        "Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.",
+    );
+  }
+  const free = network.privateIp ? 1 : await availableAddresses(ctx.meta.db, network.subnet);
+  if (free < min) throw insufficientAddresses(network.subnet.subnet_id);
+  return Math.min(max, limit - live, free);
 }
 
 export const instanceActions: ActionTable = {
@@ -194,7 +251,7 @@ export const instanceActions: ActionTable = {
     check: (ctx, input: RunInstancesRequest) => planLaunch(ctx, input),
     async run(ctx, input: RunInstancesRequest, planned: Awaited<ReturnType<typeof planLaunch>>): Promise<Reservation> {
       if (input.ClientToken) {
-        const earlier = (await listInstances(ctx.meta.db, ctx)).filter((r) => r.row.client_token === input.ClientToken);
+        const earlier = await listInstances(ctx.meta.db, ctx, { clientToken: input.ClientToken });
         if (earlier.length) return describeReservation(ctx, earlier);
       }
       const { image, devices, type, zone, network, count, tags } = planned;
@@ -203,6 +260,7 @@ export const instanceActions: ActionTable = {
       const reservationId = newId("r");
       const launches: Launch[] = [];
       for (let i = 0; i < count; i++) {
+        await yieldToLoop();
         const instanceId = newId("i");
         const volumes = devices.map((d) => ({
           device: d.device_name,
@@ -258,11 +316,11 @@ export const instanceActions: ActionTable = {
             ramdisk_id: image.ramdisk_id,
           },
           volumes,
-          network,
         });
       }
-      await insertLaunch(ctx.meta.db, launches).catch((error: unknown) => {
-        if (error instanceof SubnetFull) throw new ApiError("InsufficientFreeAddressesInSubnet", `There are not enough free addresses in subnet '${error.subnetId}' to satisfy the requested number of instances.`);
+      await insertLaunch(ctx.meta.db, network, launches).catch((error: unknown) => {
+        // Addresses taken since the check (another launch in the subnet meanwhile).
+        if (error instanceof SubnetFull) throw insufficientAddresses(error.subnetId);
         throw error;
       });
       const instanceTags = tags.get("instance") ?? [];
@@ -298,6 +356,7 @@ export const instanceActions: ActionTable = {
       const page: Described[] = [];
       let nextToken: string | undefined;
       for (const described of await describeAll(ctx, records)) {
+        await yieldToLoop();
         if (!matches(described)) continue;
         if (limit !== undefined && page.length === limit) {
           nextToken = encodeNextToken([page[page.length - 1]!.record.row.instance_id]);
@@ -305,11 +364,7 @@ export const instanceActions: ActionTable = {
         }
         page.push(described);
       }
-      const reservations = new Map<string, Described[]>();
-      for (const described of page) {
-        const id = described.record.row.reservation_id;
-        reservations.set(id, [...(reservations.get(id) ?? []), described]);
-      }
+      const reservations = groupBy(page, (described) => described.record.row.reservation_id);
       return {
         Reservations: [...reservations.values()].map((group) => reservationOf(ctx, group)),
         NextToken: nextToken,
@@ -392,14 +447,17 @@ export async function scheduleInstance(ctx: ActionContext, instanceId: string, s
 /** Each instance with what DescribeInstances shows of it and what its filters read. */
 async function describeAll(ctx: ActionContext, records: readonly InstanceRecord[]): Promise<Described[]> {
   const ids = records.map((r) => r.row.instance_id);
-  const attachments = await attachmentsOf(ctx.meta.db, { instanceIds: ids });
+  const attachments = groupBy(await attachmentsOf(ctx.meta.db, { instanceIds: ids }), (a) => a.instance_id);
   const tags = await tagsOf(ctx.meta.db, ctx, ids);
   const interfaces = await instanceInterfaces(ctx, ids);
-  return records.map((record) => {
+  const described: Described[] = [];
+  for (const record of records) {
+    await yieldToLoop();
     const id = record.row.instance_id;
-    const own = { attachments: attachments.filter((a) => a.instance_id === id), tags: tags.get(id) ?? new Map<string, string>() };
-    return { record, ...own, instance: toInstance(record, own.attachments, own.tags, interfaces.get(id) ?? []) };
-  });
+    const own = { attachments: attachments.get(id) ?? [], tags: tags.get(id) ?? new Map<string, string>() };
+    described.push({ record, ...own, instance: toInstance(record, own.attachments, own.tags, interfaces.get(id) ?? []) });
+  }
+  return described;
 }
 
 function reservationOf(ctx: ActionContext, group: readonly Described[]): Reservation {

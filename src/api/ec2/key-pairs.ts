@@ -17,6 +17,7 @@ import { ApiError } from "../../protocol/errors.js";
 import { deleteKeyPair, insertKeyPair, listKeyPairs, type KeyPairRow } from "../../store/meta/key-pairs.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { missingIds } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
 const KEY_PAIR_ID = /^key-([0-9a-f]{8}|[0-9a-f]{17})$/;
@@ -83,7 +84,7 @@ export const keyPairActions: ActionTable = {
     },
     async run(ctx, input: CreateKeyPairRequest, tags: { key: string; value: string }[]): Promise<KeyPair> {
       const name = input.KeyName!;
-      const key = generateKeyPair(input.KeyType ?? "rsa", input.KeyFormat ?? "pem", name);
+      const key = await generateKeyPair(input.KeyType ?? "rsa", input.KeyFormat ?? "pem", name);
       const row = await saveKeyPair(ctx, name, key, tags);
       return { KeyName: name, KeyFingerprint: key.fingerprint, KeyMaterial: key.keyMaterial, KeyPairId: row.key_pair_id, Tags: tagList(tags) };
     },
@@ -112,7 +113,7 @@ export const keyPairActions: ActionTable = {
       const names = requestedIds(input.KeyNames);
       const ids = requestedIds(input.KeyPairIds);
       const rows = await listKeyPairs(ctx.meta.db, ctx, { names, ids });
-      const missing = [...(names ?? []).filter((n) => !rows.some((r) => r.key_name === n)), ...(ids ?? []).filter((id) => !rows.some((r) => r.key_pair_id === id))];
+      const missing = [...missingIds(names, rows, (r) => r.key_name), ...missingIds(ids, rows, (r) => r.key_pair_id)];
       if (missing.length) throw keyPairNotFound(missing);
       const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.key_pair_id));
       const matches = compileFilters(input.Filters, { ...FILTERS, tags: (row: KeyPairRow) => tags.get(row.key_pair_id) });

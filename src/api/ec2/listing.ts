@@ -3,6 +3,7 @@
 import { compileFilters, type FilterInput, type FilterSpec } from "../../domain/filters.js";
 import { requestedIds, uniqueIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { tagsOf } from "../../store/meta/tags.js";
 import type { Action, ActionContext } from "./action.js";
 
@@ -37,6 +38,7 @@ export async function listPage<Row>(
   const tags = await tagsOf(ctx.meta.db, ctx, rows.map(idOf));
   const page: Tagged<Row>[] = [];
   for (const row of rows) {
+    await yieldToLoop();
     if (after !== undefined && idOf(row) <= after) continue;
     const tagged = { row, tags: tags.get(idOf(row)) ?? new Map<string, string>() };
     if (!matches(tagged)) continue;
@@ -46,9 +48,15 @@ export async function listPage<Row>(
   return { page };
 }
 
+/** The ids of `ids` that no row of `rows` has, each once. */
+export function missingIds<Row>(ids: readonly string[] | undefined, rows: readonly Row[], idOf: (row: Row) => string): string[] {
+  const present = new Set(rows.map(idOf));
+  return uniqueIds(ids ?? []).filter((id) => !present.has(id));
+}
+
 /** Every id of `ids` among `rows`, or the NotFound error for those missing (each named once). */
 export function requireIds<Row>(ids: readonly string[] | undefined, rows: readonly Row[], idOf: (row: Row) => string, notFound: (ids: readonly string[]) => Error): void {
-  const missing = uniqueIds(ids ?? []).filter((id) => !rows.some((row) => idOf(row) === id));
+  const missing = missingIds(ids, rows, idOf);
   if (missing.length) throw notFound(missing);
 }
 

@@ -33,7 +33,7 @@ import {
 } from "../../store/meta/security-groups.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkListing, listPage, requireIds, tagList, type Tagged } from "./listing.js";
+import { checkListing, listPage, missingIds, requireIds, tagList, type Tagged } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 import { network, requireDefaultVpc, vpcOf } from "./vpcs.js";
 
@@ -56,7 +56,8 @@ export async function groupsById(ctx: ActionContext, requested: readonly string[
   await network(ctx);
   const rows = await listSecurityGroups(ctx.meta.db, ctx, { ids });
   requireIds(ids, rows, (r) => r.group_id, groupNotFound);
-  return ids.map((id) => rows.find((r) => r.group_id === id)!);
+  const byId = new Map(rows.map((r) => [r.group_id, r]));
+  return ids.map((id) => byId.get(id)!);
 }
 
 /** Groups named in the default VPC, each once (names alone mean the default VPC, as in EC2). */
@@ -64,9 +65,10 @@ export async function groupsByName(ctx: ActionContext, requested: readonly strin
   const names = uniqueIds(requested);
   const vpc = await requireDefaultVpc(ctx);
   const rows = await listSecurityGroups(ctx.meta.db, ctx, { names, vpcId: vpc.vpc_id });
-  const missing = names.filter((name) => !rows.some((r) => r.group_name === name));
+  const missing = missingIds(names, rows, (r) => r.group_name);
   if (missing.length) throw groupNotFound(missing, ` in default VPC '${vpc.vpc_id}'`);
-  return names.map((name) => rows.find((r) => r.group_name === name)!);
+  const byName = new Map(rows.map((r) => [r.group_name, r]));
+  return names.map((name) => byName.get(name)!);
 }
 
 async function targetGroup(ctx: ActionContext, input: { GroupId?: string; GroupName?: string }): Promise<SecurityGroupRow> {
@@ -152,9 +154,12 @@ function permissionsOf(input: AuthorizeSecurityGroupIngressRequest | AuthorizeSe
 }
 
 /** Two rules allow the same traffic to or from the same peer (descriptions aside). */
-const sameRule = (a: RuleSpec, b: RuleSpec) =>
-  a.is_egress === b.is_egress && a.ip_protocol === b.ip_protocol && a.from_port === b.from_port && a.to_port === b.to_port &&
-  a.cidr_ipv4 === b.cidr_ipv4 && a.cidr_ipv6 === b.cidr_ipv6 && a.prefix_list_id === b.prefix_list_id && a.referenced_group_id === b.referenced_group_id;
+/** What makes a rule the same as another: the same direction, protocol, ports and peer. */
+const ruleKey = (r: RuleSpec) =>
+  JSON.stringify([r.is_egress, r.ip_protocol, r.from_port, r.to_port, r.cidr_ipv4, r.cidr_ipv6, r.prefix_list_id, r.referenced_group_id]);
+
+/** Rules a group may have in each direction: the most EC2's adjustable quota allows (60 by default). */
+const RULES_PER_GROUP = 1000;
 
 const describeRule = (rule: RuleSpec) =>
   `peer: ${rule.cidr_ipv4 ?? rule.cidr_ipv6 ?? rule.prefix_list_id ?? rule.referenced_group_id}, ${rule.ip_protocol === "-1" ? "ALL" : rule.ip_protocol.toUpperCase()}, from port: ${rule.from_port ?? "-1"}, to port: ${rule.to_port ?? "-1"}, ALLOW`;
@@ -237,10 +242,14 @@ async function authorize(ctx: ActionContext, input: AuthorizeSecurityGroupIngres
   const wanted: RuleSpec[] = [];
   for (const permission of permissionsOf(input)) wanted.push(...(await rulesOf(ctx, group, permission, egress)));
   const existing = await listRules(ctx.meta.db, ctx, { groupIds: [group.group_id] });
-  for (const [i, rule] of wanted.entries()) {
-    if (existing.some((e) => sameRule(e, rule)) || wanted.slice(0, i).some((w) => sameRule(w, rule))) {
-      throw new ApiError("InvalidPermission.Duplicate", `the specified rule "${describeRule(rule)}" already exists`);
-    }
+  const seen = new Set(existing.map(ruleKey));
+  for (const rule of wanted) {
+    const key = ruleKey(rule);
+    if (seen.has(key)) throw new ApiError("InvalidPermission.Duplicate", `the specified rule "${describeRule(rule)}" already exists`);
+    seen.add(key);
+  }
+  if (existing.filter((r) => Boolean(r.is_egress) === egress).length + wanted.length > RULES_PER_GROUP) {
+    throw new ApiError("RulesPerSecurityGroupLimitExceeded", "The maximum number of rules per security group has been reached.");
   }
   const tags = tagSpecificationsFor((input as AuthorizeSecurityGroupIngressRequest).TagSpecifications, ["security-group-rule"]).get("security-group-rule") ?? [];
   return { group, wanted, tags };
@@ -256,16 +265,18 @@ async function applyAuthorize(ctx: ActionContext, { group, wanted, tags }: Await
 async function revoke(ctx: ActionContext, input: RevokeSecurityGroupIngressRequest | RevokeSecurityGroupEgressRequest, egress: boolean) {
   const group = await targetGroup(ctx, input as { GroupId?: string; GroupName?: string });
   const existing = (await listRules(ctx.meta.db, ctx, { groupIds: [group.group_id] })).filter((r) => Boolean(r.is_egress) === egress);
+  const byKey = new Map(existing.map((r) => [ruleKey(r), r]));
+  const ids = new Set(existing.map((r) => r.rule_id));
   const doomed = new Set<string>();
   const unknown: IpPermission[] = [];
   for (const id of input.SecurityGroupRuleIds ?? []) {
-    if (!existing.some((r) => r.rule_id === id)) throw ruleNotFound([id]);
+    if (!ids.has(id)) throw ruleNotFound([id]);
     doomed.add(id);
   }
   if (!input.SecurityGroupRuleIds?.length) {
     for (const permission of permissionsOf(input)) {
       const rules = await rulesOf(ctx, group, permission, egress);
-      const matched = rules.map((rule) => existing.find((e) => sameRule(e, rule)));
+      const matched = rules.map((rule) => byKey.get(ruleKey(rule)));
       if (matched.some((m) => !m)) unknown.push(permission);
       for (const m of matched) if (m) doomed.add(m.rule_id);
     }

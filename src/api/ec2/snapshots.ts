@@ -9,10 +9,12 @@ import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 import { volumeOf } from "./volumes.js";
 import { compileFilters } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { deleteSnapshot, getSnapshot, listSnapshots, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { requireIds } from "./listing.js";
 
 const SNAPSHOT_ID = /^snap-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
@@ -113,15 +115,13 @@ export const snapshotActions: ActionTable = {
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const after = decodeNextToken(input.NextToken, 1)?.[0];
       const rows = ownsAny(ctx, input.OwnerIds) ? await listSnapshots(ctx.meta.db, ctx, { ids, after }) : [];
-      if (ids) {
-        const missing = ids.filter((id) => !rows.some((r) => r.snapshot_id === id));
-        if (missing.length) throw snapshotNotFound(missing);
-      }
+      requireIds(ids, rows, (r) => r.snapshot_id, snapshotNotFound);
       const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.snapshot_id));
       const matches = compileFilters(input.Filters, FILTERS);
       const page: Snapshot[] = [];
       let nextToken: string | undefined;
       for (const row of rows) {
+        await yieldToLoop();
         const described = { row, tags: tags.get(row.snapshot_id) ?? new Map<string, string>() };
         if (!matches(described)) continue;
         if (limit !== undefined && page.length === limit) {

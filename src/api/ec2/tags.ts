@@ -7,13 +7,15 @@ import type {
   TagDescription,
   TagSpecification,
 } from "@aws-sdk/client-ec2";
+import { groupBy } from "../../domain/collections.js";
 import { resourceTypeOf, uniqueIds } from "../../domain/ids.js";
 import { compileFilters } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { visibleImages } from "../../store/meta/images.js";
 import { listSnapshots } from "../../store/meta/snapshots.js";
-import { deleteTags, listTags, putTags, type TagQuery, type TagRow } from "../../store/meta/tags.js";
+import { deleteTags, putTags, tagRows, type TagQuery, type TagRow } from "../../store/meta/tags.js";
 import { listVolumes } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { imageNotFound } from "./images.js";
@@ -28,8 +30,8 @@ import { gatewayNotFound, interfaceNotFound, network, routeTableNotFound, subnet
 import { snapshotNotFound } from "./snapshots.js";
 import { volumeNotFound } from "./volumes.js";
 
-/** AWS's limits for user tags. */
-export const TAG_LIMITS = { perResource: 50, keyLength: 128, valueLength: 256 };
+/** AWS's limits for user tags (and for the resources one CreateTags or DeleteTags names). */
+export const TAG_LIMITS = { perResource: 50, keyLength: 128, valueLength: 256, resourcesPerRequest: 1000 };
 
 function checkKey(key: string | undefined, where: string): string {
   if (key === undefined) throw new ApiError("MissingParameter", `The request must contain the parameter ${where}.Key`);
@@ -71,7 +73,15 @@ export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefi
   return byType;
 }
 
-const typedResources = (ids: readonly string[]) => uniqueIds(ids).map((id) => ({ id, type: resourceTypeOf(id) }));
+/** The resources a CreateTags or DeleteTags names, each once, with its type. */
+function typedResources(ids: readonly string[]): { id: string; type: string }[] {
+  const unique = uniqueIds(ids);
+  if (unique.length > TAG_LIMITS.resourcesPerRequest) {
+    const limit = TAG_LIMITS.resourcesPerRequest;
+    throw new ApiError("ResourceCountExceeded", `You have exceeded the number of resources allowed in a single call of this type (${limit}).`);
+  }
+  return unique.map((id) => ({ id, type: resourceTypeOf(id) }));
+}
 
 
 /** Per resource type Kiln keeps: a check that every id exists for the caller, or its NotFound. */
@@ -97,17 +107,21 @@ const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<v
  * not keep (launch templates, NAT gateways...) are taken at their word.
  */
 async function checkResourcesExist(ctx: ActionContext, resources: readonly { id: string; type: string }[]): Promise<void> {
-  for (const [type, exist] of Object.entries(EXISTENCE)) {
-    const ids = resources.filter((r) => r.type === type).map((r) => r.id);
-    if (ids.length) await exist(ctx, ids);
+  for (const [type, typed] of groupBy(resources, (r) => r.type)) {
+    await EXISTENCE[type]?.(ctx, typed.map((r) => r.id));
   }
 }
 
-const tagsToSet = (input: CreateTagsRequest) =>
-  (input.Tags ?? []).map((tag, i) => {
+/** A CreateTags' tags, checked; a key given twice takes its last value. */
+function tagsToSet(input: CreateTagsRequest): { key: string; value: string }[] {
+  const tags = new Map<string, string>();
+  (input.Tags ?? []).forEach((tag, i) => {
     const key = checkKey(tag.Key, `Tag.${i + 1}`);
-    return { key, value: checkValue(tag.Value ?? "", key) };
+    tags.set(key, checkValue(tag.Value ?? "", key));
   });
+  if (tags.size > TAG_LIMITS.perResource) throw new ApiError("TagLimitExceeded", `A resource can have at most ${TAG_LIMITS.perResource} tags.`);
+  return [...tags].map(([key, value]) => ({ key, value }));
+}
 
 const FILTERS = {
   fields: {
@@ -122,23 +136,16 @@ const FILTERS = {
 
 const SQL_COLUMNS = { "resource-id": "resourceIds", "resource-type": "resourceTypes", key: "keys", value: "values" } as const;
 
-/**
- * The exact-match filters, as SQL constraints, so a filtered page reads only its rows.
- * `complete` says the constraints are the whole filter (no wildcards, no other names).
- */
-function sqlConstraints(filters: DescribeTagsRequest["Filters"]): { constraints: TagQuery; complete: boolean } {
+/** The exact-match filters, as SQL constraints, so a filtered page reads only its rows. */
+function sqlConstraints(filters: DescribeTagsRequest["Filters"]): TagQuery {
   const constraints: TagQuery = {};
-  let complete = true;
   for (const filter of filters ?? []) {
     const column = SQL_COLUMNS[filter.Name as keyof typeof SQL_COLUMNS];
     const values = filter.Values ?? [];
-    if (!column || values.length === 0 || values.some((v) => /[*?\\]/.test(v)) || constraints[column]) {
-      complete = false;
-      continue;
-    }
+    if (!column || values.length === 0 || values.some((v) => /[*?\\]/.test(v)) || constraints[column]) continue;
     constraints[column] = values;
   }
-  return { constraints, complete };
+  return constraints;
 }
 
 export const tagActions: ActionTable = {
@@ -177,12 +184,12 @@ export const tagActions: ActionTable = {
       const matches = compileFilters(input.Filters, FILTERS);
       const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const after = decodeNextToken(input.NextToken, 2) as [string, string] | undefined;
-      const { constraints, complete } = sqlConstraints(input.Filters);
-      // One row past the page tells whether there is a next page.
-      const rows = await listTags(ctx.meta.db, ctx, { after, ...constraints, limit: complete && limit !== undefined ? limit + 1 : undefined });
       const page: TagDescription[] = [];
       let nextToken: string | undefined;
-      for (const row of rows) {
+      // Read a page at a time: one row past the answer tells whether there is a next page.
+      const pageRows = limit === undefined ? undefined : limit + 1;
+      for await (const row of tagRows(ctx.meta.db, ctx, { after, ...sqlConstraints(input.Filters) }, pageRows)) {
+        await yieldToLoop();
         if (!matches(row)) continue;
         if (limit !== undefined && page.length === limit) {
           const last = page[page.length - 1]!;

@@ -18,11 +18,13 @@ import { newId, requestedIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { zonesOf } from "../../domain/regions.js";
 import { transition } from "../../domain/transitions.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import { deleteVolume, getVolume, insertVolume, listVolumes, type VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { requireIds } from "./listing.js";
 import { checkSnapshotId, snapshotNotFound } from "./snapshots.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
 
@@ -232,17 +234,15 @@ export const volumeActions: ActionTable = {
       const limit = pageSize(input.MaxResults, { min: 5, max: 500 });
       const after = decodeNextToken(input.NextToken, 1)?.[0];
       const rows = await listVolumes(ctx.meta.db, ctx, { ids, after });
-      if (ids) {
-        const missing = ids.filter((id) => !rows.some((r) => r.volume_id === id));
-        if (missing.length) throw volumeNotFound(missing);
-      }
+      requireIds(ids, rows, (r) => r.volume_id, volumeNotFound);
       const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.volume_id));
-      const attachments = await attachmentsOf(ctx.meta.db, { volumeIds: rows.map((r) => r.volume_id) });
+      const attachments = new Map((await attachmentsOf(ctx.meta.db, { volumeIds: rows.map((r) => r.volume_id) })).map((a) => [a.volume_id, a]));
       const matches = compileFilters(input.Filters, FILTERS);
       const page: Volume[] = [];
       let nextToken: string | undefined;
       for (const row of rows) {
-        const described = { row, tags: tags.get(row.volume_id) ?? new Map<string, string>(), attachment: attachments.find((a) => a.volume_id === row.volume_id) };
+        await yieldToLoop();
+        const described = { row, tags: tags.get(row.volume_id) ?? new Map<string, string>(), attachment: attachments.get(row.volume_id) };
         if (!matches(described)) continue;
         if (limit !== undefined && page.length === limit) {
           nextToken = encodeNextToken([page[page.length - 1]!.VolumeId!]);

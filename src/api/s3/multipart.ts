@@ -109,7 +109,7 @@ export async function completeMultipartUpload(req: S3Request): Promise<S3Respons
   const { ctx } = req;
   const upload = await uploadOf(req);
   const condition = writeCondition(req);
-  const document = parseS3Xml(await req.body()).CompleteMultipartUpload as { Part?: ListedPart | ListedPart[] } | undefined;
+  const document = (await parseS3Xml(await req.body())).CompleteMultipartUpload as { Part?: ListedPart | ListedPart[] } | undefined;
   const listed = asArray(document?.Part);
   if (!document || listed.length === 0) throw malformedXml();
   const stored = new Map((await partsOf(ctx.meta.db, upload.upload_id)).map((p) => [p.part_number, p]));

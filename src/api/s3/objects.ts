@@ -129,7 +129,7 @@ export async function deleteObjects(req: S3Request): Promise<S3Response> {
   await ownBucket(ctx, req.bucket);
   const hasIntegrity = header(req, "content-md5") !== undefined || Object.keys(req.headers).some((name) => name.startsWith("x-amz-checksum-") || name === "x-amz-sdk-checksum-algorithm");
   if (!hasIntegrity) throw new ApiError("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*");
-  const document = parseS3Xml(await req.body()).Delete as { Object?: unknown; Quiet?: string } | undefined;
+  const document = (await parseS3Xml(await req.body())).Delete as { Object?: unknown; Quiet?: string } | undefined;
   const objects = asArray(document?.Object as { Key?: unknown } | { Key?: unknown }[] | undefined);
   if (!document || objects.length === 0 || objects.length > MAX_DELETE_KEYS) {
     throw malformedXml();
@@ -195,7 +195,7 @@ export async function getObjectTagging(req: S3Request): Promise<S3Response> {
 
 export async function putObjectTagging(req: S3Request): Promise<S3Response> {
   await existingObject(req.ctx, req.bucket, req.key);
-  const tagging = parseS3Xml(await req.body()).Tagging as { TagSet?: { Tag?: unknown } | string } | undefined;
+  const tagging = (await parseS3Xml(await req.body())).Tagging as { TagSet?: { Tag?: unknown } | string } | undefined;
   if (!tagging || tagging.TagSet === undefined) throw malformedXml();
   const tagSet = typeof tagging.TagSet === "object" ? tagging.TagSet : {};
   const tags: Tags = asArray(tagSet.Tag as { Key?: unknown; Value?: unknown } | { Key?: unknown; Value?: unknown }[] | undefined).map((tag) => {

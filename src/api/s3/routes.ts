@@ -107,7 +107,7 @@ async function getBucketLocation(req: S3Request): Promise<S3Response> {
 }
 
 async function putBucket(req: S3Request): Promise<S3Response> {
-  const configuration = parseS3Xml(await req.body()).CreateBucketConfiguration as Record<string, unknown> | undefined;
+  const configuration = (await parseS3Xml(await req.body())).CreateBucketConfiguration as Record<string, unknown> | undefined;
   const constraint = configuration?.LocationConstraint;
   const { location } = await createBucket(req.ctx, req.bucket, typeof constraint === "string" ? constraint : undefined);
   return { headers: { location } };

@@ -1,6 +1,6 @@
 // S3's REST-XML wire: answers and errors as S3 writes them, and the auth errors Kiln's verifier
 // raises (named as EC2 names them) renamed to the codes S3 clients expect.
-import { XMLParser } from "fast-xml-parser";
+import { parseXml } from "../xml.js";
 import { escapeXml } from "../ec2-query/encode.js";
 import { ApiError, type ErrorCode } from "../errors.js";
 
@@ -57,15 +57,12 @@ export const malformedXml = () => new ApiError("MalformedXML", "The XML you prov
 /** An element the parser gives as one value or an array (it repeats), always as an array. */
 export const asArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
 
-const parser = new XMLParser({ ignoreAttributes: true, parseTagValue: false, trimValues: true });
-
-/** A small request document (CreateBucketConfiguration, Delete, …) as a plain tree; MalformedXML when it is not XML. */
-export function parseS3Xml(body: Buffer): Record<string, unknown> {
+/** A request document (CreateBucketConfiguration, Delete, …) as a plain tree; MalformedXML when it is not XML. */
+export async function parseS3Xml(body: Buffer): Promise<Record<string, unknown>> {
   const text = body.toString("utf8").trim();
   if (text === "") return {};
   try {
-    const tree = parser.parse(text, true) as Record<string, unknown>;
-    return tree;
+    return await parseXml("s3", text);
   } catch {
     throw malformedXml();
   }

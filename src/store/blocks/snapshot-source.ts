@@ -3,23 +3,14 @@
 import type { ByteSource } from "../../formats/disk/source.js";
 import { checkRange } from "../../formats/disk/source.js";
 import type { MetaDb } from "../meta/database.js";
-import { resolvedBlock, resolvedBlocks } from "../meta/manifests.js";
+import { blockRows, resolvedBlock } from "../meta/manifests.js";
 import { BLOCK_SIZE, ZERO_CHUNK, type ChunkStore } from "./chunks.js";
 
-const PAGE = 1024;
 /** Chunk reads kept in flight ahead of the consumer. */
 const READ_AHEAD = 8;
 
 /** Indices of a snapshot's blocks that hold data, ascending, a page of manifest rows at a time. */
-export async function* nonZeroBlockRows(db: MetaDb, snapshotId: string): AsyncGenerator<{ block_index: number; chunk: string }> {
-  let from = 0;
-  for (;;) {
-    const rows = await resolvedBlocks(db, snapshotId, { from, limit: PAGE, nonZero: true });
-    yield* rows;
-    if (rows.length < PAGE) return;
-    from = rows[rows.length - 1]!.block_index + 1;
-  }
-}
+export const nonZeroBlockRows = (db: MetaDb, snapshotId: string) => blockRows(db, snapshotId, { nonZero: true });
 
 /**
  * A snapshot's blocks that hold data, ascending, each with its chunk id, read a few chunks

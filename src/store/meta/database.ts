@@ -9,18 +9,20 @@ import {
   Kysely,
   Migrator,
   PostgresDialect,
-  sql,
   SqliteDialect,
   SqliteDriver,
   type DatabaseConnection,
-  type Dialect,
   type Driver,
   type MigrationProvider,
+  type QueryCompiler,
   type SqliteDialectConfig,
+  type TransactionSettings,
 } from "kysely";
 import pg from "pg";
 import { withoutPassword } from "../../config.js";
+import { yieldToLoop } from "../../event-loop.js";
 import { NET_UNAVAILABLE, StoreUnavailableError } from "../unavailable.js";
+import { startCheckpoints } from "./checkpoints.js";
 import { migrations } from "./migrations.js";
 import { STATE_TABLES, type MetaSchema } from "./schema.js";
 
@@ -88,7 +90,7 @@ function withStatementCache(sqlite: SQLite.Database): SQLite.Database {
   });
 }
 
-function sqliteDialect(dataDir: string): Dialect {
+function openSqlite(dataDir: string): SQLite.Database {
   mkdirSync(dataDir, { recursive: true });
   const sqlite = new SQLite(join(dataDir, "kiln.sqlite3"));
   // First, so that what follows waits for another process's lock rather than failing at once.
@@ -97,7 +99,56 @@ function sqliteDialect(dataDir: string): Dialect {
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
-  return new ImmediateSqliteDialect({ database: withStatementCache(sqlite) });
+  // Checkpoints run on a worker thread (checkpoints.ts), never inside a commit on the event loop.
+  sqlite.pragma("wal_autocheckpoint = 0");
+  return sqlite;
+}
+
+type Compile = QueryCompiler["compileQuery"];
+
+/**
+ * A driver whose connections run each statement in its turn (yieldToLoop). better-sqlite3 runs
+ * each statement synchronously, and Kysely awaits nothing between them but resolved promises: a
+ * request running thousands of statements (or a transaction of them) would hold the event loop
+ * until it ends, and no other request, not even health, would be answered. On PostgreSQL the loop
+ * turns at every statement, but the answers of many connections come back in one turn, and each
+ * request would go on to make and send its next statement in that same turn.
+ */
+class SlicedDriver implements Driver {
+  /** The driver's own connection of each one handed out (it takes back only its own). */
+  readonly #own = new WeakMap<DatabaseConnection, DatabaseConnection>();
+  readonly #sliced = new WeakMap<DatabaseConnection, DatabaseConnection>();
+
+  constructor(private readonly driver: Driver) {}
+
+  init = () => this.driver.init();
+  destroy = () => this.driver.destroy();
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const own = await this.driver.acquireConnection();
+    let sliced = this.#sliced.get(own);
+    if (!sliced) {
+      sliced = {
+        async executeQuery(query) {
+          await yieldToLoop();
+          return own.executeQuery(query);
+        },
+        streamQuery: (query, chunkSize) => own.streamQuery(query, chunkSize),
+      };
+      this.#sliced.set(own, sliced);
+      this.#own.set(sliced, own);
+    }
+    return sliced;
+  }
+
+  releaseConnection = (connection: DatabaseConnection) => this.driver.releaseConnection(this.#own.get(connection)!);
+  // These run statements on the connection: the sliced one.
+  beginTransaction = (connection: DatabaseConnection, settings: TransactionSettings) => this.driver.beginTransaction(connection, settings);
+  commitTransaction = (connection: DatabaseConnection) => this.driver.commitTransaction(connection);
+  rollbackTransaction = (connection: DatabaseConnection) => this.driver.rollbackTransaction(connection);
+  savepoint = (connection: DatabaseConnection, name: string, compile: Compile) => this.driver.savepoint!(connection, name, compile);
+  rollbackToSavepoint = (connection: DatabaseConnection, name: string, compile: Compile) => this.driver.rollbackToSavepoint!(connection, name, compile);
+  releaseSavepoint = (connection: DatabaseConnection, name: string, compile: Compile) => this.driver.releaseSavepoint!(connection, name, compile);
 }
 
 /**
@@ -112,11 +163,19 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
 
   override createDriver(): Driver {
-    return new (class extends SqliteDriver {
-      override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-        await connection.executeQuery(CompiledQuery.raw("begin immediate"));
-      }
-    })(this.settings);
+    return new SlicedDriver(
+      new (class extends SqliteDriver {
+        override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+          await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+        }
+      })(this.settings),
+    );
+  }
+}
+
+class SlicedPostgresDialect extends PostgresDialect {
+  override createDriver(): Driver {
+    return new SlicedDriver(super.createDriver());
   }
 }
 
@@ -124,20 +183,28 @@ class ImmediateSqliteDialect extends SqliteDialect {
 // every such value Kiln keeps is far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
-function postgresDialect(url: string): Dialect {
+function postgresPool(url: string, max: number, idleTimeoutMillis?: number): pg.Pool {
   // A database out of reach fails a request within seconds rather than holding it open.
-  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 5000 });
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000, idleTimeoutMillis });
   // A connection the server dropped: the query on it (if any) fails and says so, and the pool
   // replaces it. The client's own error event, idle or checked out, is no reason to crash.
   pool.on("error", () => {});
   pool.on("connect", (client) => client.on("error", () => {}));
-  return new PostgresDialect({ pool });
+  return pool;
 }
 
 /** The metadata store: PostgreSQL at `databaseUrl` when given, else SQLite in `dataDir`. */
 export async function openMetaStore(where: { dataDir: string; databaseUrl?: string }): Promise<MetaStore> {
   const dialect: MetaDialect = where.databaseUrl ? "postgres" : "sqlite";
-  const db = new Kysely<MetaSchema>({ dialect: where.databaseUrl ? postgresDialect(where.databaseUrl) : sqliteDialect(where.dataDir) });
+  const sqlite = where.databaseUrl ? undefined : openSqlite(where.dataDir);
+  // Health asks PostgreSQL on a connection of its own, kept open (0: never idle out): the pool's
+  // ten may all be busy with requests, and connecting anew takes a while on a busy server.
+  const pingPool = where.databaseUrl ? postgresPool(where.databaseUrl, 1, 0) : undefined;
+  const db = new Kysely<MetaSchema>({
+    dialect: sqlite
+      ? new ImmediateSqliteDialect({ database: withStatementCache(sqlite) })
+      : new SlicedPostgresDialect({ pool: postgresPool(where.databaseUrl!, 10) }),
+  });
   let { error, results } = await new Migrator({ db, provider }).migrateToLatest();
   if (dialect === "sqlite" && (error || results?.some((r) => r.status === "Error"))) {
     // Kysely's migrator takes no lock on SQLite: two processes starting together on one file
@@ -148,21 +215,33 @@ export async function openMetaStore(where: { dataDir: string; databaseUrl?: stri
   }
   const failed = results?.find((r) => r.status === "Error");
   if (error || failed) {
+    await pingPool?.end();
     await db.destroy();
     if (!failed && where.databaseUrl) throw new Error(`cannot open the metadata database ${withoutPassword(where.databaseUrl)}: ${String(error)}`);
     throw new Error(`metadata migration ${failed?.migrationName ?? ""} failed: ${String(error)}`);
   }
+  const checkpoints = sqlite ? startCheckpoints(sqlite.name) : undefined;
+  // Health's connection is made now, while the database is not busy.
+  await pingPool?.query("select 1");
   return {
     db,
     dialect,
     async ping() {
-      await sql`select 1`.execute(db);
+      // Health asks the database beside the requests' queries, not behind them: SQLite's one
+      // connection may be held by a transaction under way (running in slices), and every pooled
+      // PostgreSQL connection by requests.
+      if (sqlite) sqlite.prepare("select 1").get();
+      else await pingPool!.query("select 1");
     },
     async reset() {
       await db.transaction().execute(async (tx) => {
         for (const table of STATE_TABLES) await tx.deleteFrom(table).execute();
       });
     },
-    close: () => db.destroy(),
+    async close() {
+      await checkpoints?.stop();
+      await pingPool?.end();
+      await db.destroy();
+    },
   };
 }

@@ -1,12 +1,12 @@
 // Instances, the volumes attached to them, and their network interfaces.
-import { randomBytes } from "node:crypto";
-import { newId } from "../../domain/ids.js";
+import { newId, randomHex } from "../../domain/ids.js";
 import { schedule, scheduledState, type Schedule } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
 import type { Scope } from "./tags.js";
-import { removeVolumes, writeVolume, type VolumeRow } from "./volumes.js";
-import { freeAddress, insertNetworkInterface, releaseInterfaces, type SubnetRow } from "./network.js";
+import { insertInBatches } from "./batches.js";
+import { removeVolumes, writeVolumes, type VolumeRow } from "./volumes.js";
+import { freeAddresses, insertNetworkInterfaces, releaseInterfaces, type SubnetRow } from "./network.js";
 
 export type InstanceState = "pending" | "running" | "stopping" | "stopped" | "shutting-down" | "terminated";
 export type InstanceRow = InstanceTable;
@@ -27,9 +27,10 @@ export const recordOf = (row: InstanceRow, now = Date.now()): InstanceRecord => 
 export interface LaunchInterface {
   subnet: SubnetRow;
   groupIds: readonly string[];
-  /** A requested address; otherwise the subnet's lowest free one. */
+  /** A requested address (one instance); otherwise the subnet's lowest free ones. */
   privateIp?: string;
-  publicIp: string | null;
+  /** A public address for each instance, or null for none. */
+  publicIp: () => string | null;
   description: string;
   deleteOnTermination: boolean;
 }
@@ -37,46 +38,54 @@ export interface LaunchInterface {
 export interface Launch {
   instance: InstanceRow;
   volumes: { volume: VolumeRow; device: string; deleteOnTermination: boolean }[];
-  network: LaunchInterface;
 }
 
 /**
- * Instances with their new volumes, attachments and network interfaces, all or nothing. An
- * address taken meanwhile (the unique index on subnet and address) fails the whole launch.
+ * Instances with their new volumes, attachments and network interfaces, all or nothing, in few
+ * statements whatever their number. An address taken meanwhile (the unique index on subnet and
+ * address) fails the whole launch.
  */
-export async function insertLaunch(db: MetaDb, launches: readonly Launch[]): Promise<void> {
+export async function insertLaunch(db: MetaDb, network: LaunchInterface, launches: readonly Launch[]): Promise<void> {
+  if (launches.length === 0) return;
   await db.transaction().execute(async (tx) => {
-    for (const { instance, volumes, network } of launches) {
-      await tx.insertInto("instances").values(instance).execute();
-      for (const { volume, device, deleteOnTermination } of volumes) {
-        await writeVolume(tx, volume);
-        await tx.insertInto("volume_attachments").values({ volume_id: volume.volume_id, instance_id: instance.instance_id, device, attach_time: instance.launch_time, delete_on_termination: deleteOnTermination ? 1 : 0 }).execute();
-      }
-      const privateIp = network.privateIp ?? (await freeAddress(tx, network.subnet));
-      if (!privateIp) throw new SubnetFull(network.subnet.subnet_id);
-      await insertNetworkInterface(
-        tx,
-        {
+    const addresses = network.privateIp ? [network.privateIp] : await freeAddresses(tx, network.subnet, launches.length);
+    if (addresses.length < launches.length) throw new SubnetFull(network.subnet.subnet_id);
+    await insertInBatches(launches.map((l) => l.instance), (batch) => tx.insertInto("instances").values(batch).execute());
+    await writeVolumes(tx, launches.flatMap((l) => l.volumes.map((v) => v.volume)));
+    const attachments = launches.flatMap(({ instance, volumes }) =>
+      volumes.map(({ volume, device, deleteOnTermination }) => ({
+        volume_id: volume.volume_id,
+        instance_id: instance.instance_id,
+        device,
+        attach_time: instance.launch_time,
+        delete_on_termination: deleteOnTermination ? 1 : 0,
+      })),
+    );
+    await insertInBatches(attachments, (batch) => tx.insertInto("volume_attachments").values(batch).execute());
+    // Made as they are written: a thousand take longer to make than a slice of the event loop.
+    function* interfaces() {
+      for (const [i, { instance }] of launches.entries()) {
+        yield {
           network_interface_id: newId("eni"),
           account_id: instance.account_id,
           region: instance.region,
           subnet_id: network.subnet.subnet_id,
           vpc_id: network.subnet.vpc_id,
           availability_zone: network.subnet.availability_zone,
-          private_ip: privateIp,
-          mac_address: `0e:${randomBytes(5).toString("hex").match(/../g)!.join(":")}`,
+          private_ip: addresses[i]!,
+          mac_address: `0e:${randomHex(5).match(/../g)!.join(":")}`,
           description: network.description,
-          public_ip: network.publicIp,
+          public_ip: network.publicIp(),
           source_dest_check: 1,
           instance_id: instance.instance_id,
           device_index: 0,
           attachment_id: newId("eni-attach"),
           attach_time: instance.launch_time,
           delete_on_termination: network.deleteOnTermination ? 1 : 0,
-        },
-        network.groupIds,
-      );
+        };
+      }
     }
+    await insertNetworkInterfaces(tx, interfaces(), network.groupIds);
   });
 }
 
@@ -86,12 +95,32 @@ export class SubnetFull extends Error {
   }
 }
 
-export async function listInstances(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<InstanceRecord[]> {
+export async function listInstances(
+  db: MetaDb,
+  scope: Scope,
+  q: { ids?: readonly string[]; after?: string; clientToken?: string } = {},
+): Promise<InstanceRecord[]> {
   let query = db.selectFrom("instances").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("instance_id", "in", q.ids);
   if (q.after) query = query.where("instance_id", ">", q.after);
+  if (q.clientToken !== undefined) query = query.where("client_token", "=", q.clientToken);
   const now = Date.now();
   return (await query.orderBy("instance_id").execute()).map((row) => recordOf(row, now));
+}
+
+/**
+ * Instances of the account and region that count against its instance limit: all but those
+ * terminated or on their way there (a schedule that ends terminated), as EC2 counts.
+ */
+export async function countLiveInstances(db: MetaDb, scope: Scope): Promise<number> {
+  const row = await db
+    .selectFrom("instances")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where("state_schedule", "not like", '%"terminated"%')
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
 }
 
 export async function setSchedule(db: MetaDb, instanceId: string, steps: Schedule<InstanceState>, reason: string): Promise<void> {

@@ -10,6 +10,7 @@
 // volume_blocks, where collection looks. Chains longer than MAX_LAYERS are flattened as they
 // are made, which bounds the cost of a read.
 import { sql } from "kysely";
+import { insertInBatches } from "./batches.js";
 import type { MetaDb } from "./database.js";
 
 export const MAX_LAYERS = 16;
@@ -40,14 +41,23 @@ async function depthOf(db: MetaDb, snapshotId: string): Promise<number> {
  * instead (as inherited, not written, rows).
  */
 export async function restOn(db: MetaDb, table: "snapshot_blocks" | "volume_blocks", layerId: string, baseSnapshotId: string): Promise<void> {
+  await restAllOn(db, table, [layerId], baseSnapshotId);
+}
+
+/** restOn for several new layers on one base (a launch's volumes from one image). */
+export async function restAllOn(db: MetaDb, table: "snapshot_blocks" | "volume_blocks", layerIds: readonly string[], baseSnapshotId: string): Promise<void> {
+  if (layerIds.length === 0) return;
   if ((await depthOf(db, baseSnapshotId)) < MAX_LAYERS) {
-    await db.insertInto("layer_bases").values({ layer_id: layerId, base_snapshot_id: baseSnapshotId }).execute();
+    const rows = layerIds.map((layerId) => ({ layer_id: layerId, base_snapshot_id: baseSnapshotId }));
+    await insertInBatches(rows, (batch) => db.insertInto("layer_bases").values(batch).execute());
     return;
   }
   const target = table === "snapshot_blocks" ? sql`snapshot_blocks (snapshot_id, block_index, chunk, written)` : sql`volume_blocks (volume_id, block_index, chunk)`;
   const written = table === "snapshot_blocks" ? sql`, 0` : sql``;
-  await sql`${chain(baseSnapshotId)} insert into ${target}
-    select ${layerId}, block_index, chunk${written} from (${nearestRows(0)}) as ranked where nearest = 1`.execute(db);
+  for (const layerId of layerIds) {
+    await sql`${chain(baseSnapshotId)} insert into ${target}
+      select ${layerId}, block_index, chunk${written} from (${nearestRows(0)}) as ranked where nearest = 1`.execute(db);
+  }
 }
 
 /** Every layer's rows from block `from` on, each ranked by how near its layer is (1: nearest). */
@@ -62,21 +72,66 @@ export async function baseOf(db: MetaDb, layerId: string): Promise<string | unde
   return row?.base_snapshot_id;
 }
 
-/** A snapshot's blocks, each from the nearest layer that has it, in index order. */
-export async function resolvedBlocks(db: MetaDb, snapshotId: string, q: { from?: number; limit?: number; nonZero?: boolean } = {}): Promise<BlockRow[]> {
-  const { rows } = await sql<BlockRow>`${chain(snapshotId)}
-    select block_index, chunk from (${nearestRows(q.from ?? 0)}) as ranked
-    where nearest = 1 ${q.nonZero ? sql`and chunk != ''` : sql``}
-    order by block_index
-    ${q.limit !== undefined ? sql`limit ${q.limit}` : sql``}`.execute(db);
-  return rows;
+/** The layers a snapshot reads through, nearest first (itself, then each base). */
+async function layersOf(db: MetaDb, snapshotId: string): Promise<string[]> {
+  const { rows } = await sql<{ layer_id: string }>`${chain(snapshotId)} select layer_id from chain order by depth`.execute(db);
+  return rows.map((row) => row.layer_id);
+}
+
+/** Rows read from each layer at a time, so that no statement reads a whole manifest. */
+const SCAN_ROWS = 1024;
+
+/**
+ * A snapshot's blocks from block `from` on, each from the nearest layer that has it, in index
+ * order, with the zero blocks that hide a lower layer's data unless `nonZero`. Each layer is
+ * read a bounded number of rows at a time, merged here: a page costs the rows it reads, not the
+ * size of the manifest (a window over every row of every layer did).
+ */
+export async function* blockRows(db: MetaDb, snapshotId: string, q: { from?: number; nonZero?: boolean } = {}): AsyncGenerator<BlockRow> {
+  const layers = await layersOf(db, snapshotId);
+  let from = q.from ?? 0;
+  for (;;) {
+    // Every layer's rows are known up to `through`: the last index read of any layer that had more.
+    let through = Infinity;
+    const nearest = new Map<number, string>();
+    for (const layerId of layers) {
+      const rows = await db
+        .selectFrom("snapshot_blocks")
+        .select(["block_index", "chunk"])
+        .where("snapshot_id", "=", layerId)
+        .where("block_index", ">=", from)
+        .orderBy("block_index")
+        .limit(SCAN_ROWS)
+        .execute();
+      if (rows.length === SCAN_ROWS) through = Math.min(through, rows[rows.length - 1]!.block_index);
+      for (const row of rows) if (!nearest.has(row.block_index)) nearest.set(row.block_index, row.chunk);
+    }
+    const indices = [...nearest.keys()].filter((index) => index <= through).sort((a, b) => a - b);
+    for (const index of indices) {
+      const chunk = nearest.get(index)!;
+      if (!q.nonZero || chunk !== "") yield { block_index: index, chunk };
+    }
+    if (through === Infinity) return;
+    from = through + 1;
+  }
+}
+
+/** Up to `limit` of a snapshot's blocks from `from` on (see blockRows). */
+export async function resolvedBlocks(db: MetaDb, snapshotId: string, q: { from?: number; limit: number; nonZero?: boolean }): Promise<BlockRow[]> {
+  const page: BlockRow[] = [];
+  if (q.limit <= 0) return page;
+  for await (const row of blockRows(db, snapshotId, q)) {
+    page.push(row);
+    if (page.length === q.limit) break;
+  }
+  return page;
 }
 
 /** How many non-zero blocks a snapshot reads as, through its layers. */
 export async function countResolvedBlocks(db: MetaDb, snapshotId: string): Promise<number> {
-  const { rows } = await sql<{ count: number }>`${chain(snapshotId)}
-    select count(*) as count from (${nearestRows(0)}) as ranked where nearest = 1 and chunk != ''`.execute(db);
-  return Number(rows[0]?.count ?? 0);
+  let count = 0;
+  for await (const _row of blockRows(db, snapshotId, { nonZero: true })) count++;
+  return count;
 }
 
 /** One block of a snapshot, from the nearest layer that has it. */

@@ -4,7 +4,9 @@
 // main route table routing 0.0.0.0/0 through it, and a default security group.
 import type { Transaction } from "kysely";
 import { formatCidr, ipInCidr, ipToNumber, numberToIp, parseCidr, usableRange } from "../../domain/cidr.js";
+import { groupBy } from "../../domain/collections.js";
 import { newId } from "../../domain/ids.js";
+import { insertInBatches } from "./batches.js";
 import type { MetaDb } from "./database.js";
 import type { InternetGatewayTable, MetaSchema, NetworkInterfaceTable, RouteTableTable, SubnetTable, VpcTable } from "./schema.js";
 import { ALL_TRAFFIC_OUT, insertSecurityGroup } from "./security-groups.js";
@@ -127,7 +129,7 @@ export async function listNetworkInterfaces(db: Db, scope: Scope, q: { ids?: rea
 export async function interfaceGroups(db: Db, interfaceIds: readonly string[]): Promise<Map<string, string[]>> {
   const rows = interfaceIds.length ? await db.selectFrom("network_interface_groups").selectAll().where("network_interface_id", "in", interfaceIds).orderBy("group_id").execute() : [];
   const groups = new Map<string, string[]>();
-  for (const row of rows) groups.set(row.network_interface_id, [...(groups.get(row.network_interface_id) ?? []), row.group_id]);
+  for (const [interfaceId, memberships] of groupBy(rows, (row) => row.network_interface_id)) groups.set(interfaceId, memberships.map((row) => row.group_id));
   return groups;
 }
 
@@ -136,13 +138,15 @@ export async function setInterfaceGroups(db: Db, interfaceId: string, groupIds: 
   for (const groupId of groupIds) await db.insertInto("network_interface_groups").values({ network_interface_id: interfaceId, group_id: groupId }).execute();
 }
 
-/** The lowest address of `subnet` no interface holds, or undefined when the subnet is full. */
-export async function freeAddress(db: Db, subnet: SubnetRow): Promise<string | undefined> {
+/** The `count` lowest addresses of `subnet` no interface holds (fewer when the subnet has fewer). */
+export async function freeAddresses(db: Db, subnet: SubnetRow, count: number): Promise<string[]> {
   const cidr = parseCidr(subnet.cidr_block)!;
   const used = new Set((await db.selectFrom("network_interfaces").select("private_ip").where("subnet_id", "=", subnet.subnet_id).execute()).map((r) => ipToNumber(r.private_ip)));
   const { first, last } = usableRange(cidr);
-  for (let ip = first; ip <= last; ip++) if (!used.has(ip)) return numberToIp(ip);
-  return undefined;
+  const free: string[] = [];
+  // At most `used.size + count` steps, whatever the subnet's size.
+  for (let ip = first; ip <= last && free.length < count; ip++) if (!used.has(ip)) free.push(numberToIp(ip));
+  return free;
 }
 
 /** Addresses left in a subnet (AvailableIpAddressCount). */
@@ -159,9 +163,18 @@ export const addressInSubnet = (ip: string, subnet: SubnetRow) => {
   return n !== undefined && ipInCidr(n, cidr) && n >= first && n <= last;
 };
 
-export async function insertNetworkInterface(db: Db, row: NetworkInterfaceRow, groupIds: readonly string[]): Promise<void> {
-  await db.insertInto("network_interfaces").values(row).execute();
-  await setInterfaceGroups(db, row.network_interface_id, groupIds);
+/** New interfaces (made as they are taken, if a generator), each in the same security groups. */
+export async function insertNetworkInterfaces(db: Db, rows: Iterable<NetworkInterfaceRow>, groupIds: readonly string[]): Promise<void> {
+  const ids: string[] = [];
+  function* taken() {
+    for (const row of rows) {
+      ids.push(row.network_interface_id);
+      yield row;
+    }
+  }
+  await insertInBatches(taken(), (batch) => db.insertInto("network_interfaces").values(batch).execute());
+  const memberships = ids.flatMap((id) => groupIds.map((groupId) => ({ network_interface_id: id, group_id: groupId })));
+  await insertInBatches(memberships, (batch) => db.insertInto("network_interface_groups").values(batch).execute());
 }
 
 /** Termination: interfaces marked DeleteOnTermination go; the rest are detached. */

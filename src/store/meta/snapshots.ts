@@ -1,7 +1,7 @@
 // Snapshots and their manifests (snapshot_blocks, layered: see manifests.ts).
 import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
-import { baseOf, dropLayer, foldIntoDependents, resolvedBlock, resolvedBlocks, restOn, type BlockRow } from "./manifests.js";
+import { baseOf, blockRows, dropLayer, foldIntoDependents, resolvedBlock, resolvedBlocks, restOn, type BlockRow } from "./manifests.js";
 import type { SnapshotTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
@@ -61,11 +61,28 @@ export async function putBlocks(db: MetaDb, snapshotId: string, blocks: readonly
 }
 
 // A snapshot's blocks as they read through its layers.
-export { resolvedBlock as getBlock, resolvedBlocks as listBlocks };
+export { blockRows, resolvedBlock as getBlock, resolvedBlocks as listBlocks };
 
-/** The blocks this snapshot itself wrote (PutSnapshotBlock), in index order. */
-export function writtenBlocks(db: MetaDb, snapshotId: string): Promise<BlockRow[]> {
-  return db.selectFrom("snapshot_blocks").select(["block_index", "chunk"]).where("snapshot_id", "=", snapshotId).where("written", "=", 1).orderBy("block_index").execute();
+/** Rows of a snapshot's own manifest read at a time. */
+const WRITTEN_PAGE = 1024;
+
+/** The blocks this snapshot itself wrote (PutSnapshotBlock), in index order, a page at a time. */
+export async function* writtenBlocks(db: MetaDb, snapshotId: string): AsyncGenerator<BlockRow> {
+  let from = 0;
+  for (;;) {
+    const rows = await db
+      .selectFrom("snapshot_blocks")
+      .select(["block_index", "chunk"])
+      .where("snapshot_id", "=", snapshotId)
+      .where("written", "=", 1)
+      .where("block_index", ">=", from)
+      .orderBy("block_index")
+      .limit(WRITTEN_PAGE)
+      .execute();
+    yield* rows;
+    if (rows.length < WRITTEN_PAGE) return;
+    from = rows[rows.length - 1]!.block_index + 1;
+  }
 }
 
 export async function setSnapshotState(db: MetaDb, snapshotId: string, state: SnapshotRow["state"], progress: string): Promise<void> {

@@ -1,4 +1,5 @@
 // The generic tag table: every taggable resource's tags, keyed by account, region and resource id.
+import { insertInBatches, readInBatches } from "./batches.js";
 import type { MetaDb } from "./database.js";
 import type { TagTable } from "./schema.js";
 
@@ -22,8 +23,9 @@ const toRow = (r: Pick<TagTable, "resource_id" | "resource_type" | "key" | "valu
 });
 
 /**
- * Sets tags on resources in one transaction. When any resource would end with more than `limit`
- * tags, nothing is written and those resources are returned.
+ * Sets tags on resources in one transaction, in few statements however many there are (a
+ * CreateTags of a thousand resources, fifty tags each). When any resource would end with more
+ * than `limit` tags, nothing is written and those resources are returned.
  */
 export async function putTags(
   db: MetaDb,
@@ -32,29 +34,36 @@ export async function putTags(
   tags: readonly { key: string; value: string }[],
   limit: number,
 ): Promise<string[]> {
+  // One row per resource and key (the last value given wins): one statement may not touch a row twice.
+  const byKey = new Map(tags.map((tag) => [tag.key, tag.value]));
+  const byId = new Map(resources.map((resource) => [resource.id, resource.type]));
+  if (byKey.size === 0 || byId.size === 0) return [];
   return db.transaction().execute(async (tx) => {
-    const over: string[] = [];
-    for (const resource of resources) {
-      const existing = await tx
+    const existing = await readInBatches([...byId.keys()], (ids) =>
+      tx
         .selectFrom("tags")
-        .select("key")
+        .select(["resource_id", "key"])
         .where("account_id", "=", scope.accountId)
         .where("region", "=", scope.region)
-        .where("resource_id", "=", resource.id)
-        .execute();
-      const keys = new Set([...existing.map((row) => row.key), ...tags.map((tag) => tag.key)]);
-      if (keys.size > limit) over.push(resource.id);
-    }
+        .where("resource_id", "in", ids)
+        .execute(),
+    );
+    // Each resource ends with the new keys and those of its own that are not among them.
+    const kept = new Map<string, number>();
+    for (const row of existing) if (!byKey.has(row.key)) kept.set(row.resource_id, (kept.get(row.resource_id) ?? 0) + 1);
+    const over = [...byId.keys()].filter((id) => byKey.size + (kept.get(id) ?? 0) > limit);
     if (over.length > 0) return over;
-    for (const resource of resources) {
-      for (const tag of tags) {
-        await tx
-          .insertInto("tags")
-          .values({ account_id: scope.accountId, region: scope.region, resource_id: resource.id, resource_type: resource.type, key: tag.key, value: tag.value })
-          .onConflict((oc) => oc.columns(["account_id", "region", "resource_id", "key"]).doUpdateSet({ value: tag.value }))
-          .execute();
-      }
+    function* rows() {
+      const owned = { account_id: scope.accountId, region: scope.region };
+      for (const [id, type] of byId) for (const [key, value] of byKey) yield { ...owned, resource_id: id, resource_type: type, key, value };
     }
+    await insertInBatches(rows(), (batch) =>
+      tx
+        .insertInto("tags")
+        .values(batch)
+        .onConflict((oc) => oc.columns(["account_id", "region", "resource_id", "key"]).doUpdateSet((eb) => ({ value: eb.ref("excluded.value") })))
+        .execute(),
+    );
     return over;
   });
 }
@@ -89,45 +98,55 @@ export interface TagQuery {
   resourceTypes?: readonly string[];
   keys?: readonly string[];
   values?: readonly string[];
-  /** Most rows to read; only when the constraints are the whole filter. */
-  limit?: number;
 }
 
-/** Tags in (resource id, key) order. */
-export async function listTags(db: MetaDb, scope: Scope, q: TagQuery = {}): Promise<TagRow[]> {
-  // Only the columns the answer carries: a 1,000-tag page spends most of its time making strings.
-  let query = db
-    .selectFrom("tags")
-    .select(["resource_id", "resource_type", "key", "value"])
-    .where("account_id", "=", scope.accountId)
-    .where("region", "=", scope.region);
-  if (q.after) {
-    const [resourceId, key] = q.after;
-    query = query.where((eb) => eb.or([eb("resource_id", ">", resourceId), eb.and([eb("resource_id", "=", resourceId), eb("key", ">", key)])]));
+/** Rows read by one statement, at most. */
+const TAG_PAGE = 1000;
+
+/**
+ * Tags in (resource id, key) order, read `pageRows` at a time (an account may have tens of
+ * thousands; an answer of 5 needs 6 rows when SQL applies its whole filter).
+ */
+export async function* tagRows(db: MetaDb, scope: Scope, q: TagQuery = {}, pageRows = TAG_PAGE): AsyncGenerator<TagRow> {
+  let after = q.after;
+  for (;;) {
+    // Only the columns the answer carries: a 1,000-tag page spends most of its time making strings.
+    let query = db
+      .selectFrom("tags")
+      .select(["resource_id", "resource_type", "key", "value"])
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region);
+    if (after) {
+      const [resourceId, key] = after;
+      query = query.where((eb) => eb.or([eb("resource_id", ">", resourceId), eb.and([eb("resource_id", "=", resourceId), eb("key", ">", key)])]));
+    }
+    if (q.resourceIds) query = query.where("resource_id", "in", q.resourceIds);
+    if (q.resourceTypes) query = query.where("resource_type", "in", q.resourceTypes);
+    if (q.keys) query = query.where("key", "in", q.keys);
+    if (q.values) query = query.where("value", "in", q.values);
+    const rows = await query.orderBy("resource_id").orderBy("key").limit(pageRows).execute();
+    for (const row of rows) yield toRow(row);
+    if (rows.length < pageRows) return;
+    const last = rows[rows.length - 1]!;
+    after = [last.resource_id, last.key];
   }
-  if (q.resourceIds) query = query.where("resource_id", "in", q.resourceIds);
-  if (q.resourceTypes) query = query.where("resource_type", "in", q.resourceTypes);
-  if (q.keys) query = query.where("key", "in", q.keys);
-  if (q.values) query = query.where("value", "in", q.values);
-  query = query.orderBy("resource_id").orderBy("key");
-  if (q.limit !== undefined) query = query.limit(q.limit);
-  const rows = await query.execute();
-  return rows.map(toRow);
 }
 
 /** Each resource's tags, for resources' own Describe answers. */
 export async function tagsOf(db: MetaDb, scope: Scope, resourceIds: readonly string[]): Promise<Map<string, Map<string, string>>> {
   const byResource = new Map<string, Map<string, string>>();
   if (resourceIds.length === 0) return byResource;
-  const rows = await db
-    .selectFrom("tags")
-    .select(["resource_id", "key", "value"])
-    .where("account_id", "=", scope.accountId)
-    .where("region", "=", scope.region)
-    .where("resource_id", "in", resourceIds)
-    .orderBy("resource_id")
-    .orderBy("key")
-    .execute();
+  const rows = await readInBatches(resourceIds, (ids) =>
+    db
+      .selectFrom("tags")
+      .select(["resource_id", "key", "value"])
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region)
+      .where("resource_id", "in", ids)
+      .orderBy("resource_id")
+      .orderBy("key")
+      .execute(),
+  );
   for (const row of rows) {
     let tags = byResource.get(row.resource_id);
     if (!tags) byResource.set(row.resource_id, (tags = new Map()));

@@ -1,7 +1,8 @@
 // Volumes and their data manifests (volume_blocks, layered: see manifests.ts).
 import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
-import { dropLayer, restOn } from "./manifests.js";
+import { insertInBatches } from "./batches.js";
+import { dropLayer, restAllOn } from "./manifests.js";
 import type { VolumeTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
@@ -17,8 +18,20 @@ const settled = (row: VolumeRow): VolumeRow => {
  * snapshot's manifest and shares its chunks.
  */
 export async function writeVolume(tx: MetaDb, row: VolumeRow): Promise<void> {
-  await tx.insertInto("volumes").values(row).execute();
-  if (row.snapshot_id) await restOn(tx, "volume_blocks", row.volume_id, row.snapshot_id);
+  await writeVolumes(tx, [row]);
+}
+
+/** writeVolume for many volumes (a launch's), in few statements. */
+export async function writeVolumes(tx: MetaDb, rows: readonly VolumeRow[]): Promise<void> {
+  await insertInBatches(rows, (batch) => tx.insertInto("volumes").values(batch).execute());
+  const bySnapshot = new Map<string, string[]>();
+  for (const row of rows) {
+    if (!row.snapshot_id) continue;
+    const ids = bySnapshot.get(row.snapshot_id) ?? [];
+    ids.push(row.volume_id);
+    bySnapshot.set(row.snapshot_id, ids);
+  }
+  for (const [snapshotId, volumeIds] of bySnapshot) await restAllOn(tx, "volume_blocks", volumeIds, snapshotId);
 }
 
 export async function insertVolume(db: MetaDb, row: VolumeRow): Promise<void> {

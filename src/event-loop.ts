@@ -1,0 +1,32 @@
+// Long synchronous work in slices. One Node thread answers every request: work that runs on it
+// without a turn of the event loop (a loop over many rows, a run of SQLite statements, which
+// better-sqlite3 runs synchronously) delays every other request, health checks included. Such
+// work calls yieldToLoop() as it goes: within a slice it continues at once; once the slice has
+// lasted SLICE_MS, the event loop takes a turn (and answers what is waiting) first.
+
+/** Most synchronous work, in milliseconds, between two turns of the event loop. */
+export const SLICE_MS = 5;
+
+/** When the current slice began; undefined once the event loop has turned since. */
+let sliceStart: number | undefined;
+
+function beginSlice(): void {
+  sliceStart = performance.now();
+  // The loop turning by itself (at any await of I/O) ends the slice too.
+  setImmediate(() => (sliceStart = undefined));
+}
+
+/**
+ * Resolves at once within the current slice; past it, after a turn of the event loop, once a
+ * slice is to be had: work that waited takes turns, one slice a turn between them all, rather
+ * than each beginning a slice of its own in the same turn.
+ */
+export async function yieldToLoop(): Promise<void> {
+  for (;;) {
+    if (sliceStart === undefined) return beginSlice();
+    if (performance.now() - sliceStart < SLICE_MS) return;
+    // Twice: an immediate set while the loop handles I/O runs before the loop polls for more, so
+    // only the second is sure to come after waiting requests have been read.
+    await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+  }
+}
