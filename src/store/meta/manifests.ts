@@ -88,32 +88,41 @@ const SCAN_ROWS = 1024;
  * size of the manifest (a window over every row of every layer did).
  */
 export async function* blockRows(db: MetaDb, snapshotId: string, q: { from?: number; nonZero?: boolean } = {}): AsyncGenerator<BlockRow> {
-  const layers = await layersOf(db, snapshotId);
-  let from = q.from ?? 0;
-  for (;;) {
-    // Every layer's rows are known up to `through`: the last index read of any layer that had more.
-    let through = Infinity;
-    const nearest = new Map<number, string>();
-    for (const layerId of layers) {
-      const rows = await db
-        .selectFrom("snapshot_blocks")
-        .select(["block_index", "chunk"])
-        .where("snapshot_id", "=", layerId)
-        .where("block_index", ">=", from)
-        .orderBy("block_index")
-        .limit(SCAN_ROWS)
-        .execute();
-      if (rows.length === SCAN_ROWS) through = Math.min(through, rows[rows.length - 1]!.block_index);
-      for (const row of rows) if (!nearest.has(row.block_index)) nearest.set(row.block_index, row.chunk);
-    }
-    const indices = [...nearest.keys()].filter((index) => index <= through).sort((a, b) => a - b);
-    for (const index of indices) {
-      const chunk = nearest.get(index)!;
-      if (!q.nonZero || chunk !== "") yield { block_index: index, chunk };
-    }
-    if (through === Infinity) return;
-    from = through + 1;
+  let from: number | undefined = q.from ?? 0;
+  while (from !== undefined) {
+    const page = await blockPage(db, snapshotId, from);
+    for (const row of page.rows) if (!q.nonZero || row.chunk !== "") yield row;
+    from = page.next;
   }
+}
+
+/**
+ * One page of blockRows, read in one transaction (repeatable read on PostgreSQL): a layer folded
+ * into its dependents meanwhile (DeleteSnapshot of a base) is seen before or after, never half.
+ */
+function blockPage(db: MetaDb, snapshotId: string, from: number): Promise<{ rows: BlockRow[]; next?: number }> {
+  return db
+    .transaction()
+    .setIsolationLevel("repeatable read")
+    .execute(async (tx) => {
+      // Every layer's rows are known up to `through`: the last index read of any layer that had more.
+      let through = Infinity;
+      const nearest = new Map<number, string>();
+      for (const layerId of await layersOf(tx, snapshotId)) {
+        const rows = await tx
+          .selectFrom("snapshot_blocks")
+          .select(["block_index", "chunk"])
+          .where("snapshot_id", "=", layerId)
+          .where("block_index", ">=", from)
+          .orderBy("block_index")
+          .limit(SCAN_ROWS)
+          .execute();
+        if (rows.length === SCAN_ROWS) through = Math.min(through, rows[rows.length - 1]!.block_index);
+        for (const row of rows) if (!nearest.has(row.block_index)) nearest.set(row.block_index, row.chunk);
+      }
+      const indices = [...nearest.keys()].filter((index) => index <= through).sort((a, b) => a - b);
+      return { rows: indices.map((index) => ({ block_index: index, chunk: nearest.get(index)! })), next: through === Infinity ? undefined : through + 1 };
+    });
 }
 
 /** Up to `limit` of a snapshot's blocks from `from` on (see blockRows). */
