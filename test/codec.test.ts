@@ -253,8 +253,8 @@ describe("decoding XML and JSON bodies", () => {
   });
 });
 
-/** An answer's bytes as text. */
-const text = async (pieces: Promise<Buffer[]>) => Buffer.concat(await pieces).toString("utf8");
+/** An answer as text: written at once, or in pieces (a large answer). */
+const text = async (answer: string | Promise<Buffer[]>) => (typeof answer === "string" ? answer : Buffer.concat(await answer).toString("utf8"));
 
 describe("encoding", () => {
   it("writes EC2 XML: namespace, requestId, locationNames and item lists", async () => {
@@ -295,6 +295,28 @@ describe("encoding", () => {
       encodeXmlError("InvalidParameterValue", "bad <value>", "r-9"),
       '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>bad &lt;value&gt;</Message></Error></Errors><RequestID>r-9</RequestID></Response>',
     );
+  });
+
+  it("writes a large answer in pieces, byte for byte as it writes a small one", async () => {
+    const tag = (i: number) => ({ Key: `k${i}`, Value: `v<${i}>`, ResourceId: `i-${String(i).padStart(8, "0")}`, ResourceType: "instance" });
+    const output = model.operations.get("DescribeTags")!.output;
+    const item = (i: number) => `<item><key>k${i}</key><resourceId>i-${String(i).padStart(8, "0")}</resourceId><resourceType>instance</resourceType><value>v&lt;${i}&gt;</value></item>`;
+    const tags = Array.from({ length: 5000 }, (_, i) => tag(i));
+    const large = encodeXmlResponse(model, "DescribeTags", output, { Tags: tags }, "r");
+    assert.ok(typeof large !== "string", "a large answer is written in pieces");
+    const pieces = await large;
+    assert.ok(pieces.length > 1, "of more than one piece");
+    const expected =
+      '<?xml version="1.0" encoding="UTF-8"?>\n<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId>' +
+      `<tagSet>${tags.map((_, i) => item(i)).join("")}</tagSet></DescribeTagsResponse>`;
+    assert.ok(Buffer.concat(pieces).toString("utf8") === expected, "the XML written in pieces is the whole answer");
+    const small = encodeXmlResponse(model, "DescribeTags", output, { Tags: tags.slice(0, 3) }, "r");
+    assert.equal(typeof small, "string", "a small answer is written at once");
+    const json = encodeJsonResponse(output, { Tags: tags }, "r");
+    assert.ok(typeof json !== "string");
+    // As JSON.stringify writes it, members in the model's order.
+    const ordered = tags.map(({ Key, ResourceId, ResourceType, Value }) => ({ Key, ResourceId, ResourceType, Value }));
+    assert.ok((await text(json)) === JSON.stringify({ RequestId: "r", Tags: ordered }), "the JSON written in pieces is JSON.stringify's");
   });
 
   it("writes JSON by member names", async () => {

@@ -69,7 +69,7 @@ export async function treeFromForm(queryPairs: Iterable<[string, string]>, form:
     const end = cut < 0 ? form.length : cut;
     treeFromPairs(new URLSearchParams(form.slice(start, end)), limits, into, counter);
     start = end + 1;
-    await yieldToLoop();
+    if (start < form.length) await yieldToLoop();
   }
   return into;
 }

@@ -129,9 +129,10 @@ class SlicedDriver implements Driver {
     let sliced = this.#sliced.get(own);
     if (!sliced) {
       sliced = {
-        async executeQuery(query) {
-          await yieldToLoop();
-          return own.executeQuery(query);
+        // Not async: within the slice, the driver's own promise is the answer.
+        executeQuery(query) {
+          const turn = yieldToLoop();
+          return turn ? turn.then(() => own.executeQuery(query)) : own.executeQuery(query);
         },
         streamQuery: (query, chunkSize) => own.streamQuery(query, chunkSize),
       };
