@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { CreateStoreImageTaskCommand, DescribeStoreImageTasksCommand, ImportImageCommand, ImportSnapshotCommand, RegisterImageCommand } from "@aws-sdk/client-ec2";
+import { CreateKeyPairCommand, CreateTagsCommand, CreateVolumeCommand, DescribeKeyPairsCommand, DescribeTagsCommand, CreateStoreImageTaskCommand, DescribeStoreImageTasksCommand, ImportImageCommand, ImportSnapshotCommand, RegisterImageCommand } from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { errorName, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
@@ -68,6 +68,39 @@ describe("malformed %-escapes and invalid UTF-8", () => {
       assert.equal(await errorName(ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "RAW", Url }] }))), "InvalidParameterValue", Url);
       assert.equal(await errorName(ec2.send(new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", Url } }))), "InvalidParameterValue", Url);
     }
+  });
+});
+
+describe("U+0000 (NUL) in text Kiln would store or look up", () => {
+  // PostgreSQL's text cannot hold it; both metadata dialects answer the protocol's 400 alike.
+  it("in an S3 bucket, key or query: InvalidArgument", async () => {
+    for (const path of ["/%00/a%2Fb/key", "/bkt/a%00b"]) {
+      const response = await s3Raw("GET", path);
+      assert.deepEqual([response.status, errorCode(response.text)], [400, "InvalidArgument"], path);
+    }
+    const queries: Record<string, string>[] = [{ prefix: "\0" }, { "list-type": "2", "start-after": "a\0" }];
+    for (const query of queries) {
+      const response = await signedRequest(kiln.url, { method: "GET", path: "/bkt", query, service: "s3", headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } });
+      assert.deepEqual([response.status, errorCode(response.text)], [400, "InvalidArgument"], JSON.stringify(query));
+    }
+    const put = await s3Raw("PUT", "/bkt/nul%00key", { "content-length": "0" });
+    assert.deepEqual([put.status, errorCode(put.text)], [400, "InvalidArgument"]);
+  });
+
+  it("in an EC2 parameter: InvalidParameterValue, and nothing is made", async () => {
+    const ec2 = kiln.ec2();
+    const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }));
+    const tag = ec2.send(new CreateTagsCommand({ Resources: [volume.VolumeId!], Tags: [{ Key: "k", Value: "a\0b" }] }));
+    assert.equal(await errorName(tag), "InvalidParameterValue");
+    assert.equal(await errorName(ec2.send(new CreateKeyPairCommand({ KeyName: "nul\0name" }))), "InvalidParameterValue");
+    const tags = await ec2.send(new DescribeTagsCommand({}));
+    assert.deepEqual(tags.Tags, []);
+    assert.deepEqual((await ec2.send(new DescribeKeyPairsCommand({}))).KeyPairs, []);
+  });
+
+  it("in an EBS direct API path: ValidationException", async () => {
+    const response = await signedRequest(kiln.url, { method: "GET", path: "/snapshots/snap-0123456789abcdef0%00/blocks", service: "ebs" });
+    assert.deepEqual([response.status, response.headers.get("x-amzn-errortype")], [400, "ValidationException"]);
   });
 });
 

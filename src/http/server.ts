@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { yieldToLoop } from "../event-loop.js";
 import type { Logger } from "../log.js";
 import { isStoreUnavailable } from "../store/meta/database.js";
+import { UnstorableTextError } from "../store/unavailable.js";
 import type { Socket } from "node:net";
 import type { AdminAnswer } from "./admin.js";
 import { fromWebPage, pageMayRead } from "./browser.js";
@@ -69,14 +70,20 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
         send(res, req, 404, error.contentType, error.body, requestId);
       }
     } catch (error) {
-      // Never a stack trace on the wire: log it, answer the protocol's own error. A metadata
-      // or object store out of reach is the client's to retry (ServiceUnavailable); anything else is ours.
-      const unavailable = isStoreUnavailable(error);
+      // Never a stack trace on the wire: log it, answer the protocol's own error. Text the store
+      // cannot keep is the client's mistake; a metadata or object store out of reach is the
+      // client's to retry (ServiceUnavailable); anything else is ours.
+      const unstorable = error instanceof UnstorableTextError;
+      const unavailable = !unstorable && isStoreUnavailable(error);
       if (unavailable) logger.warn({ requestId, err: error }, "a store is unavailable");
-      else logger.error({ requestId, err: error }, "request failed");
-      const internal = unavailable ? unavailableError(protocol, requestId) : internalError(protocol, requestId);
-      answer = { status: internal.status, errorCode: internal.code };
-      if (!res.headersSent) send(res, req, internal.status, internal.contentType, internal.body, requestId, internal.headers);
+      else if (!unstorable) logger.error({ requestId, err: error }, "request failed");
+      const failed = unstorable
+        ? protocolError(protocol, requestId, 400, BAD_VALUE, error.message)
+        : unavailable
+          ? unavailableError(protocol, requestId)
+          : internalError(protocol, requestId);
+      answer = { status: failed.status, errorCode: failed.code };
+      if (!res.headersSent) send(res, req, failed.status, failed.contentType, failed.body, requestId, failed.headers);
       else res.destroy();
     }
     logger.info(
@@ -152,6 +159,7 @@ const INTERNAL: ProtocolCodes = { ec2: "InternalError", s3: "InternalError", ebs
 const UNAVAILABLE: ProtocolCodes = { ec2: "ServiceUnavailable", s3: "ServiceUnavailable", ebs: "ServiceUnavailableException" };
 const FORBIDDEN: ProtocolCodes = { ec2: "UnauthorizedOperation", s3: "AccessDenied", ebs: "AccessDeniedException" };
 const HEADERS_TOO_LARGE: ProtocolCodes = { ec2: "RequestHeaderSectionTooLarge", s3: "RequestHeaderSectionTooLarge", ebs: "ValidationException" };
+const BAD_VALUE: ProtocolCodes = { ec2: "InvalidParameterValue", s3: "InvalidArgument", ebs: "ValidationException" };
 const BAD_REQUEST: ProtocolCodes = { ec2: "InvalidRequest", s3: "InvalidRequest", ebs: "ValidationException" };
 
 /** An error as each protocol's clients expect to read one. */

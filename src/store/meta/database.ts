@@ -21,7 +21,7 @@ import {
 import pg from "pg";
 import { withoutPassword } from "../../config.js";
 import { yieldToLoop } from "../../event-loop.js";
-import { NET_UNAVAILABLE, StoreUnavailableError } from "../unavailable.js";
+import { NET_UNAVAILABLE, StoreUnavailableError, checkStorableText } from "../unavailable.js";
 import { startCheckpoints } from "./checkpoints.js";
 import { migrations } from "./migrations.js";
 import { STATE_TABLES, type MetaSchema } from "./schema.js";
@@ -113,6 +113,7 @@ type Compile = QueryCompiler["compileQuery"];
  * until it ends, and no other request, not even health, would be answered. On PostgreSQL the loop
  * turns at every statement, but the answers of many connections come back in one turn, and each
  * request would go on to make and send its next statement in that same turn.
+ * It also refuses, alike on both dialects, text PostgreSQL cannot hold (UnstorableTextError).
  */
 class SlicedDriver implements Driver {
   /** The driver's own connection of each one handed out (it takes back only its own). */
@@ -131,10 +132,14 @@ class SlicedDriver implements Driver {
       sliced = {
         // Not async: within the slice, the driver's own promise is the answer.
         executeQuery(query) {
+          checkStorableText(query.parameters);
           const turn = yieldToLoop();
           return turn ? turn.then(() => own.executeQuery(query)) : own.executeQuery(query);
         },
-        streamQuery: (query, chunkSize) => own.streamQuery(query, chunkSize),
+        streamQuery(query, chunkSize) {
+          checkStorableText(query.parameters);
+          return own.streamQuery(query, chunkSize);
+        },
       };
       this.#sliced.set(own, sliced);
       this.#own.set(sliced, own);
