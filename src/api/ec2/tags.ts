@@ -134,6 +134,9 @@ const FILTERS = {
   tags: (row: TagRow) => new Map([[row.key, row.value]]),
 };
 
+/** Rows matched between two asks for a turn of the event loop. */
+const ROWS_BETWEEN_TURNS = 16;
+
 const SQL_COLUMNS = { "resource-id": "resourceIds", "resource-type": "resourceTypes", key: "keys", value: "values" } as const;
 
 /** The exact-match filters, as SQL constraints, so a filtered page reads only its rows. */
@@ -189,10 +192,14 @@ export const tagActions: ActionTable = {
       // Read a page at a time: one row past the answer tells whether there is a next page.
       const pageRows = limit === undefined ? undefined : limit + 1;
       reading: for await (const rows of tagPages(ctx.meta.db, ctx, { after, ...sqlConstraints(input.Filters) }, pageRows)) {
-        for (const row of rows) {
-          // Matching is the work here (up to 200 wildcard values a row): a turn when the slice is spent.
-          const turn = yieldToLoop();
-          if (turn) await turn;
+        for (let i = 0; i < rows.length; i++) {
+          const row = rows[i]!;
+          // Matching is the work here (up to 200 wildcard values a row): a turn when the slice
+          // is spent, asked every few rows (asking costs more than a row without wildcards).
+          if (i % ROWS_BETWEEN_TURNS === 0) {
+            const turn = yieldToLoop();
+            if (turn) await turn;
+          }
           if (!matches(row)) continue;
           if (limit !== undefined && page.length === limit) {
             const last = page[page.length - 1]!;

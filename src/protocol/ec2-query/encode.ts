@@ -16,8 +16,12 @@ export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => XML_ESCAPES[c]!).replace(XML_INVALID, "\uFFFD");
 }
 
-/** List items an answer (or a part of one) may hold and still be written at once: a few milliseconds at most. */
-const ITEMS_AT_ONCE = 256;
+/**
+ * List items an answer (or a part of one) may hold and still be written at once: a thousand tags
+ * take 0.3 ms, the largest such answers (a hundred instances, 400 KB) 2 ms. Writing in pieces
+ * costs more than the turns it makes room for below that (a 1,000-tag page: 2.6 against 2.2 ms).
+ */
+const ITEMS_AT_ONCE = 1024;
 
 /** Characters of text gathered before they are turned into bytes, in an answer written in pieces. */
 const PIECE_CHARS = 64 * 1024;
@@ -26,14 +30,36 @@ const PIECE_CHARS = 64 * 1024;
 function itemsIn(value: unknown, limit: number): number {
   if (typeof value !== "object" || value === null || value instanceof Date || value instanceof Uint8Array) return 0;
   let count = 0;
-  const children = Array.isArray(value) ? value : Object.values(value);
-  if (Array.isArray(value)) count += value.length;
-  for (const child of children) {
+  if (Array.isArray(value)) {
+    count = value.length;
+    for (let i = 0; i < value.length && count <= limit; i++) count += itemsIn(value[i], limit - count);
+    return count;
+  }
+  // for…in, not Object.values: an answer of a thousand items would make a thousand arrays.
+  for (const key in value) {
     if (count > limit) break;
-    count += itemsIn(child, limit - count);
+    count += itemsIn((value as Record<string, unknown>)[key], limit - count);
   }
   return count;
 }
+
+const mayHoldItemsCache = new WeakMap<Shape, boolean>();
+
+/** Whether a value of `shape` can hold list items (a tag cannot; an instance can): only those need counting. */
+function mayHoldItems(shape: Shape): boolean {
+  if (shape.type === "list" || shape.type === "map") return true;
+  if (shape.type !== "structure") return false;
+  let holds = mayHoldItemsCache.get(shape);
+  if (holds === undefined) {
+    mayHoldItemsCache.set(shape, true); // a shape that refers to itself: assume it may
+    holds = shape.members.some((member) => mayHoldItems(member.shape));
+    mayHoldItemsCache.set(shape, holds);
+  }
+  return holds;
+}
+
+/** An item's weight in a run written at once: itself and the list items it holds. */
+const heldBy = (shape: Shape, item: unknown) => (mayHoldItems(shape) ? 1 + itemsIn(item, ITEMS_AT_ONCE) : 1);
 
 /**
  * A large answer's writer: it appends to a string (V8 keeps it as a rope) and, between list
@@ -167,8 +193,18 @@ function* sliceValue(open: string, close: string, shape: Shape, value: unknown, 
   if (shape.type !== "list") return writeValue(open, close, shape, value, xml);
   const { itemOpen, itemClose } = itemTags(shape);
   xml += open;
+  // Items are written at once in runs of up to ITEMS_AT_ONCE (counting what each holds), the
+  // writer pausing between runs: a pause an item costs more than writing a small one.
+  let run = 0;
   for (const item of value as unknown[]) {
-    if (item !== undefined && item !== null) xml = yield* sliceValue(itemOpen, itemClose, shape.member.shape, item, yield xml);
+    if (item === undefined || item === null) continue;
+    const held = heldBy(shape.member.shape, item);
+    if (run + held > ITEMS_AT_ONCE) {
+      xml = yield xml;
+      run = 0;
+    }
+    run += held;
+    xml = held > ITEMS_AT_ONCE ? yield* sliceValue(itemOpen, itemClose, shape.member.shape, item, xml) : writeValue(itemOpen, itemClose, shape.member.shape, item, xml);
   }
   return xml + close;
 }
@@ -241,10 +277,17 @@ function* sliceJsonValue(shape: Shape, value: unknown, json: string): Writer {
   if (shape.type !== "list") return json + JSON.stringify(jsonValue(shape, value));
   json += "[";
   let first = true;
+  let run = 0;
   for (const item of value as unknown[]) {
-    json = first ? json : `${yield json},`;
+    const held = heldBy(shape.member.shape, item);
+    if (run + held > ITEMS_AT_ONCE) {
+      json = yield json;
+      run = 0;
+    }
+    run += held;
+    if (!first) json += ",";
     first = false;
-    json = yield* sliceJsonValue(shape.member.shape, item, json);
+    json = held > ITEMS_AT_ONCE ? yield* sliceJsonValue(shape.member.shape, item, json) : json + JSON.stringify(jsonValue(shape.member.shape, item));
   }
   return `${json}]`;
 }
