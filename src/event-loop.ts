@@ -25,6 +25,8 @@ function beginSlice(): void {
  */
 export function yieldToLoop(): Promise<void> | undefined {
   if (sliceStart === undefined) {
+    // Work that arrived (or came back from I/O) while other work waits for a slice goes behind it.
+    if (line.length > 0) return nextTurn();
     beginSlice();
     return undefined;
   }
@@ -32,11 +34,28 @@ export function yieldToLoop(): Promise<void> | undefined {
   return nextTurn();
 }
 
-async function nextTurn(): Promise<void> {
-  for (;;) {
+/**
+ * Work waiting for a slice, first come first served. Each waiter sets its own pair of immediates,
+ * and each pair, when it fires, resumes whoever is first in line. Without the order, work that
+ * lost the race for a slice once could lose it turn after turn (a 1,000-tag page at 32 clients:
+ * p99 of 600 ms, against 120 ms in line).
+ */
+const line: (() => void)[] = [];
+
+function waitForTurn(passedOver: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    // Work the slice did not reach was first in line, and goes back there.
+    if (passedOver) line.unshift(resolve);
+    else line.push(resolve);
     // Twice: an immediate set while the loop handles I/O runs before the loop polls for more, so
     // only the second is sure to come after waiting requests have been read.
-    await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+    setImmediate(() => setImmediate(() => line.shift()!()));
+  });
+}
+
+async function nextTurn(): Promise<void> {
+  for (let passedOver = false; ; passedOver = true) {
+    await waitForTurn(passedOver);
     if (sliceStart === undefined) return beginSlice();
     if (performance.now() - sliceStart < SLICE_MS) return;
   }
