@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { yieldToLoop } from "../event-loop.js";
 import type { Logger } from "../log.js";
 import { isStoreUnavailable } from "../store/meta/database.js";
-import { UnstorableTextError } from "../store/unavailable.js";
+import { UnstorableTextError } from "../store/unstorable.js";
 import type { Socket } from "node:net";
 import type { AdminAnswer } from "./admin.js";
 import { fromWebPage, pageMayRead } from "./browser.js";

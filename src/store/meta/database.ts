@@ -21,7 +21,8 @@ import {
 import pg from "pg";
 import { withoutPassword } from "../../config.js";
 import { yieldToLoop } from "../../event-loop.js";
-import { NET_UNAVAILABLE, StoreUnavailableError, checkStorableText } from "../unavailable.js";
+import { NET_UNAVAILABLE, StoreUnavailableError } from "../unavailable.js";
+import { checkStorableText } from "../unstorable.js";
 import { startCheckpoints } from "./checkpoints.js";
 import { migrations } from "./migrations.js";
 import { STATE_TABLES, type MetaSchema } from "./schema.js";
