@@ -62,6 +62,20 @@ function mayHoldItems(shape: Shape): boolean {
 const heldBy = (shape: Shape, item: unknown) => (mayHoldItems(shape) ? 1 + itemsIn(item, ITEMS_AT_ONCE) : 1);
 
 /**
+ * A large list's items go in runs of up to ITEMS_AT_ONCE (counting what each holds), the writer
+ * pausing between runs: a pause an item would cost more than writing a small one. The pacer
+ * answers, for each item's weight, whether a run ends before it.
+ */
+function runPacer(): (held: number) => boolean {
+  let run = 0;
+  return (held) => {
+    const pause = run + held > ITEMS_AT_ONCE;
+    run = pause ? held : run + held;
+    return pause;
+  };
+}
+
+/**
  * A large answer's writer: it appends to a string (V8 keeps it as a rope) and, between list
  * items, yields the text so far; it goes on with the text it is handed back.
  */
@@ -193,17 +207,11 @@ function* sliceValue(open: string, close: string, shape: Shape, value: unknown, 
   if (shape.type !== "list") return writeValue(open, close, shape, value, xml);
   const { itemOpen, itemClose } = itemTags(shape);
   xml += open;
-  // Items are written at once in runs of up to ITEMS_AT_ONCE (counting what each holds), the
-  // writer pausing between runs: a pause an item costs more than writing a small one.
-  let run = 0;
+  const pauseBefore = runPacer();
   for (const item of value as unknown[]) {
     if (item === undefined || item === null) continue;
     const held = heldBy(shape.member.shape, item);
-    if (run + held > ITEMS_AT_ONCE) {
-      xml = yield xml;
-      run = 0;
-    }
-    run += held;
+    if (pauseBefore(held)) xml = yield xml;
     xml = held > ITEMS_AT_ONCE ? yield* sliceValue(itemOpen, itemClose, shape.member.shape, item, xml) : writeValue(itemOpen, itemClose, shape.member.shape, item, xml);
   }
   return xml + close;
@@ -277,14 +285,10 @@ function* sliceJsonValue(shape: Shape, value: unknown, json: string): Writer {
   if (shape.type !== "list") return json + JSON.stringify(jsonValue(shape, value));
   json += "[";
   let first = true;
-  let run = 0;
+  const pauseBefore = runPacer();
   for (const item of value as unknown[]) {
     const held = heldBy(shape.member.shape, item);
-    if (run + held > ITEMS_AT_ONCE) {
-      json = yield json;
-      run = 0;
-    }
-    run += held;
+    if (pauseBefore(held)) json = yield json;
     if (!first) json += ",";
     first = false;
     json = held > ITEMS_AT_ONCE ? yield* sliceJsonValue(shape.member.shape, item, json) : json + JSON.stringify(jsonValue(shape.member.shape, item));
