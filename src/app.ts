@@ -13,6 +13,7 @@ import { ec2Model } from "./protocol/model.js";
 import { openMetaStore, type MetaStore } from "./store/meta/database.js";
 import { catalogue } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
+import { ssmEndpoint } from "./http/ssm.js";
 import { s3Endpoint } from "./http/s3.js";
 import { openDataHome, type DataHome } from "./store/data-home.js";
 import { RESTORE_TASK, STORE_TASK } from "./api/ec2/store-restore.js";
@@ -72,6 +73,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const swept = await sweepBlobs(meta.db, blobs, Date.now() - config.collect.graceMs);
   if (swept > 0) logger.info({ blobs: swept }, "removed object data no object names");
   const publicImages = catalogue(meta.db, chunks, config.catalogue);
+  await publicImages.checkRootDisks();
   // The default region's catalogue is there before the first request; others fill on first use.
   await publicImages.ensure(config.defaultRegion);
   const taskDeps = { db: meta.db, chunks, blobs };
@@ -87,6 +89,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
       ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages, blobs, tasks }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
       s3: s3Endpoint({ config, verifier, meta, blobs }),
+      ssm: ssmEndpoint({ config, verifier, meta }),
       admin: adminRoutes({ config, verifier, meta, data, tasks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,

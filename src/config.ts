@@ -9,7 +9,7 @@ import {
   type AccountDirectory,
 } from "./auth/accounts.js";
 import { isKilnRegion } from "./domain/regions.js";
-import { BUILT_IN_CATALOGUE, readCatalogueFile, type CatalogueEntry } from "./domain/catalogue.js";
+import { loadCatalogue, type PublicCatalogue } from "./domain/catalogue.js";
 import type { ObjectStoreSettings } from "./store/bucket/bucket.js";
 
 export interface KilnConfig {
@@ -36,7 +36,7 @@ export interface KilnConfig {
   adminToken?: string;
   logLevel: string;
   /** Public images every region offers (built in, plus KILN_CATALOGUE_FILE's). */
-  catalogue: readonly CatalogueEntry[];
+  catalogue: PublicCatalogue;
   /** Chunk collection: how often it runs, and how old an unreferenced chunk must be to go. */
   collect: { intervalMs: number; graceMs: number };
   /** How long resources take to settle (creating → available, pending → completed); 0 is at once. */
@@ -151,7 +151,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
       intervalMs: positive("KILN_COLLECT_INTERVAL_MS", env.KILN_COLLECT_INTERVAL_MS, 10 * 60_000),
       graceMs: env.KILN_COLLECT_GRACE_MS === undefined ? 10 * 60_000 : positiveOrZero("KILN_COLLECT_GRACE_MS", env.KILN_COLLECT_GRACE_MS),
     },
-    catalogue: [...BUILT_IN_CATALOGUE, ...(overrides.catalogueFile ?? env.KILN_CATALOGUE_FILE ? readCatalogueFile((overrides.catalogueFile ?? env.KILN_CATALOGUE_FILE)!) : [])],
+    catalogue: loadCatalogue(overrides.catalogueFile ?? (env.KILN_CATALOGUE_FILE || undefined)),
     stateDelayMs: overrides.stateDelayMs ?? (env.KILN_STATE_DELAY_MS === undefined ? 0 : positiveOrZero("KILN_STATE_DELAY_MS", env.KILN_STATE_DELAY_MS)),
     limits: {
       maxBodyBytes: positive("KILN_MAX_BODY_BYTES", env.KILN_MAX_BODY_BYTES, 1024 * 1024),

@@ -56,6 +56,8 @@ export interface ArchiveManifest {
     tpmSupport?: string;
     imdsSupport?: string;
     platform?: string;
+    platformDetails?: string;
+    usageOperation?: string;
     kernelId?: string;
     ramdiskId?: string;
     creationDate: string;

@@ -1,6 +1,6 @@
 // One node:http server. Each request gets an id, is routed by protocol (Kiln's own /_kiln/
-// routes; S3, by its signing scope or a bucket.localhost host; the EBS direct APIs under
-// /snapshots; the EC2 Query API on /), and leaves one log line.
+// routes; S3, by its signing scope or a bucket.localhost host; SSM, by its X-Amz-Target; the EBS
+// direct APIs under /snapshots; the EC2 Query API on /), and leaves one log line.
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { yieldToLoop } from "../event-loop.js";
@@ -13,12 +13,14 @@ import { fromWebPage, pageMayRead } from "./browser.js";
 import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
 import { isEbsPath, type EbsAnswer } from "./ebs.js";
 import { isS3Request, type S3Answer } from "./s3.js";
+import { isSsmRequest, SSM_CONTENT_TYPE, ssmErrorBody, type SsmAnswer } from "./ssm.js";
 import { s3ErrorXml, XML_TYPE } from "../protocol/s3/wire.js";
 
 export interface Routes {
   ec2: Ec2Endpoint;
   ebs: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<EbsAnswer>;
   s3: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<S3Answer>;
+  ssm: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<SsmAnswer>;
   admin: (req: IncomingMessage, url: ParsedUrl) => Promise<AdminAnswer>;
 }
 
@@ -47,7 +49,7 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
       // Requests that arrive together begin in turn (yieldToLoop), not all in one turn of the
       // event loop; Kiln's own routes (health) are answered at once.
       if (!url.path.startsWith("/_kiln/")) await yieldToLoop();
-      protocol = isS3Request(req, url) ? "s3" : isEbsPath(url.path) ? "ebs" : "ec2";
+      protocol = protocolOf(req, url);
       const page = fromWebPage(req);
       if (url.path.startsWith("/_kiln/")) {
         const admin = await routes.admin(req, url);
@@ -59,6 +61,8 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
         send(res, req, refused.status, refused.contentType, refused.body, requestId, refused.headers);
       } else if (protocol === "s3") {
         answer = await routes.s3(req, res, url, requestId);
+      } else if (protocol === "ssm") {
+        answer = await routes.ssm(req, res, url, requestId);
       } else if (protocol === "ebs") {
         answer = await routes.ebs(req, res, url, requestId);
       } else if (url.path === "/") {
@@ -138,8 +142,7 @@ function parseRequestHead(raw: Buffer | undefined): { method?: string; path?: st
     const colon = header.indexOf(":");
     if (colon > 0) headers[header.slice(0, colon).trim().toLowerCase()] = header.slice(colon + 1).trim();
   }
-  const protocol: Protocol = isS3Request({ headers } as unknown as IncomingMessage, url) ? "s3" : isEbsPath(url.path) ? "ebs" : "ec2";
-  return { method: line[1], path: url.path, protocol };
+  return { method: line[1], path: url.path, protocol: protocolOf({ headers } as unknown as IncomingMessage, url) };
 }
 
 interface ErrorAnswer {
@@ -150,17 +153,23 @@ interface ErrorAnswer {
   headers?: Record<string, string>;
 }
 
-type Protocol = "ec2" | "s3" | "ebs";
+export type Protocol = "ec2" | "s3" | "ebs" | "ssm";
 
-/** An error's code in each protocol: EC2's and S3's XML, the EBS direct APIs' JSON type. */
+function protocolOf(req: IncomingMessage, url: ParsedUrl): Protocol {
+  if (isS3Request(req, url)) return "s3";
+  if (isSsmRequest(req)) return "ssm";
+  return isEbsPath(url.path) ? "ebs" : "ec2";
+}
+
+/** An error's code in each protocol: EC2's and S3's XML, the EBS direct APIs' and SSM's JSON type. */
 type ProtocolCodes = Record<Protocol, string>;
 
-const INTERNAL: ProtocolCodes = { ec2: "InternalError", s3: "InternalError", ebs: "InternalServerException" };
-const UNAVAILABLE: ProtocolCodes = { ec2: "ServiceUnavailable", s3: "ServiceUnavailable", ebs: "ServiceUnavailableException" };
-const FORBIDDEN: ProtocolCodes = { ec2: "UnauthorizedOperation", s3: "AccessDenied", ebs: "AccessDeniedException" };
-const HEADERS_TOO_LARGE: ProtocolCodes = { ec2: "RequestHeaderSectionTooLarge", s3: "RequestHeaderSectionTooLarge", ebs: "ValidationException" };
-const BAD_VALUE: ProtocolCodes = { ec2: "InvalidParameterValue", s3: "InvalidArgument", ebs: "ValidationException" };
-const BAD_REQUEST: ProtocolCodes = { ec2: "InvalidRequest", s3: "InvalidRequest", ebs: "ValidationException" };
+const INTERNAL: ProtocolCodes = { ec2: "InternalError", s3: "InternalError", ebs: "InternalServerException", ssm: "InternalServerError" };
+const UNAVAILABLE: ProtocolCodes = { ec2: "ServiceUnavailable", s3: "ServiceUnavailable", ebs: "ServiceUnavailableException", ssm: "ServiceUnavailable" };
+const FORBIDDEN: ProtocolCodes = { ec2: "UnauthorizedOperation", s3: "AccessDenied", ebs: "AccessDeniedException", ssm: "AccessDeniedException" };
+const HEADERS_TOO_LARGE: ProtocolCodes = { ec2: "RequestHeaderSectionTooLarge", s3: "RequestHeaderSectionTooLarge", ebs: "ValidationException", ssm: "ValidationException" };
+const BAD_VALUE: ProtocolCodes = { ec2: "InvalidParameterValue", s3: "InvalidArgument", ebs: "ValidationException", ssm: "ValidationException" };
+const BAD_REQUEST: ProtocolCodes = { ec2: "InvalidRequest", s3: "InvalidRequest", ebs: "ValidationException", ssm: "ValidationException" };
 
 /** An error as each protocol's clients expect to read one. */
 function protocolError(protocol: Protocol, requestId: string, status: number, codes: ProtocolCodes, message: string): ErrorAnswer {
@@ -170,6 +179,8 @@ function protocolError(protocol: Protocol, requestId: string, status: number, co
       return { status, code, contentType: XML_TYPE, body: s3ErrorXml(code, message, requestId) };
     case "ebs":
       return { status, code, contentType: "application/json", body: JSON.stringify({ Message: message }), headers: { "x-amzn-ErrorType": code } };
+    case "ssm":
+      return { status, code, contentType: SSM_CONTENT_TYPE, body: ssmErrorBody(code, message), headers: { "x-amzn-ErrorType": code } };
     case "ec2":
       return { status, code, ...ec2ErrorBody(code, message, requestId, false) };
   }

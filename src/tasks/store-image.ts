@@ -71,6 +71,8 @@ export async function archiveManifest(db: MetaDb, record: ImageRecord): Promise<
       tpmSupport: image.tpm_support ?? undefined,
       imdsSupport: image.imds_support ?? undefined,
       platform: image.platform ?? undefined,
+      platformDetails: image.platform_details ?? undefined,
+      usageOperation: image.usage_operation ?? undefined,
       kernelId: image.kernel_id ?? undefined,
       ramdiskId: image.ramdisk_id ?? undefined,
       creationDate: image.creation_date,

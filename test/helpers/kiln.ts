@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EBSClient } from "@aws-sdk/client-ebs";
+import { SSMClient } from "@aws-sdk/client-ssm";
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import pg from "pg";
@@ -39,6 +40,8 @@ export interface TestKiln {
   ebs(options?: ClientOptions): EBSClient;
   /** An S3 client (path-style addressing), signed likewise. */
   s3(options?: ClientOptions): S3Client;
+  /** An SSM client, signed likewise. */
+  ssm(options?: ClientOptions): SSMClient;
   /** A POST to one of Kiln's own routes (`/_kiln/reset`, …), signed as EC2 requests are, by `accessKeyId` (default `test`). */
   admin(path: string, options?: { query?: Record<string, string>; accessKeyId?: string; region?: string }): Promise<RawResponse>;
   reset(): Promise<void>;
@@ -182,6 +185,8 @@ export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS
       new EC2Client({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
     ebs: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
       new EBSClient({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
+    ssm: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
+      new SSMClient({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
     s3: ({ accessKeyId = "test", secretAccessKey = "test", region = "us-east-1" } = {}) =>
       new S3Client({ endpoint: kiln.url, region, credentials: { accessKeyId, secretAccessKey }, forcePathStyle: true, maxAttempts: 1 }),
     admin: (path, options = {}) => signedRequest(kiln.url, { method: "POST", path, ...options }),

@@ -115,6 +115,9 @@ export const createImageActions: ActionTable = {
         tpm_support: null,
         imds_support: null,
         platform: instance.row.platform,
+        // What the instance is billed as is not kept; its image says Linux/UNIX or Windows.
+        platform_details: null,
+        usage_operation: null,
         creation_date: new Date(now).toISOString(),
         deprecation_time: null,
         public: 0,

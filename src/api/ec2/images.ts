@@ -95,6 +95,10 @@ function toMapping(device: BlockDeviceRow): BlockDeviceMapping {
   };
 }
 
+/** What EC2 bills an image as: what its publisher registered, or Windows or Linux/UNIX by its platform. */
+const platformDetailsOf = (image: ImageRow) => image.platform_details ?? (image.platform === "windows" ? "Windows" : "Linux/UNIX");
+const usageOperationOf = (image: ImageRow) => image.usage_operation ?? (image.platform === "windows" ? "RunInstances:0002" : "RunInstances");
+
 export function toImage(record: ImageRecord, tags: ReadonlyMap<string, string>): Image {
   const { image, devices } = record;
   return {
@@ -109,8 +113,8 @@ export function toImage(record: ImageRecord, tags: ReadonlyMap<string, string>):
     KernelId: image.kernel_id ?? undefined,
     RamdiskId: image.ramdisk_id ?? undefined,
     Platform: (image.platform ?? undefined) as Image["Platform"],
-    PlatformDetails: image.platform === "windows" ? "Windows" : "Linux/UNIX",
-    UsageOperation: image.platform === "windows" ? "RunInstances:0002" : "RunInstances",
+    PlatformDetails: platformDetailsOf(image),
+    UsageOperation: usageOperationOf(image),
     Name: image.name,
     Description: image.description || undefined,
     RootDeviceType: image.root_device_type as Image["RootDeviceType"],
@@ -239,7 +243,7 @@ const FILTERS = {
     "owner-alias": (d: Described) => d.record.image.owner_alias ?? undefined,
     "owner-id": (d: Described) => d.record.image.account_id,
     platform: (d: Described) => d.record.image.platform ?? undefined,
-    "platform-details": (d: Described) => (d.record.image.platform === "windows" ? "Windows" : "Linux/UNIX"),
+    "platform-details": (d: Described) => platformDetailsOf(d.record.image),
     "product-code": () => undefined,
     "product-code.type": () => undefined,
     "ramdisk-id": (d: Described) => d.record.image.ramdisk_id ?? undefined,
@@ -252,7 +256,7 @@ const FILTERS = {
     "state-reason-code": (d: Described) => d.record.image.state_reason_code ?? undefined,
     "state-reason-message": (d: Described) => d.record.image.state_reason_message ?? undefined,
     "sriov-net-support": (d: Described) => d.record.image.sriov_net_support ?? undefined,
-    "usage-operation": (d: Described) => (d.record.image.platform === "windows" ? "RunInstances:0002" : "RunInstances"),
+    "usage-operation": (d: Described) => usageOperationOf(d.record.image),
     "virtualization-type": (d: Described) => d.record.image.virtualization_type,
   },
   tags: (d: Described) => d.tags,
@@ -336,6 +340,8 @@ export const imageActions: ActionTable = {
         tpm_support: input.TpmSupport ?? null,
         imds_support: input.ImdsSupport ?? null,
         platform: null,
+        platform_details: null,
+        usage_operation: null,
         creation_date: new Date(now).toISOString(),
         deprecation_time: null,
         public: 0,

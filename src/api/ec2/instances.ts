@@ -1,5 +1,6 @@
 // Instances: launched from an image (a volume per EBS mapping, made from its snapshot), their
 // states moving on a schedule (pending → running, stopping → stopped, …) with AWS's codes.
+import { resolveImageParameter } from "../ssm/parameters.js";
 import type {
   BlockDeviceMapping,
   InstanceNetworkInterface,
@@ -175,7 +176,9 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   // Terraform sends an empty zone for "any zone".
   const requestedZone = input.Placement?.AvailabilityZone || undefined;
   if (requestedZone && !zonesOf(ctx.region).some((z) => z.zoneName === requestedZone)) throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${requestedZone}]`);
-  const { image, devices: imageDevices } = await visibleImage(ctx, input.ImageId);
+  // An ImageId of resolve:ssm:<parameter> launches the image the parameter names, as EC2 does.
+  const imageId = (await resolveImageParameter({ ...ctx, catalogue: ctx.config.catalogue }, input.ImageId)) ?? input.ImageId;
+  const { image, devices: imageDevices } = await visibleImage(ctx, imageId);
   if (image.state !== "available") throw new ApiError("InvalidAMIID.Unavailable", `The image id '[${image.image_id}]' is not available (it is ${image.state})`);
   if (!typeInfo.architectures.includes(image.architecture as "x86_64")) {
     throw new ApiError("InvalidParameterValue", `The architecture '${typeInfo.architectures.join(", ")}' of the specified instance type does not match the architecture '${image.architecture}' of the specified AMI.`);

@@ -115,6 +115,8 @@ function restoredImage(ctx: ActionContext, imageId: string, name: string, manife
     tpm_support: source?.tpmSupport ?? null,
     imds_support: source?.imdsSupport ?? null,
     platform: source?.platform ?? null,
+    platform_details: source?.platformDetails ?? null,
+    usage_operation: source?.usageOperation ?? null,
     creation_date: new Date().toISOString(),
     deprecation_time: null,
     public: 0,

@@ -1,4 +1,5 @@
 // Images, their block device mappings and launch permissions.
+import { EVERY_REGION } from "../../domain/catalogue.js";
 import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import type { ImageBlockDeviceTable, ImageTable } from "./schema.js";
@@ -68,7 +69,7 @@ export async function visibleImages(db: MetaDb, scope: Scope, q: ImageQuery = {}
   let query = db
     .selectFrom("images")
     .selectAll()
-    .where("region", "=", scope.region)
+    .where("region", "in", [scope.region, EVERY_REGION])
     .where((eb) =>
       eb.or([
         eb("account_id", "=", scope.accountId),

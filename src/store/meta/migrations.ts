@@ -482,4 +482,33 @@ export const migrations: Record<string, Migration> = {
       await sql`create unique index instances_by_client_token on instances (account_id, region, client_token, ami_launch_index) where client_token is not null`.execute(db);
     },
   },
+  "0018_image_billing": {
+    async up(db: Kysely<any>) {
+      // Public images billed otherwise than Linux/UNIX or Windows (RHEL, SUSE, Windows with SQL
+      // Server) say so in DescribeImages' PlatformDetails and UsageOperation.
+      await db.schema.alterTable("images").addColumn("platform_details", "text").execute();
+      await db.schema.alterTable("images").addColumn("usage_operation", "text").execute();
+    },
+  },
+  "0019_ssm_parameters": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("ssm_parameters")
+        .addColumn("account_id", "text", (c) => c.notNull())
+        .addColumn("region", "text", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("type", "text", (c) => c.notNull())
+        .addColumn("value", "text", (c) => c.notNull())
+        .addColumn("version", "integer", (c) => c.notNull())
+        .addColumn("description", "text")
+        .addColumn("allowed_pattern", "text")
+        .addColumn("tier", "text", (c) => c.notNull())
+        .addColumn("data_type", "text", (c) => c.notNull())
+        .addColumn("key_id", "text")
+        .addColumn("last_modified", "text", (c) => c.notNull())
+        .addColumn("tags", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("ssm_parameters_pk", ["account_id", "region", "name"])
+        .execute();
+    },
+  },
 };

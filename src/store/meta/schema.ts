@@ -105,6 +105,9 @@ export interface ImageTable {
   imds_support: string | null;
   /** 'windows' or null, as DescribeImages reports it. */
   platform: string | null;
+  /** What EC2 bills it as (PlatformDetails, UsageOperation); null: from platform. */
+  platform_details: string | null;
+  usage_operation: string | null;
   creation_date: string;
   deprecation_time: string | null;
   public: number;
@@ -404,6 +407,26 @@ export interface NetworkInterfaceGroupTable {
   group_id: string;
 }
 
+/** An account's own SSM parameters (Parameter Store); the public ones come from the catalogue. */
+export interface SsmParameterTable {
+  account_id: string;
+  region: string;
+  name: string;
+  /** String, StringList or SecureString. */
+  type: string;
+  value: string;
+  version: number;
+  description: string | null;
+  allowed_pattern: string | null;
+  tier: string;
+  /** text, aws:ec2:image or aws:ssm:integration. */
+  data_type: string;
+  key_id: string | null;
+  last_modified: string;
+  /** JSON [[key, value], …], in the order they were added. */
+  tags: string;
+}
+
 export interface MetaSchema {
   default_networks: DefaultNetworkTable;
   vpcs: VpcTable;
@@ -415,6 +438,7 @@ export interface MetaSchema {
   network_interfaces: NetworkInterfaceTable;
   network_interface_groups: NetworkInterfaceGroupTable;
   tags: TagTable;
+  ssm_parameters: SsmParameterTable;
   key_pairs: KeyPairTable;
   snapshots: SnapshotTable;
   snapshot_blocks: SnapshotBlockTable;
@@ -436,4 +460,4 @@ export interface MetaSchema {
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "key_pairs", "default_networks", "network_interface_groups", "network_interfaces", "security_group_rules", "security_groups", "route_tables", "internet_gateways", "subnets", "vpcs", "layer_bases", "chunk_locations", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "ssm_parameters", "key_pairs", "default_networks", "network_interface_groups", "network_interfaces", "security_group_rules", "security_groups", "route_tables", "internet_gateways", "subnets", "vpcs", "layer_bases", "chunk_locations", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];
