@@ -11,7 +11,7 @@ import { createHttpServer } from "./http/server.js";
 import { createLogger, type Logger } from "./log.js";
 import { ec2Model } from "./protocol/model.js";
 import { openMetaStore, type MetaStore } from "./store/meta/database.js";
-import { catalogue } from "./store/meta/catalogue.js";
+import { catalogue, checkRootDisks } from "./store/meta/catalogue.js";
 import { ebsEndpoint } from "./http/ebs.js";
 import { ssmEndpoint } from "./http/ssm.js";
 import { s3Endpoint } from "./http/s3.js";
@@ -58,6 +58,7 @@ function nodeIdOf(dataDir: string): string {
 export async function startKiln(config: KilnConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningKiln> {
   const model = ec2Model();
   const actions = ec2Actions(model);
+  await checkRootDisks(config.catalogue);
   const meta = await openMetaStore(config);
   const verifier = new SignatureVerifier(config.accounts);
   let data: DataHome;
@@ -70,12 +71,17 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const { chunks, blobs } = data;
   // Before serving: blobs written by requests a stop cut short are named by no row (those old
   // enough that no other node sharing the folder can still be about to name them).
-  const swept = await sweepBlobs(meta.db, blobs, Date.now() - config.collect.graceMs);
-  if (swept > 0) logger.info({ blobs: swept }, "removed object data no object names");
   const publicImages = catalogue(meta.db, chunks, config.catalogue);
-  await publicImages.checkRootDisks();
-  // The default region's catalogue is there before the first request; others fill on first use.
-  await publicImages.ensure(config.defaultRegion);
+  try {
+    const swept = await sweepBlobs(meta.db, blobs, Date.now() - config.collect.graceMs);
+    if (swept > 0) logger.info({ blobs: swept }, "removed object data no object names");
+    // The default region's catalogue is there before the first request; others fill on first use.
+    await publicImages.ensure(config.defaultRegion);
+  } catch (error) {
+    await chunks.close();
+    await meta.close();
+    throw error;
+  }
   const taskDeps = { db: meta.db, chunks, blobs };
   const tasks = new TaskRunner(
     meta.db,

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { convertDisk, makeDataDisk, makeLinuxDisk } from "./helpers/disks.js";
 import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
-import { scratch } from "./helpers/tools.js";
+import { AWS_CLIENT_ENV, scratch } from "./helpers/tools.js";
 
 const run = promisify(execFile);
 let kiln: TestKiln;
@@ -17,17 +17,7 @@ let env: NodeJS.ProcessEnv;
 
 before(async () => {
   kiln = await startTestKiln();
-  env = {
-    ...process.env,
-    AWS_ACCESS_KEY_ID: "test",
-    AWS_SECRET_ACCESS_KEY: "test",
-    AWS_DEFAULT_REGION: "us-east-1",
-    AWS_CONFIG_FILE: "/dev/null",
-    AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-    KILN_URL: kiln.url,
-  };
+  env = { ...process.env, ...AWS_CLIENT_ENV, KILN_URL: kiln.url };
 });
 after(() => kiln.close());
 

@@ -1,6 +1,6 @@
 // A fuzzer in the suite: random and mutated requests against the EC2 codec (form, query, XML and
 // JSON bodies, built from the official model), the S3 routes (keys, headers, subresources,
-// aws-chunked framing), the EBS direct APIs and Kiln's own routes. For every request: never a 5xx
+// aws-chunked framing), the EBS direct APIs, SSM Parameter Store and Kiln's own routes. For every request: never a 5xx
 // (S3's own 501 NotImplemented aside), an answer within a deadline, and a refusal in the
 // protocol's error form; after each batch, health answers at once; and throughout, the account
 // that sends nothing (the owner) keeps its state exactly, whatever another account or an unsigned
@@ -28,11 +28,12 @@ import {
   RunInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, GetObjectCommand, GetObjectTaggingCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { DescribeParametersCommand, GetParametersByPathCommand, ListTagsForResourceCommand, PutParameterCommand } from "@aws-sdk/client-ssm";
 import fc from "fast-check";
 import { ec2Actions } from "../src/api/ec2/index.js";
 import { ec2Model } from "../src/protocol/model.js";
 import { writeSnapshot } from "./helpers/data.js";
-import { adminRequestArb, ebsRequestArb, ec2RequestArb, exchange, hasProtocolError, routedProtocol, s3RequestArb, wireBytes, type FuzzRequest, type Pools } from "./helpers/fuzz.js";
+import { adminRequestArb, ebsRequestArb, ec2RequestArb, exchange, hasProtocolError, routedProtocol, s3RequestArb, ssmRequestArb, wireBytes, type FuzzRequest, type Pools } from "./helpers/fuzz.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { catalogueImage } from "./helpers/resources.js";
 
@@ -71,6 +72,10 @@ before(async () => {
   const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: publicImage, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1, KeyName: "fuzz-owner-key", SecurityGroupIds: [GroupId!] }));
   const instanceId = Instances![0]!.InstanceId!;
   await ec2.send(new CreateTagsCommand({ Resources: [instanceId, ImageId!, snapshot, KeyPairId!], Tags: [{ Key: "owner", Value: MARKER }] }));
+  const ssm = kiln.ssm();
+  await ssm.send(new PutParameterCommand({ Name: "/fuzz/owner/plain", Type: "String", Value: MARKER, Tags: [{ Key: "Owner", Value: MARKER }] }));
+  await ssm.send(new PutParameterCommand({ Name: "/fuzz/owner/secret", Type: "SecureString", Value: MARKER }));
+  await kiln.ssm({ accessKeyId: STRANGER }).send(new PutParameterCommand({ Name: "/fuzz/stranger", Type: "String", Value: "stranger's" }));
   const stranger = kiln.ec2({ accessKeyId: STRANGER });
   const strangerInstance = (await stranger.send(new RunInstancesCommand({ ImageId: publicImage, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }))).Instances![0]!.InstanceId!;
   pools = {
@@ -79,6 +84,7 @@ before(async () => {
     keys: ["obj", "b-obj", "no-such-key"],
     instanceIds: [instanceId, strangerInstance],
     snapshotIds: [snapshot, strangerSnapshot],
+    parameterNames: ["/fuzz/owner/plain", "/fuzz/owner/secret", "/fuzz/stranger", "/fuzz/none"],
   };
 });
 after(() => kiln.close());
@@ -106,7 +112,14 @@ async function ownerState(): Promise<string> {
     const tagSet = (await s3.send(new GetObjectTaggingCommand({ Bucket: "fuzz-owner", Key: object.Key }))).TagSet;
     objects.push([object.Key, got.ETag, got.ContentType, got.Metadata, await got.Body!.transformToString(), tags(tagSet)]);
   }
-  return JSON.stringify({ volumes, snapshots, images, instances, keyPairs, groups, allTags, buckets, objects }, null, 1);
+  const ssm = kiln.ssm();
+  const parameters = [];
+  for (const p of (await ssm.send(new DescribeParametersCommand({}))).Parameters!) {
+    const { TagList } = await ssm.send(new ListTagsForResourceCommand({ ResourceType: "Parameter", ResourceId: p.Name }));
+    parameters.push([p.Name, p.Type, p.Version, p.Description, p.AllowedPattern, p.DataType, tags(TagList)]);
+  }
+  const values = (await ssm.send(new GetParametersByPathCommand({ Path: "/", Recursive: true, WithDecryption: true }))).Parameters!.map((p) => [p.Name, p.Value]);
+  return JSON.stringify({ volumes, snapshots, images, instances, keyPairs, groups, allTags, buckets, objects, parameters, values }, null, 1);
 }
 
 const describeRequest = (r: FuzzRequest) =>
@@ -157,6 +170,10 @@ describe("fuzzing (seed " + SEED + ")", () => {
 
   it("the EBS direct APIs", async (t) => {
     await fuzz(t, "EBS", () => ebsRequestArb(pools, STRANGER), 600, 20);
+  });
+
+  it("SSM Parameter Store", async (t) => {
+    await fuzz(t, "SSM", () => ssmRequestArb(pools, STRANGER), 600, 15);
   });
 
   it("Kiln's own routes", async (t) => {

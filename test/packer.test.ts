@@ -1,5 +1,6 @@
 // Packer's amazon-ebs builder (Debian's `packer`) against Kiln, as an image pipeline runs it: a
-// source AMI from the public catalogue by filter, a temporary key pair and security group, an
+// source AMI from the public catalogue by filter (Ubuntu 22.04 by Canonical's owner id, the newest
+// serial), a temporary key pair and security group, an
 // instance with an extra volume, stop, CreateImage, a copy to a second region, sharing with an
 // account, AMI and snapshot tags; then cleanup. The AMIs must carry both volumes, the tags and the
 // sharing in both regions, and nothing temporary may be left.
@@ -38,7 +39,11 @@ before(async () => {
         skip_metadata_api_check: true,
         instance_type: "t3.micro",
         communicator: "none",
-        source_ami_filter: { filters: { name: "al2023-ami-2023.*-x86_64", "root-device-type": "ebs" }, owners: ["amazon"], most_recent: true },
+        source_ami_filter: {
+          filters: { name: "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*", "root-device-type": "ebs", "virtualization-type": "hvm" },
+          owners: ["099720109477"],
+          most_recent: true,
+        },
         ami_name: "kiln-packer-image",
         ami_description: "built by Packer on Kiln",
         launch_block_device_mappings: [{ device_name: "/dev/sdf", volume_size: 2, volume_type: "gp2", delete_on_termination: true }],
@@ -70,10 +75,10 @@ describe("Packer amazon-ebs", () => {
       assert.equal(image!.State, "available");
       assert.equal(image!.Name, "kiln-packer-image");
       const devices = image!.BlockDeviceMappings!.map((m) => [m.DeviceName, m.Ebs!.VolumeSize]).sort();
-      assert.deepEqual(devices, [["/dev/sdf", 2], ["/dev/xvda", 8]]);
+      assert.deepEqual(devices, [["/dev/sda1", 8], ["/dev/sdf", 2]]);
       const tags = Object.fromEntries(image!.Tags!.map((t) => [t.Key, t.Value]));
       assert.equal(tags.Builder, "packer");
-      assert.match(tags.Base!, /^al2023-ami-2023\./);
+      assert.equal(tags.Base, "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20261119");
       for (const mapping of image!.BlockDeviceMappings!) {
         const [snapshot] = (await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [mapping.Ebs!.SnapshotId!] }))).Snapshots!;
         assert.deepEqual(snapshot!.Tags?.find((t) => t.Key === "Built"), { Key: "Built", Value: "kiln" }, `${region} ${mapping.DeviceName}`);

@@ -3,11 +3,9 @@
 // attached to it and snapshotted, an AMI from the instance shared with another account; apply,
 // a second plan with no changes, destroy.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
 import {
   DescribeImageAttributeCommand,
   DescribeImagesCommand,
@@ -20,13 +18,12 @@ import {
 } from "@aws-sdk/client-ec2";
 import { readSnapshot, errorName } from "./helpers/data.js";
 import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
+import { kilnProvider, terraformIn } from "./helpers/terraform.js";
 import { run as runTool } from "./helpers/tools.js";
 
-const run = promisify(execFile);
-const PLUGINS = process.env.KILN_TF_PLUGINS ?? "/opt/tf-plugins";
 let kiln: TestKiln;
 let dir: string;
-let env: NodeJS.ProcessEnv;
+let terraform: ReturnType<typeof terraformIn>;
 
 const SHARED_WITH = "111122223333";
 let publicKey: string;
@@ -36,19 +33,8 @@ before(async () => {
   dir = tempDir("kiln-terraform-");
   await runTool("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "deployer", "-f", join(dir, "deployer")]);
   publicKey = readFileSync(join(dir, "deployer.pub"), "utf8").trim();
-  writeFileSync(join(dir, "cli.tfrc"), `provider_installation {\n  filesystem_mirror {\n    path    = "${PLUGINS}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n`);
-  writeFileSync(join(dir, "main.tf"), `
-provider "aws" {
-  region                      = "us-east-1"
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  endpoints {
-    ec2 = "${kiln.url}"
-  }
-}
+  terraform = terraformIn(dir);
+  writeFileSync(join(dir, "main.tf"), `${kilnProvider(kiln.url)}
 data "aws_ami" "al2023" {
   most_recent = true
   owners      = ["amazon"]
@@ -116,12 +102,8 @@ output "group" { value = aws_security_group.builder.id }
 output "snapshot" { value = aws_ebs_snapshot.data.id }
 output "fingerprint" { value = aws_key_pair.deployer.fingerprint }
 `);
-  // No network: Terraform's version checks are off, the provider comes from the local mirror.
-  env = { ...process.env, TF_CLI_CONFIG_FILE: join(dir, "cli.tfrc"), CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1" };
 });
 after(() => kiln.close());
-
-const terraform = (...args: string[]) => run("terraform", [`-chdir=${dir}`, ...args], { env, maxBuffer: 16 * 1024 * 1024 });
 
 describe("Terraform", () => {
   it("applies instance, volume, snapshot, AMI, launch permission, key pair and security group; plans no changes; destroys cleanly", { timeout: 300_000 }, async () => {

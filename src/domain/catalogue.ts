@@ -88,6 +88,16 @@ const PARAMETER_PATH = { type: "string", pattern: "^(/[A-Za-z0-9_.{}-]+)+$" } as
 const BOOT_MODE = { type: "string", enum: ["legacy-bios", "uefi", "uefi-preferred"] } as const;
 const DEVICE_NAME = { type: "string", pattern: "^/dev/[a-z0-9]+$" } as const;
 const NAME = { type: "string", minLength: 3, maxLength: 128 } as const;
+/** What EC2 reports of an image, the same in a series of the built-in file and in an operator's entry. */
+const IMAGE_FIELDS = {
+  platform: { type: "string", enum: ["windows"] },
+  platformDetails: { type: "string" },
+  usageOperation: { type: "string", pattern: "^RunInstances(:[0-9a-z]{4})?$" },
+  rootDeviceName: DEVICE_NAME,
+  volumeSize: { type: "integer", minimum: 1, maximum: 16384 },
+  bootMode: BOOT_MODE,
+  imdsSupport: { type: "string", enum: ["v2.0"] },
+} as const;
 
 const checkFile = ajv.compile<CatalogueFile>({
   type: "object",
@@ -108,13 +118,7 @@ const checkFile = ajv.compile<CatalogueFile>({
           architectures: { type: "array", minItems: 1, uniqueItems: true, items: { type: "string", enum: Object.keys(ARCHITECTURES) } },
           name: { type: "string", pattern: "\\{serial\\}" },
           description: { type: "string", minLength: 1 },
-          platform: { type: "string", enum: ["windows"] },
-          platformDetails: { type: "string" },
-          usageOperation: { type: "string", pattern: "^RunInstances(:[0-9a-z]{4})?$" },
-          rootDeviceName: DEVICE_NAME,
-          volumeSize: { type: "integer", minimum: 1, maximum: 16384 },
-          bootMode: BOOT_MODE,
-          imdsSupport: { type: "string", enum: ["v2.0"] },
+          ...IMAGE_FIELDS,
           ssm: {
             type: "array",
             items: {
@@ -140,16 +144,10 @@ const ENTRY_SCHEMA = {
     ownerAlias: { type: "string" },
     description: { type: "string", maxLength: 255 },
     architecture: { type: "string", enum: ["x86_64", "arm64"] },
-    platform: { type: "string", enum: ["windows"] },
-    platformDetails: { type: "string" },
-    usageOperation: { type: "string", pattern: "^RunInstances(:[0-9a-z]{4})?$" },
-    rootDeviceName: DEVICE_NAME,
-    volumeSize: { type: "integer", minimum: 1, maximum: 16384 },
-    bootMode: BOOT_MODE,
+    ...IMAGE_FIELDS,
     enaSupport: { type: "boolean" },
     creationDate: TIMESTAMP,
     deprecationTime: TIMESTAMP,
-    imdsSupport: { type: "string", enum: ["v2.0"] },
     imageId: { anyOf: [IMAGE_ID, { type: "object", minProperties: 1, additionalProperties: IMAGE_ID }] },
     rootDisk: { type: "string", minLength: 1 },
     ssmParameters: { type: "array", items: PARAMETER_PATH },

@@ -11,7 +11,7 @@ import { SignatureV4 } from "@smithy/signature-v4";
 import fc from "fast-check";
 import type { Shape, ServiceModel, StructureShape } from "../../src/protocol/model.js";
 
-export type Protocol = "ec2" | "s3" | "ebs" | "admin";
+export type Protocol = "ec2" | "s3" | "ebs" | "ssm" | "admin";
 
 /** A request before it is signed: the query decoded, as a signer reads it. */
 export interface FuzzRequest {
@@ -134,6 +134,7 @@ export interface Pools {
   keys: readonly string[];
   instanceIds: readonly string[];
   snapshotIds: readonly string[];
+  parameterNames: readonly string[];
 }
 
 /**
@@ -421,6 +422,56 @@ export function ebsRequestArb(pools: Pools, accessKeyId: string): fc.Arbitrary<F
   });
 }
 
+/** An SSM request: Parameter Store actions and others, JSON bodies of the members they read (and of wrong types), broken JSON. */
+export function ssmRequestArb(pools: Pools, accessKeyId: string): fc.Arbitrary<FuzzRequest> {
+  const text = textArb(pools);
+  const name = fc.oneof(
+    fc.constantFrom(...pools.parameterNames, "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", "/aws/service/", "/", "//", "name:1", "name:label", "arn:aws:ssm:us-east-1:000000000000:parameter/fuzz/owner/plain"),
+    fc.constantFrom(...pools.parameterNames).map((n) => `${n}:1`),
+    text,
+  );
+  const action = fc.constantFrom("GetParameter", "GetParameters", "GetParametersByPath", "PutParameter", "DeleteParameter", "DeleteParameters", "DescribeParameters", "AddTagsToResource", "RemoveTagsFromResource", "ListTagsForResource", "ListCommands", "SendCommand", "", "getparameter");
+  const anything = fc.oneof(text, fc.integer(), fc.boolean(), fc.constant(null), fc.constant([]), fc.constant({}));
+  const filter = fc.record({ Key: fc.oneof(fc.constantFrom("Name", "Type", "KeyId", "Path", "Tier", "DataType", "Label", "tag:Owner", "tag:"), text), Option: fc.oneof(fc.constantFrom("Equals", "BeginsWith", "Recursive", "OneLevel"), text), Values: fc.array(fc.oneof(name, text), { maxLength: 3 }) }, { requiredKeys: [] });
+  const tags = fc.array(fc.record({ Key: fc.oneof(text, fc.constantFrom("Owner", "aws:x")), Value: text }, { requiredKeys: [] }), { maxLength: 3 });
+  const members = fc.record(
+    {
+      Name: fc.oneof({ weight: 5, arbitrary: name }, anything),
+      Names: fc.oneof(fc.array(name, { maxLength: 12 }), anything),
+      Path: fc.oneof(name, fc.constantFrom("/aws/service/canonical", "/fuzz", "/fuzz/owner", "/aws"), anything),
+      Value: fc.oneof(text, fc.constantFrom("ami-12345678", "a,b,c"), anything),
+      Type: fc.oneof(fc.constantFrom("String", "StringList", "SecureString", "Binary"), anything),
+      Overwrite: fc.oneof(fc.boolean(), anything),
+      Recursive: fc.oneof(fc.boolean(), anything),
+      WithDecryption: fc.oneof(fc.boolean(), anything),
+      MaxResults: fc.oneof(fc.constantFrom(...INTEGERS.map(Number), 10, 50), anything),
+      NextToken: fc.oneof(text, anything),
+      ParameterFilters: fc.oneof(fc.array(filter, { maxLength: 3 }), anything),
+      Filters: fc.oneof(fc.array(filter, { maxLength: 2 }), anything),
+      Tags: fc.oneof(tags, anything),
+      TagKeys: fc.oneof(fc.array(text, { maxLength: 3 }), anything),
+      ResourceType: fc.oneof(fc.constantFrom("Parameter", "Document"), anything),
+      ResourceId: fc.oneof(name, anything),
+      AllowedPattern: fc.oneof(fc.constantFrom("^(a+)+$", "([", "^[0-9]+$", ".*"), text),
+      DataType: fc.oneof(fc.constantFrom("text", "aws:ec2:image", "aws:ssm:integration"), text),
+      Tier: fc.oneof(fc.constantFrom("Standard", "Advanced", "Intelligent-Tiering"), text),
+      Description: text,
+      KeyId: text,
+    },
+    { requiredKeys: [] },
+  ).map((o) => Buffer.from(JSON.stringify(o)));
+  const body = fc.oneof({ weight: 8, arbitrary: members }, { weight: 1, arbitrary: fc.constantFrom(Buffer.from("{"), Buffer.from("[]"), Buffer.from("null"), Buffer.from(deep("[", "]", 50_000)), Buffer.alloc(0)) });
+  return fc.tuple(action, body, fc.constantFrom("POST", "POST", "POST", "POST", "POST", "POST", "POST", "GET"), fc.constantFrom("/", "/", "/", "/", "/", "/", "/", "/x"), signingArb(accessKeyId, "ssm", ["header"])).map(([target, b, method, path, signing]): FuzzRequest => ({
+    protocol: "ssm",
+    method,
+    path,
+    query: [],
+    headers: { "x-amz-target": `AmazonSSM.${target}`, "content-type": "application/x-amz-json-1.1" },
+    body: b,
+    signing,
+  }));
+}
+
 /**
  * A request to Kiln's own routes that must not change state: unsigned, from a web page, with a
  * form's content type or a wrong admin token, or signed by `stranger` for another's instance.
@@ -456,10 +507,11 @@ export function adminRequestArb(pools: Pools, owner: string, stranger: string): 
   );
 }
 
-/** The protocol Kiln routes a request to: its own routes by path, S3 by the signature's service, EBS by path, else EC2. */
+/** The protocol Kiln routes a request to: its own routes by path, S3 by the signature's service, SSM by its target, EBS by path, else EC2. */
 export function routedProtocol(request: FuzzRequest): Protocol {
   if (request.path.startsWith("/_kiln/")) return "admin";
   if (request.signing.mode !== "none" && request.signing.service === "s3" && request.signing.region !== "") return "s3";
+  if (request.headers["x-amz-target"]?.startsWith("AmazonSSM.")) return "ssm";
   return request.path === "/snapshots" || request.path.startsWith("/snapshots/") ? "ebs" : request.path === "/" ? "ec2" : "s3";
 }
 
@@ -471,7 +523,7 @@ export function routedProtocol(request: FuzzRequest): Protocol {
 export function hasProtocolError(request: FuzzRequest, answer: Answer): boolean {
   if (answer.status < 400 || request.method === "HEAD") return true;
   if (/larger than the \d+ bytes Kiln reads|not well-formed HTTP/.test(answer.body)) {
-    return (["ec2", "s3", "ebs"] as const).some((protocol) => errorFormOf(protocol, answer));
+    return (["ec2", "s3", "ebs", "ssm"] as const).some((protocol) => errorFormOf(protocol, answer));
   }
   return errorFormOf(routedProtocol(request), answer);
 }
@@ -484,6 +536,8 @@ function errorFormOf(protocol: Protocol, answer: Answer): boolean {
       return /<Error><Code>[^<]+<\/Code>/.test(answer.body);
     case "ebs":
       return answer.headers["x-amzn-errortype"] !== undefined;
+    case "ssm":
+      return /"__type"\s*:/.test(answer.body) && answer.headers["x-amzn-errortype"] !== undefined;
     case "admin":
       return /"error"\s*:/.test(answer.body);
   }

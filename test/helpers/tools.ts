@@ -27,6 +27,20 @@ export async function run(command: string, args: readonly string[], options: { c
   }
 }
 
+/**
+ * The environment the AWS CLI and boto3 run in against a test Kiln: the default keys and region,
+ * and nothing read from the user's own configuration or the instance metadata service.
+ */
+export const AWS_CLIENT_ENV: Readonly<Record<string, string>> = {
+  AWS_ACCESS_KEY_ID: "test",
+  AWS_SECRET_ACCESS_KEY: "test",
+  AWS_DEFAULT_REGION: "us-east-1",
+  AWS_CONFIG_FILE: "/dev/null",
+  AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
+  AWS_EC2_METADATA_DISABLED: "true",
+  AWS_PAGER: "",
+};
+
 const scratchDirs: string[] = [];
 process.once("exit", () => {
   for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });

@@ -1,6 +1,5 @@
 // Instances: launched from an image (a volume per EBS mapping, made from its snapshot), their
 // states moving on a schedule (pending → running, stopping → stopped, …) with AWS's codes.
-import { resolveImageParameter } from "../ssm/parameters.js";
 import type {
   BlockDeviceMapping,
   InstanceNetworkInterface,
@@ -43,6 +42,7 @@ import {
 import { availableAddresses, listNetworkInterfaces } from "../../store/meta/network.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
+import { resolveImageParameter } from "../ssm/parameters.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { blockDevicesFrom, checkMappingCount, visibleImage } from "./images.js";
 import { keyPairNamed } from "./key-pairs.js";

@@ -4,6 +4,7 @@
 // Parameter Store keeps no KMS: a SecureString is kept as given, and answered in place of its
 // value with an opaque token unless WithDecryption is set.
 import { createHash } from "node:crypto";
+import { createContext, Script } from "node:vm";
 import { imageIdIn, type PublicCatalogue, type PublicParameter } from "../../domain/catalogue.js";
 import { decodeNextToken, encodeNextToken } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
@@ -109,6 +110,34 @@ function checkNewName(name: string) {
 }
 
 const arnOf = (region: string, accountId: string, name: string) => `arn:aws:ssm:${region}:${accountId}:parameter${name.startsWith("/") ? "" : "/"}${name}`;
+
+// ---- AllowedPattern ----
+
+/** SSM's longest AllowedPattern. */
+const MAX_PATTERN = 1024;
+/** How long one match may take: a pattern that backtracks without end must not hold the server. */
+const PATTERN_MS = 50;
+const patternTest = new Script('new RegExp(pattern, "u").test(value)');
+const patternContext = createContext({ pattern: "", value: "" });
+
+/**
+ * Whether `value` matches the caller's pattern. The match runs in a vm context with a time limit,
+ * which interrupts a catastrophically backtracking pattern (`(a+)+$`) where a plain RegExp would
+ * block every request.
+ */
+function matchesPattern(pattern: string, value: string): boolean {
+  if (pattern.length > MAX_PATTERN) throw validation(`Value at 'allowedPattern' failed to satisfy constraint: Member must have length less than or equal to ${MAX_PATTERN}`);
+  patternContext.pattern = pattern;
+  patternContext.value = value;
+  try {
+    return patternTest.runInContext(patternContext, { timeout: PATTERN_MS }) === true;
+  } catch (error) {
+    const { code, name } = error as { code?: string; name?: string };
+    if (code === "ERR_SCRIPT_EXECUTION_TIMEOUT") throw new ApiError("InvalidAllowedPatternException", `The AllowedPattern ${pattern} took more than ${PATTERN_MS} ms to match the value.`);
+    if (name === "SyntaxError") throw new ApiError("InvalidAllowedPatternException", `The AllowedPattern ${pattern} is not a valid regular expression.`);
+    throw error;
+  }
+}
 
 // ---- answers ----
 
@@ -304,14 +333,8 @@ async function putParameter(ctx: SsmContext, input: Json) {
   if (!(tier in VALUE_LIMIT)) throw validation(`Value '${tier}' at 'tier' failed to satisfy constraint: Member must satisfy enum value set: [Standard, Advanced, Intelligent-Tiering]`);
   if (value.length < 1 || value.length > VALUE_LIMIT[tier]!) throw validation(`Value at 'value' failed to satisfy constraint: Member must have length between 1 and ${VALUE_LIMIT[tier]}`);
   const allowedPattern = member<string>(input, "AllowedPattern", "string") ?? existing?.allowed_pattern ?? null;
-  if (allowedPattern !== null) {
-    let pattern: RegExp;
-    try {
-      pattern = new RegExp(allowedPattern, "u");
-    } catch {
-      throw new ApiError("InvalidAllowedPatternException", `The AllowedPattern ${allowedPattern} is not a valid regular expression.`);
-    }
-    if (!pattern.test(value)) throw new ApiError("ParameterPatternMismatchException", `Parameter value, ${value}, failed to satisfy constraint specified in AllowedPattern: ${allowedPattern}`);
+  if (allowedPattern !== null && !matchesPattern(allowedPattern, value)) {
+    throw new ApiError("ParameterPatternMismatchException", `Parameter value, ${value}, failed to satisfy constraint specified in AllowedPattern: ${allowedPattern}`);
   }
   const keyId = type === "SecureString" ? (member<string>(input, "KeyId", "string") ?? existing?.key_id ?? "alias/aws/ssm") : null;
   if (type !== "SecureString" && input.KeyId !== undefined) throw validation("KeyId is required for SecureString type parameter only.");

@@ -37,12 +37,33 @@ interface RootData {
   volumeSize: number;
 }
 
+async function openRootDisk(path: string) {
+  const source = await fileSource(path).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`the catalogue's root disk ${path} cannot be read: ${error.code ?? error.message}`);
+  });
+  try {
+    const disks = await openDisks(source, undefined);
+    if (disks.length !== 1) throw new DiskImageError(`it holds ${disks.length} disks, not one`);
+    return { source, disk: disks[0]! };
+  } catch (error) {
+    await source.close();
+    if (error instanceof DiskImageError) throw new Error(`the catalogue's root disk ${path} is not a disk image Kiln reads: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Opens every root disk the catalogue names, so a missing or unreadable one stops Kiln before it starts. */
+export async function checkRootDisks(publicCatalogue: PublicCatalogue): Promise<void> {
+  for (const path of new Set(publicCatalogue.entries.flatMap((e) => (e.rootDisk ? [e.rootDisk] : [])))) {
+    const { source } = await openRootDisk(path);
+    await source.close();
+  }
+}
+
 export interface Catalogue {
   ensure(region: string): Promise<void>;
   /** Forget which regions are seeded (after /_kiln/reset). */
   forget(): void;
-  /** Opens every root disk the catalogue names, so a missing or unreadable one stops Kiln at start-up. */
-  checkRootDisks(): Promise<void>;
 }
 
 export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: PublicCatalogue): Catalogue {
@@ -65,21 +86,6 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
       rootKeys.set(entry.rootDisk, key);
     }
     return key;
-  }
-
-  async function openRootDisk(path: string) {
-    const source = await fileSource(path).catch((error: NodeJS.ErrnoException) => {
-      throw new Error(`the catalogue's root disk ${path} cannot be read: ${error.code ?? error.message}`);
-    });
-    try {
-      const disks = await openDisks(source, undefined);
-      if (disks.length !== 1) throw new DiskImageError(`it holds ${disks.length} disks, not one`);
-      return { source, disk: disks[0]! };
-    } catch (error) {
-      await source.close();
-      if (error instanceof DiskImageError) throw new Error(`the catalogue's root disk ${path} is not a disk image Kiln reads: ${error.message}`);
-      throw error;
-    }
   }
 
   /** Writes the disk into `snapshotId` (once per file; later snapshots copy the first one's rows). */
@@ -199,11 +205,5 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
       await Promise.all([once(EVERY_REGION), once(region)]);
     },
     forget: () => seeded.clear(),
-    async checkRootDisks() {
-      for (const path of new Set(entries.flatMap((e) => (e.rootDisk ? [e.rootDisk] : [])))) {
-        const { source } = await openRootDisk(path);
-        await source.close();
-      }
-    },
   };
 }
