@@ -35,7 +35,7 @@ const PUBLISHERS: Record<string, Publisher> = {
     ownerId: "137112412989",
     ownerAlias: "amazon",
     pattern:
-      /^(?:al2023-ami-(?<al2023kind>minimal-|ecs-hvm-)?(?<al2023>2023\.\d+\.(?<date>\d{8})(\.\d+)?)-kernel-(?<kernel>6\.1|6\.12)-(?<arch>x86_64|arm64)|amzn2-ami-(?<al2kind>hvm|kernel-5\.10-hvm|minimal-hvm|ecs-hvm)-(?<al2>2\.0\.(?<date2>\d{8})(\.\d+)?)-(?<arch2>x86_64|arm64)-(?<volume>gp2|ebs))$/,
+      /^(?:al2023-ami-(?<al2023kind>minimal-|ecs-hvm-)?(?<al2023>2023\.\d+\.(?<date>\d{8})(\.\d+)?)-kernel-(?<kernel>6\.1|6\.12|6\.18)-(?<arch>x86_64|arm64)|amzn2-ami-(?<al2kind>hvm|kernel-5\.10-hvm|minimal-hvm|ecs-hvm)-(?<al2>2\.0\.(?<date2>\d{8})(\.\d+)?)-(?<arch2>x86_64|arm64)-(?<volume>gp2|ebs))$/,
     check(entry, name) {
       assert.equal(entry.rootDeviceName, "/dev/xvda");
       assert.deepEqual(billing(entry), LINUX);
@@ -149,6 +149,7 @@ describe("the built-in catalogue", () => {
       "amzn2-ami-minimal-hvm-*-x86_64-ebs",
       "al2023-ami-2023.*-kernel-6.1-x86_64",
       "al2023-ami-2023.*-kernel-6.12-arm64",
+      "al2023-ami-2023.*-kernel-6.18-x86_64",
       "al2023-ami-minimal-2023.*-kernel-6.1-arm64",
       "al2023-ami-ecs-hvm-*-x86_64",
       "amzn2-ami-ecs-hvm-*-x86_64-ebs",

@@ -24,10 +24,10 @@ const al2023x86 = { Owners: ["amazon"], Filters: [{ Name: "name", Values: ["al20
 describe("public catalogue", () => {
   it("answers Owners=amazon with a name filter, as Terraform's aws_ami asks", async () => {
     const { Images } = await ec2.send(new DescribeImagesCommand(al2023x86));
-    // Four kernel-6.1 serials and three kernel-6.12 ones, as "al2023-ami-2023.*-x86_64" finds on AWS.
-    assert.equal(Images!.length, 7);
+    // Four kernel-6.1 serials, three kernel-6.12 and two kernel-6.18 ones, as "al2023-ami-2023.*-x86_64" finds on AWS.
+    assert.equal(Images!.length, 9);
     const newest = [...Images!].sort((a, b) => b.CreationDate!.localeCompare(a.CreationDate!))[0]!;
-    assert.equal(newest.Name, "al2023-ami-2023.10.20261119.1-kernel-6.12-x86_64");
+    assert.equal(newest.Name, "al2023-ami-2023.11.20260427.1-kernel-6.18-x86_64");
     assert.equal(newest.ImageOwnerAlias, "amazon");
     assert.equal(newest.OwnerId, "137112412989");
     assert.equal(newest.Public, true);
@@ -80,7 +80,7 @@ describe("public catalogue", () => {
       await other.close();
     }
     const elsewhere = (await kiln.ec2({ region: "eu-central-1" }).send(new DescribeImagesCommand(al2023x86))).Images!.map((i) => i.ImageId).sort();
-    assert.equal(elsewhere.length, 7);
+    assert.equal(elsewhere.length, 9);
     assert.ok(elsewhere.every((id) => !here.includes(id)));
   });
 

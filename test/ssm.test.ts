@@ -47,11 +47,11 @@ const imageNamed = async (region: string, imageId: string) => (await kiln.ec2({ 
 describe("SSM public parameters", () => {
   it("lists the Amazon Linux parameters a page at a time, each naming the newest image of its kind", async () => {
     const parameters = await byPath(ssm, AL);
-    assert.equal(parameters.length, 18);
+    assert.equal(parameters.length, 22);
     const value = Object.fromEntries(parameters.map((p) => [p.Name!.slice(AL.length + 1), p.Value!]));
-    assert.equal((await imageNamed("us-east-1", value["al2023-ami-kernel-default-x86_64"]!)).Name, "al2023-ami-2023.10.20261119.1-kernel-6.1-x86_64");
-    assert.equal((await imageNamed("us-east-1", value["al2023-ami-kernel-6.12-arm64"]!)).Name, "al2023-ami-2023.10.20261119.1-kernel-6.12-arm64");
-    assert.equal((await imageNamed("us-east-1", value["amzn2-ami-minimal-hvm-x86_64-ebs"]!)).Name, "amzn2-ami-minimal-hvm-2.0.20261117.0-x86_64-ebs");
+    assert.equal((await imageNamed("us-east-1", value["al2023-ami-kernel-default-x86_64"]!)).Name, "al2023-ami-2023.11.20260427.1-kernel-6.1-x86_64");
+    assert.equal((await imageNamed("us-east-1", value["al2023-ami-kernel-6.12-arm64"]!)).Name, "al2023-ami-2023.11.20260427.1-kernel-6.12-arm64");
+    assert.equal((await imageNamed("us-east-1", value["amzn2-ami-minimal-hvm-x86_64-ebs"]!)).Name, "amzn2-ami-minimal-hvm-2.0.20260427.1-x86_64-ebs");
     const [first] = parameters;
     assert.equal(first!.Type, "String");
     assert.equal(first!.DataType, "text");
@@ -216,7 +216,7 @@ describe("the AWS CLI", () => {
 
   it("lists the Amazon Linux parameters, finds their images, and launches one by resolve:ssm", async () => {
     const { Parameters } = (await aws("ssm", "get-parameters-by-path", "--path", AL)) as { Parameters: { Name: string; Value: string }[] };
-    assert.equal(Parameters.length, 18);
+    assert.equal(Parameters.length, 22);
     const ids = [...new Set(Parameters.map((p) => p.Value))];
     const { Images } = (await aws("ec2", "describe-images", "--image-ids", ...ids)) as { Images: { ImageId: string }[] };
     assert.deepEqual(Images.map((i) => i.ImageId).sort(), ids.sort());
