@@ -71,7 +71,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const { chunks, blobs } = data;
   // Before serving: blobs written by requests a stop cut short are named by no row (those old
   // enough that no other node sharing the folder can still be about to name them).
-  const publicImages = catalogue(meta.db, chunks, config.catalogue);
+  const publicImages = catalogue(meta.db, chunks, config.catalogue, logger);
   try {
     const swept = await sweepBlobs(meta.db, blobs, Date.now() - config.collect.graceMs);
     if (swept > 0) logger.info({ blobs: swept }, "removed object data no object names");

@@ -5,9 +5,9 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CreateImageCommand, DescribeImagesCommand, RunInstancesCommand, waitUntilImageAvailable, waitUntilInstanceRunning, type EC2Client } from "@aws-sdk/client-ec2";
+import { CreateImageCommand, DescribeImagesCommand, RegisterImageCommand, RunInstancesCommand, waitUntilImageAvailable, waitUntilInstanceRunning, type EC2Client } from "@aws-sdk/client-ec2";
 import { GetParameterCommand } from "@aws-sdk/client-ssm";
-import { BLOCK, errorName, readSnapshot } from "./helpers/data.js";
+import { BLOCK, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
 import { run } from "./helpers/tools.js";
 
@@ -141,6 +141,28 @@ describe("public catalogue", () => {
       assert.deepEqual([...blocks.keys()], [0, 4]);
       assert.ok(blocks.get(0)!.equals(raw.subarray(0, BLOCK)));
       assert.ok(blocks.get(4)!.equals(raw.subarray(4 * BLOCK, 5 * BLOCK)));
+    } finally {
+      await custom.close();
+    }
+  });
+
+  it("leaves out a catalogue image whose pinned id an account's image already holds, and leaves that image as it was", async () => {
+    const dataDir = tempDir();
+    let custom = await startTestKiln({ dataDir });
+    let ImageId: string | undefined;
+    try {
+      const SnapshotId = await writeSnapshot(custom, new Map([[0, Buffer.alloc(BLOCK, 7)]]), { size: 3 });
+      ({ ImageId } = await custom.ec2().send(new RegisterImageCommand({ Name: "mine", RootDeviceName: "/dev/xvda", VirtualizationType: "hvm", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] })));
+    } finally {
+      await custom.close();
+    }
+    const file = join(tempDir(), "catalogue.json");
+    writeFileSync(file, JSON.stringify([{ name: "pinned-over-mine", ownerId: "123412341234", architecture: "x86_64", rootDeviceName: "/dev/sda1", volumeSize: 9, creationDate: "2026-01-01T00:00:00.000Z", imageId: ImageId }]));
+    custom = await startTestKiln({ dataDir }, { KILN_CATALOGUE_FILE: file });
+    try {
+      const [image] = (await custom.ec2().send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images!;
+      assert.deepEqual([image!.Name, image!.OwnerId, image!.BlockDeviceMappings![0]!.DeviceName, image!.BlockDeviceMappings![0]!.Ebs!.VolumeSize], ["mine", "000000000000", "/dev/xvda", 3]);
+      assert.deepEqual((await custom.ec2().send(new DescribeImagesCommand({ Owners: ["123412341234"] }))).Images, []);
     } finally {
       await custom.close();
     }

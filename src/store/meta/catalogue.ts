@@ -11,6 +11,7 @@ import { fileSource } from "../../formats/disk/source.js";
 import { writeDiskToSnapshot } from "../blocks/disk-writer.js";
 import { BLOCK_SIZE, type ChunkStore } from "../blocks/chunks.js";
 import type { Insertable } from "kysely";
+import type { Logger } from "../../log.js";
 import { insertInBatches, readInBatches } from "./batches.js";
 import type { MetaDb } from "./database.js";
 import type { BlockRow } from "./manifests.js";
@@ -66,7 +67,7 @@ export interface Catalogue {
   forget(): void;
 }
 
-export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: PublicCatalogue): Catalogue {
+export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: PublicCatalogue, log?: Logger): Catalogue {
   const { entries } = publicCatalogue;
   // Images pinned to one id everywhere are one row each, in EVERY_REGION; the others, one per region.
   const everywhere = entries.filter((e) => typeof e.imageId === "string");
@@ -125,12 +126,18 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
         db
           .selectFrom("images")
           .leftJoin("image_block_devices", (join) => join.onRef("image_block_devices.image_id", "=", "images.image_id").on("image_block_devices.position", "=", 0))
-          .select(["images.image_id", "image_block_devices.snapshot_id"])
+          .select(["images.image_id", "images.account_id", "images.name", "image_block_devices.snapshot_id"])
           .where("images.image_id", "in", ids)
           .execute(),
     );
-    const rootOf = new Map(present.map((row) => [row.image_id, row.snapshot_id]));
-    const missing = wanted.filter((w) => rootOf.get(w.imageId) !== w.snapshotId);
+    // A pinned id another image already holds (one an account made or restored) stays that
+    // image's: the catalogue entry is left out in this region, and said so.
+    const others = new Map(present.filter((row) => !wanted.some((w) => w.imageId === row.image_id && w.entry.ownerId === row.account_id && w.entry.name === row.name)).map((row) => [row.image_id, row]));
+    for (const { entry, imageId } of wanted.filter((w) => others.has(w.imageId))) {
+      log?.warn({ region, image: entry.name, imageId }, "a catalogue image's pinned id is another image's: the catalogue image is left out");
+    }
+    const rootOf = new Map(present.filter((row) => !others.has(row.image_id)).map((row) => [row.image_id, row.snapshot_id]));
+    const missing = wanted.filter((w) => !others.has(w.imageId) && rootOf.get(w.imageId) !== w.snapshotId);
     const stale = await staleImages(region, wanted.map((w) => w.imageId));
     if (missing.length === 0 && stale.length === 0) return;
     const standIn = await chunks.put(standInBlock());
