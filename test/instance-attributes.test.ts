@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import {
   CreateSecurityGroupCommand,
-  DescribeImagesCommand,
   DescribeInstanceAttributeCommand,
   DescribeInstanceCreditSpecificationsCommand,
   DescribeInstancesCommand,
@@ -24,6 +23,7 @@ import {
 } from "@aws-sdk/client-ec2";
 import { errorName } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+import { catalogueImage } from "./helpers/resources.js";
 
 let kiln: TestKiln;
 let ec2: EC2Client;
@@ -31,7 +31,8 @@ let image: string;
 before(async () => {
   kiln = await startTestKiln();
   ec2 = kiln.ec2();
-  image = (await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"], Filters: [{ Name: "architecture", Values: ["x86_64"] }] }))).Images![0]!.ImageId!;
+  // An Amazon Linux image, whose root device (/dev/xvda) the tests name.
+  image = await catalogueImage(ec2);
 });
 after(() => kiln.close());
 

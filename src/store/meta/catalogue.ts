@@ -74,7 +74,7 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
   const regional = entries.filter((e) => typeof e.imageId !== "string");
   const seeded = new Map<string, Promise<void>>();
   /** Root disks read so far, by path: the first region to need one writes it, later ones reuse its chunks. */
-  const rootDisks = new Map<string, Promise<RootData | undefined>>();
+  const rootDisks = new Map<string, Promise<RootData>>();
   /** What a root snapshot's id derives from: its image and its disk file as it is now (a new file, a new snapshot). */
   const rootKeys = new Map<string, string>();
 
@@ -106,7 +106,7 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
       rootDisks.set(path, data);
       data.catch(() => rootDisks.delete(path));
     }
-    return (await data)!;
+    return data;
   }
 
   /**
@@ -132,7 +132,9 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
     );
     // A pinned id another image already holds (one an account made or restored) stays that
     // image's: the catalogue entry is left out in this region, and said so.
-    const others = new Map(present.filter((row) => !wanted.some((w) => w.imageId === row.image_id && w.entry.ownerId === row.account_id && w.entry.name === row.name)).map((row) => [row.image_id, row]));
+    const wantedById = new Map(wanted.map((w) => [w.imageId, w.entry]));
+    const isCatalogueRow = (row: { image_id: string; account_id: string; name: string }) => wantedById.get(row.image_id)?.ownerId === row.account_id && wantedById.get(row.image_id)?.name === row.name;
+    const others = new Map(present.filter((row) => !isCatalogueRow(row)).map((row) => [row.image_id, row]));
     for (const { entry, imageId } of wanted.filter((w) => others.has(w.imageId))) {
       log?.warn({ region, image: entry.name, imageId }, "a catalogue image's pinned id is another image's: the catalogue image is left out");
     }
