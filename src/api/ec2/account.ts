@@ -3,7 +3,7 @@ import type { AccountAttribute, DescribeAccountAttributesRequest, DescribeAccoun
 import { uniqueIds } from "../../domain/ids.js";
 import { defaultVpc } from "../../store/meta/network.js";
 import type { ActionTable } from "./action.js";
-import { network } from "./vpcs.js";
+import { network } from "./lookups.js";
 
 /** The values a new AWS account reports; `default-vpc` is read from the account's network. */
 const ATTRIBUTES: Record<string, string[]> = {

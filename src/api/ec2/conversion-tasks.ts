@@ -9,7 +9,7 @@ import { conversionTasksOf, getConversionTask, insertConversionTask, updateConve
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import { insertTask } from "../../store/meta/tasks.js";
 import type { ActionContext } from "./action.js";
-import { TAG_LIMITS } from "./tags.js";
+import { TAG_LIMITS } from "./tag-specifications.js";
 
 export type Tags = ReadonlyMap<string, string> | undefined;
 

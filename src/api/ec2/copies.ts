@@ -10,9 +10,8 @@ import { imageByClientToken, imageByName, insertImage, visibleImages, type Image
 import { deleteSnapshot, getSnapshot, insertSnapshotCopy, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkImageId, checkImageName, imageNotFound, malformedName } from "./images.js";
-import { checkSnapshotId, snapshotNotFound } from "./snapshots.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { checkImageId, checkImageName, checkSnapshotId, imageNotFound, malformedName, snapshotNotFound } from "./lookups.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
 function sourceScope(ctx: ActionContext, region: string) {
   if (!isKilnRegion(region)) throw new ApiError("InvalidParameterValue", `Invalid region: ${region}`);

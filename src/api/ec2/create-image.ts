@@ -11,9 +11,10 @@ import { attachmentsOf, type InstanceState } from "../../store/meta/instances.js
 import { insertSnapshotOfVolume, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { getVolume } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { blockDevicesFrom, checkImageName, insertNewImage, malformedName } from "./images.js";
-import { instancesOf, scheduleInstance } from "./instances.js";
-import { tagSpecificationsFor } from "./tags.js";
+import { scheduleInstance } from "./instance-states.js";
+import { blockDevicesFrom, insertNewImage } from "./image-records.js";
+import { checkImageName, instancesOf, malformedName } from "./lookups.js";
+import { tagSpecificationsFor } from "./tag-specifications.js";
 
 async function plan(ctx: ActionContext, input: CreateImageRequest) {
   const name = checkImageName(input.Name!);

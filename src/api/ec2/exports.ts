@@ -14,10 +14,9 @@ import { ApiError } from "../../protocol/errors.js";
 import { conversionTaskByToken, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
 import { EXPORT_IMAGE_TASK, EXPORT_WRITERS, exportDetailsOf, type ExportDetails, type ExportFormat } from "../../tasks/export-image.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { bucketFor, ownImage } from "./lookups.js";
 import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, type Tags } from "./conversion-tasks.js";
-import { ownImage } from "./images.js";
-import { bucketFor } from "./store-restore.js";
-import { tagSpecificationsFor } from "./tags.js";
+import { tagSpecificationsFor } from "./tag-specifications.js";
 
 const GIB = 1024 ** 3;
 const TASK_ID = /^export-ami-[0-9a-f]{17}$/;

@@ -11,7 +11,8 @@ import type {
 import { ApiError } from "../../protocol/errors.js";
 import { changeLaunchPermissions, launchPermissions, setImageDescription } from "../../store/meta/images.js";
 import type { ActionTable } from "./action.js";
-import { ownImage, toImage, visibleImage } from "./images.js";
+import { toImage } from "./image-records.js";
+import { ownImage, visibleImage } from "./lookups.js";
 
 const ACCOUNT_ID = /^[0-9]{12}$/;
 const toPermission = (grantee: string): LaunchPermission => (grantee === "all" ? { Group: "all" } : { UserId: grantee });

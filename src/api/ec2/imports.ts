@@ -26,9 +26,9 @@ import { conversionTaskByToken, type ConversionKind, type ConversionTaskRow } fr
 import { getObject } from "../../store/meta/objects.js";
 import { detailsOf, IMPORT_IMAGE_TASK, IMPORT_SNAPSHOT_TASK, type DiskSource, type ImportDetails } from "../../tasks/import-disks.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { bucketFor } from "./lookups.js";
 import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, type Tags } from "./conversion-tasks.js";
-import { bucketFor } from "./store-restore.js";
-import { tagSpecificationsFor } from "./tags.js";
+import { tagSpecificationsFor } from "./tag-specifications.js";
 
 /** AWS lists import tasks for about a week after they end. */
 const ENDED_RETENTION_MS = 7 * 24 * 3600 * 1000;

@@ -32,9 +32,9 @@ import { attachmentsOf, listInstances } from "../../store/meta/instances.js";
 import { zonesOf } from "../../domain/regions.js";
 import { setInterfaceGroups } from "../../store/meta/network.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { STATE_CODES, instancesOf } from "./instances.js";
+import { STATE_CODES } from "./instance-states.js";
+import { groupsById, instancesOf } from "./lookups.js";
 import { checkListing, listPage, type Tagged } from "./listing.js";
-import { groupsById } from "./security-groups.js";
 import { instanceInterfaces, primaryInterface } from "./instance-network.js";
 import type { InstanceRecord, InstanceRow } from "../../store/meta/instances.js";
 

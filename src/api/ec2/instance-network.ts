@@ -8,8 +8,8 @@ import type { LaunchInterface } from "../../store/meta/instances.js";
 import { addressInSubnet, listNetworkInterfaces, listSubnets, type NetworkInterfaceRow, type SubnetRow } from "../../store/meta/network.js";
 import { listSecurityGroups } from "../../store/meta/security-groups.js";
 import type { ActionContext } from "./action.js";
-import { groupsById, groupsByName } from "./security-groups.js";
-import { requireDefaultVpc, subnetOf, toNetworkInterfaces } from "./vpcs.js";
+import { toNetworkInterfaces } from "./network-interfaces.js";
+import { groupsById, groupsByName, requireDefaultVpc, subnetOf } from "./lookups.js";
 
 /** The instance's zone and its primary interface, from RunInstances' parameters. */
 export async function planLaunchNetwork(ctx: ActionContext, input: RunInstancesRequest, requestedZone: string | undefined): Promise<{ zone: string; network: LaunchInterface }> {

@@ -20,7 +20,7 @@ import { newId, requestedIds, uniqueIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
-import { schedule, transition, type Schedule } from "../../domain/transitions.js";
+import { schedule, transition } from "../../domain/transitions.js";
 import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { BlockDeviceRow } from "../../store/meta/images.js";
@@ -44,31 +44,13 @@ import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { VolumeRow } from "../../store/meta/volumes.js";
 import { resolveImageParameter } from "../ssm/parameters.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { blockDevicesFrom, checkMappingCount, visibleImage } from "./images.js";
-import { keyPairNamed } from "./key-pairs.js";
+import { STATE_CODES, stateOf, userInitiated } from "./instance-states.js";
+import { blockDevicesFrom, checkMappingCount } from "./image-records.js";
+import { checkInstanceId, instancesOf, keyPairNamed, visibleImage } from "./lookups.js";
 import { instanceInterfaces, planLaunchNetwork } from "./instance-network.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
-export const STATE_CODES: Record<InstanceState, number> = { pending: 0, running: 16, "shutting-down": 32, terminated: 48, stopping: 64, stopped: 80 };
-const INSTANCE_ID = /^i-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
-export function checkInstanceId(id: string): string {
-  if (!INSTANCE_ID.test(id)) throw new ApiError("InvalidInstanceID.Malformed", `Invalid id: "${id}"`);
-  return id;
-}
-
-const stateOf = (state: InstanceState) => ({ Code: STATE_CODES[state], Name: state });
-const userInitiated = (now = new Date()) => `User initiated (${now.toISOString().replace("T", " ").slice(0, 19)} GMT)`;
-
-/** The caller's instances by id, every one of them (each once), or InvalidInstanceID.NotFound. */
-export async function instancesOf(ctx: ActionContext, requested: readonly string[]): Promise<InstanceRecord[]> {
-  const ids = uniqueIds(requested);
-  ids.forEach(checkInstanceId);
-  const found = new Map((await listInstances(ctx.meta.db, ctx, { ids })).map((r) => [r.row.instance_id, r]));
-  const missing = ids.filter((id) => !found.has(id));
-  if (missing.length) throw new ApiError("InvalidInstanceID.NotFound", `The instance ID${missing.length > 1 ? "s" : ""} '${missing.join("', '")}' ${missing.length > 1 ? "do" : "does"} not exist`);
-  return ids.map((id) => found.get(id)!);
-}
 
 export function toInstance(record: InstanceRecord, attachments: readonly AttachmentRow[], tags: ReadonlyMap<string, string>, interfaces: readonly InstanceNetworkInterface[]): Instance {
   const { row, state } = record;
@@ -440,11 +422,6 @@ async function changeStates(
     changes.push({ InstanceId: record.row.instance_id, PreviousState: stateOf(record.state), CurrentState: stateOf(steps ? steps[0]! : record.state) });
   }
   return { [member]: changes };
-}
-
-/** Moves an instance onto a schedule of its own (CreateImage's stop and start). */
-export async function scheduleInstance(ctx: ActionContext, instanceId: string, steps: Schedule<InstanceState>): Promise<void> {
-  await setSchedule(ctx.meta.db, instanceId, steps, userInitiated());
 }
 
 /** Each instance with what DescribeInstances shows of it and what its filters read. */

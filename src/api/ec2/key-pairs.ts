@@ -17,8 +17,9 @@ import { ApiError } from "../../protocol/errors.js";
 import { deleteKeyPair, insertKeyPair, listKeyPairs, type KeyPairRow } from "../../store/meta/key-pairs.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { keyPairNotFound } from "./lookups.js";
 import { missingIds } from "./listing.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
 const KEY_PAIR_ID = /^key-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
@@ -29,17 +30,7 @@ function checkKeyName(name: string | undefined): string {
   return name;
 }
 
-export const keyPairNotFound = (what: readonly string[]) =>
-  new ApiError("InvalidKeyPair.NotFound", `The key pair${what.length > 1 ? "s" : ""} '${what.join("', '")}' ${what.length > 1 ? "do" : "does"} not exist`);
-
 const duplicate = (name: string) => new ApiError("InvalidKeyPair.Duplicate", `The keypair '${name}' already exists.`);
-
-/** The caller's key pair named `name` (RunInstances' KeyName), or InvalidKeyPair.NotFound. */
-export async function keyPairNamed(ctx: ActionContext, name: string): Promise<KeyPairRow> {
-  const [row] = await listKeyPairs(ctx.meta.db, ctx, { names: [name] });
-  if (!row) throw keyPairNotFound([name]);
-  return row;
-}
 
 async function checkNameFree(ctx: ActionContext, name: string): Promise<void> {
   if ((await listKeyPairs(ctx.meta.db, ctx, { names: [name] })).length) throw duplicate(name);

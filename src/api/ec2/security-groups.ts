@@ -16,7 +16,7 @@ import type {
   SecurityGroupRule,
 } from "@aws-sdk/client-ec2";
 import { parseCidr } from "../../domain/cidr.js";
-import { newId, requestedIds, uniqueIds } from "../../domain/ids.js";
+import { newId, requestedIds } from "../../domain/ids.js";
 import { ApiError } from "../../protocol/errors.js";
 import {
   ALL_TRAFFIC_OUT,
@@ -33,43 +33,9 @@ import {
 } from "../../store/meta/security-groups.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkListing, listPage, missingIds, requireIds, tagList, type Tagged } from "./listing.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
-import { network, requireDefaultVpc, vpcOf } from "./vpcs.js";
-
-const GROUP_ID = /^sg-([0-9a-f]{8}|[0-9a-f]{17})$/;
-
-export const groupNotFound = (what: readonly string[], where = "") =>
-  new ApiError("InvalidGroup.NotFound", `The security group${what.length > 1 ? "s" : ""} '${what.join("', '")}' ${what.length > 1 ? "do" : "does"} not exist${where}`);
-
-export const ruleNotFound = (ids: readonly string[]) => new ApiError("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${ids.join("', '")}' does not exist`);
-
-function checkGroupId(id: string): string {
-  if (!GROUP_ID.test(id)) throw new ApiError("InvalidGroupId.Malformed", `Invalid id: "${id}" (expecting "sg-...")`);
-  return id;
-}
-
-/** The caller's groups by id, every one of them (each once), or InvalidGroup.NotFound. */
-export async function groupsById(ctx: ActionContext, requested: readonly string[]): Promise<SecurityGroupRow[]> {
-  const ids = uniqueIds(requested);
-  ids.forEach(checkGroupId);
-  await network(ctx);
-  const rows = await listSecurityGroups(ctx.meta.db, ctx, { ids });
-  requireIds(ids, rows, (r) => r.group_id, groupNotFound);
-  const byId = new Map(rows.map((r) => [r.group_id, r]));
-  return ids.map((id) => byId.get(id)!);
-}
-
-/** Groups named in the default VPC, each once (names alone mean the default VPC, as in EC2). */
-export async function groupsByName(ctx: ActionContext, requested: readonly string[]): Promise<SecurityGroupRow[]> {
-  const names = uniqueIds(requested);
-  const vpc = await requireDefaultVpc(ctx);
-  const rows = await listSecurityGroups(ctx.meta.db, ctx, { names, vpcId: vpc.vpc_id });
-  const missing = missingIds(names, rows, (r) => r.group_name);
-  if (missing.length) throw groupNotFound(missing, ` in default VPC '${vpc.vpc_id}'`);
-  const byName = new Map(rows.map((r) => [r.group_name, r]));
-  return names.map((name) => byName.get(name)!);
-}
+import { checkGroupId, groupsById, groupsByName, network, requireDefaultVpc, ruleNotFound, vpcOf } from "./lookups.js";
+import { checkListing, listPage, requireIds, tagList, type Tagged } from "./listing.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
 async function targetGroup(ctx: ActionContext, input: { GroupId?: string; GroupName?: string }): Promise<SecurityGroupRow> {
   if (input.GroupId) return (await groupsById(ctx, [input.GroupId]))[0]!;
@@ -127,8 +93,8 @@ async function rulesOf(ctx: ActionContext, group: SecurityGroupRow, permission: 
       if (!referenced) throw new ApiError("MissingParameter", "A group pair must name a group (GroupId or GroupName).");
       if (referenced.vpc_id !== group.vpc_id) throw new ApiError("InvalidParameterValue", `The security group '${referenced.group_id}' is in a different VPC from '${group.group_id}'.`);
       groupId = referenced.group_id;
-    } else if (!groupId || !GROUP_ID.test(groupId)) {
-      throw new ApiError("InvalidGroupId.Malformed", `Invalid id: "${groupId ?? ""}" (expecting "sg-...")`);
+    } else {
+      groupId = checkGroupId(groupId ?? "");
     }
     rules.push({ ...base, referenced_group_id: groupId, referenced_account_id: account, description: pair.Description ?? null });
   }

@@ -5,8 +5,7 @@ import { transition } from "../../domain/transitions.js";
 import { putTags } from "../../store/meta/tags.js";
 import { insertSnapshotOfVolume } from "../../store/meta/snapshots.js";
 import { imagesUsingSnapshot } from "../../store/meta/images.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
-import { volumeOf } from "./volumes.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 import { compileFilters } from "../../domain/filters.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { yieldToLoop } from "../../event-loop.js";
@@ -14,17 +13,8 @@ import { ApiError } from "../../protocol/errors.js";
 import { deleteSnapshot, getSnapshot, listSnapshots, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { checkSnapshotId, snapshotNotFound, volumeOf } from "./lookups.js";
 import { requireIds } from "./listing.js";
-
-const SNAPSHOT_ID = /^snap-([0-9a-f]{8}|[0-9a-f]{17})$/;
-
-export function checkSnapshotId(id: string): string {
-  if (!SNAPSHOT_ID.test(id)) throw new ApiError("InvalidSnapshotID.Malformed", `Invalid id: "${id}" (expecting "snap-...")`);
-  return id;
-}
-
-export const snapshotNotFound = (ids: readonly string[]) =>
-  new ApiError("InvalidSnapshot.NotFound", `The snapshot${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist.`);
 
 interface Described {
   row: SnapshotRow;

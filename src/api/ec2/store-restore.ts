@@ -16,37 +16,23 @@ import { newId } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ArchiveError, readManifest, type ArchiveManifest } from "../../formats/image-archive.js";
 import { ApiError } from "../../protocol/errors.js";
-import { getBucket } from "../../store/meta/buckets.js";
 import { imageByName, launchPermissions, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
 import { blobsOf, getObject } from "../../store/meta/objects.js";
 import { wholeRanges } from "../../store/objects/blobs.js";
 import { insertSnapshot, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { insertTask, tasksOf, type TaskRow } from "../../store/meta/tasks.js";
-import type { RestoreParams } from "../../tasks/restore-image.js";
-import type { StoreParams } from "../../tasks/store-image.js";
+import { RESTORE_TASK, type RestoreParams } from "../../tasks/restore-image.js";
+import { STORE_TASK, type StoreParams } from "../../tasks/store-image.js";
 import { checkTags } from "../s3/object-attributes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { checkImageName, insertNewImage, malformedName, visibleImage } from "./images.js";
-import { tagSpecificationsFor } from "./tags.js";
+import { insertNewImage } from "./image-records.js";
+import { bucketFor, checkImageName, malformedName, visibleImage } from "./lookups.js";
+import { tagSpecificationsFor } from "./tag-specifications.js";
 
-export const STORE_TASK = "store-image";
-export const RESTORE_TASK = "restore-image";
 /** AWS keeps store tasks for about 31 days. */
 const TASK_RETENTION_MS = 31 * 24 * 3600 * 1000;
 
 const STORE_STATES: Record<TaskRow["state"], string> = { running: "InProgress", completed: "Completed", failed: "Failed" };
-
-/** A bucket the caller owns in this region, or a clear InvalidParameterValue. */
-export async function bucketFor(ctx: ActionContext, name: string) {
-  const bucket = await getBucket(ctx.meta.db, name);
-  if (!bucket || bucket.account_id !== ctx.accountId) {
-    throw new ApiError("InvalidParameterValue", `The bucket ${name} does not exist, or you do not have access to it.`);
-  }
-  if (bucket.region !== ctx.region) {
-    throw new ApiError("InvalidParameterValue", `The bucket ${name} is in ${bucket.region}; it must be in ${ctx.region}, the region of the request.`);
-  }
-  return bucket;
-}
 
 async function planStore(ctx: ActionContext, input: CreateStoreImageTaskRequest) {
   const record = await visibleImage(ctx, input.ImageId!);

@@ -5,7 +5,6 @@ import type {
   DescribeTagsRequest,
   DescribeTagsResult,
   TagDescription,
-  TagSpecification,
 } from "@aws-sdk/client-ec2";
 import { groupBy } from "../../domain/collections.js";
 import { resourceTypeOf, uniqueIds } from "../../domain/ids.js";
@@ -18,60 +17,12 @@ import { listSnapshots } from "../../store/meta/snapshots.js";
 import { deleteTags, putTags, tagPages, type TagQuery, type TagRow } from "../../store/meta/tags.js";
 import { listVolumes } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { imageNotFound } from "./images.js";
-import { instancesOf } from "./instances.js";
-import { keyPairNotFound } from "./key-pairs.js";
+import { gatewayNotFound, groupsById, imageNotFound, instancesOf, interfaceNotFound, keyPairNotFound, network, routeTableNotFound, ruleNotFound, snapshotNotFound, subnetNotFound, volumeNotFound, vpcNotFound } from "./lookups.js";
 import { listKeyPairs } from "../../store/meta/key-pairs.js";
 import { listInternetGateways, listNetworkInterfaces, listRouteTables, listSubnets, listVpcs } from "../../store/meta/network.js";
 import { listRules } from "../../store/meta/security-groups.js";
 import { requireIds } from "./listing.js";
-import { groupsById, ruleNotFound } from "./security-groups.js";
-import { gatewayNotFound, interfaceNotFound, network, routeTableNotFound, subnetNotFound, vpcNotFound } from "./vpcs.js";
-import { snapshotNotFound } from "./snapshots.js";
-import { volumeNotFound } from "./volumes.js";
-
-/** AWS's limits for user tags (and for the resources one CreateTags or DeleteTags names). */
-export const TAG_LIMITS = { perResource: 50, keyLength: 128, valueLength: 256, resourcesPerRequest: 1000 };
-
-function checkKey(key: string | undefined, where: string): string {
-  if (key === undefined) throw new ApiError("MissingParameter", `The request must contain the parameter ${where}.Key`);
-  if (key.length < 1 || key.length > TAG_LIMITS.keyLength) {
-    throw new ApiError("InvalidParameterValue", `Tag key must be between 1 and ${TAG_LIMITS.keyLength} characters long; '${key}' is not.`);
-  }
-  if (key.toLowerCase().startsWith("aws:")) {
-    throw new ApiError("InvalidParameterValue", `Tag keys starting with 'aws:' are reserved for internal use; '${key}' cannot be set.`);
-  }
-  return key;
-}
-
-function checkValue(value: string, key: string): string {
-  if (value.length > TAG_LIMITS.valueLength) {
-    throw new ApiError("InvalidParameterValue", `Tag value for key '${key}' must be at most ${TAG_LIMITS.valueLength} characters long.`);
-  }
-  return value;
-}
-
-/**
- * The tags a Create* request's TagSpecifications give each resource type, checked like
- * CreateTags; a type the action does not create is refused, as EC2 does.
- */
-export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefined, allowed: readonly string[]): Map<string, { key: string; value: string }[]> {
-  const byType = new Map<string, { key: string; value: string }[]>();
-  (specs ?? []).forEach((spec, i) => {
-    const type = spec.ResourceType;
-    if (!type || !allowed.includes(type)) {
-      throw new ApiError("InvalidParameterValue", `'${type ?? ""}' is not a valid taggable resource type for this operation.`);
-    }
-    const tags = byType.get(type) ?? [];
-    (spec.Tags ?? []).forEach((tag, j) => {
-      const key = checkKey(tag.Key, `TagSpecification.${i + 1}.Tag.${j + 1}`);
-      tags.push({ key, value: checkValue(tag.Value ?? "", key) });
-    });
-    if (tags.length > TAG_LIMITS.perResource) throw new ApiError("TagLimitExceeded", `A resource can have at most ${TAG_LIMITS.perResource} tags.`);
-    byType.set(type, tags);
-  });
-  return byType;
-}
+import { checkTagKey, checkTagValue, TAG_LIMITS } from "./tag-specifications.js";
 
 /** The resources a CreateTags or DeleteTags names, each once, with its type. */
 function typedResources(ids: readonly string[]): { id: string; type: string }[] {
@@ -116,8 +67,8 @@ async function checkResourcesExist(ctx: ActionContext, resources: readonly { id:
 function tagsToSet(input: CreateTagsRequest): { key: string; value: string }[] {
   const tags = new Map<string, string>();
   (input.Tags ?? []).forEach((tag, i) => {
-    const key = checkKey(tag.Key, `Tag.${i + 1}`);
-    tags.set(key, checkValue(tag.Value ?? "", key));
+    const key = checkTagKey(tag.Key, `Tag.${i + 1}`);
+    tags.set(key, checkTagValue(tag.Value ?? "", key));
   });
   if (tags.size > TAG_LIMITS.perResource) throw new ApiError("TagLimitExceeded", `A resource can have at most ${TAG_LIMITS.perResource} tags.`);
   return [...tags].map(([key, value]) => ({ key, value }));
@@ -173,7 +124,7 @@ export const tagActions: ActionTable = {
     },
     async run(ctx, input: DeleteTagsRequest) {
       const resources = typedResources(input.Resources ?? []);
-      const tags = input.Tags?.map((tag, i) => ({ key: checkKey(tag.Key, `Tag.${i + 1}`), value: tag.Value }));
+      const tags = input.Tags?.map((tag, i) => ({ key: checkTagKey(tag.Key, `Tag.${i + 1}`), value: tag.Value }));
       await deleteTags(ctx.meta.db, ctx, resources.map((r) => r.id), tags);
     },
   },

@@ -12,7 +12,6 @@ import type {
   VolumeAttachment,
 } from "@aws-sdk/client-ec2";
 import { attachmentsOf, attachVolume, detachVolume, type AttachmentRow } from "../../store/meta/instances.js";
-import { instancesOf } from "./instances.js";
 import { compileFilters } from "../../domain/filters.js";
 import { newId, requestedIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
@@ -24,11 +23,10 @@ import { getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import { deleteVolume, getVolume, insertVolume, listVolumes, type VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { checkSnapshotId, checkVolumeId, instancesOf, snapshotNotFound, volumeNotFound, volumeOf } from "./lookups.js";
 import { requireIds } from "./listing.js";
-import { checkSnapshotId, snapshotNotFound } from "./snapshots.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
+import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
-const VOLUME_ID = /^vol-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
 /** Size bounds (GiB) of each volume type, as AWS documents them. */
 const SIZE_BOUNDS: Record<string, [number, number]> = {
@@ -40,20 +38,6 @@ const SIZE_BOUNDS: Record<string, [number, number]> = {
   st1: [125, 16384],
   sc1: [125, 16384],
 };
-
-export function checkVolumeId(id: string): string {
-  if (!VOLUME_ID.test(id)) throw new ApiError("InvalidVolumeID.Malformed", `Invalid id: "${id}" (expecting "vol-...")`);
-  return id;
-}
-
-export const volumeNotFound = (ids: readonly string[]) =>
-  new ApiError("InvalidVolume.NotFound", `The volume${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist.`);
-
-export async function volumeOf(ctx: ActionContext, id: string): Promise<VolumeRow> {
-  const volume = await getVolume(ctx.meta.db, ctx, checkVolumeId(id));
-  if (!volume) throw volumeNotFound([id]);
-  return volume;
-}
 
 interface Described {
   row: VolumeRow;

@@ -19,7 +19,6 @@ import type {
   InternetGateway,
   ModifySubnetAttributeRequest,
   ModifyVpcAttributeRequest,
-  NetworkInterface,
   RouteTable,
   Subnet,
   Vpc,
@@ -31,7 +30,6 @@ import { ApiError } from "../../protocol/errors.js";
 import {
   availableAddresses,
   defaultVpc,
-  ensureDefaultNetwork,
   insertVpc,
   interfaceGroups,
   listInternetGateways,
@@ -50,43 +48,10 @@ import {
 import { deleteSecurityGroup, listSecurityGroups } from "../../store/meta/security-groups.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
+import { toNetworkInterfaces } from "./network-interfaces.js";
+import { gatewayNotFound, interfaceNotFound, network, routeTableNotFound, subnetNotFound, subnetOf, vpcNotFound, vpcOf } from "./lookups.js";
 import { checkListing, describeAction, listPage, requireIds, tagList, type Tagged } from "./listing.js";
-import { TAG_LIMITS, tagSpecificationsFor } from "./tags.js";
-
-/** The caller's network in this region, its default part made if this is the first use. */
-export async function network(ctx: ActionContext): Promise<void> {
-  await ensureDefaultNetwork(ctx.meta.db, ctx, zonesOf(ctx.region).map((z) => z.zoneName));
-}
-
-const notFound = (code: "InvalidVpcID.NotFound" | "InvalidSubnetID.NotFound" | "InvalidInternetGatewayID.NotFound" | "InvalidRouteTableID.NotFound" | "InvalidNetworkInterfaceID.NotFound", noun: string) =>
-  (ids: readonly string[]) => new ApiError(code, `The ${noun} ID${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist`);
-export const vpcNotFound = notFound("InvalidVpcID.NotFound", "vpc");
-export const subnetNotFound = notFound("InvalidSubnetID.NotFound", "subnet");
-export const gatewayNotFound = notFound("InvalidInternetGatewayID.NotFound", "internetGateway");
-export const routeTableNotFound = notFound("InvalidRouteTableID.NotFound", "routeTable");
-export const interfaceNotFound = notFound("InvalidNetworkInterfaceID.NotFound", "networkInterface");
-
-export async function vpcOf(ctx: ActionContext, vpcId: string): Promise<VpcRow> {
-  await network(ctx);
-  const [vpc] = await listVpcs(ctx.meta.db, ctx, { ids: [vpcId] });
-  if (!vpc) throw vpcNotFound([vpcId]);
-  return vpc;
-}
-
-export async function subnetOf(ctx: ActionContext, subnetId: string): Promise<SubnetRow> {
-  await network(ctx);
-  const [subnet] = await listSubnets(ctx.meta.db, ctx, { ids: [subnetId] });
-  if (!subnet) throw subnetNotFound([subnetId]);
-  return subnet;
-}
-
-/** The default VPC, or the error EC2 gives when an action needs one and the account has none. */
-export async function requireDefaultVpc(ctx: ActionContext): Promise<VpcRow> {
-  await network(ctx);
-  const vpc = await defaultVpc(ctx.meta.db, ctx);
-  if (!vpc) throw new ApiError("VPCIdNotSpecified", "No default VPC for this user");
-  return vpc;
-}
+import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
 async function tagNew(ctx: ActionContext, id: string, type: string, tags: { key: string; value: string }[] | undefined): Promise<void> {
   if (tags?.length) await putTags(ctx.meta.db, ctx, [{ id, type }], tags, TAG_LIMITS.perResource);
@@ -149,47 +114,6 @@ const toRouteTable = ({ row, tags }: Tagged<RouteTableRow>): RouteTable => ({
   Routes: (JSON.parse(row.routes) as Route[]).map((r) => ({ DestinationCidrBlock: r.destination, GatewayId: r.gatewayId, Origin: r.origin, State: "active" })),
   Tags: tags.size ? tagList(tags) : undefined,
 });
-
-/** EC2's DNS names for an address: `ip-10-0-0-5.ec2.internal` in us-east-1, `…​.<region>.compute.internal` elsewhere. */
-export function privateDnsName(region: string, ip: string): string {
-  return `ip-${ip.replaceAll(".", "-")}.${region === "us-east-1" ? "ec2.internal" : `${region}.compute.internal`}`;
-}
-
-export function publicDnsName(region: string, ip: string): string {
-  return `ec2-${ip.replaceAll(".", "-")}.${region === "us-east-1" ? "compute-1.amazonaws.com" : `${region}.compute.amazonaws.com`}`;
-}
-
-export async function toNetworkInterfaces(ctx: ActionContext, rows: readonly Tagged<NetworkInterfaceRow>[]): Promise<NetworkInterface[]> {
-  const groups = await interfaceGroups(ctx.meta.db, rows.map((r) => r.row.network_interface_id));
-  const groupRows = await listSecurityGroups(ctx.meta.db, ctx, { ids: [...new Set([...groups.values()].flat())] });
-  const nameOf = new Map(groupRows.map((g) => [g.group_id, g.group_name]));
-  return rows.map(({ row, tags }) => {
-    const association = row.public_ip ? { IpOwnerId: "amazon", PublicIp: row.public_ip, PublicDnsName: publicDnsName(ctx.region, row.public_ip) } : undefined;
-    return {
-      NetworkInterfaceId: row.network_interface_id,
-      SubnetId: row.subnet_id,
-      VpcId: row.vpc_id,
-      AvailabilityZone: row.availability_zone,
-      Description: row.description,
-      OwnerId: row.account_id,
-      RequesterManaged: false,
-      Status: row.instance_id ? "in-use" : "available",
-      MacAddress: row.mac_address,
-      PrivateIpAddress: row.private_ip,
-      PrivateDnsName: privateDnsName(ctx.region, row.private_ip),
-      SourceDestCheck: Boolean(row.source_dest_check),
-      InterfaceType: "interface",
-      Groups: (groups.get(row.network_interface_id) ?? []).map((id) => ({ GroupId: id, GroupName: nameOf.get(id) })),
-      Attachment: row.instance_id
-        ? { AttachmentId: row.attachment_id!, AttachTime: new Date(row.attach_time!), DeleteOnTermination: Boolean(row.delete_on_termination), DeviceIndex: row.device_index!, NetworkCardIndex: 0, InstanceId: row.instance_id, InstanceOwnerId: row.account_id, Status: "attached" }
-        : undefined,
-      Association: association,
-      PrivateIpAddresses: [{ Primary: true, PrivateIpAddress: row.private_ip, PrivateDnsName: privateDnsName(ctx.region, row.private_ip), Association: association }],
-      Ipv6Addresses: [],
-      TagSet: tagList(tags),
-    };
-  });
-}
 
 const VPC_FIELDS = {
   "vpc-id": (t: Tagged<VpcRow>) => t.row.vpc_id,
