@@ -17,7 +17,7 @@ import type { Scope } from "../store/meta/tags.js";
 import { readBody } from "./body.js";
 import { fromWebPage, isFormContentType } from "./browser.js";
 import { callerOf, requestToVerify } from "./caller.js";
-import type { ParsedUrl } from "./ec2.js";
+import type { ParsedUrl } from "./url.js";
 
 export interface AdminAnswer {
   status: number;

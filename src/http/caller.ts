@@ -5,7 +5,7 @@ import { SignatureVerifier, type Caller, type SignedRequest } from "../auth/sigv
 import type { KilnConfig } from "../config.js";
 import { isKilnRegion } from "../domain/regions.js";
 import { ApiError } from "../protocol/errors.js";
-import type { ParsedUrl } from "./ec2.js";
+import type { ParsedUrl } from "./url.js";
 
 /** Query pairs as the verifier reads them: decoded, repeated names as arrays. */
 export function signedQuery(pairs: readonly [string, string][]): SignedRequest["query"] {

@@ -10,7 +10,7 @@ import { BLOCK_SIZE, type ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 import { callerOf, requestToVerify } from "./caller.js";
-import type { ParsedUrl } from "./ec2.js";
+import type { ParsedUrl } from "./url.js";
 
 export interface EbsAnswer {
   status: number;

@@ -16,14 +16,10 @@ import type { TaskRunner } from "../tasks/runner.js";
 import { isUniqueViolation, type MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 import { callerOf, requestToVerify } from "./caller.js";
+import type { ParsedUrl } from "./url.js";
 
 export interface Ec2Endpoint {
   handle(req: IncomingMessage, url: ParsedUrl, requestId: string): Promise<Ec2Answer>;
-}
-
-export interface ParsedUrl {
-  path: string;
-  pairs: [string, string][];
 }
 
 export interface Ec2Answer {

@@ -14,7 +14,7 @@ import { asS3Error, s3ErrorXml, XML_TYPE } from "../protocol/s3/wire.js";
 import type { MetaStore } from "../store/meta/database.js";
 import type { BlobStore } from "../store/objects/blobs.js";
 import { callerOf, requestToVerify } from "./caller.js";
-import type { ParsedUrl } from "./ec2.js";
+import type { ParsedUrl } from "./url.js";
 
 export interface S3Answer {
   status: number;

@@ -10,7 +10,8 @@ import { UnstorableTextError } from "../store/unstorable.js";
 import type { Socket } from "node:net";
 import type { AdminAnswer } from "./admin.js";
 import { fromWebPage, pageMayRead } from "./browser.js";
-import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint, type ParsedUrl } from "./ec2.js";
+import { ec2ErrorBody, type Ec2Answer, type Ec2Endpoint } from "./ec2.js";
+import { parseUrl, type ParsedUrl } from "./url.js";
 import { isEbsPath, type EbsAnswer } from "./ebs.js";
 import { isS3Request, type S3Answer } from "./s3.js";
 import { isSsmRequest, SSM_CONTENT_TYPE, ssmErrorBody, type SsmAnswer } from "./ssm.js";
@@ -22,12 +23,6 @@ export interface Routes {
   s3: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<S3Answer>;
   ssm: (req: IncomingMessage, res: ServerResponse, url: ParsedUrl, requestId: string) => Promise<SsmAnswer>;
   admin: (req: IncomingMessage, url: ParsedUrl) => Promise<AdminAnswer>;
-}
-
-function parseUrl(raw: string): ParsedUrl {
-  const q = raw.indexOf("?");
-  const path = q < 0 ? raw : raw.slice(0, q);
-  return { path, pairs: q < 0 ? [] : [...new URLSearchParams(raw.slice(q + 1))] };
 }
 
 export function createHttpServer(routes: Routes, logger: Logger): Server {

@@ -9,7 +9,7 @@ import { ApiError } from "../protocol/errors.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 import { callerOf, requestToVerify } from "./caller.js";
-import type { ParsedUrl } from "./ec2.js";
+import type { ParsedUrl } from "./url.js";
 
 export interface SsmAnswer {
   status: number;

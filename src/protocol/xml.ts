@@ -4,7 +4,7 @@
 // other request: documents past a few KiB are parsed on a pool worker, and their tree comes back
 // as JSON, which the main thread reads a hundred times faster.
 import { XMLParser } from "fast-xml-parser";
-import type { Handled } from "../workers/jobs.js";
+import type { Handled, ParseXmlRequest, ParseXmlResult } from "../workers/jobs.js";
 import { runJob } from "../workers/pool.js";
 
 /** How each protocol reads its documents (a parser's options cannot cross to a worker; their name can). */
@@ -26,15 +26,6 @@ export type XmlDialect = keyof typeof PARSERS;
 
 /** Documents shorter than this are parsed at once: a worker's round trip costs more than they do. */
 const INLINE_CHARS = 16 * 1024;
-
-export interface ParseXmlRequest {
-  dialect: XmlDialect;
-  text: string;
-}
-
-export interface ParseXmlResult {
-  json: string;
-}
 
 /** The document's tree (validated first); throws the parser's error for one that is not well formed. */
 export async function parseXml(dialect: XmlDialect, text: string): Promise<Record<string, unknown>> {

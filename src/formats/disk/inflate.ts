@@ -4,34 +4,9 @@
 // bookkeeping costs the main thread more than inflating costs the thread pool. Here a worker
 // takes a whole run of units (a few MiB) per job and inflates them with the sync API.
 import { constants, inflateRawSync, inflateSync } from "node:zlib";
-import type { Handled } from "../../workers/jobs.js";
+import type { Handled, InflateRequest, InflateResult } from "../../workers/jobs.js";
 import { releaserOf, takeExtentBuffer } from "./extent-slots.js";
 import { BufferSlots, runJob } from "../../workers/pool.js";
-
-export interface InflateRequest {
-  /** The streams' bytes: the first `length` bytes of a shared buffer the caller reuses. */
-  input: SharedArrayBuffer;
-  length: number;
-  /** [start, length] of each stream in `input`. */
-  pieces: number[];
-  /** The most bytes one stream may produce: more is a deflate bomb, stopped right there. */
-  maxOutput: number;
-  /** Where the streams' output goes, back to back (at least streams × maxOutput bytes): moved
-   * to the worker, and back with the result. */
-  output: ArrayBuffer;
-  /**
-   * Raw deflate (no zlib header) that may run on past its last block without a final one, as
-   * QCOW2 writes it ("decompression stops when it has produced a cluster of data").
-   */
-  raw: boolean;
-}
-
-export type InflateResult = { output: ArrayBuffer } & (
-  /** The bytes each stream produced. */
-  | { lengths: number[] }
-  /** Stream `index` produced more than maxOutput (`tooLarge`), or is not deflate data. */
-  | { index: number; tooLarge: boolean; message: string }
-);
 
 export interface Inflated {
   /** Every stream's output, back to back, in a slot lent to the caller. */

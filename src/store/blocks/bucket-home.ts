@@ -10,7 +10,8 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import type { ObjectStoreBucket } from "../bucket/bucket.js";
 import type { MetaDb } from "../meta/database.js";
 import { BLOCK_SIZE, chunkStoreIn, type ChunkHome, type ChunkStore } from "./chunks.js";
-import { forgetUnnamedChunks, type Collected } from "./collect.js";
+import type { Collected } from "./chunks.js";
+import { forgetUnnamedChunks } from "./collect.js";
 
 const FOLDER = "chunks/";
 /** Location rows looked up at once when sweeping objects no row names. */

@@ -6,7 +6,6 @@
 import { createHash } from "node:crypto";
 import type { MetaDb } from "../meta/database.js";
 import { BufferSlots, runJob } from "../../workers/pool.js";
-import type { Collected } from "./collect.js";
 
 export const BLOCK_SIZE = 512 * 1024;
 /** The chunk id recorded for a block of zeros: nothing is stored for it. */
@@ -50,6 +49,16 @@ export interface ChunkHome {
   owns(location: ChunkLocation): boolean;
   close(): Promise<void>;
   reset(): Promise<void>;
+}
+
+/** What a collection found: the chunks kept and forgotten, the pack files removed. */
+export interface Collected {
+  /** Chunks still stored, and chunks forgotten by this collection. */
+  kept: number;
+  removed: number;
+  /** Pack files deleted, and of those, the ones whose live chunks were moved first. */
+  packsRemoved: number;
+  packsCompacted: number;
 }
 
 export interface ChunkLocation {

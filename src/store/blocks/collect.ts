@@ -8,16 +8,8 @@
 import { rm } from "node:fs/promises";
 import { sql } from "kysely";
 import type { MetaDb } from "../meta/database.js";
+import type { Collected } from "./chunks.js";
 import { packFiles, packPath, type PackAppender } from "./packs.js";
-
-export interface Collected {
-  /** Chunks still stored, and chunks forgotten by this collection. */
-  kept: number;
-  removed: number;
-  /** Pack files deleted, and of those, the ones whose live chunks were moved first. */
-  packsRemoved: number;
-  packsCompacted: number;
-}
 
 interface PackDeps {
   db: MetaDb;
