@@ -16,12 +16,8 @@ import { ebsEndpoint } from "./http/ebs.js";
 import { ssmEndpoint } from "./http/ssm.js";
 import { s3Endpoint } from "./http/s3.js";
 import { openDataHome, type DataHome } from "./store/data-home.js";
-import { RESTORE_TASK, STORE_TASK } from "./api/ec2/store-restore.js";
-import { EXPORT_IMAGE_TASK, exportImageKind } from "./tasks/export-image.js";
-import { importKinds } from "./tasks/import-disks.js";
-import { restoreImageKind } from "./tasks/restore-image.js";
+import { taskKinds } from "./tasks/kinds.js";
 import { TaskRunner } from "./tasks/runner.js";
-import { storeImageKind } from "./tasks/store-image.js";
 import { sweepBlobs } from "./store/objects/sweep.js";
 import { join } from "node:path";
 
@@ -82,13 +78,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     await meta.close();
     throw error;
   }
-  const taskDeps = { db: meta.db, chunks, blobs };
-  const tasks = new TaskRunner(
-    meta.db,
-    { [STORE_TASK]: storeImageKind(taskDeps), [RESTORE_TASK]: restoreImageKind(taskDeps), ...importKinds(taskDeps), [EXPORT_IMAGE_TASK]: exportImageKind(taskDeps) },
-    logger,
-    { nodeId: config.nodeId ?? nodeIdOf(config.dataDir), leaseMs: config.taskLeaseMs },
-  );
+  const tasks = new TaskRunner(meta.db, taskKinds({ db: meta.db, chunks, blobs }), logger, { nodeId: config.nodeId ?? nodeIdOf(config.dataDir), leaseMs: config.taskLeaseMs });
   await tasks.resume();
   const server = createHttpServer(
     {

@@ -12,6 +12,8 @@ import type { TaskRow } from "../store/meta/tasks.js";
 import { wholeRanges, type BlobStore } from "../store/objects/blobs.js";
 import { TaskFailure, type TaskIo, type TaskKind } from "./runner.js";
 
+export const RESTORE_TASK = "restore-image";
+
 export interface RestoreParams {
   imageId: string;
   bucket: string;

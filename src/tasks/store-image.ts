@@ -13,6 +13,8 @@ import type { BlobStore } from "../store/objects/blobs.js";
 import { TaskFailure, type TaskIo, type TaskKind } from "./runner.js";
 import { commitTaskOutput } from "./task-object.js";
 
+export const STORE_TASK = "store-image";
+
 export interface StoreParams {
   imageId: string;
   bucket: string;
