@@ -5,6 +5,7 @@ import * as ebs from "../api/ebs/snapshots.js";
 import type { SignatureVerifier } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
 import { ApiError } from "../protocol/errors.js";
+import { toAwsJson } from "../protocol/json.js";
 import { percentDecoded } from "../protocol/percent.js";
 import { BLOCK_SIZE, type ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaStore } from "../store/meta/database.js";
@@ -34,13 +35,6 @@ const ROUTES: Route[] = [
 export const isEbsPath = (path: string) => path === "/snapshots" || path.startsWith("/snapshots/");
 
 const JSON_TYPE = "application/json";
-
-/** REST-JSON timestamps are epoch seconds. */
-const toJson = (value: unknown) =>
-  JSON.stringify(value, function (key, v) {
-    const raw = (this as Record<string, unknown>)[key];
-    return raw instanceof Date ? raw.getTime() / 1000 : v;
-  });
 
 function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
@@ -79,7 +73,7 @@ export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
           } catch {
             throw new ApiError("ValidationException", "The request body is not valid JSON.", "INVALID_PARAMETER_VALUE");
           }
-          send(201, toJson(await ebs.startSnapshot(ctx, input as Parameters<typeof ebs.startSnapshot>[1])));
+          send(201, toAwsJson(await ebs.startSnapshot(ctx, input as Parameters<typeof ebs.startSnapshot>[1])));
           break;
         }
         case "PutSnapshotBlock": {
@@ -92,7 +86,7 @@ export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
           break;
         }
         case "CompleteSnapshot":
-          send(202, toJson(await ebs.completeSnapshot(ctx, first!, {
+          send(202, toAwsJson(await ebs.completeSnapshot(ctx, first!, {
             changedBlocksCount: header(req, "x-amz-changedblockscount"),
             checksum: header(req, "x-amz-checksum"),
             checksumAlgorithm: header(req, "x-amz-checksum-algorithm"),
@@ -100,10 +94,10 @@ export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
           })));
           break;
         case "ListSnapshotBlocks":
-          send(200, toJson(await ebs.listSnapshotBlocks(ctx, first!, { maxResults: q("maxResults"), pageToken: q("pageToken"), startingBlockIndex: q("startingBlockIndex") })));
+          send(200, toAwsJson(await ebs.listSnapshotBlocks(ctx, first!, { maxResults: q("maxResults"), pageToken: q("pageToken"), startingBlockIndex: q("startingBlockIndex") })));
           break;
         case "ListChangedBlocks":
-          send(200, toJson(await ebs.listChangedBlocks(ctx, first!, { maxResults: q("maxResults"), pageToken: q("pageToken"), startingBlockIndex: q("startingBlockIndex"), firstSnapshotId: q("firstSnapshotId") })));
+          send(200, toAwsJson(await ebs.listChangedBlocks(ctx, first!, { maxResults: q("maxResults"), pageToken: q("pageToken"), startingBlockIndex: q("startingBlockIndex"), firstSnapshotId: q("firstSnapshotId") })));
           break;
         case "GetSnapshotBlock": {
           const { data, checksum } = await ebs.getSnapshotBlock(ctx, first!, second!, q("blockToken"));

@@ -6,6 +6,7 @@ import { SSM_ACTIONS } from "../api/ssm/parameters.js";
 import type { SignatureVerifier } from "../auth/sigv4.js";
 import type { KilnConfig } from "../config.js";
 import { ApiError } from "../protocol/errors.js";
+import { toAwsJson } from "../protocol/json.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 import { callerOf, requestToVerify } from "./caller.js";
@@ -29,13 +30,6 @@ export function isSsmRequest(req: IncomingMessage): boolean {
 
 /** An SSM error body, as the SDKs read it. */
 export const ssmErrorBody = (code: string, message: string) => JSON.stringify({ __type: code, message });
-
-/** JSON 1.1 timestamps are epoch seconds. */
-const toJson = (value: unknown) =>
-  JSON.stringify(value, function (key, v) {
-    const raw = (this as Record<string, unknown>)[key];
-    return raw instanceof Date ? raw.getTime() / 1000 : v;
-  });
 
 export function ssmEndpoint(deps: { config: KilnConfig; verifier: SignatureVerifier; meta: MetaStore }) {
   const { config, meta } = deps;
@@ -66,7 +60,7 @@ export function ssmEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
       }
       if (typeof input !== "object" || input === null || Array.isArray(input)) throw new ApiError("SerializationException", "The request body must be a JSON object.");
       const output = await run({ accountId: caller.accountId, region: caller.region, meta, catalogue: config.catalogue }, input as Record<string, unknown>);
-      send(200, toJson(output));
+      send(200, toAwsJson(output));
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       answer.errorCode = error.code;
