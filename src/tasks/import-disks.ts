@@ -11,7 +11,9 @@ import { snapshotSource } from "../store/blocks/snapshot-source.js";
 import { writeDiskToSnapshot } from "../store/blocks/disk-writer.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
 import { conversionProgress, getConversionTask, updateConversionTask, type ConversionTaskRow } from "../store/meta/conversion-tasks.js";
-import type { MetaDb } from "../store/meta/database.js";
+import { atomically, type MetaDb } from "../store/meta/database.js";
+import { insertImage, newBlockDeviceRow, newImageRow } from "../store/meta/images.js";
+import { dropBlocks, insertSnapshot, newSnapshotRow } from "../store/meta/snapshots.js";
 import { blobsOf, getObject } from "../store/meta/objects.js";
 import type { TaskRow } from "../store/meta/tasks.js";
 import type { BlobStore, RandomReader } from "../store/objects/blobs.js";
@@ -158,7 +160,7 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
     const row = await getConversionTask(db, task.task_id);
     if (!row || row.status === "completed") return;
     const ids = detailsOf(row).disks.map((d) => d.snapshotId);
-    if (ids.length) await db.deleteFrom("snapshot_blocks").where("snapshot_id", "in", ids).execute();
+    await dropBlocks(db, ids);
   };
 
   const failed = async (task: TaskRow, failure: TaskFailure) => {
@@ -170,23 +172,26 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
     if (row.status === "deleting") throw new TaskCancelled(row.status_message ?? "Task cancelled.");
   }
 
-  const snapshotRow = (task: TaskRow, details: ImportDetails, disk: ImportedDisk, now: string) => ({
-    account_id: task.account_id,
-    region: task.region,
-    snapshot_id: disk.snapshotId,
-    volume_id: "vol-ffffffff",
-    volume_size: Math.max(1, Math.ceil(disk.virtualSize / GIB)),
-    state: "completed" as const,
-    progress: "100%",
-    start_time: now,
-    description: details.sources[disk.container]!.description ?? `Created by ${task.kind === IMPORT_IMAGE_TASK ? "ImportImage" : "ImportSnapshot"} for ${task.task_id}`,
-    encrypted: details.request.encrypted ? 1 : 0,
-    kms_key_id: details.request.encrypted ? (details.request.kmsKeyId ?? "alias/aws/ebs") : null,
-    parent_snapshot_id: null,
-    client_token: null,
-    next_state: null,
-    next_state_at: null,
-  });
+  const snapshotRow = (task: TaskRow, details: ImportDetails, disk: ImportedDisk, now: string) =>
+    newSnapshotRow({
+      account_id: task.account_id,
+      region: task.region,
+      snapshot_id: disk.snapshotId,
+      volume_size: Math.max(1, Math.ceil(disk.virtualSize / GIB)),
+      start_time: now,
+      description: details.sources[disk.container]!.description ?? `Created by ${task.kind === IMPORT_IMAGE_TASK ? "ImportImage" : "ImportSnapshot"} for ${task.task_id}`,
+      encrypted: details.request.encrypted ? 1 : 0,
+      kms_key_id: details.request.encrypted ? (details.request.kmsKeyId ?? "alias/aws/ebs") : null,
+    });
+
+  /**
+   * Marks the task completed, in the transaction that makes its output visible; a task cancelled
+   * meanwhile (no longer active) is not completed, and its output is not made.
+   */
+  async function completeTask(tx: MetaDb, task: TaskRow, details: ImportDetails, statusMessage: string | null) {
+    const change = { status: "completed" as const, status_message: statusMessage, progress: null, details: JSON.stringify(details) };
+    if (!(await updateConversionTask(tx, task.task_id, change, "active"))) throw new TaskCancelled("Task cancelled.");
+  }
 
   const importImage: TaskKind = {
     async run(task, io) {
@@ -210,66 +215,36 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
         const imageId = newImageId();
         details.result = { imageId, platform, architecture: found.architecture, bootMode: details.request.bootMode ?? found.bootMode, licenseType, distribution: found.distribution };
         const now = new Date().toISOString();
-        await db.transaction().execute(async (tx) => {
+        const image = newImageRow({
+          account_id: task.account_id,
+          region: task.region,
+          image_id: imageId,
+          name: task.task_id,
+          // As VM import names what it found: "Linux - Debian GNU/Linux 12 (bookworm)".
+          description: details.request.description ?? [platform, found.distribution?.prettyName ?? found.distribution?.name].filter(Boolean).join(" - "),
+          architecture: found.architecture,
+          root_device_name: "/dev/sda1",
+          ena_support: 1,
+          sriov_net_support: "simple",
+          boot_mode: details.result.bootMode ?? null,
+          platform: platform === "Windows" ? "windows" : null,
+          creation_date: now,
+        });
+        const devices = details.disks.map((disk, position) =>
+          newBlockDeviceRow({
+            device_name: position === 0 ? "/dev/sda1" : (disk.deviceName ?? `/dev/sd${String.fromCharCode(98 + position - 1)}`),
+            snapshot_id: disk.snapshotId,
+            volume_size: Math.max(1, Math.ceil(disk.virtualSize / GIB)),
+            volume_type: "gp2",
+            delete_on_termination: 1,
+            encrypted: details.request.encrypted ? 1 : 0,
+          }),
+        );
+        await atomically(db, async (tx) => {
           await io.fence(tx);
-          const fresh = await tx.selectFrom("conversion_tasks").select("status").where("task_id", "=", task.task_id).executeTakeFirst();
-          if (fresh?.status !== "active") throw new TaskCancelled("Task cancelled.");
-          for (const disk of details.disks) await tx.insertInto("snapshots").values(snapshotRow(task, details, disk, now)).execute();
-          await tx
-            .insertInto("images")
-            .values({
-              account_id: task.account_id,
-              region: task.region,
-              image_id: imageId,
-              name: task.task_id,
-              // As VM import names what it found: "Linux - Debian GNU/Linux 12 (bookworm)".
-              description: details.request.description ?? [platform, found.distribution?.prettyName ?? found.distribution?.name].filter(Boolean).join(" - "),
-              state: "available",
-              next_state: null,
-              next_state_at: null,
-              state_reason_code: null,
-              state_reason_message: null,
-              architecture: found.architecture!,
-              virtualization_type: "hvm",
-              root_device_name: "/dev/sda1",
-              root_device_type: "ebs",
-              ena_support: 1,
-              sriov_net_support: "simple",
-              boot_mode: details.result!.bootMode ?? null,
-              tpm_support: null,
-              imds_support: null,
-              platform: platform === "Windows" ? "windows" : null,
-              creation_date: now,
-              deprecation_time: null,
-              public: 0,
-              owner_alias: null,
-              client_token: null,
-              source_instance_id: null,
-              kernel_id: null,
-              ramdisk_id: null,
-            })
-            .execute();
-          await tx
-            .insertInto("image_block_devices")
-            .values(
-              details.disks.map((disk, position) => ({
-                image_id: imageId,
-                position,
-                device_name: position === 0 ? "/dev/sda1" : (disk.deviceName ?? `/dev/sd${String.fromCharCode(98 + position - 1)}`),
-                virtual_name: null,
-                no_device: 0,
-                snapshot_id: disk.snapshotId,
-                volume_size: Math.max(1, Math.ceil(disk.virtualSize / GIB)),
-                volume_type: "gp2",
-                iops: null,
-                throughput: null,
-                delete_on_termination: 1,
-                encrypted: details.request.encrypted ? 1 : 0,
-                kms_key_id: null,
-              })),
-            )
-            .execute();
-          await tx.updateTable("conversion_tasks").set({ status: "completed", status_message: null, progress: null, details: JSON.stringify(details), updated: now }).where("task_id", "=", task.task_id).execute();
+          await completeTask(tx, task, details, null);
+          for (const disk of details.disks) await insertSnapshot(tx, snapshotRow(task, details, disk, now));
+          await insertImage(tx, { image, devices });
         });
       } catch (error) {
         throw failureMessage(error) ?? error;
@@ -288,12 +263,10 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
         const details = await convert(task, io, row, { from: 10, to: 95 }, true);
         if (io.signal.aborted) return;
         const now = new Date().toISOString();
-        await db.transaction().execute(async (tx) => {
+        await atomically(db, async (tx) => {
           await io.fence(tx);
-          const fresh = await tx.selectFrom("conversion_tasks").select("status").where("task_id", "=", task.task_id).executeTakeFirst();
-          if (fresh?.status !== "active") throw new TaskCancelled("Task cancelled.");
-          await tx.insertInto("snapshots").values(snapshotRow(task, details, details.disks[0]!, now)).execute();
-          await tx.updateTable("conversion_tasks").set({ status: "completed", status_message: "completed", progress: null, details: JSON.stringify(details), updated: now }).where("task_id", "=", task.task_id).execute();
+          await completeTask(tx, task, details, "completed");
+          await insertSnapshot(tx, snapshotRow(task, details, details.disks[0]!, now));
         });
       } catch (error) {
         throw failureMessage(error) ?? error;

@@ -4,10 +4,11 @@
 // available; a bad archive fails the image with a StateReason and its snapshots are deleted.
 import { ArchiveError, readArchive, type ArchiveManifest } from "../formats/image-archive.js";
 import type { ChunkStore } from "../store/blocks/chunks.js";
-import type { MetaDb } from "../store/meta/database.js";
+import { atomically, type MetaDb } from "../store/meta/database.js";
+import { completeImage, failImage } from "../store/meta/images.js";
 import { blobsOf, getObject } from "../store/meta/objects.js";
 import type { BlockRow } from "../store/meta/manifests.js";
-import { deleteSnapshot, putBlocks } from "../store/meta/snapshots.js";
+import { completeSnapshots, deleteSnapshot, dropBlocks, putBlocks } from "../store/meta/snapshots.js";
 import type { TaskRow } from "../store/meta/tasks.js";
 import { wholeRanges, type BlobStore } from "../store/objects/blobs.js";
 import { TaskFailure, type TaskIo, type TaskKind } from "./runner.js";
@@ -75,31 +76,24 @@ export function restoreImageKind(deps: { db: MetaDb; chunks: ChunkStore; blobs: 
       }
       if (io.signal.aborted) return;
       const now = new Date().toISOString();
-      await db.transaction().execute(async (tx) => {
+      await atomically(db, async (tx) => {
         await io.fence(tx);
-        await tx.updateTable("snapshots").set({ state: "completed", progress: "100%", next_state: null, next_state_at: null }).where("snapshot_id", "in", params.snapshotIds.length ? params.snapshotIds : [""]).execute();
-        await tx.updateTable("images").set({ state: "available", next_state: null, next_state_at: null, creation_date: now }).where("image_id", "=", params.imageId).execute();
+        await completeSnapshots(tx, params.snapshotIds);
+        await completeImage(tx, params.imageId, now);
       });
     },
 
     async undo(task: TaskRow) {
       // A run begins on empty snapshots: whatever an interrupted or failed one wrote goes.
       const params = paramsOf(task);
-      if (params.snapshotIds.length) await db.deleteFrom("snapshot_blocks").where("snapshot_id", "in", params.snapshotIds).execute();
+      await dropBlocks(db, params.snapshotIds);
     },
 
     async failed(task: TaskRow, failure: TaskFailure) {
       const params = paramsOf(task);
       const scope = { accountId: task.account_id, region: task.region };
       for (const snapshotId of params.snapshotIds) await deleteSnapshot(db, scope, snapshotId);
-      await db.transaction().execute(async (tx) => {
-        await tx.updateTable("image_block_devices").set({ snapshot_id: null }).where("image_id", "=", params.imageId).execute();
-        await tx
-          .updateTable("images")
-          .set({ state: "failed", next_state: null, next_state_at: null, state_reason_code: failure.code, state_reason_message: failure.message })
-          .where("image_id", "=", params.imageId)
-          .execute();
-      });
+      await failImage(db, params.imageId, failure);
     },
   };
 }

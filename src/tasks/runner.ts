@@ -5,10 +5,8 @@
 // half-made output first). A restarted node takes its own back at once. A task that fails says
 // why in its row. A node that lost a task's lease stops it without a word: its output is the
 // new owner's to make (kinds renew the lease inside their final transaction, so it cannot commit).
-import type { Transaction } from "kysely";
 import type { Logger } from "../log.js";
 import { isStoreUnavailable, type MetaDb } from "../store/meta/database.js";
-import type { MetaSchema } from "../store/meta/schema.js";
 import { cancelRequests, claimableTasks, claimTask, endTask, renewLease, requestCancel, setTaskProgress, type TaskRow } from "../store/meta/tasks.js";
 
 /** A failure the task's owner should read (a bad object, a missing snapshot), not a Kiln fault. */
@@ -44,7 +42,7 @@ export interface TaskIo {
    * Renews this node's lease inside `tx`, a task's final transaction: throws TaskLost (and so
    * rolls it back) when another node has taken the task over.
    */
-  fence(tx: Transaction<MetaSchema>): Promise<void>;
+  fence(tx: MetaDb): Promise<void>;
 }
 
 export interface RunnerOptions {

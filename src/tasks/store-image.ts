@@ -7,6 +7,7 @@ import { BLOCK_SIZE, type ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { visibleImages, type ImageRecord } from "../store/meta/images.js";
 import { countResolvedBlocks } from "../store/meta/manifests.js";
+import { snapshotById } from "../store/meta/snapshots.js";
 import { nonZeroBlocks } from "../store/blocks/snapshot-source.js";
 import type { TaskRow } from "../store/meta/tasks.js";
 import type { BlobStore } from "../store/objects/blobs.js";
@@ -49,7 +50,7 @@ export async function archiveManifest(db: MetaDb, record: ImageRecord): Promise<
   });
   const snapshots = [];
   for (const snapshotId of snapshotIds) {
-    const row = await db.selectFrom("snapshots").selectAll().where("snapshot_id", "=", snapshotId).executeTakeFirst();
+    const row = await snapshotById(db, snapshotId);
     if (!row) throw new TaskFailure(`The snapshot ${snapshotId} of ${image.image_id} no longer exists.`, "Client.InvalidSnapshot.NotFound");
     snapshots.push({ sourceSnapshotId: snapshotId, volumeSize: row.volume_size, description: row.description, blocks: await countResolvedBlocks(db, snapshotId) });
   }

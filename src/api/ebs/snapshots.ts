@@ -19,6 +19,7 @@ import {
   getBlock,
   getSnapshot,
   insertSnapshot,
+  newSnapshotRow,
   listBlocks,
   writtenBlocks,
   putBlock,
@@ -40,7 +41,6 @@ const BLOCKS_PER_GIB = (1024 * 1024 * 1024) / BLOCK_SIZE;
 const MAX_VOLUME_GIB = 65536;
 const TOKEN_LIFETIME_SECONDS = 3600;
 /** The id AWS reports for snapshots that were not taken from a volume. */
-export const NO_VOLUME_ID = "vol-ffffffff";
 
 const invalid = (message: string, reason = "INVALID_PARAMETER_VALUE") => new ApiError("ValidationException", message, reason);
 
@@ -97,23 +97,19 @@ export async function startSnapshot(ctx: EbsContext, input: StartSnapshotRequest
     if (parent.state !== "completed") throw invalid(`The parent snapshot '${parent.snapshot_id}' is not completed.`, "INVALID_DEPENDENCY_REQUEST");
     if (size < parent.volume_size) throw invalid(`VolumeSize ${size} is smaller than the parent snapshot's ${parent.volume_size} GiB.`, "INVALID_VOLUME_SIZE");
   }
-  const snapshot: SnapshotRow = {
+  const snapshot = newSnapshotRow({
     account_id: ctx.accountId,
     region: ctx.region,
     snapshot_id: newId("snap"),
-    volume_id: NO_VOLUME_ID,
     volume_size: size,
     state: "pending",
     progress: "0%",
-    start_time: new Date().toISOString(),
     description: input.Description ?? "",
     encrypted: input.Encrypted || parent?.encrypted ? 1 : 0,
     kms_key_id: input.KmsKeyArn ?? parent?.kms_key_id ?? null,
     parent_snapshot_id: parent?.snapshot_id ?? null,
     client_token: input.ClientToken ?? null,
-    next_state: null,
-    next_state_at: null,
-  };
+  });
   await insertSnapshot(ctx.meta.db, snapshot);
   if (tags.length) {
     await putTags(ctx.meta.db, ctx, [{ id: snapshot.snapshot_id, type: "snapshot" }], tags.map((t) => ({ key: t.Key, value: t.Value })), 50);

@@ -7,7 +7,7 @@ import { isKilnRegion } from "../../domain/regions.js";
 import { transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
 import { imageByClientToken, imageByName, insertImage, visibleImages, type ImageRow } from "../../store/meta/images.js";
-import { deleteSnapshot, getSnapshot, insertSnapshotCopy, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { deleteSnapshot, getSnapshot, insertSnapshotCopy, newSnapshotRow, snapshotById, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { checkImageId, checkImageName, checkSnapshotId, imageNotFound, malformedName, snapshotNotFound } from "./lookups.js";
@@ -21,19 +21,19 @@ function sourceScope(ctx: ActionContext, region: string) {
 /** The copy of one snapshot, written; `description` as EC2 words it unless given. */
 async function copySnapshot(ctx: ActionContext, source: SnapshotRow, description: string, readyAt: number): Promise<SnapshotRow> {
   const now = Date.now();
-  const copy: SnapshotRow = {
-    ...source,
+  // A copy keeps the source's size and encryption; it is of no volume, and has no token or parent.
+  const copy = newSnapshotRow({
     account_id: ctx.accountId,
     region: ctx.region,
     snapshot_id: newId("snap"),
-    volume_id: "vol-ffffffff",
+    volume_size: source.volume_size,
+    encrypted: source.encrypted,
+    kms_key_id: source.kms_key_id,
     ...transition<SnapshotRow["state"]>("pending", "completed", Math.max(0, readyAt - now), now),
     progress: "",
     start_time: new Date(now).toISOString(),
     description,
-    parent_snapshot_id: null,
-    client_token: null,
-  };
+  });
   await insertSnapshotCopy(ctx.meta.db, copy, source.snapshot_id);
   return copy;
 }
@@ -90,7 +90,7 @@ export const copyActions: ActionTable = {
         }
         let copy = copies.get(device.snapshot_id);
         if (!copy) {
-          const original = (await ctx.meta.db.selectFrom("snapshots").selectAll().where("snapshot_id", "=", device.snapshot_id).executeTakeFirst())!;
+          const original = (await snapshotById(ctx.meta.db, device.snapshot_id))!;
           copy = await copySnapshot(ctx, original, `Copied for DestinationAmi ${imageId} from SourceAmi ${source.image.image_id} for SourceSnapshot ${device.snapshot_id}`, readyAt);
           copies.set(device.snapshot_id, copy);
         }

@@ -6,9 +6,9 @@ import type { CreateImageRequest, CreateImageResult } from "@aws-sdk/client-ec2"
 import { newId } from "../../domain/ids.js";
 import { schedule, transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
-import { imageByName, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
+import { imageByName, newBlockDeviceRow, newImageRow, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
 import { attachmentsOf, type InstanceState } from "../../store/meta/instances.js";
-import { insertSnapshotOfVolume, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { insertSnapshotOfVolume, newSnapshotRow, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { getVolume } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { scheduleInstance } from "./instance-states.js";
@@ -36,11 +36,8 @@ async function plan(ctx: ActionContext, input: CreateImageRequest) {
     if (size < volume.size) throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${size} is smaller than the ${volume.size} GiB volume at ${attachment.device}.`);
     volumes.push({
       volumeId: volume.volume_id,
-      device: {
+      device: newBlockDeviceRow({
         device_name: attachment.device,
-        virtual_name: null,
-        no_device: 0,
-        snapshot_id: null,
         volume_size: size,
         volume_type: change?.Ebs?.VolumeType ?? volume.volume_type,
         delete_on_termination: (change?.Ebs?.DeleteOnTermination ?? Boolean(attachment.delete_on_termination)) ? 1 : 0,
@@ -48,7 +45,7 @@ async function plan(ctx: ActionContext, input: CreateImageRequest) {
         iops: change?.Ebs?.Iops ?? volume.iops,
         throughput: change?.Ebs?.Throughput ?? volume.throughput,
         kms_key_id: volume.kms_key_id,
-      },
+      }),
     });
   }
   const mapped = new Set(volumes.map((v) => v.device.device_name));
@@ -78,7 +75,7 @@ export const createImageActions: ActionTable = {
       const snapshots: SnapshotRow[] = [];
       for (const { volumeId, device } of volumes) {
         const volume = (await getVolume(ctx.meta.db, ctx, volumeId))!;
-        const snapshot: SnapshotRow = {
+        const snapshot = newSnapshotRow({
           account_id: ctx.accountId,
           region: ctx.region,
           snapshot_id: newId("snap"),
@@ -90,44 +87,28 @@ export const createImageActions: ActionTable = {
           description: `Created by CreateImage(${instance.row.instance_id}) for ${imageId}`,
           encrypted: volume.encrypted,
           kms_key_id: volume.kms_key_id,
-          parent_snapshot_id: null,
-          client_token: null,
-        };
+        });
         await insertSnapshotOfVolume(ctx.meta.db, snapshot);
         device.snapshot_id = snapshot.snapshot_id;
         snapshots.push(snapshot);
       }
-      const image: ImageRow = {
+      // What the instance is billed as is not kept; its image says Linux/UNIX or Windows.
+      const image = newImageRow({
         account_id: ctx.accountId,
         region: ctx.region,
         image_id: imageId,
         name,
         description: input.Description ?? "",
         ...transition<ImageRow["state"]>("pending", "available", readyIn, now),
-        state_reason_code: null,
-        state_reason_message: null,
         architecture: instance.row.architecture,
         virtualization_type: instance.row.virtualization_type,
         root_device_name: instance.row.root_device_name,
-        root_device_type: "ebs",
         ena_support: instance.row.ena_support,
-        sriov_net_support: null,
         boot_mode: instance.row.boot_mode,
-        tpm_support: null,
-        imds_support: null,
         platform: instance.row.platform,
-        // What the instance is billed as is not kept; its image says Linux/UNIX or Windows.
-        platform_details: null,
-        usage_operation: null,
         creation_date: new Date(now).toISOString(),
-        deprecation_time: null,
-        public: 0,
-        owner_alias: null,
-        client_token: null,
         source_instance_id: instance.row.instance_id,
-        kernel_id: null,
-        ramdisk_id: null,
-      };
+      });
       await insertNewImage(ctx, { image, devices: [...volumes.map((v) => v.device), ...extra] }, snapshots.map((s) => s.snapshot_id), tags);
       return { ImageId: imageId };
     },

@@ -12,6 +12,7 @@ import { newId } from "../../domain/ids.js";
 import { pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
 import { conversionTaskByToken, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
+import { snapshotById } from "../../store/meta/snapshots.js";
 import { EXPORT_IMAGE_TASK, EXPORT_WRITERS, exportDetailsOf, type ExportDetails, type ExportFormat } from "../../tasks/export-image.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { bucketFor, ownImage } from "./lookups.js";
@@ -32,7 +33,7 @@ async function planExport(ctx: ActionContext, input: ExportImageRequest) {
   // The root volume is what a virtual machine boots; it is what the exported file holds.
   const root = devices.find((d) => d.device_name === image.root_device_name && d.snapshot_id) ?? devices.find((d) => d.snapshot_id);
   if (!root?.snapshot_id) throw new ApiError("InvalidParameterValue", `The image ${image.image_id} has no EBS volume to export.`);
-  const snapshot = await ctx.meta.db.selectFrom("snapshots").select(["volume_size", "encrypted"]).where("snapshot_id", "=", root.snapshot_id).executeTakeFirst();
+  const snapshot = await snapshotById(ctx.meta.db, root.snapshot_id);
   if (!snapshot) throw new ApiError("InvalidParameterValue", `The snapshot ${root.snapshot_id} of ${image.image_id} no longer exists.`);
   const location = input.S3ExportLocation!;
   await bucketFor(ctx, location.S3Bucket!);

@@ -3,7 +3,7 @@
 // its tags, the Image shape, and block device mappings read from a request.
 import type { BlockDeviceMapping, Image } from "@aws-sdk/client-ec2";
 import { ApiError } from "../../protocol/errors.js";
-import { insertImage, type BlockDeviceRow, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
+import { insertImage, newBlockDeviceRow, type BlockDeviceRow, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext } from "./action.js";
@@ -111,7 +111,7 @@ export async function blockDevicesFrom(ctx: ActionContext, mappings: readonly Bl
       throw new ApiError("InvalidBlockDeviceMapping", `The device '${mapping.DeviceName}' is used in more than one block device mapping.`);
     }
     names.add(mapping.DeviceName);
-    const base = { device_name: mapping.DeviceName, virtual_name: null, no_device: 0, snapshot_id: null, volume_size: null, volume_type: null, delete_on_termination: null, encrypted: null, iops: null, throughput: null, kms_key_id: null };
+    const base = newBlockDeviceRow({ device_name: mapping.DeviceName });
     if (mapping.NoDevice !== undefined) {
       devices.push({ ...base, no_device: 1 });
       continue;

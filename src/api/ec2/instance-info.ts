@@ -28,15 +28,16 @@ import { uniqueIds } from "../../domain/ids.js";
 import { INSTANCE_TYPES, instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
-import { attachmentsOf, listInstances } from "../../store/meta/instances.js";
+import { atomically } from "../../store/meta/database.js";
+import { attachmentsOf, listInstances, setDeleteOnTermination, updateInstance } from "../../store/meta/instances.js";
 import { zonesOf } from "../../domain/regions.js";
-import { setInterfaceGroups } from "../../store/meta/network.js";
+import { setInterfaceGroups, setSourceDestCheck } from "../../store/meta/network.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { STATE_CODES } from "./instance-states.js";
 import { groupsById, instancesOf } from "./lookups.js";
 import { checkListing, listPage, type Tagged } from "./listing.js";
 import { instanceInterfaces, primaryInterface } from "./instance-network.js";
-import type { InstanceRecord, InstanceRow } from "../../store/meta/instances.js";
+import type { InstanceRecord, InstanceRow, InstanceSettings } from "../../store/meta/instances.js";
 
 const TYPE_FILTERS = {
   fields: {
@@ -141,16 +142,14 @@ export const instanceInfoActions: ActionTable = {
   ModifyInstanceAttribute: {
     check: (ctx, input: ModifyInstanceAttributeRequest) => planAttributeChange(ctx, input),
     async run(ctx, input: ModifyInstanceAttributeRequest, change: AttributeChange) {
-      const db = ctx.meta.db;
-      if (change.columns) await db.updateTable("instances").set(change.columns).where("instance_id", "=", input.InstanceId!).execute();
-      if (change.sourceDestCheck !== undefined || change.groupIds) {
-        const eni = (await primaryInterface(ctx, input.InstanceId!))!;
-        if (change.sourceDestCheck !== undefined) await db.updateTable("network_interfaces").set({ source_dest_check: change.sourceDestCheck ? 1 : 0 }).where("network_interface_id", "=", eni.network_interface_id).execute();
-        if (change.groupIds) await db.transaction().execute((tx) => setInterfaceGroups(tx, eni.network_interface_id, change.groupIds!));
-      }
-      for (const [device, deleteOnTermination] of change.deleteOnTermination ?? []) {
-        await db.updateTable("volume_attachments").set({ delete_on_termination: deleteOnTermination ? 1 : 0 }).where("instance_id", "=", input.InstanceId!).where("device", "=", device).execute();
-      }
+      const instanceId = input.InstanceId!;
+      const eni = change.sourceDestCheck !== undefined || change.groupIds ? (await primaryInterface(ctx, instanceId))! : undefined;
+      await atomically(ctx.meta.db, async (tx) => {
+        if (change.columns) await updateInstance(tx, instanceId, change.columns);
+        if (eni && change.sourceDestCheck !== undefined) await setSourceDestCheck(tx, eni.network_interface_id, change.sourceDestCheck);
+        if (eni && change.groupIds) await setInterfaceGroups(tx, eni.network_interface_id, change.groupIds);
+        for (const [device, deleteOnTermination] of change.deleteOnTermination ?? []) await setDeleteOnTermination(tx, instanceId, device, deleteOnTermination);
+      });
     },
   },
 
@@ -215,7 +214,7 @@ export const instanceInfoActions: ActionTable = {
           result.UnsuccessfulInstanceCreditSpecifications!.push({ InstanceId, Error: { Code: "InstanceCreditSpecification.NotSupported", Message } });
           continue;
         }
-        await ctx.meta.db.updateTable("instances").set({ cpu_credits: credits.get(InstanceId)! }).where("instance_id", "=", InstanceId).execute();
+        await updateInstance(ctx.meta.db, InstanceId, { cpu_credits: credits.get(InstanceId)! });
         result.SuccessfulInstanceCreditSpecifications!.push({ InstanceId });
       }
       return result;
@@ -247,7 +246,7 @@ export const instanceInfoActions: ActionTable = {
 
 /** What one ModifyInstanceAttribute call changes, checked before anything is written. */
 interface AttributeChange {
-  columns?: Partial<InstanceRow>;
+  columns?: InstanceSettings;
   sourceDestCheck?: boolean;
   groupIds?: string[];
   deleteOnTermination?: [device: string, value: boolean][];

@@ -16,10 +16,10 @@ import { newId } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ArchiveError, readManifest, type ArchiveManifest } from "../../formats/image-archive.js";
 import { ApiError } from "../../protocol/errors.js";
-import { imageByName, launchPermissions, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
+import { imageByName, launchPermissions, newBlockDeviceRow, newImageRow, type ImageRow } from "../../store/meta/images.js";
 import { blobsOf, getObject } from "../../store/meta/objects.js";
 import { wholeRanges } from "../../store/objects/blobs.js";
-import { insertSnapshot, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { insertSnapshot, newSnapshotRow } from "../../store/meta/snapshots.js";
 import { insertTask, tasksOf, type TaskRow } from "../../store/meta/tasks.js";
 import { RESTORE_TASK, type RestoreParams } from "../../tasks/restore-image.js";
 import { STORE_TASK, type StoreParams } from "../../tasks/store-image.js";
@@ -80,21 +80,18 @@ async function planRestore(ctx: ActionContext, input: CreateRestoreImageTaskRequ
 /** The new image's row, pending (or failed at once, when its object could not be read). */
 function restoredImage(ctx: ActionContext, imageId: string, name: string, manifest: ArchiveManifest | undefined, unreadable: string | undefined, where: string): ImageRow {
   const source = manifest?.image;
-  return {
+  return newImageRow({
     account_id: ctx.accountId,
     region: ctx.region,
     image_id: imageId,
     name,
     description: source?.description ?? "",
     state: manifest ? "pending" : "failed",
-    next_state: null,
-    next_state_at: null,
     state_reason_code: manifest ? null : "Client.InvalidImageArchive",
     state_reason_message: manifest ? null : `The object ${where} cannot be restored: ${unreadable}.`,
     architecture: source?.architecture ?? "x86_64",
     virtualization_type: source?.virtualizationType ?? "hvm",
     root_device_name: source?.rootDeviceName ?? "/dev/xvda",
-    root_device_type: "ebs",
     ena_support: source?.enaSupport ? 1 : 0,
     sriov_net_support: source?.sriovNetSupport ?? null,
     boot_mode: source?.bootMode ?? null,
@@ -103,15 +100,9 @@ function restoredImage(ctx: ActionContext, imageId: string, name: string, manife
     platform: source?.platform ?? null,
     platform_details: source?.platformDetails ?? null,
     usage_operation: source?.usageOperation ?? null,
-    creation_date: new Date().toISOString(),
-    deprecation_time: null,
-    public: 0,
-    owner_alias: null,
-    client_token: null,
-    source_instance_id: null,
     kernel_id: source?.kernelId ?? null,
     ramdisk_id: source?.ramdiskId ?? null,
-  };
+  });
 }
 
 const STORE_FILTERS = {
@@ -181,37 +172,33 @@ export const storeRestoreActions: ActionTable = {
       const where = `s3://${input.Bucket}/${input.ObjectKey}`;
       const imageId = newId("ami");
       const now = new Date().toISOString();
-      const snapshots: SnapshotRow[] = (manifest?.snapshots ?? []).map((s) => ({
-        account_id: ctx.accountId,
-        region: ctx.region,
-        snapshot_id: newId("snap"),
-        volume_id: "vol-ffffffff",
-        volume_size: s.volumeSize,
-        state: "pending",
-        progress: "0%",
-        start_time: now,
-        description: `Created by CreateRestoreImageTask for ${imageId} from ${where}`,
-        encrypted: 0,
-        kms_key_id: null,
-        parent_snapshot_id: null,
-        client_token: null,
-        next_state: null,
-        next_state_at: null,
-      }));
+      const snapshots = (manifest?.snapshots ?? []).map((s) =>
+        newSnapshotRow({
+          account_id: ctx.accountId,
+          region: ctx.region,
+          snapshot_id: newId("snap"),
+          volume_size: s.volumeSize,
+          state: "pending",
+          progress: "0%",
+          start_time: now,
+          description: `Created by CreateRestoreImageTask for ${imageId} from ${where}`,
+        }),
+      );
       for (const snapshot of snapshots) await insertSnapshot(ctx.meta.db, snapshot);
-      const devices: BlockDeviceRow[] = (manifest?.image.blockDeviceMappings ?? []).map((m) => ({
-        device_name: m.deviceName,
-        virtual_name: m.virtualName ?? null,
-        no_device: m.noDevice ? 1 : 0,
-        snapshot_id: m.ebs?.snapshot !== undefined ? snapshots[m.ebs.snapshot]!.snapshot_id : null,
-        volume_size: m.ebs?.volumeSize ?? null,
-        volume_type: m.ebs?.volumeType ?? null,
-        iops: m.ebs?.iops ?? null,
-        throughput: m.ebs?.throughput ?? null,
-        delete_on_termination: m.ebs?.deleteOnTermination === undefined ? null : m.ebs.deleteOnTermination ? 1 : 0,
-        encrypted: m.ebs?.encrypted === undefined ? null : m.ebs.encrypted ? 1 : 0,
-        kms_key_id: null,
-      }));
+      const devices = (manifest?.image.blockDeviceMappings ?? []).map((m) =>
+        newBlockDeviceRow({
+          device_name: m.deviceName,
+          virtual_name: m.virtualName ?? null,
+          no_device: m.noDevice ? 1 : 0,
+          snapshot_id: m.ebs?.snapshot !== undefined ? snapshots[m.ebs.snapshot]!.snapshot_id : null,
+          volume_size: m.ebs?.volumeSize ?? null,
+          volume_type: m.ebs?.volumeType ?? null,
+          iops: m.ebs?.iops ?? null,
+          throughput: m.ebs?.throughput ?? null,
+          delete_on_termination: m.ebs?.deleteOnTermination === undefined ? null : m.ebs.deleteOnTermination ? 1 : 0,
+          encrypted: m.ebs?.encrypted === undefined ? null : m.ebs.encrypted ? 1 : 0,
+        }),
+      );
       const image = restoredImage(ctx, imageId, name, manifest, unreadable, where);
       await insertNewImage(ctx, { image, devices }, snapshots.map((s) => s.snapshot_id), tags);
       if (manifest) {

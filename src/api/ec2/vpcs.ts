@@ -30,6 +30,9 @@ import { ApiError } from "../../protocol/errors.js";
 import {
   availableAddresses,
   defaultVpc,
+  forgetDefaultNetwork,
+  insertInternetGateway,
+  insertSubnet,
   insertVpc,
   interfaceGroups,
   listInternetGateways,
@@ -38,6 +41,9 @@ import {
   listSubnets,
   listVpcs,
   removeResource,
+  setGatewayVpc,
+  setMapPublicIpOnLaunch,
+  updateVpc,
   type InternetGatewayRow,
   type NetworkInterfaceRow,
   type Route,
@@ -45,6 +51,7 @@ import {
   type SubnetRow,
   type VpcRow,
 } from "../../store/meta/network.js";
+import { atomically } from "../../store/meta/database.js";
 import { deleteSecurityGroup, listSecurityGroups } from "../../store/meta/security-groups.js";
 import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
@@ -214,7 +221,7 @@ export const vpcActions: ActionTable = {
     },
     async run(ctx, input: CreateVpcRequest, tags: { key: string; value: string }[] | undefined) {
       await network(ctx);
-      const row = await ctx.meta.db.transaction().execute((tx) => insertVpc(tx, ctx, { cidr: input.CidrBlock!, isDefault: false, tenancy: input.InstanceTenancy ?? "default" }));
+      const row = await atomically(ctx.meta.db, (tx) => insertVpc(tx, ctx, { cidr: input.CidrBlock!, isDefault: false, tenancy: input.InstanceTenancy ?? "default" }));
       await tagNew(ctx, row.vpc_id, "vpc", tags);
       return { Vpc: toVpc(ctx, { row, tags: new Map((tags ?? []).map((t) => [t.key, t.value])) }) };
     },
@@ -227,7 +234,7 @@ export const vpcActions: ActionTable = {
     },
     async run(ctx) {
       // The default network, made again as on first use.
-      await ctx.meta.db.deleteFrom("default_networks").where("account_id", "=", ctx.accountId).where("region", "=", ctx.region).execute();
+      await forgetDefaultNetwork(ctx.meta.db, ctx);
       await network(ctx);
       const row = (await defaultVpc(ctx.meta.db, ctx))!;
       return { Vpc: toVpc(ctx, { row, tags: new Map() }) };
@@ -249,7 +256,7 @@ export const vpcActions: ActionTable = {
       return vpc;
     },
     async run(ctx, _input: DeleteVpcRequest, vpc: VpcRow) {
-      await ctx.meta.db.transaction().execute(async (tx) => {
+      await atomically(ctx.meta.db, async (tx) => {
         for (const table of await listRouteTables(tx, ctx, { vpcId: vpc.vpc_id })) await removeResource(tx, ctx, "route_tables", table.route_table_id);
         for (const group of await listSecurityGroups(tx, ctx, { vpcId: vpc.vpc_id })) await deleteSecurityGroup(tx, ctx, group.group_id);
         await removeResource(tx, ctx, "vpcs", vpc.vpc_id);
@@ -279,7 +286,7 @@ export const vpcActions: ActionTable = {
       const set: Partial<VpcRow> = {};
       if (input.EnableDnsSupport?.Value !== undefined) set.enable_dns_support = input.EnableDnsSupport.Value ? 1 : 0;
       if (input.EnableDnsHostnames?.Value !== undefined) set.enable_dns_hostnames = input.EnableDnsHostnames.Value ? 1 : 0;
-      if (Object.keys(set).length) await ctx.meta.db.updateTable("vpcs").set(set).where("vpc_id", "=", vpc.vpc_id).execute();
+      await updateVpc(ctx.meta.db, vpc.vpc_id, set);
     },
   },
 
@@ -309,7 +316,7 @@ export const vpcActions: ActionTable = {
     },
     async run(ctx, input: CreateSubnetRequest, { zone, tags }: { zone: string; tags?: { key: string; value: string }[] }) {
       const row: SubnetRow = { account_id: ctx.accountId, region: ctx.region, subnet_id: newId("subnet"), vpc_id: input.VpcId!, cidr_block: input.CidrBlock!, availability_zone: zone, default_for_az: 0, map_public_ip_on_launch: 0 };
-      await ctx.meta.db.insertInto("subnets").values(row).execute();
+      await insertSubnet(ctx.meta.db, row);
       await tagNew(ctx, row.subnet_id, "subnet", tags);
       return { Subnet: await toSubnet(ctx, { row, tags: new Map((tags ?? []).map((t) => [t.key, t.value])) }) };
     },
@@ -319,7 +326,7 @@ export const vpcActions: ActionTable = {
     check: (ctx, input: ModifySubnetAttributeRequest) => subnetOf(ctx, input.SubnetId!),
     async run(ctx, input: ModifySubnetAttributeRequest, subnet: SubnetRow) {
       if (input.MapPublicIpOnLaunch?.Value !== undefined) {
-        await ctx.meta.db.updateTable("subnets").set({ map_public_ip_on_launch: input.MapPublicIpOnLaunch.Value ? 1 : 0 }).where("subnet_id", "=", subnet.subnet_id).execute();
+        await setMapPublicIpOnLaunch(ctx.meta.db, subnet.subnet_id, input.MapPublicIpOnLaunch.Value);
       }
     },
   },
@@ -351,7 +358,7 @@ export const vpcActions: ActionTable = {
     check: (_ctx, input: CreateInternetGatewayRequest) => tagSpecificationsFor(input.TagSpecifications, ["internet-gateway"]).get("internet-gateway"),
     async run(ctx, _input: CreateInternetGatewayRequest, tags: { key: string; value: string }[] | undefined) {
       const row: InternetGatewayRow = { account_id: ctx.accountId, region: ctx.region, internet_gateway_id: newId("igw"), vpc_id: null };
-      await ctx.meta.db.insertInto("internet_gateways").values(row).execute();
+      await insertInternetGateway(ctx.meta.db, row);
       await tagNew(ctx, row.internet_gateway_id, "internet-gateway", tags);
       return { InternetGateway: toGateway({ row, tags: new Map((tags ?? []).map((t) => [t.key, t.value])) }) };
     },
@@ -366,7 +373,7 @@ export const vpcActions: ActionTable = {
       if ((await listInternetGateways(ctx.meta.db, ctx, { vpcId: vpc.vpc_id })).length) throw new ApiError("InvalidParameterValue", `Network ${vpc.vpc_id} already has an internet gateway attached`);
     },
     async run(ctx, input: AttachInternetGatewayRequest) {
-      await ctx.meta.db.updateTable("internet_gateways").set({ vpc_id: input.VpcId! }).where("internet_gateway_id", "=", input.InternetGatewayId!).execute();
+      await setGatewayVpc(ctx.meta.db, input.InternetGatewayId!, input.VpcId!);
     },
   },
 
@@ -378,7 +385,7 @@ export const vpcActions: ActionTable = {
       if (gateway.vpc_id !== input.VpcId) throw new ApiError("Gateway.NotAttached", `resource ${gateway.internet_gateway_id} is not attached to network ${input.VpcId}`);
     },
     async run(ctx, input: DetachInternetGatewayRequest) {
-      await ctx.meta.db.updateTable("internet_gateways").set({ vpc_id: null }).where("internet_gateway_id", "=", input.InternetGatewayId!).execute();
+      await setGatewayVpc(ctx.meta.db, input.InternetGatewayId!, null);
     },
   },
 

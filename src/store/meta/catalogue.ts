@@ -10,12 +10,13 @@ import { openDisks } from "../../formats/disk/open.js";
 import { fileSource } from "../../formats/disk/source.js";
 import { writeDiskToSnapshot } from "../blocks/disk-writer.js";
 import { BLOCK_SIZE, type ChunkStore } from "../blocks/chunks.js";
-import type { Insertable } from "kysely";
 import type { Logger } from "../../log.js";
 import { insertInBatches, readInBatches } from "./batches.js";
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import type { BlockRow } from "./manifests.js";
-import type { ImageTable, SnapshotTable } from "./schema.js";
+import { newBlockDeviceRow, newImageRow } from "./images.js";
+import { newSnapshotRow } from "./snapshots.js";
 
 const GIB = 1024 ** 3;
 
@@ -146,17 +147,15 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
     const roots = new Map<string, RootData>();
     for (const { entry, snapshotId } of missing) if (entry.rootDisk) roots.set(snapshotId, await rootData(entry.rootDisk, snapshotId));
     const volumeSizeOf = (entry: CatalogueEntry, snapshotId: string) => Math.max(entry.volumeSize ?? 1, roots.get(snapshotId)?.volumeSize ?? 1);
-    await db.transaction().execute(async (tx) => {
+    await atomically(db, async (tx) => {
       if (stale.length) {
         await tx.deleteFrom("image_launch_permissions").where("image_id", "in", stale).execute();
         await tx.deleteFrom("image_block_devices").where("image_id", "in", stale).execute();
         await tx.deleteFrom("images").where("image_id", "in", stale).execute();
       }
-      const snapshots = missing.map(({ entry, snapshotId }): Insertable<SnapshotTable> => ({
-        account_id: entry.ownerId, region, snapshot_id: snapshotId, volume_id: "vol-ffffffff", volume_size: volumeSizeOf(entry, snapshotId),
-        state: "completed", progress: "100%", start_time: entry.creationDate, description: entry.description, encrypted: 0,
-        kms_key_id: null, parent_snapshot_id: null, client_token: null, next_state: null, next_state_at: null,
-      }));
+      const snapshots = missing.map(({ entry, snapshotId }) =>
+        newSnapshotRow({ account_id: entry.ownerId, region, snapshot_id: snapshotId, volume_size: volumeSizeOf(entry, snapshotId), start_time: entry.creationDate, description: entry.description }),
+      );
       await insertInBatches(snapshots, (rows) => tx.insertInto("snapshots").values(rows).onConflict((oc) => oc.doNothing()).execute());
       const blocks = missing.flatMap(({ snapshotId }) =>
         (roots.get(snapshotId)?.blocks ?? [{ block_index: 0, chunk: standIn }]).map((b) => ({ snapshot_id: snapshotId, block_index: b.block_index, chunk: b.chunk, written: 1 })),
@@ -167,20 +166,33 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
         await tx.updateTable("image_block_devices").set({ snapshot_id: snapshotId, volume_size: volumeSizeOf(entry, snapshotId) }).where("image_id", "=", imageId).where("position", "=", 0).execute();
       }
       const added = missing.filter((w) => !rootOf.has(w.imageId));
-      const images = added.map(({ entry, imageId }): Insertable<ImageTable> => ({
-        account_id: entry.ownerId, region, image_id: imageId, name: entry.name, description: entry.description,
-        state: "available", next_state: null, next_state_at: null, state_reason_code: null, state_reason_message: null,
-        architecture: entry.architecture, virtualization_type: "hvm", root_device_name: entry.rootDeviceName, root_device_type: "ebs",
-        ena_support: entry.enaSupport === false ? 0 : 1, sriov_net_support: "simple", boot_mode: entry.bootMode ?? null, tpm_support: null,
-        imds_support: entry.imdsSupport ?? null, platform: entry.platform ?? null, platform_details: entry.platformDetails ?? null,
-        usage_operation: entry.usageOperation ?? null, creation_date: entry.creationDate,
-        deprecation_time: entry.deprecationTime ?? null, public: 1, owner_alias: entry.ownerAlias ?? null, client_token: null,
-        source_instance_id: null, kernel_id: null, ramdisk_id: null,
-      }));
+      const images = added.map(({ entry, imageId }) =>
+        newImageRow({
+          account_id: entry.ownerId,
+          region,
+          image_id: imageId,
+          name: entry.name,
+          description: entry.description,
+          architecture: entry.architecture,
+          root_device_name: entry.rootDeviceName,
+          ena_support: entry.enaSupport === false ? 0 : 1,
+          sriov_net_support: "simple",
+          boot_mode: entry.bootMode ?? null,
+          imds_support: entry.imdsSupport ?? null,
+          platform: entry.platform ?? null,
+          platform_details: entry.platformDetails ?? null,
+          usage_operation: entry.usageOperation ?? null,
+          creation_date: entry.creationDate,
+          deprecation_time: entry.deprecationTime ?? null,
+          public: 1,
+          owner_alias: entry.ownerAlias ?? null,
+        }),
+      );
       await insertInBatches(images, (rows) => tx.insertInto("images").values(rows).onConflict((oc) => oc.doNothing()).execute());
       const devices = added.map(({ entry, imageId, snapshotId }) => ({
-        image_id: imageId, position: 0, device_name: entry.rootDeviceName, virtual_name: null, no_device: 0, snapshot_id: snapshotId,
-        volume_size: volumeSizeOf(entry, snapshotId), volume_type: "gp3", delete_on_termination: 1, encrypted: 0, iops: null, throughput: null, kms_key_id: null,
+        image_id: imageId,
+        position: 0,
+        ...newBlockDeviceRow({ device_name: entry.rootDeviceName, snapshot_id: snapshotId, volume_size: volumeSizeOf(entry, snapshotId), volume_type: "gp3", delete_on_termination: 1, encrypted: 0 }),
       }));
       await insertInBatches(devices, (rows) => tx.insertInto("image_block_devices").values(rows).onConflict((oc) => oc.doNothing()).execute());
       const permissions = added.map(({ imageId }) => ({ image_id: imageId, grantee: "all" }));

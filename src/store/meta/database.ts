@@ -31,6 +31,21 @@ export type MetaDb = Kysely<MetaSchema>;
 
 export type MetaDialect = "sqlite" | "postgres";
 
+/** A listing in id order: only these ids, only ids after `after`, at most `limit` rows. */
+export interface ListQuery {
+  ids?: readonly string[];
+  after?: string;
+  limit?: number;
+}
+
+/**
+ * Runs `work` in one transaction: the caller's, when `db` already is one (so a task or a
+ * multi-step action that opened it commits once), else a new one.
+ */
+export function atomically<T>(db: MetaDb, work: (tx: MetaDb) => Promise<T>): Promise<T> {
+  return db.isTransaction ? work(db) : db.transaction().execute(work);
+}
+
 export interface MetaStore {
   readonly db: MetaDb;
   readonly dialect: MetaDialect;

@@ -2,6 +2,7 @@
 import { EVERY_REGION } from "../../domain/catalogue.js";
 import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import type { ImageBlockDeviceTable, ImageTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
@@ -13,6 +14,57 @@ export interface ImageRecord {
   devices: BlockDeviceRow[];
 }
 
+/** What every new image must be given; the rest of its row has defaults. */
+export type NewImage = Pick<ImageRow, "account_id" | "region" | "image_id" | "name" | "architecture" | "root_device_name"> & Partial<ImageRow>;
+
+/** An image row: what `given` says, else an available, private, EBS-backed HVM image made now. */
+export function newImageRow(given: NewImage): ImageRow {
+  return {
+    description: "",
+    state: "available",
+    next_state: null,
+    next_state_at: null,
+    state_reason_code: null,
+    state_reason_message: null,
+    virtualization_type: "hvm",
+    root_device_type: "ebs",
+    ena_support: 0,
+    sriov_net_support: null,
+    boot_mode: null,
+    tpm_support: null,
+    imds_support: null,
+    platform: null,
+    platform_details: null,
+    usage_operation: null,
+    creation_date: new Date().toISOString(),
+    deprecation_time: null,
+    public: 0,
+    owner_alias: null,
+    client_token: null,
+    source_instance_id: null,
+    kernel_id: null,
+    ramdisk_id: null,
+    ...given,
+  };
+}
+
+/** A block device mapping: `device_name` and what `given` says; every other field unset. */
+export function newBlockDeviceRow(given: Pick<BlockDeviceRow, "device_name"> & Partial<BlockDeviceRow>): BlockDeviceRow {
+  return {
+    virtual_name: null,
+    no_device: 0,
+    snapshot_id: null,
+    volume_size: null,
+    volume_type: null,
+    delete_on_termination: null,
+    encrypted: null,
+    iops: null,
+    throughput: null,
+    kms_key_id: null,
+    ...given,
+  };
+}
+
 const settled = (row: ImageRow): ImageRow => {
   const state = currentState(row);
   return state === row.state ? row : { ...row, state, next_state: null, next_state_at: null };
@@ -20,7 +72,7 @@ const settled = (row: ImageRow): ImageRow => {
 
 /** Inserts an image; false when its name is taken in the account and region. */
 export async function insertImage(db: MetaDb, record: ImageRecord): Promise<boolean> {
-  return db.transaction().execute(async (tx) => {
+  return atomically(db, async (tx) => {
     const taken = await tx
       .selectFrom("images")
       .select("image_id")
@@ -132,8 +184,34 @@ export async function launchPermissions(db: MetaDb, imageId: string): Promise<st
   return rows.map((r) => r.grantee);
 }
 
+/** The grantees of each image's launch permissions, by image id. */
+export async function launchPermissionsOf(db: MetaDb, imageIds: readonly string[]): Promise<Map<string, string[]>> {
+  const grants = new Map<string, string[]>();
+  if (imageIds.length === 0) return grants;
+  const rows = await db.selectFrom("image_launch_permissions").selectAll().where("image_id", "in", imageIds).execute();
+  for (const row of rows) grants.set(row.image_id, [...(grants.get(row.image_id) ?? []), row.grantee]);
+  return grants;
+}
+
+/** A pending image whose data is all in place: available, made `creationDate`. */
+export async function completeImage(db: MetaDb, imageId: string, creationDate: string): Promise<void> {
+  await db.updateTable("images").set({ state: "available", next_state: null, next_state_at: null, creation_date: creationDate }).where("image_id", "=", imageId).execute();
+}
+
+/** An image whose making failed: state `failed` with EC2's reason, its mappings pointing at no snapshot. */
+export async function failImage(db: MetaDb, imageId: string, reason: { code: string; message: string }): Promise<void> {
+  await atomically(db, async (tx) => {
+    await tx.updateTable("image_block_devices").set({ snapshot_id: null }).where("image_id", "=", imageId).execute();
+    await tx
+      .updateTable("images")
+      .set({ state: "failed", next_state: null, next_state_at: null, state_reason_code: reason.code, state_reason_message: reason.message })
+      .where("image_id", "=", imageId)
+      .execute();
+  });
+}
+
 export async function deregisterImage(db: MetaDb, scope: Scope, imageId: string): Promise<void> {
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     await tx.deleteFrom("image_launch_permissions").where("image_id", "=", imageId).execute();
     await tx.deleteFrom("image_block_devices").where("image_id", "=", imageId).execute();
     await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", imageId).execute();
@@ -143,7 +221,7 @@ export async function deregisterImage(db: MetaDb, scope: Scope, imageId: string)
 
 /** Adds and removes grantees (account ids, or 'all' for public) and keeps the public flag in step. */
 export async function changeLaunchPermissions(db: MetaDb, imageId: string, add: readonly string[], remove: readonly string[]): Promise<void> {
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     if (remove.length) await tx.deleteFrom("image_launch_permissions").where("image_id", "=", imageId).where("grantee", "in", remove).execute();
     for (const grantee of add) {
       await tx.insertInto("image_launch_permissions").values({ image_id: imageId, grantee }).onConflict((oc) => oc.doNothing()).execute();

@@ -2,8 +2,10 @@
 import { newId, randomHex } from "../../domain/ids.js";
 import { schedule, scheduledState, type Schedule } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
 import type { Scope } from "./tags.js";
+import type { ListQuery } from "./database.js";
 import { insertInBatches } from "./batches.js";
 import { removeVolumes, writeVolumes, type VolumeRow } from "./volumes.js";
 import { freeAddresses, insertNetworkInterfaces, releaseInterfaces, type SubnetRow } from "./network.js";
@@ -47,7 +49,7 @@ export interface Launch {
  */
 export async function insertLaunch(db: MetaDb, network: LaunchInterface, launches: readonly Launch[]): Promise<void> {
   if (launches.length === 0) return;
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     const addresses = network.privateIp ? [network.privateIp] : await freeAddresses(tx, network.subnet, launches.length);
     if (addresses.length < launches.length) throw new SubnetFull(network.subnet.subnet_id);
     await insertInBatches(launches.map((l) => l.instance), (batch) => tx.insertInto("instances").values(batch).execute());
@@ -98,12 +100,13 @@ export class SubnetFull extends Error {
 export async function listInstances(
   db: MetaDb,
   scope: Scope,
-  q: { ids?: readonly string[]; after?: string; clientToken?: string } = {},
+  q: ListQuery & { clientToken?: string } = {},
 ): Promise<InstanceRecord[]> {
   let query = db.selectFrom("instances").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("instance_id", "in", q.ids);
   if (q.after) query = query.where("instance_id", ">", q.after);
   if (q.clientToken !== undefined) query = query.where("client_token", "=", q.clientToken);
+  if (q.limit !== undefined) query = query.limit(q.limit);
   const now = Date.now();
   return (await query.orderBy("instance_id").execute()).map((row) => recordOf(row, now));
 }
@@ -127,6 +130,17 @@ export async function setSchedule(db: MetaDb, instanceId: string, steps: Schedul
   await db.updateTable("instances").set({ state_schedule: JSON.stringify(steps), state_transition_reason: reason }).where("instance_id", "=", instanceId).execute();
 }
 
+/** The columns ModifyInstanceAttribute and ModifyInstanceCreditSpecification change in place. */
+export type InstanceSettings = Partial<Omit<InstanceRow, "account_id" | "region" | "instance_id">>;
+
+export async function updateInstance(db: MetaDb, instanceId: string, columns: InstanceSettings): Promise<void> {
+  if (Object.keys(columns).length) await db.updateTable("instances").set(columns).where("instance_id", "=", instanceId).execute();
+}
+
+export async function setDeleteOnTermination(db: MetaDb, instanceId: string, device: string, deleteOnTermination: boolean): Promise<void> {
+  await db.updateTable("volume_attachments").set({ delete_on_termination: deleteOnTermination ? 1 : 0 }).where("instance_id", "=", instanceId).where("device", "=", device).execute();
+}
+
 export async function attachmentsOf(db: MetaDb, q: { instanceIds?: readonly string[]; volumeIds?: readonly string[] }): Promise<AttachmentRow[]> {
   let query = db.selectFrom("volume_attachments").selectAll();
   if (q.instanceIds) query = query.where("instance_id", "in", q.instanceIds.length ? q.instanceIds : [""]);
@@ -147,7 +161,7 @@ export async function detachVolume(db: MetaDb, volumeId: string): Promise<void> 
  * are detached.
  */
 export async function releaseInstanceResources(db: MetaDb, scope: Scope, instanceId: string): Promise<void> {
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     await releaseInterfaces(tx, instanceId);
     const attachments = await tx.selectFrom("volume_attachments").selectAll().where("instance_id", "=", instanceId).execute();
     const doomed = attachments.filter((a) => a.delete_on_termination).map((a) => a.volume_id);

@@ -1,5 +1,6 @@
 // Key pairs: only the public half is kept (CreateKeyPair hands the private key out once).
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import type { KeyPairTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
@@ -20,7 +21,7 @@ export async function listKeyPairs(db: MetaDb, scope: Scope, q: { names?: readon
 
 /** Removes the key pair named or numbered; the row removed, if there was one. */
 export async function deleteKeyPair(db: MetaDb, scope: Scope, q: { name?: string; id?: string }): Promise<KeyPairRow | undefined> {
-  return db.transaction().execute(async (tx) => {
+  return atomically(db, async (tx) => {
     let query = tx.selectFrom("key_pairs").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
     if (q.id) query = query.where("key_pair_id", "=", q.id);
     if (q.name) query = query.where("key_name", "=", q.name);

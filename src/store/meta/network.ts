@@ -8,6 +8,7 @@ import { groupBy } from "../../domain/collections.js";
 import { newId } from "../../domain/ids.js";
 import { insertInBatches } from "./batches.js";
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import type { InternetGatewayTable, MetaSchema, NetworkInterfaceTable, RouteTableTable, SubnetTable, VpcTable } from "./schema.js";
 import { ALL_TRAFFIC_OUT, insertSecurityGroup } from "./security-groups.js";
 import type { Scope } from "./tags.js";
@@ -63,7 +64,7 @@ export async function insertVpc(db: Db, scope: Scope, vpc: { cidr: string; isDef
 export async function ensureDefaultNetwork(db: MetaDb, scope: Scope, zones: readonly string[]): Promise<void> {
   const made = await db.selectFrom("default_networks").select("vpc_id").where("account_id", "=", scope.accountId).where("region", "=", scope.region).executeTakeFirst();
   if (made) return;
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     const gatewayId = newId("igw");
     const vpc = await insertVpc(tx, scope, { cidr: DEFAULT_VPC_CIDR, isDefault: true, tenancy: "default", extraRoutes: [{ destination: "0.0.0.0/0", gatewayId, origin: "CreateRoute" }] });
     // The primary key settles a race between two first requests: one inserts, the other stops.
@@ -186,6 +187,36 @@ export async function releaseInterfaces(db: Db, instanceId: string): Promise<voi
     await db.deleteFrom("network_interfaces").where("network_interface_id", "in", doomed).execute();
   }
   await db.updateTable("network_interfaces").set({ instance_id: null, device_index: null, attachment_id: null, attach_time: null, public_ip: null }).where("instance_id", "=", instanceId).execute();
+}
+
+/** Forgets that the default network was made, so the next use makes it again (CreateDefaultVpc). */
+export async function forgetDefaultNetwork(db: Db, scope: Scope): Promise<void> {
+  await db.deleteFrom("default_networks").where("account_id", "=", scope.accountId).where("region", "=", scope.region).execute();
+}
+
+export async function updateVpc(db: Db, vpcId: string, columns: Partial<Pick<VpcRow, "enable_dns_support" | "enable_dns_hostnames">>): Promise<void> {
+  if (Object.keys(columns).length) await db.updateTable("vpcs").set(columns).where("vpc_id", "=", vpcId).execute();
+}
+
+export async function insertSubnet(db: Db, row: SubnetRow): Promise<void> {
+  await db.insertInto("subnets").values(row).execute();
+}
+
+export async function setMapPublicIpOnLaunch(db: Db, subnetId: string, on: boolean): Promise<void> {
+  await db.updateTable("subnets").set({ map_public_ip_on_launch: on ? 1 : 0 }).where("subnet_id", "=", subnetId).execute();
+}
+
+export async function insertInternetGateway(db: Db, row: InternetGatewayRow): Promise<void> {
+  await db.insertInto("internet_gateways").values(row).execute();
+}
+
+/** Attaches the gateway to a VPC, or detaches it (null). */
+export async function setGatewayVpc(db: Db, gatewayId: string, vpcId: string | null): Promise<void> {
+  await db.updateTable("internet_gateways").set({ vpc_id: vpcId }).where("internet_gateway_id", "=", gatewayId).execute();
+}
+
+export async function setSourceDestCheck(db: Db, interfaceId: string, on: boolean): Promise<void> {
+  await db.updateTable("network_interfaces").set({ source_dest_check: on ? 1 : 0 }).where("network_interface_id", "=", interfaceId).execute();
 }
 
 /** Each network table's id column, for removeResource. */

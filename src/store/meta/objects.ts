@@ -1,6 +1,7 @@
 // S3 objects, multipart uploads and their parts. Rows name blobs in the object store; a row is
 // written after its blobs are durable, and blobs a row stops naming are returned for removal.
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import type { BlobRef, ObjectTable, UploadPartTable, UploadTable } from "./schema.js";
 
 export type ObjectRow = ObjectTable;
@@ -18,7 +19,7 @@ export function getObject(db: MetaDb, bucket: string, key: string): Promise<Obje
  * `precondition` sees the object being replaced and may throw to leave it in place.
  */
 export function putObjectRow(db: MetaDb, row: ObjectRow, precondition?: (previous: { etag: string } | undefined) => void): Promise<BlobRef[]> {
-  return db.transaction().execute(async (trx) => {
+  return atomically(db, async (trx) => {
     const previous = await trx.selectFrom("objects").select(["blobs", "etag"]).where("bucket", "=", row.bucket).where("key", "=", row.key).executeTakeFirst();
     precondition?.(previous);
     await trx
@@ -32,7 +33,7 @@ export function putObjectRow(db: MetaDb, row: ObjectRow, precondition?: (previou
 
 /** Deletes an object; returns the blobs it held (none when there was no such object). */
 export function deleteObjectRow(db: MetaDb, bucket: string, key: string): Promise<BlobRef[]> {
-  return db.transaction().execute(async (trx) => {
+  return atomically(db, async (trx) => {
     const previous = await trx.selectFrom("objects").select("blobs").where("bucket", "=", bucket).where("key", "=", key).executeTakeFirst();
     if (!previous) return [];
     await trx.deleteFrom("objects").where("bucket", "=", bucket).where("key", "=", key).execute();
@@ -72,7 +73,7 @@ export function getUpload(db: MetaDb, uploadId: string): Promise<UploadRow | und
 
 /** Records a part, replacing one of the same number; says whether the upload is still there and which blob the replaced part held. */
 export function putUploadPart(db: MetaDb, row: UploadPartRow): Promise<{ uploadExists: boolean; replacedBlob?: string }> {
-  return db.transaction().execute(async (trx) => {
+  return atomically(db, async (trx) => {
     const upload = await trx.selectFrom("uploads").select("upload_id").where("upload_id", "=", row.upload_id).executeTakeFirst();
     if (!upload) return { uploadExists: false };
     const previous = await trx
@@ -112,7 +113,7 @@ export async function endUpload(
   object?: ObjectRow,
   precondition?: (previous: { etag: string } | undefined) => void,
 ): Promise<BlobRef[] | undefined> {
-  return db.transaction().execute(async (trx) => {
+  return atomically(db, async (trx) => {
     const upload = await trx.selectFrom("uploads").select("upload_id").where("upload_id", "=", uploadId).executeTakeFirst();
     if (!upload) return undefined;
     const parts = await trx.selectFrom("upload_parts").select(["blob_id", "size"]).where("upload_id", "=", uploadId).execute();

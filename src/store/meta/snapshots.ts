@@ -1,15 +1,41 @@
 // Snapshots and their manifests (snapshot_blocks, layered: see manifests.ts).
 import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import { baseOf, blockRows, dropLayer, foldIntoDependents, resolvedBlock, resolvedBlocks, restOn, type BlockRow } from "./manifests.js";
 import type { SnapshotTable } from "./schema.js";
 import type { Scope } from "./tags.js";
+import type { ListQuery } from "./database.js";
 
 export type SnapshotRow = SnapshotTable;
 export type { BlockRow };
 
+/** The volume id of a snapshot not taken from a volume, as EC2 reports it. */
+export const NO_VOLUME_ID = "vol-ffffffff";
+
+/** What every new snapshot must be given; the rest of its row has defaults. */
+export type NewSnapshot = Pick<SnapshotRow, "account_id" | "region" | "snapshot_id" | "volume_size"> & Partial<SnapshotRow>;
+
+/** A snapshot row: what `given` says, else a completed, unencrypted snapshot of no volume, made now. */
+export function newSnapshotRow(given: NewSnapshot): SnapshotRow {
+  return {
+    volume_id: NO_VOLUME_ID,
+    state: "completed",
+    progress: "100%",
+    start_time: new Date().toISOString(),
+    description: "",
+    encrypted: 0,
+    kms_key_id: null,
+    parent_snapshot_id: null,
+    client_token: null,
+    next_state: null,
+    next_state_at: null,
+    ...given,
+  };
+}
+
 export async function insertSnapshot(db: MetaDb, row: SnapshotRow): Promise<void> {
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
     // A child snapshot starts as its parent: it shares the parent's blocks until it writes its own.
     if (row.parent_snapshot_id) await restOn(tx, "snapshot_blocks", row.snapshot_id, row.parent_snapshot_id);
@@ -34,11 +60,21 @@ export async function getSnapshot(db: MetaDb, scope: Scope, value: string, by: "
   return row && settled(row);
 }
 
+/**
+ * A snapshot by id whoever owns it: what an image's block device names (the image may be another
+ * account's, shared or public).
+ */
+export async function snapshotById(db: MetaDb, snapshotId: string): Promise<SnapshotRow | undefined> {
+  const row = await db.selectFrom("snapshots").selectAll().where("snapshot_id", "=", snapshotId).executeTakeFirst();
+  return row && settled(row);
+}
+
 /** Snapshots of an account and region in id order, from after `after`. */
-export async function listSnapshots(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<SnapshotRow[]> {
+export async function listSnapshots(db: MetaDb, scope: Scope, q: ListQuery = {}): Promise<SnapshotRow[]> {
   let query = db.selectFrom("snapshots").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("snapshot_id", "in", q.ids);
   if (q.after) query = query.where("snapshot_id", ">", q.after);
+  if (q.limit !== undefined) query = query.limit(q.limit);
   return (await query.orderBy("snapshot_id").execute()).map(settled);
 }
 
@@ -85,6 +121,17 @@ export async function* writtenBlocks(db: MetaDb, snapshotId: string): AsyncGener
   }
 }
 
+/** Snapshots whose data is all written (a restore's, at its end): completed now. */
+export async function completeSnapshots(db: MetaDb, snapshotIds: readonly string[]): Promise<void> {
+  if (snapshotIds.length === 0) return;
+  await db.updateTable("snapshots").set({ state: "completed", progress: "100%", next_state: null, next_state_at: null }).where("snapshot_id", "in", snapshotIds).execute();
+}
+
+/** Forgets every block written to these snapshots (a task's run that starts again from empty). */
+export async function dropBlocks(db: MetaDb, snapshotIds: readonly string[]): Promise<void> {
+  if (snapshotIds.length) await db.deleteFrom("snapshot_blocks").where("snapshot_id", "in", snapshotIds).execute();
+}
+
 export async function setSnapshotState(db: MetaDb, snapshotId: string, state: SnapshotRow["state"], progress: string): Promise<void> {
   await db.updateTable("snapshots").set({ state, progress, next_state: null, next_state_at: null }).where("snapshot_id", "=", snapshotId).execute();
 }
@@ -94,7 +141,7 @@ export async function setSnapshotState(db: MetaDb, snapshotId: string, state: Sn
  * copied, and the snapshot rests on what the volume rests on.
  */
 export async function insertSnapshotOfVolume(db: MetaDb, row: SnapshotRow): Promise<void> {
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
     await tx
       .insertInto("snapshot_blocks")
@@ -109,7 +156,7 @@ export async function insertSnapshotOfVolume(db: MetaDb, row: SnapshotRow): Prom
 }
 
 export async function deleteSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<void> {
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     await foldIntoDependents(tx, snapshotId);
     await dropLayer(tx, [snapshotId]);
     await tx.deleteFrom("snapshot_blocks").where("snapshot_id", "=", snapshotId).execute();
@@ -120,7 +167,7 @@ export async function deleteSnapshot(db: MetaDb, scope: Scope, snapshotId: strin
 
 /** A copy of a snapshot (another region or account, same bytes): it rests on the source. */
 export async function insertSnapshotCopy(db: MetaDb, row: SnapshotRow, sourceSnapshotId: string): Promise<void> {
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
     await restOn(tx, "snapshot_blocks", row.snapshot_id, sourceSnapshotId);
   });

@@ -1,6 +1,7 @@
 // An account's own SSM parameters, one row each (the current version), with their tags.
 import { sql } from "kysely";
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import type { SsmParameterTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
@@ -43,7 +44,7 @@ export async function insertSsmParameter(db: MetaDb, scope: Scope, name: string,
 
 /** A parameter's next version; its version after, or undefined when there is no such parameter. */
 export async function overwriteSsmParameter(db: MetaDb, scope: Scope, name: string, value: NewValue): Promise<number | undefined> {
-  return db.transaction().execute(async (tx) => {
+  return atomically(db, async (tx) => {
     await tx
       .updateTable("ssm_parameters")
       .set((eb) => ({ ...value, version: eb("version", "+", 1) }))
@@ -59,7 +60,7 @@ export async function overwriteSsmParameter(db: MetaDb, scope: Scope, name: stri
 /** Removes the parameters named; the names that were there. */
 export async function deleteSsmParameters(db: MetaDb, scope: Scope, names: readonly string[]): Promise<string[]> {
   if (names.length === 0) return [];
-  return db.transaction().execute(async (tx) => {
+  return atomically(db, async (tx) => {
     const present = await tx.selectFrom("ssm_parameters").select("name").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "in", names).execute();
     if (present.length) await tx.deleteFrom("ssm_parameters").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "in", present.map((p) => p.name)).execute();
     return present.map((p) => p.name);
@@ -68,7 +69,7 @@ export async function deleteSsmParameters(db: MetaDb, scope: Scope, names: reado
 
 /** Rewrites a parameter's tags with `change` (which sees the current list); false when there is no such parameter. */
 export async function changeSsmParameterTags(db: MetaDb, scope: Scope, name: string, change: (tags: [string, string][]) => [string, string][]): Promise<boolean> {
-  return db.transaction().execute(async (tx) => {
+  return atomically(db, async (tx) => {
     // Touching the row first holds it (PostgreSQL's row lock; SQLite's write lock) until the new tags are in.
     const held = await tx.updateTable("ssm_parameters").set((eb) => ({ tags: eb.ref("tags") })).where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).executeTakeFirst();
     if (Number(held.numUpdatedRows) === 0) return false;

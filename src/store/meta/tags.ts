@@ -2,6 +2,7 @@
 import { sql } from "kysely";
 import { insertInBatches, readInBatches } from "./batches.js";
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import type { TagTable } from "./schema.js";
 
 export interface TagRow {
@@ -39,7 +40,7 @@ export async function putTags(
   const byKey = new Map(tags.map((tag) => [tag.key, tag.value]));
   const byId = new Map(resources.map((resource) => [resource.id, resource.type]));
   if (byKey.size === 0 || byId.size === 0) return [];
-  return db.transaction().execute(async (tx) => {
+  return atomically(db, async (tx) => {
     const existing = await readInBatches([...byId.keys()], (ids) =>
       tx
         .selectFrom("tags")
@@ -77,7 +78,7 @@ export async function deleteTags(
   tags: readonly { key: string; value?: string }[] | undefined,
 ): Promise<void> {
   if (resourceIds.length === 0) return;
-  await db.transaction().execute(async (tx) => {
+  await atomically(db, async (tx) => {
     const base = () =>
       tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "in", resourceIds);
     if (!tags) {

@@ -1,10 +1,12 @@
 // Volumes and their data manifests (volume_blocks, layered: see manifests.ts).
 import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
+import { atomically } from "./database.js";
 import { insertInBatches } from "./batches.js";
 import { dropLayer, restAllOn } from "./manifests.js";
 import type { VolumeTable } from "./schema.js";
 import type { Scope } from "./tags.js";
+import type { ListQuery } from "./database.js";
 
 export type VolumeRow = VolumeTable;
 
@@ -17,6 +19,28 @@ const settled = (row: VolumeRow): VolumeRow => {
  * Writes a volume with the caller's transaction (`tx`); from a snapshot, the volume rests on the
  * snapshot's manifest and shares its chunks.
  */
+/** What every new volume must be given; the rest of its row has defaults. */
+export type NewVolume = Pick<VolumeRow, "account_id" | "region" | "volume_id" | "size" | "availability_zone"> & Partial<VolumeRow>;
+
+/** A volume row: what `given` says, else an empty, available, unencrypted gp2 volume made now. */
+export function newVolumeRow(given: NewVolume): VolumeRow {
+  return {
+    snapshot_id: null,
+    state: "available",
+    next_state: null,
+    next_state_at: null,
+    volume_type: "gp2",
+    iops: null,
+    throughput: null,
+    encrypted: 0,
+    kms_key_id: null,
+    multi_attach_enabled: 0,
+    create_time: new Date().toISOString(),
+    client_token: null,
+    ...given,
+  };
+}
+
 export async function writeVolume(tx: MetaDb, row: VolumeRow): Promise<void> {
   await writeVolumes(tx, [row]);
 }
@@ -35,7 +59,7 @@ export async function writeVolumes(tx: MetaDb, rows: readonly VolumeRow[]): Prom
 }
 
 export async function insertVolume(db: MetaDb, row: VolumeRow): Promise<void> {
-  await db.transaction().execute((tx) => writeVolume(tx, row));
+  await atomically(db, (tx) => writeVolume(tx, row));
 }
 
 /** Removes volumes with their data manifests and tags, with the caller's transaction (`tx`). */
@@ -53,13 +77,14 @@ export async function getVolume(db: MetaDb, scope: Scope, value: string, by: "vo
   return row && settled(row);
 }
 
-export async function listVolumes(db: MetaDb, scope: Scope, q: { ids?: readonly string[]; after?: string } = {}): Promise<VolumeRow[]> {
+export async function listVolumes(db: MetaDb, scope: Scope, q: ListQuery = {}): Promise<VolumeRow[]> {
   let query = db.selectFrom("volumes").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("volume_id", "in", q.ids);
   if (q.after) query = query.where("volume_id", ">", q.after);
+  if (q.limit !== undefined) query = query.limit(q.limit);
   return (await query.orderBy("volume_id").execute()).map(settled);
 }
 
 export async function deleteVolume(db: MetaDb, scope: Scope, volumeId: string): Promise<void> {
-  await db.transaction().execute((tx) => removeVolumes(tx, scope, [volumeId]));
+  await atomically(db, (tx) => removeVolumes(tx, scope, [volumeId]));
 }
