@@ -11,19 +11,17 @@ import type {
   RegisterImageRequest,
   RegisterImageResult,
 } from "@aws-sdk/client-ec2";
-import { compileFilters } from "../../domain/filters.js";
-import { groupBy } from "../../domain/collections.js";
+import type { FilterSpec } from "../../domain/filters.js";
 import { newId, requestedIds } from "../../domain/ids.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { transition } from "../../domain/transitions.js";
-import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
-import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, visibleImages, type ImageQuery, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
+import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, launchPermissionsOf, newImageRow, visibleImages, type ImageQuery, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { blockDevicesFrom, platformDetailsOf, toImage, usageOperationOf } from "./image-records.js";
 import { checkImageId, checkImageName, imageNotFound, malformedName, ownImage } from "./lookups.js";
+import { checkDescribe, describePage } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
 async function planRegistration(ctx: ActionContext, input: RegisterImageRequest) {
@@ -48,7 +46,7 @@ interface Described {
 }
 
 const devicesOf = (d: Described) => d.record.devices;
-const FILTERS = {
+const FILTERS: FilterSpec<Described> = {
   fields: {
     architecture: (d: Described) => d.record.image.architecture,
     "block-device-mapping.delete-on-termination": (d: Described) => devicesOf(d).filter((x) => x.delete_on_termination !== null).map((x) => String(Boolean(x.delete_on_termination))),
@@ -90,6 +88,8 @@ const FILTERS = {
   tags: (d: Described) => d.tags,
 };
 
+const LISTING = { filters: FILTERS, checkId: checkImageId, idsParameter: "imagesSet" };
+
 /**
  * What of a DescribeImages request SQL can narrow: owners, and names (exact, or the literal
  * prefix before a wildcard). Everything is checked again in full on what SQL returns.
@@ -110,12 +110,8 @@ function sqlConstraints(ctx: ActionContext, input: DescribeImagesRequest): Image
   return query;
 }
 
-async function grantsOf(ctx: ActionContext, records: readonly ImageRecord[]): Promise<Map<string, string[]>> {
-  const grants = new Map<string, string[]>();
-  if (records.length === 0) return grants;
-  const rows = await ctx.meta.db.selectFrom("image_launch_permissions").selectAll().where("image_id", "in", records.map((r) => r.image.image_id)).execute();
-  for (const [imageId, granted] of groupBy(rows, (row) => row.image_id)) grants.set(imageId, granted.map((row) => row.grantee));
-  return grants;
+function grantsOf(ctx: ActionContext, records: readonly ImageRecord[]): Promise<Map<string, string[]>> {
+  return launchPermissionsOf(ctx.meta.db, records.map((r) => r.image.image_id));
 }
 
 /** DescribeImages' Owners: self, amazon, aws-marketplace, or account ids. */
@@ -149,36 +145,26 @@ export const imageActions: ActionTable = {
     async run(ctx, input: RegisterImageRequest, planned: Awaited<ReturnType<typeof planRegistration>>): Promise<RegisterImageResult> {
       const { name, devices, tags } = planned;
       const now = Date.now();
-      const image: ImageRow = {
+      // EC2's defaults for a registration that does not say: i386, paravirtual.
+      const image = newImageRow({
         account_id: ctx.accountId,
         region: ctx.region,
         image_id: newId("ami"),
         name,
         description: input.Description ?? "",
         ...transition<ImageRow["state"]>("pending", "available", ctx.config.stateDelayMs, now),
-        state_reason_code: null,
-        state_reason_message: null,
         architecture: input.Architecture ?? "i386",
         virtualization_type: input.VirtualizationType ?? "paravirtual",
         root_device_name: input.RootDeviceName!,
-        root_device_type: "ebs",
         ena_support: input.EnaSupport ? 1 : 0,
         sriov_net_support: input.SriovNetSupport ?? null,
         boot_mode: input.BootMode ?? null,
         tpm_support: input.TpmSupport ?? null,
         imds_support: input.ImdsSupport ?? null,
-        platform: null,
-        platform_details: null,
-        usage_operation: null,
         creation_date: new Date(now).toISOString(),
-        deprecation_time: null,
-        public: 0,
-        owner_alias: null,
-        client_token: null,
-        source_instance_id: null,
         kernel_id: input.KernelId ?? null,
         ramdisk_id: input.RamdiskId ?? null,
-      };
+      });
       if (!(await insertImage(ctx.meta.db, { image, devices }))) {
         throw nameTaken(name, (await imageByName(ctx.meta.db, ctx, name))!.image_id);
       }
@@ -189,54 +175,31 @@ export const imageActions: ActionTable = {
 
   DescribeImages: {
     check(ctx, input: DescribeImagesRequest) {
-      input.ImageIds?.forEach(checkImageId);
-      if (input.ImageIds?.length && input.MaxResults !== undefined) {
-        throw new ApiError("InvalidParameterCombination", "The parameter imagesSet cannot be used with the parameter maxResults");
-      }
-      pageSize(input.MaxResults, { min: 5, max: 1000 });
-      compileFilters(input.Filters, FILTERS);
+      checkDescribe(input, input.ImageIds, LISTING);
       ownerMatcher(ctx, input.Owners);
     },
     async run(ctx, input: DescribeImagesRequest): Promise<DescribeImagesResult> {
       const ids = requestedIds(input.ImageIds);
-      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
       const byOwner = ownerMatcher(ctx, input.Owners);
-      const matches = compileFilters(input.Filters, FILTERS);
       const now = new Date().toISOString();
       // Deprecated images show to their owner, by id, or when asked for.
       const shown = (image: ImageRow) => !image.deprecation_time || image.deprecation_time > now || input.IncludeDeprecated || ids !== undefined || image.account_id === ctx.accountId;
-      const query = { ids, ...sqlConstraints(ctx, input) };
-      // Read in batches a little larger than the page: the checks below may drop some rows.
-      const batch = limit === undefined ? undefined : limit + 1;
-      const page: Image[] = [];
-      let nextToken: string | undefined;
-      let after = decodeNextToken(input.NextToken, 1)?.[0];
-      let found = 0;
-      reading: for (;;) {
-        const records = await visibleImages(ctx.meta.db, ctx, { ...query, after, limit: batch });
-        found += records.length;
-        const grants = input.ExecutableUsers?.length ? await grantsOf(ctx, records) : new Map<string, string[]>();
-        const byUser = executableMatcher(ctx, input.ExecutableUsers, grants);
-        const candidates = records.filter((r) => byOwner(r.image) && byUser(r.image) && shown(r.image));
-        const tags = await tagsOf(ctx.meta.db, ctx, candidates.filter((r) => r.image.account_id === ctx.accountId).map((r) => r.image.image_id));
-        for (const record of candidates) {
-          await yieldToLoop();
-          const described = { record, tags: tags.get(record.image.image_id) ?? new Map<string, string>() };
-          if (!matches(described)) continue;
-          if (limit !== undefined && page.length === limit) {
-            nextToken = encodeNextToken([page[page.length - 1]!.ImageId!]);
-            break reading;
-          }
-          page.push(toImage(described.record, described.tags));
-        }
-        if (batch === undefined || records.length < batch) break;
-        after = records[records.length - 1]!.image.image_id;
-      }
-      if (ids && found < ids.length) {
-        const seen = new Set((await visibleImages(ctx.meta.db, ctx, { ids })).map((r) => r.image.image_id));
-        throw imageNotFound(ids.filter((id) => !seen.has(id)));
-      }
-      return { Images: page, NextToken: nextToken };
+      const constraints = sqlConstraints(ctx, input);
+      const { page, nextToken } = await describePage(input, ids, LISTING, {
+        read: (q) => visibleImages(ctx.meta.db, ctx, { ...constraints, ...q }),
+        idOf: (record) => record.image.image_id,
+        async describe(records) {
+          const grants = input.ExecutableUsers?.length ? await grantsOf(ctx, records) : new Map<string, string[]>();
+          const byUser = executableMatcher(ctx, input.ExecutableUsers, grants);
+          // Tags are the owner's: another account's image shows none.
+          const tags = await tagsOf(ctx.meta.db, ctx, records.filter((r) => r.image.account_id === ctx.accountId).map((r) => r.image.image_id));
+          return records.map((record) =>
+            byOwner(record.image) && byUser(record.image) && shown(record.image) ? { record, tags: tags.get(record.image.image_id) ?? new Map<string, string>() } : undefined,
+          );
+        },
+        notFound: imageNotFound,
+      });
+      return { Images: page.map((d) => toImage(d.record, d.tags)), NextToken: nextToken };
     },
   },
 

@@ -15,9 +15,8 @@ import type {
   TerminateInstancesRequest,
 } from "@aws-sdk/client-ec2";
 import { groupBy } from "../../domain/collections.js";
-import { compileFilters } from "../../domain/filters.js";
+import type { FilterSpec } from "../../domain/filters.js";
 import { newId, requestedIds, uniqueIds } from "../../domain/ids.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
 import { schedule, transition } from "../../domain/transitions.js";
@@ -41,12 +40,13 @@ import {
 } from "../../store/meta/instances.js";
 import { availableAddresses, listNetworkInterfaces } from "../../store/meta/network.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
-import type { VolumeRow } from "../../store/meta/volumes.js";
+import { newVolumeRow } from "../../store/meta/volumes.js";
 import { resolveImageParameter } from "../ssm/parameters.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { STATE_CODES, stateOf, userInitiated } from "./instance-states.js";
 import { blockDevicesFrom, checkMappingCount } from "./image-records.js";
-import { checkInstanceId, instancesOf, keyPairNamed, visibleImage } from "./lookups.js";
+import { checkInstanceId, instanceNotFound, instancesOf, keyPairNamed, visibleImage } from "./lookups.js";
+import { checkDescribe, describePage } from "./listing.js";
 import { instanceInterfaces, planLaunchNetwork } from "./instance-network.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
@@ -250,24 +250,21 @@ export const instanceActions: ActionTable = {
         const volumes = devices.map((d) => ({
           device: d.device_name,
           deleteOnTermination: d.delete_on_termination !== 0,
-          volume: {
+          // Attached at launch: available (in-use while attached) at once.
+          volume: newVolumeRow({
             account_id: ctx.accountId,
             region: ctx.region,
             volume_id: newId("vol"),
             size: d.volume_size!,
             snapshot_id: d.snapshot_id,
             availability_zone: zone,
-            // Attached at launch: available (in-use while attached) at once.
-            ...transition<VolumeRow["state"]>("available", "available", 0, now),
             volume_type: d.volume_type ?? "gp2",
             iops: d.iops,
             throughput: d.throughput,
             encrypted: d.encrypted ? 1 : 0,
             kms_key_id: d.kms_key_id,
-            multi_attach_enabled: 0,
             create_time: launchTime,
-            client_token: null,
-          },
+          }),
         }));
         launches.push({
           instance: {
@@ -325,30 +322,14 @@ export const instanceActions: ActionTable = {
   },
 
   DescribeInstances: {
-    check(_ctx, input: DescribeInstancesRequest) {
-      input.InstanceIds?.forEach(checkInstanceId);
-      if (input.InstanceIds?.length && input.MaxResults !== undefined) {
-        throw new ApiError("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults");
-      }
-      pageSize(input.MaxResults, { min: 5, max: 1000 });
-      compileFilters(input.Filters, FILTERS);
-    },
+    check: (_ctx, input: DescribeInstancesRequest) => checkDescribe(input, input.InstanceIds, LISTING),
     async run(ctx, input: DescribeInstancesRequest): Promise<DescribeInstancesResult> {
-      const ids = requestedIds(input.InstanceIds);
-      const records = ids ? await instancesOf(ctx, ids) : await listInstances(ctx.meta.db, ctx, { after: decodeNextToken(input.NextToken, 1)?.[0] });
-      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
-      const matches = compileFilters(input.Filters, FILTERS);
-      const page: Described[] = [];
-      let nextToken: string | undefined;
-      for (const described of await describeAll(ctx, records)) {
-        await yieldToLoop();
-        if (!matches(described)) continue;
-        if (limit !== undefined && page.length === limit) {
-          nextToken = encodeNextToken([page[page.length - 1]!.record.row.instance_id]);
-          break;
-        }
-        page.push(described);
-      }
+      const { page, nextToken } = await describePage(input, requestedIds(input.InstanceIds), LISTING, {
+        read: (q) => listInstances(ctx.meta.db, ctx, q),
+        idOf: (record) => record.row.instance_id,
+        describe: (records) => describeAll(ctx, records),
+        notFound: instanceNotFound,
+      });
       const reservations = groupBy(page, (described) => described.record.row.reservation_id);
       return {
         Reservations: [...reservations.values()].map((group) => reservationOf(ctx, group)),
@@ -461,7 +442,7 @@ interface Described {
   instance: Instance;
 }
 
-const FILTERS = {
+const FILTERS: FilterSpec<Described> = {
   fields: {
     "instance-id": (d: Described) => d.record.row.instance_id,
     "instance-state-name": (d: Described) => d.record.state,
@@ -497,3 +478,5 @@ const FILTERS = {
   },
   tags: (d: Described) => d.tags,
 };
+
+const LISTING = { filters: FILTERS, checkId: checkInstanceId, idsParameter: "instancesSet" };

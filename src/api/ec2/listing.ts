@@ -1,9 +1,12 @@
-// The shape most Describe* actions share: the caller's rows (in id order), their tags, AWS's
-// filters, then a page of MaxResults with a NextToken naming the last id returned.
+// The one Describe* path. Every Describe* action checks its request with `checkDescribe` and
+// answers with `describePage`: the caller's rows in id order, read a batch at a time (in SQL, for
+// the tables that grow), each described once (tags and the like read for the whole batch), AWS's
+// filters applied, and a page of MaxResults whose NextToken names the last id returned.
 import { compileFilters, type FilterInput, type FilterSpec } from "../../domain/filters.js";
 import { requestedIds, uniqueIds } from "../../domain/ids.js";
 import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { yieldToLoop } from "../../event-loop.js";
+import { ApiError } from "../../protocol/errors.js";
 import { tagsOf } from "../../store/meta/tags.js";
 import type { Action, ActionContext } from "./action.js";
 
@@ -18,35 +21,122 @@ export interface ListingInput {
   NextToken?: string;
 }
 
-/** Checks filters and MaxResults before anything runs (so DryRun sees the same errors). */
-export function checkListing<Row>(input: ListingInput, fields: FilterSpec<Tagged<Row>>["fields"], bounds = { min: 5, max: 1000 }): void {
-  pageSize(input.MaxResults, bounds);
-  compileFilters(input.Filters, { fields, tags: (t) => t.tags });
+/** EC2's usual MaxResults bounds (some actions allow fewer). */
+export const PAGE_BOUNDS = { min: 5, max: 1000 };
+
+/** What a Describe* request is checked against before anything runs (so DryRun sees the same errors). */
+export interface ListingRules<Described> {
+  filters: FilterSpec<Described>;
+  bounds?: { min: number; max: number };
+  /** Checks one requested id's form (InvalidXID.Malformed). */
+  checkId?: (id: string) => unknown;
+  /** The id list's name on the wire (`imagesSet`): EC2 refuses it with MaxResults. */
+  idsParameter?: string;
 }
 
-export async function listPage<Row>(
+export function checkDescribe<Described>(input: ListingInput, ids: readonly string[] | undefined, rules: ListingRules<Described>): void {
+  if (rules.checkId) ids?.forEach((id) => rules.checkId!(id));
+  if (rules.idsParameter && ids?.length && input.MaxResults !== undefined) {
+    throw new ApiError("InvalidParameterCombination", `The parameter ${rules.idsParameter} cannot be used with the parameter maxResults`);
+  }
+  pageSize(input.MaxResults, rules.bounds ?? PAGE_BOUNDS);
+  compileFilters(input.Filters, rules.filters);
+}
+
+/** Where a Describe* action's rows come from. */
+export interface RowSource<Row, Described> {
+  /**
+   * The caller's rows in id order: those of `ids` when given, those after `after`, at most
+   * `limit` of them (all when undefined).
+   */
+  read(q: { ids?: readonly string[]; after?: string; limit?: number }): Promise<readonly Row[]>;
+  idOf(row: Row): string;
+  /** Each row as the filters and the answer see it, read for the whole batch at once; undefined leaves a row out. */
+  describe(rows: readonly Row[]): Promise<readonly (Described | undefined)[]>;
+  /** The error for requested ids the caller has no row for (each named once). */
+  notFound(ids: readonly string[]): Error;
+}
+
+/**
+ * A page of described rows that the filters keep. Rows are read a batch of one more than the page
+ * at a time (rows left out or filtered away mean more may be needed), so a page costs about its
+ * own size, whatever the table's.
+ */
+export async function describePage<Row, Described>(
+  input: ListingInput,
+  ids: readonly string[] | undefined,
+  rules: ListingRules<Described>,
+  source: RowSource<Row, Described>,
+): Promise<{ page: Described[]; nextToken?: string }> {
+  const limit = pageSize(input.MaxResults, rules.bounds ?? PAGE_BOUNDS);
+  const matches = compileFilters(input.Filters, rules.filters);
+  // Requested ids are read at once (the request bounds them), so each can be checked.
+  const batch = limit === undefined || ids ? undefined : limit + 1;
+  let after = decodeNextToken(input.NextToken, 1)?.[0];
+  const page: Described[] = [];
+  let lastId: string | undefined;
+  for (;;) {
+    const rows = await source.read({ ids, after, limit: batch });
+    // Requested ids at or before the token's position were on an earlier page, not missing.
+    if (ids) requireIds(after === undefined ? ids : ids.filter((id) => id > after!), rows, source.idOf, source.notFound);
+    const described = await source.describe(rows);
+    for (const [i, item] of described.entries()) {
+      await yieldToLoop();
+      if (item === undefined || !matches(item)) continue;
+      if (limit !== undefined && page.length === limit) return { page, nextToken: encodeNextToken([lastId!]) };
+      page.push(item);
+      lastId = source.idOf(rows[i]!);
+    }
+    if (batch === undefined || rows.length < batch) return { page };
+    after = source.idOf(rows[rows.length - 1]!);
+  }
+}
+
+/** A RowSource over rows already in hand (in id order): for answers computed, not stored. */
+export function rowsInHand<Row, Described>(
+  rows: readonly Row[],
+  idOf: (row: Row) => string,
+  describe: RowSource<Row, Described>["describe"],
+  notFound: (ids: readonly string[]) => Error = (missing) => new ApiError("InvalidParameterValue", `Unknown ids: ${missing.join(", ")}`),
+): RowSource<Row, Described> {
+  return {
+    read: async ({ ids, after, limit }) => {
+      const wanted = ids && new Set(ids);
+      const kept = rows.filter((row) => (!wanted || wanted.has(idOf(row))) && (after === undefined || idOf(row) > after));
+      return limit === undefined ? kept : kept.slice(0, limit);
+    },
+    idOf,
+    describe,
+    notFound,
+  };
+}
+
+/** Rows with their tags: how most resources are described. */
+export function withTags<Row>(ctx: ActionContext, idOf: (row: Row) => string): (rows: readonly Row[]) => Promise<Tagged<Row>[]> {
+  return async (rows) => {
+    const tags = await tagsOf(ctx.meta.db, ctx, rows.map(idOf));
+    return rows.map((row) => ({ row, tags: tags.get(idOf(row)) ?? new Map<string, string>() }));
+  };
+}
+
+/** A page of tagged rows already in hand (in id order), filtered. */
+export function listPage<Row>(
   ctx: ActionContext,
   rows: readonly Row[],
   idOf: (row: Row) => string,
   input: ListingInput,
   fields: FilterSpec<Tagged<Row>>["fields"],
-  bounds = { min: 5, max: 1000 },
+  bounds = PAGE_BOUNDS,
 ): Promise<{ page: Tagged<Row>[]; nextToken?: string }> {
-  const limit = pageSize(input.MaxResults, bounds);
-  const after = decodeNextToken(input.NextToken, 1)?.[0];
-  const matches = compileFilters(input.Filters, { fields, tags: (t: Tagged<Row>) => t.tags });
-  const tags = await tagsOf(ctx.meta.db, ctx, rows.map(idOf));
-  const page: Tagged<Row>[] = [];
-  for (const row of rows) {
-    await yieldToLoop();
-    if (after !== undefined && idOf(row) <= after) continue;
-    const tagged = { row, tags: tags.get(idOf(row)) ?? new Map<string, string>() };
-    if (!matches(tagged)) continue;
-    if (limit !== undefined && page.length === limit) return { page, nextToken: encodeNextToken([idOf(page[page.length - 1]!.row)]) };
-    page.push(tagged);
-  }
-  return { page };
+  return describePage(input, undefined, { filters: taggedFilters(fields), bounds }, rowsInHand(rows, idOf, withTags(ctx, idOf)));
 }
+
+/** Checks filters and MaxResults of a listing of tagged rows. */
+export function checkListing<Row>(input: ListingInput, fields: FilterSpec<Tagged<Row>>["fields"], bounds = PAGE_BOUNDS): void {
+  checkDescribe(input, undefined, { filters: taggedFilters(fields), bounds });
+}
+
+export const taggedFilters = <Row>(fields: FilterSpec<Tagged<Row>>["fields"]): FilterSpec<Tagged<Row>> => ({ fields, tags: (t) => t.tags });
 
 /** The ids of `ids` that no row of `rows` has, each once. */
 export function missingIds<Row>(ids: readonly string[] | undefined, rows: readonly Row[], idOf: (row: Row) => string): string[] {
@@ -63,9 +153,9 @@ export function requireIds<Row>(ids: readonly string[] | undefined, rows: readon
 export const tagList = (tags: ReadonlyMap<string, string>) => [...tags].map(([Key, Value]) => ({ Key, Value }));
 
 /**
- * A Describe* action of the common kind: ids (each must exist for the caller), filters, a page.
- * `prepare` runs first (the default network, made on first use); `render` turns a page into the
- * output members.
+ * A Describe* action of the common kind: ids (each must exist for the caller), filters on the
+ * tagged rows, a page. `prepare` runs first (the default network, made on first use); `render`
+ * turns a page into the output members.
  */
 export function describeAction<Row, Input extends ListingInput, Out>(spec: {
   member: string;
@@ -78,14 +168,14 @@ export function describeAction<Row, Input extends ListingInput, Out>(spec: {
   notFound: (ids: readonly string[]) => Error;
   render: (ctx: ActionContext, page: Tagged<Row>[]) => Out[] | Promise<Out[]>;
 }): Action<Input> {
+  const rules = { filters: taggedFilters(spec.fields), bounds: spec.bounds };
   return {
-    check: (_ctx, input) => checkListing(input, spec.fields, spec.bounds),
+    check: (_ctx, input) => checkDescribe(input, undefined, rules),
     async run(ctx, input) {
       await spec.prepare?.(ctx);
       const ids = requestedIds(spec.ids(input));
       const rows = await spec.list(ctx, ids);
-      requireIds(ids, rows, spec.idOf, spec.notFound);
-      const { page, nextToken } = await listPage(ctx, rows, spec.idOf, input, spec.fields, spec.bounds);
+      const { page, nextToken } = await describePage(input, ids, rules, rowsInHand(rows, spec.idOf, withTags(ctx, spec.idOf), spec.notFound));
       return { [spec.member]: await spec.render(ctx, page), NextToken: nextToken };
     },
   };

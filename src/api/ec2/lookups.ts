@@ -83,12 +83,15 @@ export function checkInstanceId(id: string): string {
 }
 
 /** The caller's instances by id, every one of them (each once), or InvalidInstanceID.NotFound. */
+export const instanceNotFound = (ids: readonly string[]) =>
+  new ApiError("InvalidInstanceID.NotFound", `The instance ID${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist`);
+
 export async function instancesOf(ctx: ActionContext, requested: readonly string[]): Promise<InstanceRecord[]> {
   const ids = uniqueIds(requested);
   ids.forEach(checkInstanceId);
   const found = new Map((await listInstances(ctx.meta.db, ctx, { ids })).map((r) => [r.row.instance_id, r]));
   const missing = ids.filter((id) => !found.has(id));
-  if (missing.length) throw new ApiError("InvalidInstanceID.NotFound", `The instance ID${missing.length > 1 ? "s" : ""} '${missing.join("', '")}' ${missing.length > 1 ? "do" : "does"} not exist`);
+  if (missing.length) throw instanceNotFound(missing);
   return ids.map((id) => found.get(id)!);
 }
 

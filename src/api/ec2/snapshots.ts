@@ -3,25 +3,22 @@ import type { CreateSnapshotRequest, DeleteSnapshotRequest, DescribeSnapshotsReq
 import { newId, requestedIds } from "../../domain/ids.js";
 import { transition } from "../../domain/transitions.js";
 import { putTags } from "../../store/meta/tags.js";
-import { insertSnapshotOfVolume } from "../../store/meta/snapshots.js";
 import { imagesUsingSnapshot } from "../../store/meta/images.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
-import { compileFilters } from "../../domain/filters.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
-import { yieldToLoop } from "../../event-loop.js";
+import type { FilterSpec } from "../../domain/filters.js";
 import { ApiError } from "../../protocol/errors.js";
-import { deleteSnapshot, getSnapshot, listSnapshots, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { deleteSnapshot, getSnapshot, insertSnapshotOfVolume, listSnapshots, newSnapshotRow, type SnapshotRow } from "../../store/meta/snapshots.js";
 import { tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { checkSnapshotId, snapshotNotFound, volumeOf } from "./lookups.js";
-import { requireIds } from "./listing.js";
+import { checkDescribe, describePage, withTags } from "./listing.js";
 
 interface Described {
   row: SnapshotRow;
   tags: ReadonlyMap<string, string>;
 }
 
-const FILTERS = {
+const FILTERS: FilterSpec<Described> = {
   fields: {
     description: (s: Described) => s.row.description,
     encrypted: (s: Described) => String(Boolean(s.row.encrypted)),
@@ -36,6 +33,8 @@ const FILTERS = {
   },
   tags: (s: Described) => s.tags,
 };
+
+const LISTING = { filters: FILTERS, checkId: checkSnapshotId, idsParameter: "snapshotSet" };
 
 function toSnapshot({ row, tags }: Described): Snapshot {
   return {
@@ -69,7 +68,7 @@ export const snapshotActions: ActionTable = {
       const volume = await volumeOf(ctx, input.VolumeId!);
       const tags = tagSpecificationsFor(input.TagSpecifications, ["snapshot"]).get("snapshot") ?? [];
       const now = Date.now();
-      const row: SnapshotRow = {
+      const row = newSnapshotRow({
         account_id: ctx.accountId,
         region: ctx.region,
         snapshot_id: newId("snap"),
@@ -81,9 +80,7 @@ export const snapshotActions: ActionTable = {
         description: input.Description ?? "",
         encrypted: volume.encrypted,
         kms_key_id: volume.kms_key_id,
-        parent_snapshot_id: null,
-        client_token: null,
-      };
+      });
       // The volume's manifest is copied now: the snapshot is its point in time, whenever it completes.
       await insertSnapshotOfVolume(ctx.meta.db, row);
       if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: row.snapshot_id, type: "snapshot" }], tags, TAG_LIMITS.perResource);
@@ -92,35 +89,17 @@ export const snapshotActions: ActionTable = {
   },
 
   DescribeSnapshots: {
-    check(_ctx, input: DescribeSnapshotsRequest) {
-      input.SnapshotIds?.forEach(checkSnapshotId);
-      if (input.SnapshotIds?.length && input.MaxResults !== undefined) {
-        throw new ApiError("InvalidParameterCombination", "The parameter snapshotSet cannot be used with the parameter maxResults");
-      }
-      pageSize(input.MaxResults, { min: 5, max: 1000 });
-      compileFilters(input.Filters, FILTERS);
-    },
+    check: (_ctx, input: DescribeSnapshotsRequest) => checkDescribe(input, input.SnapshotIds, LISTING),
     async run(ctx, input: DescribeSnapshotsRequest): Promise<DescribeSnapshotsResult> {
-      const ids = requestedIds(input.SnapshotIds);
-      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
-      const after = decodeNextToken(input.NextToken, 1)?.[0];
-      const rows = ownsAny(ctx, input.OwnerIds) ? await listSnapshots(ctx.meta.db, ctx, { ids, after }) : [];
-      requireIds(ids, rows, (r) => r.snapshot_id, snapshotNotFound);
-      const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.snapshot_id));
-      const matches = compileFilters(input.Filters, FILTERS);
-      const page: Snapshot[] = [];
-      let nextToken: string | undefined;
-      for (const row of rows) {
-        await yieldToLoop();
-        const described = { row, tags: tags.get(row.snapshot_id) ?? new Map<string, string>() };
-        if (!matches(described)) continue;
-        if (limit !== undefined && page.length === limit) {
-          nextToken = encodeNextToken([page[page.length - 1]!.SnapshotId!]);
-          break;
-        }
-        page.push(toSnapshot(described));
-      }
-      return { Snapshots: page, NextToken: nextToken };
+      // Only the caller's own snapshots are kept: OwnerIds that do not name it find none.
+      const owned = ownsAny(ctx, input.OwnerIds);
+      const { page, nextToken } = await describePage(input, requestedIds(input.SnapshotIds), LISTING, {
+        read: async (q) => (owned ? listSnapshots(ctx.meta.db, ctx, q) : []),
+        idOf: (row) => row.snapshot_id,
+        describe: withTags(ctx, (row) => row.snapshot_id),
+        notFound: snapshotNotFound,
+      });
+      return { Snapshots: page.map(toSnapshot), NextToken: nextToken };
     },
   },
 

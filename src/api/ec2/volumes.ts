@@ -12,19 +12,17 @@ import type {
   VolumeAttachment,
 } from "@aws-sdk/client-ec2";
 import { attachmentsOf, attachVolume, detachVolume, type AttachmentRow } from "../../store/meta/instances.js";
-import { compileFilters } from "../../domain/filters.js";
+import type { FilterSpec } from "../../domain/filters.js";
 import { newId, requestedIds } from "../../domain/ids.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { zonesOf } from "../../domain/regions.js";
 import { transition } from "../../domain/transitions.js";
-import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
-import { deleteVolume, getVolume, insertVolume, listVolumes, type VolumeRow } from "../../store/meta/volumes.js";
+import { deleteVolume, getVolume, insertVolume, listVolumes, newVolumeRow, type VolumeRow } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { checkSnapshotId, checkVolumeId, instancesOf, snapshotNotFound, volumeNotFound, volumeOf } from "./lookups.js";
-import { requireIds } from "./listing.js";
+import { checkDescribe, describePage, withTags } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
 
@@ -57,7 +55,7 @@ const attachmentOf = (a: AttachmentRow, state: VolumeAttachment["State"] = "atta
 /** A volume attached to an instance is in-use, whatever its own row says. */
 const stateOf = (d: Described) => (d.attachment && d.row.state === "available" ? "in-use" : d.row.state);
 
-const FILTERS = {
+const FILTERS: FilterSpec<Described> = {
   fields: {
     "availability-zone": (v: Described) => v.row.availability_zone,
     "create-time": (v: Described) => v.row.create_time,
@@ -77,6 +75,8 @@ const FILTERS = {
   },
   tags: (v: Described) => v.tags,
 };
+
+const LISTING = { filters: FILTERS, bounds: { min: 5, max: 500 }, checkId: checkVolumeId, idsParameter: "volumeSet" };
 
 export function toVolume(described: Described): Volume {
   const { row, tags, attachment } = described;
@@ -123,7 +123,7 @@ async function plan(ctx: ActionContext, input: CreateVolumeRequest): Promise<{ r
   const tags = tagSpecificationsFor(input.TagSpecifications, ["volume"]).get("volume") ?? [];
   const now = Date.now();
   return {
-    row: {
+    row: newVolumeRow({
       account_id: ctx.accountId,
       region: ctx.region,
       volume_id: newId("vol"),
@@ -139,7 +139,7 @@ async function plan(ctx: ActionContext, input: CreateVolumeRequest): Promise<{ r
       multi_attach_enabled: input.MultiAttachEnabled ? 1 : 0,
       create_time: new Date(now).toISOString(),
       client_token: input.ClientToken ?? null,
-    },
+    }),
     tags,
   };
 }
@@ -205,36 +205,19 @@ export const volumeActions: ActionTable = {
   },
 
   DescribeVolumes: {
-    check(_ctx, input: DescribeVolumesRequest) {
-      input.VolumeIds?.forEach(checkVolumeId);
-      if (input.VolumeIds?.length && input.MaxResults !== undefined) {
-        throw new ApiError("InvalidParameterCombination", "The parameter volumeSet cannot be used with the parameter maxResults");
-      }
-      pageSize(input.MaxResults, { min: 5, max: 500 });
-      compileFilters(input.Filters, FILTERS);
-    },
+    check: (_ctx, input: DescribeVolumesRequest) => checkDescribe(input, input.VolumeIds, LISTING),
     async run(ctx, input: DescribeVolumesRequest): Promise<DescribeVolumesResult> {
-      const ids = requestedIds(input.VolumeIds);
-      const limit = pageSize(input.MaxResults, { min: 5, max: 500 });
-      const after = decodeNextToken(input.NextToken, 1)?.[0];
-      const rows = await listVolumes(ctx.meta.db, ctx, { ids, after });
-      requireIds(ids, rows, (r) => r.volume_id, volumeNotFound);
-      const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.volume_id));
-      const attachments = new Map((await attachmentsOf(ctx.meta.db, { volumeIds: rows.map((r) => r.volume_id) })).map((a) => [a.volume_id, a]));
-      const matches = compileFilters(input.Filters, FILTERS);
-      const page: Volume[] = [];
-      let nextToken: string | undefined;
-      for (const row of rows) {
-        await yieldToLoop();
-        const described = { row, tags: tags.get(row.volume_id) ?? new Map<string, string>(), attachment: attachments.get(row.volume_id) };
-        if (!matches(described)) continue;
-        if (limit !== undefined && page.length === limit) {
-          nextToken = encodeNextToken([page[page.length - 1]!.VolumeId!]);
-          break;
-        }
-        page.push(toVolume(described));
-      }
-      return { Volumes: page, NextToken: nextToken };
+      const { page, nextToken } = await describePage(input, requestedIds(input.VolumeIds), LISTING, {
+        read: (q) => listVolumes(ctx.meta.db, ctx, q),
+        idOf: (row) => row.volume_id,
+        async describe(rows) {
+          const tagged = await withTags(ctx, (row: VolumeRow) => row.volume_id)(rows);
+          const attachments = new Map((await attachmentsOf(ctx.meta.db, { volumeIds: rows.map((r) => r.volume_id) })).map((a) => [a.volume_id, a]));
+          return tagged.map((t) => ({ ...t, attachment: attachments.get(t.row.volume_id) }));
+        },
+        notFound: volumeNotFound,
+      });
+      return { Volumes: page.map(toVolume), NextToken: nextToken };
     },
   },
 
