@@ -28,10 +28,10 @@ const strip = (node) => {
 
 const out = join(here, "..", "model");
 writeFileSync(join(out, "ec2-2016-11-15.json.gz"), gzipSync(JSON.stringify(strip(model)), { level: 9 }));
-writeFileSync(join(out, "MODEL.json"), JSON.stringify({
+writeFileSync(join(out, "MODEL.json"), `${JSON.stringify({
   source: "botocore data/ec2/2016-11-15/service-2.json.gz",
   botocoreVersion,
   operations: Object.keys(model.operations).length,
   shapes: Object.keys(model.shapes).length,
-}, null, 2) + "\n");
+}, null, 2)}\n`);
 console.log(`model: botocore ${botocoreVersion}, ${Object.keys(model.operations).length} operations`);

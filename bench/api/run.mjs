@@ -149,7 +149,7 @@ async function main() {
   if (results.some((r) => r.non2xx > 0)) console.log("\nsome requests failed: these figures are not comparable");
 
   if (args.json) {
-    writeFileSync(args.json, JSON.stringify({ date: new Date().toISOString(), durationSeconds: DURATION, results, ratios }, null, 2) + "\n");
+    writeFileSync(args.json, `${JSON.stringify({ date: new Date().toISOString(), durationSeconds: DURATION, results, ratios }, null, 2)}\n`);
     console.log(`\nwrote ${args.json}`);
   }
 }

@@ -86,7 +86,10 @@ function u32(value: number): Buffer {
 /** The archive's bytes, produced as the blocks are; `onDigest` gets the closing digest. */
 export async function* writeArchive(manifest: ArchiveManifest, blocks: AsyncIterable<ArchivedBlock>, onDigest?: (digest: Buffer) => void): AsyncGenerator<Buffer> {
   const digest = createHash("sha256");
-  const emit = (part: Buffer) => (digest.update(part), part);
+  const emit = (part: Buffer) => {
+    digest.update(part);
+    return part;
+  };
   const json = Buffer.from(JSON.stringify(manifest), "utf8");
   yield emit(Buffer.concat([MAGIC, u32(ARCHIVE_VERSION), u32(json.length), json]));
   for await (const block of blocks) {
@@ -166,7 +169,7 @@ export async function readManifest(source: AsyncIterable<Buffer>): Promise<Archi
 
 async function readHead(reader: ByteReader, digest: Hash): Promise<{ manifest: ArchiveManifest }> {
   const head = await reader.read(16);
-  if (!head || !head.subarray(0, 8).equals(MAGIC)) throw new ArchiveError("the object is not a Kiln image archive");
+  if (!head?.subarray(0, 8).equals(MAGIC)) throw new ArchiveError("the object is not a Kiln image archive");
   const version = head.readUInt32BE(8);
   if (version !== ARCHIVE_VERSION) throw new ArchiveError(`the archive is version ${version}; this Kiln reads version ${ARCHIVE_VERSION}`);
   const length = head.readUInt32BE(12);

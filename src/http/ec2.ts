@@ -74,7 +74,7 @@ export function ec2Endpoint(deps: {
   }
 
   function actionName(params: ParamObject, xmlRoot: string | undefined): string {
-    const action = params.Action ?? (xmlRoot && xmlRoot.replace(/Request$/, ""));
+    const action = params.Action ?? (xmlRoot?.replace(/Request$/, ""));
     if (action === undefined || action === "") throw new ApiError("MissingAction", "The request must contain the parameter Action.");
     if (typeof action !== "string") throw new ApiError("InvalidAction", "The parameter Action must be a string.");
     return action;

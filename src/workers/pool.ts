@@ -122,7 +122,10 @@ export class BufferSlots {
 
   give(slot: Buffer): void {
     const next = this.waiting.shift();
-    if (next) return next(slot);
+    if (next) {
+      next(slot);
+      return;
+    }
     this.out--;
     if (this.free.length < this.options.keep) this.free.push(slot);
     // A busy pool keeps its slots (fresh ones would cost a page fault per 4 KiB as they are

@@ -21,12 +21,14 @@ export interface ActionContext {
  * An action's handlers. `check` and `run` are function-typed members (not methods), so a handler
  * written for another action's request type is a compile error, not a silent any.
  */
+// biome-ignore lint/suspicious/noExplicitAny: the dispatcher holds every action in one map, whatever its shapes.
 export interface Action<Input = any, Output = any, Checked = any> {
   /**
    * Checks that must pass even when DryRun is set (DryRun then answers DryRunOperation). What it
    * returns (a validated plan, say) is handed to `run`, so the work is not done twice.
    */
   check?: (ctx: ActionContext, input: Input) => Promise<Checked> | Checked;
+  // biome-ignore lint/suspicious/noConfusingVoidType: an action with an empty result may return nothing.
   run: (ctx: ActionContext, input: Input, checked: Checked) => Promise<Output | void> | Output | void;
   /**
    * EC2's own error for a parameter the model's bounds refuse (e.g. a too-short AMI name), by
@@ -39,7 +41,7 @@ export interface Action<Input = any, Output = any, Checked = any> {
 // model generates (its command classes carry both): Kiln writes none of them by hand.
 type Ec2Client = typeof Ec2;
 type CommandOf<Name extends string> = Ec2Client[`${Name}Command` & keyof Ec2Client];
-type CommandInstance<Name extends string> = CommandOf<Name> extends abstract new (...args: any) => infer Command ? Command : never;
+type CommandInstance<Name extends string> = CommandOf<Name> extends abstract new (...args: never) => infer Command ? Command : never;
 
 /** The EC2 actions of the model, by name (DescribeImages, ...). */
 export type Ec2ActionName = { [Key in keyof Ec2Client]: Key extends `${infer Name}Command` ? Name : never }[keyof Ec2Client];
@@ -47,7 +49,7 @@ export type Ec2ActionName = { [Key in keyof Ec2Client]: Key extends `${infer Nam
 export type Ec2Request<Name extends Ec2ActionName> = CommandInstance<Name> extends { input: infer Request } ? Request : never;
 /** An action's result as the model defines it (without the client's response metadata). */
 export type Ec2Result<Name extends Ec2ActionName> =
-  CommandInstance<Name> extends { resolveMiddleware(...args: any): (...args: any) => Promise<{ output: infer Result }> } ? Omit<Result, "$metadata"> : never;
+  CommandInstance<Name> extends { resolveMiddleware(...args: never): (...args: never) => Promise<{ output: infer Result }> } ? Omit<Result, "$metadata"> : never;
 
 /**
  * A family of EC2 actions: each entry's handlers take that action's request and answer its

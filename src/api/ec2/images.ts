@@ -2,12 +2,10 @@
 // mappings over snapshots; who may see it is its owner, everyone when public, and the accounts
 // its launch permissions name.
 import type {
-  BlockDeviceMapping,
   DeregisterImageRequest,
   DeregisterImageResult,
   DescribeImagesRequest,
   DescribeImagesResult,
-  Image,
   RegisterImageRequest,
   RegisterImageResult,
 } from "@aws-sdk/client-ec2";
@@ -31,7 +29,7 @@ async function planRegistration(ctx: ActionContext, input: RegisterImageRequest)
   if (!input.RootDeviceName) throw new ApiError("MissingParameter", "The request must contain the parameter rootDeviceName");
   const devices = await blockDevicesFrom(ctx, input.BlockDeviceMappings);
   const root = devices.find((d) => d.device_name === input.RootDeviceName);
-  if (!root || !root.snapshot_id) {
+  if (!root?.snapshot_id) {
     throw new ApiError("InvalidBlockDeviceMapping", `The root device ${input.RootDeviceName} must be mapped to an EBS snapshot.`);
   }
   const tags = tagSpecificationsFor(input.TagSpecifications, ["image"]).get("image") ?? [];

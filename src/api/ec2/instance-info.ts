@@ -37,7 +37,7 @@ import { STATE_CODES } from "./instance-states.js";
 import { groupsById, instancesOf } from "./lookups.js";
 import { checkListing, listPage, type Tagged } from "./listing.js";
 import { instanceInterfaces, primaryInterface } from "./instance-network.js";
-import type { InstanceRecord, InstanceRow, InstanceSettings } from "../../store/meta/instances.js";
+import type { InstanceRecord, InstanceSettings } from "../../store/meta/instances.js";
 
 const TYPE_FILTERS = {
   fields: {

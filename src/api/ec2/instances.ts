@@ -19,7 +19,7 @@ import type { FilterSpec } from "../../domain/filters.js";
 import { newId, requestedIds, uniqueIds } from "../../domain/ids.js";
 import { instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
-import { schedule, transition } from "../../domain/transitions.js";
+import { schedule } from "../../domain/transitions.js";
 import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { BlockDeviceRow } from "../../store/meta/images.js";

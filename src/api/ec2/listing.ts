@@ -35,7 +35,7 @@ export interface ListingRules<Described> {
 }
 
 export function checkDescribe<Described>(input: ListingInput, ids: readonly string[] | undefined, rules: ListingRules<Described>): void {
-  if (rules.checkId) ids?.forEach((id) => rules.checkId!(id));
+  if (rules.checkId) for (const id of ids ?? []) rules.checkId(id);
   if (rules.idsParameter && ids?.length && input.MaxResults !== undefined) {
     throw new ApiError("InvalidParameterCombination", `The parameter ${rules.idsParameter} cannot be used with the parameter maxResults`);
   }

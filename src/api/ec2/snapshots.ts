@@ -8,7 +8,6 @@ import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 import type { FilterSpec } from "../../domain/filters.js";
 import { ApiError } from "../../protocol/errors.js";
 import { deleteSnapshot, getSnapshot, insertSnapshotOfVolume, listSnapshots, newSnapshotRow, type SnapshotRow } from "../../store/meta/snapshots.js";
-import { tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { checkSnapshotId, snapshotNotFound, volumeOf } from "./lookups.js";
 import { checkDescribe, describePage, withTags } from "./listing.js";

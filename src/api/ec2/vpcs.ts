@@ -67,7 +67,7 @@ async function tagNew(ctx: ActionContext, id: string, type: string, tags: { key:
 const arn = (ctx: ActionContext, kind: string, id: string) => `arn:aws:ec2:${ctx.region}:${ctx.accountId}:${kind}/${id}`;
 const zoneIdOf = (ctx: ActionContext, zone: string) => zonesOf(ctx.region).find((z) => z.zoneName === zone)?.zoneId;
 
-function toVpc(ctx: ActionContext, { row, tags }: Tagged<VpcRow>): Vpc {
+function toVpc(_ctx: ActionContext, { row, tags }: Tagged<VpcRow>): Vpc {
   return {
     VpcId: row.vpc_id,
     OwnerId: row.account_id,

@@ -49,7 +49,10 @@ const ROUTES: Route[] = [
   { action: "ListObjects", target: "bucket", method: "GET", handle: listObjectsV1 },
   { action: "CreateBucket", target: "bucket", method: "PUT", handle: putBucket },
   { action: "HeadBucket", target: "bucket", method: "HEAD", handle: async (req) => ({ headers: { "x-amz-bucket-region": (await headBucket(req.ctx, req.bucket)).region } }) },
-  { action: "DeleteBucket", target: "bucket", method: "DELETE", handle: async (req) => (await removeBucket(req.ctx, req.bucket), { status: 204 }) },
+  { action: "DeleteBucket", target: "bucket", method: "DELETE", handle: async (req) => {
+      await removeBucket(req.ctx, req.bucket);
+      return { status: 204 };
+    } },
   { action: "DeleteObjects", target: "bucket", method: "POST", subresource: "delete", handle: deleteObjects },
   { action: "GetObjectTagging", target: "object", method: "GET", subresource: "tagging", handle: getObjectTagging },
   { action: "PutObjectTagging", target: "object", method: "PUT", subresource: "tagging", handle: putObjectTagging },

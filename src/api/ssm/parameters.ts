@@ -282,7 +282,7 @@ async function getParametersByPath(ctx: SsmContext, input: Json) {
   const matches = (p: Parameter & { KeyId?: string }) => filters.every((f) => (f.Values ?? []).includes(f.Key === "Type" ? p.Type : (p.KeyId ?? "")));
   const size = maxResults(input, 10);
   const token = member<string>(input, "NextToken", "string");
-  if (path === "/aws/service" || isPublic(path + "/")) {
+  if (path === "/aws/service" || isPublic(`${path}/`)) {
     const names = publicNames(ctx.catalogue);
     const { items, next } = await pageOf(
       async (after, limit) => {

@@ -151,8 +151,11 @@ async function readPiece(source: ByteSource, piece: Piece): Promise<Extent> {
     const inflated = source
       .read(unit.host, end - unit.host)
       .then((bytes) => inflateRun(run, bytes))
-      .then(({ parts, release }) => (releases.push(release), parts));
-    run.forEach((_, k) => parts.push(inflated.then((outputs) => outputs[k]!)));
+      .then(({ parts, release }) => {
+        releases.push(release);
+        return parts;
+      });
+    for (let k = 0; k < run.length; k++) parts.push(inflated.then((outputs) => outputs[k]!));
     i = j;
   }
   // Every part is awaited below; until then a failure must not surface as an unhandled rejection.

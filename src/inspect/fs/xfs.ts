@@ -440,7 +440,8 @@ class XfsReader implements FileSystem {
       const got = pieces.reduce((sum, piece) => sum + piece.length, 0);
       if (got === 0) continue;
       if (got !== dirBlockSize) throw bad(`directory ${dir.ino} block ${first} is partly unmapped`);
-      if ((budget.bytes -= got) < 0) throw bad(`a lookup scans more than ${LOOKUP_BYTES} bytes of directories`);
+      budget.bytes -= got;
+      if (budget.bytes < 0) throw bad(`a lookup scans more than ${LOOKUP_BYTES} bytes of directories`);
       const found = await this.scanDataBlock(dir, first, pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces), singleBlock, name);
       if (found !== undefined) return found;
     }

@@ -181,7 +181,7 @@ function writeValue(open: string, close: string, shape: Shape, value: unknown, x
       xml += open;
       for (const [key, entry] of Object.entries(value as Record<string, unknown>)) {
         xml += `<item><${shape.key.xmlName}>${escapeXml(key)}</${shape.key.xmlName}>`;
-        xml = writeValue(`<${shape.value.xmlName}>`, `</${shape.value.xmlName}>`, shape.value.shape, entry, xml) + "</item>";
+        xml = `${writeValue(`<${shape.value.xmlName}>`, `</${shape.value.xmlName}>`, shape.value.shape, entry, xml)}</item>`;
       }
       return xml + close;
     case "string":

@@ -46,8 +46,12 @@ export async function writeDiskToSnapshot(
     let copied!: () => void;
     const copiedOrFailed = new Promise<void>((resolve) => (copied = resolve));
     const put = chunks.put(block, copied).then(
-      (chunk) => void rows.push({ block_index: index, chunk }),
-      (error: unknown) => void (failure ??= error),
+      (chunk) => {
+        rows.push({ block_index: index, chunk });
+      },
+      (error: unknown) => {
+        failure ??= error;
+      },
     );
     const tracked = put.finally(() => {
       inFlight.delete(tracked);

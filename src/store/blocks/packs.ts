@@ -9,7 +9,7 @@
 // slots, which collection reclaims. Slots are written with O_DIRECT where the file system allows
 // it: a chunk is seldom read soon after, so a copy through the page cache is pure cost.
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
+import { constants, type Dir } from "node:fs";
 import { mkdir, open, opendir, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { MetaDb } from "../meta/database.js";
@@ -236,7 +236,7 @@ export interface PackFile {
 
 /** Every pack file under `root`. */
 export async function* packFiles(root: string): AsyncGenerator<PackFile> {
-  let dir;
+  let dir: Dir;
   try {
     dir = await opendir(root);
   } catch {

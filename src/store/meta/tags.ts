@@ -154,7 +154,10 @@ export async function tagsOf(db: MetaDb, scope: Scope, resourceIds: readonly str
   );
   for (const row of rows) {
     let tags = byResource.get(row.resource_id);
-    if (!tags) byResource.set(row.resource_id, (tags = new Map()));
+    if (!tags) {
+      tags = new Map();
+      byResource.set(row.resource_id, tags);
+    }
     tags.set(row.key, row.value);
   }
   return byResource;

@@ -45,7 +45,10 @@ export async function openRandomOver(holds: BlobHolds, access: BlobAccess, parts
   const size = parts.reduce((sum, p) => sum + p.size, 0);
   const readerOf = (id: string) => {
     let reader = readers.get(id);
-    if (!reader) readers.set(id, (reader = access.open(id)));
+    if (!reader) {
+      reader = access.open(id);
+      readers.set(id, reader);
+    }
     return reader;
   };
   let closed = false;
