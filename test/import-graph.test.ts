@@ -45,6 +45,29 @@ function circles(graph: Map<string, string[]>): string[][] {
   return found;
 }
 
+/** Imports that break docs/architecture.md's layer rules, each with the rule it breaks. */
+function layerCrossings(graph: Map<string, string[]>): string[] {
+  // What each layer never imports, by path under src/.
+  const rules: { from: RegExp; to: RegExp; why: string }[] = [
+    { from: /^(?!http\/|app\.ts$|cli\/)/, to: /^(http|cli)\/|^app\.ts$/, why: "only the entry points import the front doors" },
+    { from: /^(tasks|store|formats|inspect|workers|protocol|domain|auth)\//, to: /^api\//, why: "nothing below the actions imports them" },
+    { from: /^(store|formats|inspect|workers|protocol|domain|auth)\//, to: /^tasks\//, why: "nothing below the tasks imports them" },
+    { from: /^(formats|inspect|protocol|domain|auth)\//, to: /^store\//, why: "bytes, wire and rules do not reach the store" },
+  ];
+  const serviceOf = (path: string) => /^api\/([^/]+)\//.exec(path)?.[1];
+  const crossings: string[] = [];
+  for (const [file, targets] of graph) {
+    const from = relative(SRC, file);
+    for (const to of targets.map((target) => relative(SRC, target))) {
+      for (const rule of rules) if (rule.from.test(from) && rule.to.test(to)) crossings.push(`${from} → ${to}: ${rule.why}`);
+      // EC2 may use S3's buckets and SSM's parameters; the other services use no other's actions.
+      const [mine, theirs] = [serviceOf(from), serviceOf(to)];
+      if (mine && theirs && mine !== theirs && mine !== "ec2") crossings.push(`${from} → ${to}: a service other than EC2 uses no other service's actions`);
+    }
+  }
+  return crossings;
+}
+
 const shown = (files: string[]) => files.map((f) => relative(SRC, f)).join(" → ");
 
 describe("the source tree's imports", () => {
@@ -64,6 +87,22 @@ describe("the source tree's imports", () => {
     assert.ok(actionFiles.length >= 15, `only ${actionFiles.length} action files found`);
     const crossings = actionFiles.flatMap((file) => (graph.get(file) ?? []).filter((target) => actionFiles.includes(target)).map((target) => shown([file, target])));
     assert.deepEqual(crossings, []);
+  });
+
+  it("keeps each layer from importing the layers above it (docs/architecture.md, Layers)", () => {
+    assert.deepEqual(layerCrossings(graph), []);
+  });
+
+  it("finds a layer crossing when there is one (the check itself)", () => {
+    const fake = new Map([
+      [join(SRC, "store/meta/a.ts"), [join(SRC, "api/ec2/b.ts")]],
+      [join(SRC, "api/ssm/c.ts"), [join(SRC, "api/s3/d.ts")]],
+      [join(SRC, "api/ec2/e.ts"), [join(SRC, "api/s3/d.ts")]],
+    ]);
+    assert.deepEqual(layerCrossings(fake), [
+      "store/meta/a.ts → api/ec2/b.ts: nothing below the actions imports them",
+      "api/ssm/c.ts → api/s3/d.ts: a service other than EC2 uses no other service's actions",
+    ]);
   });
 
   it("finds a circle when there is one (the check itself)", () => {
