@@ -1,14 +1,13 @@
 // What import and export tasks share on the wire: starting one (the user's record and the
 // durable work, written together), listing an account's tasks page by page, and cancelling one.
 import type { Tag } from "@aws-sdk/client-ec2";
-import { compileFilters, type FilterInput } from "../../domain/filters.js";
 import { requestedIds } from "../../domain/ids.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
 import { conversionTasksOf, getConversionTask, insertConversionTask, updateConversionTask, type ConversionKind, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import { insertTask } from "../../store/meta/tasks.js";
 import type { ActionContext } from "./action.js";
+import { describePage, taggedFilters, withTags, type ListingInput } from "./listing.js";
 import { TAG_LIMITS } from "./tag-specifications.js";
 
 export type Tags = ReadonlyMap<string, string> | undefined;
@@ -58,41 +57,31 @@ export async function startConversionTask(
   return row;
 }
 
+/** The rules of a Describe*Tasks request: `task-state` and tag filters, pages of up to `maxPage`. */
+export const taskListing = (maxPage: number) => ({
+  filters: taggedFilters<ConversionTaskRow>({ "task-state": (t) => t.row.status }),
+  bounds: { min: 1, max: maxPage },
+});
+
 /**
  * One page of an account's tasks of a kind: by id (every id must exist) or all of them (ended
  * ones only within `retentionMs`, when given), filtered by `task-state` and tags.
  */
 export async function describeConversionTasks<T>(
   ctx: ActionContext,
-  query: {
-    kind: ConversionKind;
-    noun: string;
-    ids: readonly string[] | undefined;
-    filters: readonly FilterInput[] | undefined;
-    maxResults: number | undefined;
-    nextToken: string | undefined;
-    maxPage: number;
-    retentionMs?: number;
-  },
+  query: { kind: ConversionKind; noun: string; ids: readonly string[] | undefined; input: ListingInput; maxPage: number; retentionMs?: number },
   toTask: (row: ConversionTaskRow, tags: Tags) => T,
 ): Promise<{ tasks: T[]; nextToken?: string }> {
-  const limit = pageSize(query.maxResults, { min: 1, max: query.maxPage });
-  const after = decodeNextToken(query.nextToken, 1)?.[0];
   const ids = requestedIds(query.ids);
-  let rows = await conversionTasksOf(ctx.meta.db, ctx, query.kind, { ids, after });
-  if (ids) {
-    const found = new Set(rows.map((r) => r.task_id));
-    const missing = ids.find((id) => !found.has(id));
-    if (missing && after === undefined) throw new ApiError("InvalidConversionTaskId", `The ${query.noun} task ID '${missing}' does not exist`);
-  } else if (query.retentionMs !== undefined) {
-    const since = new Date(Date.now() - query.retentionMs).toISOString();
-    rows = rows.filter((r) => r.status === "active" || r.status === "deleting" || r.updated >= since);
-  }
-  const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.task_id));
-  rows = rows.filter(compileFilters(query.filters, { fields: { "task-state": (r: ConversionTaskRow) => r.status }, tags: (r: ConversionTaskRow) => tags.get(r.task_id) }));
-  const page = limit === undefined ? rows : rows.slice(0, limit);
-  const more = limit !== undefined && rows.length > limit;
-  return { tasks: page.map((row) => toTask(row, tags.get(row.task_id))), nextToken: more ? encodeNextToken([page[page.length - 1]!.task_id]) : undefined };
+  const since = ids === undefined && query.retentionMs !== undefined ? new Date(Date.now() - query.retentionMs).toISOString() : undefined;
+  const shown = (row: ConversionTaskRow) => since === undefined || row.status === "active" || row.status === "deleting" || row.updated >= since;
+  const { page, nextToken } = await describePage(query.input, ids, taskListing(query.maxPage), {
+    read: (q) => conversionTasksOf(ctx.meta.db, ctx, query.kind, q),
+    idOf: (row) => row.task_id,
+    describe: async (rows) => (await withTags(ctx, (row: ConversionTaskRow) => row.task_id)(rows)).map((t) => (shown(t.row) ? t : undefined)),
+    notFound: (missing) => new ApiError("InvalidConversionTaskId", `The ${query.noun} task ID '${missing[0]}' does not exist`),
+  });
+  return { tasks: page.map((t) => toTask(t.row, t.tags.size ? t.tags : undefined)), nextToken };
 }
 
 /** Ids of a Describe*Tasks request must all have the kind's form. */

@@ -9,14 +9,14 @@ import type {
   ExportImageTask,
 } from "@aws-sdk/client-ec2";
 import { newId } from "../../domain/ids.js";
-import { pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
 import { conversionTaskByToken, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
 import { snapshotById } from "../../store/meta/snapshots.js";
 import { EXPORT_IMAGE_TASK, EXPORT_WRITERS, exportDetailsOf, type ExportDetails, type ExportFormat } from "../../tasks/export-image.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { bucketFor, ownImage } from "./lookups.js";
-import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, type Tags } from "./conversion-tasks.js";
+import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, taskListing, type Tags } from "./conversion-tasks.js";
+import { checkDescribe } from "./listing.js";
 import { tagSpecificationsFor } from "./tag-specifications.js";
 
 const GIB = 1024 ** 3;
@@ -93,12 +93,12 @@ export const exportActions: ActionTable = {
   DescribeExportImageTasks: {
     check(_ctx, input: DescribeExportImageTasksRequest) {
       checkTaskIds(input.ExportImageTaskIds, TASK_ID, '"export-ami-..."');
-      pageSize(input.MaxResults, { min: 1, max: MAX_PAGE });
+      checkDescribe(input, input.ExportImageTaskIds, taskListing(MAX_PAGE));
     },
     async run(ctx, input: DescribeExportImageTasksRequest): Promise<DescribeExportImageTasksResult> {
       const { tasks, nextToken } = await describeConversionTasks(
         ctx,
-        { kind: EXPORT_IMAGE_TASK, noun: "export", ids: input.ExportImageTaskIds, filters: input.Filters, maxResults: input.MaxResults, nextToken: input.NextToken, maxPage: MAX_PAGE },
+        { kind: EXPORT_IMAGE_TASK, noun: "export", ids: input.ExportImageTaskIds, input, maxPage: MAX_PAGE },
         toExportTask,
       );
       return { ExportImageTasks: tasks, NextToken: nextToken };

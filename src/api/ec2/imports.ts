@@ -18,7 +18,6 @@ import type {
 } from "@aws-sdk/client-ec2";
 import type { FilterInput } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
-import { pageSize } from "../../domain/pagination.js";
 import { IMPORT_FORMATS, type ImportFormat } from "../../formats/disk/open.js";
 import { percentDecoded } from "../../protocol/percent.js";
 import { ApiError } from "../../protocol/errors.js";
@@ -27,7 +26,8 @@ import { getObject } from "../../store/meta/objects.js";
 import { detailsOf, IMPORT_IMAGE_TASK, IMPORT_SNAPSHOT_TASK, type DiskSource, type ImportDetails } from "../../tasks/import-disks.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { bucketFor } from "./lookups.js";
-import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, type Tags } from "./conversion-tasks.js";
+import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, taskListing, type Tags } from "./conversion-tasks.js";
+import { checkDescribe } from "./listing.js";
 import { tagSpecificationsFor } from "./tag-specifications.js";
 
 /** AWS lists import tasks for about a week after they end. */
@@ -245,7 +245,7 @@ const describeImports = <T>(
 ) =>
   describeConversionTasks(
     ctx,
-    { kind, noun: "import", ids: input.ImportTaskIds, filters: input.Filters, maxResults: input.MaxResults, nextToken: input.NextToken, maxPage: MAX_PAGE, retentionMs: ENDED_RETENTION_MS },
+    { kind, noun: "import", ids: input.ImportTaskIds, input, maxPage: MAX_PAGE, retentionMs: ENDED_RETENTION_MS },
     toTask,
   );
 
@@ -269,7 +269,7 @@ export const importActions: ActionTable = {
   DescribeImportImageTasks: {
     check(_ctx, input: DescribeImportImageTasksRequest) {
       checkTaskIds(input.ImportTaskIds, IMAGE_TASK_ID, '"import-ami-..."');
-      pageSize(input.MaxResults, { min: 1, max: MAX_PAGE });
+      checkDescribe(input, input.ImportTaskIds, taskListing(MAX_PAGE));
     },
     async run(ctx, input: DescribeImportImageTasksRequest): Promise<DescribeImportImageTasksResult> {
       const { tasks, nextToken } = await describeImports(ctx, IMPORT_IMAGE_TASK, input, toImportImageTask);
@@ -280,7 +280,7 @@ export const importActions: ActionTable = {
   DescribeImportSnapshotTasks: {
     check(_ctx, input: DescribeImportSnapshotTasksRequest) {
       checkTaskIds(input.ImportTaskIds, SNAPSHOT_TASK_ID, '"import-snap-..."');
-      pageSize(input.MaxResults, { min: 1, max: MAX_PAGE });
+      checkDescribe(input, input.ImportTaskIds, taskListing(MAX_PAGE));
     },
     async run(ctx, input: DescribeImportSnapshotTasksRequest): Promise<DescribeImportSnapshotTasksResult> {
       const { tasks, nextToken } = await describeImports(ctx, IMPORT_SNAPSHOT_TASK, input, toImportSnapshotTask);

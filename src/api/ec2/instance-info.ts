@@ -23,10 +23,8 @@ import type {
   InstanceAttribute,
   InstanceTypeInfo as InstanceTypeOutput,
 } from "@aws-sdk/client-ec2";
-import { compileFilters } from "../../domain/filters.js";
-import { uniqueIds } from "../../domain/ids.js";
+import { requestedIds, uniqueIds } from "../../domain/ids.js";
 import { INSTANCE_TYPES, instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ApiError } from "../../protocol/errors.js";
 import { atomically } from "../../store/meta/database.js";
 import { attachmentsOf, listInstances, setDeleteOnTermination, updateInstance } from "../../store/meta/instances.js";
@@ -34,8 +32,8 @@ import { zonesOf } from "../../domain/regions.js";
 import { setInterfaceGroups, setSourceDestCheck } from "../../store/meta/network.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { STATE_CODES } from "./instance-states.js";
-import { groupsById, instancesOf } from "./lookups.js";
-import { checkListing, listPage, type Tagged } from "./listing.js";
+import { groupsById, instanceNotFound, instancesOf } from "./lookups.js";
+import { checkDescribe, checkListing, describePage, listPage, rowsInHand, type Tagged } from "./listing.js";
 import { instanceInterfaces, primaryInterface } from "./instance-network.js";
 import type { InstanceRecord, InstanceSettings } from "../../store/meta/instances.js";
 
@@ -51,6 +49,10 @@ const TYPE_FILTERS = {
     "memory-info.size-in-mib": (t: InstanceTypeInfo) => String(t.memoryMiB),
   },
 };
+
+const TYPE_LISTING = { filters: TYPE_FILTERS, bounds: { min: 5, max: 100 } };
+const TYPES_BY_NAME = [...INSTANCE_TYPES].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+const CREDIT_LISTING = { filters: { fields: {} } };
 
 function toType(t: InstanceTypeInfo): InstanceTypeOutput {
   return {
@@ -86,17 +88,12 @@ export const instanceInfoActions: ActionTable = {
     check(_ctx, input: DescribeInstanceTypesRequest) {
       const unknown = uniqueIds(input.InstanceTypes ?? []).filter((name) => !instanceType(name));
       if (unknown.length) throw unknownTypes(unknown);
-      pageSize(input.MaxResults, { min: 5, max: 100 });
-      compileFilters(input.Filters, TYPE_FILTERS);
+      checkDescribe(input, undefined, TYPE_LISTING);
     },
-    run(_ctx, input: DescribeInstanceTypesRequest): DescribeInstanceTypesResult {
-      const wanted = input.InstanceTypes?.length ? new Set<string>(input.InstanceTypes) : undefined;
-      const matches = compileFilters(input.Filters, TYPE_FILTERS);
-      const limit = pageSize(input.MaxResults, { min: 5, max: 100 });
-      const after = decodeNextToken(input.NextToken, 1)?.[0];
-      const rows = INSTANCE_TYPES.filter((t) => (!wanted || wanted.has(t.name)) && matches(t) && (!after || t.name > after)).sort((a, b) => a.name.localeCompare(b.name));
-      const page = limit === undefined ? rows : rows.slice(0, limit);
-      return { InstanceTypes: page.map(toType), NextToken: limit !== undefined && rows.length > limit ? encodeNextToken([page[page.length - 1]!.name]) : undefined };
+    async run(_ctx, input: DescribeInstanceTypesRequest): Promise<DescribeInstanceTypesResult> {
+      // Every name was checked to exist; an unknown one never reaches here.
+      const { page, nextToken } = await describePage(input, requestedIds(input.InstanceTypes), TYPE_LISTING, rowsInHand(TYPES_BY_NAME, (t) => t.name, async (rows) => rows));
+      return { InstanceTypes: page.map(toType), NextToken: nextToken };
     },
   },
 
@@ -182,18 +179,16 @@ export const instanceInfoActions: ActionTable = {
       if (input.LocationType && !["region", "availability-zone", "availability-zone-id"].includes(input.LocationType)) {
         throw new ApiError("InvalidParameterValue", `Value (${input.LocationType}) for parameter locationType is invalid.`);
       }
-      pageSize(input.MaxResults, { min: 5, max: 1000 });
-      compileFilters(input.Filters, OFFERING_FILTERS);
+      checkDescribe(input, undefined, OFFERING_LISTING);
     },
-    run(ctx, input: DescribeInstanceTypeOfferingsRequest): DescribeInstanceTypeOfferingsResult {
+    async run(ctx, input: DescribeInstanceTypeOfferingsRequest): Promise<DescribeInstanceTypeOfferingsResult> {
       const locationType = input.LocationType ?? "region";
       const locations = locationType === "region" ? [ctx.region] : zonesOf(ctx.region).map((z) => (locationType === "availability-zone" ? z.zoneName : z.zoneId));
-      const matches = compileFilters(input.Filters, OFFERING_FILTERS);
-      const offerings = INSTANCE_TYPES.flatMap((t) => locations.map((location) => ({ InstanceType: t.name as InstanceTypeOffering["InstanceType"], LocationType: locationType as InstanceTypeOffering["LocationType"], Location: location }))).filter(matches);
-      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
-      const start = Number(decodeNextToken(input.NextToken, 1)?.[0] ?? 0);
-      const page = limit === undefined ? offerings : offerings.slice(start, start + limit);
-      return { InstanceTypeOfferings: page, NextToken: limit !== undefined && start + limit < offerings.length ? encodeNextToken([String(start + limit)]) : undefined };
+      const offerings = INSTANCE_TYPES.flatMap((t) => locations.map((location) => ({ InstanceType: t.name as InstanceTypeOffering["InstanceType"], LocationType: locationType as InstanceTypeOffering["LocationType"], Location: location })));
+      // Offerings have no id of their own: a page continues after the last one's place in the list.
+      const places = new Map(offerings.map((offering, i) => [offering, String(i).padStart(8, "0")]));
+      const { page, nextToken } = await describePage(input, undefined, OFFERING_LISTING, rowsInHand(offerings, (o) => places.get(o)!, async (rows) => rows));
+      return { InstanceTypeOfferings: page, NextToken: nextToken };
     },
   },
 
@@ -224,12 +219,20 @@ export const instanceInfoActions: ActionTable = {
   DescribeInstanceCreditSpecifications: {
     async check(ctx, input: DescribeInstanceCreditSpecificationsRequest) {
       if (input.InstanceIds?.length) await instancesOf(ctx, input.InstanceIds);
-      pageSize(input.MaxResults, { min: 5, max: 1000 });
+      checkDescribe(input, input.InstanceIds, CREDIT_LISTING);
     },
     async run(ctx, input: DescribeInstanceCreditSpecificationsRequest): Promise<DescribeInstanceCreditSpecificationsResult> {
-      const records = input.InstanceIds?.length ? await instancesOf(ctx, input.InstanceIds) : await listInstances(ctx.meta.db, ctx);
-      const burstable = records.filter((r) => instanceType(r.row.instance_type)?.burstable && r.state !== "terminated");
-      return { InstanceCreditSpecifications: burstable.map((r) => ({ InstanceId: r.row.instance_id, CpuCredits: r.row.cpu_credits ?? instanceType(r.row.instance_type)!.defaultCredits })) };
+      // Only burstable instances have credits to describe; terminated ones have none.
+      const { page, nextToken } = await describePage(input, requestedIds(input.InstanceIds), CREDIT_LISTING, {
+        read: (q) => listInstances(ctx.meta.db, ctx, q),
+        idOf: (record) => record.row.instance_id,
+        describe: async (records) => records.map((r) => (instanceType(r.row.instance_type)?.burstable && r.state !== "terminated" ? r : undefined)),
+        notFound: instanceNotFound,
+      });
+      return {
+        InstanceCreditSpecifications: page.map((r) => ({ InstanceId: r.row.instance_id, CpuCredits: r.row.cpu_credits ?? instanceType(r.row.instance_type)!.defaultCredits })),
+        NextToken: nextToken,
+      };
     },
   },
 
@@ -357,3 +360,5 @@ const OFFERING_FILTERS = {
     location: (o: InstanceTypeOffering) => o.Location,
   },
 };
+
+const OFFERING_LISTING = { filters: OFFERING_FILTERS };

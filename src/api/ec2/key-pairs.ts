@@ -10,15 +10,14 @@ import type {
   KeyPair,
   KeyPairInfo,
 } from "@aws-sdk/client-ec2";
-import { compileFilters } from "../../domain/filters.js";
 import { newId, requestedIds } from "../../domain/ids.js";
 import { generateKeyPair, importPublicKey } from "../../domain/ssh-keys.js";
 import { ApiError } from "../../protocol/errors.js";
 import { deleteKeyPair, insertKeyPair, listKeyPairs, type KeyPairRow } from "../../store/meta/key-pairs.js";
-import { putTags, tagsOf } from "../../store/meta/tags.js";
+import { putTags } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { keyPairNotFound } from "./lookups.js";
-import { missingIds } from "./listing.js";
+import { checkDescribe, describePage, missingIds, rowsInHand, tagList as describedTags, taggedFilters, withTags } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
 const KEY_PAIR_ID = /^key-([0-9a-f]{8}|[0-9a-f]{17})$/;
@@ -55,13 +54,13 @@ async function saveKeyPair(ctx: ActionContext, name: string, key: { keyType: Key
 
 const tagList = (tags: { key: string; value: string }[]) => (tags.length ? tags.map((t) => ({ Key: t.key, Value: t.value })) : undefined);
 
-const FILTERS = {
-  fields: {
-    "key-pair-id": (row: KeyPairRow) => row.key_pair_id,
-    "key-name": (row: KeyPairRow) => row.key_name,
-    fingerprint: (row: KeyPairRow) => row.fingerprint,
-    "key-type": (row: KeyPairRow) => row.key_type,
-  },
+const KEY_PAIR_LISTING = {
+  filters: taggedFilters<KeyPairRow>({
+    "key-pair-id": (t) => t.row.key_pair_id,
+    "key-name": (t) => t.row.key_name,
+    fingerprint: (t) => t.row.fingerprint,
+    "key-type": (t) => t.row.key_type,
+  }),
 };
 
 export const keyPairActions: ActionTable = {
@@ -98,7 +97,7 @@ export const keyPairActions: ActionTable = {
   DescribeKeyPairs: {
     check(_ctx, input: DescribeKeyPairsRequest) {
       for (const id of input.KeyPairIds ?? []) if (!KEY_PAIR_ID.test(id)) throw keyPairNotFound([id]);
-      compileFilters(input.Filters, { ...FILTERS, tags: () => undefined });
+      checkDescribe(input, undefined, KEY_PAIR_LISTING);
     },
     async run(ctx, input: DescribeKeyPairsRequest): Promise<DescribeKeyPairsResult> {
       const names = requestedIds(input.KeyNames);
@@ -106,17 +105,16 @@ export const keyPairActions: ActionTable = {
       const rows = await listKeyPairs(ctx.meta.db, ctx, { names, ids });
       const missing = [...missingIds(names, rows, (r) => r.key_name), ...missingIds(ids, rows, (r) => r.key_pair_id)];
       if (missing.length) throw keyPairNotFound(missing);
-      const tags = await tagsOf(ctx.meta.db, ctx, rows.map((r) => r.key_pair_id));
-      const matches = compileFilters(input.Filters, { ...FILTERS, tags: (row: KeyPairRow) => tags.get(row.key_pair_id) });
+      const { page } = await describePage(input, undefined, KEY_PAIR_LISTING, rowsInHand(rows, (r) => r.key_pair_id, withTags(ctx, (r: KeyPairRow) => r.key_pair_id)));
       return {
-        KeyPairs: rows.filter(matches).map((row): KeyPairInfo => ({
+        KeyPairs: page.map(({ row, tags }): KeyPairInfo => ({
           KeyPairId: row.key_pair_id,
           KeyName: row.key_name,
           KeyType: row.key_type,
           KeyFingerprint: row.fingerprint,
           PublicKey: input.IncludePublicKey ? row.public_key : undefined,
           CreateTime: new Date(row.create_time),
-          Tags: [...(tags.get(row.key_pair_id) ?? new Map<string, string>())].map(([Key, Value]) => ({ Key, Value })),
+          Tags: describedTags(tags),
         })),
       };
     },

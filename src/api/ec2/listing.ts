@@ -32,12 +32,14 @@ export interface ListingRules<Described> {
   checkId?: (id: string) => unknown;
   /** The id list's name on the wire (`imagesSet`): EC2 refuses it with MaxResults. */
   idsParameter?: string;
+  /** MaxResults' name as EC2's message gives it (`maxResults` unless said). */
+  maxResultsParameter?: string;
 }
 
 export function checkDescribe<Described>(input: ListingInput, ids: readonly string[] | undefined, rules: ListingRules<Described>): void {
   if (rules.checkId) for (const id of ids ?? []) rules.checkId(id);
   if (rules.idsParameter && ids?.length && input.MaxResults !== undefined) {
-    throw new ApiError("InvalidParameterCombination", `The parameter ${rules.idsParameter} cannot be used with the parameter maxResults`);
+    throw new ApiError("InvalidParameterCombination", `The parameter ${rules.idsParameter} cannot be used with the parameter ${rules.maxResultsParameter ?? "maxResults"}`);
   }
   pageSize(input.MaxResults, rules.bounds ?? PAGE_BOUNDS);
   compileFilters(input.Filters, rules.filters);
@@ -55,7 +57,12 @@ export interface RowSource<Row, Described> {
   describe(rows: readonly Row[]): Promise<readonly (Described | undefined)[]>;
   /** The error for requested ids the caller has no row for (each named once). */
   notFound(ids: readonly string[]): Error;
+  /** The most rows one read returns when the request sets no MaxResults (unbounded when unset). */
+  readLimit?: number;
 }
+
+/** Rows described between two asks for a turn of the event loop (asking costs more than a plain row). */
+const ROWS_BETWEEN_TURNS = 16;
 
 /**
  * A page of described rows that the filters keep. Rows are read a batch of one more than the page
@@ -71,7 +78,7 @@ export async function describePage<Row, Described>(
   const limit = pageSize(input.MaxResults, rules.bounds ?? PAGE_BOUNDS);
   const matches = compileFilters(input.Filters, rules.filters);
   // Requested ids are read at once (the request bounds them), so each can be checked.
-  const batch = limit === undefined || ids ? undefined : limit + 1;
+  const batch = ids ? undefined : limit === undefined ? source.readLimit : limit + 1;
   let after = decodeNextToken(input.NextToken, 1)?.[0];
   const page: Described[] = [];
   let lastId: string | undefined;
@@ -80,8 +87,12 @@ export async function describePage<Row, Described>(
     // Requested ids at or before the token's position were on an earlier page, not missing.
     if (ids) requireIds(after === undefined ? ids : ids.filter((id) => id > after!), rows, source.idOf, source.notFound);
     const described = await source.describe(rows);
-    for (const [i, item] of described.entries()) {
-      await yieldToLoop();
+    for (let i = 0; i < described.length; i++) {
+      if (i % ROWS_BETWEEN_TURNS === 0) {
+        const turn = yieldToLoop();
+        if (turn) await turn;
+      }
+      const item = described[i];
       if (item === undefined || !matches(item)) continue;
       if (limit !== undefined && page.length === limit) return { page, nextToken: encodeNextToken([lastId!]) };
       page.push(item);
@@ -92,7 +103,11 @@ export async function describePage<Row, Described>(
   }
 }
 
-/** A RowSource over rows already in hand (in id order): for answers computed, not stored. */
+/**
+ * A RowSource over rows already in hand: for answers computed, or lists short enough to read
+ * whole. A page continues after the row the token names (wherever the list keeps it); a token
+ * whose row is gone continues after the ids that sort before it.
+ */
 export function rowsInHand<Row, Described>(
   rows: readonly Row[],
   idOf: (row: Row) => string,
@@ -102,7 +117,9 @@ export function rowsInHand<Row, Described>(
   return {
     read: async ({ ids, after, limit }) => {
       const wanted = ids && new Set(ids);
-      const kept = rows.filter((row) => (!wanted || wanted.has(idOf(row))) && (after === undefined || idOf(row) > after));
+      const named = after === undefined ? -1 : rows.findIndex((row) => idOf(row) === after);
+      const following = named >= 0 ? rows.slice(named + 1) : rows.filter((row) => after === undefined || idOf(row) > after);
+      const kept = wanted ? following.filter((row) => wanted.has(idOf(row))) : following;
       return limit === undefined ? kept : kept.slice(0, limit);
     },
     idOf,

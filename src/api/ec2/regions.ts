@@ -7,11 +7,11 @@ import type {
   DescribeRegionsResult,
   Region,
 } from "@aws-sdk/client-ec2";
-import { compileFilters } from "../../domain/filters.js";
 import { uniqueIds } from "../../domain/ids.js";
 import { REGIONS, zonesOf } from "../../domain/regions.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { ActionTable } from "./action.js";
+import { checkDescribe, describePage, rowsInHand } from "./listing.js";
 
 const REGION_FILTERS = {
   fields: {
@@ -80,26 +80,29 @@ function zonesMatching(region: string, input: DescribeAvailabilityZonesRequest):
   return zones.filter((z) => byName.includes(z.ZoneName!) || byId.includes(z.ZoneId!));
 }
 
+const REGION_LISTING = { filters: REGION_FILTERS };
+const ZONE_LISTING = { filters: ZONE_FILTERS };
+
 export const regionActions: ActionTable = {
   DescribeRegions: {
     check(_ctx, input: DescribeRegionsRequest) {
       regionsFor(input);
-      compileFilters(input.Filters, REGION_FILTERS);
+      checkDescribe(input, undefined, REGION_LISTING);
     },
-    run(_ctx, input: DescribeRegionsRequest): DescribeRegionsResult {
-      const matches = compileFilters(input.Filters, REGION_FILTERS);
-      return { Regions: regionsFor(input).filter(matches) };
+    async run(_ctx, input: DescribeRegionsRequest): Promise<DescribeRegionsResult> {
+      const { page } = await describePage(input, undefined, REGION_LISTING, rowsInHand(regionsFor(input), (r) => r.RegionName!, async (rows) => rows));
+      return { Regions: page };
     },
   },
 
   DescribeAvailabilityZones: {
     check(ctx, input: DescribeAvailabilityZonesRequest) {
       zonesMatching(ctx.region, input);
-      compileFilters(input.Filters, ZONE_FILTERS);
+      checkDescribe(input, undefined, ZONE_LISTING);
     },
-    run(ctx, input: DescribeAvailabilityZonesRequest): DescribeAvailabilityZonesResult {
-      const matches = compileFilters(input.Filters, ZONE_FILTERS);
-      return { AvailabilityZones: zonesMatching(ctx.region, input).filter(matches) };
+    async run(ctx, input: DescribeAvailabilityZonesRequest): Promise<DescribeAvailabilityZonesResult> {
+      const { page } = await describePage(input, undefined, ZONE_LISTING, rowsInHand(zonesMatching(ctx.region, input), (z) => z.ZoneName!, async (rows) => rows));
+      return { AvailabilityZones: page };
     },
   },
 };

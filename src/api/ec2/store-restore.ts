@@ -11,9 +11,8 @@ import type {
   DescribeStoreImageTasksResult,
   StoreImageTaskResult,
 } from "@aws-sdk/client-ec2";
-import { compileFilters } from "../../domain/filters.js";
+import type { FilterSpec } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
 import { ArchiveError, readManifest, type ArchiveManifest } from "../../formats/image-archive.js";
 import { ApiError } from "../../protocol/errors.js";
 import { imageByName, launchPermissions, newBlockDeviceRow, newImageRow, type ImageRow } from "../../store/meta/images.js";
@@ -26,6 +25,7 @@ import { STORE_TASK, type StoreParams } from "../../tasks/store-image.js";
 import { checkTags } from "../s3/object-attributes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { insertNewImage } from "./image-records.js";
+import { checkDescribe, describePage, rowsInHand } from "./listing.js";
 import { bucketFor, checkImageName, malformedName, visibleImage } from "./lookups.js";
 import { tagSpecificationsFor } from "./tag-specifications.js";
 
@@ -105,12 +105,14 @@ function restoredImage(ctx: ActionContext, imageId: string, name: string, manife
   });
 }
 
-const STORE_FILTERS = {
+const STORE_FILTERS: FilterSpec<TaskRow> = {
   fields: {
     "task-state": (t: TaskRow) => STORE_STATES[t.state],
     bucket: (t: TaskRow) => (JSON.parse(t.params) as StoreParams).bucket,
   },
 };
+
+const STORE_LISTING = { filters: STORE_FILTERS, bounds: { min: 1, max: 200 }, idsParameter: "ImageIds", maxResultsParameter: "MaxResults" };
 
 function toStoreResult(task: TaskRow): StoreImageTaskResult {
   const params = JSON.parse(task.params) as StoreParams;
@@ -143,24 +145,19 @@ export const storeRestoreActions: ActionTable = {
   },
 
   DescribeStoreImageTasks: {
-    check(_ctx, input: DescribeStoreImageTasksRequest) {
-      if (input.ImageIds?.length && input.MaxResults !== undefined) {
-        throw new ApiError("InvalidParameterCombination", "The parameter ImageIds cannot be used with the parameter MaxResults");
-      }
-      pageSize(input.MaxResults, { min: 1, max: 200 });
-      compileFilters(input.Filters, STORE_FILTERS);
-    },
+    check: (_ctx, input: DescribeStoreImageTasksRequest) => checkDescribe(input, input.ImageIds, STORE_LISTING),
     async run(ctx, input: DescribeStoreImageTasksRequest): Promise<DescribeStoreImageTasksResult> {
-      const limit = pageSize(input.MaxResults, { min: 1, max: 200 });
-      const after = decodeNextToken(input.NextToken, 1)?.[0];
-      const matches = compileFilters(input.Filters, STORE_FILTERS);
-      const ids = input.ImageIds?.length ? new Set(input.ImageIds) : undefined;
-      let tasks = (await tasksOf(ctx.meta.db, ctx, STORE_TASK, new Date(Date.now() - TASK_RETENTION_MS).toISOString()))
-        .filter((t) => (!ids || ids.has((JSON.parse(t.params) as StoreParams).imageId)) && matches(t));
-      if (after !== undefined) tasks = tasks.slice(tasks.findIndex((t) => t.task_id === after) + 1);
-      const page = limit === undefined ? tasks : tasks.slice(0, limit);
-      const more = limit !== undefined && tasks.length > limit;
-      return { StoreImageTaskResults: page.map(toStoreResult), NextToken: more ? encodeNextToken([page[page.length - 1]!.task_id]) : undefined };
+      // ImageIds name the tasks' images, not the tasks: a filter here, and none need exist.
+      const images = input.ImageIds?.length ? new Set(input.ImageIds) : undefined;
+      const tasks = await tasksOf(ctx.meta.db, ctx, STORE_TASK, new Date(Date.now() - TASK_RETENTION_MS).toISOString());
+      const ofImages = (task: TaskRow) => !images || images.has((JSON.parse(task.params) as StoreParams).imageId);
+      const { page, nextToken } = await describePage(
+        input,
+        undefined,
+        STORE_LISTING,
+        rowsInHand(tasks, (task) => task.task_id, async (rows) => rows.map((task) => (ofImages(task) ? task : undefined))),
+      );
+      return { StoreImageTaskResults: page.map(toStoreResult), NextToken: nextToken };
     },
   },
 

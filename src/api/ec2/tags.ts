@@ -8,20 +8,17 @@ import type {
 } from "@aws-sdk/client-ec2";
 import { groupBy } from "../../domain/collections.js";
 import { resourceTypeOf, uniqueIds } from "../../domain/ids.js";
-import { compileFilters } from "../../domain/filters.js";
-import { decodeNextToken, encodeNextToken, pageSize } from "../../domain/pagination.js";
-import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import { visibleImages } from "../../store/meta/images.js";
 import { listSnapshots } from "../../store/meta/snapshots.js";
-import { deleteTags, putTags, tagPages, type TagQuery, type TagRow } from "../../store/meta/tags.js";
+import { deleteTags, listTags, putTags, TAG_PAGE, type TagQuery, type TagRow } from "../../store/meta/tags.js";
 import { listVolumes } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { gatewayNotFound, groupsById, imageNotFound, instancesOf, interfaceNotFound, keyPairNotFound, network, routeTableNotFound, ruleNotFound, snapshotNotFound, subnetNotFound, volumeNotFound, vpcNotFound } from "./lookups.js";
 import { listKeyPairs } from "../../store/meta/key-pairs.js";
 import { listInternetGateways, listNetworkInterfaces, listRouteTables, listSubnets, listVpcs } from "../../store/meta/network.js";
 import { listRules } from "../../store/meta/security-groups.js";
-import { requireIds } from "./listing.js";
+import { checkDescribe, describePage, requireIds } from "./listing.js";
 import { checkTagKey, checkTagValue, TAG_LIMITS } from "./tag-specifications.js";
 
 /** The resources a CreateTags or DeleteTags names, each once, with its type. */
@@ -85,8 +82,13 @@ const FILTERS = {
   tags: (row: TagRow) => new Map([[row.key, row.value]]),
 };
 
-/** Rows matched between two asks for a turn of the event loop. */
-const ROWS_BETWEEN_TURNS = 16;
+const LISTING = { filters: FILTERS };
+
+/** A DescribeTags position (resource id, key), as describePage's NextToken carries it. */
+function tagPosition(position: string): [string, string] {
+  const [resourceId = "", key = ""] = position.split("\u0000");
+  return [resourceId, key];
+}
 
 const SQL_COLUMNS = { "resource-id": "resourceIds", "resource-type": "resourceTypes", key: "keys", value: "values" } as const;
 
@@ -130,37 +132,22 @@ export const tagActions: ActionTable = {
   },
 
   DescribeTags: {
-    check(_ctx, input: DescribeTagsRequest) {
-      compileFilters(input.Filters, FILTERS);
-      pageSize(input.MaxResults, { min: 5, max: 1000 });
-    },
+    check: (_ctx, input: DescribeTagsRequest) => checkDescribe(input, undefined, LISTING),
     async run(ctx, input: DescribeTagsRequest): Promise<DescribeTagsResult> {
-      const matches = compileFilters(input.Filters, FILTERS);
-      const limit = pageSize(input.MaxResults, { min: 5, max: 1000 });
-      const after = decodeNextToken(input.NextToken, 2) as [string, string] | undefined;
-      const page: TagDescription[] = [];
-      let nextToken: string | undefined;
-      // Read a page at a time: one row past the answer tells whether there is a next page.
-      const pageRows = limit === undefined ? undefined : limit + 1;
-      reading: for await (const rows of tagPages(ctx.meta.db, ctx, { after, ...sqlConstraints(input.Filters) }, pageRows)) {
-        for (let i = 0; i < rows.length; i++) {
-          const row = rows[i]!;
-          // Matching is the work here (up to 200 wildcard values a row): a turn when the slice
-          // is spent, asked every few rows (asking costs more than a row without wildcards).
-          if (i % ROWS_BETWEEN_TURNS === 0) {
-            const turn = yieldToLoop();
-            if (turn) await turn;
-          }
-          if (!matches(row)) continue;
-          if (limit !== undefined && page.length === limit) {
-            const last = page[page.length - 1]!;
-            nextToken = encodeNextToken([last.ResourceId!, last.Key!]);
-            break reading;
-          }
-          page.push({ ResourceId: row.resourceId, ResourceType: row.resourceType as TagDescription["ResourceType"], Key: row.key, Value: row.value });
-        }
-      }
-      return { Tags: page, NextToken: nextToken };
+      const constraints = sqlConstraints(input.Filters);
+      const { page, nextToken } = await describePage(input, undefined, LISTING, {
+        read: (q) => listTags(ctx.meta.db, ctx, { ...constraints, after: q.after === undefined ? undefined : tagPosition(q.after) }, q.limit),
+        // A tag is named by its resource and key; the position joins them with a NUL (which
+        // sorts first), so positions sort as (resource id, key) does.
+        idOf: (row) => `${row.resourceId}\u0000${row.key}`,
+        describe: async (rows) => rows,
+        notFound: () => new Error("DescribeTags takes no ids"),
+        readLimit: TAG_PAGE,
+      });
+      return {
+        Tags: page.map((row) => ({ ResourceId: row.resourceId, ResourceType: row.resourceType as TagDescription["ResourceType"], Key: row.key, Value: row.value })),
+        NextToken: nextToken,
+      };
     },
   },
 };

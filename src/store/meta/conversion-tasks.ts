@@ -1,6 +1,6 @@
 // Import and export tasks as their users see them: status, message, progress and the JSON
 // details DescribeImport*Tasks and DescribeExportImageTasks answer from.
-import type { MetaDb } from "./database.js";
+import type { ListQuery, MetaDb } from "./database.js";
 import type { ConversionTaskTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 
@@ -27,10 +27,11 @@ export function conversionTaskByToken(db: MetaDb, scope: Scope, kind: Conversion
 }
 
 /** An account's tasks of a kind in a region, by id, from after `after`. */
-export function conversionTasksOf(db: MetaDb, scope: Scope, kind: ConversionKind, q: { ids?: readonly string[]; after?: string } = {}): Promise<ConversionTaskRow[]> {
+export function conversionTasksOf(db: MetaDb, scope: Scope, kind: ConversionKind, q: ListQuery = {}): Promise<ConversionTaskRow[]> {
   let query = db.selectFrom("conversion_tasks").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("kind", "=", kind);
   if (q.ids) query = query.where("task_id", "in", q.ids.length ? q.ids : [""]);
   if (q.after) query = query.where("task_id", ">", q.after);
+  if (q.limit !== undefined) query = query.limit(q.limit);
   return query.orderBy("task_id").execute();
 }
 
