@@ -7,6 +7,7 @@ import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from "nod
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
+import { isDeepStrictEqual } from "node:util";
 import { crc32 } from "node:zlib";
 import { after, before, beforeEach, describe, it } from "node:test";
 import {
@@ -35,6 +36,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { errorName } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { signedChunkedPut, signedHeaders, signedRequest } from "./helpers/signed.js";
+import { storageAfterCollect, type StorageState } from "./helpers/storage.js";
 
 let kiln: TestKiln;
 let s3: S3Client;
@@ -61,16 +63,26 @@ const statusOf = async (promise: Promise<unknown>) =>
     () => 200,
     (error: { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode,
   );
-/** Blob files in the object store (leftovers of interrupted writes included). */
-const storedBlobs = () => {
-  const root = join(kiln.dataDir, "objects");
-  let count = 0;
-  try {
-    for (const dir of readdirSync(root)) count += readdirSync(join(root, dir)).length;
-  } catch {
-    /* no object store yet */
+/**
+ * What storage holds after collection, with one object ("witness") stored first: the blob home
+ * then exists (the count throws if it does not, so a wrong place cannot read as zero), and the
+ * count is seen to be one, not zero. Work that must leave nothing behind is compared with it.
+ */
+const storageWithWitness = async (): Promise<StorageState> => {
+  await s3.send(new PutObjectCommand({ Bucket: "data", Key: "witness", Body: "witness bytes" }));
+  const state = await storageAfterCollect(kiln);
+  assert.equal(state.blobs.length, 1, `the witness's blob and nothing else: ${state.blobs.join(", ")}`);
+  return state;
+};
+/** Collects until storage is back to `before` (a cut-off request may still be cleaning up), for at most 5 s; then compares. */
+const assertStorageBackTo = async (before: StorageState) => {
+  const deadline = Date.now() + 5000;
+  let now = await storageAfterCollect(kiln);
+  while (!isDeepStrictEqual(now, before) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    now = await storageAfterCollect(kiln);
   }
-  return count;
+  assert.deepEqual(now, before, "storage after collection is what it was before the work");
 };
 
 describe("S3 objects", () => {
@@ -133,7 +145,7 @@ describe("S3 objects", () => {
   });
 
   it("refuses bodies that fail their checks, and keeps no trace of them", async () => {
-    const blobsBefore = storedBlobs();
+    const storageBefore = await storageWithWitness();
     const wrongMd5 = await signedRequest(kiln.url, { method: "PUT", path: "/data/md5", body: "hello", service: "s3", headers: { "content-md5": createHash("md5").update("other").digest("base64") } });
     assert.equal(wrongMd5.status, 400);
     assert.match(wrongMd5.text, /<Code>BadDigest<\/Code>/);
@@ -144,7 +156,7 @@ describe("S3 objects", () => {
     const wrongSha = await signedRequest(kiln.url, { method: "PUT", path: "/data/sha", body: "hello", service: "s3", headers: { "x-amz-content-sha256": createHash("sha256").update("other").digest("hex") } });
     assert.match(wrongSha.text, /<Code>(XAmzContentSHA256Mismatch|SignatureDoesNotMatch)<\/Code>/);
     for (const key of ["md5", "crc", "sha"]) assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: key }))), "NotFound");
-    assert.equal(storedBlobs(), blobsBefore);
+    await assertStorageBackTo(storageBefore);
   });
 
   it("takes signed aws-chunked bodies, checking every chunk's signature", async () => {
@@ -195,7 +207,7 @@ describe("S3 objects", () => {
   });
 
   it("leaves nothing visible when the client stops halfway through a body", async () => {
-    const blobsBefore = storedBlobs();
+    const storageBefore = await storageWithWitness();
     const { port } = new URL(kiln.url);
     // A signed PUT that promises 1 MiB and sends 100 KiB, then hangs up.
     const headers = await signedHeaders(kiln.url, { method: "PUT", path: "/data/half", service: "s3", headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "content-length": "1048576" } });
@@ -208,9 +220,10 @@ describe("S3 objects", () => {
       socket.on("close", () => resolve());
       socket.on("error", () => resolve());
     });
+    // Time for the server to see the hang-up (its half-written blob is there until it does).
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "half" }))), "NotFound");
-    assert.equal(storedBlobs(), blobsBefore);
+    await assertStorageBackTo(storageBefore);
   });
 
   it("lists keys by prefix and delimiter, a page at a time (V2 and V1)", async () => {
@@ -340,7 +353,7 @@ describe("S3 multipart uploads", () => {
   });
 
   it("refuses small middle parts, and abort leaves nothing behind", async () => {
-    const blobsBefore = storedBlobs();
+    const storageBefore = await storageWithWitness();
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "data", Key: "small" }));
     const one = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "small", UploadId, PartNumber: 1, Body: randomBytes(1000) }));
     const two = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "small", UploadId, PartNumber: 2, Body: randomBytes(1000) }));
@@ -351,7 +364,7 @@ describe("S3 multipart uploads", () => {
     assert.equal(await errorName(s3.send(new ListPartsCommand({ Bucket: "data", Key: "small", UploadId }))), "NoSuchUpload");
     assert.equal(await errorName(s3.send(new AbortMultipartUploadCommand({ Bucket: "data", Key: "small", UploadId }))), "NoSuchUpload");
     assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "small" }))), "NotFound");
-    assert.equal(storedBlobs(), blobsBefore);
+    await assertStorageBackTo(storageBefore);
     // A one-part upload may be any size.
     const single = await s3.send(new CreateMultipartUploadCommand({ Bucket: "data", Key: "single" }));
     const part = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "single", UploadId: single.UploadId, PartNumber: 1, Body: "tiny" }));
