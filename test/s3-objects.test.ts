@@ -7,7 +7,6 @@ import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from "nod
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
-import { isDeepStrictEqual } from "node:util";
 import { crc32 } from "node:zlib";
 import { after, before, beforeEach, describe, it } from "node:test";
 import {
@@ -36,7 +35,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { errorName } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { signedChunkedPut, signedHeaders, signedRequest } from "./helpers/signed.js";
-import { storageAfterCollect, type StorageState } from "./helpers/storage.js";
+import { assertStorageBackTo, storageAfterCollect, type StorageState } from "./helpers/storage.js";
 
 let kiln: TestKiln;
 let s3: S3Client;
@@ -74,17 +73,6 @@ const storageWithWitness = async (): Promise<StorageState> => {
   assert.equal(state.blobs.length, 1, `the witness's blob and nothing else: ${state.blobs.join(", ")}`);
   return state;
 };
-/** Collects until storage is back to `before` (a cut-off request may still be cleaning up), for at most 5 s; then compares. */
-const assertStorageBackTo = async (before: StorageState) => {
-  const deadline = Date.now() + 5000;
-  let now = await storageAfterCollect(kiln);
-  while (!isDeepStrictEqual(now, before) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    now = await storageAfterCollect(kiln);
-  }
-  assert.deepEqual(now, before, "storage after collection is what it was before the work");
-};
-
 describe("S3 objects", () => {
   it("puts and gets bytes with their metadata, ETag and the SDK's default CRC32", async () => {
     const data = randomBytes(300_000);
@@ -156,7 +144,7 @@ describe("S3 objects", () => {
     const wrongSha = await signedRequest(kiln.url, { method: "PUT", path: "/data/sha", body: "hello", service: "s3", headers: { "x-amz-content-sha256": createHash("sha256").update("other").digest("hex") } });
     assert.match(wrongSha.text, /<Code>(XAmzContentSHA256Mismatch|SignatureDoesNotMatch)<\/Code>/);
     for (const key of ["md5", "crc", "sha"]) assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: key }))), "NotFound");
-    await assertStorageBackTo(storageBefore);
+    await assertStorageBackTo(kiln, storageBefore, "storage after collection is what it was before the work", 5000);
   });
 
   it("takes signed aws-chunked bodies, checking every chunk's signature", async () => {
@@ -223,7 +211,7 @@ describe("S3 objects", () => {
     // Time for the server to see the hang-up (its half-written blob is there until it does).
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "half" }))), "NotFound");
-    await assertStorageBackTo(storageBefore);
+    await assertStorageBackTo(kiln, storageBefore, "storage after collection is what it was before the work", 5000);
   });
 
   it("lists keys by prefix and delimiter, a page at a time (V2 and V1)", async () => {
@@ -364,7 +352,7 @@ describe("S3 multipart uploads", () => {
     assert.equal(await errorName(s3.send(new ListPartsCommand({ Bucket: "data", Key: "small", UploadId }))), "NoSuchUpload");
     assert.equal(await errorName(s3.send(new AbortMultipartUploadCommand({ Bucket: "data", Key: "small", UploadId }))), "NoSuchUpload");
     assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "small" }))), "NotFound");
-    await assertStorageBackTo(storageBefore);
+    await assertStorageBackTo(kiln, storageBefore, "storage after collection is what it was before the work", 5000);
     // A one-part upload may be any size.
     const single = await s3.send(new CreateMultipartUploadCommand({ Bucket: "data", Key: "single" }));
     const part = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "single", UploadId: single.UploadId, PartNumber: 1, Body: "tiny" }));

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import type { TestKiln } from "./kiln.js";
 
@@ -96,4 +97,20 @@ export async function storageAfterCollect(kiln: TestKiln): Promise<StorageState>
     chunkObjects: kiln.kiln.config.objectStore ? await storedChunkFiles(kiln) : undefined,
     blobs: await storedBlobs(kiln),
   };
+}
+
+/**
+ * Collects until storage reads as `before`, for at most `timeoutMs`, then asserts it does. Work
+ * that failed or was cancelled may still have writes in flight when it reports its end (a
+ * cut-off request still cleaning up, an import's block puts finishing after its task ended);
+ * what they leave must be gone once they settle, and stay gone.
+ */
+export async function assertStorageBackTo(kiln: TestKiln, before: StorageState, message: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let now = await storageAfterCollect(kiln);
+  while (!isDeepStrictEqual(now, before) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    now = await storageAfterCollect(kiln);
+  }
+  assert.deepEqual(now, before, message);
 }
