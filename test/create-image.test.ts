@@ -36,55 +36,82 @@ before(async () => {
   // Real transition times, so the states an instance passes through can be seen.
   kiln = await startTestKiln({ stateDelayMs: DELAY });
   ec2 = kiln.ec2();
+  await registerBaseImage();
 });
 after(() => kiln.close());
 
 const waitFast = { minDelay: 1, maxDelay: 1, maxWaitTime: 30 };
-
-
-
 
 async function instance(id: string): Promise<Instance> {
   const { Reservations } = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
   return Reservations![0]!.Instances![0]!;
 }
 
-/** The distinct states an instance shows, polled every 50 ms until it is running again. */
-async function statesUntilRunning(id: string, sinceMs = 20_000): Promise<string[]> {
+/** The distinct states an instance shows, polled every 50 ms, for `ms`. */
+async function statesDuring(id: string, ms: number): Promise<string[]> {
   const seen: string[] = [];
-  const deadline = Date.now() + sinceMs;
+  const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const state = (await instance(id)).State!.Name!;
     if (seen[seen.length - 1] !== state) seen.push(state);
-    if (state === "running" && seen.length > 1) break;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return seen;
+}
+
+/** True when `seen` is `order` with some entries left out (in order, none repeated out of turn). */
+const isSubsequence = (seen: readonly string[], order: readonly string[]) => {
+  let at = 0;
+  for (const state of seen) {
+    while (at < order.length && order[at] !== state) at++;
+    if (at === order.length) return false;
+    at++;
+  }
+  return true;
+};
+
+/**
+ * Polls an instance until it is running again after leaving running (20 s at most), and asserts
+ * what it showed on the way: the states seen, in order, are some of `order` (polling may miss a
+ * short one, never reorder them), at least one of them not running, ending running.
+ */
+async function assertReachesRunningThrough(id: string, order: readonly string[]): Promise<void> {
+  const seen: string[] = [];
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const state = (await instance(id)).State!.Name!;
+    if (seen[seen.length - 1] !== state) seen.push(state);
+    if (state === "running" && seen.some((s) => s !== "running")) break;
+    if (Date.now() > deadline) assert.fail(`${id} did not leave running and come back in 20 s: ${seen.join(" → ")}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.ok(isSubsequence(seen, order), `${id} went ${seen.join(" → ")}, not in the order ${order.join(" → ")}`);
 }
 
 let imageId: string;
 let rootData: Map<number, Buffer>;
 let dataVolumeSnapshot: string;
 
-describe("the AMI lifecycle with real data", () => {
-  it("registers an image over written bytes and launches it, a volume per mapping", async () => {
-    rootData = new Map([[0, randomBytes(BLOCK)], [100, randomBytes(BLOCK)], [16383, randomBytes(BLOCK)]]);
-    const root = await writeSnapshot(kiln, rootData);
-    dataVolumeSnapshot = await writeSnapshot(kiln, new Map([[5, randomBytes(BLOCK)]]), { size: 4 });
-    ({ ImageId: imageId } = (await ec2.send(new RegisterImageCommand({
-      Name: "lifecycle-base",
-      Architecture: "x86_64",
-      VirtualizationType: "hvm",
-      EnaSupport: true,
-      RootDeviceName: "/dev/xvda",
-      BlockDeviceMappings: [
-        { DeviceName: "/dev/xvda", Ebs: { SnapshotId: root, VolumeType: "gp3" } },
-        { DeviceName: "/dev/sdf", Ebs: { SnapshotId: dataVolumeSnapshot, DeleteOnTermination: false } },
-      ],
-    }))) as { ImageId: string });
-    await waitUntilImageAvailable({ client: ec2, ...waitFast }, { ImageIds: [imageId] });
-  });
+/** The image every test launches: registered in the file's before hook, so no test depends on another's having run. */
+async function registerBaseImage(): Promise<void> {
+  rootData = new Map([[0, randomBytes(BLOCK)], [100, randomBytes(BLOCK)], [16383, randomBytes(BLOCK)]]);
+  const root = await writeSnapshot(kiln, rootData);
+  dataVolumeSnapshot = await writeSnapshot(kiln, new Map([[5, randomBytes(BLOCK)]]), { size: 4 });
+  ({ ImageId: imageId } = (await ec2.send(new RegisterImageCommand({
+    Name: "lifecycle-base",
+    Architecture: "x86_64",
+    VirtualizationType: "hvm",
+    EnaSupport: true,
+    RootDeviceName: "/dev/xvda",
+    BlockDeviceMappings: [
+      { DeviceName: "/dev/xvda", Ebs: { SnapshotId: root, VolumeType: "gp3" } },
+      { DeviceName: "/dev/sdf", Ebs: { SnapshotId: dataVolumeSnapshot, DeleteOnTermination: false } },
+    ],
+  }))) as { ImageId: string });
+  await waitUntilImageAvailable({ client: ec2, ...waitFast }, { ImageIds: [imageId] });
+}
 
+describe("the AMI lifecycle with real data", () => {
   it("CreateImage with NoReboot keeps the instance running and copies every byte", async () => {
     const { Instances } = await ec2.send(new RunInstancesCommand({
       ImageId: imageId,
@@ -119,7 +146,7 @@ describe("the AMI lifecycle with real data", () => {
     const pending = (await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
     assert.equal(pending.State, "pending");
     await waitUntilImageAvailable({ client: ec2, ...waitFast }, { ImageIds: [ImageId!] });
-    assert.deepEqual(await statesUntilRunning(launched.InstanceId!, 1000), ["running"], "never left running");
+    assert.deepEqual(await statesDuring(launched.InstanceId!, 1000), ["running"], "never left running");
 
     const image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
     assert.equal(image.SourceInstanceId, launched.InstanceId);
@@ -144,7 +171,7 @@ describe("the AMI lifecycle with real data", () => {
       Name: "from-instance-reboot",
       BlockDeviceMappings: [{ DeviceName: "/dev/sdf", NoDevice: "" }],
     }));
-    assert.deepEqual(await statesUntilRunning(id), ["stopping", "stopped", "pending", "running"]);
+    await assertReachesRunningThrough(id, ["running", "stopping", "stopped", "pending", "running"]);
     await waitUntilImageAvailable({ client: ec2, ...waitFast }, { ImageIds: [ImageId!] });
     const image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
     assert.deepEqual(image.BlockDeviceMappings!.map((m) => m.DeviceName), ["/dev/xvda"], "NoDevice dropped /dev/sdf");

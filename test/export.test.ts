@@ -51,6 +51,7 @@ before(async () => {
   await kiln.s3().send(new CreateBucketCommand({ Bucket: "exports" }));
   await kiln.s3().send(new PutObjectCommand({ Bucket: "images", Key: "disk.vmdk", Body: readFileSync(await convertDisk(raw, "vmdk-stream")) }));
   const { ImportTaskId } = await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "images", S3Key: "disk.vmdk" } }] }));
+  const deadline = Date.now() + 120_000;
   for (;;) {
     const task = (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportImageTasks![0]!;
     if (task.Status === "completed") {
@@ -58,6 +59,7 @@ before(async () => {
       break;
     }
     assert.notEqual(task.Status, "deleted", task.StatusMessage);
+    if (Date.now() > deadline) assert.fail(`the image to export was not imported in 120 s: ${task.Status} (${task.StatusMessage}, ${task.Progress}%)`);
     await new Promise((r) => setTimeout(r, 50));
   }
 });

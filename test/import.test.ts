@@ -24,10 +24,11 @@ import {
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { assertBlocksHold, errorName, readSnapshot } from "./helpers/data.js";
+import { assertBlocksHold, chunkBytes, errorName, readSnapshot } from "./helpers/data.js";
 import { convertDisk, makeDataDisk, makeLinuxDisk, makeOva, makeWindowsDisk, type Conversion } from "./helpers/disks.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { qcowEntries } from "./helpers/qcow2-layout.js";
+import { assertStorageBackTo, storageAfterCollect } from "./helpers/storage.js";
 import { run, scratch } from "./helpers/tools.js";
 
 let kiln: TestKiln;
@@ -270,18 +271,60 @@ describe("ImportImage requests", () => {
     const { Images } = await ec2.send(new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: "name", Values: [ImportTaskId!] }] }));
     assert.deepEqual(Images, []);
   });
+
+  it("cancels a task while it is converting: no snapshot or AMI, and collection gives back every block it wrote", async () => {
+    // Enough data (and a compressed format to inflate) that converting lasts well past the first
+    // once-a-second "converting" report.
+    const big = await makeLinuxDisk(scratch(), { sizeMiB: 640, extraMiB: 512 });
+    await upload(await convertDisk(big, "vmdk-stream"), "req/converting.vmdk");
+    const snapshotIds = async () => (await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }))).Snapshots!.map((s) => s.SnapshotId).sort();
+    const snapshotsBefore = await snapshotIds();
+    const storageBefore = await storageAfterCollect(kiln);
+    const bytesBefore = await chunkBytes(kiln);
+    const { ImportTaskId } = await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: BUCKET, S3Key: "req/converting.vmdk" } }] }));
+    const deadline = Date.now() + 60_000;
+    let converting: ImportImageTask;
+    for (;;) {
+      converting = (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportImageTasks![0]!;
+      if (converting.StatusMessage === "converting" || converting.Status !== "active") break;
+      if (Date.now() > deadline) assert.fail(`import ${ImportTaskId} never reached converting (${converting.StatusMessage})`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(converting.Status, "active", `the import ended before it was seen converting: ${converting.StatusMessage}`);
+    // Its blocks are being stored (read without collecting, which would race the writer).
+    while ((await chunkBytes(kiln)) <= bytesBefore) {
+      if (Date.now() > deadline) assert.fail(`import ${ImportTaskId} stored no block in 60 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    converting = (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportImageTasks![0]!;
+    assert.equal(converting.Status, "active", `the import ended before the cancel: ${converting.StatusMessage}`);
+    assert.equal(converting.StatusMessage, "converting");
+    assert.ok(Number(converting.Progress) < 56, `converting reports ${converting.Progress}%, past its share`);
+    const cancelled = await ec2.send(new CancelImportTaskCommand({ ImportTaskId, CancelReason: "stop converting" }));
+    assert.equal(cancelled.PreviousState, "active");
+    assert.equal(cancelled.State, "deleting");
+    const task = await waitForImage(ImportTaskId!);
+    assert.equal(task.Status, "deleted");
+    assert.match(task.StatusMessage!, /stop converting/);
+    assert.equal(task.ImageId, undefined);
+    assert.deepEqual(await snapshotIds(), snapshotsBefore, "the cancelled import left a snapshot");
+    const { Images } = await ec2.send(new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: "name", Values: [ImportTaskId!] }] }));
+    assert.deepEqual(Images, []);
+    await assertStorageBackTo(kiln, storageBefore, "storage after collection is what it was before the import");
+  });
 });
 
 describe("ImportImage of bad disks", () => {
   async function failedImport(key: string, bytes: Buffer, format?: string): Promise<ImportImageTask> {
     writeFileSync(join(dir, "bad"), bytes);
     await upload(join(dir, "bad"), key);
-    const before = await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }));
+    // A failed import never shows a snapshot (they appear only when an import completes), so
+    // what it may leave behind is blocks: after collection, storage must be as it was.
+    const storageBefore = await storageAfterCollect(kiln);
     const task = await importImage([{ Format: format, UserBucket: { S3Bucket: BUCKET, S3Key: key } }]);
     assert.equal(task.Status, "deleted");
     assert.equal(task.ImageId, undefined);
-    const after = await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }));
-    assert.equal(after.Snapshots!.length, before.Snapshots!.length, "a failed import left a snapshot");
+    await assertStorageBackTo(kiln, storageBefore, "a failed import left blocks behind");
     return task;
   }
 

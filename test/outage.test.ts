@@ -29,6 +29,19 @@ const failureOf = (promise: Promise<unknown>) =>
     (error: Failure) => error,
   );
 
+/** `promise`, or a failure naming `what` once `ms` have passed without it settling. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function health(kiln: TestKiln): Promise<{ code: number; body: { status: string; dependencies: { metadata: { status: string }; data: { status: string } } } }> {
   const response = await fetch(`${kiln.url}/_kiln/health`);
   return { code: response.status, body: (await response.json()) as never };
@@ -70,7 +83,7 @@ describe("the metadata store out of reach", () => {
         assert.equal((await health(kiln)).code, 200);
       } finally {
         await kiln.close();
-        await proxy.cut();
+        await proxy.close();
         await database.drop();
       }
     });
@@ -84,7 +97,10 @@ describe("the metadata store out of reach", () => {
         // Another process takes the write lock and keeps it until it is killed.
         const script = `const db = new (require("better-sqlite3"))(process.argv[1]); db.exec("begin immediate"); console.log("locked"); setInterval(() => {}, 1000);`;
         holder = spawn(process.execPath, ["-e", script, join(kiln.dataDir, "kiln.sqlite3")], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
-        await new Promise<void>((resolve) => holder!.stdout!.once("data", () => resolve()));
+        await within(30_000, "the lock holder to take SQLite's write lock", new Promise<void>((resolve, reject) => {
+          holder!.stdout!.once("data", () => resolve());
+          holder!.once("exit", (code) => reject(new Error(`the lock holder exited with ${code} before it took the lock`)));
+        }));
 
         // A write waits out Kiln's busy timeout (5 s), then is answered, not failed as Kiln's fault.
         const failure = await failureOf(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 })));
@@ -94,7 +110,7 @@ describe("the metadata store out of reach", () => {
         assert.equal((await ec2.send(new DescribeVolumesCommand({}))).Volumes!.length, 1);
 
         holder.kill();
-        await new Promise((resolve) => holder!.once("exit", resolve));
+        await within(30_000, "the lock holder to exit", new Promise((resolve) => holder!.once("exit", resolve)));
         await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }));
         assert.equal((await ec2.send(new DescribeVolumesCommand({}))).Volumes!.length, 2);
         assert.equal((await health(kiln)).code, 200);
@@ -148,7 +164,7 @@ describe("the object store out of reach", () => {
       assert.equal((await health(kiln)).code, 200);
     } finally {
       await kiln.close();
-      await proxy.cut();
+      await proxy.close();
       await made.drop().catch(() => {});
       await moto.stop();
     }
@@ -176,7 +192,8 @@ describe("the object store out of reach", () => {
 
       await proxy.restore();
       let task = await detail();
-      for (let tries = 0; tries < 300 && task.Status === "active"; tries++) {
+      const deadline = Date.now() + 60_000;
+      while (task.Status === "active" && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
         task = await detail();
       }
@@ -184,7 +201,7 @@ describe("the object store out of reach", () => {
       assertBlocksHold(await readSnapshot(kiln, task.SnapshotId!), readFileSync(disk), task.SnapshotId!);
     } finally {
       await kiln.close();
-      await proxy.cut();
+      await proxy.close();
       await made.drop().catch(() => {});
       await moto.stop();
     }

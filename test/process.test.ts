@@ -59,15 +59,27 @@ describe("kiln serve", () => {
   });
 
   it("listens where --host/--port or KILN_HOST/KILN_PORT say", async () => {
-    const probe = await spawnKiln(["serve", "--port", "0", "--data-dir", tempDir()]);
-    const port = Number(new URL(probe.url).port);
-    await probe.stop();
-    const kiln = await spawnKiln(["serve", "--data-dir", tempDir()], { KILN_HOST: "127.0.0.1", KILN_PORT: String(port) });
+    // Port 0 throughout: the system hands out a free port and Kiln reports where it listens. (A
+    // port found free, let go and asked for again may be taken by then.) 4566 is the default: a
+    // port 0 that was not read would show as 4566, or fail to start where 4566 is in use.
+    const fromEnv = await spawnKiln(["serve", "--data-dir", tempDir()], { KILN_HOST: "localhost", KILN_PORT: "0" });
     try {
-      assert.equal(kiln.url, `http://127.0.0.1:${port}`);
-      assert.equal((await fetch(`${kiln.url}/_kiln/health`)).status, 200);
+      const url = new URL(fromEnv.url);
+      assert.equal(url.hostname, "localhost", "KILN_HOST was not read");
+      assert.ok(Number(url.port) > 0 && url.port !== "4566", `KILN_PORT=0 was not read: ${fromEnv.url}`);
+      assert.equal((await fetch(`${fromEnv.url}/_kiln/health`)).status, 200);
     } finally {
-      await kiln.stop();
+      await fromEnv.stop();
+    }
+    // The options win over the environment.
+    const fromOptions = await spawnKiln(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", tempDir()], { KILN_HOST: "localhost", KILN_PORT: "4566" });
+    try {
+      const url = new URL(fromOptions.url);
+      assert.equal(url.hostname, "127.0.0.1", "--host did not win over KILN_HOST");
+      assert.ok(Number(url.port) > 0 && url.port !== "4566", `--port 0 did not win over KILN_PORT: ${fromOptions.url}`);
+      assert.equal((await fetch(`${fromOptions.url}/_kiln/health`)).status, 200);
+    } finally {
+      await fromOptions.stop();
     }
   });
 

@@ -7,7 +7,6 @@ import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from "nod
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
-import { crc32 } from "node:zlib";
 import { after, before, beforeEach, describe, it } from "node:test";
 import {
   AbortMultipartUploadCommand,
@@ -32,9 +31,11 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { crc32Base64, crc32cBase64, crc64nvmeBase64 } from "./helpers/checksums.js";
 import { errorName } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { signedChunkedPut, signedHeaders, signedRequest } from "./helpers/signed.js";
+import { assertStorageBackTo, storageAfterCollect, type StorageState } from "./helpers/storage.js";
 
 let kiln: TestKiln;
 let s3: S3Client;
@@ -50,29 +51,26 @@ beforeEach(async () => {
 
 const bytesOf = async (key: string, extra: Partial<ConstructorParameters<typeof GetObjectCommand>[0]> = {}) =>
   Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: "data", Key: key, ...extra }))).Body!.transformToByteArray());
-const crc32Of = (data: Buffer) => {
-  const out = Buffer.alloc(4);
-  out.writeUInt32BE(crc32(data));
-  return out.toString("base64");
-};
+// Expected checksums come from the tests' own CRCs (checked against published values), not
+// from node:zlib or @aws-sdk/checksums, which Kiln computes them with.
+const crc32Of = crc32Base64;
 const md5Hex = (data: Buffer) => createHash("md5").update(data).digest("hex");
 const statusOf = async (promise: Promise<unknown>) =>
   promise.then(
     () => 200,
     (error: { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode,
   );
-/** Blob files in the object store (leftovers of interrupted writes included). */
-const storedBlobs = () => {
-  const root = join(kiln.dataDir, "objects");
-  let count = 0;
-  try {
-    for (const dir of readdirSync(root)) count += readdirSync(join(root, dir)).length;
-  } catch {
-    /* no object store yet */
-  }
-  return count;
+/**
+ * What storage holds after collection, with one object ("witness") stored first: the blob home
+ * then exists (the count throws if it does not, so a wrong place cannot read as zero), and the
+ * count is seen to be one, not zero. Work that must leave nothing behind is compared with it.
+ */
+const storageWithWitness = async (): Promise<StorageState> => {
+  await s3.send(new PutObjectCommand({ Bucket: "data", Key: "witness", Body: "witness bytes" }));
+  const state = await storageAfterCollect(kiln);
+  assert.equal(state.blobs.length, 1, `the witness's blob and nothing else: ${state.blobs.join(", ")}`);
+  return state;
 };
-
 describe("S3 objects", () => {
   it("puts and gets bytes with their metadata, ETag and the SDK's default CRC32", async () => {
     const data = randomBytes(300_000);
@@ -103,6 +101,8 @@ describe("S3 objects", () => {
     for (const algorithm of ["CRC32C", "SHA1", "SHA256", "CRC64NVME"] as const) {
       const answer = await s3.send(new PutObjectCommand({ Bucket: "data", Key: `sum-${algorithm}`, Body: data, ChecksumAlgorithm: algorithm }));
       assert.ok(answer[`Checksum${algorithm}`], algorithm);
+      if (algorithm === "CRC32C") assert.equal(answer.ChecksumCRC32C, crc32cBase64(data));
+      if (algorithm === "CRC64NVME") assert.equal(answer.ChecksumCRC64NVME, crc64nvmeBase64(data));
       if (algorithm === "SHA256") assert.equal(answer.ChecksumSHA256, createHash("sha256").update(data).digest("base64"));
       if (algorithm === "SHA1") assert.equal(answer.ChecksumSHA1, createHash("sha1").update(data).digest("base64"));
     }
@@ -133,7 +133,7 @@ describe("S3 objects", () => {
   });
 
   it("refuses bodies that fail their checks, and keeps no trace of them", async () => {
-    const blobsBefore = storedBlobs();
+    const storageBefore = await storageWithWitness();
     const wrongMd5 = await signedRequest(kiln.url, { method: "PUT", path: "/data/md5", body: "hello", service: "s3", headers: { "content-md5": createHash("md5").update("other").digest("base64") } });
     assert.equal(wrongMd5.status, 400);
     assert.match(wrongMd5.text, /<Code>BadDigest<\/Code>/);
@@ -144,7 +144,7 @@ describe("S3 objects", () => {
     const wrongSha = await signedRequest(kiln.url, { method: "PUT", path: "/data/sha", body: "hello", service: "s3", headers: { "x-amz-content-sha256": createHash("sha256").update("other").digest("hex") } });
     assert.match(wrongSha.text, /<Code>(XAmzContentSHA256Mismatch|SignatureDoesNotMatch)<\/Code>/);
     for (const key of ["md5", "crc", "sha"]) assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: key }))), "NotFound");
-    assert.equal(storedBlobs(), blobsBefore);
+    await assertStorageBackTo(kiln, storageBefore, "storage after collection is what it was before the work", 5000);
   });
 
   it("takes signed aws-chunked bodies, checking every chunk's signature", async () => {
@@ -160,12 +160,7 @@ describe("S3 objects", () => {
 
   it("takes unsigned aws-chunked bodies with a checksum trailer, and refuses a wrong trailer", async () => {
     const data = randomBytes(100_000);
-    const crc32c = await (async () => {
-      const { Crc32c } = await import("@aws-sdk/checksums/crc");
-      const sum = new Crc32c();
-      sum.update(data);
-      return Buffer.from(await sum.digest()).toString("base64");
-    })();
+    const crc32c = crc32cBase64(data);
     const send = async (key: string, trailerValue: string) => {
       const body = Buffer.concat([
         Buffer.from(`${(60_000).toString(16)}\r\n`), data.subarray(0, 60_000), Buffer.from("\r\n"),
@@ -195,7 +190,7 @@ describe("S3 objects", () => {
   });
 
   it("leaves nothing visible when the client stops halfway through a body", async () => {
-    const blobsBefore = storedBlobs();
+    const storageBefore = await storageWithWitness();
     const { port } = new URL(kiln.url);
     // A signed PUT that promises 1 MiB and sends 100 KiB, then hangs up.
     const headers = await signedHeaders(kiln.url, { method: "PUT", path: "/data/half", service: "s3", headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "content-length": "1048576" } });
@@ -208,9 +203,10 @@ describe("S3 objects", () => {
       socket.on("close", () => resolve());
       socket.on("error", () => resolve());
     });
+    // Time for the server to see the hang-up (its half-written blob is there until it does).
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "half" }))), "NotFound");
-    assert.equal(storedBlobs(), blobsBefore);
+    await assertStorageBackTo(kiln, storageBefore, "storage after collection is what it was before the work", 5000);
   });
 
   it("lists keys by prefix and delimiter, a page at a time (V2 and V1)", async () => {
@@ -340,7 +336,7 @@ describe("S3 multipart uploads", () => {
   });
 
   it("refuses small middle parts, and abort leaves nothing behind", async () => {
-    const blobsBefore = storedBlobs();
+    const storageBefore = await storageWithWitness();
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "data", Key: "small" }));
     const one = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "small", UploadId, PartNumber: 1, Body: randomBytes(1000) }));
     const two = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "small", UploadId, PartNumber: 2, Body: randomBytes(1000) }));
@@ -351,7 +347,7 @@ describe("S3 multipart uploads", () => {
     assert.equal(await errorName(s3.send(new ListPartsCommand({ Bucket: "data", Key: "small", UploadId }))), "NoSuchUpload");
     assert.equal(await errorName(s3.send(new AbortMultipartUploadCommand({ Bucket: "data", Key: "small", UploadId }))), "NoSuchUpload");
     assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "small" }))), "NotFound");
-    assert.equal(storedBlobs(), blobsBefore);
+    await assertStorageBackTo(kiln, storageBefore, "storage after collection is what it was before the work", 5000);
     // A one-part upload may be any size.
     const single = await s3.send(new CreateMultipartUploadCommand({ Bucket: "data", Key: "single" }));
     const part = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "single", UploadId: single.UploadId, PartNumber: 1, Body: "tiny" }));

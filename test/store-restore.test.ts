@@ -18,6 +18,7 @@ import {
 import { CreateBucketCommand, GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { BLOCK, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
+import { stoppedStoreRows, stoppedTasks, type StoppedStore } from "./helpers/stopped-store.js";
 
 let kiln: TestKiln;
 let ec2: EC2Client;
@@ -208,7 +209,13 @@ describe("store and restore", () => {
     await first.ec2().send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "amis" }));
     const during = (await first.ec2().send(new DescribeStoreImageTasksCommand({ ImageIds: [imageId] }))).StoreImageTaskResults![0]!;
     assert.equal(during.StoreTaskState, "InProgress");
+    const stopped: StoppedStore = { dataDir, databaseUrl: first.kiln.config.databaseUrl };
     await first.close();
+    // The stop interrupted the store: its task is still running in the stopped Kiln's metadata,
+    // and the object it writes is not there.
+    const storing = await stoppedTasks(stopped, "store-image", imageId);
+    assert.deepEqual(storing.map((t) => t.state), ["running"], "the store task finished before the stop");
+    assert.deepEqual(await stoppedStoreRows(stopped, "select key from objects where bucket = ? and key = ?", ["amis", `${imageId}.bin`]), [], "the stored object was written before the stop");
     let second = await startTestKiln({ dataDir });
     try {
       assert.equal((await storeTask(second.ec2(), imageId)).StoreTaskState, "Completed");
@@ -216,6 +223,13 @@ describe("store and restore", () => {
       const pending = (await second.ec2().send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
       assert.equal(pending.State, "pending");
       await second.close();
+      // The stop interrupted the restore: its task still running, its image pending, its snapshots not made.
+      const restoring = await stoppedTasks(stopped, "restore-image", ImageId!);
+      assert.deepEqual(restoring.map((t) => t.state), ["running"], "the restore task finished before the stop");
+      assert.deepEqual(await stoppedStoreRows(stopped, "select state from images where image_id = ?", [ImageId!]), [{ state: "pending" }], "the restored image settled before the stop");
+      const { snapshotIds } = JSON.parse(restoring[0]!.params) as { snapshotIds: string[] };
+      assert.ok(snapshotIds.length > 0);
+      for (const id of snapshotIds) assert.deepEqual(await stoppedStoreRows(stopped, "select state from snapshots where snapshot_id = ? and state = 'completed'", [id]), [], `snapshot ${id} completed before the stop`);
       second = await startTestKiln({ dataDir });
       const image = await settledImage(second.ec2(), ImageId!);
       assert.equal(image.State, "available", image.StateReason?.Message);

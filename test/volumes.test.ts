@@ -2,6 +2,7 @@
 // chunks, states settle after the configured delay, and the SDK waiters see them do so.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import {
@@ -27,9 +28,25 @@ before(async () => {
 after(() => kiln.close());
 beforeEach(() => kiln.reset());
 
+/** Bytes of the SQLite metadata files in the data folder (database, write-ahead log, shared memory, journal). */
+const metadataBytes = (on: TestKiln) => {
+  let total = 0;
+  for (const name of readdirSync(on.dataDir)) if (/^kiln\.sqlite3(-wal|-shm|-journal)?$/.test(name)) total += statSync(join(on.dataDir, name)).size;
+  return total;
+};
 
-
-
+/** Polls `state` until it is `target` (20 s at most); the distinct states seen, in order, and when `target` was first seen. */
+async function reaches(state: () => Promise<string | undefined>, target: string): Promise<{ seen: (string | undefined)[]; at: number }> {
+  const seen: (string | undefined)[] = [];
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const now = await state();
+    if (seen[seen.length - 1] !== now) seen.push(now);
+    if (now === target) return { seen, at: Date.now() };
+    if (Date.now() > deadline) assert.fail(`never reached ${target}: ${seen.join(" → ")}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 describe("volumes", () => {
   it("carries a snapshot's bytes into a volume and a new snapshot of it, storing no new chunk", async () => {
@@ -56,13 +73,13 @@ describe("volumes", () => {
   });
 
   it("makes a 1 TiB empty volume for nothing", async () => {
-    const before = { data: await chunkBytes(kiln), all: await keptBytes(kiln) };
+    const before = { data: await chunkBytes(kiln), all: (await keptBytes(kiln)) - metadataBytes(kiln) };
     const volumes = [];
     for (let i = 0; i < 3; i++) volumes.push(await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1b", Size: 1024 })));
     assert.equal(await chunkBytes(kiln), before.data, "no snapshot data for an empty volume");
-    // Their rows, and SQLite's write-ahead log for them: a few pages each.
-    const grown = (await keptBytes(kiln)) - before.all;
-    assert.ok(grown < 1024 * 1024, `three 1 TiB volumes added ${grown} bytes`);
+    // Nothing but their metadata rows: every byte Kiln keeps outside its metadata database (and
+    // SQLite's write-ahead log, whose size is SQLite's business) is as it was.
+    assert.equal((await keptBytes(kiln)) - metadataBytes(kiln), before.all, "three 1 TiB volumes added data");
     const { Volumes } = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: "size", Values: ["1024"] }] }));
     assert.equal(Volumes!.length, 3);
     assert.equal(Volumes![0]!.VolumeType, "gp2");
@@ -111,18 +128,33 @@ describe("volumes", () => {
 
 describe("state delays", () => {
   it("keeps volumes creating and snapshots pending for the configured time; the waiters wait", async () => {
-    const slow = await startTestKiln({ stateDelayMs: 1500 });
+    const DELAY = 1500;
+    const slow = await startTestKiln({ stateDelayMs: DELAY });
     try {
       const client = slow.ec2();
+      // Kiln starts a resource's delay when it handles the request, after `sent`: however slow
+      // the machine, the new state cannot be seen before sent + the delay, and must be seen within the waiters' 20 s.
+      let sent = Date.now();
       const volume = await client.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 4 }));
-      assert.equal((await client.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }))).Volumes![0]!.State, "creating");
-      const started = Date.now();
-      await waitUntilVolumeAvailable({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { VolumeIds: [volume.VolumeId!] });
-      assert.ok(Date.now() - started >= 500, "the waiter waited");
+      assert.equal(volume.State, "creating");
+      const volumeWaiter = waitUntilVolumeAvailable({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { VolumeIds: [volume.VolumeId!] }).then((result) => ({ result, at: Date.now() }));
+      const available = await reaches(async () => (await client.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }))).Volumes![0]!.State, "available");
+      assert.ok(["creating,available", "available"].includes(available.seen.join()), `the volume went ${available.seen.join(" → ")}`);
+      assert.ok(available.at - sent >= DELAY, `the volume was available ${available.at - sent} ms after it was asked for`);
+      const waited = await volumeWaiter;
+      assert.equal(waited.result.state, "SUCCESS");
+      assert.ok(waited.at - sent >= DELAY, `the volume waiter returned ${waited.at - sent} ms after the request`);
+
+      sent = Date.now();
       const snap = await client.send(new CreateSnapshotCommand({ VolumeId: volume.VolumeId }));
-      const pending = await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [snap.SnapshotId!] }));
-      assert.equal(pending.Snapshots![0]!.State, "pending");
-      await waitUntilSnapshotCompleted({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] });
+      assert.equal(snap.State, "pending");
+      const snapshotWaiter = waitUntilSnapshotCompleted({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] }).then((result) => ({ result, at: Date.now() }));
+      const completed = await reaches(async () => (await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [snap.SnapshotId!] }))).Snapshots![0]!.State, "completed");
+      assert.ok(["pending,completed", "completed"].includes(completed.seen.join()), `the snapshot went ${completed.seen.join(" → ")}`);
+      assert.ok(completed.at - sent >= DELAY, `the snapshot completed ${completed.at - sent} ms after it was asked for`);
+      const snapshotWaited = await snapshotWaiter;
+      assert.equal(snapshotWaited.result.state, "SUCCESS");
+      assert.ok(snapshotWaited.at - sent >= DELAY, `the snapshot waiter returned ${snapshotWaited.at - sent} ms after the request`);
       const done = await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [snap.SnapshotId!] }));
       assert.equal(done.Snapshots![0]!.Progress, "100%");
     } finally {

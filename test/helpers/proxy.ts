@@ -1,38 +1,49 @@
 // A TCP proxy between Kiln and a store it depends on, for outage tests.
-import { createServer, connect, type Server, type Socket } from "node:net";
+import { createServer, connect, type Socket } from "node:net";
 
-/** A TCP proxy to `target` that can be cut (every connection dropped, nothing accepted) and restored on the same port. */
+/**
+ * A TCP proxy to `target` on a loopback port the system picks, that can be cut (every
+ * connection reset, new ones reset as soon as they arrive) and restored. It keeps its port
+ * throughout: closing and listening again would free the port for anyone to take meanwhile.
+ */
 export async function cuttableProxy(target: { host: string; port: number }) {
   const sockets = new Set<Socket>();
-  let server: Server | undefined;
-  let port = 0;
-  const open = () =>
-    new Promise<void>((resolve) => {
-      server = createServer((client) => {
-        const upstream = connect(target.port, target.host);
-        for (const socket of [client, upstream]) {
-          sockets.add(socket);
-          socket.on("close", () => sockets.delete(socket));
-          socket.on("error", () => {});
-        }
-        client.pipe(upstream).pipe(client);
-      });
-      server.listen(port, "127.0.0.1", () => {
-        port = (server!.address() as { port: number }).port;
-        resolve();
-      });
-    });
-  await open();
+  let isCut = false;
+  const reset = (socket: Socket) => (typeof socket.resetAndDestroy === "function" ? socket.resetAndDestroy() : socket.destroy());
+  const server = createServer((client) => {
+    client.on("error", () => {});
+    if (isCut) {
+      reset(client);
+      return;
+    }
+    const upstream = connect(target.port, target.host);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {});
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  server.unref();
+  const port = (server.address() as { port: number }).port;
   return {
-    get port() {
-      return port;
-    },
+    port,
     async cut() {
-      await new Promise<void>((resolve) => {
-        server!.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
+      isCut = true;
+      for (const socket of sockets) reset(socket);
     },
-    restore: open,
+    async restore() {
+      isCut = false;
+    },
+    /** Resets every connection and stops listening, for good. */
+    async close() {
+      isCut = true;
+      for (const socket of sockets) reset(socket);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
