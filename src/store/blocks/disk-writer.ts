@@ -71,35 +71,42 @@ export async function writeDiskToSnapshot(
     partial = undefined;
   };
 
-  let lastEnd = 0;
-  for await (const extent of readAhead(extents, READ_AHEAD)) {
-    options.signal?.throwIfAborted();
-    if (extent.offset < lastEnd) throw new Error(`disk extents out of order at ${extent.offset}`);
-    lastEnd = extent.offset + extent.data.length;
-    let at = extent.offset;
-    let data = extent.data;
-    const puts: Promise<void>[] = [];
-    while (data.length > 0) {
-      const index = Math.floor(at / BLOCK_SIZE);
-      const within = at - index * BLOCK_SIZE;
-      const take = Math.min(BLOCK_SIZE - within, data.length);
-      if (partial && partial.index !== index) await finishPartial();
-      if (within === 0 && take === BLOCK_SIZE) {
-        const { copied } = await store(index, data.subarray(0, take));
-        if (copied) puts.push(copied);
-      } else {
-        partial ??= { index, data: Buffer.alloc(BLOCK_SIZE) };
-        data.copy(partial.data, within, 0, take);
-        if (within + take === BLOCK_SIZE) await finishPartial();
+  try {
+    let lastEnd = 0;
+    for await (const extent of readAhead(extents, READ_AHEAD)) {
+      options.signal?.throwIfAborted();
+      if (extent.offset < lastEnd) throw new Error(`disk extents out of order at ${extent.offset}`);
+      lastEnd = extent.offset + extent.data.length;
+      let at = extent.offset;
+      let data = extent.data;
+      const puts: Promise<void>[] = [];
+      while (data.length > 0) {
+        const index = Math.floor(at / BLOCK_SIZE);
+        const within = at - index * BLOCK_SIZE;
+        const take = Math.min(BLOCK_SIZE - within, data.length);
+        if (partial && partial.index !== index) await finishPartial();
+        if (within === 0 && take === BLOCK_SIZE) {
+          const { copied } = await store(index, data.subarray(0, take));
+          if (copied) puts.push(copied);
+        } else {
+          partial ??= { index, data: Buffer.alloc(BLOCK_SIZE) };
+          data.copy(partial.data, within, 0, take);
+          if (within + take === BLOCK_SIZE) await finishPartial();
+        }
+        at += take;
+        data = data.subarray(take);
       }
-      at += take;
-      data = data.subarray(take);
+      // The reader may reuse the extent's buffer once the store has copied every block cut from it.
+      if (extent.release) void Promise.all(puts).then(extent.release);
+      options.onProgress?.(lastEnd);
     }
-    // The reader may reuse the extent's buffer once the store has copied every block cut from it.
-    if (extent.release) void Promise.all(puts).then(extent.release);
-    options.onProgress?.(lastEnd);
+    await finishPartial();
+  } catch (error) {
+    // A stop or failure ends the write only once the chunks already on their way are stored:
+    // nothing lands after the task reports its end.
+    await Promise.all(inFlight);
+    throw error;
   }
-  await finishPartial();
   await Promise.all(inFlight);
   if (failure) throw failure;
   await flushRows();
