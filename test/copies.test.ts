@@ -2,7 +2,6 @@
 // caller's own, and no new chunk stored.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   CopyImageCommand,

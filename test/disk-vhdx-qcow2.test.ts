@@ -137,7 +137,7 @@ async function assertSameDisk(open: DiskImageOpener, path: string): Promise<Read
 }
 
 /** A patched copy of `from`. */
-function patched(from: string, name: string, edit: (bytes: Buffer) => Buffer | void): string {
+function patched(from: string, name: string, edit: (bytes: Buffer) => Buffer | undefined): string {
   const bytes = readFileSync(from);
   const out = edit(bytes) ?? bytes;
   const path = join(dir, name);
@@ -428,7 +428,9 @@ describe("VHDX", () => {
   });
 
   it("falls back to the second region table, and refuses unknown required regions", async () => {
-    const first = patched(dynamic, "region-1-broken.vhdx", (bytes) => void (bytes[192 * KiB + 100]! ^= 0xff));
+    const first = patched(dynamic, "region-1-broken.vhdx", (bytes) => {
+      bytes[192 * KiB + 100]! ^= 0xff;
+    });
     assert.equal((await readBack(openVhdx, first)).sha, rawSha);
     const both = patched(dynamic, "regions-broken.vhdx", (bytes) => {
       bytes[192 * KiB + 100]! ^= 0xff;
@@ -455,7 +457,9 @@ describe("VHDX", () => {
     const parameters = layout.items.get(FILE_PARAMETERS_GUID)!;
     const parent = patched(dynamic, "parent.vhdx", (bytes) => void bytes.writeUInt32LE(bytes.readUInt32LE(parameters + 4) | 2, parameters + 4));
     await assertRefused(openVhdx, parent, /^VHDX differencing disks \(with a parent\) are not supported$/);
-    const partial = patched(dynamic, "partial.vhdx", (bytes) => void (bytes[layout.bat]! |= 7));
+    const partial = patched(dynamic, "partial.vhdx", (bytes) => {
+      bytes[layout.bat]! |= 7;
+    });
     await assertRefused(openVhdx, partial, /^VHDX block 0 is partially present/);
     const sizeAt = layout.items.get(VIRTUAL_SIZE_GUID)!;
     const huge = patched(dynamic, "huge.vhdx", (bytes) => void bytes.writeBigUInt64LE(1n << 60n, sizeAt));
@@ -489,7 +493,9 @@ describe("VHDX", () => {
     const expected = readFileSync(RAW);
     expected.fill(0, 0, MiB);
     assert.equal((await readBack(openVhdx, unmapped)).sha, sha256(expected));
-    const reserved = patched(dynamic, "reserved.vhdx", (bytes) => void (bytes[bat]! = (bytes[bat]! & ~7) | 4));
+    const reserved = patched(dynamic, "reserved.vhdx", (bytes) => {
+      bytes[bat] = (bytes[bat]! & ~7) | 4;
+    });
     await assertRefused(openVhdx, reserved, /^VHDX block 0 has the reserved state 4$/);
   });
 

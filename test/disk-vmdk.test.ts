@@ -190,7 +190,7 @@ describe("VMDK", () => {
     };
     await refuse("escape.vmdk", descriptor(`RW 2048 FLAT "../x" 0`), /not a plain file name/);
     await refuse("parent.vmdk", descriptor(extents[0]!).replace("parentCID=ffffffff", "parentCID=8a6c3e21"), /differencing disks \(with a parent\) are not supported/);
-    await refuse("hint.vmdk", descriptor(extents[0]!) + 'parentFileNameHint="base.vmdk"\n', /differencing disks/);
+    await refuse("hint.vmdk", `${descriptor(extents[0]!)}parentFileNameHint="base.vmdk"\n`, /differencing disks/);
     await refuse("type.vmdk", descriptor(`RW 2048 VMFSSPARSE "c.vmdk"`), /extent type VMFSSPARSE is not supported/);
     await refuse("long-flat.vmdk", descriptor(`RW ${(9 * MiB) / SECTOR} FLAT "a.bin" ${MiB / SECTOR + 1}`), /fewer than the descriptor's/);
     await refuse("long-sparse.vmdk", descriptor(`RW ${(17 * MiB) / SECTOR} SPARSE "c.vmdk"`), /capacity of 32768 sectors is less than the descriptor's 34816/);

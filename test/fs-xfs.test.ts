@@ -20,7 +20,7 @@ const small = randomBytes(5000);
 const big = randomBytes(4 * 1024 * 1024 + 123);
 const deep = Buffer.from("five levels down\n");
 /** Longer than an inode's literal area, so the link is stored in a block of its own. */
-const remoteTarget = "/usr/lib/" + "./".repeat(200) + "os-release";
+const remoteTarget = `/usr/lib/${"./".repeat(200)}os-release`;
 const MANY = 3000;
 const manyName = (i: number) => `entry-with-a-longish-name-${String(i).padStart(5, "0")}`;
 
@@ -43,11 +43,11 @@ function protofile(): string {
   // Each file takes a block as its entry is added, so the directory's blocks interleave with
   // them: many extents (a B-tree fork) and a node directory with a free index.
   lines.push("many d--755 0 0", ...Array.from({ length: MANY }, (_, i) => `${manyName(i)} ---644 0 0 ${files}-deep`), "$");
-  lines.push("abs l--777 0 0 /usr/lib/os-release", "lib l--777 0 0 usr/lib", "remote l--777 0 0 " + remoteTarget);
+  lines.push("abs l--777 0 0 /usr/lib/os-release", "lib l--777 0 0 usr/lib", `remote l--777 0 0 ${remoteTarget}`);
   lines.push("loop1 l--777 0 0 /loop2", "loop2 l--777 0 0 loop1", "dangling l--777 0 0 /nowhere");
   lines.push("$");
   const path = join(dir, "proto");
-  writeFileSync(path, lines.join("\n") + "\n");
+  writeFileSync(path, `${lines.join("\n")}\n`);
   return path;
 }
 

@@ -157,7 +157,7 @@ async function fuzz(t: TestContext, name: string, arbitrary: () => fc.Arbitrary<
   assert.ok(sent >= Math.min(runs, 25), `${name}: only ${sent} requests went out in the time allowed`);
 }
 
-describe("fuzzing (seed " + SEED + ")", () => {
+describe(`fuzzing (seed ${SEED})`, () => {
   it("the EC2 Query codec and actions", async (t) => {
     const model = ec2Model();
     const actions = [...ec2Actions(model).keys()];

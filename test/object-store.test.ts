@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { DescribeImportSnapshotTasksCommand, ImportSnapshotCommand } from "@aws-sdk/client-ec2";
+import { DescribeImportSnapshotTasksCommand, ImportSnapshotCommand, type ImportSnapshotTask } from "@aws-sdk/client-ec2";
 import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
@@ -243,7 +243,7 @@ for (const service of services) {
 
         const ec2 = kiln.ec2();
         const { ImportTaskId } = await ec2.send(new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "disks", S3Key: "data.raw" } } }));
-        let task;
+        let task: ImportSnapshotTask | undefined;
         for (let tries = 0; tries < 600; tries++) {
           task = (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportSnapshotTasks![0]!;
           if (task.SnapshotTaskDetail!.Status !== "active") break;

@@ -210,7 +210,7 @@ const twice = (id: string) => [id, id];
 interface Change {
   action: string;
   /** Calls the action with the resource named twice; the ids it reports changed, when it reports any. */
-  act: () => Promise<(string | undefined)[] | void>;
+  act: () => Promise<(string | undefined)[] | undefined>;
   /** The id the action reports, when it reports one. */
   reports?: () => string;
   /** Reads what the action left, to compare with what `expected` gives. */

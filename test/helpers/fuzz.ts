@@ -239,7 +239,8 @@ function treeOf(pairs: [string, string][]): unknown {
     let node = root;
     for (const part of path.slice(0, -1)) {
       const next = node[part];
-      node = (typeof next === "object" && next !== null ? next : (node[part] = {})) as Record<string, unknown>;
+      if (typeof next !== "object" || next === null) node[part] = {};
+      node = node[part] as Record<string, unknown>;
     }
     node[path[path.length - 1]!] = value;
   }

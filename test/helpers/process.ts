@@ -23,8 +23,7 @@ export function spawnKiln(args: string[], env: NodeJS.ProcessEnv = {}): Promise<
     child.stderr!.on("data", (chunk) => (stderr += chunk));
     child.stdout!.on("data", (chunk) => {
       buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
+      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
         const entry = JSON.parse(line) as Record<string, unknown>;
