@@ -13,7 +13,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const [botocoreDir, botocoreVersion] = execFileSync("python3", [
   "-c",
   "import botocore, os; print(os.path.dirname(botocore.__file__)); print(botocore.__version__)",
-]).toString().trim().split("\n");
+])
+  .toString()
+  .trim()
+  .split("\n");
 const source = join(botocoreDir, "data/ec2/2016-11-15/service-2.json.gz");
 const model = JSON.parse(gunzipSync(readFileSync(source)).toString("utf8"));
 
@@ -21,17 +24,28 @@ const dropped = new Set(["documentation", "documentationUrl", "examples"]);
 const strip = (node) => {
   if (Array.isArray(node)) return node.map(strip);
   if (node && typeof node === "object") {
-    return Object.fromEntries(Object.entries(node).filter(([k]) => !dropped.has(k)).map(([k, v]) => [k, strip(v)]));
+    return Object.fromEntries(
+      Object.entries(node)
+        .filter(([k]) => !dropped.has(k))
+        .map(([k, v]) => [k, strip(v)]),
+    );
   }
   return node;
 };
 
 const out = join(here, "..", "model");
 writeFileSync(join(out, "ec2-2016-11-15.json.gz"), gzipSync(JSON.stringify(strip(model)), { level: 9 }));
-writeFileSync(join(out, "MODEL.json"), `${JSON.stringify({
-  source: "botocore data/ec2/2016-11-15/service-2.json.gz",
-  botocoreVersion,
-  operations: Object.keys(model.operations).length,
-  shapes: Object.keys(model.shapes).length,
-}, null, 2)}\n`);
+writeFileSync(
+  join(out, "MODEL.json"),
+  `${JSON.stringify(
+    {
+      source: "botocore data/ec2/2016-11-15/service-2.json.gz",
+      botocoreVersion,
+      operations: Object.keys(model.operations).length,
+      shapes: Object.keys(model.shapes).length,
+    },
+    null,
+    2,
+  )}\n`,
+);
 console.log(`model: botocore ${botocoreVersion}, ${Object.keys(model.operations).length} operations`);

@@ -21,9 +21,7 @@ import { TaskRunner } from "./tasks/runner.js";
 import { sweepBlobs } from "./store/objects/sweep.js";
 import { join } from "node:path";
 
-export const KILN_VERSION: string = (
-  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
-).version;
+export const KILN_VERSION: string = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 export interface RunningKiln {
   readonly url: string;
@@ -78,7 +76,10 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     await meta.close();
     throw error;
   }
-  const tasks = new TaskRunner(meta.db, taskKinds({ db: meta.db, chunks, blobs }), logger, { nodeId: config.nodeId ?? nodeIdOf(config.dataDir), leaseMs: config.taskLeaseMs });
+  const tasks = new TaskRunner(meta.db, taskKinds({ db: meta.db, chunks, blobs }), logger, {
+    nodeId: config.nodeId ?? nodeIdOf(config.dataDir),
+    leaseMs: config.taskLeaseMs,
+  });
   await tasks.resume();
   const server = createHttpServer(
     {

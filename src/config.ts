@@ -1,13 +1,7 @@
 // Kiln's settings: built-in defaults, overridden by KILN_* environment variables, overridden by
 // command-line flags. Everything a running Kiln needs to know is in one KilnConfig.
 import { resolve } from "node:path";
-import {
-  configuredAccounts,
-  defaultAccounts,
-  parseAccountsList,
-  readAccountsFile,
-  type AccountDirectory,
-} from "./auth/accounts.js";
+import { configuredAccounts, defaultAccounts, parseAccountsList, readAccountsFile, type AccountDirectory } from "./auth/accounts.js";
 import { isKilnRegion } from "./domain/regions.js";
 import { loadCatalogue, type PublicCatalogue } from "./domain/catalogue.js";
 import type { ObjectStoreSettings } from "./store/bucket/bucket.js";
@@ -109,7 +103,8 @@ function objectStore(overrides: ConfigOverrides, env: NodeJS.ProcessEnv): Object
   const bucket = overrides.objectStoreBucket ?? env.KILN_OBJECT_STORE_BUCKET;
   if (!bucket) return undefined;
   const endpoint = overrides.objectStoreEndpoint ?? (env.KILN_OBJECT_STORE_ENDPOINT || undefined);
-  if (endpoint !== undefined && !/^https?:\/\/[^/]/.test(endpoint)) throw new Error(`KILN_OBJECT_STORE_ENDPOINT must be an http:// or https:// URL, got ${endpoint}`);
+  if (endpoint !== undefined && !/^https?:\/\/[^/]/.test(endpoint))
+    throw new Error(`KILN_OBJECT_STORE_ENDPOINT must be an http:// or https:// URL, got ${endpoint}`);
   const accessKeyId = env.KILN_OBJECT_STORE_ACCESS_KEY_ID;
   const secretAccessKey = env.KILN_OBJECT_STORE_SECRET_ACCESS_KEY;
   if (!accessKeyId !== !secretAccessKey) throw new Error("KILN_OBJECT_STORE_ACCESS_KEY_ID and KILN_OBJECT_STORE_SECRET_ACCESS_KEY go together");

@@ -7,8 +7,5 @@ import { pino, type Logger } from "pino";
 export type { Logger };
 
 export function createLogger(level: string): Logger {
-  return pino(
-    { level, base: { service: "kiln" }, timestamp: pino.stdTimeFunctions.isoTime },
-    pino.destination({ dest: 1, sync: false }),
-  );
+  return pino({ level, base: { service: "kiln" }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 1, sync: false }));
 }

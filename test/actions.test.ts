@@ -74,7 +74,10 @@ describe("DescribeRegions", () => {
 describe("DescribeAvailabilityZones", () => {
   it("lists the zones of the signed region", async () => {
     const { AvailabilityZones } = await kiln.ec2({ region: "eu-west-1" }).send(new DescribeAvailabilityZonesCommand({}));
-    assert.deepEqual(AvailabilityZones!.map((z) => z.ZoneName), ["eu-west-1a", "eu-west-1b", "eu-west-1c"]);
+    assert.deepEqual(
+      AvailabilityZones!.map((z) => z.ZoneName),
+      ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+    );
     assert.deepEqual(AvailabilityZones![0], {
       OptInStatus: "opt-in-not-required",
       Messages: [],
@@ -93,11 +96,20 @@ describe("DescribeAvailabilityZones", () => {
 
   it("selects by name, id and filter", async () => {
     const byName = await ec2.send(new DescribeAvailabilityZonesCommand({ ZoneNames: ["us-east-1b"] }));
-    assert.deepEqual(byName.AvailabilityZones!.map((z) => z.ZoneId), ["use1-az2"]);
+    assert.deepEqual(
+      byName.AvailabilityZones!.map((z) => z.ZoneId),
+      ["use1-az2"],
+    );
     const byId = await ec2.send(new DescribeAvailabilityZonesCommand({ ZoneIds: ["use1-az3"] }));
-    assert.deepEqual(byId.AvailabilityZones!.map((z) => z.ZoneName), ["us-east-1c"]);
+    assert.deepEqual(
+      byId.AvailabilityZones!.map((z) => z.ZoneName),
+      ["us-east-1c"],
+    );
     const filtered = await ec2.send(new DescribeAvailabilityZonesCommand({ Filters: [{ Name: "zone-name", Values: ["us-east-1a", "us-east-1f"] }] }));
-    assert.deepEqual(filtered.AvailabilityZones!.map((z) => z.ZoneName), ["us-east-1a", "us-east-1f"]);
+    assert.deepEqual(
+      filtered.AvailabilityZones!.map((z) => z.ZoneName),
+      ["us-east-1a", "us-east-1f"],
+    );
   });
 
   it("refuses a zone of another region", async () => {
@@ -133,7 +145,15 @@ describe("tags", () => {
   it("creates, describes and deletes tags on several resources", async () => {
     const image = await catalogueImage(ec2);
     const [instance] = await launchInstances(ec2, 1);
-    await ec2.send(new CreateTagsCommand({ Resources: [image, instance!], Tags: [{ Key: "Name", Value: "web" }, { Key: "env", Value: "prod" }] }));
+    await ec2.send(
+      new CreateTagsCommand({
+        Resources: [image, instance!],
+        Tags: [
+          { Key: "Name", Value: "web" },
+          { Key: "env", Value: "prod" },
+        ],
+      }),
+    );
     const { Tags } = await ec2.send(new DescribeTagsCommand({}));
     assert.deepEqual(Tags, [
       { Key: "Name", ResourceId: image, ResourceType: "image", Value: "web" },
@@ -144,11 +164,17 @@ describe("tags", () => {
     // Setting a key again replaces its value.
     await ec2.send(new CreateTagsCommand({ Resources: [instance!], Tags: [{ Key: "env", Value: "dev" }] }));
     const envs = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: ["env"] }] }));
-    assert.deepEqual(envs.Tags!.map((t) => `${t.ResourceId}=${t.Value}`), [`${image}=prod`, `${instance}=dev`]);
+    assert.deepEqual(
+      envs.Tags!.map((t) => `${t.ResourceId}=${t.Value}`),
+      [`${image}=prod`, `${instance}=dev`],
+    );
 
     await ec2.send(new DeleteTagsCommand({ Resources: [image] }));
     const left = await ec2.send(new DescribeTagsCommand({}));
-    assert.deepEqual(left.Tags!.map((t) => `${t.ResourceId}:${t.Key}`), [`${instance}:Name`, `${instance}:env`]);
+    assert.deepEqual(
+      left.Tags!.map((t) => `${t.ResourceId}:${t.Key}`),
+      [`${instance}:Name`, `${instance}:env`],
+    );
   });
 
   it("refuses tags on resources that do not exist, or are another account's", async () => {
@@ -166,18 +192,32 @@ describe("tags", () => {
     // A public image can be tagged by anyone; the tags are the tagger's alone.
     const image = await catalogueImage(other);
     await other.send(new CreateTagsCommand({ Resources: [image], Tags: tag }));
-    assert.deepEqual((await other.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.ResourceId), [image]);
+    assert.deepEqual(
+      (await other.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.ResourceId),
+      [image],
+    );
     assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags, []);
   });
 
   it("deletes a key only where the given value matches", async () => {
     const [first, second] = await createVolumes(ec2, 2);
     await ec2.send(new CreateTagsCommand({ Resources: [first!, second!], Tags: [{ Key: "team", Value: "a" }] }));
-    await ec2.send(new CreateTagsCommand({ Resources: [second!], Tags: [{ Key: "team", Value: "b" }, { Key: "empty", Value: "" }] }));
+    await ec2.send(
+      new CreateTagsCommand({
+        Resources: [second!],
+        Tags: [
+          { Key: "team", Value: "b" },
+          { Key: "empty", Value: "" },
+        ],
+      }),
+    );
     await ec2.send(new DeleteTagsCommand({ Resources: [first!, second!], Tags: [{ Key: "team", Value: "a" }] }));
     await ec2.send(new DeleteTagsCommand({ Resources: [second!], Tags: [{ Key: "empty", Value: "not-empty" }] }));
     const { Tags } = await ec2.send(new DescribeTagsCommand({}));
-    assert.deepEqual(Tags!.map((t) => `${t.ResourceId}:${t.Key}=${t.Value}`), [`${second}:empty=`, `${second}:team=b`]);
+    assert.deepEqual(
+      Tags!.map((t) => `${t.ResourceId}:${t.Key}=${t.Value}`),
+      [`${second}:empty=`, `${second}:team=b`],
+    );
     await ec2.send(new DeleteTagsCommand({ Resources: [second!], Tags: [{ Key: "empty", Value: "" }, { Key: "team" }] }));
     assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags, []);
   });
@@ -196,18 +236,49 @@ describe("tags", () => {
   it("filters by resource type, resource id, value, tag:key and wildcards", async () => {
     const snapshot = await createSnapshot(ec2);
     const [instance] = await launchInstances(ec2, 1);
-    await ec2.send(new CreateTagsCommand({ Resources: [snapshot, instance!], Tags: [{ Key: "owner", Value: "alice" }, { Key: "cost-centre", Value: "42" }] }));
+    await ec2.send(
+      new CreateTagsCommand({
+        Resources: [snapshot, instance!],
+        Tags: [
+          { Key: "owner", Value: "alice" },
+          { Key: "cost-centre", Value: "42" },
+        ],
+      }),
+    );
     const bySnapshot = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-type", Values: ["snapshot"] }] }));
-    assert.deepEqual(bySnapshot.Tags!.map((t) => t.Key), ["cost-centre", "owner"]);
-    const combined = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-id", Values: [instance!] }, { Name: "value", Values: ["ali?e"] }] }));
-    assert.deepEqual(combined.Tags!.map((t) => `${t.ResourceId}:${t.Key}`), [`${instance}:owner`]);
+    assert.deepEqual(
+      bySnapshot.Tags!.map((t) => t.Key),
+      ["cost-centre", "owner"],
+    );
+    const combined = await ec2.send(
+      new DescribeTagsCommand({
+        Filters: [
+          { Name: "resource-id", Values: [instance!] },
+          { Name: "value", Values: ["ali?e"] },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      combined.Tags!.map((t) => `${t.ResourceId}:${t.Key}`),
+      [`${instance}:owner`],
+    );
     const byTag = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "tag:cost-centre", Values: ["4*"] }] }));
     assert.equal(byTag.Tags!.length, 2);
   });
 
   it("paginates with MaxResults and NextToken, in stable order", async () => {
     const resources = await launchInstances(ec2, 30);
-    await ec2.send(new CreateTagsCommand({ Resources: resources, Tags: [{ Key: "a", Value: "1" }, { Key: "b", Value: "2" }, { Key: "c", Value: "3" }, { Key: "d", Value: "4" }] }));
+    await ec2.send(
+      new CreateTagsCommand({
+        Resources: resources,
+        Tags: [
+          { Key: "a", Value: "1" },
+          { Key: "b", Value: "2" },
+          { Key: "c", Value: "3" },
+          { Key: "d", Value: "4" },
+        ],
+      }),
+    );
     const pages: TagDescription[][] = [];
     for await (const page of paginateDescribeTags({ client: ec2, pageSize: 7 }, {})) pages.push(page.Tags!);
     assert.equal(pages.length, Math.ceil(120 / 7));
@@ -222,14 +293,26 @@ describe("tags", () => {
 
   it("paginates filtered results, exact (read in SQL) or with wildcards", async () => {
     const resources = (await createVolumes(ec2, 40)).sort();
-    await ec2.send(new CreateTagsCommand({ Resources: resources, Tags: [{ Key: "team", Value: "a" }, { Key: "tier", Value: "b" }] }));
+    await ec2.send(
+      new CreateTagsCommand({
+        Resources: resources,
+        Tags: [
+          { Key: "team", Value: "a" },
+          { Key: "tier", Value: "b" },
+        ],
+      }),
+    );
     for (const values of [["team"], ["te*"]]) {
       const seen: string[] = [];
       for await (const page of paginateDescribeTags({ client: ec2, pageSize: 6 }, { Filters: [{ Name: "key", Values: values }] })) {
         assert.ok(page.Tags!.length <= 6);
         seen.push(...page.Tags!.map((t) => `${t.ResourceId}:${t.Key}`));
       }
-      assert.deepEqual(seen, resources.map((r) => `${r}:team`), `filter key=${values[0]}`);
+      assert.deepEqual(
+        seen,
+        resources.map((r) => `${r}:team`),
+        `filter key=${values[0]}`,
+      );
     }
     const none = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: [] }] }));
     assert.deepEqual(none.Tags, []);
@@ -285,11 +368,20 @@ describe("tags", () => {
     const image = await catalogueImage(ec2);
     await ec2.send(new CreateTagsCommand({ Resources: [image], Tags: [{ Key: "owner", Value: "default" }] }));
     await other.send(new CreateTagsCommand({ Resources: [image], Tags: [{ Key: "owner", Value: "other" }] }));
-    assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value), ["default"]);
-    assert.deepEqual((await other.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value), ["other"]);
+    assert.deepEqual(
+      (await ec2.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value),
+      ["default"],
+    );
+    assert.deepEqual(
+      (await other.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value),
+      ["other"],
+    );
     assert.deepEqual((await otherRegion.send(new DescribeTagsCommand({}))).Tags, []);
     // Deleting in one account leaves the other's alone.
     await other.send(new DeleteTagsCommand({ Resources: [image] }));
-    assert.deepEqual((await ec2.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value), ["default"]);
+    assert.deepEqual(
+      (await ec2.send(new DescribeTagsCommand({}))).Tags!.map((t) => t.Value),
+      ["default"],
+    );
   });
 });

@@ -115,9 +115,22 @@ describe("the APIs and web pages", () => {
     const s3 = kiln.s3();
     await s3.send(new CreateBucketCommand({ Bucket: "pics" }));
     await s3.send(new PutObjectCommand({ Bucket: "pics", Key: "cat.png", Body: "meow" }));
-    const put = await signedRequest(kiln.url, { method: "PUT", service: "s3", path: "/pics/cat.png", body: "woof", contentType: "image/png", headers: { ...FROM_PAGE, "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } });
+    const put = await signedRequest(kiln.url, {
+      method: "PUT",
+      service: "s3",
+      path: "/pics/cat.png",
+      body: "woof",
+      contentType: "image/png",
+      headers: { ...FROM_PAGE, "x-amz-content-sha256": "UNSIGNED-PAYLOAD" },
+    });
     assert.deepEqual([put.status, errorCode(put.text)], [403, "AccessDenied"]);
-    const ebsHeaders = await signedHeaders(kiln.url, { method: "POST", service: "ebs", path: "/snapshots", body: JSON.stringify({ VolumeSize: 1 }), contentType: "application/json" });
+    const ebsHeaders = await signedHeaders(kiln.url, {
+      method: "POST",
+      service: "ebs",
+      path: "/snapshots",
+      body: JSON.stringify({ VolumeSize: 1 }),
+      contentType: "application/json",
+    });
     const ebs = await fetch(`${kiln.url}/snapshots`, { method: "POST", headers: { ...ebsHeaders, ...FROM_PAGE }, body: JSON.stringify({ VolumeSize: 1 }) });
     assert.deepEqual([ebs.status, ebs.headers.get("x-amzn-errortype")], [403, "AccessDeniedException"]);
 

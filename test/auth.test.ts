@@ -34,11 +34,29 @@ describe("header signatures", () => {
     const url = new URL(kiln.url);
     const { SignatureV4 } = await import("@smithy/signature-v4");
     const { Hash } = await import("@smithy/hash-node");
-    const signer = new SignatureV4({ credentials: { accessKeyId: "test", secretAccessKey: "test" }, region: "us-east-1", service: "ec2", sha256: Hash.bind(null, "sha256") });
-    const signed = await signer.sign({ method: "POST", protocol: "http:", hostname: url.hostname, port: Number(url.port), path: "/", query: {}, headers: { host: url.host, "content-type": "application/x-www-form-urlencoded" }, body: DESCRIBE });
+    const signer = new SignatureV4({
+      credentials: { accessKeyId: "test", secretAccessKey: "test" },
+      region: "us-east-1",
+      service: "ec2",
+      sha256: Hash.bind(null, "sha256"),
+    });
+    const signed = await signer.sign({
+      method: "POST",
+      protocol: "http:",
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: "/",
+      query: {},
+      headers: { host: url.host, "content-type": "application/x-www-form-urlencoded" },
+      body: DESCRIBE,
+    });
     const headers = { ...signed.headers } as Record<string, string>;
     delete headers.host;
-    const tampered = await fetch(`${kiln.url}/`, { method: "POST", headers, body: form({ Action: "DescribeRegions", Version: "2016-11-15", AllRegions: "true" }) });
+    const tampered = await fetch(`${kiln.url}/`, {
+      method: "POST",
+      headers,
+      body: form({ Action: "DescribeRegions", Version: "2016-11-15", AllRegions: "true" }),
+    });
     assert.equal(errorCode(await tampered.text()), "SignatureDoesNotMatch");
   });
 
@@ -56,14 +74,22 @@ describe("header signatures", () => {
 
   it("IncompleteSignature for a malformed Authorization header", async () => {
     const post = (authorization: string, extra: Record<string, string> = {}) =>
-      fetch(`${kiln.url}/`, { method: "POST", headers: { authorization, "x-amz-date": "20261123T000000Z", "content-type": "application/x-www-form-urlencoded", ...extra }, body: DESCRIBE }).then(async (r) => ({ status: r.status, text: await r.text() }));
+      fetch(`${kiln.url}/`, {
+        method: "POST",
+        headers: { authorization, "x-amz-date": "20261123T000000Z", "content-type": "application/x-www-form-urlencoded", ...extra },
+        body: DESCRIBE,
+      }).then(async (r) => ({ status: r.status, text: await r.text() }));
     await fails(post("AWS4-HMAC-SHA256 Credential=test/20261123/us-east-1/ec2/aws4_request, SignedHeaders=host"), 400, "IncompleteSignature");
     await fails(post("AWS4-HMAC-SHA256 Credential=test/20261123/ec2/aws4_request, SignedHeaders=host, Signature=00"), 400, "IncompleteSignature");
     await fails(post("AWS AKIA:signature"), 400, "IncompleteSignature");
   });
 
   it("MissingAuthenticationToken for an unsigned request", async () => {
-    await fails(fetch(`${kiln.url}/?Action=DescribeRegions&Version=2016-11-15`).then(async (r) => ({ status: r.status, text: await r.text() })), 403, "MissingAuthenticationToken");
+    await fails(
+      fetch(`${kiln.url}/?Action=DescribeRegions&Version=2016-11-15`).then(async (r) => ({ status: r.status, text: await r.text() })),
+      403,
+      "MissingAuthenticationToken",
+    );
   });
 });
 
@@ -77,7 +103,13 @@ describe("the signature's scope", () => {
       assert.equal(errorCode(response.text), "SignatureDoesNotMatch");
       assert.match(response.text, /Credential should be scoped to correct service: &apos;ec2&apos;/);
     }
-    const atEbs = await signedRequest(kiln.url, { method: "POST", path: "/snapshots", service: "ec2", body: JSON.stringify({ VolumeSize: 1 }), contentType: "application/json" });
+    const atEbs = await signedRequest(kiln.url, {
+      method: "POST",
+      path: "/snapshots",
+      service: "ec2",
+      body: JSON.stringify({ VolumeSize: 1 }),
+      contentType: "application/json",
+    });
     assert.deepEqual([atEbs.status, atEbs.headers.get("x-amzn-errortype")], [403, "SignatureDoesNotMatch"]);
     // A bucket addressed by host goes to S3, whatever the signature says.
     const headers = await signedHeaders(kiln.url, { path: "/", service: "ec2", headers: { host: "pics.localhost" } });
@@ -101,18 +133,37 @@ describe("the signature's scope", () => {
       for (const table of tables) rows += (await kiln.kiln.meta.db.selectFrom(table).select("region").where("region", "=", region).execute()).length;
       return rows;
     };
-    const ec2 = await signedRequest(kiln.url, { body: form({ Action: "CreateVolume", Version: "2016-11-15", AvailabilityZone: "mars-north-1a", Size: "1" }), region: "mars-north-1" });
+    const ec2 = await signedRequest(kiln.url, {
+      body: form({ Action: "CreateVolume", Version: "2016-11-15", AvailabilityZone: "mars-north-1a", Size: "1" }),
+      region: "mars-north-1",
+    });
     assert.deepEqual([ec2.status, errorCode(ec2.text)], [403, "SignatureDoesNotMatch"]);
     assert.match(ec2.text, /scoped to a valid region, not &apos;mars-north-1&apos;/);
     const presigned = await fetch(await presignedUrl(kiln.url, { query: { Action: "DescribeImages", Version: "2016-11-15" }, region: "mars-north-1" }));
     assert.equal(presigned.status, 403);
-    const ebs = await signedRequest(kiln.url, { method: "POST", path: "/snapshots", service: "ebs", region: "mars-north-1", body: JSON.stringify({ VolumeSize: 1 }), contentType: "application/json" });
+    const ebs = await signedRequest(kiln.url, {
+      method: "POST",
+      path: "/snapshots",
+      service: "ebs",
+      region: "mars-north-1",
+      body: JSON.stringify({ VolumeSize: 1 }),
+      contentType: "application/json",
+    });
     assert.equal(ebs.status, 403);
-    const s3 = await signedRequest(kiln.url, { method: "PUT", path: "/marsbucket", service: "s3", region: "mars-north-1", headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } });
+    const s3 = await signedRequest(kiln.url, {
+      method: "PUT",
+      path: "/marsbucket",
+      service: "s3",
+      region: "mars-north-1",
+      headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" },
+    });
     assert.deepEqual([s3.status, errorCode(s3.text)], [400, "AuthorizationHeaderMalformed"]);
     assert.equal(await rowsIn("mars-north-1"), 0);
     // An opt-in region is served, as the catalogue and network show.
-    assert.equal((await signedRequest(kiln.url, { body: form({ Action: "DescribeImages", Version: "2016-11-15", "Owner.1": "amazon" }), region: "af-south-1" })).status, 200);
+    assert.equal(
+      (await signedRequest(kiln.url, { body: form({ Action: "DescribeImages", Version: "2016-11-15", "Owner.1": "amazon" }), region: "af-south-1" })).status,
+      200,
+    );
     assert.ok((await rowsIn("af-south-1")) > 0);
   });
 });
@@ -127,7 +178,11 @@ describe("presigned URLs", () => {
   });
 
   it("RequestExpired once X-Amz-Expires has passed", async () => {
-    const url = await presignedUrl(kiln.url, { query: { Action: "DescribeRegions", Version: "2016-11-15" }, signingDate: new Date(Date.now() - 120_000), expiresIn: 60 });
+    const url = await presignedUrl(kiln.url, {
+      query: { Action: "DescribeRegions", Version: "2016-11-15" },
+      signingDate: new Date(Date.now() - 120_000),
+      expiresIn: 60,
+    });
     const response = await fetch(url);
     assert.equal(errorCode(await response.text()), "RequestExpired");
     assert.equal(response.status, 400);
@@ -170,7 +225,10 @@ describe("accounts", () => {
       assert.equal(created.status, 200, await created.text());
       // The tag belongs to account 000000000000 in the default region, where the volume is.
       const seen = await open.ec2().send(new DescribeTagsCommand({}));
-      assert.deepEqual(seen.Tags!.map((t) => t.ResourceId), [volume]);
+      assert.deepEqual(
+        seen.Tags!.map((t) => t.ResourceId),
+        [volume],
+      );
       // Signed requests are still verified.
       await fails(signedRequest(open.url, { body: DESCRIBE, secretAccessKey: "wrong" }), 403, "SignatureDoesNotMatch");
     } finally {

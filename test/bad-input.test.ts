@@ -5,7 +5,18 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { CreateKeyPairCommand, CreateTagsCommand, CreateVolumeCommand, DescribeKeyPairsCommand, DescribeTagsCommand, CreateStoreImageTaskCommand, DescribeStoreImageTasksCommand, ImportImageCommand, ImportSnapshotCommand, RegisterImageCommand } from "@aws-sdk/client-ec2";
+import {
+  CreateKeyPairCommand,
+  CreateTagsCommand,
+  CreateVolumeCommand,
+  DescribeKeyPairsCommand,
+  DescribeTagsCommand,
+  CreateStoreImageTaskCommand,
+  DescribeStoreImageTasksCommand,
+  ImportImageCommand,
+  ImportSnapshotCommand,
+  RegisterImageCommand,
+} from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { errorName, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
@@ -80,7 +91,13 @@ describe("U+0000 (NUL) in text Kiln would store or look up", () => {
     }
     const queries: Record<string, string>[] = [{ prefix: "\0" }, { "list-type": "2", "start-after": "a\0" }];
     for (const query of queries) {
-      const response = await signedRequest(kiln.url, { method: "GET", path: "/bkt", query, service: "s3", headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } });
+      const response = await signedRequest(kiln.url, {
+        method: "GET",
+        path: "/bkt",
+        query,
+        service: "s3",
+        headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" },
+      });
       assert.deepEqual([response.status, errorCode(response.text)], [400, "InvalidArgument"], JSON.stringify(query));
     }
     const put = await s3Raw("PUT", "/bkt/nul%00key", { "content-length": "0" });
@@ -108,14 +125,31 @@ describe("values copied into response headers", () => {
   it("response-* overrides a header cannot carry are S3's 400, and nothing is injected", async () => {
     const s3 = kiln.s3();
     for (const ResponseContentType of ["text/plain\r\nX-Injected: yes", "text/plain\nx", "a\u0000b", "café 😀"]) {
-      assert.equal(await errorName(s3.send(new GetObjectCommand({ Bucket: "bkt", Key: "disk.raw", ResponseContentType }))), "InvalidArgument", JSON.stringify(ResponseContentType));
+      assert.equal(
+        await errorName(s3.send(new GetObjectCommand({ Bucket: "bkt", Key: "disk.raw", ResponseContentType }))),
+        "InvalidArgument",
+        JSON.stringify(ResponseContentType),
+      );
     }
-    const disposition = "attachment; filename=\"x\"\r\nSet-Cookie: a=b";
-    const raw = await signedRequest(kiln.url, { method: "GET", path: "/bkt/disk.raw", service: "s3", query: { "response-content-disposition": disposition }, headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } });
+    const disposition = 'attachment; filename="x"\r\nSet-Cookie: a=b';
+    const raw = await signedRequest(kiln.url, {
+      method: "GET",
+      path: "/bkt/disk.raw",
+      service: "s3",
+      query: { "response-content-disposition": disposition },
+      headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" },
+    });
     assert.deepEqual([raw.status, errorCode(raw.text)], [400, "InvalidArgument"]);
     assert.equal(raw.headers.get("set-cookie"), null);
     // Values a header can carry are served.
-    const fine = await s3.send(new GetObjectCommand({ Bucket: "bkt", Key: "disk.raw", ResponseContentType: "text/plain; charset=utf-8", ResponseContentDisposition: "attachment; filename*=UTF-8''caf%C3%A9.raw" }));
+    const fine = await s3.send(
+      new GetObjectCommand({
+        Bucket: "bkt",
+        Key: "disk.raw",
+        ResponseContentType: "text/plain; charset=utf-8",
+        ResponseContentDisposition: "attachment; filename*=UTF-8''caf%C3%A9.raw",
+      }),
+    );
     assert.equal(fine.ContentType, "text/plain; charset=utf-8");
     assert.equal(fine.ContentDisposition, "attachment; filename*=UTF-8''caf%C3%A9.raw");
   });
@@ -123,7 +157,9 @@ describe("values copied into response headers", () => {
   it("user metadata beyond US-ASCII is RFC 2047-encoded on the way out, and encoded words are decoded on the way in", async () => {
     const s3 = kiln.s3();
     const encoded = `=?UTF-8?B?${Buffer.from("café 😀").toString("base64")}?=`;
-    await s3.send(new PutObjectCommand({ Bucket: "bkt", Key: "meta", Body: "x", Metadata: { name: encoded, plain: "ascii only", q: "=?utf-8?Q?caf=C3=A9_au_lait?=" } }));
+    await s3.send(
+      new PutObjectCommand({ Bucket: "bkt", Key: "meta", Body: "x", Metadata: { name: encoded, plain: "ascii only", q: "=?utf-8?Q?caf=C3=A9_au_lait?=" } }),
+    );
     const head = await s3.send(new HeadObjectCommand({ Bucket: "bkt", Key: "meta" }));
     assert.equal(head.Metadata!.name, encoded);
     assert.equal(head.Metadata!.plain, "ascii only");
@@ -139,7 +175,13 @@ describe("an AMI described beyond Latin-1", () => {
     const description = "café 😀 描述 — with a tab\tand all";
     const snapshot = await writeSnapshot(kiln, new Map([[0, Buffer.alloc(512 * 1024, 7)]]), { size: 1 });
     const { ImageId } = await ec2.send(
-      new RegisterImageCommand({ Name: name, Description: description, VirtualizationType: "hvm", RootDeviceName: "/dev/xvda", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshot } }] }),
+      new RegisterImageCommand({
+        Name: name,
+        Description: description,
+        VirtualizationType: "hvm",
+        RootDeviceName: "/dev/xvda",
+        BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshot } }],
+      }),
     );
     await ec2.send(new CreateStoreImageTaskCommand({ ImageId, Bucket: "bkt" }));
     for (let i = 0; ; i++) {
@@ -155,7 +197,10 @@ describe("an AMI described beyond Latin-1", () => {
       return Buffer.from(word[1]!, "base64").toString("utf8");
     };
     const s3 = kiln.s3();
-    for (const answer of [await s3.send(new HeadObjectCommand({ Bucket: "bkt", Key: `${ImageId}.bin` })), await s3.send(new GetObjectCommand({ Bucket: "bkt", Key: `${ImageId}.bin` }))]) {
+    for (const answer of [
+      await s3.send(new HeadObjectCommand({ Bucket: "bkt", Key: `${ImageId}.bin` })),
+      await s3.send(new GetObjectCommand({ Bucket: "bkt", Key: `${ImageId}.bin` })),
+    ]) {
       assert.equal(answer.Metadata!["ami-name"], name);
       assert.equal(decode(answer.Metadata!["ami-description"]!), description);
       assert.equal(answer.Metadata!["ami-owner-account"], "000000000000");

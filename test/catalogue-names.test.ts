@@ -17,16 +17,23 @@ interface Publisher {
 }
 
 const LINUX = { platformDetails: "Linux/UNIX", usageOperation: "RunInstances" };
-const billing = (entry: CatalogueEntry) => ({ platformDetails: entry.platformDetails ?? (entry.platform === "windows" ? "Windows" : "Linux/UNIX"), usageOperation: entry.usageOperation ?? (entry.platform === "windows" ? "RunInstances:0002" : "RunInstances") });
+const billing = (entry: CatalogueEntry) => ({
+  platformDetails: entry.platformDetails ?? (entry.platform === "windows" ? "Windows" : "Linux/UNIX"),
+  usageOperation: entry.usageOperation ?? (entry.platform === "windows" ? "RunInstances:0002" : "RunInstances"),
+});
 
 const PUBLISHERS: Record<string, Publisher> = {
   canonical: {
     ownerId: "099720109477",
-    pattern: /^ubuntu(?<minimal>-minimal)?\/images\/hvm-ssd(-gp3)?\/ubuntu-(?<codename>bionic|focal|jammy|noble)-(?<version>\d\d\.\d\d)-(?<arch>amd64|arm64)-(?<kind>server|minimal)-(?<date>\d{8})(\.\d+)?$/,
+    pattern:
+      /^ubuntu(?<minimal>-minimal)?\/images\/hvm-ssd(-gp3)?\/ubuntu-(?<codename>bionic|focal|jammy|noble)-(?<version>\d\d\.\d\d)-(?<arch>amd64|arm64)-(?<kind>server|minimal)-(?<date>\d{8})(\.\d+)?$/,
     check(entry, name) {
       assert.equal(name.kind === "minimal", name.minimal !== undefined, "minimal images live under ubuntu-minimal/");
       assert.equal({ bionic: "18.04", focal: "20.04", jammy: "22.04", noble: "24.04" }[name.codename!], name.version);
-      assert.match(entry.description, new RegExp(`^Canonical, Ubuntu${name.minimal ? " Minimal" : ""}, ${name.version!.replace(".", "\\.")}( LTS)?, ${name.arch} ${name.codename} image`));
+      assert.match(
+        entry.description,
+        new RegExp(`^Canonical, Ubuntu${name.minimal ? " Minimal" : ""}, ${name.version!.replace(".", "\\.")}( LTS)?, ${name.arch} ${name.codename} image`),
+      );
       assert.equal(entry.rootDeviceName, "/dev/sda1");
       assert.deepEqual(billing(entry), LINUX);
     },
@@ -41,7 +48,12 @@ const PUBLISHERS: Record<string, Publisher> = {
       assert.deepEqual(billing(entry), LINUX);
       if (name.al2023) {
         const ecs = name.al2023kind === "ecs-hvm-";
-        assert.equal(entry.description, ecs ? `Amazon Linux AMI ${name.al2023} ${name.arch} ECS HVM EBS` : `Amazon Linux 2023 AMI ${name.al2023} ${name.arch}${name.al2023kind ? " Minimal" : ""} HVM kernel-${name.kernel}`);
+        assert.equal(
+          entry.description,
+          ecs
+            ? `Amazon Linux AMI ${name.al2023} ${name.arch} ECS HVM EBS`
+            : `Amazon Linux 2023 AMI ${name.al2023} ${name.arch}${name.al2023kind ? " Minimal" : ""} HVM kernel-${name.kernel}`,
+        );
         assert.equal(entry.imdsSupport, "v2.0", "AL2023 images require IMDSv2");
       } else {
         assert.equal(name.volume === "ebs", name.al2kind === "minimal-hvm" || name.al2kind === "ecs-hvm");
@@ -52,15 +64,25 @@ const PUBLISHERS: Record<string, Publisher> = {
   windows: {
     ownerId: "801119661308",
     ownerAlias: "amazon",
-    pattern: /^Windows_Server-(?<year>2016|2019|2022|2025)-English-(?<edition>Full|Core)-(?:Base|SQL_(?<sql>\d{4})_(?<sqlEdition>Standard|Enterprise|Web))-(?<serial>\d{4}\.\d{2}\.\d{2})$/,
+    pattern:
+      /^Windows_Server-(?<year>2016|2019|2022|2025)-English-(?<edition>Full|Core)-(?:Base|SQL_(?<sql>\d{4})_(?<sqlEdition>Standard|Enterprise|Web))-(?<serial>\d{4}\.\d{2}\.\d{2})$/,
     check(entry, name) {
       assert.equal(entry.platform, "windows");
       assert.equal(entry.architecture, "x86_64");
       assert.equal(entry.rootDeviceName, "/dev/sda1");
-      const sql = { Standard: ["Windows with SQL Server Standard", "RunInstances:0006"], Enterprise: ["Windows with SQL Server Enterprise", "RunInstances:0102"], Web: ["Windows with SQL Server Web", "RunInstances:0202"] };
+      const sql = {
+        Standard: ["Windows with SQL Server Standard", "RunInstances:0006"],
+        Enterprise: ["Windows with SQL Server Enterprise", "RunInstances:0102"],
+        Web: ["Windows with SQL Server Web", "RunInstances:0202"],
+      };
       const [platformDetails, usageOperation] = name.sqlEdition ? sql[name.sqlEdition as keyof typeof sql] : ["Windows", "RunInstances:0002"];
       assert.deepEqual(billing(entry), { platformDetails, usageOperation });
-      assert.match(entry.description, new RegExp(`^Microsoft Windows Server ${name.year} .*Locale English ${name.sql ? `with SQL ${name.sqlEdition} ${name.sql} ` : ""}AMI provided by Amazon$`));
+      assert.match(
+        entry.description,
+        new RegExp(
+          `^Microsoft Windows Server ${name.year} .*Locale English ${name.sql ? `with SQL ${name.sqlEdition} ${name.sql} ` : ""}AMI provided by Amazon$`,
+        ),
+      );
       assert.equal(entry.creationDate.slice(0, 10), name.serial!.replaceAll(".", "-"));
     },
   },
@@ -177,7 +199,8 @@ describe("the built-in catalogue", () => {
   });
 
   it("points each public parameter at the newest image of its own kind", () => {
-    const newest = (pattern: RegExp) => catalogue.entries.filter((e) => pattern.test(e.name)).sort((a, b) => b.creationDate.localeCompare(a.creationDate))[0]!.name;
+    const newest = (pattern: RegExp) =>
+      catalogue.entries.filter((e) => pattern.test(e.name)).sort((a, b) => b.creationDate.localeCompare(a.creationDate))[0]!.name;
     const expected: Record<string, RegExp> = {
       "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64": /^al2023-ami-2023\..*-kernel-6\.1-x86_64$/,
       "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.12-arm64": /^al2023-ami-2023\..*-kernel-6\.12-arm64$/,
@@ -203,12 +226,41 @@ describe("the built-in catalogue", () => {
   });
 
   it("refuses an operator's entries whose ids clash, naming both", () => {
-    const base = { ownerId: "123412341234", architecture: "x86_64" as const, rootDeviceName: "/dev/xvda", volumeSize: 2, creationDate: "2026-01-01T00:00:00.000Z", description: "" };
+    const base = {
+      ownerId: "123412341234",
+      architecture: "x86_64" as const,
+      rootDeviceName: "/dev/xvda",
+      volumeSize: 2,
+      creationDate: "2026-01-01T00:00:00.000Z",
+      description: "",
+    };
     assert.throws(
-      () => withOperatorEntries(catalogue, [{ ...base, name: "first-image", imageId: "ami-0123456789abcdef0" }, { ...base, name: "second-image", imageId: { "eu-west-1": "ami-0123456789abcdef0" } }], "catalogue.json"),
+      () =>
+        withOperatorEntries(
+          catalogue,
+          [
+            { ...base, name: "first-image", imageId: "ami-0123456789abcdef0" },
+            { ...base, name: "second-image", imageId: { "eu-west-1": "ami-0123456789abcdef0" } },
+          ],
+          "catalogue.json",
+        ),
       /catalogue\.json: the images first-image and second-image both have the id ami-0123456789abcdef0 in eu-west-1/,
     );
-    assert.throws(() => withOperatorEntries(catalogue, [{ ...base, name: "pinned", imageId: { "mars-north-1": "ami-12345678" } }], "catalogue.json"), /pins an id in mars-north-1/);
-    assert.throws(() => withOperatorEntries(catalogue, [{ ...base, name: "twice" }, { ...base, name: "twice" }], "catalogue.json"), /gives the image twice twice/);
+    assert.throws(
+      () => withOperatorEntries(catalogue, [{ ...base, name: "pinned", imageId: { "mars-north-1": "ami-12345678" } }], "catalogue.json"),
+      /pins an id in mars-north-1/,
+    );
+    assert.throws(
+      () =>
+        withOperatorEntries(
+          catalogue,
+          [
+            { ...base, name: "twice" },
+            { ...base, name: "twice" },
+          ],
+          "catalogue.json",
+        ),
+      /gives the image twice twice/,
+    );
   });
 });

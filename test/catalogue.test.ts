@@ -5,7 +5,15 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CreateImageCommand, DescribeImagesCommand, RegisterImageCommand, RunInstancesCommand, waitUntilImageAvailable, waitUntilInstanceRunning, type EC2Client } from "@aws-sdk/client-ec2";
+import {
+  CreateImageCommand,
+  DescribeImagesCommand,
+  RegisterImageCommand,
+  RunInstancesCommand,
+  waitUntilImageAvailable,
+  waitUntilInstanceRunning,
+  type EC2Client,
+} from "@aws-sdk/client-ec2";
 import { GetParameterCommand } from "@aws-sdk/client-ssm";
 import { BLOCK, errorName, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, tempDir, type TestKiln } from "./helpers/kiln.js";
@@ -19,7 +27,13 @@ before(async () => {
 });
 after(() => kiln.close());
 
-const al2023x86 = { Owners: ["amazon"], Filters: [{ Name: "name", Values: ["al2023-ami-2023.*-x86_64"] }, { Name: "architecture", Values: ["x86_64"] }] };
+const al2023x86 = {
+  Owners: ["amazon"],
+  Filters: [
+    { Name: "name", Values: ["al2023-ami-2023.*-x86_64"] },
+    { Name: "architecture", Values: ["x86_64"] },
+  ],
+};
 
 describe("public catalogue", () => {
   it("answers Owners=amazon with a name filter, as Terraform's aws_ami asks", async () => {
@@ -47,8 +61,19 @@ describe("public catalogue", () => {
       }),
     );
     const byDate = Images!.sort((a, b) => a.CreationDate!.localeCompare(b.CreationDate!)).map((i) => i.Name);
-    assert.deepEqual(byDate, ["20260923", "20261021", "20261119"].map((serial) => `ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-${serial}`));
-    assert.ok(Images!.every((i) => i.Architecture === "x86_64" && i.RootDeviceName === "/dev/sda1" && i.ImageOwnerAlias === undefined && i.Description!.startsWith("Canonical, Ubuntu, 22.04 LTS, amd64 jammy image")));
+    assert.deepEqual(
+      byDate,
+      ["20260923", "20261021", "20261119"].map((serial) => `ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-${serial}`),
+    );
+    assert.ok(
+      Images!.every(
+        (i) =>
+          i.Architecture === "x86_64" &&
+          i.RootDeviceName === "/dev/sda1" &&
+          i.ImageOwnerAlias === undefined &&
+          i.Description!.startsWith("Canonical, Ubuntu, 22.04 LTS, amd64 jammy image"),
+      ),
+    );
   });
 
   it("filters on the fields lookups use: billing, platform, architecture, boot mode, ENA, owner alias", async () => {
@@ -57,17 +82,60 @@ describe("public catalogue", () => {
     const sqlStandard = await names(["amazon"], [{ Name: "platform-details", Values: ["Windows with SQL Server Standard"] }]);
     assert.ok(sqlStandard.length >= 9 && sqlStandard.every((n) => /^Windows_Server-\d{4}-English-Full-SQL_\d{4}_Standard-/.test(n)), sqlStandard.join());
     assert.deepEqual(await names(["amazon"], [{ Name: "usage-operation", Values: ["RunInstances:0006"] }]), sqlStandard);
-    const rhel = (await ec2.send(new DescribeImagesCommand({ Owners: ["309956199498"], Filters: [{ Name: "name", Values: ["RHEL-9.*"] }, { Name: "architecture", Values: ["arm64"] }] }))).Images!;
+    const rhel = (
+      await ec2.send(
+        new DescribeImagesCommand({
+          Owners: ["309956199498"],
+          Filters: [
+            { Name: "name", Values: ["RHEL-9.*"] },
+            { Name: "architecture", Values: ["arm64"] },
+          ],
+        }),
+      )
+    ).Images!;
     assert.ok(rhel.length >= 2);
-    assert.ok(rhel.every((i) => i.PlatformDetails === "Red Hat Enterprise Linux" && i.UsageOperation === "RunInstances:0010" && i.BootMode === "uefi" && i.Platform === undefined));
-    const windows = await names(["amazon"], [{ Name: "platform", Values: ["windows"] }, { Name: "name", Values: ["Windows_Server-2025-English-Core-Base-*"] }]);
+    assert.ok(
+      rhel.every(
+        (i) =>
+          i.PlatformDetails === "Red Hat Enterprise Linux" && i.UsageOperation === "RunInstances:0010" && i.BootMode === "uefi" && i.Platform === undefined,
+      ),
+    );
+    const windows = await names(
+      ["amazon"],
+      [
+        { Name: "platform", Values: ["windows"] },
+        { Name: "name", Values: ["Windows_Server-2025-English-Core-Base-*"] },
+      ],
+    );
     assert.equal(windows.length, 3);
-    const suse = await names(["amazon"], [{ Name: "owner-alias", Values: ["amazon"] }, { Name: "name", Values: ["suse-sles-15-sp7-*"] }, { Name: "ena-support", Values: ["true"] }, { Name: "root-device-type", Values: ["ebs"] }]);
+    const suse = await names(
+      ["amazon"],
+      [
+        { Name: "owner-alias", Values: ["amazon"] },
+        { Name: "name", Values: ["suse-sles-15-sp7-*"] },
+        { Name: "ena-support", Values: ["true"] },
+        { Name: "root-device-type", Values: ["ebs"] },
+      ],
+    );
     assert.equal(suse.length, 4);
-    const debian = await names(["136693071363"], [{ Name: "name", Values: ["debian-13-*"] }, { Name: "is-public", Values: ["true"] }, { Name: "state", Values: ["available"] }, { Name: "image-type", Values: ["machine"] }, { Name: "hypervisor", Values: ["xen"] }]);
+    const debian = await names(
+      ["136693071363"],
+      [
+        { Name: "name", Values: ["debian-13-*"] },
+        { Name: "is-public", Values: ["true"] },
+        { Name: "state", Values: ["available"] },
+        { Name: "image-type", Values: ["machine"] },
+        { Name: "hypervisor", Values: ["xen"] },
+      ],
+    );
     assert.equal(debian.length, 6);
     const eks = await names(["amazon"], [{ Name: "description", Values: ["EKS-optimized Kubernetes node based on Amazon Linux 2023, (k8s: 1.34*"] }]);
-    assert.deepEqual(eks, ["amazon-eks-node-al2023-arm64-standard-1.34-v20261020", "amazon-eks-node-al2023-arm64-standard-1.34-v20261119", "amazon-eks-node-al2023-x86_64-standard-1.34-v20261020", "amazon-eks-node-al2023-x86_64-standard-1.34-v20261119"]);
+    assert.deepEqual(eks, [
+      "amazon-eks-node-al2023-arm64-standard-1.34-v20261020",
+      "amazon-eks-node-al2023-arm64-standard-1.34-v20261119",
+      "amazon-eks-node-al2023-x86_64-standard-1.34-v20261020",
+      "amazon-eks-node-al2023-x86_64-standard-1.34-v20261119",
+    ]);
   });
 
   it("gives the same ids on every Kiln, and other ids in other regions", async () => {
@@ -85,7 +153,8 @@ describe("public catalogue", () => {
   });
 
   it("launches a catalogue image whose root disk carries its boot block and a line saying what it is", async () => {
-    const image = (await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"], Filters: [{ Name: "name", Values: ["amzn2-ami-kernel-5.10-hvm-*"] }] }))).Images![0]!;
+    const image = (await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"], Filters: [{ Name: "name", Values: ["amzn2-ami-kernel-5.10-hvm-*"] }] })))
+      .Images![0]!;
     const blocks = await rootBlocksThroughAnInstance(kiln, image.ImageId!);
     assert.deepEqual([...blocks.keys()], [0]);
     const data = blocks.get(0)!;
@@ -95,11 +164,27 @@ describe("public catalogue", () => {
 
   it("adds a user's entries from KILN_CATALOGUE_FILE", async () => {
     const file = join(tempDir(), "catalogue.json");
-    writeFileSync(file, JSON.stringify([{ name: "acme-base-2026.11", ownerId: "123412341234", ownerAlias: "aws-marketplace", architecture: "arm64", rootDeviceName: "/dev/xvda", volumeSize: 4, creationDate: "2026-11-01T00:00:00.000Z" }]));
+    writeFileSync(
+      file,
+      JSON.stringify([
+        {
+          name: "acme-base-2026.11",
+          ownerId: "123412341234",
+          ownerAlias: "aws-marketplace",
+          architecture: "arm64",
+          rootDeviceName: "/dev/xvda",
+          volumeSize: 4,
+          creationDate: "2026-11-01T00:00:00.000Z",
+        },
+      ]),
+    );
     const custom = await startTestKiln({}, { KILN_CATALOGUE_FILE: file });
     try {
       const { Images } = await custom.ec2().send(new DescribeImagesCommand({ Owners: ["aws-marketplace"] }));
-      assert.deepEqual(Images!.map((i) => [i.Name, i.OwnerId, i.Architecture]), [["acme-base-2026.11", "123412341234", "arm64"]]);
+      assert.deepEqual(
+        Images!.map((i) => [i.Name, i.OwnerId, i.Architecture]),
+        [["acme-base-2026.11", "123412341234", "arm64"]],
+      );
     } finally {
       await custom.close();
     }
@@ -115,10 +200,18 @@ describe("public catalogue", () => {
     writeFileSync(join(dir, "root.raw"), raw);
     await run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", join(dir, "root.raw"), join(dir, "root.qcow2")]);
     const name = "debian-12-amd64-20261117-2303";
-    const entry = { name, ownerId: "136693071363", architecture: "x86_64", rootDeviceName: "/dev/xvda", creationDate: "2026-11-17T23:44:58.000Z", description: "Debian 12 (20261117-2303), built here" };
+    const entry = {
+      name,
+      ownerId: "136693071363",
+      architecture: "x86_64",
+      rootDeviceName: "/dev/xvda",
+      creationDate: "2026-11-17T23:44:58.000Z",
+      description: "Debian 12 (20261117-2303), built here",
+    };
     const file = join(dir, "catalogue.json");
     const dataDir = tempDir();
-    const lookUp = async (client: EC2Client) => (await client.send(new DescribeImagesCommand({ Owners: ["136693071363"], Filters: [{ Name: "name", Values: [name] }] }))).Images!;
+    const lookUp = async (client: EC2Client) =>
+      (await client.send(new DescribeImagesCommand({ Owners: ["136693071363"], Filters: [{ Name: "name", Values: [name] }] }))).Images!;
 
     // First without a pin: the id is derived. Then, restarted with the pin, that id is gone.
     writeFileSync(file, JSON.stringify([{ ...entry, rootDisk: "root.qcow2" }]));
@@ -130,7 +223,11 @@ describe("public catalogue", () => {
     try {
       for (const region of ["us-east-1", "eu-west-1"]) {
         const images = await lookUp(custom.ec2({ region }));
-        assert.deepEqual(images.map((i) => [i.ImageId, i.Description, i.BlockDeviceMappings![0]!.Ebs!.VolumeSize]), [["ami-0123456789abcdef0", "Debian 12 (20261117-2303), built here", 1]], region);
+        assert.deepEqual(
+          images.map((i) => [i.ImageId, i.Description, i.BlockDeviceMappings![0]!.Ebs!.VolumeSize]),
+          [["ami-0123456789abcdef0", "Debian 12 (20261117-2303), built here", 1]],
+          region,
+        );
         const { Parameter } = await custom.ssm({ region }).send(new GetParameterCommand({ Name: "/aws/service/debian/release/12/latest/amd64" }));
         assert.equal(Parameter!.Value, "ami-0123456789abcdef0", region);
       }
@@ -152,16 +249,39 @@ describe("public catalogue", () => {
     let ImageId: string | undefined;
     try {
       const SnapshotId = await writeSnapshot(custom, new Map([[0, Buffer.alloc(BLOCK, 7)]]), { size: 3 });
-      ({ ImageId } = await custom.ec2().send(new RegisterImageCommand({ Name: "mine", RootDeviceName: "/dev/xvda", VirtualizationType: "hvm", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] })));
+      ({ ImageId } = await custom.ec2().send(
+        new RegisterImageCommand({
+          Name: "mine",
+          RootDeviceName: "/dev/xvda",
+          VirtualizationType: "hvm",
+          BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }],
+        }),
+      ));
     } finally {
       await custom.close();
     }
     const file = join(tempDir(), "catalogue.json");
-    writeFileSync(file, JSON.stringify([{ name: "pinned-over-mine", ownerId: "123412341234", architecture: "x86_64", rootDeviceName: "/dev/sda1", volumeSize: 9, creationDate: "2026-01-01T00:00:00.000Z", imageId: ImageId }]));
+    writeFileSync(
+      file,
+      JSON.stringify([
+        {
+          name: "pinned-over-mine",
+          ownerId: "123412341234",
+          architecture: "x86_64",
+          rootDeviceName: "/dev/sda1",
+          volumeSize: 9,
+          creationDate: "2026-01-01T00:00:00.000Z",
+          imageId: ImageId,
+        },
+      ]),
+    );
     custom = await startTestKiln({ dataDir }, { KILN_CATALOGUE_FILE: file });
     try {
       const [image] = (await custom.ec2().send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images!;
-      assert.deepEqual([image!.Name, image!.OwnerId, image!.BlockDeviceMappings![0]!.DeviceName, image!.BlockDeviceMappings![0]!.Ebs!.VolumeSize], ["mine", "000000000000", "/dev/xvda", 3]);
+      assert.deepEqual(
+        [image!.Name, image!.OwnerId, image!.BlockDeviceMappings![0]!.DeviceName, image!.BlockDeviceMappings![0]!.Ebs!.VolumeSize],
+        ["mine", "000000000000", "/dev/xvda", 3],
+      );
       assert.deepEqual((await custom.ec2().send(new DescribeImagesCommand({ Owners: ["123412341234"] }))).Images, []);
     } finally {
       await custom.close();
@@ -172,7 +292,13 @@ describe("public catalogue", () => {
     const dir = tempDir();
     const base = { ownerId: "123412341234", architecture: "x86_64", rootDeviceName: "/dev/xvda", volumeSize: 2, creationDate: "2026-01-01T00:00:00.000Z" };
     const clash = join(dir, "clash.json");
-    writeFileSync(clash, JSON.stringify([{ ...base, name: "one-image", imageId: "ami-12345678" }, { ...base, name: "other-image", imageId: { "us-west-2": "ami-12345678" } }]));
+    writeFileSync(
+      clash,
+      JSON.stringify([
+        { ...base, name: "one-image", imageId: "ami-12345678" },
+        { ...base, name: "other-image", imageId: { "us-west-2": "ami-12345678" } },
+      ]),
+    );
     await assert.rejects(startTestKiln({}, { KILN_CATALOGUE_FILE: clash }), /the images one-image and other-image both have the id ami-12345678 in us-west-2/);
     const missing = join(dir, "missing.json");
     writeFileSync(missing, JSON.stringify([{ ...base, name: "no-disk", rootDisk: "gone.vmdk" }]));
@@ -185,7 +311,9 @@ async function rootBlocksThroughAnInstance(on: TestKiln, imageId: string): Promi
   const client = on.ec2();
   const { Instances } = await client.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1 }));
   await waitUntilInstanceRunning({ client, minDelay: 1, maxWaitTime: 10 }, { InstanceIds: [Instances![0]!.InstanceId!] });
-  const { ImageId } = await client.send(new CreateImageCommand({ InstanceId: Instances![0]!.InstanceId, Name: `captured-${randomBytes(4).toString("hex")}`, NoReboot: true }));
+  const { ImageId } = await client.send(
+    new CreateImageCommand({ InstanceId: Instances![0]!.InstanceId, Name: `captured-${randomBytes(4).toString("hex")}`, NoReboot: true }),
+  );
   await waitUntilImageAvailable({ client, minDelay: 1, maxWaitTime: 10 }, { ImageIds: [ImageId!] });
   const captured = (await client.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
   return readSnapshot(on, captured.BlockDeviceMappings![0]!.Ebs!.SnapshotId!);

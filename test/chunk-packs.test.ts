@@ -95,8 +95,14 @@ describe("chunk packs", () => {
     for (const block of [a, b, c, d, e]) await store.put(block!);
     const [full, open] = [...packs(root).entries()].sort((x, y) => y[1] - x[1]).map(([pack]) => pack);
     // d is named by a snapshot, e by a volume; a, b and c by nothing.
-    await db.insertInto("snapshot_blocks").values({ snapshot_id: "snap-1", block_index: 0, chunk: sha256(d!), written: 1 }).execute();
-    await db.insertInto("volume_blocks").values({ volume_id: "vol-1", block_index: 0, chunk: sha256(e!) }).execute();
+    await db
+      .insertInto("snapshot_blocks")
+      .values({ snapshot_id: "snap-1", block_index: 0, chunk: sha256(d!), written: 1 })
+      .execute();
+    await db
+      .insertInto("volume_blocks")
+      .values({ volume_id: "vol-1", block_index: 0, chunk: sha256(e!) })
+      .execute();
 
     const soon = await store.collect(60_000, Date.now() + 30_000);
     assert.deepEqual(soon, { kept: 5, removed: 0, packsRemoved: 0, packsCompacted: 0 }, "all five were put within the grace period");

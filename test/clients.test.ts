@@ -40,7 +40,9 @@ describe("AWS CLI", () => {
   it("makes signed calls", async () => {
     const regions = await aws("ec2", "describe-regions", "--region-names", "eu-central-1");
     assert.equal(regions.code, 0, regions.stderr);
-    assert.deepEqual(JSON.parse(regions.stdout).Regions, [{ OptInStatus: "opt-in-not-required", RegionName: "eu-central-1", Endpoint: "ec2.eu-central-1.amazonaws.com" }]);
+    assert.deepEqual(JSON.parse(regions.stdout).Regions, [
+      { OptInStatus: "opt-in-not-required", RegionName: "eu-central-1", Endpoint: "ec2.eu-central-1.amazonaws.com" },
+    ]);
     const volume = await aws("ec2", "create-volume", "--availability-zone", "us-east-1a", "--size", "1");
     assert.equal(volume.code, 0, volume.stderr);
     const { VolumeId } = JSON.parse(volume.stdout) as { VolumeId: string };
@@ -53,7 +55,10 @@ describe("AWS CLI", () => {
   it("parses EC2 errors", async () => {
     const result = await aws("ec2", "describe-availability-zones", "--zone-names", "us-east-1z");
     assert.notEqual(result.code, 0);
-    assert.match(result.stderr, /An error occurred \(InvalidParameterValue\) when calling the DescribeAvailabilityZones operation: Invalid availability zone: \[us-east-1z\]/);
+    assert.match(
+      result.stderr,
+      /An error occurred \(InvalidParameterValue\) when calling the DescribeAvailabilityZones operation: Invalid availability zone: \[us-east-1z\]/,
+    );
     const dry = await aws("ec2", "describe-regions", "--dry-run");
     assert.match(dry.stderr, /\(DryRunOperation\)/);
   });
@@ -62,7 +67,10 @@ describe("AWS CLI", () => {
     const made = await aws("s3", "mb", "s3://cli-bucket");
     assert.equal(made.code, 0, made.stderr);
     const listed = await aws("s3api", "list-buckets");
-    assert.deepEqual((JSON.parse(listed.stdout) as { Buckets: { Name: string }[] }).Buckets.map((b) => b.Name), ["cli-bucket"]);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { Buckets: { Name: string }[] }).Buckets.map((b) => b.Name),
+      ["cli-bucket"],
+    );
     const again = await aws("s3api", "delete-bucket", "--bucket", "no-such-bucket-here");
     assert.match(again.stderr, /An error occurred \(NoSuchBucket\) when calling the DeleteBucket operation: The specified bucket does not exist/);
   });
@@ -77,7 +85,10 @@ describe("AWS CLI with S3 objects", () => {
     assert.equal((await aws("s3", "mb", "s3://cli-objects")).code, 0);
     const up = await aws("s3", "cp", "--only-show-errors", file, "s3://cli-objects/images/disk.img");
     assert.equal(up.code, 0, up.stderr);
-    const head = JSON.parse((await aws("s3api", "head-object", "--bucket", "cli-objects", "--key", "images/disk.img")).stdout) as { ContentLength: number; ETag: string };
+    const head = JSON.parse((await aws("s3api", "head-object", "--bucket", "cli-objects", "--key", "images/disk.img")).stdout) as {
+      ContentLength: number;
+      ETag: string;
+    };
     assert.equal(head.ContentLength, 20_000_000);
     assert.match(head.ETag, /^"[0-9a-f]{32}-3"$/);
     const down = await aws("s3", "cp", "--only-show-errors", "s3://cli-objects/images/disk.img", join(dir, "back.img"));
@@ -85,19 +96,34 @@ describe("AWS CLI with S3 objects", () => {
     assert.ok(readFileSync(join(dir, "back.img")).equals(readFileSync(file)));
     const listing = await aws("s3", "ls", "s3://cli-objects/images/");
     assert.match(listing.stdout, /20000000 disk\.img/);
-    assert.equal((await aws("s3api", "put-object-tagging", "--bucket", "cli-objects", "--key", "images/disk.img", "--tagging", "TagSet=[{Key=kind,Value=raw}]")).code, 0);
+    assert.equal(
+      (await aws("s3api", "put-object-tagging", "--bucket", "cli-objects", "--key", "images/disk.img", "--tagging", "TagSet=[{Key=kind,Value=raw}]")).code,
+      0,
+    );
     const tags = JSON.parse((await aws("s3api", "get-object-tagging", "--bucket", "cli-objects", "--key", "images/disk.img")).stdout) as { TagSet: unknown };
     assert.deepEqual(tags.TagSet, [{ Key: "kind", Value: "raw" }]);
     const missing = await aws("s3api", "get-object", "--bucket", "cli-objects", "--key", "nothing", join(dir, "x"));
     assert.match(missing.stderr, /\(NoSuchKey\)/);
     assert.equal((await aws("s3", "rb", "--force", "s3://cli-objects")).code, 0);
-    assert.deepEqual((JSON.parse((await aws("s3api", "list-buckets")).stdout) as { Buckets: { Name: string }[] }).Buckets.map((b) => b.Name).includes("cli-objects"), false);
+    assert.deepEqual(
+      (JSON.parse((await aws("s3api", "list-buckets")).stdout) as { Buckets: { Name: string }[] }).Buckets.map((b) => b.Name).includes("cli-objects"),
+      false,
+    );
   });
   it("imports a disk: s3 cp, ec2 import-image, describe-import-image-tasks until completed", async () => {
     const vmdk = await convertDisk(await makeLinuxDisk(scratch()), "vmdk-stream");
     assert.equal((await aws("s3", "mb", "s3://cli-imports")).code, 0);
     assert.equal((await aws("s3", "cp", vmdk, "s3://cli-imports/disks/linux.vmdk")).code, 0);
-    const started = await aws("ec2", "import-image", "--description", "from the CLI", "--disk-containers", "Format=VMDK,UserBucket={S3Bucket=cli-imports,S3Key=disks/linux.vmdk}", "--tag-specifications", "ResourceType=import-image-task,Tags=[{Key=by,Value=cli}]");
+    const started = await aws(
+      "ec2",
+      "import-image",
+      "--description",
+      "from the CLI",
+      "--disk-containers",
+      "Format=VMDK,UserBucket={S3Bucket=cli-imports,S3Key=disks/linux.vmdk}",
+      "--tag-specifications",
+      "ResourceType=import-image-task,Tags=[{Key=by,Value=cli}]",
+    );
     assert.equal(started.code, 0, started.stderr);
     const { ImportTaskId, Status, Tags } = JSON.parse(started.stdout);
     assert.match(ImportTaskId, /^import-ami-[0-9a-f]{17}$/);
@@ -142,7 +168,6 @@ print(json.dumps({"same": back.getvalue() == data, "sha": single.get("ChecksumSH
     assert.equal(result.gotSha, result.want);
     assert.equal(result.got, "hello");
   });
-
 
   it("makes a signed call, follows a presigned URL and parses errors", async () => {
     const result = await python(`

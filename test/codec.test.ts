@@ -105,13 +105,28 @@ describe("model", () => {
 
 describe("decoding query parameters", () => {
   it("decodes nested lists of structures by wire name", () => {
-    const decoded = decodeStructure(query("Filter.1.Name=key&Filter.1.Value.1=a&Filter.1.Value.2=b&Filter.2.Name=value&Filter.2.Value.1=c&MaxResults=5"), input("DescribeTags"));
-    assert.deepEqual(decoded, { Filters: [{ Name: "key", Values: ["a", "b"] }, { Name: "value", Values: ["c"] }], MaxResults: 5 });
+    const decoded = decodeStructure(
+      query("Filter.1.Name=key&Filter.1.Value.1=a&Filter.1.Value.2=b&Filter.2.Name=value&Filter.2.Value.1=c&MaxResults=5"),
+      input("DescribeTags"),
+    );
+    assert.deepEqual(decoded, {
+      Filters: [
+        { Name: "key", Values: ["a", "b"] },
+        { Name: "value", Values: ["c"] },
+      ],
+      MaxResults: 5,
+    });
   });
 
   it("accepts member names as well as wire names", () => {
-    const byMember = decodeStructure(query("DiskContainers.1.Format=vmdk&DiskContainers.1.UserBucket.S3Bucket=b&DiskContainers.1.UserBucket.S3Key=k"), input("ImportImage"));
-    const byWire = decodeStructure(query("DiskContainer.1.Format=vmdk&DiskContainer.1.UserBucket.S3Bucket=b&DiskContainer.1.UserBucket.S3Key=k"), input("ImportImage"));
+    const byMember = decodeStructure(
+      query("DiskContainers.1.Format=vmdk&DiskContainers.1.UserBucket.S3Bucket=b&DiskContainers.1.UserBucket.S3Key=k"),
+      input("ImportImage"),
+    );
+    const byWire = decodeStructure(
+      query("DiskContainer.1.Format=vmdk&DiskContainer.1.UserBucket.S3Bucket=b&DiskContainer.1.UserBucket.S3Key=k"),
+      input("ImportImage"),
+    );
     assert.deepEqual(byMember, byWire);
     assert.deepEqual(byWire, { DiskContainers: [{ Format: "vmdk", UserBucket: { S3Bucket: "b", S3Key: "k" } }] });
   });
@@ -123,7 +138,9 @@ describe("decoding query parameters", () => {
 
   it("decodes every scalar kind", () => {
     const decoded = decodeStructure(
-      query("Name=n&Flag=TRUE&Count=-42&Big=9007199254740991&Ratio=2.5e3&Fraction=0.25&When=2026-11-22T10:15:30.000Z&Data=aGVsbG8=&Kind=large&Label.1=x&Label.2=y"),
+      query(
+        "Name=n&Flag=TRUE&Count=-42&Big=9007199254740991&Ratio=2.5e3&Fraction=0.25&When=2026-11-22T10:15:30.000Z&Data=aGVsbG8=&Kind=large&Label.1=x&Label.2=y",
+      ),
       everything.input!,
     );
     assert.equal(decoded.Flag, true);
@@ -139,7 +156,10 @@ describe("decoding query parameters", () => {
   });
 
   it("decodes maps as indexed key/value entries", () => {
-    const decoded = decodeStructure(query("Name=n&Attributes.1.key=color&Attributes.1.value=red&Attributes.2.key=size&Attributes.2.value=xl"), everything.input!);
+    const decoded = decodeStructure(
+      query("Name=n&Attributes.1.key=color&Attributes.1.value=red&Attributes.2.key=size&Attributes.2.value=xl"),
+      everything.input!,
+    );
     assert.deepEqual({ ...(decoded.Attributes as object) }, { color: "red", size: "xl" });
   });
 
@@ -213,7 +233,10 @@ describe("decoding XML and JSON bodies", () => {
     assert.deepEqual(decodeStructure(params, input("CreateStoreImageTask")), {
       ImageId: "ami-1234567890abcdef0",
       Bucket: "my-bucket",
-      S3ObjectTags: [{ Key: "a", Value: "1 & 2" }, { Key: "b", Value: "" }],
+      S3ObjectTags: [
+        { Key: "a", Value: "1 & 2" },
+        { Key: "b", Value: "" },
+      ],
     });
   });
 
@@ -222,7 +245,10 @@ describe("decoding XML and JSON bodies", () => {
       "<DescribeTags><Filter><Name>key</Name><Value>a</Value><Value>b</Value></Filter><Filter><Name>value</Name><Value>c</Value></Filter></DescribeTags>",
       limits,
     );
-    assert.deepEqual(decodeStructure(repeated.params, input("DescribeTags")).Filters, [{ Name: "key", Values: ["a", "b"] }, { Name: "value", Values: ["c"] }]);
+    assert.deepEqual(decodeStructure(repeated.params, input("DescribeTags")).Filters, [
+      { Name: "key", Values: ["a", "b"] },
+      { Name: "value", Values: ["c"] },
+    ]);
     const single = await treeFromXml("<DescribeTags><Filters><item><Name>key</Name><Values><item>a</item></Values></item></Filters></DescribeTags>", limits);
     assert.deepEqual(decodeStructure(single.params, input("DescribeTags")).Filters, [{ Name: "key", Values: ["a"] }]);
   });
@@ -258,10 +284,18 @@ const text = async (answer: string | Promise<Buffer[]>) => (typeof answer === "s
 
 describe("encoding", () => {
   it("writes EC2 XML: namespace, requestId, locationNames and item lists", async () => {
-    const xml = await text(encodeXmlResponse(model, "DescribeTags", model.operations.get("DescribeTags")!.output, {
-      Tags: [{ Key: "Name", Value: "a<b", ResourceId: "i-12345678", ResourceType: "instance" }],
-      NextToken: "t",
-    }, "req-1"));
+    const xml = await text(
+      encodeXmlResponse(
+        model,
+        "DescribeTags",
+        model.operations.get("DescribeTags")!.output,
+        {
+          Tags: [{ Key: "Name", Value: "a<b", ResourceId: "i-12345678", ResourceType: "instance" }],
+          NextToken: "t",
+        },
+        "req-1",
+      ),
+    );
     assert.equal(
       xml,
       '<?xml version="1.0" encoding="UTF-8"?>\n<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>req-1</requestId>' +
@@ -271,19 +305,30 @@ describe("encoding", () => {
 
   it("answers <return>true</return> for actions without output", async () => {
     const xml = await text(encodeXmlResponse(model, "CreateTags", model.operations.get("CreateTags")!.output, undefined, "req-2"));
-    assert.match(xml, /<CreateTagsResponse xmlns="http:\/\/ec2\.amazonaws\.com\/doc\/2016-11-15\/"><requestId>req-2<\/requestId><return>true<\/return><\/CreateTagsResponse>$/);
+    assert.match(
+      xml,
+      /<CreateTagsResponse xmlns="http:\/\/ec2\.amazonaws\.com\/doc\/2016-11-15\/"><requestId>req-2<\/requestId><return>true<\/return><\/CreateTagsResponse>$/,
+    );
   });
 
   it("writes timestamps with milliseconds, blobs in base64, maps, empty lists and nested structures", async () => {
-    const xml = await text(encodeXmlResponse(synthetic, "Everything", everything.output, {
-      Name: "n",
-      Labels: [],
-      When: new Date("2026-11-22T10:15:30Z"),
-      Data: Buffer.from("hello"),
-      Attributes: { color: "red" },
-      Nested: { Inner: "a", Child: { Inner: "b" } },
-      NotInModel: "ignored",
-    }, "r"));
+    const xml = await text(
+      encodeXmlResponse(
+        synthetic,
+        "Everything",
+        everything.output,
+        {
+          Name: "n",
+          Labels: [],
+          When: new Date("2026-11-22T10:15:30Z"),
+          Data: Buffer.from("hello"),
+          Attributes: { color: "red" },
+          Nested: { Inner: "a", Child: { Inner: "b" } },
+          NotInModel: "ignored",
+        },
+        "r",
+      ),
+    );
     assert.match(xml, /<name>n<\/name><labelSet\/><when>2026-11-22T10:15:30\.000Z<\/when><data>aGVsbG8=<\/data>/);
     assert.match(xml, /<attributes><item><key>color<\/key><value>red<\/value><\/item><\/attributes>/);
     assert.match(xml, /<nested><inner>a<\/inner><child><inner>b<\/inner><\/child><\/nested>/);
@@ -300,7 +345,8 @@ describe("encoding", () => {
   it("writes a large answer in pieces, byte for byte as it writes a small one", async () => {
     const tag = (i: number) => ({ Key: `k${i}`, Value: `v<${i}>`, ResourceId: `i-${String(i).padStart(8, "0")}`, ResourceType: "instance" });
     const output = model.operations.get("DescribeTags")!.output;
-    const item = (i: number) => `<item><key>k${i}</key><resourceId>i-${String(i).padStart(8, "0")}</resourceId><resourceType>instance</resourceType><value>v&lt;${i}&gt;</value></item>`;
+    const item = (i: number) =>
+      `<item><key>k${i}</key><resourceId>i-${String(i).padStart(8, "0")}</resourceId><resourceType>instance</resourceType><value>v&lt;${i}&gt;</value></item>`;
     const tags = Array.from({ length: 5000 }, (_, i) => tag(i));
     const large = encodeXmlResponse(model, "DescribeTags", output, { Tags: tags }, "r");
     assert.ok(typeof large !== "string", "a large answer is written in pieces");

@@ -6,7 +6,14 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { CopyImageCommand, CreateVolumeCommand, DeleteSnapshotCommand, DeleteVolumeCommand, DescribeImagesCommand, waitUntilImageAvailable } from "@aws-sdk/client-ec2";
+import {
+  CopyImageCommand,
+  CreateVolumeCommand,
+  DeleteSnapshotCommand,
+  DeleteVolumeCommand,
+  DescribeImagesCommand,
+  waitUntilImageAvailable,
+} from "@aws-sdk/client-ec2";
 import { BLOCK, readSnapshot, storedBlocks, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
@@ -35,8 +42,20 @@ describe("chunk collection", () => {
   it("forgets only chunks no snapshot or volume names, and gives their space back once their pack is closed", async () => {
     const atStart = (await collect(0)).kept;
     const [a, b, c] = [randomBytes(BLOCK), randomBytes(BLOCK), randomBytes(BLOCK)];
-    const first = await writeSnapshot(kiln, new Map([[0, a], [1, b]]));
-    const second = await writeSnapshot(kiln, new Map([[0, b], [1, c]]));
+    const first = await writeSnapshot(
+      kiln,
+      new Map([
+        [0, a],
+        [1, b],
+      ]),
+    );
+    const second = await writeSnapshot(
+      kiln,
+      new Map([
+        [0, b],
+        [1, c],
+      ]),
+    );
     const third = await writeSnapshot(kiln, new Map([[7, c]]));
     const ec2 = kiln.ec2();
     // A volume from the third snapshot keeps c alive after the snapshots go.
@@ -47,7 +66,13 @@ describe("chunk collection", () => {
     const result = await collect(0);
     assert.equal(result.removed, 1, "only a is unnamed");
     assert.equal(result.kept, atStart + 2);
-    assert.deepEqual(await readSnapshot(kiln, second), new Map([[0, b], [1, c]]));
+    assert.deepEqual(
+      await readSnapshot(kiln, second),
+      new Map([
+        [0, b],
+        [1, c],
+      ]),
+    );
 
     await ec2.send(new DeleteSnapshotCommand({ SnapshotId: second }));
     assert.equal((await collect(0)).removed, 1, "b goes with the last snapshot naming it");

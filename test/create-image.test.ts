@@ -94,33 +94,44 @@ let dataVolumeSnapshot: string;
 
 /** The image every test launches: registered in the file's before hook, so no test depends on another's having run. */
 async function registerBaseImage(): Promise<void> {
-  rootData = new Map([[0, randomBytes(BLOCK)], [100, randomBytes(BLOCK)], [16383, randomBytes(BLOCK)]]);
+  rootData = new Map([
+    [0, randomBytes(BLOCK)],
+    [100, randomBytes(BLOCK)],
+    [16383, randomBytes(BLOCK)],
+  ]);
   const root = await writeSnapshot(kiln, rootData);
   dataVolumeSnapshot = await writeSnapshot(kiln, new Map([[5, randomBytes(BLOCK)]]), { size: 4 });
-  ({ ImageId: imageId } = (await ec2.send(new RegisterImageCommand({
-    Name: "lifecycle-base",
-    Architecture: "x86_64",
-    VirtualizationType: "hvm",
-    EnaSupport: true,
-    RootDeviceName: "/dev/xvda",
-    BlockDeviceMappings: [
-      { DeviceName: "/dev/xvda", Ebs: { SnapshotId: root, VolumeType: "gp3" } },
-      { DeviceName: "/dev/sdf", Ebs: { SnapshotId: dataVolumeSnapshot, DeleteOnTermination: false } },
-    ],
-  }))) as { ImageId: string });
+  ({ ImageId: imageId } = (await ec2.send(
+    new RegisterImageCommand({
+      Name: "lifecycle-base",
+      Architecture: "x86_64",
+      VirtualizationType: "hvm",
+      EnaSupport: true,
+      RootDeviceName: "/dev/xvda",
+      BlockDeviceMappings: [
+        { DeviceName: "/dev/xvda", Ebs: { SnapshotId: root, VolumeType: "gp3" } },
+        { DeviceName: "/dev/sdf", Ebs: { SnapshotId: dataVolumeSnapshot, DeleteOnTermination: false } },
+      ],
+    }),
+  )) as { ImageId: string });
   await waitUntilImageAvailable({ client: ec2, ...waitFast }, { ImageIds: [imageId] });
 }
 
 describe("the AMI lifecycle with real data", () => {
   it("CreateImage with NoReboot keeps the instance running and copies every byte", async () => {
-    const { Instances } = await ec2.send(new RunInstancesCommand({
-      ImageId: imageId,
-      MinCount: 1,
-      MaxCount: 1,
-      InstanceType: "t3.micro",
-      BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { VolumeSize: 12 } }],
-      TagSpecifications: [{ ResourceType: "instance", Tags: [{ Key: "Name", Value: "builder" }] }, { ResourceType: "volume", Tags: [{ Key: "from", Value: "run" }] }],
-    }));
+    const { Instances } = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: imageId,
+        MinCount: 1,
+        MaxCount: 1,
+        InstanceType: "t3.micro",
+        BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { VolumeSize: 12 } }],
+        TagSpecifications: [
+          { ResourceType: "instance", Tags: [{ Key: "Name", Value: "builder" }] },
+          { ResourceType: "volume", Tags: [{ Key: "from", Value: "run" }] },
+        ],
+      }),
+    );
     const launched = Instances![0]!;
     assert.equal(launched.State!.Name, "pending");
     assert.equal(launched.State!.Code, 0);
@@ -128,7 +139,10 @@ describe("the AMI lifecycle with real data", () => {
     const running = await instance(launched.InstanceId!);
     assert.equal(running.State!.Code, 16);
     assert.deepEqual(running.Tags, [{ Key: "Name", Value: "builder" }]);
-    assert.deepEqual(running.BlockDeviceMappings!.map((m) => m.DeviceName), ["/dev/sdf", "/dev/xvda"]);
+    assert.deepEqual(
+      running.BlockDeviceMappings!.map((m) => m.DeviceName),
+      ["/dev/sdf", "/dev/xvda"],
+    );
     const rootVolume = running.BlockDeviceMappings!.find((m) => m.DeviceName === "/dev/xvda")!.Ebs!.VolumeId!;
     const volume = (await ec2.send(new DescribeVolumesCommand({ VolumeIds: [rootVolume] }))).Volumes![0]!;
     assert.equal(volume.State, "in-use");
@@ -136,12 +150,17 @@ describe("the AMI lifecycle with real data", () => {
     assert.equal(volume.VolumeType, "gp3");
     assert.deepEqual(volume.Tags, [{ Key: "from", Value: "run" }]);
 
-    const { ImageId } = await ec2.send(new CreateImageCommand({
-      InstanceId: launched.InstanceId,
-      Name: "from-instance-noreboot",
-      NoReboot: true,
-      TagSpecifications: [{ ResourceType: "image", Tags: [{ Key: "kind", Value: "image" }] }, { ResourceType: "snapshot", Tags: [{ Key: "kind", Value: "snapshot" }] }],
-    }));
+    const { ImageId } = await ec2.send(
+      new CreateImageCommand({
+        InstanceId: launched.InstanceId,
+        Name: "from-instance-noreboot",
+        NoReboot: true,
+        TagSpecifications: [
+          { ResourceType: "image", Tags: [{ Key: "kind", Value: "image" }] },
+          { ResourceType: "snapshot", Tags: [{ Key: "kind", Value: "snapshot" }] },
+        ],
+      }),
+    );
     assert.equal((await instance(launched.InstanceId!)).State!.Name, "running", "NoReboot: no stop");
     const pending = (await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
     assert.equal(pending.State, "pending");
@@ -166,15 +185,21 @@ describe("the AMI lifecycle with real data", () => {
     const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1 }));
     const id = Instances![0]!.InstanceId!;
     await waitUntilInstanceRunning({ client: ec2, ...waitFast }, { InstanceIds: [id] });
-    const { ImageId } = await ec2.send(new CreateImageCommand({
-      InstanceId: id,
-      Name: "from-instance-reboot",
-      BlockDeviceMappings: [{ DeviceName: "/dev/sdf", NoDevice: "" }],
-    }));
+    const { ImageId } = await ec2.send(
+      new CreateImageCommand({
+        InstanceId: id,
+        Name: "from-instance-reboot",
+        BlockDeviceMappings: [{ DeviceName: "/dev/sdf", NoDevice: "" }],
+      }),
+    );
     await assertReachesRunningThrough(id, ["running", "stopping", "stopped", "pending", "running"]);
     await waitUntilImageAvailable({ client: ec2, ...waitFast }, { ImageIds: [ImageId!] });
     const image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
-    assert.deepEqual(image.BlockDeviceMappings!.map((m) => m.DeviceName), ["/dev/xvda"], "NoDevice dropped /dev/sdf");
+    assert.deepEqual(
+      image.BlockDeviceMappings!.map((m) => m.DeviceName),
+      ["/dev/xvda"],
+      "NoDevice dropped /dev/sdf",
+    );
     assert.deepEqual(await readSnapshot(kiln, image.BlockDeviceMappings![0]!.Ebs!.SnapshotId!), rootData);
   });
 
@@ -184,7 +209,10 @@ describe("the AMI lifecycle with real data", () => {
     await waitUntilInstanceRunning({ client: ec2, ...waitFast }, { InstanceIds: [id] });
     assert.equal(await errorName(ec2.send(new CreateImageCommand({ InstanceId: id, Name: "lifecycle-base" }))), "InvalidAMIName.Duplicate");
     assert.equal(await errorName(ec2.send(new CreateImageCommand({ InstanceId: id, Name: "x" }))), "InvalidAMIName.Malformed");
-    assert.equal(await errorName(ec2.send(new CreateImageCommand({ InstanceId: id, Name: "bad-tags", TagSpecifications: [{ ResourceType: "volume", Tags: [] }] }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(ec2.send(new CreateImageCommand({ InstanceId: id, Name: "bad-tags", TagSpecifications: [{ ResourceType: "volume", Tags: [] }] }))),
+      "InvalidParameterValue",
+    );
     assert.equal(await errorName(ec2.send(new CreateImageCommand({ InstanceId: id, Name: "dry", DryRun: true }))), "DryRunOperation");
     assert.equal(await errorName(ec2.send(new CreateImageCommand({ InstanceId: "i-0123456789abcdef0", Name: "nobody" }))), "InvalidInstanceID.NotFound");
     await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
@@ -195,16 +223,23 @@ describe("the AMI lifecycle with real data", () => {
 
 describe("the instance lifecycle", () => {
   it("launches MaxCount instances in one reservation and walks stop, start, reboot, terminate", async () => {
-    const { ReservationId, Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 2, MaxCount: 3, InstanceType: "m5.large", Placement: { AvailabilityZone: "us-east-1c" } }));
+    const { ReservationId, Instances } = await ec2.send(
+      new RunInstancesCommand({ ImageId: imageId, MinCount: 2, MaxCount: 3, InstanceType: "m5.large", Placement: { AvailabilityZone: "us-east-1c" } }),
+    );
     assert.match(ReservationId!, /^r-[0-9a-f]{17}$/);
     assert.equal(Instances!.length, 3);
-    assert.deepEqual(Instances!.map((i) => i.AmiLaunchIndex), [0, 1, 2]);
+    assert.deepEqual(
+      Instances!.map((i) => i.AmiLaunchIndex),
+      [0, 1, 2],
+    );
     assert.ok(Instances!.every((i) => i.Placement!.AvailabilityZone === "us-east-1c" && i.InstanceType === "m5.large"));
     const [first, second] = Instances!.map((i) => i.InstanceId!);
     await waitUntilInstanceRunning({ client: ec2, ...waitFast }, { InstanceIds: [first!, second!] });
 
     const stopped = await ec2.send(new StopInstancesCommand({ InstanceIds: [first!] }));
-    assert.deepEqual(stopped.StoppingInstances, [{ InstanceId: first, PreviousState: { Code: 16, Name: "running" }, CurrentState: { Code: 64, Name: "stopping" } }]);
+    assert.deepEqual(stopped.StoppingInstances, [
+      { InstanceId: first, PreviousState: { Code: 16, Name: "running" }, CurrentState: { Code: 64, Name: "stopping" } },
+    ]);
     await waitUntilInstanceStopped({ client: ec2, ...waitFast }, { InstanceIds: [first!] });
     assert.equal(await errorName(ec2.send(new RebootInstancesCommand({ InstanceIds: [first!] }))), "IncorrectInstanceState");
     const started = await ec2.send(new StartInstancesCommand({ InstanceIds: [first!] }));
@@ -249,12 +284,25 @@ describe("the instance lifecycle", () => {
     assert.equal(await errorName(ec2.send(new DescribeInstancesCommand({ InstanceIds: ["instance"] }))), "InvalidInstanceID.Malformed");
     assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: "ami-0123456789abcdef0", MinCount: 1, MaxCount: 1 }))), "InvalidAMIID.NotFound");
     assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 2, MaxCount: 1 }))), "InvalidParameterValue");
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { VolumeSize: 2 } }] }))), "InvalidBlockDeviceMapping");
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { VolumeSize: 2 } }] }),
+        ),
+      ),
+      "InvalidBlockDeviceMapping",
+    );
     assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, DryRun: true }))), "DryRunOperation");
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, Placement: { AvailabilityZone: "eu-west-1a" } }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, Placement: { AvailabilityZone: "eu-west-1a" } }))),
+      "InvalidParameterValue",
+    );
     // An empty zone (as Terraform sends) means any zone.
     const anyZone = await ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, Placement: { AvailabilityZone: "" } }));
     assert.equal(anyZone.Instances![0]!.Placement!.AvailabilityZone, "us-east-1a");
-    assert.equal(await errorName(kiln.ec2({ accessKeyId: "111111111111" }).send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1 }))), "InvalidAMIID.NotFound");
+    assert.equal(
+      await errorName(kiln.ec2({ accessKeyId: "111111111111" }).send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1 }))),
+      "InvalidAMIID.NotFound",
+    );
   });
 });

@@ -141,10 +141,7 @@ describe("VHD", () => {
   });
 
   it("refuses a truncated dynamic VHD", async () => {
-    await rejects(
-      (async () => drain(await openVhd(bufferSource(dynamic.subarray(0, dynamic.length - 2 * MIB)))))(),
-      /truncated|outside the file/,
-    );
+    await rejects((async () => drain(await openVhd(bufferSource(dynamic.subarray(0, dynamic.length - 2 * MIB)))))(), /truncated|outside the file/);
   });
 });
 
@@ -162,7 +159,10 @@ describe("OVA", () => {
       { href: "a.img", capacity: 1024 },
     ]).replace("<rasd:AddressOnParent>0</rasd:AddressOnParent>", "<rasd:AddressOnParent>9</rasd:AddressOnParent>");
     const ova = await openOva(bufferSource(await packed({ "vm.ovf": ovf, "a.img": "AAAA", "b.img": "BBBBBB" })));
-    assert.deepEqual(ova.disks.map((d) => d.name), ["a.img", "b.img"]);
+    assert.deepEqual(
+      ova.disks.map((d) => d.name),
+      ["a.img", "b.img"],
+    );
     assert.equal((await ova.disks[0]!.source.read(0, 4)).toString(), "AAAA");
     assert.equal(ova.disks[1]!.source.size, 6);
   });
@@ -204,13 +204,19 @@ describe("partition tables", () => {
   it("reads a GPT disk sfdisk made, with its EFI system partition", async () => {
     const path = join(dir, "gpt.raw");
     await run("truncate", ["-s", "16M", path]);
-    await run("sfdisk", ["-q", path], { input: "label: gpt\nstart=2048, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nstart=4096, size=20000, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n" });
+    await run("sfdisk", ["-q", path], {
+      input:
+        "label: gpt\nstart=2048, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nstart=4096, size=20000, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
+    });
     const table = await readPartitions(bufferSource(readFileSync(path)));
     assert.equal(table.scheme, "gpt");
-    assert.deepEqual(table.partitions.map((p) => [p.number, p.start, p.size, p.efiSystem]), [
-      [1, 2048 * 512, 2048 * 512, true],
-      [2, 4096 * 512, 20000 * 512, false],
-    ]);
+    assert.deepEqual(
+      table.partitions.map((p) => [p.number, p.start, p.size, p.efiSystem]),
+      [
+        [1, 2048 * 512, 2048 * 512, true],
+        [2, 4096 * 512, 20000 * 512, false],
+      ],
+    );
   });
 
   it("falls back to the backup GPT when the primary is damaged", async () => {
@@ -227,20 +233,28 @@ describe("partition tables", () => {
   it("reads an MBR disk with logical partitions", async () => {
     const path = join(dir, "mbr.raw");
     await run("truncate", ["-s", "16M", path]);
-    await run("sfdisk", ["-q", path], { input: "label: dos\nstart=2048, size=4096, type=83, bootable\nstart=8192, size=16384, type=5\nstart=10240, size=2048, type=83\nstart=14336, size=2048, type=82\n" });
+    await run("sfdisk", ["-q", path], {
+      input:
+        "label: dos\nstart=2048, size=4096, type=83, bootable\nstart=8192, size=16384, type=5\nstart=10240, size=2048, type=83\nstart=14336, size=2048, type=82\n",
+    });
     const table = await readPartitions(bufferSource(readFileSync(path)));
     assert.equal(table.scheme, "mbr");
-    assert.deepEqual(table.partitions.map((p) => [p.number, p.start / 512, p.type]), [
-      [1, 2048, "83"],
-      [5, 10240, "83"],
-      [6, 14336, "82"],
-    ]);
+    assert.deepEqual(
+      table.partitions.map((p) => [p.number, p.start / 512, p.type]),
+      [
+        [1, 2048, "83"],
+        [5, 10240, "83"],
+        [6, 14336, "82"],
+      ],
+    );
   });
 
   it("survives an extended-partition chain that loops", async () => {
     const path = join(dir, "loop.raw");
     await run("truncate", ["-s", "16M", path]);
-    await run("sfdisk", ["-q", path], { input: "label: dos\nstart=8192, size=16384, type=5\nstart=10240, size=2048, type=83\nstart=14336, size=2048, type=83\n" });
+    await run("sfdisk", ["-q", path], {
+      input: "label: dos\nstart=8192, size=16384, type=5\nstart=10240, size=2048, type=83\nstart=14336, size=2048, type=83\n",
+    });
     const bytes = readFileSync(path);
     // The first EBR's "next" entry names the second EBR; make the second's name itself.
     const extended = 8192;
@@ -250,7 +264,10 @@ describe("partition tables", () => {
     bytes.writeUInt32LE(secondRelative, secondEbr + 462 + 8);
     bytes.writeUInt32LE(2048, secondEbr + 462 + 12);
     const table = await readPartitions(bufferSource(bytes));
-    assert.deepEqual(table.partitions.map((p) => p.number), [5, 6]);
+    assert.deepEqual(
+      table.partitions.map((p) => p.number),
+      [5, 6],
+    );
   });
 
   it("says none for a bare file system", async () => {

@@ -92,7 +92,12 @@ async function readBack(open: DiskImageOpener, path: string): Promise<ReadBack> 
 }
 
 /** Checks a sparse disk's extents against the ranges written to it (the rest reads as zeros). */
-async function assertSparse(open: DiskImageOpener, path: string, virtualSize: number, written: [offset: number, length: number, byte: number][]): Promise<void> {
+async function assertSparse(
+  open: DiskImageOpener,
+  path: string,
+  virtualSize: number,
+  written: [offset: number, length: number, byte: number][],
+): Promise<void> {
   const source = await fileSource(path);
   try {
     const image = await open(source);
@@ -113,7 +118,11 @@ async function assertSparse(open: DiskImageOpener, path: string, virtualSize: nu
       }
       assert.ok(data.equals(expected), `extent at ${offset} differs from what was written`);
     }
-    assert.equal(found, written.reduce((sum, [, length]) => sum + length, 0), "some written data was not yielded");
+    assert.equal(
+      found,
+      written.reduce((sum, [, length]) => sum + length, 0),
+      "some written data was not yielded",
+    );
   } finally {
     await source.close();
   }
@@ -183,7 +192,11 @@ describe("QCOW2", () => {
   ] as const) {
     it(`reads ${name} as the raw disk`, async () => {
       const path = await qcow(`${name.replace(/\W+/g, "-")}.qcow2`, ...options);
-      if (options[0] === "-c") assert.ok(qcowEntries(readFileSync(path)).entries.some((entry) => entry.compressed), "the fixture has no compressed cluster");
+      if (options[0] === "-c")
+        assert.ok(
+          qcowEntries(readFileSync(path)).entries.some((entry) => entry.compressed),
+          "the fixture has no compressed cluster",
+        );
       await assertSameDisk(openQcow2, path);
     });
   }
@@ -200,7 +213,12 @@ describe("QCOW2", () => {
     const path = join(dir, "sparse-512.qcow2");
     await run("qemu-img", ["create", "-q", "-f", "qcow2", "-o", "cluster_size=512", path, "1G"]);
     // One L1 entry maps 32 KiB here, so 256 MiB is where a window of 8192 entries ends.
-    const written: [number, number, number][] = [[0, 512, 0x61], [256 * MiB - 512, 1024, 0x62], [700 * MiB, 64 * KiB, 0x63], [1024 * MiB - 512, 512, 0x64]];
+    const written: [number, number, number][] = [
+      [0, 512, 0x61],
+      [256 * MiB - 512, 1024, 0x62],
+      [700 * MiB, 64 * KiB, 0x63],
+      [1024 * MiB - 512, 512, 0x64],
+    ];
     await run("qemu-io", ["-f", "qcow2", ...written.flatMap(([at, length, byte]) => ["-c", `write -q -P ${byte} ${at} ${length}`]), path]);
     await assertSparse(openQcow2, path, 1024 * MiB, written);
   });
@@ -213,7 +231,10 @@ describe("QCOW2", () => {
     const { entries } = qcowEntries(readFileSync(path));
     const flagged = entries.filter((entry) => entry.cluster >= 16 && entry.cluster < 32);
     assert.equal(flagged.length, 16);
-    assert.ok(flagged.every((entry) => entry.host !== 0), "qemu-io unmapped the zeroed clusters");
+    assert.ok(
+      flagged.every((entry) => entry.host !== 0),
+      "qemu-io unmapped the zeroed clusters",
+    );
     const back = await readBack(openQcow2, path);
     const expected = Buffer.alloc(4 * MiB, 0x5a);
     expected.fill(0, MiB, 2 * MiB);
@@ -361,7 +382,12 @@ describe("VHDX", () => {
     await run("qemu-img", ["create", "-q", "-f", "vhdx", sized, "64M"]);
     for (const path of [sized, dynamic]) {
       const bytes = readFileSync(path);
-      for (const [at, length] of [[HEADERS[0]!, 4 * KiB], [HEADERS[1]!, 4 * KiB], [192 * KiB, 64 * KiB], [256 * KiB, 64 * KiB]] as const) {
+      for (const [at, length] of [
+        [HEADERS[0]!, 4 * KiB],
+        [HEADERS[1]!, 4 * KiB],
+        [192 * KiB, 64 * KiB],
+        [256 * KiB, 64 * KiB],
+      ] as const) {
         const stored = bytes.readUInt32LE(at + 4);
         const zeroed = Buffer.from(bytes.subarray(at, at + length));
         zeroed.writeUInt32LE(0, 4);
@@ -390,7 +416,13 @@ describe("VHDX", () => {
     await run("qemu-img", ["create", "-q", "-f", "vhdx", "-o", "block_size=1M", path, "20G"]);
     // 1 MiB blocks of 512-byte sectors: a sector bitmap entry after every 4096 payload entries,
     // and the 16384-entry BAT window ends near block 16380.
-    const written: [number, number, number][] = [[0, MiB, 0x61], [4095 * MiB, MiB, 0x62], [4096 * MiB, MiB, 0x63], [17000 * MiB, 512 * KiB, 0x64], [20479 * MiB, MiB, 0x65]];
+    const written: [number, number, number][] = [
+      [0, MiB, 0x61],
+      [4095 * MiB, MiB, 0x62],
+      [4096 * MiB, MiB, 0x63],
+      [17000 * MiB, 512 * KiB, 0x64],
+      [20479 * MiB, MiB, 0x65],
+    ];
     await run("qemu-io", ["-f", "vhdx", ...written.flatMap(([at, length, byte]) => ["-c", `write -q -P ${byte} ${at} ${length}`]), path]);
     await assertSparse(openVhdx, path, 20 * 1024 * MiB, written);
   });
@@ -505,12 +537,15 @@ describe("VHDX", () => {
       const image = await openVhdx(source);
       const controller = new AbortController();
       let seen = 0;
-      await assert.rejects(async () => {
-        for await (const _ of image.extents(controller.signal)) {
-          seen++;
-          controller.abort();
-        }
-      }, { name: "AbortError" });
+      await assert.rejects(
+        async () => {
+          for await (const _ of image.extents(controller.signal)) {
+            seen++;
+            controller.abort();
+          }
+        },
+        { name: "AbortError" },
+      );
       assert.equal(seen, 1);
       for await (const extent of image.extents()) {
         assert.equal(extent.offset, 0);

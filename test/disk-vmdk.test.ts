@@ -125,7 +125,14 @@ describe("VMDK", () => {
   describe("reads what qemu-img writes, byte for byte", () => {
     for (const subformat of ["monolithicSparse", "streamOptimized", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"]) {
       it(subformat, async () => {
-        const path = subformat === "monolithicSparse" ? sparse : subformat === "streamOptimized" ? stream : subformat === "monolithicFlat" ? flat : await convert(subformat, `subformat=${subformat}`);
+        const path =
+          subformat === "monolithicSparse"
+            ? sparse
+            : subformat === "streamOptimized"
+              ? stream
+              : subformat === "monolithicFlat"
+                ? flat
+                : await convert(subformat, `subformat=${subformat}`);
         const disk = await readDisk(path);
         assert.equal(disk.length, raw.length);
         assert.equal(sha256(disk), sha256(raw));
@@ -133,7 +140,11 @@ describe("VMDK", () => {
     }
 
     it("compat6, zeroed_grain and a streamOptimized disk for an lsilogic adapter", async () => {
-      for (const options of ["subformat=monolithicSparse,compat6", "subformat=monolithicSparse,zeroed_grain=on", "subformat=streamOptimized,adapter_type=lsilogic"]) {
+      for (const options of [
+        "subformat=monolithicSparse,compat6",
+        "subformat=monolithicSparse,zeroed_grain=on",
+        "subformat=streamOptimized,adapter_type=lsilogic",
+      ]) {
         const disk = await readDisk(await convert(options.replace(/[=,]/g, "-"), options));
         assert.equal(sha256(disk), sha256(raw), options);
       }
@@ -179,7 +190,12 @@ describe("VMDK", () => {
     writeFileSync(join(folder, "d.bin"), raw.subarray(24 * MiB));
     const descriptor = (extents: string) =>
       `# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="custom"\n\n# Extent description\n${extents}\n\n# The Disk Data Base\nddb.adapterType = "ide"\n`;
-    const extents = [`RW ${(8 * MiB) / SECTOR} FLAT "a.bin" ${MiB / SECTOR}`, `RW ${(4 * MiB) / SECTOR} ZERO`, `RW ${(16 * MiB) / SECTOR} SPARSE "c.vmdk"`, `RDONLY ${(raw.length - 24 * MiB) / SECTOR} FLAT "d.bin" 0`];
+    const extents = [
+      `RW ${(8 * MiB) / SECTOR} FLAT "a.bin" ${MiB / SECTOR}`,
+      `RW ${(4 * MiB) / SECTOR} ZERO`,
+      `RW ${(16 * MiB) / SECTOR} SPARSE "c.vmdk"`,
+      `RDONLY ${(raw.length - 24 * MiB) / SECTOR} FLAT "d.bin" 0`,
+    ];
     writeFileSync(join(folder, "disk.vmdk"), descriptor(extents.join("\n")));
     const expected = Buffer.concat([raw.subarray(0, 8 * MiB), Buffer.alloc(4 * MiB), raw.subarray(8 * MiB, 24 * MiB), raw.subarray(24 * MiB)]);
     assert.equal(sha256(await readDisk(join(folder, "disk.vmdk"))), sha256(expected));
@@ -189,7 +205,11 @@ describe("VMDK", () => {
       await assertRefused(join(folder, name), reason);
     };
     await refuse("escape.vmdk", descriptor(`RW 2048 FLAT "../x" 0`), /not a plain file name/);
-    await refuse("parent.vmdk", descriptor(extents[0]!).replace("parentCID=ffffffff", "parentCID=8a6c3e21"), /differencing disks \(with a parent\) are not supported/);
+    await refuse(
+      "parent.vmdk",
+      descriptor(extents[0]!).replace("parentCID=ffffffff", "parentCID=8a6c3e21"),
+      /differencing disks \(with a parent\) are not supported/,
+    );
     await refuse("hint.vmdk", `${descriptor(extents[0]!)}parentFileNameHint="base.vmdk"\n`, /differencing disks/);
     await refuse("type.vmdk", descriptor(`RW 2048 VMFSSPARSE "c.vmdk"`), /extent type VMFSSPARSE is not supported/);
     await refuse("long-flat.vmdk", descriptor(`RW ${(9 * MiB) / SECTOR} FLAT "a.bin" ${MiB / SECTOR + 1}`), /fewer than the descriptor's/);
@@ -219,9 +239,18 @@ describe("VMDK", () => {
 
   describe("refuses hostile files", () => {
     it("a truncated file", async () => {
-      await assertRefused(patched(sparse, "cut.vmdk", (bytes) => bytes.subarray(0, Math.floor(bytes.length * 0.6))), /grain table \d+ points outside the file/);
-      await assertRefused(patched(stream, "cut-stream.vmdk", (bytes) => bytes.subarray(0, Math.floor(bytes.length * 0.6))), /grain table \d+ points outside the file/);
-      await assertRefused(patched(sparse, "cut-header.vmdk", (bytes) => bytes.subarray(0, 100)), /truncated file|not a VMDK file/);
+      await assertRefused(
+        patched(sparse, "cut.vmdk", (bytes) => bytes.subarray(0, Math.floor(bytes.length * 0.6))),
+        /grain table \d+ points outside the file/,
+      );
+      await assertRefused(
+        patched(stream, "cut-stream.vmdk", (bytes) => bytes.subarray(0, Math.floor(bytes.length * 0.6))),
+        /grain table \d+ points outside the file/,
+      );
+      await assertRefused(
+        patched(sparse, "cut-header.vmdk", (bytes) => bytes.subarray(0, 100)),
+        /truncated file|not a VMDK file/,
+      );
     });
 
     it("grain tables and the directory pointing outside the file, or at metadata", async () => {

@@ -79,8 +79,20 @@ before(async () => {
 
   r.snapshot = await writeSnapshot(kiln, new Map([[0, Buffer.alloc(BLOCK, 7)]]));
   r.spareSnapshot = await writeSnapshot(kiln, new Map([[1, Buffer.alloc(BLOCK, 8)]]));
-  r.image = (await ec2.send(new EC2.RegisterImageCommand({ Name: "dry-image", RootDeviceName: "/dev/xvda", Architecture: "x86_64", VirtualizationType: "hvm", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: r.snapshot } }] }))).ImageId!;
-  await until("the image", async () => ((await ec2.send(new EC2.DescribeImagesCommand({ ImageIds: [r.image] }))).Images![0]!.State === "available" ? true : undefined));
+  r.image = (
+    await ec2.send(
+      new EC2.RegisterImageCommand({
+        Name: "dry-image",
+        RootDeviceName: "/dev/xvda",
+        Architecture: "x86_64",
+        VirtualizationType: "hvm",
+        BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: r.snapshot } }],
+      }),
+    )
+  ).ImageId!;
+  await until("the image", async () =>
+    (await ec2.send(new EC2.DescribeImagesCommand({ ImageIds: [r.image] }))).Images![0]!.State === "available" ? true : undefined,
+  );
   r.instance = (await ec2.send(new EC2.RunInstancesCommand({ ImageId: r.image, MinCount: 1, MaxCount: 1 }))).Instances![0]!.InstanceId!;
   await EC2.waitUntilInstanceRunning({ client: ec2, minDelay: 1, maxWaitTime: 60 }, { InstanceIds: [r.instance] });
   r.volume = (await ec2.send(new EC2.CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }))).VolumeId!;
@@ -188,7 +200,13 @@ const cases: Record<string, Case> = {
   ModifyInstanceAttribute: { input: () => ({ InstanceId: r.instance, DisableApiTermination: { Value: true } }) },
   ModifyInstanceCreditSpecification: { input: () => ({ InstanceCreditSpecifications: [{ InstanceId: r.instance, CpuCredits: "unlimited" }] }) },
   RebootInstances: { input: () => ({ InstanceIds: [r.instance] }) },
-  RegisterImage: { input: () => ({ Name: "dry-registered", RootDeviceName: "/dev/xvda", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: r.spareSnapshot } }] }) },
+  RegisterImage: {
+    input: () => ({
+      Name: "dry-registered",
+      RootDeviceName: "/dev/xvda",
+      BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: r.spareSnapshot } }],
+    }),
+  },
   ResetImageAttribute: { input: () => ({ ImageId: r.image, Attribute: "launchPermission" }) },
   RevokeSecurityGroupEgress: { input: () => ({ GroupId: r.ruledGroup, IpPermissions: [ssh("10.9.0.0/16")] }) },
   RevokeSecurityGroupIngress: { input: () => ({ GroupId: r.ruledGroup, IpPermissions: [ssh("10.9.0.0/16")] }) },
@@ -220,7 +238,9 @@ describe("DryRun", () => {
 
   for (const [action, { input, expect = "DryRunOperation" }] of Object.entries(cases)) {
     it(`${action} with DryRun answers ${expect} and changes nothing`, async () => {
-      const Command = (EC2 as unknown as Record<string, new (input: object) => EC2.EC2Client["send"] extends (command: infer C) => unknown ? C : never>)[`${action}Command`];
+      const Command = (EC2 as unknown as Record<string, new (input: object) => EC2.EC2Client["send"] extends (command: infer C) => unknown ? C : never>)[
+        `${action}Command`
+      ];
       assert.ok(Command, `the SDK has no ${action}Command`);
       const before = await accountState();
       let outcome: { name: string; status?: number; message?: string };

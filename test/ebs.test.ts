@@ -35,7 +35,16 @@ beforeEach(async () => {
 const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("base64");
 
 async function put(snapshotId: string, index: number, data: Buffer) {
-  return ebs.send(new PutSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: index, BlockData: data, DataLength: data.length, Checksum: sha256(data), ChecksumAlgorithm: "SHA256" }));
+  return ebs.send(
+    new PutSnapshotBlockCommand({
+      SnapshotId: snapshotId,
+      BlockIndex: index,
+      BlockData: data,
+      DataLength: data.length,
+      Checksum: sha256(data),
+      ChecksumAlgorithm: "SHA256",
+    }),
+  );
 }
 
 async function read(snapshotId: string, index: number, token: string): Promise<Buffer> {
@@ -88,7 +97,10 @@ describe("EBS direct APIs", () => {
     assert.equal(completed.Status, "completed");
 
     const blocks = await allBlocks(started.SnapshotId!);
-    assert.deepEqual(blocks.map((b) => b.BlockIndex), [...written.keys()]);
+    assert.deepEqual(
+      blocks.map((b) => b.BlockIndex),
+      [...written.keys()],
+    );
     for (const block of blocks) assert.deepEqual(await read(started.SnapshotId!, block.BlockIndex!, block.BlockToken!), written.get(block.BlockIndex!));
 
     // Tags given at StartSnapshot land on the snapshot in the shared tag table.
@@ -103,9 +115,12 @@ describe("EBS direct APIs", () => {
     await put(SnapshotId!, 20, data);
     await put(SnapshotId!, 30, Buffer.alloc(BLOCK));
     await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 3 }));
-    assert.equal(await storedBlocks(kiln) - chunksAtStart, 1, "one chunk for two identical blocks, none for zeros");
+    assert.equal((await storedBlocks(kiln)) - chunksAtStart, 1, "one chunk for two identical blocks, none for zeros");
     const blocks = await allBlocks(SnapshotId!);
-    assert.deepEqual(blocks.map((b) => b.BlockIndex), [10, 20]);
+    assert.deepEqual(
+      blocks.map((b) => b.BlockIndex),
+      [10, 20],
+    );
   });
 
   it("shares the parent's chunks in a child snapshot and lists what changed", async () => {
@@ -123,38 +138,67 @@ describe("EBS direct APIs", () => {
     await put(child.SnapshotId!, 0, Buffer.alloc(BLOCK));
     await put(child.SnapshotId!, 5, a);
     await ebs.send(new CompleteSnapshotCommand({ SnapshotId: child.SnapshotId, ChangedBlocksCount: 3 }));
-    assert.equal(await storedBlocks(kiln) - chunksAtStart, 3, "a, b and c: the child's copy of a is shared");
+    assert.equal((await storedBlocks(kiln)) - chunksAtStart, 3, "a, b and c: the child's copy of a is shared");
 
     const childBlocks = await allBlocks(child.SnapshotId!);
-    assert.deepEqual(childBlocks.map((x) => x.BlockIndex), [1, 5]);
+    assert.deepEqual(
+      childBlocks.map((x) => x.BlockIndex),
+      [1, 5],
+    );
     assert.deepEqual(await read(child.SnapshotId!, 1, childBlocks[0]!.BlockToken!), c);
     assert.deepEqual(await read(child.SnapshotId!, 5, childBlocks[1]!.BlockToken!), a);
 
     const changed = await ebs.send(new ListChangedBlocksCommand({ FirstSnapshotId: parent.SnapshotId, SecondSnapshotId: child.SnapshotId }));
-    assert.deepEqual(changed.ChangedBlocks!.map((x) => [x.BlockIndex, Boolean(x.FirstBlockToken), Boolean(x.SecondBlockToken)]), [
-      [0, true, false],
-      [1, true, true],
-      [5, false, true],
-    ]);
+    assert.deepEqual(
+      changed.ChangedBlocks!.map((x) => [x.BlockIndex, Boolean(x.FirstBlockToken), Boolean(x.SecondBlockToken)]),
+      [
+        [0, true, false],
+        [1, true, true],
+        [5, false, true],
+      ],
+    );
     assert.deepEqual(await read(parent.SnapshotId!, 1, changed.ChangedBlocks![1]!.FirstBlockToken!), b);
   });
 
   it("verifies checksums: a block's, and the whole snapshot's LINEAR aggregate", async () => {
     const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 1 }));
     const data = randomBytes(BLOCK);
-    const bad = await errorOf(ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: 0, BlockData: data, DataLength: BLOCK, Checksum: sha256(Buffer.alloc(BLOCK, 1)), ChecksumAlgorithm: "SHA256" })));
+    const bad = await errorOf(
+      ebs.send(
+        new PutSnapshotBlockCommand({
+          SnapshotId,
+          BlockIndex: 0,
+          BlockData: data,
+          DataLength: BLOCK,
+          Checksum: sha256(Buffer.alloc(BLOCK, 1)),
+          ChecksumAlgorithm: "SHA256",
+        }),
+      ),
+    );
     assert.equal(bad.name, "ValidationException");
     assert.equal(bad.reason, "INVALID_BLOCK");
     await put(SnapshotId!, 3, data);
     const zero = Buffer.alloc(BLOCK);
     await put(SnapshotId!, 4, zero);
     const digest = (block: Buffer) => createHash("sha256").update(block).digest();
-    const wrong = await errorOf(ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 2, Checksum: sha256(digest(data)), ChecksumAlgorithm: "SHA256", ChecksumAggregationMethod: "LINEAR" })));
+    const wrong = await errorOf(
+      ebs.send(
+        new CompleteSnapshotCommand({
+          SnapshotId,
+          ChangedBlocksCount: 2,
+          Checksum: sha256(digest(data)),
+          ChecksumAlgorithm: "SHA256",
+          ChecksumAggregationMethod: "LINEAR",
+        }),
+      ),
+    );
     assert.equal(wrong.name, "ValidationException");
     const count = await errorOf(ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 5 })));
     assert.equal(count.name, "ValidationException");
     const linear = sha256(Buffer.concat([digest(data), digest(zero)]));
-    const done = await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 2, Checksum: linear, ChecksumAlgorithm: "SHA256", ChecksumAggregationMethod: "LINEAR" }));
+    const done = await ebs.send(
+      new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 2, Checksum: linear, ChecksumAlgorithm: "SHA256", ChecksumAggregationMethod: "LINEAR" }),
+    );
     assert.equal(done.Status, "completed");
   });
 
@@ -166,7 +210,18 @@ describe("EBS direct APIs", () => {
     const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 1 }));
     const outside = await errorOf(put(SnapshotId!, 2048, randomBytes(BLOCK)));
     assert.equal(outside.reason, "INVALID_BLOCK");
-    const short = await errorOf(ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: 0, BlockData: Buffer.alloc(1000, 1), DataLength: 1000, Checksum: sha256(Buffer.alloc(1000, 1)), ChecksumAlgorithm: "SHA256" })));
+    const short = await errorOf(
+      ebs.send(
+        new PutSnapshotBlockCommand({
+          SnapshotId,
+          BlockIndex: 0,
+          BlockData: Buffer.alloc(1000, 1),
+          DataLength: 1000,
+          Checksum: sha256(Buffer.alloc(1000, 1)),
+          ChecksumAlgorithm: "SHA256",
+        }),
+      ),
+    );
     assert.equal(short.name, "ValidationException");
     const pending = await errorOf(ebs.send(new ListSnapshotBlocksCommand({ SnapshotId })));
     assert.equal(pending.name, "ValidationException");
@@ -180,7 +235,18 @@ describe("EBS direct APIs", () => {
   it("keeps one account's snapshots from another", async () => {
     const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 1 }));
     const other = kiln.ebs({ accessKeyId: "111111111111" });
-    const error = await errorOf(other.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: 0, BlockData: randomBytes(BLOCK), DataLength: BLOCK, Checksum: "x", ChecksumAlgorithm: "SHA256" })));
+    const error = await errorOf(
+      other.send(
+        new PutSnapshotBlockCommand({
+          SnapshotId,
+          BlockIndex: 0,
+          BlockData: randomBytes(BLOCK),
+          DataLength: BLOCK,
+          Checksum: "x",
+          ChecksumAlgorithm: "SHA256",
+        }),
+      ),
+    );
     assert.equal(error.name, "ResourceNotFoundException");
   });
 

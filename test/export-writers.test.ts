@@ -236,7 +236,10 @@ describe("dynamic VHD", () => {
     allocated.forEach((b, i) => {
       const at = file.readUInt32BE(tableAt + b * 4) * 512;
       assert.equal(at, dataStart + i * (512 + 2 * MIB), `block ${b} follows the one before it`);
-      assert.ok(file.subarray(at, at + 512).every((byte) => byte === 0xff), "the sector bitmap marks every sector written");
+      assert.ok(
+        file.subarray(at, at + 512).every((byte) => byte === 0xff),
+        "the sector bitmap marks every sector written",
+      );
     });
     assert.equal(file.length, dataStart + allocated.length * (512 + 2 * MIB) + 512);
   });
@@ -268,10 +271,14 @@ describe("dynamic VHD", () => {
 
   it("refuses a block that allocated() did not list: its BAT is already written", async () => {
     const data = Buffer.alloc(EXPORT_BLOCK, 1);
-    const disk = lyingDisk(8 * MIB, [
-      { index: 0, data },
-      { index: 9, data },
-    ], [0]);
+    const disk = lyingDisk(
+      8 * MIB,
+      [
+        { index: 0, data },
+        { index: 9, data },
+      ],
+      [0],
+    );
     await rejectsWith(drain(writeVhd(disk)), /block 9 holds data but allocated\(\) did not list it/);
   });
 
@@ -429,7 +436,17 @@ describe("every writer", () => {
 
     it(`${name}: refuses a disk that breaks the DiskBlocks contract`, async () => {
       const block = Buffer.alloc(EXPORT_BLOCK, 1);
-      await rejectsWith(drain(writer(lyingDisk(8 * MIB, [{ index: 3, data: block }, { index: 2, data: block }]))), /block 2 came after (allocated )?block 3/);
+      await rejectsWith(
+        drain(
+          writer(
+            lyingDisk(8 * MIB, [
+              { index: 3, data: block },
+              { index: 2, data: block },
+            ]),
+          ),
+        ),
+        /block 2 came after (allocated )?block 3/,
+      );
       await rejectsWith(drain(writer(lyingDisk(8 * MIB, [{ index: 16, data: block }]))), /block 16 lies past the end of a disk of 16 blocks/);
       await rejectsWith(drain(writer(lyingDisk(8 * MIB, [{ index: 1, data: block.subarray(1) }]))), /block 1 holds 524287 bytes, not 524288/);
       // The last block is exactly what remains of the disk.

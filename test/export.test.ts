@@ -50,7 +50,9 @@ before(async () => {
   await kiln.s3().send(new CreateBucketCommand({ Bucket: "images" }));
   await kiln.s3().send(new CreateBucketCommand({ Bucket: "exports" }));
   await kiln.s3().send(new PutObjectCommand({ Bucket: "images", Key: "disk.vmdk", Body: readFileSync(await convertDisk(raw, "vmdk-stream")) }));
-  const { ImportTaskId } = await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "images", S3Key: "disk.vmdk" } }] }));
+  const { ImportTaskId } = await ec2.send(
+    new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "images", S3Key: "disk.vmdk" } }] }),
+  );
   const deadline = Date.now() + 120_000;
   for (;;) {
     const task = (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportImageTasks![0]!;
@@ -83,7 +85,14 @@ describe("ExportImage", () => {
   ];
   for (const [format, extension, qemuFormat] of formats) {
     it(`exports the root volume as ${format}, which qemu-img converts back to the same disk`, async () => {
-      const started = await ec2.send(new ExportImageCommand({ ImageId: imageId, DiskImageFormat: format as "VMDK", S3ExportLocation: { S3Bucket: "exports", S3Prefix: "out/" }, Description: "round trip" }));
+      const started = await ec2.send(
+        new ExportImageCommand({
+          ImageId: imageId,
+          DiskImageFormat: format as "VMDK",
+          S3ExportLocation: { S3Bucket: "exports", S3Prefix: "out/" },
+          Description: "round trip",
+        }),
+      );
       assert.match(started.ExportImageTaskId!, /^export-ami-[0-9a-f]{17}$/);
       assert.equal(started.Status, "active");
       assert.equal(started.DiskImageFormat, format);
@@ -105,9 +114,18 @@ describe("ExportImage", () => {
 
   it("refuses an image the caller does not own, a missing bucket, and unknown task ids", async () => {
     const other = kiln.ec2({ accessKeyId: "111111111111" });
-    assert.equal(await errorName(other.send(new ExportImageCommand({ ImageId: imageId, DiskImageFormat: "RAW", S3ExportLocation: { S3Bucket: "exports" } }))), "InvalidAMIID.NotFound");
-    assert.equal(await errorName(ec2.send(new ExportImageCommand({ ImageId: imageId, DiskImageFormat: "RAW", S3ExportLocation: { S3Bucket: "nowhere" } }))), "InvalidParameterValue");
-    assert.equal(await errorName(ec2.send(new DescribeExportImageTasksCommand({ ExportImageTaskIds: ["export-ami-0123456789abcdef0"] }))), "InvalidConversionTaskId");
+    assert.equal(
+      await errorName(other.send(new ExportImageCommand({ ImageId: imageId, DiskImageFormat: "RAW", S3ExportLocation: { S3Bucket: "exports" } }))),
+      "InvalidAMIID.NotFound",
+    );
+    assert.equal(
+      await errorName(ec2.send(new ExportImageCommand({ ImageId: imageId, DiskImageFormat: "RAW", S3ExportLocation: { S3Bucket: "nowhere" } }))),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(ec2.send(new DescribeExportImageTasksCommand({ ExportImageTaskIds: ["export-ami-0123456789abcdef0"] }))),
+      "InvalidConversionTaskId",
+    );
     assert.equal(await errorName(ec2.send(new CancelExportTaskCommand({ ExportTaskId: "export-ami-0123456789abcdef0" }))), "InvalidConversionTaskId");
   });
 });

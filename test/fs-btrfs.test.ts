@@ -17,7 +17,9 @@ const MiB = 1024 * 1024;
 const dir = scratch("kiln-btrfs-");
 const root = join(dir, "root");
 const OS_RELEASE = 'NAME="Kiln Test Linux"\nID=kilntest\nVERSION_ID="1.0"\nPRETTY_NAME="Kiln Test Linux 1.0"\n';
-const ZLIB_TEXT = Array.from({ length: 2000 }, (_, i) => `line ${i} of a file btrfs will hold zlib-compressed\n`).join("").slice(0, 65536);
+const ZLIB_TEXT = Array.from({ length: 2000 }, (_, i) => `line ${i} of a file btrfs will hold zlib-compressed\n`)
+  .join("")
+  .slice(0, 65536);
 const INLINE_TEXT = "inline text, compressed in place. ".repeat(40);
 
 /** The host tree every image is made from. */
@@ -130,7 +132,12 @@ async function crc32cLE(data: Uint8Array): Promise<Buffer> {
 }
 
 /** Rewrites a tree block (every copy, or only `copies`), restamping its crc32c unless asked not to. */
-async function patchBlock(image: string, logical: number, mutate: (block: Buffer) => void, options: { copies?: number[]; restamp?: boolean; nodeSize?: number } = {}): Promise<void> {
+async function patchBlock(
+  image: string,
+  logical: number,
+  mutate: (block: Buffer) => void,
+  options: { copies?: number[]; restamp?: boolean; nodeSize?: number } = {},
+): Promise<void> {
   const nodeSize = options.nodeSize ?? 16384;
   const offsets = physical(await chunks(image), logical);
   const handle = await open(image, "r+");
@@ -206,7 +213,11 @@ describe("btrfs", () => {
     assert.equal(btrfsNameHash(Buffer.from("default")), 2378154706);
   });
 
-  for (const [name, image] of [["crc32c, 16 KiB nodes, DUP", () => plain], ["xxhash64, 4 KiB nodes", () => small], ["sha256", () => sha]] as const) {
+  for (const [name, image] of [
+    ["crc32c, 16 KiB nodes, DUP", () => plain],
+    ["xxhash64, 4 KiB nodes", () => small],
+    ["sha256", () => sha],
+  ] as const) {
     it(`reads files back byte for byte (${name})`, async () => {
       await withFs(image(), async (fs) => {
         assert.equal(fs.type, "btrfs");
@@ -277,7 +288,10 @@ describe("btrfs", () => {
       assert.deepEqual(await fs.readFile("/inline.txt", 4096), Buffer.from(INLINE_TEXT));
     });
     // lzo and zstd extents are refused by name.
-    for (const [kind, type] of [["lzo", 2], ["zstd", 3]] as const) {
+    for (const [kind, type] of [
+      ["lzo", 2],
+      ["zstd", 3],
+    ] as const) {
       await patchBlock(image, regular.leaf, (block) => (block[regular.data + 16] = type));
       await rejects(image, "/zlib.txt", new RegExp(`^btrfs ${kind} compression is not supported$`));
     }
@@ -356,7 +370,10 @@ describe("btrfs", () => {
       assert.equal(block.readBigUInt64LE(location), 5n);
       block.writeBigUInt64LE(300n, location);
     });
-    await assert.rejects(withFs(image, async () => undefined), /^FileSystemError: btrfs root tree has no subvolume 300$/);
+    await assert.rejects(
+      withFs(image, async () => undefined),
+      /^FileSystemError: btrfs root tree has no subvolume 300$/,
+    );
   });
 
   it("refuses a symlink loop", async () => {
@@ -366,7 +383,10 @@ describe("btrfs", () => {
   it("refuses a file cut short, several devices, and blake2b checksums", async () => {
     const cut = await copyImage(plain, "cut.img");
     await truncate(cut, 32 * MiB);
-    await assert.rejects(withFs(cut, async () => undefined), (error: unknown) => error instanceof FileSystemError && /maps past the end of the device$/.test(error.message));
+    await assert.rejects(
+      withFs(cut, async () => undefined),
+      (error: unknown) => error instanceof FileSystemError && /maps past the end of the device$/.test(error.message),
+    );
 
     const twoDevices = await copyImage(plain, "two.img");
     const handle = await open(twoDevices, "r+");
@@ -376,9 +396,15 @@ describe("btrfs", () => {
     (await crc32cLE(sb.subarray(0x20))).copy(sb, 0);
     await handle.write(sb, 0, 4096, 0x10000);
     await handle.close();
-    await assert.rejects(withFs(twoDevices, async () => undefined), /^FileSystemError: btrfs spans 2 devices; Kiln reads single-device file systems only$/);
+    await assert.rejects(
+      withFs(twoDevices, async () => undefined),
+      /^FileSystemError: btrfs spans 2 devices; Kiln reads single-device file systems only$/,
+    );
 
     const blake = await mkfs("blake.img", ["--csum", "blake2"]);
-    await assert.rejects(withFs(blake, async () => undefined), /^FileSystemError: btrfs checksum type blake2b is not supported$/);
+    await assert.rejects(
+      withFs(blake, async () => undefined),
+      /^FileSystemError: btrfs checksum type blake2b is not supported$/,
+    );
   });
 });

@@ -49,7 +49,10 @@ function makeTree() {
   // 5 MB: past the 12 direct and 1024 single-indirect blocks of a 4 KiB ext2 map.
   writeFileSync(join(tree, "usr/bin/big"), randomBytes(5_000_000));
   // 400 one-block islands: 400 extents, a two-level tree on 1 KiB ext4.
-  sparse("usr/bin/sparse", Array.from({ length: 400 }, (_, i) => i * 8 * KIB));
+  sparse(
+    "usr/bin/sparse",
+    Array.from({ length: 400 }, (_, i) => i * 8 * KIB),
+  );
   // Islands in the direct, single, double and (on 1 KiB blocks, past 64.3 MiB) triple-indirect ranges.
   sparse("usr/bin/deep", [0, 300 * KIB, 10 * 1024 * KIB, 66 * 1024 * KIB]);
   for (let i = 0; i < MANY; i++) writeFileSync(join(tree, `many/entry-${i}`), i % 500 === 7 ? `entry ${i}\n` : "");
@@ -68,18 +71,51 @@ interface Variant {
 
 const VARIANTS: Variant[] = [
   { name: "ext2, 4 KiB blocks (block map to double indirect)", mkfs: "mkfs.ext2", args: ["-b", "4096"], proves: [["stat /usr/bin/big", /\(DIND\)/]] },
-  { name: "ext2, 1 KiB blocks, 128-byte inodes (triple indirect)", mkfs: "mkfs.ext2", args: ["-b", "1024", "-I", "128"], proves: [["stat /usr/bin/deep", /\(TIND\)/]] },
+  {
+    name: "ext2, 1 KiB blocks, 128-byte inodes (triple indirect)",
+    mkfs: "mkfs.ext2",
+    args: ["-b", "1024", "-I", "128"],
+    proves: [["stat /usr/bin/deep", /\(TIND\)/]],
+  },
   { name: "ext3 (journal, block map)", mkfs: "mkfs.ext3", args: ["-b", "4096"], proves: [["stats", /has_journal/]] },
-  { name: "ext4 (extents, 64bit, htree)", mkfs: "mkfs.ext4", args: ["-b", "4096"], htree: true, proves: [["stats", /64bit/], ["stat /many", /Flags: 0x81000/], ["ex /usr/bin/sparse", /^ 1\/ 1/m]] },
-  { name: "ext4, 1 KiB blocks (two-level extent tree)", mkfs: "mkfs.ext4", args: ["-b", "1024"], htree: true, proves: [["ex /usr/bin/sparse", /^ 2\/ 2/m], ["stat /many", /Flags: 0x81000/]] },
-  { name: "ext4 without 64bit (32-byte descriptors)", mkfs: "mkfs.ext4", args: ["-b", "4096", "-O", "^64bit"], proves: [["stats", /^(?!.*64bit)Filesystem features:.*extent/m]] },
+  {
+    name: "ext4 (extents, 64bit, htree)",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "4096"],
+    htree: true,
+    proves: [
+      ["stats", /64bit/],
+      ["stat /many", /Flags: 0x81000/],
+      ["ex /usr/bin/sparse", /^ 1\/ 1/m],
+    ],
+  },
+  {
+    name: "ext4, 1 KiB blocks (two-level extent tree)",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "1024"],
+    htree: true,
+    proves: [
+      ["ex /usr/bin/sparse", /^ 2\/ 2/m],
+      ["stat /many", /Flags: 0x81000/],
+    ],
+  },
+  {
+    name: "ext4 without 64bit (32-byte descriptors)",
+    mkfs: "mkfs.ext4",
+    args: ["-b", "4096", "-O", "^64bit"],
+    proves: [["stats", /^(?!.*64bit)Filesystem features:.*extent/m]],
+  },
   { name: "ext4 without extents (block map)", mkfs: "mkfs.ext4", args: ["-b", "4096", "-O", "^extents,^64bit"], proves: [["stat /usr/bin/big", /\(DIND\)/]] },
   {
     name: "ext4 with inline_data",
     mkfs: "mkfs.ext4",
     args: ["-b", "4096", "-O", "inline_data"],
     // os-release is 79 bytes: 60 in i_block and 19 in the system.data xattr; /a/b is an inline directory.
-    proves: [["stat /etc/hostname", /Flags: 0x10000000/], ["stat /usr/lib/os-release", /system\.data \(19\)/], ["stat /a/b", /Type: directory .*Flags: 0x10000000/]],
+    proves: [
+      ["stat /etc/hostname", /Flags: 0x10000000/],
+      ["stat /usr/lib/os-release", /system\.data \(19\)/],
+      ["stat /a/b", /Type: directory .*Flags: 0x10000000/],
+    ],
   },
   {
     // 64 groups of 512 blocks and 64 inodes, 16 descriptors a block: /many's later entries live in
@@ -87,7 +123,10 @@ const VARIANTS: Variant[] = [
     name: "ext4 with meta_bg",
     mkfs: "mkfs.ext4",
     args: ["-b", "1024", "-g", "512", "-i", "8192", "-O", "meta_bg,^resize_inode"],
-    proves: [["stats", /meta_bg/], [`stat /many/entry-${MANY - 1}`, /Inode: (1[2-9]\d\d|[2-9]\d\d\d)\b/]],
+    proves: [
+      ["stats", /meta_bg/],
+      [`stat /many/entry-${MANY - 1}`, /Inode: (1[2-9]\d\d|[2-9]\d\d\d)\b/],
+    ],
   },
 ];
 
@@ -151,7 +190,11 @@ for (const variant of VARIANTS) {
       assert.deepEqual(await fs.readFile("/etc/hostname", 4096), Buffer.from("kiln\n"));
       assert.deepEqual(await fs.readFile("/a/b/c/d/nested", 4096), host("a/b/c/d/nested"));
       assert.deepEqual(await fs.readFile("/a/through/d/nested", 4096), host("a/b/c/d/nested"), "a symlink to a directory mid-path");
-      assert.deepEqual(await fs.readFile("/a/through/../../../etc/./hostname", 4096), Buffer.from("kiln\n"), '".." after a symlink leaves the directory it reached');
+      assert.deepEqual(
+        await fs.readFile("/a/through/../../../etc/./hostname", 4096),
+        Buffer.from("kiln\n"),
+        '".." after a symlink leaves the directory it reached',
+      );
       for (const name of ["first-one", "fifth-one"]) assert.deepEqual(await fs.readFile(`/small/${name}`, 4096), Buffer.from(name));
     });
 
@@ -339,7 +382,10 @@ describe("hostile ext images", () => {
     while (bytes.toString("latin1", at + offset + 8, at + offset + 8 + bytes[at + offset + 6]!) !== "hostname") offset += bytes.readUInt16LE(at + offset + 4);
     assert.equal(bytes[at + offset + 7], 1, "EXT4_FT_REG_FILE");
     bytes[at + offset + 7] = 2; // EXT4_FT_DIR
-    await rejectsWith((await open(bufferSource(bytes))).readFile("/etc/hostname", 100), /directory entry "hostname" in inode \d+ disagrees with the type of inode \d+/);
+    await rejectsWith(
+      (await open(bufferSource(bytes))).readFile("/etc/hostname", 100),
+      /directory entry "hostname" in inode \d+ disagrees with the type of inode \d+/,
+    );
   });
 
   it("refuses sizes past the bounds: a huge directory, inline data longer than the inode", async () => {

@@ -123,7 +123,11 @@ function patchFatEntry(image: Buffer, type: FatType, cluster: number, value: num
   }
 }
 
-for (const [type, sizeMiB] of [[12, 4], [16, 16], [32, 40]] as const) {
+for (const [type, sizeMiB] of [
+  [12, 4],
+  [16, 16],
+  [32, 40],
+] as const) {
   describe(`FAT${type}`, () => {
     let fixture: FatFixture;
     before(async () => {
@@ -138,7 +142,10 @@ for (const [type, sizeMiB] of [[12, 4], [16, 16], [32, 40]] as const) {
 
     it("reads every file byte for byte", async () => {
       const fs = await open(openFat, fixture.image);
-      assert.ok(fixture.fragmented.some((cluster, i) => i > 0 && cluster !== fixture.fragmented[i - 1]! + 1), `scattered.bin is fragmented: ${fixture.fragmented.join(",")}`);
+      assert.ok(
+        fixture.fragmented.some((cluster, i) => i > 0 && cluster !== fixture.fragmented[i - 1]! + 1),
+        `scattered.bin is fragmented: ${fixture.fragmented.join(",")}`,
+      );
       for (const [path, data] of fixture.files) assert.deepEqual(await fs.readFile(path, 1 << 30), data, path);
     });
 
@@ -192,7 +199,14 @@ for (const [type, sizeMiB] of [[12, 4], [16, 16], [32, 40]] as const) {
       // one holding "A rat..." last.
       const at = fixture.image.indexOf(Buffer.from("A rat", "utf16le")) - 1;
       assert.equal(fixture.image.toString("latin1", at + 32, at + 43), "ARATHE~1TXT", "the short entry follows");
-      assert.deepEqual([at - 64, at - 32, at].map((entry) => [fixture.image[entry], fixture.image[entry + 11]! & 0x3f]), [[0x43, 0x0f], [0x02, 0x0f], [0x01, 0x0f]]);
+      assert.deepEqual(
+        [at - 64, at - 32, at].map((entry) => [fixture.image[entry], fixture.image[entry + 11]! & 0x3f]),
+        [
+          [0x43, 0x0f],
+          [0x02, 0x0f],
+          [0x01, 0x0f],
+        ],
+      );
       const text = fixture.files.get("/EFI/A rather long file name.txt");
       for (const entries of [[at], [at - 64, at - 32, at]]) {
         const broken = Buffer.from(fixture.image);
@@ -381,7 +395,10 @@ describe("NTFS", () => {
       }
     }
     assert.ok(blocks > 0, "the volume has index blocks");
-    await rejectsWith((await open(openNtfs, index)).readFile("/Many/File number 250.txt", 100), /index block VCN \d+ fails its update sequence check in sector 1/);
+    await rejectsWith(
+      (await open(openNtfs, index)).readFile("/Many/File number 250.txt", 100),
+      /index block VCN \d+ fails its update sequence check in sector 1/,
+    );
 
     const record0 = Buffer.from(fixture.image);
     record0.write("BAAD", mftOffset, "latin1");
@@ -396,7 +413,10 @@ describe("NTFS", () => {
     const header = fixture.image[pairs]!;
     const outside = Buffer.from(fixture.image);
     outside[pairs + (header & 0x0f) + (header >> 4)] = 0x7f; // top byte of the first LCN
-    await rejectsWith((await open(openNtfs, outside)).readFile("/Windows/System32/ntoskrnl.exe", 100), /MFT record \d+: attribute 0x80: data run at cluster \d+ \(\+\d+\) lies outside the volume's \d+ clusters/);
+    await rejectsWith(
+      (await open(openNtfs, outside)).readFile("/Windows/System32/ntoskrnl.exe", 100),
+      /MFT record \d+: attribute 0x80: data run at cluster \d+ \(\+\d+\) lies outside the volume's \d+ clusters/,
+    );
 
     const compressed = Buffer.from(fixture.image);
     compressed[data + 12] = compressed[data + 12]! | 0x01;
@@ -421,7 +441,10 @@ describe("NTFS", () => {
     const path = "/Windows/System32/ntoskrnl.exe";
     const symlink = 0xa000000c; // IO_REPARSE_TAG_SYMLINK, a name surrogate
     assert.equal(await (await open(openNtfs, retyped(0xc0, symlink))).readFile(path, 100), undefined);
-    await rejectsWith((await open(openNtfs, retyped(0xc0, 0x80000017))).readFile(path, 100), /is a reparse point \(tag 0x80000017\) whose data Kiln cannot read/);
+    await rejectsWith(
+      (await open(openNtfs, retyped(0xc0, 0x80000017))).readFile(path, 100),
+      /is a reparse point \(tag 0x80000017\) whose data Kiln cannot read/,
+    );
     await rejectsWith((await open(openNtfs, retyped(0x20))).readFile(path, 100), /keeps its attributes in an \$ATTRIBUTE_LIST, which Kiln does not read/);
   });
 

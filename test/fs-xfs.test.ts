@@ -187,7 +187,19 @@ describe("XFS v5", () => {
   });
 
   it("gives undefined for what is not a regular file", async () => {
-    for (const path of ["/missing", "/usr/lib/missing", "/many/entry", `/many/${manyName(MANY)}`, "/usr", "/", "/etc/", "/usr/bin/small/x", "/missing/x", "/dangling", "/lib/.."]) {
+    for (const path of [
+      "/missing",
+      "/usr/lib/missing",
+      "/many/entry",
+      `/many/${manyName(MANY)}`,
+      "/usr",
+      "/",
+      "/etc/",
+      "/usr/bin/small/x",
+      "/missing/x",
+      "/dangling",
+      "/lib/..",
+    ]) {
       assert.equal(await fs.readFile(path, 100), undefined, path);
     }
   });
@@ -198,7 +210,10 @@ describe("XFS v5", () => {
 
   it("reads holes and unwritten extents as zeros", async () => {
     // Split the big file's one extent in three: a 5-block hole before the second, the third unwritten.
-    const [offset, block, count] = /^0:\[(\d+),(\d+),(\d+),0\]$/m.exec(await xfsDb(v5, ["path /usr/bin/big", "p u3.bmx"]))!.slice(1).map(Number) as [number, number, number];
+    const [offset, block, count] = /^0:\[(\d+),(\d+),(\d+),0\]$/m
+      .exec(await xfsDb(v5, ["path /usr/bin/big", "p u3.bmx"]))!
+      .slice(1)
+      .map(Number) as [number, number, number];
     assert.equal(offset, 0);
     const image = await patched(v5, "holes.img", [
       "path /usr/bin/big",
@@ -212,7 +227,12 @@ describe("XFS v5", () => {
       `write u3.bmx[2].blockcount ${count - 300}`,
       "write u3.bmx[2].extentflag 1",
     ]);
-    const expected = Buffer.concat([big.subarray(0, 100 * 4096), Buffer.alloc(5 * 4096), big.subarray(100 * 4096, 300 * 4096), Buffer.alloc(big.length)]).subarray(0, big.length);
+    const expected = Buffer.concat([
+      big.subarray(0, 100 * 4096),
+      Buffer.alloc(5 * 4096),
+      big.subarray(100 * 4096, 300 * 4096),
+      Buffer.alloc(big.length),
+    ]).subarray(0, big.length);
     const got = await (await openImage(image)).readFile("/usr/bin/big", 64 << 20);
     assert.equal(got!.length, big.length);
     assert.equal(sha256(got!), sha256(expected));
@@ -292,7 +312,10 @@ describe("XFS that lies", () => {
     const child = await field(v5, ["path /many"], "u3.bmbt.ptrs[1]");
     const image = await patched(v5, "bmbt-loop.img", ["path /many", "write u3.bmbt.level 2"]);
     // Now the root's child must be a level-1 node; it is a leaf, which stops the walk too.
-    await rejects((await openImage(image)).readFile(`/many/${manyName(5)}`, 100), new RegExp(`extent tree block ${child} of inode \\d+ is at level 0, expected 1`));
+    await rejects(
+      (await openImage(image)).readFile(`/many/${manyName(5)}`, 100),
+      new RegExp(`extent tree block ${child} of inode \\d+ is at level 0, expected 1`),
+    );
   });
 
   it("refuses directory blocks whose entries do not add up", async () => {

@@ -26,19 +26,20 @@ before(async () => {
 after(() => kiln.close());
 beforeEach(() => kiln.reset());
 
-
 /** A completed snapshot of `size` GiB with one block of random data. */
 const rootSnapshot = (target = kiln, size = 8, accessKeyId = "test") => writeSnapshot(target, new Map([[0, randomBytes(BLOCK)]]), { size, accessKeyId });
 
 const register = (snapshotId: string, extra: Partial<RegisterImageCommandInput> = {}, client = ec2) =>
-  client.send(new RegisterImageCommand({
-    Name: "kiln-test-image",
-    RootDeviceName: "/dev/xvda",
-    Architecture: "x86_64",
-    VirtualizationType: "hvm",
-    BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshotId } }],
-    ...extra,
-  }));
+  client.send(
+    new RegisterImageCommand({
+      Name: "kiln-test-image",
+      RootDeviceName: "/dev/xvda",
+      Architecture: "x86_64",
+      VirtualizationType: "hvm",
+      BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshotId } }],
+      ...extra,
+    }),
+  );
 
 describe("RegisterImage and DescribeImages", () => {
   it("registers an image over snapshots and describes every field", async () => {
@@ -103,7 +104,10 @@ describe("RegisterImage and DescribeImages", () => {
     assert.equal(await errorName(register(snapshotId, { RootDeviceName: undefined })), "MissingParameter");
     assert.equal(await errorName(register(snapshotId, { BlockDeviceMappings: [] })), "MissingParameter");
     assert.equal(await errorName(register(snapshotId, { RootDeviceName: "/dev/sda1" })), "InvalidBlockDeviceMapping");
-    assert.equal(await errorName(register(snapshotId, { BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshotId, VolumeSize: 8 } }] })), "InvalidBlockDeviceMapping");
+    assert.equal(
+      await errorName(register(snapshotId, { BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshotId, VolumeSize: 8 } }] })),
+      "InvalidBlockDeviceMapping",
+    );
     assert.equal(await errorName(register("snap-0123456789abcdef0")), "InvalidSnapshot.NotFound");
     assert.equal(await errorName(register(snapshotId, { TagSpecifications: [{ ResourceType: "volume", Tags: [] }] })), "InvalidParameterValue");
     assert.equal(await errorName(register(snapshotId, { DryRun: true })), "DryRunOperation");
@@ -115,7 +119,10 @@ describe("RegisterImage and DescribeImages", () => {
     const other = kiln.ec2({ accessKeyId: "111111111111" });
     const seen = (await other.send(new DescribeImagesCommand({}))).Images!;
     assert.ok(!seen.some((i) => i.ImageId === ImageId), "not another account's private image");
-    assert.ok(seen.every((i) => i.Public), "only public (catalogue) images");
+    assert.ok(
+      seen.every((i) => i.Public),
+      "only public (catalogue) images",
+    );
     assert.equal(await errorName(other.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))), "InvalidAMIID.NotFound");
     assert.equal(await errorName(other.send(new DeregisterImageCommand({ ImageId }))), "InvalidAMIID.NotFound");
     assert.equal(await errorName(ec2.send(new DescribeImagesCommand({ ImageIds: ["ami-xyz"] }))), "InvalidAMIID.Malformed");
@@ -126,7 +133,10 @@ describe("RegisterImage and DescribeImages", () => {
     const snapshotId = await rootSnapshot();
     const made: string[] = [];
     for (let i = 0; i < 1000; i++) {
-      const { ImageId } = await register(snapshotId, { Name: `app-${i % 2 ? "arm" : "x86"}-${String(i).padStart(4, "0")}`, Architecture: i % 2 ? "arm64" : "x86_64" });
+      const { ImageId } = await register(snapshotId, {
+        Name: `app-${i % 2 ? "arm" : "x86"}-${String(i).padStart(4, "0")}`,
+        Architecture: i % 2 ? "arm64" : "x86_64",
+      });
       made.push(ImageId!);
     }
     const seen: string[] = [];
@@ -137,24 +147,46 @@ describe("RegisterImage and DescribeImages", () => {
     }
     assert.equal(pages, 10);
     assert.deepEqual(seen, [...made].sort());
-    const arm = await ec2.send(new DescribeImagesCommand({ Filters: [{ Name: "architecture", Values: ["arm64"] }, { Name: "name", Values: ["app-arm-00*"] }] }));
+    const arm = await ec2.send(
+      new DescribeImagesCommand({
+        Filters: [
+          { Name: "architecture", Values: ["arm64"] },
+          { Name: "name", Values: ["app-arm-00*"] },
+        ],
+      }),
+    );
     assert.equal(arm.Images!.length, 50);
     assert.ok(arm.Images!.every((i) => i.Architecture === "arm64" && i.Name!.startsWith("app-arm-00")));
-    const bySnapshot = await ec2.send(new DescribeImagesCommand({ Filters: [{ Name: "block-device-mapping.snapshot-id", Values: [snapshotId] }], MaxResults: 5 }));
+    const bySnapshot = await ec2.send(
+      new DescribeImagesCommand({ Filters: [{ Name: "block-device-mapping.snapshot-id", Values: [snapshotId] }], MaxResults: 5 }),
+    );
     assert.equal(bySnapshot.Images!.length, 5);
     assert.ok(bySnapshot.NextToken);
     assert.equal(await errorName(ec2.send(new DescribeImagesCommand({ ImageIds: [made[0]!], MaxResults: 5 }))), "InvalidParameterCombination");
     // Pages stay full and complete when a filter drops rows after SQL has read them.
     const armPages: number[] = [];
     const arm64: string[] = [];
-    for await (const page of paginateDescribeImages({ client: ec2, pageSize: 7 }, { Owners: ["self"], Filters: [{ Name: "architecture", Values: ["arm64"] }] })) {
+    for await (const page of paginateDescribeImages(
+      { client: ec2, pageSize: 7 },
+      { Owners: ["self"], Filters: [{ Name: "architecture", Values: ["arm64"] }] },
+    )) {
       armPages.push(page.Images!.length);
       arm64.push(...page.Images!.map((i) => i.ImageId!));
     }
     assert.equal(arm64.length, 500);
-    assert.ok(armPages.slice(0, -1).every((n) => n === 7), `page sizes ${armPages.join(",")}`);
+    assert.ok(
+      armPages.slice(0, -1).every((n) => n === 7),
+      `page sizes ${armPages.join(",")}`,
+    );
     const byPrefix = await ec2.send(new DescribeImagesCommand({ Filters: [{ Name: "name", Values: ["app-x86-000*", "app-arm-0001"] }] }));
-    assert.deepEqual(byPrefix.Images!.map((i) => i.Name).sort(), ["app-arm-0001", "app-x86-0000", "app-x86-0002", "app-x86-0004", "app-x86-0006", "app-x86-0008"]);
+    assert.deepEqual(byPrefix.Images!.map((i) => i.Name).sort(), [
+      "app-arm-0001",
+      "app-x86-0000",
+      "app-x86-0002",
+      "app-x86-0004",
+      "app-x86-0006",
+      "app-x86-0008",
+    ]);
   });
 });
 

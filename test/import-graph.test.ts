@@ -20,7 +20,9 @@ function importGraph(): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const file of sources(SRC)) {
     const text = readFileSync(file, "utf8");
-    const targets = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+"(\.{1,2}\/[^"]+)\.js"/g)].map((m) => normalize(join(dirname(file), `${m[1]}.ts`)));
+    const targets = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+"(\.{1,2}\/[^"]+)\.js"/g)].map((m) =>
+      normalize(join(dirname(file), `${m[1]}.ts`)),
+    );
     graph.set(file, targets);
   }
   return graph;
@@ -75,7 +77,8 @@ describe("the source tree's imports", () => {
 
   it("reads the whole tree, and every relative import names a file that exists", () => {
     assert.ok(graph.size > 100, `only ${graph.size} source files found under ${SRC}`);
-    for (const [file, targets] of graph) for (const target of targets) assert.ok(graph.has(target), `${relative(SRC, file)} imports ${relative(SRC, target)}, which is not a source file`);
+    for (const [file, targets] of graph)
+      for (const target of targets) assert.ok(graph.has(target), `${relative(SRC, file)} imports ${relative(SRC, target)}, which is not a source file`);
   });
 
   it("has no circle", () => {
@@ -83,9 +86,13 @@ describe("the source tree's imports", () => {
   });
 
   it("keeps each EC2 action family to itself: an action file imports no other action file", () => {
-    const actionFiles = [...graph.keys()].filter((file) => file.startsWith(join(SRC, "api", "ec2")) && /export const \w+: ActionTable\b/.test(readFileSync(file, "utf8")));
+    const actionFiles = [...graph.keys()].filter(
+      (file) => file.startsWith(join(SRC, "api", "ec2")) && /export const \w+: ActionTable\b/.test(readFileSync(file, "utf8")),
+    );
     assert.ok(actionFiles.length >= 15, `only ${actionFiles.length} action files found`);
-    const crossings = actionFiles.flatMap((file) => (graph.get(file) ?? []).filter((target) => actionFiles.includes(target)).map((target) => shown([file, target])));
+    const crossings = actionFiles.flatMap((file) =>
+      (graph.get(file) ?? []).filter((target) => actionFiles.includes(target)).map((target) => shown([file, target])),
+    );
     assert.deepEqual(crossings, []);
   });
 
@@ -108,6 +115,14 @@ describe("the source tree's imports", () => {
   it("finds a circle when there is one (the check itself)", () => {
     const a = join(SRC, "a.ts");
     const b = join(SRC, "b.ts");
-    assert.deepEqual(circles(new Map([[a, [b]], [b, [a]]])).map(shown), ["a.ts → b.ts → a.ts"]);
+    assert.deepEqual(
+      circles(
+        new Map([
+          [a, [b]],
+          [b, [a]],
+        ]),
+      ).map(shown),
+      ["a.ts → b.ts → a.ts"],
+    );
   });
 });

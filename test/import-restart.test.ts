@@ -54,7 +54,8 @@ describe("an import and a killed server", () => {
       const { ec2, s3 } = clients(first.url);
       await s3.send(new CreateBucketCommand({ Bucket: "disks" }));
       await s3.send(new PutObjectCommand({ Bucket: "disks", Key: "big.vmdk", Body: readFileSync(vmdk) }));
-      taskId = (await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "disks", S3Key: "big.vmdk" } }] }))).ImportTaskId!;
+      taskId = (await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "disks", S3Key: "big.vmdk" } }] })))
+        .ImportTaskId!;
       // The task says "validated" just before its first block is written, and reports converting
       // progress only once a second: kill shortly after the first, among the blocks of a disk
       // that takes far longer than that to store.
@@ -68,13 +69,25 @@ describe("an import and a killed server", () => {
     // The kill interrupted the import: in the killed server's metadata the task is still active
     // past validation (its snapshot ids recorded), and neither its AMI nor its snapshot exists.
     const stopped: StoppedStore = { dataDir, databaseUrl: env.KILN_DATABASE_URL };
-    assert.deepEqual(await stoppedStoreRows(stopped, "select state from tasks where task_id = ?", [taskId]), [{ state: "running" }], "the import's task ended before the kill");
-    const [conversion] = (await stoppedStoreRows(stopped, "select status, status_message, details from conversion_tasks where task_id = ?", [taskId])) as { status: string; status_message: string; details: string }[];
+    assert.deepEqual(
+      await stoppedStoreRows(stopped, "select state from tasks where task_id = ?", [taskId]),
+      [{ state: "running" }],
+      "the import's task ended before the kill",
+    );
+    const [conversion] = (await stoppedStoreRows(stopped, "select status, status_message, details from conversion_tasks where task_id = ?", [taskId])) as {
+      status: string;
+      status_message: string;
+      details: string;
+    }[];
     assert.equal(conversion?.status, "active", "the import ended before the kill");
     assert.ok(["validated", "converting"].includes(conversion.status_message), `the kill landed at ${conversion.status_message}, not among the blocks`);
     const snapshotIds = (JSON.parse(conversion.details) as { disks: { snapshotId: string }[] }).disks.map((d) => d.snapshotId);
     assert.equal(snapshotIds.length, 1, "the import had not recorded its snapshot before the kill");
-    assert.deepEqual(await stoppedStoreRows(stopped, "select snapshot_id from snapshots where snapshot_id = ?", [snapshotIds[0]]), [], "the import's snapshot existed before the kill");
+    assert.deepEqual(
+      await stoppedStoreRows(stopped, "select snapshot_id from snapshots where snapshot_id = ?", [snapshotIds[0]]),
+      [],
+      "the import's snapshot existed before the kill",
+    );
     assert.deepEqual(await stoppedStoreRows(stopped, "select image_id from images where name = ?", [taskId]), [], "the import's AMI existed before the kill");
 
     const second = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir], env);

@@ -73,7 +73,10 @@ async function waitForSnapshot(taskId: string): Promise<ImportSnapshotTask> {
   }
 }
 
-async function importImage(containers: ImageDiskContainer[], extra: Partial<ConstructorParameters<typeof ImportImageCommand>[0]> = {}): Promise<ImportImageTask> {
+async function importImage(
+  containers: ImageDiskContainer[],
+  extra: Partial<ConstructorParameters<typeof ImportImageCommand>[0]> = {},
+): Promise<ImportImageTask> {
   const started = await ec2.send(new ImportImageCommand({ DiskContainers: containers, ...extra }));
   assert.match(started.ImportTaskId!, /^import-ami-[0-9a-f]{17}$/);
   assert.equal(started.Status, "active");
@@ -170,12 +173,18 @@ describe("ImportImage of every format", () => {
     const task = await importImage([{ Format: "ova", Url: `s3://${BUCKET}/vm.ova` }]);
     assert.equal(task.Status, "completed", task.StatusMessage);
     assert.equal(task.SnapshotDetails!.length, 2);
-    assert.deepEqual(task.SnapshotDetails!.map((d) => d.Format), ["VMDK", "VMDK"]);
+    assert.deepEqual(
+      task.SnapshotDetails!.map((d) => d.Format),
+      ["VMDK", "VMDK"],
+    );
     assert.equal(task.SnapshotDetails![0]!.Url, `s3://${BUCKET}/vm.ova`);
     await assertSnapshotHolds(task.SnapshotDetails![0]!.SnapshotId!, raw);
     await assertSnapshotHolds(task.SnapshotDetails![1]!.SnapshotId!, data);
     const image = await imageOf(task.ImageId!);
-    assert.deepEqual(image.BlockDeviceMappings!.map((m) => m.DeviceName), ["/dev/sda1", "/dev/sdb"]);
+    assert.deepEqual(
+      image.BlockDeviceMappings!.map((m) => m.DeviceName),
+      ["/dev/sda1", "/dev/sdb"],
+    );
   });
 
   it("makes one AMI of several DiskContainers, reading a presigned URL to Kiln's own S3", async () => {
@@ -190,7 +199,10 @@ describe("ImportImage of every format", () => {
     assert.equal(task.Status, "completed", task.StatusMessage);
     await assertSnapshotHolds(task.SnapshotDetails![1]!.SnapshotId!, data);
     const image = await imageOf(task.ImageId!);
-    assert.deepEqual(image.BlockDeviceMappings!.map((m) => m.DeviceName), ["/dev/sda1", "/dev/sdf"]);
+    assert.deepEqual(
+      image.BlockDeviceMappings!.map((m) => m.DeviceName),
+      ["/dev/sda1", "/dev/sdf"],
+    );
   });
 });
 
@@ -229,7 +241,10 @@ describe("ImportImage requests", () => {
     const { Snapshots } = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [task.SnapshotDetails![0]!.SnapshotId!] }));
     assert.equal(Snapshots![0]!.Encrypted, true);
     const tagged = await ec2.send(new DescribeImportImageTasksCommand({ Filters: [{ Name: "tag:team", Values: ["infra"] }] }));
-    assert.deepEqual(tagged.ImportImageTasks!.map((t) => t.ImportTaskId), [first.ImportTaskId]);
+    assert.deepEqual(
+      tagged.ImportImageTasks!.map((t) => t.ImportTaskId),
+      [first.ImportTaskId],
+    );
     const completed = await ec2.send(new DescribeImportImageTasksCommand({ Filters: [{ Name: "task-state", Values: ["completed"] }] }));
     assert.ok(completed.ImportImageTasks!.some((t) => t.ImportTaskId === first.ImportTaskId));
   });
@@ -241,10 +256,22 @@ describe("ImportImage requests", () => {
     assert.equal(await errorName(disk({ Format: "ISO", UserBucket: { S3Bucket: BUCKET, S3Key: "req/disk.vmdk" } })), "InvalidParameterValue");
     assert.equal(await errorName(disk({ Format: "VMDK" })), "MissingParameter");
     assert.equal(await errorName(ec2.send(new ImportImageCommand({}))), "MissingParameter");
-    assert.equal(await errorName(ec2.send(new ImportImageCommand({ DiskContainers: [{ Url: `s3://${BUCKET}/req/disk.vmdk` }], Architecture: "sparc" }))), "InvalidParameterValue");
-    assert.equal(await errorName(ec2.send(new ImportImageCommand({ DiskContainers: [{ Url: `s3://${BUCKET}/req/disk.vmdk` }], KmsKeyId: "alias/k" }))), "InvalidParameterCombination");
-    assert.equal(await errorName(ec2.send(new ImportImageCommand({ DiskContainers: [{ Url: `s3://${BUCKET}/req/disk.vmdk` }], DryRun: true }))), "DryRunOperation");
-    assert.equal(await errorName(ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: ["import-ami-0123456789abcdef0"] }))), "InvalidConversionTaskId");
+    assert.equal(
+      await errorName(ec2.send(new ImportImageCommand({ DiskContainers: [{ Url: `s3://${BUCKET}/req/disk.vmdk` }], Architecture: "sparc" }))),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(ec2.send(new ImportImageCommand({ DiskContainers: [{ Url: `s3://${BUCKET}/req/disk.vmdk` }], KmsKeyId: "alias/k" }))),
+      "InvalidParameterCombination",
+    );
+    assert.equal(
+      await errorName(ec2.send(new ImportImageCommand({ DiskContainers: [{ Url: `s3://${BUCKET}/req/disk.vmdk` }], DryRun: true }))),
+      "DryRunOperation",
+    );
+    assert.equal(
+      await errorName(ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: ["import-ami-0123456789abcdef0"] }))),
+      "InvalidConversionTaskId",
+    );
     assert.equal(await errorName(ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: ["ami-12345678"] }))), "InvalidConversionTaskId.Malformed");
   });
 
@@ -260,7 +287,9 @@ describe("ImportImage requests", () => {
   it("cancels an active task: it ends deleted and leaves no snapshot or AMI", async () => {
     const big = await makeLinuxDisk(scratch(), { sizeMiB: 256, extraMiB: 160 });
     await upload(big, "req/big.raw");
-    const { ImportTaskId } = await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "RAW", UserBucket: { S3Bucket: BUCKET, S3Key: "req/big.raw" } }] }));
+    const { ImportTaskId } = await ec2.send(
+      new ImportImageCommand({ DiskContainers: [{ Format: "RAW", UserBucket: { S3Bucket: BUCKET, S3Key: "req/big.raw" } }] }),
+    );
     const cancelled = await ec2.send(new CancelImportTaskCommand({ ImportTaskId, CancelReason: "changed my mind" }));
     assert.deepEqual({ ...cancelled, $metadata: undefined }, { $metadata: undefined, ImportTaskId, PreviousState: "active", State: "deleting" });
     const task = await waitForImage(ImportTaskId!);
@@ -281,7 +310,9 @@ describe("ImportImage requests", () => {
     const snapshotsBefore = await snapshotIds();
     const storageBefore = await storageAfterCollect(kiln);
     const bytesBefore = await chunkBytes(kiln);
-    const { ImportTaskId } = await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: BUCKET, S3Key: "req/converting.vmdk" } }] }));
+    const { ImportTaskId } = await ec2.send(
+      new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: BUCKET, S3Key: "req/converting.vmdk" } }] }),
+    );
     const deadline = Date.now() + 60_000;
     let converting: ImportImageTask;
     for (;;) {
@@ -360,7 +391,10 @@ describe("ImportImage of bad disks", () => {
     mbr.writeUInt32LE(4096, 446 + 12);
     mbr.writeUInt16LE(0xaa55, 510);
     const empty = await failedImport("bad/empty-partition.raw", mbr, "RAW");
-    assert.match(empty.StatusMessage!, /^ClientError: Unknown OS \/ Missing OS files\. Kiln read an MBR disk: partition 1 holds no file system Kiln can read\. For Linux /);
+    assert.match(
+      empty.StatusMessage!,
+      /^ClientError: Unknown OS \/ Missing OS files\. Kiln read an MBR disk: partition 1 holds no file system Kiln can read\. For Linux /,
+    );
   });
 
   it("refuses a file whose format is not the declared one", async () => {
@@ -387,10 +421,16 @@ describe("ImportImage of bad disks", () => {
     const table = Number(dynamic.readBigUInt64BE(header + 16));
     const outside = Buffer.from(dynamic);
     outside.writeUInt32BE(0x7fffff00, table);
-    assert.match((await failedImport("bad/outside.vhd", outside, "VHD")).StatusMessage!, /^ClientError: Disk validation failed \[VHD block 0 lies outside the file\]$/);
+    assert.match(
+      (await failedImport("bad/outside.vhd", outside, "VHD")).StatusMessage!,
+      /^ClientError: Disk validation failed \[VHD block 0 lies outside the file\]$/,
+    );
     const overlapping = Buffer.from(dynamic);
     overlapping.writeUInt32BE(table / 512, table);
-    assert.match((await failedImport("bad/overlap.vhd", overlapping, "VHD")).StatusMessage!, /^ClientError: Disk validation failed \[VHD block 0 overlaps the file's header or block table\]$/);
+    assert.match(
+      (await failedImport("bad/overlap.vhd", overlapping, "VHD")).StatusMessage!,
+      /^ClientError: Disk validation failed \[VHD block 0 overlaps the file's header or block table\]$/,
+    );
   });
 
   it("stops a decompression bomb at one cluster, and keeps serving", async () => {
@@ -422,7 +462,13 @@ describe("ImportSnapshot", () => {
   it("imports a data disk (no operating system needed) into one snapshot", async () => {
     const data = await makeDataDisk(dir);
     await upload(await convertDisk(data, "vhd-dynamic"), "snap/data.vhd");
-    const started = await ec2.send(new ImportSnapshotCommand({ Description: "data", DiskContainer: { Format: "VHD", UserBucket: { S3Bucket: BUCKET, S3Key: "snap/data.vhd" } }, TagSpecifications: [{ ResourceType: "import-snapshot-task", Tags: [{ Key: "k", Value: "v" }] }] }));
+    const started = await ec2.send(
+      new ImportSnapshotCommand({
+        Description: "data",
+        DiskContainer: { Format: "VHD", UserBucket: { S3Bucket: BUCKET, S3Key: "snap/data.vhd" } },
+        TagSpecifications: [{ ResourceType: "import-snapshot-task", Tags: [{ Key: "k", Value: "v" }] }],
+      }),
+    );
     assert.match(started.ImportTaskId!, /^import-snap-[0-9a-f]{17}$/);
     assert.equal(started.SnapshotTaskDetail!.Status, "active");
     const task = await waitForSnapshot(started.ImportTaskId!);
@@ -446,4 +492,3 @@ describe("ImportSnapshot", () => {
     assert.match(task.SnapshotTaskDetail!.StatusMessage!, /^ClientError: Disk validation failed \[/);
   });
 });
-

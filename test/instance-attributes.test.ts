@@ -54,7 +54,10 @@ describe("DescribeInstanceAttribute", () => {
     assert.equal((await attribute(id, "sourceDestCheck")).SourceDestCheck!.Value, true);
     assert.equal((await attribute(id, "rootDeviceName")).RootDeviceName!.Value, "/dev/xvda");
     assert.equal((await attribute(id, "blockDeviceMapping")).BlockDeviceMappings![0]!.DeviceName, "/dev/xvda");
-    assert.deepEqual((await attribute(id, "groupSet")).Groups!.map((g) => g.GroupName), ["default"]);
+    assert.deepEqual(
+      (await attribute(id, "groupSet")).Groups!.map((g) => g.GroupName),
+      ["default"],
+    );
     assert.deepEqual((await attribute(id, "productCodes")).ProductCodes, []);
     assert.equal((await attribute(id, "enaSupport")).EnaSupport!.Value, true);
     assert.deepEqual((await attribute(id, "enclaveOptions")).EnclaveOptions, { Enabled: false });
@@ -79,16 +82,25 @@ describe("ModifyInstanceAttribute", () => {
 
   it("changes type, user data and ebsOptimized only while stopped; keeps user data exactly", async () => {
     const id = await launch();
-    assert.equal(await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: "m5.large" } }))), "IncorrectInstanceState");
+    assert.equal(
+      await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: "m5.large" } }))),
+      "IncorrectInstanceState",
+    );
     await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
     await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: "m5.large" } }));
     assert.equal((await stateOf(id)).InstanceType, "m5.large");
-    assert.equal(await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: "t4g.micro" } }))), "InvalidInstanceAttributeValue");
+    assert.equal(
+      await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: "t4g.micro" } }))),
+      "InvalidInstanceAttributeValue",
+    );
     const script = Buffer.from([0, 1, 2, 255, 254, 10, 13]);
     await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, UserData: { Value: script } }));
     assert.equal((await attribute(id, "userData")).UserData!.Value, script.toString("base64"));
     // One attribute per call.
-    assert.equal(await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, EbsOptimized: { Value: true }, SourceDestCheck: { Value: false } }))), "InvalidParameterCombination");
+    assert.equal(
+      await errorName(ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, EbsOptimized: { Value: true }, SourceDestCheck: { Value: false } }))),
+      "InvalidParameterCombination",
+    );
   });
 
   it("changes source/dest check, security groups and DeleteOnTermination", async () => {
@@ -99,7 +111,9 @@ describe("ModifyInstanceAttribute", () => {
     const group = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "app", Description: "app" }));
     await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, Groups: [group.GroupId!] }));
     assert.deepEqual((await stateOf(id)).SecurityGroups, [{ GroupId: group.GroupId, GroupName: "app" }]);
-    await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { DeleteOnTermination: false } }] }));
+    await ec2.send(
+      new ModifyInstanceAttributeCommand({ InstanceId: id, BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { DeleteOnTermination: false } }] }),
+    );
     const mapping = (await attribute(id, "blockDeviceMapping")).BlockDeviceMappings![0]!;
     assert.equal(mapping.Ebs!.DeleteOnTermination, false);
   });
@@ -126,13 +140,28 @@ describe("credits, status, console, types and offerings", () => {
     const t3 = await launch();
     const t2 = await launch({ InstanceType: "t2.micro", CreditSpecification: { CpuCredits: "unlimited" } });
     const m5 = await launch({ InstanceType: "m5.large" });
-    const credits = async (ids: string[]) => (await ec2.send(new DescribeInstanceCreditSpecificationsCommand({ InstanceIds: ids }))).InstanceCreditSpecifications!.map((c) => c.CpuCredits);
+    const credits = async (ids: string[]) =>
+      (await ec2.send(new DescribeInstanceCreditSpecificationsCommand({ InstanceIds: ids }))).InstanceCreditSpecifications!.map((c) => c.CpuCredits);
     assert.deepEqual(await credits([t3, t2]), ["unlimited", "unlimited"]);
-    const changed = await ec2.send(new ModifyInstanceCreditSpecificationCommand({ InstanceCreditSpecifications: [{ InstanceId: t3, CpuCredits: "standard" }, { InstanceId: m5, CpuCredits: "standard" }] }));
+    const changed = await ec2.send(
+      new ModifyInstanceCreditSpecificationCommand({
+        InstanceCreditSpecifications: [
+          { InstanceId: t3, CpuCredits: "standard" },
+          { InstanceId: m5, CpuCredits: "standard" },
+        ],
+      }),
+    );
     assert.deepEqual(changed.SuccessfulInstanceCreditSpecifications, [{ InstanceId: t3 }]);
     assert.equal(changed.UnsuccessfulInstanceCreditSpecifications![0]!.InstanceId, m5);
     assert.deepEqual(await credits([t3]), ["standard"]);
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "m5.large", CreditSpecification: { CpuCredits: "unlimited" } }))), "InvalidParameterCombination");
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "m5.large", CreditSpecification: { CpuCredits: "unlimited" } }),
+        ),
+      ),
+      "InvalidParameterCombination",
+    );
   });
 
   it("reports status checks for running instances, and all with IncludeAllInstances", async () => {
@@ -140,11 +169,20 @@ describe("credits, status, console, types and offerings", () => {
     const stopped = await launch();
     await ec2.send(new StopInstancesCommand({ InstanceIds: [stopped] }));
     const statuses = (await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [running, stopped] }))).InstanceStatuses!;
-    assert.deepEqual(statuses.map((s) => s.InstanceId), [running]);
+    assert.deepEqual(
+      statuses.map((s) => s.InstanceId),
+      [running],
+    );
     assert.equal(statuses[0]!.InstanceStatus!.Status, "ok");
     assert.equal(statuses[0]!.SystemStatus!.Details![0]!.Status, "passed");
     const all = (await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [running, stopped], IncludeAllInstances: true }))).InstanceStatuses!;
-    assert.deepEqual(all.map((s) => [s.InstanceId, s.InstanceState!.Name, s.InstanceStatus!.Status]).sort(), [[running, "running", "ok"], [stopped, "stopped", "not-applicable"]].sort());
+    assert.deepEqual(
+      all.map((s) => [s.InstanceId, s.InstanceState!.Name, s.InstanceStatus!.Status]).sort(),
+      [
+        [running, "running", "ok"],
+        [stopped, "stopped", "not-applicable"],
+      ].sort(),
+    );
     const output = await ec2.send(new GetConsoleOutputCommand({ InstanceId: running }));
     assert.equal(output.InstanceId, running);
     assert.ok(output.Timestamp instanceof Date);
@@ -162,20 +200,34 @@ describe("credits, status, console, types and offerings", () => {
     assert.equal(byName["c5.xlarge"]!.MemoryInfo!.SizeInMiB, 8192);
     assert.equal(byName["c5.xlarge"]!.EbsInfo!.NvmeSupport, "required");
     assert.ok(byName["c5.xlarge"]!.NetworkInfo!.NetworkPerformance);
-    const free = (await ec2.send(new DescribeInstanceTypesCommand({ Filters: [{ Name: "free-tier-eligible", Values: ["true"] }] }))).InstanceTypes!.map((t) => t.InstanceType).sort();
+    const free = (await ec2.send(new DescribeInstanceTypesCommand({ Filters: [{ Name: "free-tier-eligible", Values: ["true"] }] })))
+      .InstanceTypes!.map((t) => t.InstanceType)
+      .sort();
     assert.deepEqual(free, ["t2.micro", "t3.micro"]);
-    const arm = (await ec2.send(new DescribeInstanceTypesCommand({ Filters: [{ Name: "processor-info.supported-architecture", Values: ["arm64"] }] }))).InstanceTypes!;
+    const arm = (await ec2.send(new DescribeInstanceTypesCommand({ Filters: [{ Name: "processor-info.supported-architecture", Values: ["arm64"] }] })))
+      .InstanceTypes!;
     assert.ok(arm.length >= 8 && arm.every((t) => t.InstanceType!.startsWith("t4g.") || t.InstanceType!.startsWith("m7g.")));
     assert.equal(await errorName(ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: ["x9.huge" as "t3.micro"] }))), "InvalidInstanceType");
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "x9.huge" as "t3.micro" }))), "InvalidParameterValue");
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t4g.micro" }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "x9.huge" as "t3.micro" }))),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t4g.micro" }))),
+      "InvalidParameterValue",
+    );
   });
 
   it("offers every known type in the region and in each zone", async () => {
-    const inRegion = (await ec2.send(new DescribeInstanceTypeOfferingsCommand({ Filters: [{ Name: "instance-type", Values: ["t3.*"] }] }))).InstanceTypeOfferings!;
+    const inRegion = (await ec2.send(new DescribeInstanceTypeOfferingsCommand({ Filters: [{ Name: "instance-type", Values: ["t3.*"] }] })))
+      .InstanceTypeOfferings!;
     assert.ok(inRegion.some((o) => o.InstanceType === "t3.micro" && o.Location === "us-east-1" && o.LocationType === "region"));
     assert.ok(inRegion.every((o) => o.InstanceType!.startsWith("t3.")));
-    const inZone = (await ec2.send(new DescribeInstanceTypeOfferingsCommand({ LocationType: "availability-zone", Filters: [{ Name: "instance-type", Values: ["m7g.large"] }] }))).InstanceTypeOfferings!;
+    const inZone = (
+      await ec2.send(
+        new DescribeInstanceTypeOfferingsCommand({ LocationType: "availability-zone", Filters: [{ Name: "instance-type", Values: ["m7g.large"] }] }),
+      )
+    ).InstanceTypeOfferings!;
     assert.deepEqual(inZone.map((o) => o.Location).sort(), ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1e", "us-east-1f"]);
   });
 });

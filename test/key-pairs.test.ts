@@ -40,7 +40,9 @@ const keyPart = (line: string) => line.trim().split(/\s+/).slice(0, 2).join(" ")
 describe("CreateKeyPair", () => {
   it("makes an RSA key in PEM whose fingerprint is the SHA-1 of its DER private key", async () => {
     const ec2 = kiln.ec2();
-    const created = await ec2.send(new CreateKeyPairCommand({ KeyName: "rsa-pem", TagSpecifications: [{ ResourceType: "key-pair", Tags: [{ Key: "team", Value: "images" }] }] }));
+    const created = await ec2.send(
+      new CreateKeyPairCommand({ KeyName: "rsa-pem", TagSpecifications: [{ ResourceType: "key-pair", Tags: [{ Key: "team", Value: "images" }] }] }),
+    );
     assert.match(created.KeyPairId!, /^key-[0-9a-f]{17}$/);
     assert.match(created.KeyMaterial!, /^-----BEGIN RSA PRIVATE KEY-----\n/);
     assert.deepEqual(created.Tags, [{ Key: "team", Value: "images" }]);
@@ -137,11 +139,20 @@ describe("ImportKeyPair", () => {
     const ec2 = kiln.ec2();
     const ecdsa = join(dir, "import-ecdsa");
     await run("ssh-keygen", ["-q", "-t", "ecdsa", "-N", "", "-f", ecdsa]);
-    assert.equal(await errorName(ec2.send(new ImportKeyPairCommand({ KeyName: "ecdsa", PublicKeyMaterial: readFileSync(`${ecdsa}.pub`) }))), "InvalidKey.Format");
-    assert.equal(await errorName(ec2.send(new ImportKeyPairCommand({ KeyName: "junk", PublicKeyMaterial: Buffer.from("ssh-rsa not-base64!") }))), "InvalidKey.Format");
+    assert.equal(
+      await errorName(ec2.send(new ImportKeyPairCommand({ KeyName: "ecdsa", PublicKeyMaterial: readFileSync(`${ecdsa}.pub`) }))),
+      "InvalidKey.Format",
+    );
+    assert.equal(
+      await errorName(ec2.send(new ImportKeyPairCommand({ KeyName: "junk", PublicKeyMaterial: Buffer.from("ssh-rsa not-base64!") }))),
+      "InvalidKey.Format",
+    );
     const small = join(dir, "import-small");
     await run("ssh-keygen", ["-q", "-t", "rsa", "-b", "3072", "-N", "", "-f", small]);
-    assert.equal(await errorName(ec2.send(new ImportKeyPairCommand({ KeyName: "odd-size", PublicKeyMaterial: readFileSync(`${small}.pub`) }))), "InvalidKey.Format");
+    assert.equal(
+      await errorName(ec2.send(new ImportKeyPairCommand({ KeyName: "odd-size", PublicKeyMaterial: readFileSync(`${small}.pub`) }))),
+      "InvalidKey.Format",
+    );
     // Nothing half-made: none of them is listed.
     const names = (await ec2.send(new DescribeKeyPairsCommand({}))).KeyPairs!.map((k) => k.KeyName);
     assert.ok(!names.includes("ecdsa") && !names.includes("junk") && !names.includes("odd-size"));
@@ -152,8 +163,11 @@ describe("DescribeKeyPairs and DeleteKeyPair", () => {
   it("filters, reports missing names and ids, and deletes by name or id", async () => {
     const ec2 = kiln.ec2({ accessKeyId: "222233334444" });
     const a = await ec2.send(new CreateKeyPairCommand({ KeyName: "deploy-a", KeyType: "ed25519" }));
-    const b = await ec2.send(new CreateKeyPairCommand({ KeyName: "deploy-b", TagSpecifications: [{ ResourceType: "key-pair", Tags: [{ Key: "env", Value: "ci" }] }] }));
-    const named = async (filters: { Name: string; Values: string[] }[]) => (await ec2.send(new DescribeKeyPairsCommand({ Filters: filters }))).KeyPairs!.map((k) => k.KeyName);
+    const b = await ec2.send(
+      new CreateKeyPairCommand({ KeyName: "deploy-b", TagSpecifications: [{ ResourceType: "key-pair", Tags: [{ Key: "env", Value: "ci" }] }] }),
+    );
+    const named = async (filters: { Name: string; Values: string[] }[]) =>
+      (await ec2.send(new DescribeKeyPairsCommand({ Filters: filters }))).KeyPairs!.map((k) => k.KeyName);
     assert.deepEqual(await named([{ Name: "key-name", Values: ["deploy-*"] }]), ["deploy-a", "deploy-b"]);
     assert.deepEqual(await named([{ Name: "key-type", Values: ["ed25519"] }]), ["deploy-a"]);
     assert.deepEqual(await named([{ Name: "tag:env", Values: ["ci"] }]), ["deploy-b"]);
@@ -174,12 +188,22 @@ describe("DescribeKeyPairs and DeleteKeyPair", () => {
   it("records the key name on instances launched with it, and refuses an unknown one", async () => {
     const ec2 = kiln.ec2();
     await ec2.send(new CreateKeyPairCommand({ KeyName: "launcher" }));
-    const launched = await ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", KeyName: "launcher" }));
+    const launched = await ec2.send(
+      new RunInstancesCommand({ ImageId: await catalogueImage(), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", KeyName: "launcher" }),
+    );
     const id = launched.Instances![0]!.InstanceId!;
     assert.equal(launched.Instances![0]!.KeyName, "launcher");
     const described = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: "key-name", Values: ["launcher"] }] }));
-    assert.deepEqual(described.Reservations!.flatMap((r) => r.Instances!.map((i) => i.InstanceId)), [id]);
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", KeyName: "nobody" }))), "InvalidKeyPair.NotFound");
+    assert.deepEqual(
+      described.Reservations!.flatMap((r) => r.Instances!.map((i) => i.InstanceId)),
+      [id],
+    );
+    assert.equal(
+      await errorName(
+        ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", KeyName: "nobody" })),
+      ),
+      "InvalidKeyPair.NotFound",
+    );
   });
 });
 

@@ -137,7 +137,10 @@ describe("limits refused up front", () => {
   it("tags at most 1,000 resources in one CreateTags, each named once however often it is given", async () => {
     const over = await failure(ec2.send(new CreateTagsCommand({ Resources: templates(1001), Tags: [{ Key: "k", Value: "v" }] })));
     assert.equal(over.name, "ResourceCountExceeded");
-    const twice = [{ Key: "k", Value: "v" }, { Key: "k", Value: "last" }];
+    const twice = [
+      { Key: "k", Value: "v" },
+      { Key: "k", Value: "last" },
+    ];
     await ec2.send(new CreateTagsCommand({ Resources: [...templates(1000), ...templates(10)], Tags: twice }));
     const fiftyOne = Array.from({ length: 51 }, (_, i) => ({ Key: `key-${i}`, Value: "v" }));
     assert.equal((await failure(ec2.send(new CreateTagsCommand({ Resources: templates(1), Tags: fiftyOne })))).name, "TagLimitExceeded");
@@ -158,7 +161,10 @@ describe("limits refused up front", () => {
 
   it("bounds filter values as EC2 does, and matches wildcards without backtracking", async () => {
     const values = (count: number) => Array.from({ length: count }, (_, i) => `v${i}`);
-    const filters = [{ Name: "key", Values: values(150) }, { Name: "value", Values: values(51) }];
+    const filters = [
+      { Name: "key", Values: values(150) },
+      { Name: "value", Values: values(51) },
+    ];
     const tooMany = await failure(ec2.send(new DescribeTagsCommand({ Filters: filters })));
     assert.equal(tooMany.name, "FilterLimitExceeded");
     assert.equal(tooMany.message, "The maximum number of filter values specified on a single call is 200");
@@ -171,7 +177,14 @@ describe("limits refused up front", () => {
     await ec2.send(new CreateTagsCommand({ Resources: [stars!], Tags: [{ Key: "w", Value: "a*b" }] }));
     await ec2.send(new CreateTagsCommand({ Resources: [question!], Tags: [{ Key: "w", Value: "axb" }] }));
     const matching = async (...patterns: string[]) => {
-      const { Tags } = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: ["w"] }, { Name: "value", Values: patterns }] }));
+      const { Tags } = await ec2.send(
+        new DescribeTagsCommand({
+          Filters: [
+            { Name: "key", Values: ["w"] },
+            { Name: "value", Values: patterns },
+          ],
+        }),
+      );
       return Tags!.map((t) => t.ResourceId).sort();
     };
     // As a regular expression this took time growing with 255 to the power of its stars.

@@ -7,7 +7,14 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { sql, type RawBuilder } from "kysely";
-import { CopySnapshotCommand, CreateSnapshotCommand, CreateVolumeCommand, DeleteSnapshotCommand, DeleteVolumeCommand, waitUntilSnapshotCompleted } from "@aws-sdk/client-ec2";
+import {
+  CopySnapshotCommand,
+  CreateSnapshotCommand,
+  CreateVolumeCommand,
+  DeleteSnapshotCommand,
+  DeleteVolumeCommand,
+  waitUntilSnapshotCompleted,
+} from "@aws-sdk/client-ec2";
 import { CompleteSnapshotCommand, ListChangedBlocksCommand, ListSnapshotBlocksCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import { BLOCK, readSnapshot, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
@@ -26,10 +33,15 @@ async function count(query: RawBuilder<unknown>): Promise<number> {
 }
 
 const layersUnder = (snapshotId: string) =>
-  count(sql`with recursive chain(id) as (select cast(${snapshotId} as text) union all select base_snapshot_id from layer_bases join chain on layer_id = chain.id) select count(*) as n from chain`);
+  count(
+    sql`with recursive chain(id) as (select cast(${snapshotId} as text) union all select base_snapshot_id from layer_bases join chain on layer_id = chain.id) select count(*) as n from chain`,
+  );
 
 const assertSameBlocks = (actual: Map<number, Buffer>, expected: Map<number, Buffer>) => {
-  assert.deepEqual([...actual.keys()].sort((a, b) => a - b), [...expected.keys()].sort((a, b) => a - b));
+  assert.deepEqual(
+    [...actual.keys()].sort((a, b) => a - b),
+    [...expected.keys()].sort((a, b) => a - b),
+  );
   for (const [index, data] of expected) assert.ok(actual.get(index)!.equals(data), `block ${index} differs`);
 };
 
@@ -37,14 +49,31 @@ describe("layered manifests", () => {
   it("keeps every byte of children, copies and volumes when the snapshots beneath are deleted", async () => {
     const ec2 = kiln.ec2();
     const [a0, a1, a2, b1, c3] = [0, 1, 2, 3, 4].map(() => randomBytes(BLOCK));
-    const grandparent = await writeSnapshot(kiln, new Map([[0, a0!], [1, a1!], [2, a2!]]));
+    const grandparent = await writeSnapshot(
+      kiln,
+      new Map([
+        [0, a0!],
+        [1, a1!],
+        [2, a2!],
+      ]),
+    );
     // The child rewrites block 1 and zeroes block 2: the zeros must hide the grandparent's a2.
-    const parent = await writeSnapshot(kiln, new Map([[1, b1!], [2, Buffer.alloc(BLOCK)]]), { parent: grandparent });
+    const parent = await writeSnapshot(
+      kiln,
+      new Map([
+        [1, b1!],
+        [2, Buffer.alloc(BLOCK)],
+      ]),
+      { parent: grandparent },
+    );
     const child = await writeSnapshot(kiln, new Map([[3, c3!]]), { parent });
     const { SnapshotId: copy } = await ec2.send(new CopySnapshotCommand({ SourceSnapshotId: parent, SourceRegion: "us-east-1" }));
     const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: parent }));
 
-    const parentBlocks = new Map([[0, a0!], [1, b1!]]);
+    const parentBlocks = new Map([
+      [0, a0!],
+      [1, b1!],
+    ]);
     assertSameBlocks(await readSnapshot(kiln, child), new Map([...parentBlocks, [3, c3!]]));
 
     await ec2.send(new DeleteSnapshotCommand({ SnapshotId: grandparent }));
@@ -99,7 +128,11 @@ describe("layered manifests", () => {
     const snapshotOf = async (rows: Map<number, string>, parent?: string) => {
       const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 65536, ParentSnapshotId: parent }));
       const entries = [...rows].map(([block_index, chunk]) => ({ snapshot_id: SnapshotId!, block_index, chunk, written: 0 }));
-      for (let i = 0; i < entries.length; i += 500) await kiln.kiln.meta.db.insertInto("snapshot_blocks").values(entries.slice(i, i + 500)).execute();
+      for (let i = 0; i < entries.length; i += 500)
+        await kiln.kiln.meta.db
+          .insertInto("snapshot_blocks")
+          .values(entries.slice(i, i + 500))
+          .execute();
       await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 0 }));
       return SnapshotId!;
     };
@@ -123,7 +156,10 @@ describe("layered manifests", () => {
       listed.push(...page.Blocks!.map((b) => [b.BlockIndex!, b.BlockToken] as [number, string | undefined]));
       NextToken = page.NextToken;
     }
-    assert.deepEqual(listed, indices.filter((i) => resolved(i) !== "").map((i) => [i, token(resolved(i))]));
+    assert.deepEqual(
+      listed,
+      indices.filter((i) => resolved(i) !== "").map((i) => [i, token(resolved(i))]),
+    );
 
     const changed: [number, string | undefined, string | undefined][] = [];
     for (let NextToken: string | undefined, first = true; first || NextToken; first = false) {
@@ -132,6 +168,9 @@ describe("layered manifests", () => {
       NextToken = page.NextToken;
     }
     const differing = indices.filter((i) => resolved(i) !== (parentRows.get(i) ?? ""));
-    assert.deepEqual(changed, differing.map((i) => [i, token(parentRows.get(i) ?? ""), token(resolved(i))]));
+    assert.deepEqual(
+      changed,
+      differing.map((i) => [i, token(parentRows.get(i) ?? ""), token(resolved(i))]),
+    );
   });
 });

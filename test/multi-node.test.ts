@@ -89,9 +89,15 @@ describe("two nodes sharing one store", () => {
     await onA.s3.send(new PutObjectCommand({ Bucket: "disks", Key: "big.vmdk", Body: readFileSync(vmdk) }));
     assert.equal((await onB.s3.send(new HeadObjectCommand({ Bucket: "disks", Key: "big.vmdk" }))).ContentLength, readFileSync(vmdk).length);
 
-    const taskId = (await onA.ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "disks", S3Key: "big.vmdk" } }] }))).ImportTaskId!;
+    const taskId = (await onA.ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: "VMDK", UserBucket: { S3Bucket: "disks", S3Key: "big.vmdk" } }] })))
+      .ImportTaskId!;
     // B sees the task A started, as it goes.
-    await until(() => importTask(onB.ec2, taskId), (task) => ["validated", "converting"].includes(task.StatusMessage!) || task.Status !== "active", "the import on B", 5);
+    await until(
+      () => importTask(onB.ec2, taskId),
+      (task) => ["validated", "converting"].includes(task.StatusMessage!) || task.Status !== "active",
+      "the import on B",
+      5,
+    );
     const seen = await importTask(onB.ec2, taskId);
     assert.equal(seen.Status, "active", "the import ended before the kill");
 
@@ -100,10 +106,18 @@ describe("two nodes sharing one store", () => {
     const killedAt = Date.now();
 
     // B takes the task over once A's lease has run out, and finishes it.
-    const done = await until(() => importTask(onB.ec2, taskId), (task) => task.Status !== "active", "the import after A was killed", 100);
+    const done = await until(
+      () => importTask(onB.ec2, taskId),
+      (task) => task.Status !== "active",
+      "the import after A was killed",
+      100,
+    );
     assert.equal(done.Status, "completed", done.StatusMessage);
     assert.ok(Date.now() - killedAt >= LEASE_MS / 2, "B waited for the lease");
-    assert.ok(b.logs.some((line) => line.msg === "resuming task" && line.task === taskId && line.from === "node-a"), "B took the task over from A");
+    assert.ok(
+      b.logs.some((line) => line.msg === "resuming task" && line.task === taskId && line.from === "node-a"),
+      "B took the task over from A",
+    );
     assert.equal(done.Platform, "Linux");
     const snapshotId = done.SnapshotDetails![0]!.SnapshotId!;
     assertBlocksHold(await readSnapshotBlocks(onB.ebs, snapshotId), readFileSync(raw), snapshotId);
@@ -122,7 +136,12 @@ describe("two nodes sharing one store", () => {
     assert.ok((await onB.s3.send(new HeadObjectCommand({ Bucket: "stored", Key: stored.S3objectKey! }))).ContentLength! > 0);
     if (shared.separate) {
       // Every byte went through the object store: no node kept snapshot data or objects of its own.
-      for (const folder of new Set(folders)) assert.deepEqual(readdirSync(folder).filter((name) => name === "packs" || name === "objects"), [], folder);
+      for (const folder of new Set(folders))
+        assert.deepEqual(
+          readdirSync(folder).filter((name) => name === "packs" || name === "objects"),
+          [],
+          folder,
+        );
     }
   });
 
@@ -131,7 +150,8 @@ describe("two nodes sharing one store", () => {
     const start = (nodeId: string) => spawnKiln(["serve", "--port", "0", "--data-dir", shared.folder()], { ...shared.env, KILN_NODE_ID: nodeId });
     const [x, y] = await Promise.all([start("node-x"), start("node-y")]);
     nodes.push(x, y);
-    const catalogueOf = async (node: KilnProcess) => (await clients(node).ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }))).Images!.map((i) => i.ImageId!).sort();
+    const catalogueOf = async (node: KilnProcess) =>
+      (await clients(node).ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }))).Images!.map((i) => i.ImageId!).sort();
     const seen = [await catalogueOf(x), await catalogueOf(y)];
     assert.ok(seen[0]!.length > 0);
     assert.deepEqual(seen[0], seen[1]);
@@ -146,24 +166,40 @@ describe("two nodes sharing one store", () => {
     const ec2s = pair.map((node) => clients(node).ec2);
     const racers = Array.from({ length: 16 }, (_, i) => ec2s[i % 2]!);
 
-    const volumes = await Promise.all(racers.map((ec2) => ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1, ClientToken: "raced-token" }))));
+    const volumes = await Promise.all(
+      racers.map((ec2) => ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1, ClientToken: "raced-token" }))),
+    );
     assert.equal(new Set(volumes.map((v) => v.VolumeId)).size, 1, "every racer got the same volume");
     assert.equal((await ec2s[1]!.send(new DescribeVolumesCommand({}))).Volumes!.length, 1);
 
     const { SnapshotId } = await ec2s[0]!.send(new CreateSnapshotCommand({ VolumeId: volumes[0]!.VolumeId }));
     const outcomes = await Promise.all(
       racers.map((ec2) =>
-        ec2.send(new RegisterImageCommand({ Name: "raced-name", RootDeviceName: "/dev/xvda", VirtualizationType: "hvm", Architecture: "x86_64", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] })).then(
-          () => "registered",
-          (error: Error) => error.name,
-        ),
+        ec2
+          .send(
+            new RegisterImageCommand({
+              Name: "raced-name",
+              RootDeviceName: "/dev/xvda",
+              VirtualizationType: "hvm",
+              Architecture: "x86_64",
+              BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }],
+            }),
+          )
+          .then(
+            () => "registered",
+            (error: Error) => error.name,
+          ),
       ),
     );
     assert.deepEqual(outcomes.filter((o) => o === "registered").length, 1, outcomes.join(", "));
     assert.deepEqual([...new Set(outcomes.filter((o) => o !== "registered"))], ["InvalidAMIName.Duplicate"]);
 
     const imageId = (await ec2s[0]!.send(new DescribeImagesCommand({ Filters: [{ Name: "name", Values: ["raced-name"] }] }))).Images![0]!.ImageId!;
-    const launches = await Promise.all(racers.map((ec2) => ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 2, MaxCount: 2, ClientToken: "raced-launch" }))));
+    const launches = await Promise.all(
+      racers.map((ec2) =>
+        ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 2, MaxCount: 2, ClientToken: "raced-launch" })),
+      ),
+    );
     assert.equal(new Set(launches.map((r) => r.ReservationId)).size, 1, "every racer got the same reservation");
     assert.deepEqual(new Set(launches.flatMap((r) => r.Instances!.map((i) => i.InstanceId))).size, 2);
     const reservations = (await ec2s[1]!.send(new DescribeInstancesCommand({}))).Reservations!;

@@ -77,14 +77,27 @@ describe("the default network", () => {
       assert.equal(subnet.SubnetArn, `arn:aws:ec2:us-east-1:100000000001:subnet/${subnet.SubnetId}`);
     }
 
-    const gateways = (await ec2.send(new DescribeInternetGatewaysCommand({ Filters: [{ Name: "attachment.vpc-id", Values: [vpc.VpcId!] }] }))).InternetGateways!;
+    const gateways = (await ec2.send(new DescribeInternetGatewaysCommand({ Filters: [{ Name: "attachment.vpc-id", Values: [vpc.VpcId!] }] })))
+      .InternetGateways!;
     assert.equal(gateways.length, 1);
     assert.equal(gateways[0]!.Attachments![0]!.State, "available");
 
-    const [main] = (await ec2.send(new DescribeRouteTablesCommand({ Filters: [{ Name: "association.main", Values: ["true"] }, { Name: "vpc-id", Values: [vpc.VpcId!] }] }))).RouteTables!;
+    const [main] = (
+      await ec2.send(
+        new DescribeRouteTablesCommand({
+          Filters: [
+            { Name: "association.main", Values: ["true"] },
+            { Name: "vpc-id", Values: [vpc.VpcId!] },
+          ],
+        }),
+      )
+    ).RouteTables!;
     assert.deepEqual(
       main!.Routes!.map((r) => [r.DestinationCidrBlock, r.GatewayId, r.State]),
-      [["172.31.0.0/16", "local", "active"], ["0.0.0.0/0", gateways[0]!.InternetGatewayId, "active"]],
+      [
+        ["172.31.0.0/16", "local", "active"],
+        ["0.0.0.0/0", gateways[0]!.InternetGatewayId, "active"],
+      ],
     );
     assert.equal(main!.Associations![0]!.Main, true);
 
@@ -92,8 +105,12 @@ describe("the default network", () => {
     assert.equal(group!.VpcId, vpc.VpcId);
     assert.equal(group!.Description, "default VPC security group");
     // Members reach each other; everything may go out.
-    assert.deepEqual(group!.IpPermissions, [{ IpProtocol: "-1", IpRanges: [], Ipv6Ranges: [], PrefixListIds: [], UserIdGroupPairs: [{ GroupId: group!.GroupId, UserId: "100000000001" }] }]);
-    assert.deepEqual(group!.IpPermissionsEgress, [{ IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }], Ipv6Ranges: [], PrefixListIds: [], UserIdGroupPairs: [] }]);
+    assert.deepEqual(group!.IpPermissions, [
+      { IpProtocol: "-1", IpRanges: [], Ipv6Ranges: [], PrefixListIds: [], UserIdGroupPairs: [{ GroupId: group!.GroupId, UserId: "100000000001" }] },
+    ]);
+    assert.deepEqual(group!.IpPermissionsEgress, [
+      { IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }], Ipv6Ranges: [], PrefixListIds: [], UserIdGroupPairs: [] },
+    ]);
 
     // Each account and region has its own.
     const other = await defaultVpcOf(kiln.ec2({ accessKeyId: "100000000002" }));
@@ -116,9 +133,26 @@ describe("the default network", () => {
 describe("instances on the network", () => {
   it("get a default subnet, the lowest free private address, a public address, DNS names, an interface and the default group", async () => {
     const ec2 = kiln.ec2({ accessKeyId: "100000000003" });
-    const run = await ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 2, MaxCount: 2, InstanceType: "t3.micro", Placement: { AvailabilityZone: "us-east-1b" } }));
+    const run = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: await catalogueImage(ec2),
+        MinCount: 2,
+        MaxCount: 2,
+        InstanceType: "t3.micro",
+        Placement: { AvailabilityZone: "us-east-1b" },
+      }),
+    );
     const [first, second] = run.Instances!;
-    const subnet = (await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: "availability-zone", Values: ["us-east-1b"] }, { Name: "default-for-az", Values: ["true"] }] }))).Subnets![0]!;
+    const subnet = (
+      await ec2.send(
+        new DescribeSubnetsCommand({
+          Filters: [
+            { Name: "availability-zone", Values: ["us-east-1b"] },
+            { Name: "default-for-az", Values: ["true"] },
+          ],
+        }),
+      )
+    ).Subnets![0]!;
     assert.equal(first!.SubnetId, subnet.SubnetId);
     assert.equal(first!.VpcId, subnet.VpcId);
     // 172.31.16.0/20: the first four addresses are reserved.
@@ -136,31 +170,71 @@ describe("instances on the network", () => {
     assert.match(eni.MacAddress!, /^0e(:[0-9a-f]{2}){5}$/);
     assert.equal((await ec2.send(new DescribeSubnetsCommand({ SubnetIds: [subnet.SubnetId!] }))).Subnets![0]!.AvailableIpAddressCount, 4089);
 
-    const interfaces = (await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: "attachment.instance-id", Values: [first!.InstanceId!] }] }))).NetworkInterfaces!;
+    const interfaces = (await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: "attachment.instance-id", Values: [first!.InstanceId!] }] })))
+      .NetworkInterfaces!;
     assert.equal(interfaces.length, 1);
     assert.equal(interfaces[0]!.Status, "in-use");
     assert.equal(interfaces[0]!.PrivateIpAddress, "172.31.16.4");
     assert.equal(interfaces[0]!.Association!.PublicIp, first!.PublicIpAddress);
-    const inGroup = (await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: "group-id", Values: [defaultGroup!.GroupId!] }] }))).NetworkInterfaces!;
+    const inGroup = (await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: "group-id", Values: [defaultGroup!.GroupId!] }] })))
+      .NetworkInterfaces!;
     assert.equal(inGroup.length, 2);
-    const bySubnet = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: "subnet-id", Values: [subnet.SubnetId!] }, { Name: "private-ip-address", Values: ["172.31.16.5"] }] }));
-    assert.deepEqual(bySubnet.Reservations!.flatMap((r) => r.Instances!.map((i) => i.InstanceId)), [second!.InstanceId]);
+    const bySubnet = await ec2.send(
+      new DescribeInstancesCommand({
+        Filters: [
+          { Name: "subnet-id", Values: [subnet.SubnetId!] },
+          { Name: "private-ip-address", Values: ["172.31.16.5"] },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      bySubnet.Reservations!.flatMap((r) => r.Instances!.map((i) => i.InstanceId)),
+      [second!.InstanceId],
+    );
 
     // Termination takes the interfaces (DeleteOnTermination) and frees their addresses.
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: [first!.InstanceId!, second!.InstanceId!] }));
-    assert.deepEqual((await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: "subnet-id", Values: [subnet.SubnetId!] }] }))).NetworkInterfaces, []);
-    const again = await ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", Placement: { AvailabilityZone: "us-east-1b" } }));
+    assert.deepEqual(
+      (await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: "subnet-id", Values: [subnet.SubnetId!] }] }))).NetworkInterfaces,
+      [],
+    );
+    const again = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: await catalogueImage(ec2),
+        MinCount: 1,
+        MaxCount: 1,
+        InstanceType: "t3.micro",
+        Placement: { AvailabilityZone: "us-east-1b" },
+      }),
+    );
     assert.equal(again.Instances![0]!.PrivateIpAddress, "172.31.16.4");
     // Groups by name mean groups of the default VPC.
     const named = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "by-name", Description: "named at launch" }));
-    const byName = await ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SecurityGroups: ["by-name", "default"] }));
+    const byName = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: await catalogueImage(ec2),
+        MinCount: 1,
+        MaxCount: 1,
+        InstanceType: "t3.micro",
+        SecurityGroups: ["by-name", "default"],
+      }),
+    );
     assert.deepEqual(byName.Instances![0]!.SecurityGroups!.map((g) => g.GroupId).sort(), [named.GroupId, defaultGroup!.GroupId].sort());
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SecurityGroups: ["absent"] }))), "InvalidGroup.NotFound");
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SecurityGroups: ["absent"] }),
+        ),
+      ),
+      "InvalidGroup.NotFound",
+    );
   });
 
   it("launch into a subnet of one's own, with named groups and a chosen address; no public address unless asked", async () => {
     const ec2 = kiln.ec2({ accessKeyId: "100000000004" });
-    const vpc = (await ec2.send(new CreateVpcCommand({ CidrBlock: "10.8.0.0/16", TagSpecifications: [{ ResourceType: "vpc", Tags: [{ Key: "Name", Value: "lab" }] }] }))).Vpc!;
+    const vpc = (
+      await ec2.send(new CreateVpcCommand({ CidrBlock: "10.8.0.0/16", TagSpecifications: [{ ResourceType: "vpc", Tags: [{ Key: "Name", Value: "lab" }] }] }))
+    ).Vpc!;
     assert.equal(vpc.IsDefault, false);
     assert.deepEqual(vpc.Tags, [{ Key: "Name", Value: "lab" }]);
     const subnet = (await ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId, CidrBlock: "10.8.1.0/24", AvailabilityZone: "us-east-1c" }))).Subnet!;
@@ -168,7 +242,17 @@ describe("instances on the network", () => {
     assert.equal(subnet.MapPublicIpOnLaunch, false);
     const group = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "web", Description: "web servers", VpcId: vpc.VpcId }));
     const image = await catalogueImage(ec2);
-    const run = await ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SubnetId: subnet.SubnetId, SecurityGroupIds: [group.GroupId!], PrivateIpAddress: "10.8.1.50" }));
+    const run = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: image,
+        MinCount: 1,
+        MaxCount: 1,
+        InstanceType: "t3.micro",
+        SubnetId: subnet.SubnetId,
+        SecurityGroupIds: [group.GroupId!],
+        PrivateIpAddress: "10.8.1.50",
+      }),
+    );
     const instance = run.Instances![0]!;
     assert.equal(instance.Placement!.AvailabilityZone, "us-east-1c");
     assert.equal(instance.PrivateIpAddress, "10.8.1.50");
@@ -176,13 +260,68 @@ describe("instances on the network", () => {
     assert.deepEqual(instance.SecurityGroups, [{ GroupId: group.GroupId, GroupName: "web" }]);
 
     // The same address again, an address outside the subnet, a group of another VPC: refused.
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SubnetId: subnet.SubnetId, PrivateIpAddress: "10.8.1.50" }))), "InvalidIPAddress.InUse");
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SubnetId: subnet.SubnetId, PrivateIpAddress: "10.9.0.5" }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new RunInstancesCommand({
+            ImageId: image,
+            MinCount: 1,
+            MaxCount: 1,
+            InstanceType: "t3.micro",
+            SubnetId: subnet.SubnetId,
+            PrivateIpAddress: "10.8.1.50",
+          }),
+        ),
+      ),
+      "InvalidIPAddress.InUse",
+    );
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new RunInstancesCommand({
+            ImageId: image,
+            MinCount: 1,
+            MaxCount: 1,
+            InstanceType: "t3.micro",
+            SubnetId: subnet.SubnetId,
+            PrivateIpAddress: "10.9.0.5",
+          }),
+        ),
+      ),
+      "InvalidParameterValue",
+    );
     const [defaultGroup] = (await ec2.send(new DescribeSecurityGroupsCommand({ GroupNames: ["default"] }))).SecurityGroups!;
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SubnetId: subnet.SubnetId, SecurityGroupIds: [defaultGroup!.GroupId!] }))), "InvalidParameter");
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SubnetId: "subnet-0123456789abcdef0" }))), "InvalidSubnetID.NotFound");
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new RunInstancesCommand({
+            ImageId: image,
+            MinCount: 1,
+            MaxCount: 1,
+            InstanceType: "t3.micro",
+            SubnetId: subnet.SubnetId,
+            SecurityGroupIds: [defaultGroup!.GroupId!],
+          }),
+        ),
+      ),
+      "InvalidParameter",
+    );
+    assert.equal(
+      await errorName(
+        ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", SubnetId: "subnet-0123456789abcdef0" })),
+      ),
+      "InvalidSubnetID.NotFound",
+    );
     // A public address when the interface asks for one.
-    const withPublic = await ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: subnet.SubnetId, AssociatePublicIpAddress: true, Groups: [group.GroupId!] }] }));
+    const withPublic = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: image,
+        MinCount: 1,
+        MaxCount: 1,
+        InstanceType: "t3.micro",
+        NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: subnet.SubnetId, AssociatePublicIpAddress: true, Groups: [group.GroupId!] }],
+      }),
+    );
     assert.ok(withPublic.Instances![0]!.PublicIpAddress);
     assert.equal(withPublic.Instances![0]!.PrivateIpAddress, "10.8.1.4");
 
@@ -212,7 +351,9 @@ describe("VPCs, subnets and gateways of one's own", () => {
     assert.equal(await errorName(ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId, CidrBlock: "10.2.0.0/24" }))), "InvalidSubnet.Range");
     assert.equal(await errorName(ec2.send(new CreateSubnetCommand({ VpcId: "vpc-0123456789abcdef0", CidrBlock: "10.1.1.0/24" }))), "InvalidVpcID.NotFound");
 
-    const gateway = (await ec2.send(new CreateInternetGatewayCommand({ TagSpecifications: [{ ResourceType: "internet-gateway", Tags: [{ Key: "k", Value: "v" }] }] }))).InternetGateway!;
+    const gateway = (
+      await ec2.send(new CreateInternetGatewayCommand({ TagSpecifications: [{ ResourceType: "internet-gateway", Tags: [{ Key: "k", Value: "v" }] }] }))
+    ).InternetGateway!;
     assert.deepEqual(gateway.Attachments, []);
     await ec2.send(new AttachInternetGatewayCommand({ InternetGatewayId: gateway.InternetGatewayId, VpcId: vpc.VpcId }));
     assert.equal(await errorName(ec2.send(new DeleteInternetGatewayCommand({ InternetGatewayId: gateway.InternetGatewayId }))), "DependencyViolation");
@@ -220,12 +361,23 @@ describe("VPCs, subnets and gateways of one's own", () => {
     assert.equal(tagged.InternetGateways![0]!.Attachments![0]!.VpcId, vpc.VpcId);
     await ec2.send(new DetachInternetGatewayCommand({ InternetGatewayId: gateway.InternetGatewayId, VpcId: vpc.VpcId }));
     await ec2.send(new DeleteInternetGatewayCommand({ InternetGatewayId: gateway.InternetGatewayId }));
-    assert.equal(await errorName(ec2.send(new DescribeInternetGatewaysCommand({ InternetGatewayIds: [gateway.InternetGatewayId!] }))), "InvalidInternetGatewayID.NotFound");
+    assert.equal(
+      await errorName(ec2.send(new DescribeInternetGatewaysCommand({ InternetGatewayIds: [gateway.InternetGatewayId!] }))),
+      "InvalidInternetGatewayID.NotFound",
+    );
 
     // CreateTags checks network ids exist for the caller.
     await ec2.send(new CreateTagsCommand({ Resources: [vpc.VpcId!], Tags: [{ Key: "Name", Value: "mine" }] }));
-    assert.equal(await errorName(kiln.ec2({ accessKeyId: "100000000006" }).send(new CreateTagsCommand({ Resources: [vpc.VpcId!], Tags: [{ Key: "Name", Value: "theirs" }] }))), "InvalidVpcID.NotFound");
-    assert.deepEqual((await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: "tag:Name", Values: ["mine"] }] }))).Vpcs!.map((v) => v.VpcId), [vpc.VpcId]);
+    assert.equal(
+      await errorName(
+        kiln.ec2({ accessKeyId: "100000000006" }).send(new CreateTagsCommand({ Resources: [vpc.VpcId!], Tags: [{ Key: "Name", Value: "theirs" }] })),
+      ),
+      "InvalidVpcID.NotFound",
+    );
+    assert.deepEqual(
+      (await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: "tag:Name", Values: ["mine"] }] }))).Vpcs!.map((v) => v.VpcId),
+      [vpc.VpcId],
+    );
   });
 });
 
@@ -237,14 +389,18 @@ describe("deleting the default VPC", () => {
     for (const subnet of (await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: "vpc-id", Values: [vpc.VpcId!] }] }))).Subnets!) {
       await ec2.send(new DeleteSubnetCommand({ SubnetId: subnet.SubnetId }));
     }
-    const [gateway] = (await ec2.send(new DescribeInternetGatewaysCommand({ Filters: [{ Name: "attachment.vpc-id", Values: [vpc.VpcId!] }] }))).InternetGateways!;
+    const [gateway] = (await ec2.send(new DescribeInternetGatewaysCommand({ Filters: [{ Name: "attachment.vpc-id", Values: [vpc.VpcId!] }] })))
+      .InternetGateways!;
     await ec2.send(new DetachInternetGatewayCommand({ InternetGatewayId: gateway!.InternetGatewayId, VpcId: vpc.VpcId }));
     await ec2.send(new DeleteInternetGatewayCommand({ InternetGatewayId: gateway!.InternetGatewayId }));
     await ec2.send(new DeleteVpcCommand({ VpcId: vpc.VpcId }));
     assert.deepEqual((await ec2.send(new DescribeVpcsCommand({}))).Vpcs, []);
     const attributes = await ec2.send(new DescribeAccountAttributesCommand({ AttributeNames: ["default-vpc"] }));
     assert.equal(attributes.AccountAttributes![0]!.AttributeValues![0]!.AttributeValue, "none");
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro" }))), "VPCIdNotSpecified");
+    assert.equal(
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: await catalogueImage(ec2), MinCount: 1, MaxCount: 1, InstanceType: "t3.micro" }))),
+      "VPCIdNotSpecified",
+    );
     assert.equal(await errorName(ec2.send(new CreateSecurityGroupCommand({ GroupName: "x", Description: "x" }))), "VPCIdNotSpecified");
 
     const again = (await ec2.send(new CreateDefaultVpcCommand({}))).Vpc!;
@@ -260,27 +416,65 @@ describe("security groups", () => {
   it("start with the all-out egress rule, take ingress and egress rules, refuse duplicates, and revoke", async () => {
     const ec2 = kiln.ec2({ accessKeyId: "100000000007" });
     const vpc = await defaultVpcOf(ec2);
-    const created = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "ssh", Description: "ssh in", TagSpecifications: [{ ResourceType: "security-group", Tags: [{ Key: "team", Value: "images" }] }] }));
+    const created = await ec2.send(
+      new CreateSecurityGroupCommand({
+        GroupName: "ssh",
+        Description: "ssh in",
+        TagSpecifications: [{ ResourceType: "security-group", Tags: [{ Key: "team", Value: "images" }] }],
+      }),
+    );
     const peer = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "peer", Description: "peers" }));
     assert.match(created.GroupId!, /^sg-[0-9a-f]{17}$/);
     assert.equal(await errorName(ec2.send(new CreateSecurityGroupCommand({ GroupName: "ssh", Description: "again" }))), "InvalidGroup.Duplicate");
     assert.equal(await errorName(ec2.send(new CreateSecurityGroupCommand({ GroupName: "default", Description: "x" }))), "InvalidGroup.Reserved");
     assert.equal(await errorName(ec2.send(new CreateSecurityGroupCommand({ GroupName: "sg-like", Description: "x" }))), "InvalidParameterValue");
 
-    const authorized = await ec2.send(new AuthorizeSecurityGroupIngressCommand({
-      GroupId: created.GroupId,
-      IpPermissions: [
-        { IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "10.0.0.0/8", Description: "office" }, { CidrIp: "192.168.0.0/16" }] },
-        { IpProtocol: "6", FromPort: 443, ToPort: 443, Ipv6Ranges: [{ CidrIpv6: "2001:db8::/32" }], PrefixListIds: [{ PrefixListId: "pl-63a5400a" }] },
-        { IpProtocol: "-1", UserIdGroupPairs: [{ GroupId: peer.GroupId }] },
-      ],
-    }));
+    const authorized = await ec2.send(
+      new AuthorizeSecurityGroupIngressCommand({
+        GroupId: created.GroupId,
+        IpPermissions: [
+          { IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "10.0.0.0/8", Description: "office" }, { CidrIp: "192.168.0.0/16" }] },
+          { IpProtocol: "6", FromPort: 443, ToPort: 443, Ipv6Ranges: [{ CidrIpv6: "2001:db8::/32" }], PrefixListIds: [{ PrefixListId: "pl-63a5400a" }] },
+          { IpProtocol: "-1", UserIdGroupPairs: [{ GroupId: peer.GroupId }] },
+        ],
+      }),
+    );
     assert.equal(authorized.Return, true);
     assert.equal(authorized.SecurityGroupRules!.length, 5);
     assert.ok(authorized.SecurityGroupRules!.every((r) => /^sgr-[0-9a-f]{17}$/.test(r.SecurityGroupRuleId!) && r.IsEgress === false));
-    assert.equal(await errorName(ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "10.0.0.0/8" }] }] }))), "InvalidPermission.Duplicate");
-    assert.equal(await errorName(ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "tcp", FromPort: 80, ToPort: 79, IpRanges: [{ CidrIp: "10.0.0.0/8" }] }] }))), "InvalidParameterValue");
-    assert.equal(await errorName(ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "tcp", FromPort: 80, ToPort: 80, IpRanges: [{ CidrIp: "10.0.0.0/33" }] }] }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new AuthorizeSecurityGroupIngressCommand({
+            GroupId: created.GroupId,
+            IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "10.0.0.0/8" }] }],
+          }),
+        ),
+      ),
+      "InvalidPermission.Duplicate",
+    );
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new AuthorizeSecurityGroupIngressCommand({
+            GroupId: created.GroupId,
+            IpPermissions: [{ IpProtocol: "tcp", FromPort: 80, ToPort: 79, IpRanges: [{ CidrIp: "10.0.0.0/8" }] }],
+          }),
+        ),
+      ),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new AuthorizeSecurityGroupIngressCommand({
+            GroupId: created.GroupId,
+            IpPermissions: [{ IpProtocol: "tcp", FromPort: 80, ToPort: 80, IpRanges: [{ CidrIp: "10.0.0.0/33" }] }],
+          }),
+        ),
+      ),
+      "InvalidParameterValue",
+    );
     // The older flat form, by group name in the default VPC.
     await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupName: "ssh", IpProtocol: "udp", FromPort: 53, ToPort: 53, CidrIp: "0.0.0.0/0" }));
 
@@ -288,15 +482,21 @@ describe("security groups", () => {
     assert.equal(group!.VpcId, vpc.VpcId);
     assert.deepEqual(group!.Tags, [{ Key: "team", Value: "images" }]);
     const ssh = group!.IpPermissions!.find((p) => p.FromPort === 22)!;
-    assert.deepEqual(ssh.IpRanges!.map((r) => [r.CidrIp, r.Description]).sort(), [["10.0.0.0/8", "office"], ["192.168.0.0/16", undefined]]);
+    assert.deepEqual(ssh.IpRanges!.map((r) => [r.CidrIp, r.Description]).sort(), [
+      ["10.0.0.0/8", "office"],
+      ["192.168.0.0/16", undefined],
+    ]);
     const https = group!.IpPermissions!.find((p) => p.FromPort === 443)!;
     assert.equal(https.IpProtocol, "tcp");
     assert.deepEqual(https.Ipv6Ranges, [{ CidrIpv6: "2001:db8::/32" }]);
     assert.deepEqual(https.PrefixListIds, [{ PrefixListId: "pl-63a5400a" }]);
     assert.deepEqual(group!.IpPermissions!.find((p) => p.IpProtocol === "-1")!.UserIdGroupPairs, [{ GroupId: peer.GroupId, UserId: "100000000007" }]);
-    assert.deepEqual(group!.IpPermissionsEgress, [{ IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }], Ipv6Ranges: [], PrefixListIds: [], UserIdGroupPairs: [] }]);
+    assert.deepEqual(group!.IpPermissionsEgress, [
+      { IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }], Ipv6Ranges: [], PrefixListIds: [], UserIdGroupPairs: [] },
+    ]);
 
-    const filtered = async (name: string, value: string) => (await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: name, Values: [value] }] }))).SecurityGroups!.map((g) => g.GroupName).sort();
+    const filtered = async (name: string, value: string) =>
+      (await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: name, Values: [value] }] }))).SecurityGroups!.map((g) => g.GroupName).sort();
     assert.deepEqual(await filtered("ip-permission.from-port", "22"), ["ssh"]);
     assert.deepEqual(await filtered("ip-permission.cidr", "192.168.*"), ["ssh"]);
     assert.deepEqual(await filtered("ip-permission.group-id", peer.GroupId!), ["ssh"]);
@@ -310,16 +510,35 @@ describe("security groups", () => {
 
     // The peer is referenced: it cannot go while the rule stands.
     assert.equal(await errorName(ec2.send(new DeleteSecurityGroupCommand({ GroupId: peer.GroupId }))), "DependencyViolation");
-    await ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "-1", UserIdGroupPairs: [{ GroupId: peer.GroupId }] }] }));
+    await ec2.send(
+      new RevokeSecurityGroupIngressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "-1", UserIdGroupPairs: [{ GroupId: peer.GroupId }] }] }),
+    );
     await ec2.send(new DeleteSecurityGroupCommand({ GroupId: peer.GroupId }));
     // Revoking by rule id, and the all-out egress rule, as Terraform does.
     const udp = rules.find((r) => r.IpProtocol === "udp")!;
     await ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId: created.GroupId, SecurityGroupRuleIds: [udp.SecurityGroupRuleId!] }));
-    await ec2.send(new RevokeSecurityGroupEgressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }] }] }));
-    assert.equal(await errorName(ec2.send(new RevokeSecurityGroupEgressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }] }] }))), "InvalidPermission.NotFound");
-    await ec2.send(new AuthorizeSecurityGroupEgressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "tcp", FromPort: 443, ToPort: 443, IpRanges: [{ CidrIp: "0.0.0.0/0" }] }] }));
+    await ec2.send(
+      new RevokeSecurityGroupEgressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }] }] }),
+    );
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new RevokeSecurityGroupEgressCommand({ GroupId: created.GroupId, IpPermissions: [{ IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }] }] }),
+        ),
+      ),
+      "InvalidPermission.NotFound",
+    );
+    await ec2.send(
+      new AuthorizeSecurityGroupEgressCommand({
+        GroupId: created.GroupId,
+        IpPermissions: [{ IpProtocol: "tcp", FromPort: 443, ToPort: 443, IpRanges: [{ CidrIp: "0.0.0.0/0" }] }],
+      }),
+    );
     const [after] = (await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [created.GroupId!] }))).SecurityGroups!;
-    assert.deepEqual(after!.IpPermissionsEgress!.map((p) => [p.IpProtocol, p.FromPort]), [["tcp", 443]]);
+    assert.deepEqual(
+      after!.IpPermissionsEgress!.map((p) => [p.IpProtocol, p.FromPort]),
+      [["tcp", 443]],
+    );
     assert.equal(after!.IpPermissions!.length, 2);
 
     const [defaultGroup] = (await ec2.send(new DescribeSecurityGroupsCommand({ GroupNames: ["default"] }))).SecurityGroups!;

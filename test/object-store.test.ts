@@ -92,30 +92,53 @@ for (const service of services) {
       // Past the 8 MiB part size: a multipart upload of three parts.
       const large = randomBytes(20 * MiB + 123);
       const a = await blobs.write(Readable.from([small]));
-      const b = await blobs.write(Readable.from((function* () {
-        for (let at = 0; at < large.length; at += MiB) yield large.subarray(at, at + MiB);
-      })()));
+      const b = await blobs.write(
+        Readable.from(
+          (function* () {
+            for (let at = 0; at < large.length; at += MiB) yield large.subarray(at, at + MiB);
+          })(),
+        ),
+      );
       assert.deepEqual([a.size, b.size], [small.length, large.length]);
       // A body whose length is known (a request's Content-Length) goes out as one streamed PutObject.
-      const c = await blobs.write(Readable.from((function* () {
-        for (let at = 0; at < large.length; at += MiB) yield large.subarray(at, at + MiB);
-      })()), large.length);
+      const c = await blobs.write(
+        Readable.from(
+          (function* () {
+            for (let at = 0; at < large.length; at += MiB) yield large.subarray(at, at + MiB);
+          })(),
+        ),
+        large.length,
+      );
       assert.equal(c.size, large.length);
       assert.equal(sha256(await collected(blobs.read([{ id: c.id, start: 0, end: c.size }]))), sha256(large));
       await blobs.remove(c.id);
       assert.deepEqual(await names(made), [`kiln/objects/${a.id}`, `kiln/objects/${b.id}`].sort(), "objects under the prefix, nothing else");
       assert.deepEqual(await names(made, "objects/"), [], "nothing outside the prefix");
 
-      const parts = [{ id: a.id, size: a.size }, { id: b.id, size: b.size }];
+      const parts = [
+        { id: a.id, size: a.size },
+        { id: b.id, size: b.size },
+      ];
       const whole = Buffer.concat([small, large]);
       assert.equal(sha256(await collected(blobs.read(wholeRanges(parts)))), sha256(whole));
-      const across = await collected(blobs.read([{ id: a.id, start: 900, end: 1000 }, { id: b.id, start: 0, end: 5 }, { id: b.id, start: 9 * MiB, end: 9 * MiB + 7 }]));
+      const across = await collected(
+        blobs.read([
+          { id: a.id, start: 900, end: 1000 },
+          { id: b.id, start: 0, end: 5 },
+          { id: b.id, start: 9 * MiB, end: 9 * MiB + 7 },
+        ]),
+      );
       assert.ok(across.equals(Buffer.concat([small.subarray(900), large.subarray(0, 5), large.subarray(9 * MiB, 9 * MiB + 7)])));
 
       const reader = await blobs.openRandom(parts);
       try {
         assert.equal(reader.size, whole.length);
-        for (const [offset, length] of [[0, 10], [990, 20], [12 * MiB, MiB], [whole.length - 3, 3]] as const) {
+        for (const [offset, length] of [
+          [0, 10],
+          [990, 20],
+          [12 * MiB, MiB],
+          [whole.length - 3, 3],
+        ] as const) {
           assert.ok((await reader.read(offset, length)).equals(whole.subarray(offset, offset + length)), `${length} bytes at ${offset}`);
         }
       } finally {
@@ -147,17 +170,21 @@ for (const service of services) {
     it("leaves nothing when a write fails, and its sweep aborts uploads a crash left, once they are old", async () => {
       const made = await bucket();
       const blobs = bucketBlobStore(made.bucket);
-      const failing = Readable.from((async function* () {
-        yield randomBytes(9 * MiB);
-        yield randomBytes(MiB);
-        throw new Error("the client went away");
-      })());
+      const failing = Readable.from(
+        (async function* () {
+          yield randomBytes(9 * MiB);
+          yield randomBytes(MiB);
+          throw new Error("the client went away");
+        })(),
+      );
       await assert.rejects(blobs.write(failing), /the client went away/);
       assert.deepEqual(await names(made), [], "no object");
-      const failingKnown = Readable.from((async function* () {
-        yield randomBytes(MiB);
-        throw new Error("the client went away again");
-      })());
+      const failingKnown = Readable.from(
+        (async function* () {
+          yield randomBytes(MiB);
+          throw new Error("the client went away again");
+        })(),
+      );
       await assert.rejects(blobs.write(failingKnown, 4 * MiB), /the client went away again/);
       assert.deepEqual(await names(made), [], "no object from a streamed PutObject cut short");
       const uploads = async () => (await made.bucket.client.send(new ListMultipartUploadsCommand({ Bucket: made.bucket.name }))).Uploads ?? [];
@@ -208,7 +235,10 @@ for (const service of services) {
         const [named, unnamed] = [randomBytes(BLOCK_SIZE), randomBytes(BLOCK_SIZE)];
         await chunks.put(named);
         await chunks.put(unnamed);
-        await meta.db.insertInto("snapshot_blocks").values({ snapshot_id: "snap-0123456789abcdef0", block_index: 0, chunk: sha256(named), written: 1 }).execute();
+        await meta.db
+          .insertInto("snapshot_blocks")
+          .values({ snapshot_id: "snap-0123456789abcdef0", block_index: 0, chunk: sha256(named), written: 1 })
+          .execute();
         // An object whose row was never committed (a node died between the two).
         await made.bucket.client.send(new PutObjectCommand({ Bucket: made.bucket.name, Key: `chunks/${sha256(unnamed)}.deadbeef0000`, Body: unnamed }));
 
@@ -237,12 +267,17 @@ for (const service of services) {
         const got = await s3.send(new GetObjectCommand({ Bucket: "disks", Key: "data.raw", Range: "bytes=1048576-1048591" }));
         assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(readFileSync(disk).subarray(MiB, MiB + 16)));
 
-        const blocks = new Map([[0, randomBytes(BLOCK_SIZE)], [7, randomBytes(BLOCK_SIZE)]]);
+        const blocks = new Map([
+          [0, randomBytes(BLOCK_SIZE)],
+          [7, randomBytes(BLOCK_SIZE)],
+        ]);
         const written = await writeSnapshot(kiln, blocks);
         assert.deepEqual(await readSnapshot(kiln, written), blocks);
 
         const ec2 = kiln.ec2();
-        const { ImportTaskId } = await ec2.send(new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "disks", S3Key: "data.raw" } } }));
+        const { ImportTaskId } = await ec2.send(
+          new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "disks", S3Key: "data.raw" } } }),
+        );
         let task: ImportSnapshotTask | undefined;
         for (let tries = 0; tries < 600; tries++) {
           task = (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportSnapshotTasks![0]!;
@@ -254,9 +289,19 @@ for (const service of services) {
         assertBlocksHold(await readSnapshot(kiln, imported), readFileSync(disk), imported);
 
         const stored = await names(made);
-        assert.ok(stored.some((name) => name.startsWith("node-data/objects/")), "bucket objects are in the store");
-        assert.ok(stored.some((name) => name.startsWith("node-data/chunks/")), "snapshot data is in the store");
-        assert.deepEqual(readdirSync(kiln.dataDir).filter((name) => name === "packs" || name === "objects"), [], "the data folder holds no data");
+        assert.ok(
+          stored.some((name) => name.startsWith("node-data/objects/")),
+          "bucket objects are in the store",
+        );
+        assert.ok(
+          stored.some((name) => name.startsWith("node-data/chunks/")),
+          "snapshot data is in the store",
+        );
+        assert.deepEqual(
+          readdirSync(kiln.dataDir).filter((name) => name === "packs" || name === "objects"),
+          [],
+          "the data folder holds no data",
+        );
         const health = (await (await fetch(`${kiln.url}/_kiln/health`)).json()) as { dependencies: { data: { status: string } }; store: { data: unknown } };
         assert.equal(health.dependencies.data.status, "available");
         assert.deepEqual(health.store.data, { kind: "object-store", bucket: made.bucket.name, prefix: "node-data/", endpoint });

@@ -9,7 +9,13 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { CreateVolumeCommand, DescribeImportSnapshotTasksCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, ImportSnapshotCommand } from "@aws-sdk/client-ec2";
+import {
+  CreateVolumeCommand,
+  DescribeImportSnapshotTasksCommand,
+  DescribeSnapshotsCommand,
+  DescribeVolumesCommand,
+  ImportSnapshotCommand,
+} from "@aws-sdk/client-ec2";
 import { ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { assertBlocksHold, BLOCK, readSnapshot, writeSnapshot } from "./helpers/data.js";
@@ -42,11 +48,12 @@ async function within<T>(ms: number, what: string, promise: Promise<T>): Promise
   }
 }
 
-async function health(kiln: TestKiln): Promise<{ code: number; body: { status: string; dependencies: { metadata: { status: string }; data: { status: string } } } }> {
+async function health(
+  kiln: TestKiln,
+): Promise<{ code: number; body: { status: string; dependencies: { metadata: { status: string }; data: { status: string } } } }> {
   const response = await fetch(`${kiln.url}/_kiln/health`);
   return { code: response.status, body: (await response.json()) as never };
 }
-
 
 describe("the metadata store out of reach", () => {
   if (testDatabaseUrl) {
@@ -79,7 +86,10 @@ describe("the metadata store out of reach", () => {
         // Back: no restart, the next request simply works.
         await proxy.restore();
         const { VolumeId } = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }));
-        assert.deepEqual((await ec2.send(new DescribeVolumesCommand({}))).Volumes!.map((v) => v.VolumeId), [VolumeId]);
+        assert.deepEqual(
+          (await ec2.send(new DescribeVolumesCommand({}))).Volumes!.map((v) => v.VolumeId),
+          [VolumeId],
+        );
         assert.equal((await health(kiln)).code, 200);
       } finally {
         await kiln.close();
@@ -97,10 +107,14 @@ describe("the metadata store out of reach", () => {
         // Another process takes the write lock and keeps it until it is killed.
         const script = `const db = new (require("better-sqlite3"))(process.argv[1]); db.exec("begin immediate"); console.log("locked"); setInterval(() => {}, 1000);`;
         holder = spawn(process.execPath, ["-e", script, join(kiln.dataDir, "kiln.sqlite3")], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
-        await within(30_000, "the lock holder to take SQLite's write lock", new Promise<void>((resolve, reject) => {
-          holder!.stdout!.once("data", () => resolve());
-          holder!.once("exit", (code) => reject(new Error(`the lock holder exited with ${code} before it took the lock`)));
-        }));
+        await within(
+          30_000,
+          "the lock holder to take SQLite's write lock",
+          new Promise<void>((resolve, reject) => {
+            holder!.stdout!.once("data", () => resolve());
+            holder!.once("exit", (code) => reject(new Error(`the lock holder exited with ${code} before it took the lock`)));
+          }),
+        );
 
         // A write waits out Kiln's busy timeout (5 s), then is answered, not failed as Kiln's fault.
         const failure = await failureOf(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 })));
@@ -145,7 +159,18 @@ describe("the object store out of reach", () => {
       const block = randomBytes(BLOCK);
       const started = await kiln.ebs().send(new StartSnapshotCommand({ VolumeSize: 1 }));
       const checksum = createHash("sha256").update(block).digest("base64");
-      const ebsFailure = await failureOf(kiln.ebs().send(new PutSnapshotBlockCommand({ SnapshotId: started.SnapshotId, BlockIndex: 0, BlockData: block, DataLength: BLOCK, Checksum: checksum, ChecksumAlgorithm: "SHA256" })));
+      const ebsFailure = await failureOf(
+        kiln.ebs().send(
+          new PutSnapshotBlockCommand({
+            SnapshotId: started.SnapshotId,
+            BlockIndex: 0,
+            BlockData: block,
+            DataLength: BLOCK,
+            Checksum: checksum,
+            ChecksumAlgorithm: "SHA256",
+          }),
+        ),
+      );
       assert.equal(ebsFailure.name, "ServiceUnavailableException");
       assert.equal(ebsFailure.$metadata.httpStatusCode, 503);
       // The metadata is still there: what does not touch the data is served.
@@ -184,8 +209,11 @@ describe("the object store out of reach", () => {
 
       await proxy.cut();
       const ec2 = kiln.ec2();
-      const { ImportTaskId } = await ec2.send(new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "disks", S3Key: "data.raw" } } }));
-      const detail = async () => (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportSnapshotTasks![0]!.SnapshotTaskDetail!;
+      const { ImportTaskId } = await ec2.send(
+        new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "disks", S3Key: "data.raw" } } }),
+      );
+      const detail = async () =>
+        (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [ImportTaskId!] }))).ImportSnapshotTasks![0]!.SnapshotTaskDetail!;
       // Long enough for several tries, each failing after the client's own retries.
       await new Promise((resolve) => setTimeout(resolve, 6000));
       assert.equal((await detail()).Status, "active", "the import waits rather than failing");

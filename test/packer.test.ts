@@ -75,13 +75,20 @@ describe("Packer amazon-ebs", () => {
       assert.equal(image!.State, "available");
       assert.equal(image!.Name, "kiln-packer-image");
       const devices = image!.BlockDeviceMappings!.map((m) => [m.DeviceName, m.Ebs!.VolumeSize]).sort();
-      assert.deepEqual(devices, [["/dev/sda1", 8], ["/dev/sdf", 2]]);
+      assert.deepEqual(devices, [
+        ["/dev/sda1", 8],
+        ["/dev/sdf", 2],
+      ]);
       const tags = Object.fromEntries(image!.Tags!.map((t) => [t.Key, t.Value]));
       assert.equal(tags.Builder, "packer");
       assert.equal(tags.Base, "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20261119");
       for (const mapping of image!.BlockDeviceMappings!) {
         const [snapshot] = (await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [mapping.Ebs!.SnapshotId!] }))).Snapshots!;
-        assert.deepEqual(snapshot!.Tags?.find((t) => t.Key === "Built"), { Key: "Built", Value: "kiln" }, `${region} ${mapping.DeviceName}`);
+        assert.deepEqual(
+          snapshot!.Tags?.find((t) => t.Key === "Built"),
+          { Key: "Built", Value: "kiln" },
+          `${region} ${mapping.DeviceName}`,
+        );
       }
       const permissions = await ec2.send(new DescribeImageAttributeCommand({ ImageId: amiId, Attribute: "launchPermission" }));
       assert.deepEqual(permissions.LaunchPermissions, [{ UserId: SHARED_WITH }]);
@@ -98,6 +105,9 @@ describe("Packer amazon-ebs", () => {
     assert.equal(instances[0]!.State!.Name, "terminated");
     assert.deepEqual((await ec2.send(new DescribeVolumesCommand({}))).Volumes, []);
     assert.deepEqual((await ec2.send(new DescribeKeyPairsCommand({}))).KeyPairs, []);
-    assert.deepEqual((await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups!.map((g) => g.GroupName), ["default"]);
+    assert.deepEqual(
+      (await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups!.map((g) => g.GroupName),
+      ["default"],
+    );
   });
 });

@@ -10,7 +10,8 @@ import { runKiln, spawnKiln } from "./helpers/process.js";
 import { createVolumes } from "./helpers/resources.js";
 import { signedRequest } from "./helpers/signed.js";
 
-const client = (url: string) => new EC2Client({ endpoint: url, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" }, maxAttempts: 1 });
+const client = (url: string) =>
+  new EC2Client({ endpoint: url, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" }, maxAttempts: 1 });
 
 describe("kiln serve", () => {
   it("keeps every committed change through kill -9, in the data directory KILN_DATA_DIR names", async () => {
@@ -28,7 +29,10 @@ describe("kiln serve", () => {
     const second = await spawnKiln(["serve", "--port", "0", "--data-dir", dataDir]);
     try {
       const { Tags } = await client(second.url).send(new DescribeTagsCommand({ Filters: [{ Name: "key", Values: ["survives"] }] }));
-      assert.deepEqual(Tags!.map((t) => t.ResourceId), resources);
+      assert.deepEqual(
+        Tags!.map((t) => t.ResourceId),
+        resources,
+      );
       const { Volumes } = await client(second.url).send(new DescribeVolumesCommand({}));
       assert.deepEqual(Volumes!.map((v) => v.VolumeId).sort(), resources);
     } finally {
@@ -72,7 +76,10 @@ describe("kiln serve", () => {
       await fromEnv.stop();
     }
     // The options win over the environment.
-    const fromOptions = await spawnKiln(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", tempDir()], { KILN_HOST: "localhost", KILN_PORT: "4566" });
+    const fromOptions = await spawnKiln(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", tempDir()], {
+      KILN_HOST: "localhost",
+      KILN_PORT: "4566",
+    });
     try {
       const url = new URL(fromOptions.url);
       assert.equal(url.hostname, "127.0.0.1", "--host did not win over KILN_HOST");

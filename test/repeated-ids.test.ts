@@ -63,8 +63,27 @@ let kiln: TestKiln;
 let ec2: EC2Client;
 const BUCKET = "repeated-ids";
 const FRIEND = "111122223333";
-type Kind = "shown" | "cycled" | "ended" | "volume" | "tagged" | "snapshot" | "image" | "keyName" | "keyPair" | "groupName" | "group" | "rule"
-  | "vpc" | "subnet" | "gateway" | "routeTable" | "networkInterface" | "importImage" | "importSnapshot" | "exportImage";
+type Kind =
+  | "shown"
+  | "cycled"
+  | "ended"
+  | "volume"
+  | "tagged"
+  | "snapshot"
+  | "image"
+  | "keyName"
+  | "keyPair"
+  | "groupName"
+  | "group"
+  | "rule"
+  | "vpc"
+  | "subnet"
+  | "gateway"
+  | "routeTable"
+  | "networkInterface"
+  | "importImage"
+  | "importSnapshot"
+  | "exportImage";
 // One of each kind of resource, made in `before`.
 const made = {} as Record<Kind, string>;
 
@@ -76,13 +95,17 @@ before(async () => {
   const [volume, tagged] = await createVolumes(ec2, 2);
   Object.assign(made, { shown, cycled, ended, volume, tagged, keyName: "repeated-ids", groupName: "repeated-ids" });
   made.snapshot = await createSnapshot(ec2);
-  made.image = (await ec2.send(new RegisterImageCommand({
-    Name: "repeated-ids",
-    Architecture: "x86_64",
-    VirtualizationType: "hvm",
-    RootDeviceName: "/dev/xvda",
-    BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: made.snapshot } }],
-  }))).ImageId!;
+  made.image = (
+    await ec2.send(
+      new RegisterImageCommand({
+        Name: "repeated-ids",
+        Architecture: "x86_64",
+        VirtualizationType: "hvm",
+        RootDeviceName: "/dev/xvda",
+        BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: made.snapshot } }],
+      }),
+    )
+  ).ImageId!;
   made.keyPair = (await ec2.send(new CreateKeyPairCommand({ KeyName: made.keyName }))).KeyPairId!;
   made.group = (await ec2.send(new CreateSecurityGroupCommand({ GroupName: made.groupName, Description: "repeated ids" }))).GroupId!;
   const ssh = { IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "10.0.0.0/8" }] };
@@ -125,58 +148,167 @@ const NONE = "0123456789abcdef0";
 
 // One row per action (and per id list of an action).
 const LISTINGS: Listing[] = [
-  { action: "DescribeInstances", id: of("shown"), missing: `i-${NONE}`, list: async (InstanceIds) =>
-    (await ec2.send(new DescribeInstancesCommand({ InstanceIds }))).Reservations!.flatMap((r) => r.Instances!.map((i) => i.InstanceId)) },
-  { action: "DescribeInstanceStatus", id: of("shown"), missing: `i-${NONE}`, list: async (InstanceIds) =>
-    (await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds, IncludeAllInstances: true }))).InstanceStatuses!.map((s) => s.InstanceId) },
-  { action: "DescribeInstanceCreditSpecifications", id: of("shown"), missing: `i-${NONE}`, list: async (InstanceIds) =>
-    (await ec2.send(new DescribeInstanceCreditSpecificationsCommand({ InstanceIds }))).InstanceCreditSpecifications!.map((s) => s.InstanceId) },
-  { action: "DescribeVolumes", id: of("volume"), missing: `vol-${NONE}`, list: async (VolumeIds) =>
-    (await ec2.send(new DescribeVolumesCommand({ VolumeIds }))).Volumes!.map((v) => v.VolumeId) },
-  { action: "DescribeSnapshots", id: of("snapshot"), missing: `snap-${NONE}`, list: async (SnapshotIds) =>
-    (await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds }))).Snapshots!.map((s) => s.SnapshotId) },
-  { action: "DescribeImages", id: of("image"), missing: `ami-${NONE}`, list: async (ImageIds) =>
-    (await ec2.send(new DescribeImagesCommand({ ImageIds }))).Images!.map((i) => i.ImageId) },
-  { action: "DescribeKeyPairs (ids)", id: of("keyPair"), missing: `key-${NONE}`, list: async (KeyPairIds) =>
-    (await ec2.send(new DescribeKeyPairsCommand({ KeyPairIds }))).KeyPairs!.map((k) => k.KeyPairId) },
-  { action: "DescribeKeyPairs (names)", id: of("keyName"), missing: "no-such-key", list: async (KeyNames) =>
-    (await ec2.send(new DescribeKeyPairsCommand({ KeyNames }))).KeyPairs!.map((k) => k.KeyName) },
-  { action: "DescribeSecurityGroups (ids)", id: of("group"), missing: `sg-${NONE}`, list: async (GroupIds) =>
-    (await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds }))).SecurityGroups!.map((g) => g.GroupId) },
-  { action: "DescribeSecurityGroups (names)", id: of("groupName"), missing: "no-such-group", list: async (GroupNames) =>
-    (await ec2.send(new DescribeSecurityGroupsCommand({ GroupNames }))).SecurityGroups!.map((g) => g.GroupName) },
-  { action: "DescribeSecurityGroupRules", id: of("rule"), missing: `sgr-${NONE}`, list: async (SecurityGroupRuleIds) =>
-    (await ec2.send(new DescribeSecurityGroupRulesCommand({ SecurityGroupRuleIds }))).SecurityGroupRules!.map((r) => r.SecurityGroupRuleId) },
-  { action: "DescribeVpcs", id: of("vpc"), missing: `vpc-${NONE}`, list: async (VpcIds) =>
-    (await ec2.send(new DescribeVpcsCommand({ VpcIds }))).Vpcs!.map((v) => v.VpcId) },
-  { action: "DescribeSubnets", id: of("subnet"), missing: `subnet-${NONE}`, list: async (SubnetIds) =>
-    (await ec2.send(new DescribeSubnetsCommand({ SubnetIds }))).Subnets!.map((s) => s.SubnetId) },
-  { action: "DescribeInternetGateways", id: of("gateway"), missing: `igw-${NONE}`, list: async (InternetGatewayIds) =>
-    (await ec2.send(new DescribeInternetGatewaysCommand({ InternetGatewayIds }))).InternetGateways!.map((g) => g.InternetGatewayId) },
-  { action: "DescribeRouteTables", id: of("routeTable"), missing: `rtb-${NONE}`, list: async (RouteTableIds) =>
-    (await ec2.send(new DescribeRouteTablesCommand({ RouteTableIds }))).RouteTables!.map((t) => t.RouteTableId) },
-  { action: "DescribeNetworkInterfaces", id: of("networkInterface"), missing: `eni-${NONE}`, list: async (NetworkInterfaceIds) =>
-    (await ec2.send(new DescribeNetworkInterfacesCommand({ NetworkInterfaceIds }))).NetworkInterfaces!.map((n) => n.NetworkInterfaceId) },
-  { action: "DescribeImportImageTasks", id: of("importImage"), missing: `import-ami-${NONE}`, list: async (ImportTaskIds) =>
-    (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds }))).ImportImageTasks!.map((t) => t.ImportTaskId) },
-  { action: "DescribeImportSnapshotTasks", id: of("importSnapshot"), missing: `import-snap-${NONE}`, list: async (ImportTaskIds) =>
-    (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds }))).ImportSnapshotTasks!.map((t) => t.ImportTaskId) },
-  { action: "DescribeExportImageTasks", id: of("exportImage"), missing: `export-ami-${NONE}`, list: async (ExportImageTaskIds) =>
-    (await ec2.send(new DescribeExportImageTasksCommand({ ExportImageTaskIds }))).ExportImageTasks!.map((t) => t.ExportImageTaskId) },
-  { action: "DescribeStoreImageTasks", id: of("image"), list: async (ImageIds) =>
-    (await ec2.send(new DescribeStoreImageTasksCommand({ ImageIds }))).StoreImageTaskResults!.map((t) => t.AmiId) },
-  { action: "DescribeTags (resource-id filter)", id: of("volume"), list: async (Values) =>
-    (await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-id", Values }] }))).Tags!.map((t) => t.ResourceId) },
-  { action: "DescribeAccountAttributes", id: named("default-vpc"), list: async (names) => (await ec2.send(
-    new DescribeAccountAttributesCommand({ AttributeNames: names as AccountAttributeName[] }))).AccountAttributes!.map((a) => a.AttributeName) },
-  { action: "DescribeRegions", id: named("us-east-1"), missing: "xx-nowhere-1", list: async (RegionNames) =>
-    (await ec2.send(new DescribeRegionsCommand({ RegionNames }))).Regions!.map((r) => r.RegionName) },
-  { action: "DescribeAvailabilityZones (names)", id: named("us-east-1a"), list: async (ZoneNames) =>
-    (await ec2.send(new DescribeAvailabilityZonesCommand({ ZoneNames }))).AvailabilityZones!.map((z) => z.ZoneName) },
-  { action: "DescribeAvailabilityZones (ids)", id: named("use1-az1"), list: async (ZoneIds) =>
-    (await ec2.send(new DescribeAvailabilityZonesCommand({ ZoneIds }))).AvailabilityZones!.map((z) => z.ZoneId) },
-  { action: "DescribeInstanceTypes", id: named("t3.micro"), list: async (types) =>
-    (await ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] }))).InstanceTypes!.map((t) => t.InstanceType) },
+  {
+    action: "DescribeInstances",
+    id: of("shown"),
+    missing: `i-${NONE}`,
+    list: async (InstanceIds) =>
+      (await ec2.send(new DescribeInstancesCommand({ InstanceIds }))).Reservations!.flatMap((r) => r.Instances!.map((i) => i.InstanceId)),
+  },
+  {
+    action: "DescribeInstanceStatus",
+    id: of("shown"),
+    missing: `i-${NONE}`,
+    list: async (InstanceIds) =>
+      (await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds, IncludeAllInstances: true }))).InstanceStatuses!.map((s) => s.InstanceId),
+  },
+  {
+    action: "DescribeInstanceCreditSpecifications",
+    id: of("shown"),
+    missing: `i-${NONE}`,
+    list: async (InstanceIds) =>
+      (await ec2.send(new DescribeInstanceCreditSpecificationsCommand({ InstanceIds }))).InstanceCreditSpecifications!.map((s) => s.InstanceId),
+  },
+  {
+    action: "DescribeVolumes",
+    id: of("volume"),
+    missing: `vol-${NONE}`,
+    list: async (VolumeIds) => (await ec2.send(new DescribeVolumesCommand({ VolumeIds }))).Volumes!.map((v) => v.VolumeId),
+  },
+  {
+    action: "DescribeSnapshots",
+    id: of("snapshot"),
+    missing: `snap-${NONE}`,
+    list: async (SnapshotIds) => (await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds }))).Snapshots!.map((s) => s.SnapshotId),
+  },
+  {
+    action: "DescribeImages",
+    id: of("image"),
+    missing: `ami-${NONE}`,
+    list: async (ImageIds) => (await ec2.send(new DescribeImagesCommand({ ImageIds }))).Images!.map((i) => i.ImageId),
+  },
+  {
+    action: "DescribeKeyPairs (ids)",
+    id: of("keyPair"),
+    missing: `key-${NONE}`,
+    list: async (KeyPairIds) => (await ec2.send(new DescribeKeyPairsCommand({ KeyPairIds }))).KeyPairs!.map((k) => k.KeyPairId),
+  },
+  {
+    action: "DescribeKeyPairs (names)",
+    id: of("keyName"),
+    missing: "no-such-key",
+    list: async (KeyNames) => (await ec2.send(new DescribeKeyPairsCommand({ KeyNames }))).KeyPairs!.map((k) => k.KeyName),
+  },
+  {
+    action: "DescribeSecurityGroups (ids)",
+    id: of("group"),
+    missing: `sg-${NONE}`,
+    list: async (GroupIds) => (await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds }))).SecurityGroups!.map((g) => g.GroupId),
+  },
+  {
+    action: "DescribeSecurityGroups (names)",
+    id: of("groupName"),
+    missing: "no-such-group",
+    list: async (GroupNames) => (await ec2.send(new DescribeSecurityGroupsCommand({ GroupNames }))).SecurityGroups!.map((g) => g.GroupName),
+  },
+  {
+    action: "DescribeSecurityGroupRules",
+    id: of("rule"),
+    missing: `sgr-${NONE}`,
+    list: async (SecurityGroupRuleIds) =>
+      (await ec2.send(new DescribeSecurityGroupRulesCommand({ SecurityGroupRuleIds }))).SecurityGroupRules!.map((r) => r.SecurityGroupRuleId),
+  },
+  {
+    action: "DescribeVpcs",
+    id: of("vpc"),
+    missing: `vpc-${NONE}`,
+    list: async (VpcIds) => (await ec2.send(new DescribeVpcsCommand({ VpcIds }))).Vpcs!.map((v) => v.VpcId),
+  },
+  {
+    action: "DescribeSubnets",
+    id: of("subnet"),
+    missing: `subnet-${NONE}`,
+    list: async (SubnetIds) => (await ec2.send(new DescribeSubnetsCommand({ SubnetIds }))).Subnets!.map((s) => s.SubnetId),
+  },
+  {
+    action: "DescribeInternetGateways",
+    id: of("gateway"),
+    missing: `igw-${NONE}`,
+    list: async (InternetGatewayIds) =>
+      (await ec2.send(new DescribeInternetGatewaysCommand({ InternetGatewayIds }))).InternetGateways!.map((g) => g.InternetGatewayId),
+  },
+  {
+    action: "DescribeRouteTables",
+    id: of("routeTable"),
+    missing: `rtb-${NONE}`,
+    list: async (RouteTableIds) => (await ec2.send(new DescribeRouteTablesCommand({ RouteTableIds }))).RouteTables!.map((t) => t.RouteTableId),
+  },
+  {
+    action: "DescribeNetworkInterfaces",
+    id: of("networkInterface"),
+    missing: `eni-${NONE}`,
+    list: async (NetworkInterfaceIds) =>
+      (await ec2.send(new DescribeNetworkInterfacesCommand({ NetworkInterfaceIds }))).NetworkInterfaces!.map((n) => n.NetworkInterfaceId),
+  },
+  {
+    action: "DescribeImportImageTasks",
+    id: of("importImage"),
+    missing: `import-ami-${NONE}`,
+    list: async (ImportTaskIds) => (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds }))).ImportImageTasks!.map((t) => t.ImportTaskId),
+  },
+  {
+    action: "DescribeImportSnapshotTasks",
+    id: of("importSnapshot"),
+    missing: `import-snap-${NONE}`,
+    list: async (ImportTaskIds) => (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds }))).ImportSnapshotTasks!.map((t) => t.ImportTaskId),
+  },
+  {
+    action: "DescribeExportImageTasks",
+    id: of("exportImage"),
+    missing: `export-ami-${NONE}`,
+    list: async (ExportImageTaskIds) =>
+      (await ec2.send(new DescribeExportImageTasksCommand({ ExportImageTaskIds }))).ExportImageTasks!.map((t) => t.ExportImageTaskId),
+  },
+  {
+    action: "DescribeStoreImageTasks",
+    id: of("image"),
+    list: async (ImageIds) => (await ec2.send(new DescribeStoreImageTasksCommand({ ImageIds }))).StoreImageTaskResults!.map((t) => t.AmiId),
+  },
+  {
+    action: "DescribeTags (resource-id filter)",
+    id: of("volume"),
+    list: async (Values) => (await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-id", Values }] }))).Tags!.map((t) => t.ResourceId),
+  },
+  {
+    action: "DescribeAccountAttributes",
+    id: named("default-vpc"),
+    list: async (names) =>
+      (await ec2.send(new DescribeAccountAttributesCommand({ AttributeNames: names as AccountAttributeName[] }))).AccountAttributes!.map(
+        (a) => a.AttributeName,
+      ),
+  },
+  {
+    action: "DescribeRegions",
+    id: named("us-east-1"),
+    missing: "xx-nowhere-1",
+    list: async (RegionNames) => (await ec2.send(new DescribeRegionsCommand({ RegionNames }))).Regions!.map((r) => r.RegionName),
+  },
+  {
+    action: "DescribeAvailabilityZones (names)",
+    id: named("us-east-1a"),
+    list: async (ZoneNames) => (await ec2.send(new DescribeAvailabilityZonesCommand({ ZoneNames }))).AvailabilityZones!.map((z) => z.ZoneName),
+  },
+  {
+    action: "DescribeAvailabilityZones (ids)",
+    id: named("use1-az1"),
+    list: async (ZoneIds) => (await ec2.send(new DescribeAvailabilityZonesCommand({ ZoneIds }))).AvailabilityZones!.map((z) => z.ZoneId),
+  },
+  {
+    action: "DescribeInstanceTypes",
+    id: named("t3.micro"),
+    list: async (types) =>
+      (await ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] }))).InstanceTypes!.map((t) => t.InstanceType),
+  },
 ];
 
 /** How often `text` occurs in `message`. */
@@ -199,8 +331,7 @@ describe("a Describe* action named the same id twice", () => {
   }
 });
 
-const stateOf = async (id: string) =>
-  (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations![0]!.Instances![0]!.State!.Name;
+const stateOf = async (id: string) => (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations![0]!.Instances![0]!.State!.Name;
 const tagsOf = async (id: string) =>
   ((await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: "resource-id", Values: [id] }] }))).Tags ?? []).map((t) => `${t.Key}=${t.Value}`);
 const groupsOf = async (InstanceId: string) =>
@@ -222,20 +353,51 @@ let launched: string[] = [];
 
 // In order: each row may rely on the ones before it (the instance is stopped before it starts).
 const CHANGES: Change[] = [
-  { action: "StopInstances", reports: of("cycled"), read: () => stateOf(made.cycled), expected: () => "stopped", act: async () =>
-    (await ec2.send(new StopInstancesCommand({ InstanceIds: twice(made.cycled) }))).StoppingInstances!.map((c) => c.InstanceId) },
-  { action: "StartInstances", reports: of("cycled"), read: () => stateOf(made.cycled), expected: () => "running", act: async () =>
-    (await ec2.send(new StartInstancesCommand({ InstanceIds: twice(made.cycled) }))).StartingInstances!.map((c) => c.InstanceId) },
-  { action: "RebootInstances", read: () => stateOf(made.cycled), expected: () => "running", act: async () =>
-    void (await ec2.send(new RebootInstancesCommand({ InstanceIds: twice(made.cycled) }))) },
-  { action: "TerminateInstances", reports: of("ended"), read: () => stateOf(made.ended), expected: () => "terminated", act: async () =>
-    (await ec2.send(new TerminateInstancesCommand({ InstanceIds: twice(made.ended) }))).TerminatingInstances!.map((c) => c.InstanceId) },
-  { action: "CreateTags", read: () => tagsOf(made.tagged), expected: () => ["team=infra"], act: async () =>
-    void (await ec2.send(new CreateTagsCommand({ Resources: twice(made.tagged), Tags: [{ Key: "team", Value: "infra" }] }))) },
-  { action: "DeleteTags", read: () => tagsOf(made.tagged), expected: () => [], act: async () =>
-    void (await ec2.send(new DeleteTagsCommand({ Resources: twice(made.tagged), Tags: [{ Key: "team" }] }))) },
-  { action: "ModifyInstanceAttribute (Groups)", read: () => groupsOf(made.shown), expected: () => [made.group], act: async () =>
-    void (await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: made.shown, Groups: twice(made.group) }))) },
+  {
+    action: "StopInstances",
+    reports: of("cycled"),
+    read: () => stateOf(made.cycled),
+    expected: () => "stopped",
+    act: async () => (await ec2.send(new StopInstancesCommand({ InstanceIds: twice(made.cycled) }))).StoppingInstances!.map((c) => c.InstanceId),
+  },
+  {
+    action: "StartInstances",
+    reports: of("cycled"),
+    read: () => stateOf(made.cycled),
+    expected: () => "running",
+    act: async () => (await ec2.send(new StartInstancesCommand({ InstanceIds: twice(made.cycled) }))).StartingInstances!.map((c) => c.InstanceId),
+  },
+  {
+    action: "RebootInstances",
+    read: () => stateOf(made.cycled),
+    expected: () => "running",
+    act: async () => void (await ec2.send(new RebootInstancesCommand({ InstanceIds: twice(made.cycled) }))),
+  },
+  {
+    action: "TerminateInstances",
+    reports: of("ended"),
+    read: () => stateOf(made.ended),
+    expected: () => "terminated",
+    act: async () => (await ec2.send(new TerminateInstancesCommand({ InstanceIds: twice(made.ended) }))).TerminatingInstances!.map((c) => c.InstanceId),
+  },
+  {
+    action: "CreateTags",
+    read: () => tagsOf(made.tagged),
+    expected: () => ["team=infra"],
+    act: async () => void (await ec2.send(new CreateTagsCommand({ Resources: twice(made.tagged), Tags: [{ Key: "team", Value: "infra" }] }))),
+  },
+  {
+    action: "DeleteTags",
+    read: () => tagsOf(made.tagged),
+    expected: () => [],
+    act: async () => void (await ec2.send(new DeleteTagsCommand({ Resources: twice(made.tagged), Tags: [{ Key: "team" }] }))),
+  },
+  {
+    action: "ModifyInstanceAttribute (Groups)",
+    read: () => groupsOf(made.shown),
+    expected: () => [made.group],
+    act: async () => void (await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: made.shown, Groups: twice(made.group) }))),
+  },
   {
     action: "RunInstances (SecurityGroupIds, SecurityGroups)",
     act: async () => {

@@ -75,7 +75,15 @@ describe("S3 objects", () => {
   it("puts and gets bytes with their metadata, ETag and the SDK's default CRC32", async () => {
     const data = randomBytes(300_000);
     const put = await s3.send(
-      new PutObjectCommand({ Bucket: "data", Key: "dir/file one.bin", Body: data, ContentType: "application/x-test", Metadata: { origin: "kiln-test" }, CacheControl: "no-cache", Tagging: "team=images&stage=test" }),
+      new PutObjectCommand({
+        Bucket: "data",
+        Key: "dir/file one.bin",
+        Body: data,
+        ContentType: "application/x-test",
+        Metadata: { origin: "kiln-test" },
+        CacheControl: "no-cache",
+        Tagging: "team=images&stage=test",
+      }),
     );
     assert.equal(put.ETag, `"${md5Hex(data)}"`);
     assert.equal(put.ChecksumCRC32, crc32Of(data));
@@ -94,7 +102,14 @@ describe("S3 objects", () => {
     assert.equal(head.ETag, put.ETag);
     // A stream of known length goes aws-chunked with the checksum as a trailer.
     const streamed = randomBytes(200_000);
-    const viaStream = await s3.send(new PutObjectCommand({ Bucket: "data", Key: "streamed", Body: Readable.from([streamed.subarray(0, 70_000), streamed.subarray(70_000)]), ContentLength: streamed.length }));
+    const viaStream = await s3.send(
+      new PutObjectCommand({
+        Bucket: "data",
+        Key: "streamed",
+        Body: Readable.from([streamed.subarray(0, 70_000), streamed.subarray(70_000)]),
+        ContentLength: streamed.length,
+      }),
+    );
     assert.equal(viaStream.ChecksumCRC32, crc32Of(streamed));
     assert.deepEqual(await bytesOf("streamed"), streamed);
     // Other algorithms, and an empty object.
@@ -125,7 +140,10 @@ describe("S3 objects", () => {
     assert.equal(await statusOf(s3.send(new GetObjectCommand({ Bucket: "data", Key: "r", IfMatch: '"0000"' }))), 412);
     assert.equal(await statusOf(s3.send(new GetObjectCommand({ Bucket: "data", Key: "r", IfModifiedSince: new Date(Date.now() + 60_000) }))), 304);
     assert.equal(await statusOf(s3.send(new GetObjectCommand({ Bucket: "data", Key: "r", IfUnmodifiedSince: new Date(Date.now() - 3_600_000) }))), 412);
-    assert.equal(await statusOf(s3.send(new GetObjectCommand({ Bucket: "data", Key: "r", IfMatch: ETag, IfUnmodifiedSince: new Date(Date.now() - 3_600_000) }))), 200);
+    assert.equal(
+      await statusOf(s3.send(new GetObjectCommand({ Bucket: "data", Key: "r", IfMatch: ETag, IfUnmodifiedSince: new Date(Date.now() - 3_600_000) }))),
+      200,
+    );
     assert.equal(await statusOf(s3.send(new HeadObjectCommand({ Bucket: "data", Key: "r", IfNoneMatch: "*" }))), 304);
     // Conditional writes: If-None-Match: * refuses to replace.
     assert.equal(await errorName(s3.send(new PutObjectCommand({ Bucket: "data", Key: "r", Body: "x", IfNoneMatch: "*" }))), "PreconditionFailed");
@@ -134,14 +152,32 @@ describe("S3 objects", () => {
 
   it("refuses bodies that fail their checks, and keeps no trace of them", async () => {
     const storageBefore = await storageWithWitness();
-    const wrongMd5 = await signedRequest(kiln.url, { method: "PUT", path: "/data/md5", body: "hello", service: "s3", headers: { "content-md5": createHash("md5").update("other").digest("base64") } });
+    const wrongMd5 = await signedRequest(kiln.url, {
+      method: "PUT",
+      path: "/data/md5",
+      body: "hello",
+      service: "s3",
+      headers: { "content-md5": createHash("md5").update("other").digest("base64") },
+    });
     assert.equal(wrongMd5.status, 400);
     assert.match(wrongMd5.text, /<Code>BadDigest<\/Code>/);
-    const wrongCrc = await signedRequest(kiln.url, { method: "PUT", path: "/data/crc", body: "hello", service: "s3", headers: { "x-amz-checksum-crc32": crc32Of(Buffer.from("other")) } });
+    const wrongCrc = await signedRequest(kiln.url, {
+      method: "PUT",
+      path: "/data/crc",
+      body: "hello",
+      service: "s3",
+      headers: { "x-amz-checksum-crc32": crc32Of(Buffer.from("other")) },
+    });
     assert.match(wrongCrc.text, /<Code>BadDigest<\/Code>/);
     const badMd5 = await signedRequest(kiln.url, { method: "PUT", path: "/data/md5", body: "hello", service: "s3", headers: { "content-md5": "nope" } });
     assert.match(badMd5.text, /<Code>InvalidDigest<\/Code>/);
-    const wrongSha = await signedRequest(kiln.url, { method: "PUT", path: "/data/sha", body: "hello", service: "s3", headers: { "x-amz-content-sha256": createHash("sha256").update("other").digest("hex") } });
+    const wrongSha = await signedRequest(kiln.url, {
+      method: "PUT",
+      path: "/data/sha",
+      body: "hello",
+      service: "s3",
+      headers: { "x-amz-content-sha256": createHash("sha256").update("other").digest("hex") },
+    });
     assert.match(wrongSha.text, /<Code>(XAmzContentSHA256Mismatch|SignatureDoesNotMatch)<\/Code>/);
     for (const key of ["md5", "crc", "sha"]) assert.equal(await errorName(s3.send(new HeadObjectCommand({ Bucket: "data", Key: key }))), "NotFound");
     await assertStorageBackTo(kiln, storageBefore, "storage after collection is what it was before the work", 5000);
@@ -163,8 +199,12 @@ describe("S3 objects", () => {
     const crc32c = crc32cBase64(data);
     const send = async (key: string, trailerValue: string) => {
       const body = Buffer.concat([
-        Buffer.from(`${(60_000).toString(16)}\r\n`), data.subarray(0, 60_000), Buffer.from("\r\n"),
-        Buffer.from(`${(40_000).toString(16)}\r\n`), data.subarray(60_000), Buffer.from("\r\n"),
+        Buffer.from(`${(60_000).toString(16)}\r\n`),
+        data.subarray(0, 60_000),
+        Buffer.from("\r\n"),
+        Buffer.from(`${(40_000).toString(16)}\r\n`),
+        data.subarray(60_000),
+        Buffer.from("\r\n"),
         Buffer.from(`0\r\nx-amz-checksum-crc32c:${trailerValue}\r\n\r\n`),
       ]);
       const headers = {
@@ -193,10 +233,17 @@ describe("S3 objects", () => {
     const storageBefore = await storageWithWitness();
     const { port } = new URL(kiln.url);
     // A signed PUT that promises 1 MiB and sends 100 KiB, then hangs up.
-    const headers = await signedHeaders(kiln.url, { method: "PUT", path: "/data/half", service: "s3", headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "content-length": "1048576" } });
+    const headers = await signedHeaders(kiln.url, {
+      method: "PUT",
+      path: "/data/half",
+      service: "s3",
+      headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "content-length": "1048576" },
+    });
     await new Promise<void>((resolve) => {
       const socket = connect(Number(port), "127.0.0.1", () => {
-        const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}`).join("\r\n");
+        const head = Object.entries(headers)
+          .map(([name, value]) => `${name}: ${value}`)
+          .join("\r\n");
         socket.write(`PUT /data/half HTTP/1.1\r\n${head}\r\n\r\n`);
         socket.write(randomBytes(100_000), () => setTimeout(() => socket.destroy(), 50));
       });
@@ -213,15 +260,30 @@ describe("S3 objects", () => {
     const keys = ["a/1", "a/2", "a/b/3", "b/4", "c", "d/5", "d/6"];
     for (const key of keys) await s3.send(new PutObjectCommand({ Bucket: "data", Key: key, Body: key }));
     const all = await s3.send(new ListObjectsV2Command({ Bucket: "data" }));
-    assert.deepEqual(all.Contents!.map((c) => c.Key), keys);
+    assert.deepEqual(
+      all.Contents!.map((c) => c.Key),
+      keys,
+    );
     assert.equal(all.KeyCount, 7);
     assert.equal(all.Contents![0]!.Size, 3);
     const top = await s3.send(new ListObjectsV2Command({ Bucket: "data", Delimiter: "/" }));
-    assert.deepEqual(top.CommonPrefixes!.map((p) => p.Prefix), ["a/", "b/", "d/"]);
-    assert.deepEqual(top.Contents!.map((c) => c.Key), ["c"]);
+    assert.deepEqual(
+      top.CommonPrefixes!.map((p) => p.Prefix),
+      ["a/", "b/", "d/"],
+    );
+    assert.deepEqual(
+      top.Contents!.map((c) => c.Key),
+      ["c"],
+    );
     const underA = await s3.send(new ListObjectsV2Command({ Bucket: "data", Prefix: "a/", Delimiter: "/" }));
-    assert.deepEqual(underA.Contents!.map((c) => c.Key), ["a/1", "a/2"]);
-    assert.deepEqual(underA.CommonPrefixes!.map((p) => p.Prefix), ["a/b/"]);
+    assert.deepEqual(
+      underA.Contents!.map((c) => c.Key),
+      ["a/1", "a/2"],
+    );
+    assert.deepEqual(
+      underA.CommonPrefixes!.map((p) => p.Prefix),
+      ["a/b/"],
+    );
     // Pages of two, through prefixes and keys alike.
     const seen: string[] = [];
     let token: string | undefined;
@@ -233,11 +295,20 @@ describe("S3 objects", () => {
     } while (token);
     assert.deepEqual(seen.sort(), ["a/", "b/", "c", "d/"]);
     const v1 = await s3.send(new ListObjectsCommand({ Bucket: "data", Prefix: "d/", MaxKeys: 1 }));
-    assert.deepEqual(v1.Contents!.map((c) => c.Key), ["d/5"]);
+    assert.deepEqual(
+      v1.Contents!.map((c) => c.Key),
+      ["d/5"],
+    );
     assert.equal(v1.IsTruncated, true);
     const v1Next = await s3.send(new ListObjectsCommand({ Bucket: "data", Prefix: "d/", Marker: "d/5" }));
-    assert.deepEqual(v1Next.Contents!.map((c) => c.Key), ["d/6"]);
-    assert.deepEqual((await s3.send(new ListObjectsV2Command({ Bucket: "data", StartAfter: "c" }))).Contents!.map((c) => c.Key), ["d/5", "d/6"]);
+    assert.deepEqual(
+      v1Next.Contents!.map((c) => c.Key),
+      ["d/6"],
+    );
+    assert.deepEqual(
+      (await s3.send(new ListObjectsV2Command({ Bucket: "data", StartAfter: "c" }))).Contents!.map((c) => c.Key),
+      ["d/5", "d/6"],
+    );
   });
 
   it("copies, tags and deletes objects; a bucket with objects cannot be deleted", async () => {
@@ -255,9 +326,34 @@ describe("S3 objects", () => {
     assert.equal(await errorName(s3.send(new CopyObjectCommand({ Bucket: "data", Key: "x", CopySource: "data/missing" }))), "NoSuchKey");
 
     assert.deepEqual((await s3.send(new GetObjectTaggingCommand({ Bucket: "data", Key: "src" }))).TagSet, [{ Key: "k", Value: "v" }]);
-    await s3.send(new PutObjectTaggingCommand({ Bucket: "data", Key: "src", Tagging: { TagSet: [{ Key: "a", Value: "1" }, { Key: "b", Value: "" }] } }));
-    assert.deepEqual((await s3.send(new GetObjectTaggingCommand({ Bucket: "data", Key: "src" }))).TagSet, [{ Key: "a", Value: "1" }, { Key: "b", Value: "" }]);
-    assert.equal(await errorName(s3.send(new PutObjectTaggingCommand({ Bucket: "data", Key: "src", Tagging: { TagSet: Array.from({ length: 11 }, (_, i) => ({ Key: `k${i}`, Value: "v" })) } }))), "InvalidTag");
+    await s3.send(
+      new PutObjectTaggingCommand({
+        Bucket: "data",
+        Key: "src",
+        Tagging: {
+          TagSet: [
+            { Key: "a", Value: "1" },
+            { Key: "b", Value: "" },
+          ],
+        },
+      }),
+    );
+    assert.deepEqual((await s3.send(new GetObjectTaggingCommand({ Bucket: "data", Key: "src" }))).TagSet, [
+      { Key: "a", Value: "1" },
+      { Key: "b", Value: "" },
+    ]);
+    assert.equal(
+      await errorName(
+        s3.send(
+          new PutObjectTaggingCommand({
+            Bucket: "data",
+            Key: "src",
+            Tagging: { TagSet: Array.from({ length: 11 }, (_, i) => ({ Key: `k${i}`, Value: "v" })) },
+          }),
+        ),
+      ),
+      "InvalidTag",
+    );
     await s3.send(new DeleteObjectTaggingCommand({ Bucket: "data", Key: "src" }));
     assert.deepEqual((await s3.send(new GetObjectTaggingCommand({ Bucket: "data", Key: "src" }))).TagSet ?? [], []);
 
@@ -267,8 +363,14 @@ describe("S3 objects", () => {
     await s3.send(new DeleteBucketCommand({ Bucket: "other" }));
     for (const key of ["x1", "x2", "x3"]) await s3.send(new PutObjectCommand({ Bucket: "data", Key: key, Body: key }));
     const deleted = await s3.send(new DeleteObjectsCommand({ Bucket: "data", Delete: { Objects: [{ Key: "x1" }, { Key: "x2" }, { Key: "absent" }] } }));
-    assert.deepEqual(deleted.Deleted!.map((d) => d.Key), ["x1", "x2", "absent"]);
-    assert.deepEqual((await s3.send(new ListObjectsV2Command({ Bucket: "data" }))).Contents!.map((c) => c.Key), ["src", "x3"]);
+    assert.deepEqual(
+      deleted.Deleted!.map((d) => d.Key),
+      ["x1", "x2", "absent"],
+    );
+    assert.deepEqual(
+      (await s3.send(new ListObjectsV2Command({ Bucket: "data" }))).Contents!.map((c) => c.Key),
+      ["src", "x3"],
+    );
     assert.equal(await errorName(s3.send(new GetObjectCommand({ Bucket: "data", Key: "x1" }))), "NoSuchKey");
   });
 
@@ -303,20 +405,35 @@ describe("S3 multipart uploads", () => {
   it("uploads parts, lists them, completes into one object with S3's ETag and checksum", async () => {
     const parts = [randomBytes(5 * MiB), randomBytes(5 * MiB), randomBytes(1234)];
     const whole = Buffer.concat(parts);
-    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "data", Key: "big", ContentType: "application/x-disk", ChecksumAlgorithm: "CRC32" }));
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: "data", Key: "big", ContentType: "application/x-disk", ChecksumAlgorithm: "CRC32" }),
+    );
     const uploaded: { PartNumber: number; ETag: string; ChecksumCRC32?: string }[] = [];
     // Parts may arrive in any order, and a part sent again replaces the first.
     for (const index of [1, 0, 2, 1]) {
-      const answer = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "big", UploadId, PartNumber: index + 1, Body: parts[index], ChecksumAlgorithm: "CRC32" }));
+      const answer = await s3.send(
+        new UploadPartCommand({ Bucket: "data", Key: "big", UploadId, PartNumber: index + 1, Body: parts[index], ChecksumAlgorithm: "CRC32" }),
+      );
       assert.equal(answer.ETag, `"${md5Hex(parts[index]!)}"`);
       assert.equal(answer.ChecksumCRC32, crc32Of(parts[index]!));
       uploaded[index] = { PartNumber: index + 1, ETag: answer.ETag!, ChecksumCRC32: answer.ChecksumCRC32 };
     }
     const listed = await s3.send(new ListPartsCommand({ Bucket: "data", Key: "big", UploadId }));
-    assert.deepEqual(listed.Parts!.map((p) => [p.PartNumber, p.Size]), [[1, 5 * MiB], [2, 5 * MiB], [3, 1234]]);
+    assert.deepEqual(
+      listed.Parts!.map((p) => [p.PartNumber, p.Size]),
+      [
+        [1, 5 * MiB],
+        [2, 5 * MiB],
+        [3, 1234],
+      ],
+    );
     const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "data" }));
-    assert.deepEqual(uploads.Uploads!.map((u) => [u.Key, u.UploadId]), [["big", UploadId]]);
-    const complete = (Parts: typeof uploaded) => s3.send(new CompleteMultipartUploadCommand({ Bucket: "data", Key: "big", UploadId, MultipartUpload: { Parts } }));
+    assert.deepEqual(
+      uploads.Uploads!.map((u) => [u.Key, u.UploadId]),
+      [["big", UploadId]],
+    );
+    const complete = (Parts: typeof uploaded) =>
+      s3.send(new CompleteMultipartUploadCommand({ Bucket: "data", Key: "big", UploadId, MultipartUpload: { Parts } }));
     assert.equal(await errorName(complete([uploaded[1]!, uploaded[0]!])), "InvalidPartOrder");
     assert.equal(await errorName(complete([{ ...uploaded[0]!, ETag: '"00"' }])), "InvalidPart");
     assert.equal(await errorName(complete([uploaded[2]!, { PartNumber: 4, ETag: uploaded[2]!.ETag }])), "InvalidPart");
@@ -340,8 +457,14 @@ describe("S3 multipart uploads", () => {
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "data", Key: "small" }));
     const one = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "small", UploadId, PartNumber: 1, Body: randomBytes(1000) }));
     const two = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "small", UploadId, PartNumber: 2, Body: randomBytes(1000) }));
-    const parts = [{ PartNumber: 1, ETag: one.ETag }, { PartNumber: 2, ETag: two.ETag }];
-    assert.equal(await errorName(s3.send(new CompleteMultipartUploadCommand({ Bucket: "data", Key: "small", UploadId, MultipartUpload: { Parts: parts } }))), "EntityTooSmall");
+    const parts = [
+      { PartNumber: 1, ETag: one.ETag },
+      { PartNumber: 2, ETag: two.ETag },
+    ];
+    assert.equal(
+      await errorName(s3.send(new CompleteMultipartUploadCommand({ Bucket: "data", Key: "small", UploadId, MultipartUpload: { Parts: parts } }))),
+      "EntityTooSmall",
+    );
     assert.equal(await errorName(s3.send(new DeleteBucketCommand({ Bucket: "data" }))), "BucketNotEmpty");
     await s3.send(new AbortMultipartUploadCommand({ Bucket: "data", Key: "small", UploadId }));
     assert.equal(await errorName(s3.send(new ListPartsCommand({ Bucket: "data", Key: "small", UploadId }))), "NoSuchUpload");
@@ -351,7 +474,14 @@ describe("S3 multipart uploads", () => {
     // A one-part upload may be any size.
     const single = await s3.send(new CreateMultipartUploadCommand({ Bucket: "data", Key: "single" }));
     const part = await s3.send(new UploadPartCommand({ Bucket: "data", Key: "single", UploadId: single.UploadId, PartNumber: 1, Body: "tiny" }));
-    await s3.send(new CompleteMultipartUploadCommand({ Bucket: "data", Key: "single", UploadId: single.UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } }));
+    await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: "data",
+        Key: "single",
+        UploadId: single.UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+      }),
+    );
     assert.equal((await bytesOf("single")).toString(), "tiny");
   });
 });

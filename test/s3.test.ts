@@ -30,7 +30,13 @@ describe("S3 buckets", () => {
     await s3.send(new CreateBucketCommand({ Bucket: "images" }));
     await s3.send(new CreateBucketCommand({ Bucket: "exports-eu", CreateBucketConfiguration: { LocationConstraint: "eu-west-1" } }));
     const { Buckets, Owner } = await s3.send(new ListBucketsCommand({}));
-    assert.deepEqual(Buckets!.map((b) => [b.Name, b.BucketRegion]), [["exports-eu", "eu-west-1"], ["images", "us-east-1"]]);
+    assert.deepEqual(
+      Buckets!.map((b) => [b.Name, b.BucketRegion]),
+      [
+        ["exports-eu", "eu-west-1"],
+        ["images", "us-east-1"],
+      ],
+    );
     assert.ok(Buckets!.every((b) => b.CreationDate instanceof Date && Date.now() - b.CreationDate.getTime() < 60_000));
     assert.match(Owner!.ID!, /^[0-9a-f]{64}$/);
     const head = await s3.send(new HeadBucketCommand({ Bucket: "exports-eu" }));
@@ -38,7 +44,10 @@ describe("S3 buckets", () => {
     assert.equal((await s3.send(new GetBucketLocationCommand({ Bucket: "exports-eu" }))).LocationConstraint, "eu-west-1");
     assert.equal((await s3.send(new GetBucketLocationCommand({ Bucket: "images" }))).LocationConstraint, undefined);
     await s3.send(new DeleteBucketCommand({ Bucket: "images" }));
-    assert.deepEqual((await s3.send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name), ["exports-eu"]);
+    assert.deepEqual(
+      (await s3.send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name),
+      ["exports-eu"],
+    );
     assert.equal(await errorName(s3.send(new HeadBucketCommand({ Bucket: "images" }))), "NotFound");
     assert.equal(await errorName(s3.send(new DeleteBucketCommand({ Bucket: "images" }))), "NoSuchBucket");
   });
@@ -58,7 +67,10 @@ describe("S3 buckets", () => {
     });
     await s3.send(new CreateBucketCommand({ Bucket: "hosted" }));
     assert.equal((await s3.send(new HeadBucketCommand({ Bucket: "hosted" }))).BucketRegion, "us-east-1");
-    assert.deepEqual((await kiln.s3().send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name), ["hosted"]);
+    assert.deepEqual(
+      (await kiln.s3().send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name),
+      ["hosted"],
+    );
     // Objects too: the key is the whole path.
     await s3.send(new PutObjectCommand({ Bucket: "hosted", Key: "dir/key with spaces", Body: "virtual" }));
     const got = await kiln.s3().send(new GetObjectCommand({ Bucket: "hosted", Key: "dir/key with spaces" }));
@@ -79,7 +91,10 @@ describe("S3 buckets", () => {
     await mine.send(new CreateBucketCommand({ Bucket: "shared-name" }));
     const west = kiln.s3({ region: "eu-west-1" });
     await west.send(new CreateBucketCommand({ Bucket: "west-bucket", CreateBucketConfiguration: { LocationConstraint: "eu-west-1" } }));
-    assert.equal(await errorName(west.send(new CreateBucketCommand({ Bucket: "west-bucket", CreateBucketConfiguration: { LocationConstraint: "eu-west-1" } }))), "BucketAlreadyOwnedByYou");
+    assert.equal(
+      await errorName(west.send(new CreateBucketCommand({ Bucket: "west-bucket", CreateBucketConfiguration: { LocationConstraint: "eu-west-1" } }))),
+      "BucketAlreadyOwnedByYou",
+    );
   });
 
   it("refuses bad names, bad constraints, bad XML and bad signatures with S3's codes", async () => {
@@ -87,8 +102,16 @@ describe("S3 buckets", () => {
     for (const name of ["ab", "Upper", "-dash", "a..b", "192.168.1.1", "xn--punycode", "x".repeat(64)]) {
       assert.equal(await errorName(s3.send(new CreateBucketCommand({ Bucket: name }))), "InvalidBucketName", name);
     }
-    assert.equal(await errorName(s3.send(new CreateBucketCommand({ Bucket: "nowhere", CreateBucketConfiguration: { LocationConstraint: "mars-1" as "eu-west-1" } }))), "InvalidLocationConstraint");
-    const malformed = await signedRequest(kiln.url, { method: "PUT", path: "/bad-xml", body: "<CreateBucketConfiguration><LocationConstraint>", service: "s3" });
+    assert.equal(
+      await errorName(s3.send(new CreateBucketCommand({ Bucket: "nowhere", CreateBucketConfiguration: { LocationConstraint: "mars-1" as "eu-west-1" } }))),
+      "InvalidLocationConstraint",
+    );
+    const malformed = await signedRequest(kiln.url, {
+      method: "PUT",
+      path: "/bad-xml",
+      body: "<CreateBucketConfiguration><LocationConstraint>",
+      service: "s3",
+    });
     assert.equal(malformed.status, 400);
     assert.match(malformed.text, /<Code>MalformedXML<\/Code>/);
     assert.equal(await errorName(kiln.s3({ secretAccessKey: "wrong" }).send(new ListBucketsCommand({}))), "SignatureDoesNotMatch");

@@ -30,10 +30,16 @@ before(async () => {
   friend = kiln.ec2({ accessKeyId: FRIEND });
   stranger = kiln.ec2({ accessKeyId: STRANGER });
   const SnapshotId = await writeSnapshot(kiln, new Map([[0, randomBytes(BLOCK)]]), { size: 1 });
-  ({ ImageId: imageId } = (await owner.send(new RegisterImageCommand({ Name: "shared", RootDeviceName: "/dev/xvda", Architecture: "x86_64", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] }))) as { ImageId: string });
+  ({ ImageId: imageId } = (await owner.send(
+    new RegisterImageCommand({
+      Name: "shared",
+      RootDeviceName: "/dev/xvda",
+      Architecture: "x86_64",
+      BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }],
+    }),
+  )) as { ImageId: string });
 });
 after(() => kiln.close());
-
 
 const sees = async (client: EC2Client) => ((await client.send(new DescribeImagesCommand({ Owners: [OWNER] }))).Images ?? []).map((i) => i.ImageId);
 const permissions = async () => (await owner.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission" }))).LaunchPermissions;
@@ -46,14 +52,20 @@ describe("launch permissions", () => {
     await owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ UserId: FRIEND }] } }));
     assert.deepEqual(await permissions(), [{ UserId: FRIEND }]);
     assert.deepEqual(await sees(friend), [imageId]);
-    assert.deepEqual(((await friend.send(new DescribeImagesCommand({ ExecutableUsers: ["self"] }))).Images ?? []).map((i) => i.ImageId), [imageId]);
+    assert.deepEqual(
+      ((await friend.send(new DescribeImagesCommand({ ExecutableUsers: ["self"] }))).Images ?? []).map((i) => i.ImageId),
+      [imageId],
+    );
     assert.deepEqual(await sees(stranger), []);
     const launched = await friend.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1 }));
     assert.equal(launched.OwnerId, FRIEND);
     assert.equal(launched.Instances![0]!.ImageId, imageId);
 
     // Only the owner changes or reads the permissions.
-    assert.equal(await errorName(friend.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ UserId: STRANGER }] } }))), "AuthFailure");
+    assert.equal(
+      await errorName(friend.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ UserId: STRANGER }] } }))),
+      "AuthFailure",
+    );
     assert.equal(await errorName(friend.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission" }))), "AuthFailure");
 
     await owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission", OperationType: "remove", UserIds: [FRIEND] }));
@@ -66,8 +78,16 @@ describe("launch permissions", () => {
     await owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission", OperationType: "add", UserGroups: ["all"] }));
     const shown = (await stranger.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0]!;
     assert.equal(shown.Public, true);
-    assert.deepEqual(((await stranger.send(new DescribeImagesCommand({ Owners: [OWNER], Filters: [{ Name: "is-public", Values: ["true"] }] }))).Images ?? []).map((i) => i.ImageId), [imageId]);
-    assert.deepEqual(((await stranger.send(new DescribeImagesCommand({ Owners: [OWNER], ExecutableUsers: ["all"] }))).Images ?? []).map((i) => i.ImageId), [imageId]);
+    assert.deepEqual(
+      ((await stranger.send(new DescribeImagesCommand({ Owners: [OWNER], Filters: [{ Name: "is-public", Values: ["true"] }] }))).Images ?? []).map(
+        (i) => i.ImageId,
+      ),
+      [imageId],
+    );
+    assert.deepEqual(
+      ((await stranger.send(new DescribeImagesCommand({ Owners: [OWNER], ExecutableUsers: ["all"] }))).Images ?? []).map((i) => i.ImageId),
+      [imageId],
+    );
     await owner.send(new ResetImageAttributeCommand({ ImageId: imageId, Attribute: "launchPermission" }));
     assert.deepEqual(await sees(stranger), []);
     assert.equal((await owner.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0]!.Public, false);
@@ -75,9 +95,20 @@ describe("launch permissions", () => {
 
   it("changes the description and refuses bad grantees", async () => {
     await owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, Description: { Value: "now described" } }));
-    assert.deepEqual((await owner.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: "description" }))).Description, { Value: "now described" });
-    assert.equal(await errorName(owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ UserId: "12" }] } }))), "InvalidParameterValue");
-    assert.equal(await errorName(owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ Group: "everyone" as "all" }] } }))), "InvalidParameterValue");
-    assert.equal(await errorName(owner.send(new DescribeImageAttributeCommand({ ImageId: "ami-0123456789abcdef0", Attribute: "description" }))), "InvalidAMIID.NotFound");
+    assert.deepEqual((await owner.send(new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: "description" }))).Description, {
+      Value: "now described",
+    });
+    assert.equal(
+      await errorName(owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ UserId: "12" }] } }))),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(owner.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: [{ Group: "everyone" as "all" }] } }))),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(owner.send(new DescribeImageAttributeCommand({ ImageId: "ami-0123456789abcdef0", Attribute: "description" }))),
+      "InvalidAMIID.NotFound",
+    );
   });
 });

@@ -4,7 +4,14 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
-import { DeleteSnapshotCommand, DescribeSnapshotsCommand, paginateDescribeSnapshots, waitUntilSnapshotCompleted, type DescribeSnapshotsCommandInput, type EC2Client } from "@aws-sdk/client-ec2";
+import {
+  DeleteSnapshotCommand,
+  DescribeSnapshotsCommand,
+  paginateDescribeSnapshots,
+  waitUntilSnapshotCompleted,
+  type DescribeSnapshotsCommandInput,
+  type EC2Client,
+} from "@aws-sdk/client-ec2";
 import { errorName } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 
@@ -17,17 +24,27 @@ before(async () => {
 after(() => kiln.close());
 beforeEach(() => kiln.reset());
 
-
 async function snapshot(options: { size?: number; description?: string; tags?: Record<string, string>; complete?: boolean } = {}) {
   const ebs = kiln.ebs();
-  const started = await ebs.send(new StartSnapshotCommand({
-    VolumeSize: options.size ?? 8,
-    Description: options.description,
-    Tags: Object.entries(options.tags ?? {}).map(([Key, Value]) => ({ Key, Value })),
-  }));
+  const started = await ebs.send(
+    new StartSnapshotCommand({
+      VolumeSize: options.size ?? 8,
+      Description: options.description,
+      Tags: Object.entries(options.tags ?? {}).map(([Key, Value]) => ({ Key, Value })),
+    }),
+  );
   if (options.complete !== false) {
     const data = randomBytes(512 * 1024);
-    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId: started.SnapshotId, BlockIndex: 0, BlockData: data, DataLength: data.length, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
+    await ebs.send(
+      new PutSnapshotBlockCommand({
+        SnapshotId: started.SnapshotId,
+        BlockIndex: 0,
+        BlockData: data,
+        DataLength: data.length,
+        Checksum: createHash("sha256").update(data).digest("base64"),
+        ChecksumAlgorithm: "SHA256",
+      }),
+    );
     await ebs.send(new CompleteSnapshotCommand({ SnapshotId: started.SnapshotId, ChangedBlocksCount: 1 }));
   }
   return started.SnapshotId!;

@@ -77,17 +77,28 @@ describe("SSM public parameters", () => {
 
 describe("SSM account parameters", () => {
   it("keeps versions, refuses to overwrite unasked, and resolves version selectors", async () => {
-    assert.deepEqual(await ssm.send(new PutParameterCommand({ Name: "/app/db/host", Type: "String", Value: "db-1" })).then((r) => [r.Version, r.Tier]), [1, "Standard"]);
+    assert.deepEqual(await ssm.send(new PutParameterCommand({ Name: "/app/db/host", Type: "String", Value: "db-1" })).then((r) => [r.Version, r.Tier]), [
+      1,
+      "Standard",
+    ]);
     assert.equal(await errorName(ssm.send(new PutParameterCommand({ Name: "/app/db/host", Type: "String", Value: "db-2" }))), "ParameterAlreadyExists");
     assert.equal((await ssm.send(new PutParameterCommand({ Name: "/app/db/host", Value: "db-2", Overwrite: true }))).Version, 2);
     const { Parameter } = await ssm.send(new GetParameterCommand({ Name: "/app/db/host" }));
-    assert.deepEqual([Parameter!.Value, Parameter!.Version, Parameter!.Type, Parameter!.ARN], ["db-2", 2, "String", "arn:aws:ssm:us-east-1:000000000000:parameter/app/db/host"]);
+    assert.deepEqual(
+      [Parameter!.Value, Parameter!.Version, Parameter!.Type, Parameter!.ARN],
+      ["db-2", 2, "String", "arn:aws:ssm:us-east-1:000000000000:parameter/app/db/host"],
+    );
     assert.equal((await ssm.send(new GetParameterCommand({ Name: "/app/db/host:2" }))).Parameter!.Selector, ":2");
     assert.equal(await errorName(ssm.send(new GetParameterCommand({ Name: "/app/db/host:1" }))), "ParameterVersionNotFound");
     // By ARN, as the CDK and IAM-minded tools name parameters.
     assert.equal((await ssm.send(new GetParameterCommand({ Name: "arn:aws:ssm:us-east-1:000000000000:parameter/app/db/host" }))).Parameter!.Value, "db-2");
-    const { Parameters, InvalidParameters } = await ssm.send(new GetParametersCommand({ Names: ["/app/db/host", `${AL}/al2023-ami-kernel-default-arm64`, "/app/none"] }));
-    assert.deepEqual(Parameters!.map((p) => p.Name), ["/app/db/host", `${AL}/al2023-ami-kernel-default-arm64`]);
+    const { Parameters, InvalidParameters } = await ssm.send(
+      new GetParametersCommand({ Names: ["/app/db/host", `${AL}/al2023-ami-kernel-default-arm64`, "/app/none"] }),
+    );
+    assert.deepEqual(
+      Parameters!.map((p) => p.Name),
+      ["/app/db/host", `${AL}/al2023-ami-kernel-default-arm64`],
+    );
     assert.deepEqual(InvalidParameters, ["/app/none"]);
   });
 
@@ -99,41 +110,77 @@ describe("SSM account parameters", () => {
     assert.ok(!sealed.Value!.includes("hunter2"));
     assert.equal((await ssm.send(new GetParameterCommand({ Name: "/app/db/password", WithDecryption: true }))).Parameter!.Value, "hunter2");
     const described = (await ssm.send(new DescribeParametersCommand({ ParameterFilters: [{ Key: "Name", Values: ["/app/db/password"] }] }))).Parameters!;
-    assert.deepEqual(described.map((p) => [p.Name, p.Type, p.KeyId]), [["/app/db/password", "SecureString", "alias/aws/ssm"]]);
+    assert.deepEqual(
+      described.map((p) => [p.Name, p.Type, p.KeyId]),
+      [["/app/db/password", "SecureString", "alias/aws/ssm"]],
+    );
     assert.equal((await ssm.send(new GetParameterCommand({ Name: "/app/zones" }))).Parameter!.Value, "a,b,c");
   });
 
   it("lists a hierarchy by path and by DescribeParameters filters, a page at a time", async () => {
     for (const name of ["/team/a/one", "/team/a/two", "/team/a/deep/three", "/team/b/four", "/team/five"]) {
-      await ssm.send(new PutParameterCommand({ Name: name, Type: "String", Value: name, Tags: [{ Key: "Owner", Value: name.includes("/a/") ? "alpha" : "beta" }] }));
+      await ssm.send(
+        new PutParameterCommand({ Name: name, Type: "String", Value: name, Tags: [{ Key: "Owner", Value: name.includes("/a/") ? "alpha" : "beta" }] }),
+      );
     }
     assert.deepEqual((await byPath(ssm, "/team/a")).map((p) => p.Name).sort(), ["/team/a/one", "/team/a/two"]);
     assert.deepEqual((await byPath(ssm, "/team/a/", true)).map((p) => p.Name).sort(), ["/team/a/deep/three", "/team/a/one", "/team/a/two"]);
     const describe = async (ParameterFilters: { Key: string; Option?: string; Values: string[] }[]) => {
       const names: string[] = [];
-      for await (const page of paginateDescribeParameters({ client: ssm, pageSize: 2 }, { ParameterFilters })) names.push(...page.Parameters!.map((p) => p.Name!));
+      for await (const page of paginateDescribeParameters({ client: ssm, pageSize: 2 }, { ParameterFilters }))
+        names.push(...page.Parameters!.map((p) => p.Name!));
       return names;
     };
-    assert.deepEqual(await describe([{ Key: "Path", Option: "Recursive", Values: ["/team"] }]), ["/team/a/deep/three", "/team/a/one", "/team/a/two", "/team/b/four", "/team/five"]);
+    assert.deepEqual(await describe([{ Key: "Path", Option: "Recursive", Values: ["/team"] }]), [
+      "/team/a/deep/three",
+      "/team/a/one",
+      "/team/a/two",
+      "/team/b/four",
+      "/team/five",
+    ]);
     assert.deepEqual(await describe([{ Key: "Path", Option: "OneLevel", Values: ["/team"] }]), ["/team/five"]);
-    assert.deepEqual(await describe([{ Key: "Name", Option: "BeginsWith", Values: ["/team/a/"] }, { Key: "tag:Owner", Values: ["alpha"] }]), ["/team/a/deep/three", "/team/a/one", "/team/a/two"]);
+    assert.deepEqual(
+      await describe([
+        { Key: "Name", Option: "BeginsWith", Values: ["/team/a/"] },
+        { Key: "tag:Owner", Values: ["alpha"] },
+      ]),
+      ["/team/a/deep/three", "/team/a/one", "/team/a/two"],
+    );
     assert.deepEqual(await describe([{ Key: "Type", Values: ["StringList"] }]), ["/app/zones"]);
     assert.equal(await errorName(ssm.send(new DescribeParametersCommand({ ParameterFilters: [{ Key: "Colour", Values: ["red"] }] }))), "InvalidFilterKey");
-    assert.equal(await errorName(ssm.send(new DescribeParametersCommand({ ParameterFilters: [{ Key: "Path", Option: "BeginsWith", Values: ["/team"] }] }))), "InvalidFilterOption");
+    assert.equal(
+      await errorName(ssm.send(new DescribeParametersCommand({ ParameterFilters: [{ Key: "Path", Option: "BeginsWith", Values: ["/team"] }] }))),
+      "InvalidFilterOption",
+    );
   });
 
   it("tags parameters, refusing tags with Overwrite as SSM does", async () => {
     await ssm.send(new PutParameterCommand({ Name: "tagged", Type: "String", Value: "v", Tags: [{ Key: "Team", Value: "images" }] }));
-    await ssm.send(new AddTagsToResourceCommand({ ResourceType: "Parameter", ResourceId: "tagged", Tags: [{ Key: "Stage", Value: "prod" }, { Key: "Team", Value: "platform" }] }));
+    await ssm.send(
+      new AddTagsToResourceCommand({
+        ResourceType: "Parameter",
+        ResourceId: "tagged",
+        Tags: [
+          { Key: "Stage", Value: "prod" },
+          { Key: "Team", Value: "platform" },
+        ],
+      }),
+    );
     await ssm.send(new RemoveTagsFromResourceCommand({ ResourceType: "Parameter", ResourceId: "tagged", TagKeys: ["Stage"] }));
-    assert.deepEqual((await ssm.send(new ListTagsForResourceCommand({ ResourceType: "Parameter", ResourceId: "tagged" }))).TagList, [{ Key: "Team", Value: "platform" }]);
-    assert.equal(await errorName(ssm.send(new PutParameterCommand({ Name: "tagged", Type: "String", Value: "w", Overwrite: true, Tags: [{ Key: "A", Value: "b" }] }))), "ValidationException");
+    assert.deepEqual((await ssm.send(new ListTagsForResourceCommand({ ResourceType: "Parameter", ResourceId: "tagged" }))).TagList, [
+      { Key: "Team", Value: "platform" },
+    ]);
+    assert.equal(
+      await errorName(ssm.send(new PutParameterCommand({ Name: "tagged", Type: "String", Value: "w", Overwrite: true, Tags: [{ Key: "A", Value: "b" }] }))),
+      "ValidationException",
+    );
     assert.equal(await errorName(ssm.send(new ListTagsForResourceCommand({ ResourceType: "Parameter", ResourceId: "untagged" }))), "InvalidResourceId");
     assert.equal(await errorName(ssm.send(new ListTagsForResourceCommand({ ResourceType: "Document", ResourceId: "tagged" }))), "InvalidResourceType");
   });
 
   it("refuses names, values and types SSM refuses", async () => {
-    const put = (input: Partial<ConstructorParameters<typeof PutParameterCommand>[0]>) => errorName(ssm.send(new PutParameterCommand({ Name: "/ok", Type: "String", Value: "v", ...input })));
+    const put = (input: Partial<ConstructorParameters<typeof PutParameterCommand>[0]>) =>
+      errorName(ssm.send(new PutParameterCommand({ Name: "/ok", Type: "String", Value: "v", ...input })));
     assert.equal(await put({ Name: "/aws/mine" }), "ValidationException");
     assert.equal(await put({ Name: "ssm-thing" }), "ValidationException");
     assert.equal(await put({ Name: "no/leading/slash" }), "ValidationException");
@@ -173,16 +220,34 @@ describe("SSM account parameters", () => {
 
 describe("SSM on the wire", () => {
   it("answers an action it lacks with UnsupportedOperationException, and bad JSON with SerializationException", async () => {
-    const error = await ssm.send(new ListCommandsCommand({})).then(() => undefined, (e: Error) => e);
+    const error = await ssm.send(new ListCommandsCommand({})).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     assert.equal(error?.name, "UnsupportedOperationException");
     assert.match(error!.message, /does not do ListCommands\. It answers the Parameter Store actions GetParameter, /);
-    const raw = await signedRequest(kiln.url, { service: "ssm", body: "{not json", contentType: "application/x-amz-json-1.1", headers: { "x-amz-target": "AmazonSSM.GetParameter" } });
+    const raw = await signedRequest(kiln.url, {
+      service: "ssm",
+      body: "{not json",
+      contentType: "application/x-amz-json-1.1",
+      headers: { "x-amz-target": "AmazonSSM.GetParameter" },
+    });
     assert.equal(raw.status, 400);
     assert.equal(JSON.parse(raw.text).__type, "SerializationException");
-    const wrongType = await signedRequest(kiln.url, { service: "ssm", body: JSON.stringify({ Name: 7 }), contentType: "application/x-amz-json-1.1", headers: { "x-amz-target": "AmazonSSM.GetParameter" } });
+    const wrongType = await signedRequest(kiln.url, {
+      service: "ssm",
+      body: JSON.stringify({ Name: 7 }),
+      contentType: "application/x-amz-json-1.1",
+      headers: { "x-amz-target": "AmazonSSM.GetParameter" },
+    });
     assert.equal(JSON.parse(wrongType.text).__type, "SerializationException");
     // A signature for another service is not an SSM request's.
-    const ec2Signed = await signedRequest(kiln.url, { service: "ec2", body: "{}", contentType: "application/x-amz-json-1.1", headers: { "x-amz-target": "AmazonSSM.DescribeParameters" } });
+    const ec2Signed = await signedRequest(kiln.url, {
+      service: "ec2",
+      body: "{}",
+      contentType: "application/x-amz-json-1.1",
+      headers: { "x-amz-target": "AmazonSSM.DescribeParameters" },
+    });
     assert.equal(ec2Signed.status, 403);
     assert.equal(ec2Signed.headers.get("content-type"), "application/x-amz-json-1.1");
     assert.equal(JSON.parse(ec2Signed.text).__type, "SignatureDoesNotMatch");
@@ -204,15 +269,25 @@ describe("resolve:ssm image ids", () => {
     await ssm.send(new PutParameterCommand({ Name: "/golden/ami", Value: latest, Overwrite: true }));
     assert.equal(await launched("resolve:ssm:/golden/ami"), latest);
     assert.equal(await launched("resolve:ssm:/golden/ami:2"), latest);
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: "resolve:ssm:/golden/ami:1", MinCount: 1, MaxCount: 1 }))), "InvalidParameterValue");
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: "resolve:ssm:/golden/none", MinCount: 1, MaxCount: 1 }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: "resolve:ssm:/golden/ami:1", MinCount: 1, MaxCount: 1 }))),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: "resolve:ssm:/golden/none", MinCount: 1, MaxCount: 1 }))),
+      "InvalidParameterValue",
+    );
     await ssm.send(new PutParameterCommand({ Name: "/golden/not-an-image", Type: "String", Value: "hello" }));
-    assert.equal(await errorName(ec2.send(new RunInstancesCommand({ ImageId: "resolve:ssm:/golden/not-an-image", MinCount: 1, MaxCount: 1 }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: "resolve:ssm:/golden/not-an-image", MinCount: 1, MaxCount: 1 }))),
+      "InvalidParameterValue",
+    );
   });
 });
 
 describe("the AWS CLI", () => {
-  const aws = async (...args: string[]) => JSON.parse(await run("aws", ["--endpoint-url", kiln.url, "--output", "json", ...args], { env: AWS_CLIENT_ENV })) as Record<string, unknown>;
+  const aws = async (...args: string[]) =>
+    JSON.parse(await run("aws", ["--endpoint-url", kiln.url, "--output", "json", ...args], { env: AWS_CLIENT_ENV })) as Record<string, unknown>;
 
   it("lists the Amazon Linux parameters, finds their images, and launches one by resolve:ssm", async () => {
     const { Parameters } = (await aws("ssm", "get-parameters-by-path", "--path", AL)) as { Parameters: { Name: string; Value: string }[] };
@@ -220,7 +295,14 @@ describe("the AWS CLI", () => {
     const ids = [...new Set(Parameters.map((p) => p.Value))];
     const { Images } = (await aws("ec2", "describe-images", "--image-ids", ...ids)) as { Images: { ImageId: string }[] };
     assert.deepEqual(Images.map((i) => i.ImageId).sort(), ids.sort());
-    const { Instances } = (await aws("ec2", "run-instances", "--image-id", `resolve:ssm:${AL}/al2023-ami-kernel-default-x86_64`, "--instance-type", "t3.micro")) as { Instances: { ImageId: string }[] };
+    const { Instances } = (await aws(
+      "ec2",
+      "run-instances",
+      "--image-id",
+      `resolve:ssm:${AL}/al2023-ami-kernel-default-x86_64`,
+      "--instance-type",
+      "t3.micro",
+    )) as { Instances: { ImageId: string }[] };
     assert.equal(Instances[0]!.ImageId, Parameters.find((p) => p.Name === `${AL}/al2023-ami-kernel-default-x86_64`)!.Value);
   });
 });

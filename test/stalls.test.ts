@@ -21,7 +21,12 @@ const HEALTH_BOUND_MS = 100;
 
 const numbered = (name: string, values: readonly string[]) => Object.fromEntries(values.map((value, i) => [`${name}.${i + 1}`, value]));
 const tagsOf = (count: number) =>
-  Object.fromEntries(Array.from({ length: count }, (_, i) => [[`Tag.${i + 1}.Key`, `key-${i}`], [`Tag.${i + 1}.Value`, "v".repeat(200)]]).flat());
+  Object.fromEntries(
+    Array.from({ length: count }, (_, i) => [
+      [`Tag.${i + 1}.Key`, `key-${i}`],
+      [`Tag.${i + 1}.Value`, "v".repeat(200)],
+    ]).flat(),
+  );
 const hexIds = (prefix: string, count: number, from = 1) => Array.from({ length: count }, (_, i) => `${prefix}-${(from + i).toString(16).padStart(17, "0")}`);
 
 describe("no request stalls the server", () => {
@@ -94,8 +99,9 @@ describe("no request stalls the server", () => {
         }).then(expect(undefined)),
         ...[0, 1].map((i) => ec2({ Action: "CreateKeyPair", KeyName: `stalls-${small}-${i}`, KeyType: small ? "ed25519" : "rsa" }).then(expect(undefined))),
         signedRequest(kiln.url, { service: "ebs", path: `/snapshots/${second}/blocks`, query: { maxResults: "10000" } }).then(expect(undefined)),
-        signedRequest(kiln.url, { service: "ebs", path: `/snapshots/${second}/changedblocks`, query: { firstSnapshotId: first, maxResults: "10000" } })
-          .then(expect(undefined)),
+        signedRequest(kiln.url, { service: "ebs", path: `/snapshots/${second}/changedblocks`, query: { firstSnapshotId: first, maxResults: "10000" } }).then(
+          expect(undefined),
+        ),
       ];
     };
     const [, warmLaunch] = await Promise.all(heaviest(true));

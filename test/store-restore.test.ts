@@ -88,7 +88,9 @@ describe("store and restore", () => {
     const rootBlocks = randomBlocks([0, 1, 2, 500, 16383]);
     const dataBlocks = randomBlocks([7]);
     const imageId = await imageWithData(kiln, "golden", rootBlocks, dataBlocks);
-    const { ObjectKey } = await ec2.send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "amis", S3ObjectTags: [{ Key: "purpose", Value: "backup" }] }));
+    const { ObjectKey } = await ec2.send(
+      new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "amis", S3ObjectTags: [{ Key: "purpose", Value: "backup" }] }),
+    );
     assert.equal(ObjectKey, `${imageId}.bin`);
     const task = await storeTask(ec2, imageId);
     assert.equal(task.StoreTaskState, "Completed", task.StoreTaskFailureReason);
@@ -102,8 +104,18 @@ describe("store and restore", () => {
     assert.ok(head.ContentLength! > 6 * BLOCK && head.ContentLength! < 6 * BLOCK + 64 * 1024, String(head.ContentLength));
     assert.equal(head.Metadata!["ami-name"], "golden");
     assert.deepEqual((await s3.send(new GetObjectTaggingCommand({ Bucket: "amis", Key: ObjectKey }))).TagSet, [{ Key: "purpose", Value: "backup" }]);
-    const filtered = await ec2.send(new DescribeStoreImageTasksCommand({ Filters: [{ Name: "task-state", Values: ["Completed"] }, { Name: "bucket", Values: ["amis"] }] }));
-    assert.deepEqual(filtered.StoreImageTaskResults!.map((t) => t.AmiId), [imageId]);
+    const filtered = await ec2.send(
+      new DescribeStoreImageTasksCommand({
+        Filters: [
+          { Name: "task-state", Values: ["Completed"] },
+          { Name: "bucket", Values: ["amis"] },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      filtered.StoreImageTaskResults!.map((t) => t.AmiId),
+      [imageId],
+    );
     assert.deepEqual((await ec2.send(new DescribeStoreImageTasksCommand({ Filters: [{ Name: "task-state", Values: ["Failed"] }] }))).StoreImageTaskResults, []);
 
     // The object travels to a second Kiln with an empty data directory, and is restored there.
@@ -112,7 +124,12 @@ describe("store and restore", () => {
       await other.s3().send(new CreateBucketCommand({ Bucket: "incoming" }));
       await other.s3().send(new PutObjectCommand({ Bucket: "incoming", Key: "golden.bin", Body: await objectBytes(kiln, "amis", ObjectKey!) }));
       const restored = await other.ec2().send(
-        new CreateRestoreImageTaskCommand({ Bucket: "incoming", ObjectKey: "golden.bin", Name: "golden-restored", TagSpecifications: [{ ResourceType: "image", Tags: [{ Key: "from", Value: "s3" }] }] }),
+        new CreateRestoreImageTaskCommand({
+          Bucket: "incoming",
+          ObjectKey: "golden.bin",
+          Name: "golden-restored",
+          TagSpecifications: [{ ResourceType: "image", Tags: [{ Key: "from", Value: "s3" }] }],
+        }),
       );
       const image = await settledImage(other.ec2(), restored.ImageId!);
       assert.equal(image.State, "available", image.StateReason?.Message);
@@ -124,16 +141,29 @@ describe("store and restore", () => {
       assert.equal(image.RootDeviceName, "/dev/xvda");
       assert.deepEqual(image.Tags, [{ Key: "from", Value: "s3" }]);
       const mappings = image.BlockDeviceMappings!;
-      assert.deepEqual(mappings.map((m) => [m.DeviceName, m.Ebs?.VolumeType ?? m.VirtualName, m.Ebs?.VolumeSize]), [["/dev/xvda", "gp3", 8], ["/dev/sdb", "gp2", 2], ["/dev/sdc", "ephemeral0", undefined]]);
+      assert.deepEqual(
+        mappings.map((m) => [m.DeviceName, m.Ebs?.VolumeType ?? m.VirtualName, m.Ebs?.VolumeSize]),
+        [
+          ["/dev/xvda", "gp3", 8],
+          ["/dev/sdb", "gp2", 2],
+          ["/dev/sdc", "ephemeral0", undefined],
+        ],
+      );
       const [rootCopy, dataCopy] = [mappings[0]!.Ebs!.SnapshotId!, mappings[1]!.Ebs!.SnapshotId!];
       assert.deepEqual(await readSnapshot(other, rootCopy), rootBlocks);
       assert.deepEqual(await readSnapshot(other, dataCopy), dataBlocks);
       const { Snapshots } = await other.ec2().send(new DescribeSnapshotsCommand({ SnapshotIds: [rootCopy, dataCopy] }));
-      assert.deepEqual(Snapshots!.map((s) => s.State), ["completed", "completed"]);
+      assert.deepEqual(
+        Snapshots!.map((s) => s.State),
+        ["completed", "completed"],
+      );
       // Without a Name, the restored image takes the stored one's.
       const again = await other.ec2().send(new CreateRestoreImageTaskCommand({ Bucket: "incoming", ObjectKey: "golden.bin" }));
       assert.equal((await settledImage(other.ec2(), again.ImageId!)).Name, "golden");
-      assert.equal(await errorName(other.ec2().send(new CreateRestoreImageTaskCommand({ Bucket: "incoming", ObjectKey: "golden.bin" }))), "InvalidAMIName.Duplicate");
+      assert.equal(
+        await errorName(other.ec2().send(new CreateRestoreImageTaskCommand({ Bucket: "incoming", ObjectKey: "golden.bin" }))),
+        "InvalidAMIName.Duplicate",
+      );
     } finally {
       await other.close();
     }
@@ -145,15 +175,30 @@ describe("store and restore", () => {
     const theirs = kiln.s3({ accessKeyId: "111122223333" });
     await theirs.send(new CreateBucketCommand({ Bucket: "their-bucket" }));
     assert.equal(await errorName(ec2.send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "their-bucket" }))), "InvalidParameterValue");
-    assert.equal(await errorName(kiln.ec2({ accessKeyId: "111122223333" }).send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "their-bucket" }))), "InvalidAMIID.NotFound");
+    assert.equal(
+      await errorName(kiln.ec2({ accessKeyId: "111122223333" }).send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "their-bucket" }))),
+      "InvalidAMIID.NotFound",
+    );
     assert.equal(await errorName(ec2.send(new CreateStoreImageTaskCommand({ ImageId: "ami-12345678", Bucket: "amis" }))), "InvalidAMIID.NotFound");
     assert.equal(await errorName(ec2.send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "amis", DryRun: true }))), "DryRunOperation");
-    assert.equal(await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: "absent.bin", Name: "x-restored" }))), "InvalidParameterValue");
-    assert.equal(await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "their-bucket", ObjectKey: "any.bin", Name: "x-restored" }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: "absent.bin", Name: "x-restored" }))),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "their-bucket", ObjectKey: "any.bin", Name: "x-restored" }))),
+      "InvalidParameterValue",
+    );
     await ec2.send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "amis" }));
     assert.equal((await storeTask(ec2, imageId)).StoreTaskState, "Completed");
-    assert.equal(await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: `${imageId}.bin`, Name: "mine" }))), "InvalidAMIName.Duplicate");
-    assert.equal(await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: `${imageId}.bin`, Name: "dry-run", DryRun: true }))), "DryRunOperation");
+    assert.equal(
+      await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: `${imageId}.bin`, Name: "mine" }))),
+      "InvalidAMIName.Duplicate",
+    );
+    assert.equal(
+      await errorName(ec2.send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: `${imageId}.bin`, Name: "dry-run", DryRun: true }))),
+      "DryRunOperation",
+    );
     assert.equal(await errorName(ec2.send(new DescribeStoreImageTasksCommand({ ImageIds: [imageId], MaxResults: 5 }))), "InvalidParameterCombination");
     // A second store of the same image: two tasks, a page at a time, newest first.
     await ec2.send(new CreateStoreImageTaskCommand({ ImageId: imageId, Bucket: "amis" }));
@@ -192,7 +237,10 @@ describe("store and restore", () => {
       assert.equal(image.State, "failed", name);
       assert.equal(image.StateReason?.Code, "Client.InvalidImageArchive", name);
       assert.match(image.StateReason!.Message!, reason, name);
-      assert.ok(image.BlockDeviceMappings!.every((m) => m.Ebs?.SnapshotId === undefined), name);
+      assert.ok(
+        image.BlockDeviceMappings!.every((m) => m.Ebs?.SnapshotId === undefined),
+        name,
+      );
     }
     assert.equal((await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }))).Snapshots!.length, snapshotsBefore);
     // With no Name to give it, an unreadable object is refused at once.
@@ -214,22 +262,45 @@ describe("store and restore", () => {
     // The stop interrupted the store: its task is still running in the stopped Kiln's metadata,
     // and the object it writes is not there.
     const storing = await stoppedTasks(stopped, "store-image", imageId);
-    assert.deepEqual(storing.map((t) => t.state), ["running"], "the store task finished before the stop");
-    assert.deepEqual(await stoppedStoreRows(stopped, "select key from objects where bucket = ? and key = ?", ["amis", `${imageId}.bin`]), [], "the stored object was written before the stop");
+    assert.deepEqual(
+      storing.map((t) => t.state),
+      ["running"],
+      "the store task finished before the stop",
+    );
+    assert.deepEqual(
+      await stoppedStoreRows(stopped, "select key from objects where bucket = ? and key = ?", ["amis", `${imageId}.bin`]),
+      [],
+      "the stored object was written before the stop",
+    );
     let second = await startTestKiln({ dataDir });
     try {
       assert.equal((await storeTask(second.ec2(), imageId)).StoreTaskState, "Completed");
-      const { ImageId } = await second.ec2().send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: `${imageId}.bin`, Name: "interrupted-restored" }));
+      const { ImageId } = await second
+        .ec2()
+        .send(new CreateRestoreImageTaskCommand({ Bucket: "amis", ObjectKey: `${imageId}.bin`, Name: "interrupted-restored" }));
       const pending = (await second.ec2().send(new DescribeImagesCommand({ ImageIds: [ImageId!] }))).Images![0]!;
       assert.equal(pending.State, "pending");
       await second.close();
       // The stop interrupted the restore: its task still running, its image pending, its snapshots not made.
       const restoring = await stoppedTasks(stopped, "restore-image", ImageId!);
-      assert.deepEqual(restoring.map((t) => t.state), ["running"], "the restore task finished before the stop");
-      assert.deepEqual(await stoppedStoreRows(stopped, "select state from images where image_id = ?", [ImageId!]), [{ state: "pending" }], "the restored image settled before the stop");
+      assert.deepEqual(
+        restoring.map((t) => t.state),
+        ["running"],
+        "the restore task finished before the stop",
+      );
+      assert.deepEqual(
+        await stoppedStoreRows(stopped, "select state from images where image_id = ?", [ImageId!]),
+        [{ state: "pending" }],
+        "the restored image settled before the stop",
+      );
       const { snapshotIds } = JSON.parse(restoring[0]!.params) as { snapshotIds: string[] };
       assert.ok(snapshotIds.length > 0);
-      for (const id of snapshotIds) assert.deepEqual(await stoppedStoreRows(stopped, "select state from snapshots where snapshot_id = ? and state = 'completed'", [id]), [], `snapshot ${id} completed before the stop`);
+      for (const id of snapshotIds)
+        assert.deepEqual(
+          await stoppedStoreRows(stopped, "select state from snapshots where snapshot_id = ? and state = 'completed'", [id]),
+          [],
+          `snapshot ${id} completed before the stop`,
+        );
       second = await startTestKiln({ dataDir });
       const image = await settledImage(second.ec2(), ImageId!);
       assert.equal(image.State, "available", image.StateReason?.Message);

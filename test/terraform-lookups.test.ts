@@ -94,13 +94,19 @@ describe("Terraform AMI lookups", () => {
     const [ubuntu] = (await ec2.send(new DescribeImagesCommand({ ImageIds: [web.ImageId!] }))).Images!;
     assert.equal(ubuntu!.Name, outputs.ubuntu!.value);
     assert.deepEqual(web.Tags, [{ Key: "Name", Value: "HelloWorld" }]);
-    const al2023 = (await ssm.send(new GetParameterCommand({ Name: "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64" }))).Parameter!.Value;
+    const al2023 = (await ssm.send(new GetParameterCommand({ Name: "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64" }))).Parameter!
+      .Value;
     assert.equal((await instanceOf(outputs.app!.value)).ImageId, al2023);
 
     const golden = (await ssm.send(new GetParameterCommand({ Name: "/images/golden" }))).Parameter!;
     assert.deepEqual([golden.Value, golden.DataType, golden.Version], [web.ImageId, "aws:ec2:image", 1]);
-    assert.deepEqual((await ssm.send(new ListTagsForResourceCommand({ ResourceType: "Parameter", ResourceId: "/images/golden" }))).TagList, [{ Key: "Team", Value: "images" }]);
-    assert.equal((await ssm.send(new GetParameterCommand({ Name: "/images/password", WithDecryption: true }))).Parameter!.Value, "correct horse battery staple");
+    assert.deepEqual((await ssm.send(new ListTagsForResourceCommand({ ResourceType: "Parameter", ResourceId: "/images/golden" }))).TagList, [
+      { Key: "Team", Value: "images" },
+    ]);
+    assert.equal(
+      (await ssm.send(new GetParameterCommand({ Name: "/images/password", WithDecryption: true }))).Parameter!.Value,
+      "correct horse battery staple",
+    );
 
     // A second plan sees nothing to change (exit code 0 with -detailed-exitcode).
     await terraform("plan", "-detailed-exitcode", "-input=false", "-no-color");

@@ -34,7 +34,9 @@ before(async () => {
   await runTool("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "deployer", "-f", join(dir, "deployer")]);
   publicKey = readFileSync(join(dir, "deployer.pub"), "utf8").trim();
   terraform = terraformIn(dir);
-  writeFileSync(join(dir, "main.tf"), `${kilnProvider(kiln.url)}
+  writeFileSync(
+    join(dir, "main.tf"),
+    `${kilnProvider(kiln.url)}
 data "aws_ami" "al2023" {
   most_recent = true
   owners      = ["amazon"]
@@ -101,12 +103,15 @@ output "instance" { value = aws_instance.builder.id }
 output "group" { value = aws_security_group.builder.id }
 output "snapshot" { value = aws_ebs_snapshot.data.id }
 output "fingerprint" { value = aws_key_pair.deployer.fingerprint }
-`);
+`,
+  );
 });
 after(() => kiln.close());
 
 describe("Terraform", () => {
-  it("applies instance, volume, snapshot, AMI, launch permission, key pair and security group; plans no changes; destroys cleanly", { timeout: 300_000 }, async () => {
+  it("applies instance, volume, snapshot, AMI, launch permission, key pair and security group; plans no changes; destroys cleanly", {
+    timeout: 300_000,
+  }, async () => {
     await terraform("init", "-input=false", "-no-color");
     await terraform("apply", "-auto-approve", "-input=false", "-no-color");
     const outputs = JSON.parse((await terraform("output", "-json")).stdout) as Record<string, { value: string }>;
@@ -131,11 +136,20 @@ describe("Terraform", () => {
     assert.equal(Buffer.from(userData.UserData!.Value!, "base64").toString(), "#!/bin/sh\necho built by kiln\n");
     const [key] = (await ec2.send(new DescribeKeyPairsCommand({ KeyNames: ["kiln-deployer"] }))).KeyPairs!;
     assert.equal(key!.KeyFingerprint, outputs.fingerprint!.value);
-    assert.equal(`SHA256:${key!.KeyFingerprint!.replace(/=+$/, "")}`, (await runTool("ssh-keygen", ["-l", "-E", "sha256", "-f", join(dir, "deployer.pub")])).split(" ")[1]);
+    assert.equal(
+      `SHA256:${key!.KeyFingerprint!.replace(/=+$/, "")}`,
+      (await runTool("ssh-keygen", ["-l", "-E", "sha256", "-f", join(dir, "deployer.pub")])).split(" ")[1],
+    );
     // Terraform replaced the group's all-out egress rule with the one it was given.
     const [group] = (await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [outputs.group!.value] }))).SecurityGroups!;
-    assert.deepEqual(group!.IpPermissions!.map((p) => [p.IpProtocol, p.FromPort, p.IpRanges![0]!.CidrIp]), [["tcp", 22, "10.0.0.0/8"]]);
-    assert.deepEqual(group!.IpPermissionsEgress!.map((p) => [p.IpProtocol, p.FromPort, p.IpRanges![0]!.CidrIp]), [["tcp", 443, "0.0.0.0/0"]]);
+    assert.deepEqual(
+      group!.IpPermissions!.map((p) => [p.IpProtocol, p.FromPort, p.IpRanges![0]!.CidrIp]),
+      [["tcp", 22, "10.0.0.0/8"]],
+    );
+    assert.deepEqual(
+      group!.IpPermissionsEgress!.map((p) => [p.IpProtocol, p.FromPort, p.IpRanges![0]!.CidrIp]),
+      [["tcp", 443, "0.0.0.0/0"]],
+    );
     const [snapshot] = (await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [outputs.snapshot!.value] }))).Snapshots!;
     assert.equal(snapshot!.State, "completed");
     assert.equal(snapshot!.VolumeSize, 2);
@@ -150,6 +164,9 @@ describe("Terraform", () => {
     assert.equal(await errorName(ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [outputs.snapshot!.value] }))), "InvalidSnapshot.NotFound");
     assert.deepEqual((await ec2.send(new DescribeVolumesCommand({}))).Volumes, []);
     assert.deepEqual((await ec2.send(new DescribeKeyPairsCommand({}))).KeyPairs, []);
-    assert.deepEqual((await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups!.map((g) => g.GroupName), ["default"]);
+    assert.deepEqual(
+      (await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups!.map((g) => g.GroupName),
+      ["default"],
+    );
   });
 });

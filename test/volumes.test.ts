@@ -50,11 +50,22 @@ async function reaches(state: () => Promise<string | undefined>, target: string)
 
 describe("volumes", () => {
   it("carries a snapshot's bytes into a volume and a new snapshot of it, storing no new chunk", async () => {
-    const blocks = new Map([[0, randomBytes(BLOCK)], [3, randomBytes(BLOCK)], [2047, randomBytes(BLOCK)]]);
+    const blocks = new Map([
+      [0, randomBytes(BLOCK)],
+      [3, randomBytes(BLOCK)],
+      [2047, randomBytes(BLOCK)],
+    ]);
     const source = await writeSnapshot(kiln, blocks);
     const chunksBefore = await chunkBytes(kiln);
 
-    const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source, VolumeType: "gp3", TagSpecifications: [{ ResourceType: "volume", Tags: [{ Key: "Name", Value: "data" }] }] }));
+    const volume = await ec2.send(
+      new CreateVolumeCommand({
+        AvailabilityZone: "us-east-1a",
+        SnapshotId: source,
+        VolumeType: "gp3",
+        TagSpecifications: [{ ResourceType: "volume", Tags: [{ Key: "Name", Value: "data" }] }],
+      }),
+    );
     assert.equal(volume.State, "creating");
     assert.equal(volume.Size, 8);
     assert.equal(volume.SnapshotId, source);
@@ -64,7 +75,13 @@ describe("volumes", () => {
     const described = await ec2.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }));
     assert.equal(described.Volumes![0]!.State, "available");
 
-    const snap = await ec2.send(new CreateSnapshotCommand({ VolumeId: volume.VolumeId, Description: "of the volume", TagSpecifications: [{ ResourceType: "snapshot", Tags: [{ Key: "k", Value: "v" }] }] }));
+    const snap = await ec2.send(
+      new CreateSnapshotCommand({
+        VolumeId: volume.VolumeId,
+        Description: "of the volume",
+        TagSpecifications: [{ ResourceType: "snapshot", Tags: [{ Key: "k", Value: "v" }] }],
+      }),
+    );
     assert.equal(snap.State, "pending");
     assert.equal(snap.VolumeId, volume.VolumeId);
     await waitUntilSnapshotCompleted({ client: ec2, maxWaitTime: 10, minDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] });
@@ -88,8 +105,16 @@ describe("volumes", () => {
 
   it("filters, paginates and deletes", async () => {
     const made: string[] = [];
-    for (let i = 0; i < 7; i++) made.push((await ec2.send(new CreateVolumeCommand({ AvailabilityZone: i % 2 ? "us-east-1a" : "us-east-1c", Size: 10 + i }))).VolumeId!);
-    const zoneA = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: "availability-zone", Values: ["us-east-1a"] }, { Name: "status", Values: ["available"] }] }));
+    for (let i = 0; i < 7; i++)
+      made.push((await ec2.send(new CreateVolumeCommand({ AvailabilityZone: i % 2 ? "us-east-1a" : "us-east-1c", Size: 10 + i }))).VolumeId!);
+    const zoneA = await ec2.send(
+      new DescribeVolumesCommand({
+        Filters: [
+          { Name: "availability-zone", Values: ["us-east-1a"] },
+          { Name: "status", Values: ["available"] },
+        ],
+      }),
+    );
     assert.equal(zoneA.Volumes!.length, 3);
     const seen: string[] = [];
     for await (const page of paginateDescribeVolumes({ client: ec2, pageSize: 5 }, {})) seen.push(...page.Volumes!.map((v) => v.VolumeId!));
@@ -109,8 +134,22 @@ describe("volumes", () => {
     assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: source, Size: 8 }))), "InvalidParameterValue");
     assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 8, VolumeType: "io1" }))), "MissingParameter");
     assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 20000 }))), "InvalidParameterValue");
-    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: "snap-0123456789abcdef0" }))), "InvalidSnapshot.NotFound");
-    assert.equal(await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 8, TagSpecifications: [{ ResourceType: "instance", Tags: [{ Key: "a", Value: "b" }] }] }))), "InvalidParameterValue");
+    assert.equal(
+      await errorName(ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", SnapshotId: "snap-0123456789abcdef0" }))),
+      "InvalidSnapshot.NotFound",
+    );
+    assert.equal(
+      await errorName(
+        ec2.send(
+          new CreateVolumeCommand({
+            AvailabilityZone: "us-east-1a",
+            Size: 8,
+            TagSpecifications: [{ ResourceType: "instance", Tags: [{ Key: "a", Value: "b" }] }],
+          }),
+        ),
+      ),
+      "InvalidParameterValue",
+    );
     assert.equal(await errorName(ec2.send(new DescribeVolumesCommand({ VolumeIds: ["volume-1"] }))), "InvalidVolumeID.Malformed");
     assert.equal(await errorName(ec2.send(new CreateSnapshotCommand({ VolumeId: "vol-0123456789abcdef0" }))), "InvalidVolume.NotFound");
     // DryRun changes nothing.
@@ -137,8 +176,13 @@ describe("state delays", () => {
       let sent = Date.now();
       const volume = await client.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 4 }));
       assert.equal(volume.State, "creating");
-      const volumeWaiter = waitUntilVolumeAvailable({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { VolumeIds: [volume.VolumeId!] }).then((result) => ({ result, at: Date.now() }));
-      const available = await reaches(async () => (await client.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }))).Volumes![0]!.State, "available");
+      const volumeWaiter = waitUntilVolumeAvailable({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { VolumeIds: [volume.VolumeId!] }).then(
+        (result) => ({ result, at: Date.now() }),
+      );
+      const available = await reaches(
+        async () => (await client.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }))).Volumes![0]!.State,
+        "available",
+      );
       assert.ok(["creating,available", "available"].includes(available.seen.join()), `the volume went ${available.seen.join(" → ")}`);
       assert.ok(available.at - sent >= DELAY, `the volume was available ${available.at - sent} ms after it was asked for`);
       const waited = await volumeWaiter;
@@ -148,8 +192,13 @@ describe("state delays", () => {
       sent = Date.now();
       const snap = await client.send(new CreateSnapshotCommand({ VolumeId: volume.VolumeId }));
       assert.equal(snap.State, "pending");
-      const snapshotWaiter = waitUntilSnapshotCompleted({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] }).then((result) => ({ result, at: Date.now() }));
-      const completed = await reaches(async () => (await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [snap.SnapshotId!] }))).Snapshots![0]!.State, "completed");
+      const snapshotWaiter = waitUntilSnapshotCompleted({ client, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { SnapshotIds: [snap.SnapshotId!] }).then(
+        (result) => ({ result, at: Date.now() }),
+      );
+      const completed = await reaches(
+        async () => (await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [snap.SnapshotId!] }))).Snapshots![0]!.State,
+        "completed",
+      );
       assert.ok(["pending,completed", "completed"].includes(completed.seen.join()), `the snapshot went ${completed.seen.join(" → ")}`);
       assert.ok(completed.at - sent >= DELAY, `the snapshot completed ${completed.at - sent} ms after it was asked for`);
       const snapshotWaited = await snapshotWaiter;

@@ -31,7 +31,10 @@ describe("ways to send parameters", () => {
   it("takes a GET query string", async () => {
     const response = await signedRequest(kiln.url, { query: { Action: "DescribeRegions", Version: "2016-11-15", "RegionName.1": "eu-west-1" } });
     assert.equal(response.status, 200);
-    assert.match(response.text, /^<\?xml version="1\.0" encoding="UTF-8"\?>\n<DescribeRegionsResponse xmlns="http:\/\/ec2\.amazonaws\.com\/doc\/2016-11-15\/"><requestId>[-0-9a-f]{36}<\/requestId><regionInfo><item><optInStatus>opt-in-not-required<\/optInStatus><regionName>eu-west-1<\/regionName><regionEndpoint>ec2\.eu-west-1\.amazonaws\.com<\/regionEndpoint><\/item><\/regionInfo><\/DescribeRegionsResponse>$/);
+    assert.match(
+      response.text,
+      /^<\?xml version="1\.0" encoding="UTF-8"\?>\n<DescribeRegionsResponse xmlns="http:\/\/ec2\.amazonaws\.com\/doc\/2016-11-15\/"><requestId>[-0-9a-f]{36}<\/requestId><regionInfo><item><optInStatus>opt-in-not-required<\/optInStatus><regionName>eu-west-1<\/regionName><regionEndpoint>ec2\.eu-west-1\.amazonaws\.com<\/regionEndpoint><\/item><\/regionInfo><\/DescribeRegionsResponse>$/,
+    );
   });
 
   it("takes a form-encoded POST", async () => {
@@ -50,7 +53,10 @@ describe("ways to send parameters", () => {
     assert.match(create.text, /<return>true<\/return>/);
     const describe = await signedRequest(kiln.url, {
       query: { Action: "DescribeTags", Version: "2016-11-15" },
-      body: "<DescribeTagsRequest><Filters><item><Name>key</Name><Values><item>via</Item></Values></item></Filters></DescribeTagsRequest>".replace("</Item>", "</item>"),
+      body: "<DescribeTagsRequest><Filters><item><Name>key</Name><Values><item>via</Item></Values></item></Filters></DescribeTagsRequest>".replace(
+        "</Item>",
+        "</item>",
+      ),
       contentType: "application/xml",
     });
     assert.equal(describe.status, 200, describe.text);
@@ -68,20 +74,30 @@ describe("ways to send parameters", () => {
   });
 
   it("resolves member names and wire names alike", async () => {
-    const byWire = await signedRequest(kiln.url, { body: form({ Action: "DescribeRegions", Version: "2016-11-15", "Filter.1.Name": "region-name", "Filter.1.Value.1": "us-west-1" }) });
-    const byMember = await signedRequest(kiln.url, { body: form({ Action: "DescribeRegions", Version: "2016-11-15", "Filters.1.Name": "region-name", "Filters.1.Values.1": "us-west-1" }) });
+    const byWire = await signedRequest(kiln.url, {
+      body: form({ Action: "DescribeRegions", Version: "2016-11-15", "Filter.1.Name": "region-name", "Filter.1.Value.1": "us-west-1" }),
+    });
+    const byMember = await signedRequest(kiln.url, {
+      body: form({ Action: "DescribeRegions", Version: "2016-11-15", "Filters.1.Name": "region-name", "Filters.1.Values.1": "us-west-1" }),
+    });
     assert.equal(byWire.status, 200);
     assert.equal(byMember.text.replace(/<requestId>.*<\/requestId>/, ""), byWire.text.replace(/<requestId>.*<\/requestId>/, ""));
   });
 
   it("answers JSON when the caller accepts application/json", async () => {
-    const response = await signedRequest(kiln.url, { body: form({ Action: "DescribeRegions", Version: "2016-11-15", "RegionName.1": "sa-east-1" }), headers: { accept: "application/json" } });
+    const response = await signedRequest(kiln.url, {
+      body: form({ Action: "DescribeRegions", Version: "2016-11-15", "RegionName.1": "sa-east-1" }),
+      headers: { accept: "application/json" },
+    });
     assert.equal(response.status, 200);
     assert.match(response.headers.get("content-type")!, /^application\/json/);
     const body = JSON.parse(response.text);
     assert.match(body.RequestId, UUID);
     assert.deepEqual(body.Regions, [{ Endpoint: "ec2.sa-east-1.amazonaws.com", RegionName: "sa-east-1", OptInStatus: "opt-in-not-required" }]);
-    const error = await signedRequest(kiln.url, { body: form({ Action: "DescribeRegions", Version: "2016-11-15", Bogus: "1" }), headers: { accept: "application/json" } });
+    const error = await signedRequest(kiln.url, {
+      body: form({ Action: "DescribeRegions", Version: "2016-11-15", Bogus: "1" }),
+      headers: { accept: "application/json" },
+    });
     assert.equal(error.status, 400);
     assert.deepEqual(JSON.parse(error.text).Errors, [{ Code: "UnknownParameter", Message: "The parameter Bogus is not recognized" }]);
   });
@@ -119,18 +135,32 @@ describe("request errors", () => {
   });
 
   it("DryRunOperation with HTTP 412", async () => {
-    await expectError(await call({ Action: "DescribeAccountAttributes", DryRun: "true" }), 412, "DryRunOperation", /Request would have succeeded, but DryRun flag is set\./);
+    await expectError(
+      await call({ Action: "DescribeAccountAttributes", DryRun: "true" }),
+      412,
+      "DryRunOperation",
+      /Request would have succeeded, but DryRun flag is set\./,
+    );
   });
 
   it("refuses a 10 MB body before reading it, and keeps serving", async () => {
     const huge = "A".repeat(10 * 1024 * 1024);
     const response = await new Promise<{ status: number; text: string; headers: Headers }>((resolve, reject) => {
       const url = new URL(kiln.url);
-      const req = httpRequest({ host: url.hostname, port: url.port, method: "POST", path: "/", headers: { "content-type": "application/x-www-form-urlencoded", "content-length": huge.length } }, (res) => {
-        let text = "";
-        res.on("data", (c) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode!, text, headers: new Headers(res.headers as Record<string, string>) }));
-      });
+      const req = httpRequest(
+        {
+          host: url.hostname,
+          port: url.port,
+          method: "POST",
+          path: "/",
+          headers: { "content-type": "application/x-www-form-urlencoded", "content-length": huge.length },
+        },
+        (res) => {
+          let text = "";
+          res.on("data", (c) => (text += c));
+          res.on("end", () => resolve({ status: res.statusCode!, text, headers: new Headers(res.headers as Record<string, string>) }));
+        },
+      );
       req.on("error", (error: NodeJS.ErrnoException) => (error.code === "EPIPE" || error.code === "ECONNRESET" ? undefined : reject(error)));
       req.end(huge);
     });
@@ -187,7 +217,9 @@ describe("Kiln's own routes", () => {
 
   it("resets state on POST only", async () => {
     const [volume] = await createVolumes(kiln.ec2(), 1);
-    const tagged = await signedRequest(kiln.url, { body: form({ Action: "CreateTags", Version: "2016-11-15", "ResourceId.1": volume!, "Tag.1.Key": "k", "Tag.1.Value": "v" }) });
+    const tagged = await signedRequest(kiln.url, {
+      body: form({ Action: "CreateTags", Version: "2016-11-15", "ResourceId.1": volume!, "Tag.1.Key": "k", "Tag.1.Value": "v" }),
+    });
     assert.equal(tagged.status, 200, tagged.text);
     assert.equal((await fetch(`${kiln.url}/_kiln/reset`)).status, 405);
     assert.equal((await kiln.admin("/_kiln/reset")).status, 200);
@@ -208,17 +240,23 @@ describe("failures Kiln did not expect", () => {
       assert.equal(errorCode(ec2.text), "InternalError");
       assert.doesNotMatch(ec2.text, /at |Error:/, "no stack trace on the wire");
 
-      const ebs = await broken.ebs().send(new ListSnapshotBlocksCommand({ SnapshotId: "snap-0123456789abcdef0" })).then(
-        () => assert.fail("ListSnapshotBlocks succeeded"),
-        (error: { name: string; $metadata: { httpStatusCode?: number } }) => error,
-      );
+      const ebs = await broken
+        .ebs()
+        .send(new ListSnapshotBlocksCommand({ SnapshotId: "snap-0123456789abcdef0" }))
+        .then(
+          () => assert.fail("ListSnapshotBlocks succeeded"),
+          (error: { name: string; $metadata: { httpStatusCode?: number } }) => error,
+        );
       assert.equal(ebs.name, "InternalServerException");
       assert.equal(ebs.$metadata.httpStatusCode, 500);
 
-      const s3 = await broken.s3().send(new ListBucketsCommand({})).then(
-        () => assert.fail("ListBuckets succeeded"),
-        (error: { name: string; $metadata: { httpStatusCode?: number } }) => error,
-      );
+      const s3 = await broken
+        .s3()
+        .send(new ListBucketsCommand({}))
+        .then(
+          () => assert.fail("ListBuckets succeeded"),
+          (error: { name: string; $metadata: { httpStatusCode?: number } }) => error,
+        );
       assert.equal(s3.name, "InternalError");
       assert.equal(s3.$metadata.httpStatusCode, 500);
     } finally {

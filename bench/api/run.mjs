@@ -17,7 +17,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { CreateTagsCommand, CreateVolumeCommand, EC2Client } from "@aws-sdk/client-ec2";
-import { check, count, measureAutocannon as measureWithAutocannon, measureReplay as measureWithReplay, signedPost, WARMUP_SECONDS as WARMUP } from "../lib/load.mjs";
+import {
+  check,
+  count,
+  measureAutocannon as measureWithAutocannon,
+  measureReplay as measureWithReplay,
+  signedPost,
+  WARMUP_SECONDS as WARMUP,
+} from "../lib/load.mjs";
 import { freePort, onExit, start, startKiln, startMoto, waitUntilUp } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({
@@ -50,14 +57,18 @@ async function main() {
   const barePort = await freePort();
   const bodyFile = join(dataDir, "constant.xml");
   writeFileSync(bodyFile, regionsAnswer);
-  start(process.execPath, [
-    "-e",
-    `const body = require("fs").readFileSync(${JSON.stringify(bodyFile)});
+  start(
+    process.execPath,
+    [
+      "-e",
+      `const body = require("fs").readFileSync(${JSON.stringify(bodyFile)});
      require("http").createServer((req, res) => {
        req.resume();
        req.on("end", () => { res.writeHead(200, { "content-type": "text/xml;charset=UTF-8", "content-length": body.length }); res.end(body); });
      }).listen(${barePort}, "127.0.0.1");`,
-  ], "bare node:http");
+    ],
+    "bare node:http",
+  );
   await waitUntilUp(`http://127.0.0.1:${barePort}/`, "bare node:http");
   servers.push({ name: "bare", port: barePort });
 
@@ -74,7 +85,11 @@ async function main() {
   const tags = Array.from({ length: TAGS_PER_RESOURCE }, (_, i) => ({ Key: `key-${i}`, Value: `value-${i}` }));
   const resourcesOn = new Map();
   for (const server of servers.filter((s) => s.name !== "bare" && s.name !== "minimal")) {
-    const ec2 = new EC2Client({ endpoint: `http://127.0.0.1:${server.port}`, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+    const ec2 = new EC2Client({
+      endpoint: `http://127.0.0.1:${server.port}`,
+      region: "us-east-1",
+      credentials: { accessKeyId: "test", secretAccessKey: "test" },
+    });
     const volumes = [];
     for (let i = 0; i < RESOURCES; i++) volumes.push((await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }))).VolumeId);
     await ec2.send(new CreateTagsCommand({ Resources: volumes, Tags: tags }));
@@ -105,9 +120,12 @@ async function main() {
   for (const workload of workloads) {
     for (const server of servers.filter((s) => workload.servers.includes(s.name))) {
       // autocannon for Kiln and the bare server; the replay client for Kiln and moto.
-      const clients = server.name === "kiln" && workload.servers.includes("moto") && servers.some((s) => s.name === "moto")
-        ? ["autocannon", "replay"]
-        : server.name === "moto" ? ["replay"] : ["autocannon"];
+      const clients =
+        server.name === "kiln" && workload.servers.includes("moto") && servers.some((s) => s.name === "moto")
+          ? ["autocannon", "replay"]
+          : server.name === "moto"
+            ? ["replay"]
+            : ["autocannon"];
       for (const client of clients) for (const connections of CONCURRENCY) phases.push({ workload, server, client, connections });
     }
   }
@@ -142,7 +160,9 @@ async function main() {
         if (!mine || !base) continue;
         const ratio = mine / base;
         ratios.push({ workload: workload.name, connections, server, against: other, client, ratio });
-        console.log(`${workload.name.padEnd(40)} c=${String(connections).padEnd(3)} ${label.padEnd(22)} ${other === "moto" ? `${ratio.toFixed(1)}x` : `${(100 * ratio).toFixed(0)}%`}`);
+        console.log(
+          `${workload.name.padEnd(40)} c=${String(connections).padEnd(3)} ${label.padEnd(22)} ${other === "moto" ? `${ratio.toFixed(1)}x` : `${(100 * ratio).toFixed(0)}%`}`,
+        );
       }
     }
   }

@@ -36,9 +36,11 @@ const duBytes = (dir) => Number(execFileSync("du", ["-sb", dir]).toString().spli
 /** Runs `task(i)` for i < n, `width` at a time. */
 async function pool(n, width, task) {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < n) await task(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) await task(next++);
+    }),
+  );
 }
 
 async function createImageCost(kiln, dataDir) {
@@ -48,11 +50,28 @@ async function createImageCost(kiln, dataDir) {
   const started = Date.now();
   await pool(DATA_BLOCKS, 4, async (i) => {
     const data = randomBytes(BLOCK);
-    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: i * 2, BlockData: data, DataLength: BLOCK, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
+    await ebs.send(
+      new PutSnapshotBlockCommand({
+        SnapshotId,
+        BlockIndex: i * 2,
+        BlockData: data,
+        DataLength: BLOCK,
+        Checksum: createHash("sha256").update(data).digest("base64"),
+        ChecksumAlgorithm: "SHA256",
+      }),
+    );
   });
   await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: DATA_BLOCKS }));
   console.log(`wrote 1 GiB into an 8 GiB snapshot in ${((Date.now() - started) / 1000).toFixed(1)} s (EBS direct, 4 at a time)`);
-  const { ImageId } = await ec2.send(new RegisterImageCommand({ Name: "bench-base", Architecture: "x86_64", VirtualizationType: "hvm", RootDeviceName: "/dev/xvda", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] }));
+  const { ImageId } = await ec2.send(
+    new RegisterImageCommand({
+      Name: "bench-base",
+      Architecture: "x86_64",
+      VirtualizationType: "hvm",
+      RootDeviceName: "/dev/xvda",
+      BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }],
+    }),
+  );
   const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId, MinCount: 1, MaxCount: 1 }));
   const instanceId = Instances[0].InstanceId;
   await waitUntilInstanceRunning({ client: ec2, minDelay: 1, maxWaitTime: 30 }, { InstanceIds: [instanceId] });
@@ -61,14 +80,18 @@ async function createImageCost(kiln, dataDir) {
   for (const noReboot of [true, false]) {
     const before = duBytes(dataDir);
     const t0 = process.hrtime.bigint();
-    const { ImageId: created } = await ec2.send(new CreateImageCommand({ InstanceId: instanceId, Name: `bench-${noReboot ? "noreboot" : "reboot"}`, NoReboot: noReboot }));
+    const { ImageId: created } = await ec2.send(
+      new CreateImageCommand({ InstanceId: instanceId, Name: `bench-${noReboot ? "noreboot" : "reboot"}`, NoReboot: noReboot }),
+    );
     const requestMs = Number(process.hrtime.bigint() - t0) / 1e6;
     let state = "pending";
     while (state !== "available") state = (await ec2.send(new DescribeImagesCommand({ ImageIds: [created] }))).Images[0].State;
     const availableMs = Number(process.hrtime.bigint() - t0) / 1e6;
     const added = duBytes(dataDir) - before;
     rows.push({ noReboot, requestMs, availableMs, added });
-    console.log(`CreateImage NoReboot=${noReboot}: request ${requestMs.toFixed(1)} ms, available after ${availableMs.toFixed(1)} ms, data directory grew ${(added / 1024).toFixed(0)} KiB`);
+    console.log(
+      `CreateImage NoReboot=${noReboot}: request ${requestMs.toFixed(1)} ms, available after ${availableMs.toFixed(1)} ms, data directory grew ${(added / 1024).toFixed(0)} KiB`,
+    );
   }
   ec2.destroy();
   ebs.destroy();
@@ -79,7 +102,15 @@ async function createImageCost(kiln, dataDir) {
 async function registerUpTo(server, target, have, snapshotId) {
   const ec2 = ec2For(server.port);
   await pool(target - have, 8, async (i) => {
-    await ec2.send(new RegisterImageCommand({ Name: `bench-image-${String(have + i).padStart(5, "0")}`, Architecture: "x86_64", VirtualizationType: "hvm", RootDeviceName: "/dev/xvda", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshotId } }] }));
+    await ec2.send(
+      new RegisterImageCommand({
+        Name: `bench-image-${String(have + i).padStart(5, "0")}`,
+        Architecture: "x86_64",
+        VirtualizationType: "hvm",
+        RootDeviceName: "/dev/xvda",
+        BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshotId } }],
+      }),
+    );
   });
   ec2.destroy();
 }
@@ -119,9 +150,17 @@ async function main() {
     have = size;
     const workloads = [
       { name: `all ${size} images (Owners=self)`, body: "Action=DescribeImages&Version=2016-11-15&Owner.1=self", expect: (t) => count(t, "imageId") === size },
-      { name: `one by name, of ${size}`, body: `Action=DescribeImages&Version=2016-11-15&Owner.1=self&Filter.1.Name=name&Filter.1.Value.1=bench-image-00042`, expect: (t) => count(t, "imageId") === 1 },
+      {
+        name: `one by name, of ${size}`,
+        body: `Action=DescribeImages&Version=2016-11-15&Owner.1=self&Filter.1.Name=name&Filter.1.Value.1=bench-image-00042`,
+        expect: (t) => count(t, "imageId") === 1,
+      },
       // moto ignores MaxResults and answers every image: its figure is for the whole list.
-      { name: `a page of 100, of ${size}`, body: "Action=DescribeImages&Version=2016-11-15&Owner.1=self&MaxResults=100", expect: (t, server) => count(t, "imageId") === (server === "moto" ? size : 100) },
+      {
+        name: `a page of 100, of ${size}`,
+        body: "Action=DescribeImages&Version=2016-11-15&Owner.1=self&MaxResults=100",
+        expect: (t, server) => count(t, "imageId") === (server === "moto" ? size : 100),
+      },
     ];
     for (const workload of workloads) {
       for (const connections of [1, 8]) {
@@ -133,7 +172,9 @@ async function main() {
         }
         results.push(row);
         const fmt = (r) => (r ? `${r.rps.toFixed(1).padStart(8)} req/s p50 ${String(r.p50).padStart(7)} ms` : "");
-        const ratio = row.moto ? `  ${(row.kiln.rps / Math.max(row.moto.rps, 1 / DURATION)).toFixed(0)}x moto${row.moto.rps === 0 ? " (moto answered none in time)" : ""}` : "";
+        const ratio = row.moto
+          ? `  ${(row.kiln.rps / Math.max(row.moto.rps, 1 / DURATION)).toFixed(0)}x moto${row.moto.rps === 0 ? " (moto answered none in time)" : ""}`
+          : "";
         console.log(`${workload.name.padEnd(32)} c=${String(connections).padEnd(2)} kiln ${fmt(row.kiln)} | moto ${fmt(row.moto)}${ratio}`);
       }
     }

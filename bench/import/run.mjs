@@ -70,7 +70,9 @@ async function timeKiln(format, file, run) {
     await syncDisks();
     resetPeak(kiln.pid);
     const start = performance.now();
-    const { ImportTaskId } = await ec2.send(new ImportImageCommand({ DiskContainers: [{ Format: DECLARED[format], UserBucket: { S3Bucket: "bench", S3Key: format } }] }));
+    const { ImportTaskId } = await ec2.send(
+      new ImportImageCommand({ DiskContainers: [{ Format: DECLARED[format], UserBucket: { S3Bucket: "bench", S3Key: format } }] }),
+    );
     let task;
     for (;;) {
       task = (await ec2.send(new DescribeImportImageTasksCommand({ ImportTaskIds: [ImportTaskId] }))).ImportImageTasks[0];

@@ -37,8 +37,15 @@ async function cycle(ec2, imageId, n) {
   const key = `bench-key-${n}`;
   await ec2.send(new CreateKeyPairCommand({ KeyName: key, KeyType: "ed25519" }));
   const { GroupId } = await ec2.send(new CreateSecurityGroupCommand({ GroupName: `bench-group-${n}`, Description: "bench" }));
-  await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId, IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "10.0.0.0/8" }] }] }));
-  const run = await ec2.send(new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", KeyName: key, SecurityGroupIds: [GroupId] }));
+  await ec2.send(
+    new AuthorizeSecurityGroupIngressCommand({
+      GroupId,
+      IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "10.0.0.0/8" }] }],
+    }),
+  );
+  const run = await ec2.send(
+    new RunInstancesCommand({ ImageId: imageId, MinCount: 1, MaxCount: 1, InstanceType: "t3.micro", KeyName: key, SecurityGroupIds: [GroupId] }),
+  );
   const instanceId = run.Instances[0].InstanceId;
   await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
   await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [GroupId] }));
@@ -50,7 +57,12 @@ async function cycle(ec2, imageId, n) {
 }
 
 async function measure(server) {
-  const ec2 = new EC2Client({ endpoint: `http://127.0.0.1:${server.port}`, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" }, maxAttempts: 1 });
+  const ec2 = new EC2Client({
+    endpoint: `http://127.0.0.1:${server.port}`,
+    region: "us-east-1",
+    credentials: { accessKeyId: "test", secretAccessKey: "test" },
+    maxAttempts: 1,
+  });
   const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"], Filters: [{ Name: "architecture", Values: ["x86_64"] }] }));
   const imageId = images.Images[0].ImageId;
   for (let i = 0; i < WARMUP_CYCLES; i++) await cycle(ec2, imageId, `warm-${i}`);
@@ -78,7 +90,9 @@ const results = {};
 for (const server of servers) {
   results[server.name] = await measure(server);
   const r = results[server.name];
-  console.log(`${server.name.padEnd(5)} ${r.cyclesPerSecond.toFixed(1).padStart(7)} cycles/s   median cycle ${r.medianMs.toFixed(1)} ms   p99 ${r.p99Ms.toFixed(1)} ms`);
+  console.log(
+    `${server.name.padEnd(5)} ${r.cyclesPerSecond.toFixed(1).padStart(7)} cycles/s   median cycle ${r.medianMs.toFixed(1)} ms   p99 ${r.p99Ms.toFixed(1)} ms`,
+  );
 }
 if (results.moto) console.log(`\nKiln / moto_server: ${(results.kiln.cyclesPerSecond / results.moto.cyclesPerSecond).toFixed(1)}x the cycles per second`);
 process.exit(0);

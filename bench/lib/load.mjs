@@ -12,14 +12,26 @@ export const WARMUP_SECONDS = 1;
 const signers = new Map();
 const signerFor = (service) => {
   if (!signers.has(service)) {
-    signers.set(service, new SignatureV4({ credentials: { accessKeyId: "test", secretAccessKey: "test" }, region: "us-east-1", service, sha256: Hash.bind(null, "sha256") }));
+    signers.set(
+      service,
+      new SignatureV4({ credentials: { accessKeyId: "test", secretAccessKey: "test" }, region: "us-east-1", service, sha256: Hash.bind(null, "sha256") }),
+    );
   }
   return signers.get(service);
 };
 
 /** A POST / signed now for `service`: replayed for one phase (a signature lives 5 minutes). */
 async function signedRequest(port, service, headers, body) {
-  const signed = await signerFor(service).sign({ method: "POST", protocol: "http:", hostname: "127.0.0.1", port, path: "/", query: {}, headers: { host: `127.0.0.1:${port}`, ...headers }, body });
+  const signed = await signerFor(service).sign({
+    method: "POST",
+    protocol: "http:",
+    hostname: "127.0.0.1",
+    port,
+    path: "/",
+    query: {},
+    headers: { host: `127.0.0.1:${port}`, ...headers },
+    body,
+  });
   return { method: "POST", headers: signed.headers, body };
 }
 
@@ -129,7 +141,8 @@ function replayUntil(port, bytes, deadline, latencies, onFailure) {
       started = 0n;
       const { closeAfter } = answer;
       answer = undefined;
-      if (closeAfter) socket.destroy(); // the close handler reconnects
+      if (closeAfter)
+        socket.destroy(); // the close handler reconnects
       else send();
     };
     connect();

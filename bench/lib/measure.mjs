@@ -19,7 +19,14 @@ export const resetPeak = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, "5");
  * every request there) stops answering.
  */
 export async function awsCli(port, argv) {
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test", AWS_DEFAULT_REGION: "us-east-1", AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null" };
+  const env = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    AWS_DEFAULT_REGION: "us-east-1",
+    AWS_CONFIG_FILE: "/dev/null",
+    AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
+  };
   await run("aws", ["--endpoint-url", `http://127.0.0.1:${port}`, ...argv], { env }).catch((error) => {
     throw new Error(`aws ${argv.join(" ")}: ${error.stderr ?? error.message}`);
   });

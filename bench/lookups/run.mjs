@@ -27,12 +27,23 @@ const WORKLOADS = [
   {
     name: "DescribeImages Ubuntu 22.04 (aws_instance example)",
     request: (port) =>
-      signedPost(port, query({ Action: "DescribeImages", "Owner.1": "099720109477", "Filter.1.Name": "name", "Filter.1.Value.1": "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*", "Filter.2.Name": "virtualization-type", "Filter.2.Value.1": "hvm" })),
+      signedPost(
+        port,
+        query({
+          Action: "DescribeImages",
+          "Owner.1": "099720109477",
+          "Filter.1.Name": "name",
+          "Filter.1.Value.1": "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
+          "Filter.2.Name": "virtualization-type",
+          "Filter.2.Value.1": "hvm",
+        }),
+      ),
     found: images,
   },
   {
     name: "DescribeImages amazon al2023-ami-2023.*-x86_64",
-    request: (port) => signedPost(port, query({ Action: "DescribeImages", "Owner.1": "amazon", "Filter.1.Name": "name", "Filter.1.Value.1": "al2023-ami-2023.*-x86_64" })),
+    request: (port) =>
+      signedPost(port, query({ Action: "DescribeImages", "Owner.1": "amazon", "Filter.1.Name": "name", "Filter.1.Value.1": "al2023-ami-2023.*-x86_64" })),
     found: images,
   },
   {
@@ -59,7 +70,11 @@ async function main() {
   const moto = await startMoto();
   if (moto) servers.push(moto);
   for (const server of servers) {
-    const ssm = new SSMClient({ endpoint: `http://127.0.0.1:${server.port}`, region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+    const ssm = new SSMClient({
+      endpoint: `http://127.0.0.1:${server.port}`,
+      region: "us-east-1",
+      credentials: { accessKeyId: "test", secretAccessKey: "test" },
+    });
     await ssm.send(new PutParameterCommand({ Name: "/bench/golden-ami", Type: "String", Value: "ami-0123456789abcdef0" }));
     ssm.destroy();
   }
@@ -86,7 +101,9 @@ async function main() {
     console.log("\nKiln / moto_server (requests/s)");
     for (const workload of WORKLOADS) {
       for (const connections of CONCURRENCY) {
-        const [kiln, other] = ["kiln", "moto"].map((name) => results.find((r) => r.workload === workload.name && r.server === name && r.connections === connections));
+        const [kiln, other] = ["kiln", "moto"].map((name) =>
+          results.find((r) => r.workload === workload.name && r.server === name && r.connections === connections),
+        );
         const note = kiln.found !== other.found ? `  (Kiln finds ${kiln.found}, moto ${other.found})` : "";
         console.log(`${workload.name.padEnd(52)} c=${String(connections).padEnd(2)} ${(kiln.rps / other.rps).toFixed(1)}x${note}`);
       }

@@ -35,7 +35,9 @@ async function timed(work) {
 async function importSnapshot(port) {
   const ec2 = new EC2Client({ endpoint: `http://127.0.0.1:${port}`, region: "us-east-1", credentials, maxAttempts: 1 });
   const start = performance.now();
-  const { ImportTaskId } = await ec2.send(new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "disks", S3Key: "disk.raw" } } }));
+  const { ImportTaskId } = await ec2.send(
+    new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "disks", S3Key: "disk.raw" } } }),
+  );
   for (;;) {
     const task = (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [ImportTaskId] }))).ImportSnapshotTasks[0].SnapshotTaskDetail;
     if (task.Status === "completed") return seconds(start);
@@ -72,7 +74,10 @@ async function main() {
   console.log(`${dataMiB} MiB, aws s3 cp (8 MiB parts), moto_server as the object store\n`);
   const direct = { up: await timed(() => upload(moto.port)), down: await timed(() => download(moto.port)) };
   rows.push(["moto_server itself", direct.up, direct.down, undefined, ""]);
-  for (const [name, kiln] of [["Kiln, data in moto_server", onStore], ["Kiln, data in its folder", onFolder]]) {
+  for (const [name, kiln] of [
+    ["Kiln, data in moto_server", onStore],
+    ["Kiln, data in its folder", onFolder],
+  ]) {
     resetPeak(kiln.pid);
     const up = await timed(() => upload(kiln.port));
     const down = await timed(() => download(kiln.port));
@@ -83,11 +88,17 @@ async function main() {
   console.log("| Where | Upload | Download | ImportSnapshot (RAW) | Kiln's peak RSS |");
   console.log("| --- | --- | --- | --- | --- |");
   for (const [name, up, down, imported, rss] of rows) {
-    console.log(`| ${name} | ${up.toFixed(2)} s (${rate(up)}) | ${down.toFixed(2)} s (${rate(down)}) | ${imported === undefined ? "" : `${imported.toFixed(2)} s (${rate(imported)})`} | ${rss} |`);
+    console.log(
+      `| ${name} | ${up.toFixed(2)} s (${rate(up)}) | ${down.toFixed(2)} s (${rate(down)}) | ${imported === undefined ? "" : `${imported.toFixed(2)} s (${rate(imported)})`} | ${rss} |`,
+    );
   }
   const [store, folder] = [rows[1], rows[2]];
-  console.log(`\nKiln on moto_server ÷ moto_server alone: upload ${(store[1] / direct.up).toFixed(2)}x, download ${(store[2] / direct.down).toFixed(2)}x the time`);
-  console.log(`Kiln on moto_server ÷ Kiln on its folder: upload ${(store[1] / folder[1]).toFixed(2)}x, download ${(store[2] / folder[2]).toFixed(2)}x, import ${(store[3] / folder[3]).toFixed(2)}x the time`);
+  console.log(
+    `\nKiln on moto_server ÷ moto_server alone: upload ${(store[1] / direct.up).toFixed(2)}x, download ${(store[2] / direct.down).toFixed(2)}x the time`,
+  );
+  console.log(
+    `Kiln on moto_server ÷ Kiln on its folder: upload ${(store[1] / folder[1]).toFixed(2)}x, download ${(store[2] / folder[2]).toFixed(2)}x, import ${(store[3] / folder[3]).toFixed(2)}x the time`,
+  );
   await Promise.all([onStore.stop(), onFolder.stop()]);
 }
 

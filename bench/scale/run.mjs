@@ -12,7 +12,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { CreateImageCommand, CreateSnapshotCommand, CreateVolumeCommand, EC2Client, RegisterImageCommand, RunInstancesCommand, waitUntilInstanceRunning, waitUntilSnapshotCompleted } from "@aws-sdk/client-ec2";
+import {
+  CreateImageCommand,
+  CreateSnapshotCommand,
+  CreateVolumeCommand,
+  EC2Client,
+  RegisterImageCommand,
+  RunInstancesCommand,
+  waitUntilInstanceRunning,
+  waitUntilSnapshotCompleted,
+} from "@aws-sdk/client-ec2";
 import { freshDatabase } from "../../dist/test/helpers/kiln.js";
 import { check, count, measureReplay, signedPost } from "../lib/load.mjs";
 import { onExit, startKiln } from "../lib/servers.mjs";
@@ -29,7 +38,9 @@ const DURATION = Number(args.duration);
 const CONNECTIONS = Number(args.connections);
 const IMAGES = Number(args.images);
 if (!args.postgres) {
-  console.error("bench/scale needs a PostgreSQL server: --postgres postgres://user:password@host:port/db (a role that may create databases), or KILN_BENCH_DATABASE_URL.");
+  console.error(
+    "bench/scale needs a PostgreSQL server: --postgres postgres://user:password@host:port/db (a role that may create databases), or KILN_BENCH_DATABASE_URL.",
+  );
   process.exit(2);
 }
 const credentials = { accessKeyId: "test", secretAccessKey: "test" };
@@ -55,9 +66,33 @@ async function seed(node) {
   const { SnapshotId } = await ec2.send(new CreateSnapshotCommand({ VolumeId }));
   await waitUntilSnapshotCompleted({ client: ec2, minDelay: 1, maxWaitTime: 30 }, { SnapshotIds: [SnapshotId] });
   for (let i = 0; i < IMAGES; i++) {
-    await ec2.send(new RegisterImageCommand({ Name: `scale-${String(i).padStart(5, "0")}`, RootDeviceName: "/dev/xvda", VirtualizationType: "hvm", Architecture: "x86_64", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] }));
+    await ec2.send(
+      new RegisterImageCommand({
+        Name: `scale-${String(i).padStart(5, "0")}`,
+        RootDeviceName: "/dev/xvda",
+        VirtualizationType: "hvm",
+        Architecture: "x86_64",
+        BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }],
+      }),
+    );
   }
-  const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: (await ec2.send(new RegisterImageCommand({ Name: "scale-base", RootDeviceName: "/dev/xvda", VirtualizationType: "hvm", Architecture: "x86_64", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] }))).ImageId, MinCount: 1, MaxCount: 1 }));
+  const { Instances } = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: (
+        await ec2.send(
+          new RegisterImageCommand({
+            Name: "scale-base",
+            RootDeviceName: "/dev/xvda",
+            VirtualizationType: "hvm",
+            Architecture: "x86_64",
+            BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }],
+          }),
+        )
+      ).ImageId,
+      MinCount: 1,
+      MaxCount: 1,
+    }),
+  );
   await waitUntilInstanceRunning({ client: ec2, minDelay: 1, maxWaitTime: 30 }, { InstanceIds: [Instances[0].InstanceId] });
   return Instances[0].InstanceId;
 }
@@ -73,7 +108,12 @@ async function describeImages(nodes) {
       return measureReplay(node.port, request, share, DURATION);
     }),
   );
-  return { rps: runs.reduce((sum, run) => sum + run.rps, 0), p50: Math.max(...runs.map((run) => run.p50)), p99: Math.max(...runs.map((run) => run.p99)), failed: runs.reduce((sum, run) => sum + run.non2xx, 0) };
+  return {
+    rps: runs.reduce((sum, run) => sum + run.rps, 0),
+    p50: Math.max(...runs.map((run) => run.p50)),
+    p99: Math.max(...runs.map((run) => run.p99)),
+    failed: runs.reduce((sum, run) => sum + run.non2xx, 0),
+  };
 }
 
 /** CreateImage (NoReboot, a fresh name each) through the SDK, CONNECTIONS callers spread over the nodes, for DURATION seconds. */
@@ -101,7 +141,12 @@ async function createImages(nodes, instanceId, label) {
   );
   for (const client of clients) client.destroy();
   latencies.sort((a, b) => a - b);
-  return { rps: made / ((Date.now() - started) / 1000), p50: latencies[Math.floor(latencies.length / 2)] ?? NaN, p99: latencies[Math.floor(latencies.length * 0.99)] ?? NaN, failed };
+  return {
+    rps: made / ((Date.now() - started) / 1000),
+    p50: latencies[Math.floor(latencies.length / 2)] ?? NaN,
+    p99: latencies[Math.floor(latencies.length * 0.99)] ?? NaN,
+    failed,
+  };
 }
 
 async function main() {

@@ -105,7 +105,12 @@ const KINDS = [
   {
     name: "create-tags-5000",
     what: "CreateTags, 5,000 resources (launch templates, which neither server keeps)",
-    run: (server) => tag(server, Array.from({ length: 5000 }, (_, i) => hexId("lt", i + 1)), { "Tag.1.Key": "k", "Tag.1.Value": "v" }),
+    run: (server) =>
+      tag(
+        server,
+        Array.from({ length: 5000 }, (_, i) => hexId("lt", i + 1)),
+        { "Tag.1.Key": "k", "Tag.1.Value": "v" },
+      ),
   },
   {
     name: "describe-tags",
@@ -116,7 +121,14 @@ const KINDS = [
   {
     name: "describe-ids",
     what: "DescribeVolumes of 9,998 ids (a 10,000-parameter request)",
-    run: (server) => ec2(server, { Action: "DescribeVolumes", ...numbered("VolumeId", Array.from({ length: 9998 }, (_, i) => hexId("vol", i + 1))) }),
+    run: (server) =>
+      ec2(server, {
+        Action: "DescribeVolumes",
+        ...numbered(
+          "VolumeId",
+          Array.from({ length: 9998 }, (_, i) => hexId("vol", i + 1)),
+        ),
+      }),
   },
   {
     name: "delete-objects",

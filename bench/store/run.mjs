@@ -14,7 +14,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CompleteSnapshotCommand, EBSClient, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
-import { CreateRestoreImageTaskCommand, CreateStoreImageTaskCommand, DescribeImagesCommand, DescribeStoreImageTasksCommand, EC2Client, RegisterImageCommand } from "@aws-sdk/client-ec2";
+import {
+  CreateRestoreImageTaskCommand,
+  CreateStoreImageTaskCommand,
+  DescribeImagesCommand,
+  DescribeStoreImageTasksCommand,
+  EC2Client,
+  RegisterImageCommand,
+} from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { awsCli, currentRss, peakRss, resetPeak, seconds } from "../lib/measure.mjs";
 import { onExit, startKiln, startMoto } from "../lib/servers.mjs";
@@ -46,9 +53,11 @@ function blockData(i) {
 
 async function pool(n, width, task) {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < n) await task(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) await task(next++);
+    }),
+  );
 }
 
 async function until(probe) {
@@ -74,11 +83,28 @@ async function main() {
   await pool(DATA_BLOCKS, 4, async (i) => {
     const data = blockData(i);
     writeSync(fd, data, 0, BLOCK, i * BLOCK);
-    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: blockIndex(i), BlockData: data, DataLength: BLOCK, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
+    await ebs.send(
+      new PutSnapshotBlockCommand({
+        SnapshotId,
+        BlockIndex: blockIndex(i),
+        BlockData: data,
+        DataLength: BLOCK,
+        Checksum: createHash("sha256").update(data).digest("base64"),
+        ChecksumAlgorithm: "SHA256",
+      }),
+    );
   });
   closeSync(fd);
   await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: DATA_BLOCKS }));
-  const { ImageId } = await ec2.send(new RegisterImageCommand({ Name: "bench-store", RootDeviceName: "/dev/xvda", VirtualizationType: "hvm", Architecture: "x86_64", BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }] }));
+  const { ImageId } = await ec2.send(
+    new RegisterImageCommand({
+      Name: "bench-store",
+      RootDeviceName: "/dev/xvda",
+      VirtualizationType: "hvm",
+      Architecture: "x86_64",
+      BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId } }],
+    }),
+  );
   await s3.send(new CreateBucketCommand({ Bucket: "bench" }));
   const dataMiB = (DATA_BLOCKS * BLOCK) / MiB;
 
@@ -124,7 +150,9 @@ async function main() {
     { operation: "CreateStoreImageTask", seconds: storeSeconds.toFixed(2), rate: rate(storeSeconds), "peak RSS": `${storeRss.toFixed(0)} MiB` },
     { operation: "CreateRestoreImageTask", seconds: restoreSeconds.toFixed(2), rate: rate(restoreSeconds), "peak RSS": `${restoreRss.toFixed(0)} MiB` },
   ]);
-  console.log(`store ÷ cp: ${(storeSeconds / cpSeconds).toFixed(2)}x   store ÷ (cp + sync): ${(storeSeconds / cpSyncSeconds).toFixed(2)}x   (target: within 2x)`);
+  console.log(
+    `store ÷ cp: ${(storeSeconds / cpSeconds).toFixed(2)}x   store ÷ (cp + sync): ${(storeSeconds / cpSyncSeconds).toFixed(2)}x   (target: within 2x)`,
+  );
   console.log(`restore ÷ cp: ${(restoreSeconds / cpSeconds).toFixed(2)}x   restore ÷ (cp + sync): ${(restoreSeconds / cpSyncSeconds).toFixed(2)}x`);
   console.log(`peak RSS: store ${storeRss.toFixed(0)} MiB, restore ${restoreRss.toFixed(0)} MiB (target: under 256 MiB)`);
 
@@ -150,7 +178,9 @@ async function main() {
   console.log(`\nMultipart upload of ${dataMiB} MiB with the AWS CLI (aws s3 cp)`);
   console.table(uploads.map((u) => ({ server: u.server, seconds: u.seconds.toFixed(2), rate: rate(u.seconds), "peak RSS": `${u.rss.toFixed(0)} MiB` })));
   if (uploads.length === 2) console.log(`Kiln ÷ moto_server throughput: ${(uploads[1].seconds / uploads[0].seconds).toFixed(2)}x`);
-  console.log(`Download of the same object from Kiln (aws s3 cp): ${download.seconds.toFixed(2)} s, ${rate(download.seconds)}, Kiln's peak RSS ${download.rss.toFixed(0)} MiB`);
+  console.log(
+    `Download of the same object from Kiln (aws s3 cp): ${download.seconds.toFixed(2)} s, ${rate(download.seconds)}, Kiln's peak RSS ${download.rss.toFixed(0)} MiB`,
+  );
   process.exit(0);
 }
 

@@ -54,9 +54,13 @@ export function readAccountsFile(path: string): Credential[] {
 
 /** `accountId:accessKeyId:secretAccessKey` entries separated by commas (KILN_ACCOUNTS). */
 export function parseAccountsList(text: string): Credential[] {
-  return text.split(",").map((entry) => entry.trim()).filter(Boolean).map((entry) => {
-    const [accountId, accessKeyId, ...secret] = entry.split(":");
-    if (!accountId || !accessKeyId || secret.length === 0) throw new Error(`"${entry}" is not accountId:accessKeyId:secretAccessKey`);
-    return { accountId, accessKeyId, secretAccessKey: secret.join(":") };
-  });
+  return text
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const [accountId, accessKeyId, ...secret] = entry.split(":");
+      if (!accountId || !accessKeyId || secret.length === 0) throw new Error(`"${entry}" is not accountId:accessKeyId:secretAccessKey`);
+      return { accountId, accessKeyId, secretAccessKey: secret.join(":") };
+    });
 }

@@ -100,7 +100,10 @@ const header = (headers: SignedRequest["headers"], name: string) => {
 export class SignatureVerifier {
   private readonly signingKeys = new Map<string, Uint8Array>();
 
-  constructor(private readonly accounts: AccountDirectory, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly accounts: AccountDirectory,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** True when the request carries any form of SigV4 authentication. */
   static isSigned(request: Pick<SignedRequest, "headers" | "query">): boolean {
@@ -168,8 +171,10 @@ export class SignatureVerifier {
       throw new ApiError("AuthFailure", "X-Amz-Expires must be a whole number of seconds between 1 and 604800.");
     }
     const now = this.now();
-    if (now > signingDate.getTime() + expiresIn * 1000) throw new ApiError("RequestExpired", "Request has expired: the presigned URL is past its X-Amz-Expires.");
-    if (signingDate.getTime() - now > MAX_SKEW_MS) throw new ApiError("RequestExpired", `Request has expired: the signature's time ${amzDate} is in the future.`);
+    if (now > signingDate.getTime() + expiresIn * 1000)
+      throw new ApiError("RequestExpired", "Request has expired: the presigned URL is past its X-Amz-Expires.");
+    if (signingDate.getTime() - now > MAX_SKEW_MS)
+      throw new ApiError("RequestExpired", `Request has expired: the signature's time ${amzDate} is in the future.`);
     const provided = param("X-Amz-Signature");
     const credential = this.credential(scope);
     const bodyHash = this.checkClaimedPayloadHash(request, scope);
@@ -178,7 +183,8 @@ export class SignatureVerifier {
     // Presigners hash the payload (botocore, for non-S3) or declare it unsigned (S3): accept either.
     // S3's body is not read yet: it is always unsigned here, or as its header claims.
     const claimed = headers["x-amz-content-sha256"];
-    const candidates = claimed !== undefined ? [claimed] : scope.service === "s3" ? [UNSIGNED_PAYLOAD] : [bodyHash ?? sha256Hex(request.body), UNSIGNED_PAYLOAD];
+    const candidates =
+      claimed !== undefined ? [claimed] : scope.service === "s3" ? [UNSIGNED_PAYLOAD] : [bodyHash ?? sha256Hex(request.body), UNSIGNED_PAYLOAD];
     const key = await this.signingKey(credential, scope);
     for (const payloadHash of candidates) {
       const expected = this.signature(key, scope, amzDate, request, headers, signedHeaders, payloadHash);

@@ -137,7 +137,9 @@ async function ensureBucket(s3: S3Client, bucket: string, region: string) {
       throw new Error(`bucket ${bucket} answered 403: another account owns it (names are global: pick another with --bucket), or the credentials are wrong`);
     }
     if (status !== 404) throw error;
-    await s3.send(new CreateBucketCommand({ Bucket: bucket, CreateBucketConfiguration: region === "us-east-1" ? undefined : { LocationConstraint: region as never } }));
+    await s3.send(
+      new CreateBucketCommand({ Bucket: bucket, CreateBucketConfiguration: region === "us-east-1" ? undefined : { LocationConstraint: region as never } }),
+    );
   }
 }
 

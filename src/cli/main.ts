@@ -19,34 +19,52 @@ program
   .addOption(new Option("--port <port>", "TCP port (KILN_PORT, default 4566)"))
   .addOption(new Option("--data-dir <dir>", "where metadata and data live (KILN_DATA_DIR, default ./data)"))
   .addOption(new Option("--database-url <url>", "a postgres:// URL: keep metadata in PostgreSQL rather than SQLite (KILN_DATABASE_URL)"))
-  .addOption(new Option("--object-store-bucket <bucket>", "keep snapshot data and bucket objects in this bucket of an S3-compatible object store (KILN_OBJECT_STORE_BUCKET)"))
+  .addOption(
+    new Option(
+      "--object-store-bucket <bucket>",
+      "keep snapshot data and bucket objects in this bucket of an S3-compatible object store (KILN_OBJECT_STORE_BUCKET)",
+    ),
+  )
   .addOption(new Option("--object-store-endpoint <url>", "the object store's URL; AWS S3 when absent (KILN_OBJECT_STORE_ENDPOINT)"))
   .addOption(new Option("--accounts-file <file>", "JSON list of accounts and credentials (KILN_ACCOUNTS_FILE)"))
   .addOption(new Option("--allow-unsigned", "serve unsigned requests as the default account (KILN_ALLOW_UNSIGNED)"))
   .addOption(new Option("--no-reset", "refuse POST /_kiln/reset (KILN_ALLOW_RESET=0)"))
   .addOption(new Option("--log-level <level>", "fatal, error, warn, info, debug or silent (KILN_LOG_LEVEL)"))
-  .action(async (options: { host?: string; port?: string; dataDir?: string; databaseUrl?: string; objectStoreBucket?: string; objectStoreEndpoint?: string; accountsFile?: string; allowUnsigned?: boolean; reset?: boolean; logLevel?: string }) => {
-    const config = resolveConfig({
-      host: options.host,
-      port: options.port,
-      dataDir: options.dataDir,
-      databaseUrl: options.databaseUrl,
-      objectStoreBucket: options.objectStoreBucket,
-      objectStoreEndpoint: options.objectStoreEndpoint,
-      accountsFile: options.accountsFile,
-      allowUnsigned: options.allowUnsigned,
-      allowReset: options.reset === false ? false : undefined,
-      logLevel: options.logLevel,
-    });
-    const kiln = await startKiln(config);
-    kiln.logger.info({ url: kiln.url, dataDir: config.dataDir, allowUnsigned: config.allowUnsigned }, `Kiln ${KILN_VERSION} listening on ${kiln.url}`);
-    const stop = () => {
-      kiln.logger.info("shutting down");
-      void kiln.close().then(() => process.exit(0));
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
+  .action(
+    async (options: {
+      host?: string;
+      port?: string;
+      dataDir?: string;
+      databaseUrl?: string;
+      objectStoreBucket?: string;
+      objectStoreEndpoint?: string;
+      accountsFile?: string;
+      allowUnsigned?: boolean;
+      reset?: boolean;
+      logLevel?: string;
+    }) => {
+      const config = resolveConfig({
+        host: options.host,
+        port: options.port,
+        dataDir: options.dataDir,
+        databaseUrl: options.databaseUrl,
+        objectStoreBucket: options.objectStoreBucket,
+        objectStoreEndpoint: options.objectStoreEndpoint,
+        accountsFile: options.accountsFile,
+        allowUnsigned: options.allowUnsigned,
+        allowReset: options.reset === false ? false : undefined,
+        logLevel: options.logLevel,
+      });
+      const kiln = await startKiln(config);
+      kiln.logger.info({ url: kiln.url, dataDir: config.dataDir, allowUnsigned: config.allowUnsigned }, `Kiln ${KILN_VERSION} listening on ${kiln.url}`);
+      const stop = () => {
+        kiln.logger.info("shutting down");
+        void kiln.close().then(() => process.exit(0));
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    },
+  );
 
 program
   .command("import <file>")
@@ -58,11 +76,13 @@ program
   .addOption(new Option("--format <format>", "OVA, VHD, VHDX, VMDK, RAW or QCOW2 (default: read from the file)"))
   .addOption(new Option("--description <text>", "the import's and the AMI's description"))
   .addOption(new Option("--snapshot", "ImportSnapshot: make a snapshot of a data disk, print its id"))
-  .addOption(new Option("--part-size <MiB>", "multipart upload part size").default("16").argParser((v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 5 || n > 5120) throw new InvalidArgumentError("a whole number of MiB from 5 to 5120");
-    return n;
-  }))
+  .addOption(
+    new Option("--part-size <MiB>", "multipart upload part size").default("16").argParser((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 5 || n > 5120) throw new InvalidArgumentError("a whole number of MiB from 5 to 5120");
+      return n;
+    }),
+  )
   .addOption(new Option("--no-progress", "no progress output"))
   // What import.ts reads: the clients get endpoint, region and credentials from it, never from the SDK's own chain.
   .addHelpText(
@@ -77,12 +97,27 @@ Where it sends the file, and as whom:
 Example:
   AWS_ACCESS_KEY_ID=111122223333 AWS_SECRET_ACCESS_KEY=test kiln import disk.vmdk --endpoint http://127.0.0.1:4566`,
   )
-  .action(async (file: string, options: { endpoint: string; region: string; bucket: string; key?: string; format?: string; description?: string; snapshot?: boolean; partSize: number | string; progress: boolean }) => {
-    // Loaded here, so `kiln serve` does not load the AWS SDK clients it never uses.
-    const { importFile } = await import("./import.js");
-    const id = await importFile(file, { ...options, partSizeMiB: Number(options.partSize) });
-    process.stdout.write(`${id}\n`);
-  });
+  .action(
+    async (
+      file: string,
+      options: {
+        endpoint: string;
+        region: string;
+        bucket: string;
+        key?: string;
+        format?: string;
+        description?: string;
+        snapshot?: boolean;
+        partSize: number | string;
+        progress: boolean;
+      },
+    ) => {
+      // Loaded here, so `kiln serve` does not load the AWS SDK clients it never uses.
+      const { importFile } = await import("./import.js");
+      const id = await importFile(file, { ...options, partSizeMiB: Number(options.partSize) });
+      process.stdout.write(`${id}\n`);
+    },
+  );
 
 program.parseAsync().catch((error: unknown) => {
   console.error(`kiln: ${(error as Error).message}`);

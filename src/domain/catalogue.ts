@@ -104,7 +104,15 @@ const checkFile = ajv.compile<CatalogueFile>({
   required: ["publishers", "serials", "series"],
   properties: {
     $comment: { type: "string" },
-    publishers: { type: "object", additionalProperties: { type: "object", required: ["ownerId"], additionalProperties: false, properties: { ownerId: OWNER_ID, ownerAlias: { type: "string" } } } },
+    publishers: {
+      type: "object",
+      additionalProperties: {
+        type: "object",
+        required: ["ownerId"],
+        additionalProperties: false,
+        properties: { ownerId: OWNER_ID, ownerAlias: { type: "string" } },
+      },
+    },
     serials: { type: "object", additionalProperties: { type: "object", minProperties: 1, additionalProperties: TIMESTAMP } },
     series: {
       type: "array",
@@ -124,7 +132,12 @@ const checkFile = ajv.compile<CatalogueFile>({
             items: {
               anyOf: [
                 PARAMETER_PATH,
-                { type: "object", required: ["path", "architecture"], additionalProperties: false, properties: { path: PARAMETER_PATH, architecture: { type: "string", enum: ["x86_64", "arm64"] } } },
+                {
+                  type: "object",
+                  required: ["path", "architecture"],
+                  additionalProperties: false,
+                  properties: { path: PARAMETER_PATH, architecture: { type: "string", enum: ["x86_64", "arm64"] } },
+                },
               ],
             },
           },
@@ -157,7 +170,11 @@ const checkEntries = ajv.compile<CatalogueEntry[]>({ type: "array", items: ENTRY
 
 function schemaErrors(where: string, errors: ErrorObject[] | null | undefined): Error {
   const detail = (e: ErrorObject) =>
-    "allowedValues" in e.params ? `: ${(e.params.allowedValues as string[]).join(", ")}` : "additionalProperty" in e.params ? `: ${e.params.additionalProperty as string}` : "";
+    "allowedValues" in e.params
+      ? `: ${(e.params.allowedValues as string[]).join(", ")}`
+      : "additionalProperty" in e.params
+        ? `: ${e.params.additionalProperty as string}`
+        : "";
   const lines = (errors ?? []).slice(0, 10).map((e) => `  ${e.instancePath || "(the file)"} ${e.message}${detail(e)}`);
   return new Error(`${where} is not a valid catalogue:\n${lines.join("\n")}`);
 }
@@ -272,7 +289,8 @@ export function withOperatorEntries(builtIn: PublicCatalogue, added: readonly Ca
 }
 
 /** An id from a region and a key (an image name), the same on every Kiln. */
-export const derivedId = (prefix: string, region: string, key: string) => `${prefix}-${createHash("sha256").update(`${region}\0${key}`).digest("hex").slice(0, 17)}`;
+export const derivedId = (prefix: string, region: string, key: string) =>
+  `${prefix}-${createHash("sha256").update(`${region}\0${key}`).digest("hex").slice(0, 17)}`;
 
 /**
  * The region an image pinned to one id everywhere is kept in: ids are unique across regions in
@@ -291,7 +309,8 @@ function checkIds(catalogue: PublicCatalogue, where: string) {
   const regions = new Set(REGIONS.map((r) => r.name));
   for (const entry of catalogue.entries) {
     if (entry.imageId && typeof entry.imageId === "object") {
-      for (const region of Object.keys(entry.imageId)) if (!regions.has(region)) throw new Error(`${where}: the image ${entry.name} pins an id in ${region}, which is not a region Kiln serves`);
+      for (const region of Object.keys(entry.imageId))
+        if (!regions.has(region)) throw new Error(`${where}: the image ${entry.name} pins an id in ${region}, which is not a region Kiln serves`);
     }
   }
   for (const region of regions) {

@@ -24,9 +24,9 @@ const RESOURCE_TYPES: Record<string, string> = {
   "import-ami": "import-image-task",
   "import-snap": "import-snapshot-task",
   "export-ami": "export-image-task",
-  "fpga": "fpga-image",
-  "pl": "prefix-list",
-  "r": "reservation",
+  fpga: "fpga-image",
+  pl: "prefix-list",
+  r: "reservation",
 };
 
 const ID = /^([a-z]+(?:-[a-z]+)?)-([0-9a-f]{8}|[0-9a-f]{17})$/;

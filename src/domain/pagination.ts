@@ -5,7 +5,10 @@ import { ApiError } from "../protocol/errors.js";
 export function pageSize(maxResults: number | undefined, bounds: { min: number; max: number }): number | undefined {
   if (maxResults === undefined) return undefined;
   if (maxResults < bounds.min || maxResults > bounds.max) {
-    throw new ApiError("InvalidParameterValue", `Value (${maxResults}) for parameter maxResults is invalid. Expect a value between ${bounds.min} and ${bounds.max}.`);
+    throw new ApiError(
+      "InvalidParameterValue",
+      `Value (${maxResults}) for parameter maxResults is invalid. Expect a value between ${bounds.min} and ${bounds.max}.`,
+    );
   }
   return maxResults;
 }

@@ -83,7 +83,8 @@ export function importPublicKey(material: Buffer, name: string): ImportedKey {
     throw new ApiError("InvalidKey.Format", "Key is not in valid OpenSSH public key format");
   }
   if (key.type === "rsa") {
-    if (!RSA_BITS.includes(key.size)) throw new ApiError("InvalidKey.Format", `Invalid RSA key length ${key.size}: supported lengths are 1024, 2048, and 4096.`);
+    if (!RSA_BITS.includes(key.size))
+      throw new ApiError("InvalidKey.Format", `Invalid RSA key length ${key.size}: supported lengths are 1024, 2048, and 4096.`);
     const der = createPublicKey(key.toString("pkcs8")).export({ type: "spki", format: "der" });
     return { keyType: "rsa", fingerprint: colonHex(createHash("md5").update(der).digest()), publicKey: sshLine(key, name) };
   }

@@ -84,7 +84,11 @@ function u32(value: number): Buffer {
 }
 
 /** The archive's bytes, produced as the blocks are; `onDigest` gets the closing digest. */
-export async function* writeArchive(manifest: ArchiveManifest, blocks: AsyncIterable<ArchivedBlock>, onDigest?: (digest: Buffer) => void): AsyncGenerator<Buffer> {
+export async function* writeArchive(
+  manifest: ArchiveManifest,
+  blocks: AsyncIterable<ArchivedBlock>,
+  onDigest?: (digest: Buffer) => void,
+): AsyncGenerator<Buffer> {
   const digest = createHash("sha256");
   const emit = (part: Buffer) => {
     digest.update(part);
@@ -146,12 +150,14 @@ function checkManifest(manifest: ArchiveManifest): ArchiveManifest {
   if (!manifest.image || typeof manifest.image.name !== "string" || !Array.isArray(manifest.image.blockDeviceMappings)) throw bad("it has no image");
   if (!Array.isArray(manifest.snapshots)) throw bad("it has no snapshot list");
   for (const snapshot of manifest.snapshots) {
-    if (!Number.isInteger(snapshot.volumeSize) || snapshot.volumeSize < 1 || snapshot.volumeSize > 65536) throw bad(`a snapshot's size ${snapshot.volumeSize} GiB is out of range`);
+    if (!Number.isInteger(snapshot.volumeSize) || snapshot.volumeSize < 1 || snapshot.volumeSize > 65536)
+      throw bad(`a snapshot's size ${snapshot.volumeSize} GiB is out of range`);
     if (!Number.isInteger(snapshot.blocks) || snapshot.blocks < 0) throw bad("a snapshot's block count is not a count");
   }
   for (const mapping of manifest.image.blockDeviceMappings) {
     const index = mapping.ebs?.snapshot;
-    if (index !== undefined && (!Number.isInteger(index) || index < 0 || index >= manifest.snapshots.length)) throw bad(`device ${mapping.deviceName} names no snapshot of the archive`);
+    if (index !== undefined && (!Number.isInteger(index) || index < 0 || index >= manifest.snapshots.length))
+      throw bad(`device ${mapping.deviceName} names no snapshot of the archive`);
   }
   return manifest;
 }
@@ -209,7 +215,8 @@ export async function* readArchive(source: AsyncIterable<Buffer>): AsyncGenerato
       if (!tail.subarray(32).equals(END_MAGIC)) throw new ArchiveError("the archive's end record is corrupted");
       if (!tail.subarray(0, 32).equals(digest.digest())) throw new ArchiveError("the archive's digest does not match its contents");
       counts.forEach((count, i) => {
-        if (count !== manifest.snapshots[i]!.blocks) throw new ArchiveError(`snapshot ${i} of the archive has ${count} blocks; its manifest says ${manifest.snapshots[i]!.blocks}`);
+        if (count !== manifest.snapshots[i]!.blocks)
+          throw new ArchiveError(`snapshot ${i} of the archive has ${count} blocks; its manifest says ${manifest.snapshots[i]!.blocks}`);
       });
       if (!(await reader.atEnd())) throw new ArchiveError("the archive has bytes after its end record");
       return;
@@ -223,8 +230,10 @@ export async function* readArchive(source: AsyncIterable<Buffer>): AsyncGenerato
     const sha256 = rest.subarray(8, 40).toString("hex");
     const described = manifest.snapshots[snapshot];
     if (!described) throw new ArchiveError(`the archive is corrupted: a block names snapshot ${snapshot}, which it does not hold`);
-    if (block >= (described.volumeSize * 1024 ** 3) / manifest.blockSize) throw new ArchiveError(`the archive is corrupted: block ${block} is past the end of snapshot ${snapshot}`);
-    if (snapshot < previous.snapshot || (snapshot === previous.snapshot && block <= previous.block)) throw new ArchiveError("the archive is corrupted: its blocks are out of order");
+    if (block >= (described.volumeSize * 1024 ** 3) / manifest.blockSize)
+      throw new ArchiveError(`the archive is corrupted: block ${block} is past the end of snapshot ${snapshot}`);
+    if (snapshot < previous.snapshot || (snapshot === previous.snapshot && block <= previous.block))
+      throw new ArchiveError("the archive is corrupted: its blocks are out of order");
     previous = { snapshot, block };
     const data = await reader.read(manifest.blockSize);
     if (!data) throw new ArchiveError("the archive is truncated in a block's data");

@@ -68,12 +68,17 @@ export function adminRoutes(deps: {
   async function callerOfAdmin(req: IncomingMessage, url: ParsedUrl): Promise<AdminCaller | AdminAnswer> {
     const page = fromWebPage(req);
     if (page) return refused(403, "Forbidden", `Kiln's own routes do not answer web pages: ${page}.`);
-    if (isFormContentType(req)) return refused(403, "Forbidden", "Kiln's own routes do not take a body an HTML form can send; send no Content-Type or application/json.");
+    if (isFormContentType(req))
+      return refused(403, "Forbidden", "Kiln's own routes do not take a body an HTML form can send; send no Content-Type or application/json.");
     const token = req.headers[ADMIN_TOKEN_HEADER];
     if (token !== undefined) {
       const expected = deps.config.adminToken;
       if (expected !== undefined && typeof token === "string" && sameSecret(token, expected)) return { operator: true };
-      return refused(403, "Forbidden", expected === undefined ? "This Kiln has no admin token (KILN_ADMIN_TOKEN): sign the request instead." : "The admin token is not this Kiln's.");
+      return refused(
+        403,
+        "Forbidden",
+        expected === undefined ? "This Kiln has no admin token (KILN_ADMIN_TOKEN): sign the request instead." : "The admin token is not this Kiln's.",
+      );
     }
     try {
       const body = await readBody(req, deps.config.limits.maxBodyBytes);
@@ -112,7 +117,9 @@ export function adminRoutes(deps: {
       const instanceId = shutdown[1]!;
       const outcome = await shutdownFromInside(deps.meta.db, instanceId, deps.config.stateDelayMs, caller.operator ? undefined : caller.scope);
       if (outcome === undefined) return refused(404, "InvalidInstanceID.NotFound", `The instance ID '${instanceId}' does not exist`);
-      return outcome === "not-running" ? refused(409, "IncorrectInstanceState", `Instance ${instanceId} is not running.`) : json(200, { instanceId, becomes: outcome });
+      return outcome === "not-running"
+        ? refused(409, "IncorrectInstanceState", `Instance ${instanceId} is not running.`)
+        : json(200, { instanceId, becomes: outcome });
     }
     if (path === "/_kiln/reset") {
       // Tasks under way finish first: a reset leaves nothing writing into the emptied store.
@@ -127,7 +134,8 @@ export function adminRoutes(deps: {
     // /_kiln/collect. ?graceMs=N overrides the configured grace (0 for test suites that are not writing meanwhile).
     const grace = url.pairs.find(([name]) => name === "graceMs")?.[1];
     const graceMs = grace === undefined ? deps.config.collect.graceMs : Number(grace);
-    if (!Number.isInteger(graceMs) || graceMs < 0) return json(400, { error: "InvalidParameterValue", message: "graceMs must be a whole number of milliseconds." });
+    if (!Number.isInteger(graceMs) || graceMs < 0)
+      return json(400, { error: "InvalidParameterValue", message: "graceMs must be a whole number of milliseconds." });
     return json(200, await deps.data.chunks.collect(graceMs));
   };
 }

@@ -3,8 +3,7 @@
 import type { IncomingMessage } from "node:http";
 import { ApiError } from "../protocol/errors.js";
 
-const tooLarge = (limit: number) =>
-  new ApiError("RequestEntityTooLarge", `The request body is larger than the ${limit} bytes Kiln accepts for this API.`);
+const tooLarge = (limit: number) => new ApiError("RequestEntityTooLarge", `The request body is larger than the ${limit} bytes Kiln accepts for this API.`);
 
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = req.headers["content-length"];

@@ -21,11 +21,7 @@ export function requestToVerify(req: IncomingMessage, url: ParsedUrl, body: Buff
   return { method: req.method ?? "GET", path: url.path, query: signedQuery(url.pairs), headers: req.headers, body };
 }
 
-export async function callerOf(
-  deps: { config: KilnConfig; verifier: SignatureVerifier },
-  request: SignedRequest,
-  service: string,
-): Promise<Caller> {
+export async function callerOf(deps: { config: KilnConfig; verifier: SignatureVerifier }, request: SignedRequest, service: string): Promise<Caller> {
   const { config, verifier } = deps;
   if (config.allowUnsigned && !SignatureVerifier.isSigned(request)) {
     return { accessKeyId: "", accountId: config.accounts.defaultAccountId, region: config.defaultRegion, service };
@@ -40,11 +36,16 @@ export async function callerOf(
  */
 function checkScope(caller: Caller, service: string): Caller {
   if (caller.service !== service) {
-    if (service === "s3") throw new ApiError("AuthorizationHeaderMalformed", `The authorization header is malformed; incorrect service '${caller.service}'. This endpoint belongs to 's3'.`);
+    if (service === "s3")
+      throw new ApiError(
+        "AuthorizationHeaderMalformed",
+        `The authorization header is malformed; incorrect service '${caller.service}'. This endpoint belongs to 's3'.`,
+      );
     throw new ApiError("SignatureDoesNotMatch", `Credential should be scoped to correct service: '${service}'.`);
   }
   if (!isKilnRegion(caller.region)) {
-    if (service === "s3") throw new ApiError("AuthorizationHeaderMalformed", `The authorization header is malformed; the region '${caller.region}' is not one Kiln serves.`);
+    if (service === "s3")
+      throw new ApiError("AuthorizationHeaderMalformed", `The authorization header is malformed; the region '${caller.region}' is not one Kiln serves.`);
     throw new ApiError("SignatureDoesNotMatch", `Credential should be scoped to a valid region, not '${caller.region}'.`);
   }
   return caller;

@@ -55,7 +55,8 @@ export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
       const route = ROUTES.find((r) => r.method === req.method && r.pattern.test(url.path));
       if (!route) throw new ApiError("ValidationException", `No EBS direct API is at ${req.method} ${url.path}.`);
       answer.action = route.action;
-      const malformed = () => new ApiError("ValidationException", `The path ${url.path} is not well-formed: a %-escape is malformed or not UTF-8.`, "INVALID_PARAMETER_VALUE");
+      const malformed = () =>
+        new ApiError("ValidationException", `The path ${url.path} is not well-formed: a %-escape is malformed or not UTF-8.`, "INVALID_PARAMETER_VALUE");
       const [, first, second] = route.pattern.exec(url.path)!.map((part) => (part === undefined ? part : percentDecoded(part, malformed)));
       const body = await readBody(req, route.action === "PutSnapshotBlock" ? BLOCK_SIZE : config.limits.maxBodyBytes);
       const request = requestToVerify(req, url, body);
@@ -77,31 +78,66 @@ export function ebsEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
           break;
         }
         case "PutSnapshotBlock": {
-          const { checksum } = await ebs.putSnapshotBlock(ctx, first!, second!, {
-            dataLength: header(req, "x-amz-data-length"),
-            checksum: header(req, "x-amz-checksum"),
-            checksumAlgorithm: header(req, "x-amz-checksum-algorithm"),
-          }, body);
+          const { checksum } = await ebs.putSnapshotBlock(
+            ctx,
+            first!,
+            second!,
+            {
+              dataLength: header(req, "x-amz-data-length"),
+              checksum: header(req, "x-amz-checksum"),
+              checksumAlgorithm: header(req, "x-amz-checksum-algorithm"),
+            },
+            body,
+          );
           send(201, "{}", { "x-amz-Checksum": checksum, "x-amz-Checksum-Algorithm": "SHA256" });
           break;
         }
         case "CompleteSnapshot":
-          send(202, toAwsJson(await ebs.completeSnapshot(ctx, first!, {
-            changedBlocksCount: header(req, "x-amz-changedblockscount"),
-            checksum: header(req, "x-amz-checksum"),
-            checksumAlgorithm: header(req, "x-amz-checksum-algorithm"),
-            checksumAggregationMethod: header(req, "x-amz-checksum-aggregation-method"),
-          })));
+          send(
+            202,
+            toAwsJson(
+              await ebs.completeSnapshot(ctx, first!, {
+                changedBlocksCount: header(req, "x-amz-changedblockscount"),
+                checksum: header(req, "x-amz-checksum"),
+                checksumAlgorithm: header(req, "x-amz-checksum-algorithm"),
+                checksumAggregationMethod: header(req, "x-amz-checksum-aggregation-method"),
+              }),
+            ),
+          );
           break;
         case "ListSnapshotBlocks":
-          send(200, toAwsJson(await ebs.listSnapshotBlocks(ctx, first!, { maxResults: q("maxResults"), pageToken: q("pageToken"), startingBlockIndex: q("startingBlockIndex") })));
+          send(
+            200,
+            toAwsJson(
+              await ebs.listSnapshotBlocks(ctx, first!, {
+                maxResults: q("maxResults"),
+                pageToken: q("pageToken"),
+                startingBlockIndex: q("startingBlockIndex"),
+              }),
+            ),
+          );
           break;
         case "ListChangedBlocks":
-          send(200, toAwsJson(await ebs.listChangedBlocks(ctx, first!, { maxResults: q("maxResults"), pageToken: q("pageToken"), startingBlockIndex: q("startingBlockIndex"), firstSnapshotId: q("firstSnapshotId") })));
+          send(
+            200,
+            toAwsJson(
+              await ebs.listChangedBlocks(ctx, first!, {
+                maxResults: q("maxResults"),
+                pageToken: q("pageToken"),
+                startingBlockIndex: q("startingBlockIndex"),
+                firstSnapshotId: q("firstSnapshotId"),
+              }),
+            ),
+          );
           break;
         case "GetSnapshotBlock": {
           const { data, checksum } = await ebs.getSnapshotBlock(ctx, first!, second!, q("blockToken"));
-          send(200, data, { "content-type": "application/octet-stream", "x-amz-Data-Length": data.length, "x-amz-Checksum": checksum, "x-amz-Checksum-Algorithm": "SHA256" });
+          send(200, data, {
+            "content-type": "application/octet-stream",
+            "x-amz-Data-Length": data.length,
+            "x-amz-Checksum": checksum,
+            "x-amz-Checksum-Algorithm": "SHA256",
+          });
           break;
         }
       }

@@ -67,14 +67,15 @@ export function ec2Endpoint(deps: {
       throw new ApiError("InvalidRequest", `Unsupported Content-Type '${type}': send form-encoded, XML or JSON parameters.`);
     }
     for (const [name, value] of queryPairs) {
-      if (params[name] !== undefined) throw new ApiError("InvalidParameterCombination", `The parameter ${name} is given in both the query string and the body.`);
+      if (params[name] !== undefined)
+        throw new ApiError("InvalidParameterCombination", `The parameter ${name} is given in both the query string and the body.`);
       params[name] = value;
     }
     return { params, xmlRoot };
   }
 
   function actionName(params: ParamObject, xmlRoot: string | undefined): string {
-    const action = params.Action ?? (xmlRoot?.replace(/Request$/, ""));
+    const action = params.Action ?? xmlRoot?.replace(/Request$/, "");
     if (action === undefined || action === "") throw new ApiError("MissingAction", "The request must contain the parameter Action.");
     if (typeof action !== "string") throw new ApiError("InvalidAction", "The parameter Action must be a string.");
     return action;
@@ -107,7 +108,10 @@ export function ec2Endpoint(deps: {
           input = decodeStructure(args, operation.input ?? EMPTY_INPUT);
         } catch (error) {
           // An action's own error for the parameter (or for any item of a list parameter).
-          const replacement = error instanceof InvalidParameter ? action.parameterErrors?.[error.parameter] ?? action.parameterErrors?.[error.parameter.split(".")[0]!] : undefined;
+          const replacement =
+            error instanceof InvalidParameter
+              ? (action.parameterErrors?.[error.parameter] ?? action.parameterErrors?.[error.parameter.split(".")[0]!])
+              : undefined;
           throw replacement ? replacement(error as InvalidParameter) : error;
         }
         // Decoding thousands of parameters takes milliseconds: the event loop may want a turn.

@@ -101,7 +101,8 @@ export function s3Endpoint(deps: { config: KilnConfig; verifier: SignatureVerifi
       answer.errorCode = s3Error.code;
       // A body left unread leaves the connection unusable: answer, then close it.
       const headers: Record<string, string> = req.complete ? {} : { connection: "close" };
-      const body = req.method === "HEAD" || s3Error.status === 304 ? "" : s3ErrorXml(s3Error.code, s3Error.message, requestId, errorDetails(s3Error.code, target));
+      const body =
+        req.method === "HEAD" || s3Error.status === 304 ? "" : s3ErrorXml(s3Error.code, s3Error.message, requestId, errorDetails(s3Error.code, target));
       res.writeHead(s3Error.status, { ...base, ...headers, ...(body ? { "content-type": XML_TYPE } : {}), "content-length": Buffer.byteLength(body) });
       res.end(body);
     }

@@ -51,7 +51,13 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
         answer = { status: admin.status };
         send(res, req, admin.status, "application/json", admin.body, requestId);
       } else if (page && !pageMayRead(req, protocol)) {
-        const refused = protocolError(protocol, requestId, 403, FORBIDDEN, `Kiln does not answer web pages: ${page}. Use an AWS SDK, the AWS CLI or another tool.`);
+        const refused = protocolError(
+          protocol,
+          requestId,
+          403,
+          FORBIDDEN,
+          `Kiln does not answer web pages: ${page}. Use an AWS SDK, the AWS CLI or another tool.`,
+        );
         answer = { status: refused.status, errorCode: refused.code };
         send(res, req, refused.status, refused.contentType, refused.body, requestId, refused.headers);
       } else if (protocol === "s3") {
@@ -112,10 +118,23 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
     const head = parseRequestHead(error.rawPacket);
     const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
     const refused = tooLarge
-      ? protocolError(head.protocol, requestId, 400, HEADERS_TOO_LARGE, `The request line and headers are larger than the ${MAX_HEADER_BYTES} bytes Kiln reads; send large EC2 requests as a form-encoded POST body.`)
+      ? protocolError(
+          head.protocol,
+          requestId,
+          400,
+          HEADERS_TOO_LARGE,
+          `The request line and headers are larger than the ${MAX_HEADER_BYTES} bytes Kiln reads; send large EC2 requests as a form-encoded POST body.`,
+        )
       : protocolError(head.protocol, requestId, 400, BAD_REQUEST, "The request is not well-formed HTTP.");
     logger.info({ requestId, method: head.method, path: head.path, status: refused.status, error: refused.code }, "request");
-    const headers = { ...refused.headers, "content-type": refused.contentType, "content-length": Buffer.byteLength(refused.body), "x-amzn-requestid": requestId, server: "Kiln", connection: "close" };
+    const headers = {
+      ...refused.headers,
+      "content-type": refused.contentType,
+      "content-length": Buffer.byteLength(refused.body),
+      "x-amzn-requestid": requestId,
+      server: "Kiln",
+      connection: "close",
+    };
     const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}`);
     socket.end(`HTTP/1.1 ${refused.status} Bad Request\r\n${lines.join("\r\n")}\r\n\r\n${refused.body}`);
   });
@@ -162,7 +181,12 @@ type ProtocolCodes = Record<Protocol, string>;
 const INTERNAL: ProtocolCodes = { ec2: "InternalError", s3: "InternalError", ebs: "InternalServerException", ssm: "InternalServerError" };
 const UNAVAILABLE: ProtocolCodes = { ec2: "ServiceUnavailable", s3: "ServiceUnavailable", ebs: "ServiceUnavailableException", ssm: "ServiceUnavailable" };
 const FORBIDDEN: ProtocolCodes = { ec2: "UnauthorizedOperation", s3: "AccessDenied", ebs: "AccessDeniedException", ssm: "AccessDeniedException" };
-const HEADERS_TOO_LARGE: ProtocolCodes = { ec2: "RequestHeaderSectionTooLarge", s3: "RequestHeaderSectionTooLarge", ebs: "ValidationException", ssm: "ValidationException" };
+const HEADERS_TOO_LARGE: ProtocolCodes = {
+  ec2: "RequestHeaderSectionTooLarge",
+  s3: "RequestHeaderSectionTooLarge",
+  ebs: "ValidationException",
+  ssm: "ValidationException",
+};
 const BAD_VALUE: ProtocolCodes = { ec2: "InvalidParameterValue", s3: "InvalidArgument", ebs: "ValidationException", ssm: "ValidationException" };
 const BAD_REQUEST: ProtocolCodes = { ec2: "InvalidRequest", s3: "InvalidRequest", ebs: "ValidationException", ssm: "ValidationException" };
 

@@ -45,20 +45,23 @@ export function ssmEndpoint(deps: { config: KilnConfig; verifier: SignatureVerif
     try {
       const action = String(req.headers["x-amz-target"]).slice(TARGET_PREFIX.length);
       answer.action = action;
-      if (req.method !== "POST" || url.path !== "/") throw new ApiError("ValidationException", `SSM actions are sent as POST /, not ${req.method} ${url.path}.`);
+      if (req.method !== "POST" || url.path !== "/")
+        throw new ApiError("ValidationException", `SSM actions are sent as POST /, not ${req.method} ${url.path}.`);
       const body = await readBody(req, config.limits.maxBodyBytes);
       const caller = await callerOf(deps, requestToVerify(req, url, body), "ssm");
       answer.accountId = caller.accountId;
       answer.region = caller.region;
       const run = SSM_ACTIONS[action];
-      if (!run) throw new ApiError("UnsupportedOperationException", `Kiln's SSM endpoint does not do ${action}. It answers the Parameter Store actions ${supported}.`);
+      if (!run)
+        throw new ApiError("UnsupportedOperationException", `Kiln's SSM endpoint does not do ${action}. It answers the Parameter Store actions ${supported}.`);
       let input: unknown;
       try {
         input = JSON.parse(body.toString("utf8") || "{}");
       } catch {
         throw new ApiError("SerializationException", "The request body is not valid JSON.");
       }
-      if (typeof input !== "object" || input === null || Array.isArray(input)) throw new ApiError("SerializationException", "The request body must be a JSON object.");
+      if (typeof input !== "object" || input === null || Array.isArray(input))
+        throw new ApiError("SerializationException", "The request body must be a JSON object.");
       const output = await run({ accountId: caller.accountId, region: caller.region, meta, catalogue: config.catalogue }, input as Record<string, unknown>);
       send(200, toAwsJson(output));
     } catch (error) {

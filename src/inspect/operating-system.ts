@@ -135,7 +135,10 @@ export async function inspectDisk(disk: ByteSource): Promise<DiskInspection> {
       let release: Buffer | undefined;
       for (const path of OS_RELEASE) release ??= await readSafely(fs, root + path, OS_RELEASE_BYTES);
       if (!release) continue;
-      const architecture = await firstArchitecture(fs, LINUX_BINARIES.map((path) => root + path));
+      const architecture = await firstArchitecture(
+        fs,
+        LINUX_BINARIES.map((path) => root + path),
+      );
       if (!architecture) {
         outcome = "no system binary";
         continue;

@@ -68,7 +68,7 @@ async function readGpt(disk: ByteSource, lba: number): Promise<Partition[] | und
   const count = header.readUInt32LE(80);
   const entrySize = header.readUInt32LE(84);
   if (count > MAX_GPT_ENTRIES || entrySize < 128 || entrySize > 4096 || entrySize % 8 !== 0) return undefined;
-  if (!Number.isSafeInteger(entriesAt) || (entriesAt * SECTOR + count * entrySize) > disk.size) return undefined;
+  if (!Number.isSafeInteger(entriesAt) || entriesAt * SECTOR + count * entrySize > disk.size) return undefined;
   const entries = await disk.read(entriesAt * SECTOR, count * entrySize);
   if (crc32(entries) !== header.readUInt32LE(88)) return undefined;
   const partitions: Partition[] = [];

@@ -32,12 +32,12 @@ export const ERROR_STATUS = {
   "InvalidAMIName.Malformed": 400,
   "InvalidAMIName.Duplicate": 400,
   "InvalidSnapshot.InUse": 400,
-  "InvalidBlockDeviceMapping": 400,
+  InvalidBlockDeviceMapping: 400,
   "InvalidInstanceID.Malformed": 400,
   "InvalidInstanceID.NotFound": 400,
   IncorrectInstanceState: 400,
   InvalidInstanceType: 400,
-  "InvalidConversionTaskId": 400,
+  InvalidConversionTaskId: 400,
   "InvalidConversionTaskId.Malformed": 400,
   // Key pairs
   "InvalidKeyPair.Duplicate": 400,
@@ -64,7 +64,7 @@ export const ERROR_STATUS = {
   "InvalidRouteTableID.NotFound": 400,
   "InvalidNetworkInterfaceID.NotFound": 400,
   "InvalidNetworkInterfaceID.Malformed": 400,
-  "VPCIdNotSpecified": 400,
+  VPCIdNotSpecified: 400,
   DefaultVpcAlreadyExists: 400,
   "Resource.AlreadyAssociated": 400,
   "Gateway.NotAttached": 400,
@@ -75,7 +75,7 @@ export const ERROR_STATUS = {
   InvalidInstanceAttributeValue: 400,
   CannotDelete: 400,
   DependencyViolation: 400,
-  "OperationNotPermitted": 400,
+  OperationNotPermitted: 400,
   // EBS direct APIs (REST-JSON, error type in x-amzn-ErrorType), and SSM's
   ValidationException: 400,
   ResourceNotFoundException: 404,
@@ -156,7 +156,11 @@ export class ApiError extends Error {
   readonly status: number;
   /** The machine-readable reason some protocols carry beside the message (EBS's `Reason`). */
   readonly reason?: string;
-  constructor(readonly code: ErrorCode, message: string, reason?: string) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    reason?: string,
+  ) {
     super(message);
     this.status = ERROR_STATUS[code];
     this.reason = reason;
@@ -165,10 +169,13 @@ export class ApiError extends Error {
 
 /** InvalidParameterValue for one named parameter, so an action can answer with its own code instead. */
 export class InvalidParameter extends ApiError {
-  constructor(readonly parameter: string, message: string, readonly value?: string) {
+  constructor(
+    readonly parameter: string,
+    message: string,
+    readonly value?: string,
+  ) {
     super("InvalidParameterValue", message);
   }
 }
 
-export const dryRunSucceeded = () =>
-  new ApiError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.");
+export const dryRunSucceeded = () => new ApiError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.");

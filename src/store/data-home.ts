@@ -45,7 +45,9 @@ export async function openDataHome(config: KilnConfig, db: MetaDb, logger: Logge
   try {
     await bucket.ping();
   } catch (error) {
-    throw new Error(`cannot use bucket ${settings.bucket} of the object store${settings.endpoint ? ` at ${settings.endpoint}` : ""}: ${(error as Error).name} ${(error as Error).message}`);
+    throw new Error(
+      `cannot use bucket ${settings.bucket} of the object store${settings.endpoint ? ` at ${settings.endpoint}` : ""}: ${(error as Error).name} ${(error as Error).message}`,
+    );
   }
   const home = bucketHome(bucket, db);
   await checkChunkHome(db, home, `bucket ${settings.bucket}`);

@@ -102,15 +102,17 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
   }
 
   /** Files a VMDK descriptor names (plain names: the reader refuses others) live beside it, in the same bucket and folder. */
-  const companionOf = (source: DiskSource, readers: RandomReader[]) => async (name: string): Promise<ByteSource> => {
-    const folder = source.key.includes("/") ? source.key.slice(0, source.key.lastIndexOf("/") + 1) : "";
-    try {
-      return await openSource({ ...source, key: folder + name }, readers);
-    } catch (error) {
-      if (error instanceof TaskFailure) throw new DiskImageError(`the extent file ${name} is not in s3://${source.bucket}/${folder}`);
-      throw error;
-    }
-  };
+  const companionOf =
+    (source: DiskSource, readers: RandomReader[]) =>
+    async (name: string): Promise<ByteSource> => {
+      const folder = source.key.includes("/") ? source.key.slice(0, source.key.lastIndexOf("/") + 1) : "";
+      try {
+        return await openSource({ ...source, key: folder + name }, readers);
+      } catch (error) {
+        if (error instanceof TaskFailure) throw new DiskImageError(`the extent file ${name} is not in s3://${source.bucket}/${folder}`);
+        throw error;
+      }
+    };
 
   /**
    * Opens every container's disks and streams them into their snapshots' blocks. Snapshot ids
@@ -179,7 +181,8 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
       snapshot_id: disk.snapshotId,
       volume_size: Math.max(1, Math.ceil(disk.virtualSize / GIB)),
       start_time: now,
-      description: details.sources[disk.container]!.description ?? `Created by ${task.kind === IMPORT_IMAGE_TASK ? "ImportImage" : "ImportSnapshot"} for ${task.task_id}`,
+      description:
+        details.sources[disk.container]!.description ?? `Created by ${task.kind === IMPORT_IMAGE_TASK ? "ImportImage" : "ImportSnapshot"} for ${task.task_id}`,
       encrypted: details.request.encrypted ? 1 : 0,
       kms_key_id: details.request.encrypted ? (details.request.kmsKeyId ?? "alias/aws/ebs") : null,
     });
@@ -213,7 +216,14 @@ export function importKinds(deps: { db: MetaDb; chunks: ChunkStore; blobs: BlobS
         const platform = found.platform;
         const licenseType = details.request.licenseType ?? (platform === "Windows" ? "AWS" : "BYOL");
         const imageId = newImageId();
-        details.result = { imageId, platform, architecture: found.architecture, bootMode: details.request.bootMode ?? found.bootMode, licenseType, distribution: found.distribution };
+        details.result = {
+          imageId,
+          platform,
+          architecture: found.architecture,
+          bootMode: details.request.bootMode ?? found.bootMode,
+          licenseType,
+          distribution: found.distribution,
+        };
         const now = new Date().toISOString();
         const image = newImageRow({
           account_id: task.account_id,

@@ -11,7 +11,10 @@ import { cancelRequests, claimableTasks, claimTask, endTask, renewLease, request
 
 /** A failure the task's owner should read (a bad object, a missing snapshot), not a Kiln fault. */
 export class TaskFailure extends Error {
-  constructor(message: string, readonly code = "Client.Error") {
+  constructor(
+    message: string,
+    readonly code = "Client.Error",
+  ) {
     super(message);
   }
 }
@@ -82,9 +85,12 @@ export class TaskRunner {
   /** Takes every task this node may run now (its own from before a restart, and orphans), then keeps looking. */
   async resume(): Promise<void> {
     await this.takeOver();
-    this.timer = setInterval(() => {
-      this.beating ??= this.heartbeat().finally(() => (this.beating = undefined));
-    }, Math.max(50, Math.floor(this.options.leaseMs / 3)));
+    this.timer = setInterval(
+      () => {
+        this.beating ??= this.heartbeat().finally(() => (this.beating = undefined));
+      },
+      Math.max(50, Math.floor(this.options.leaseMs / 3)),
+    );
     this.timer.unref();
   }
 
@@ -191,7 +197,9 @@ export class TaskRunner {
         if (whole === lastPercent || now - lastWrite < PROGRESS_INTERVAL_MS) return;
         lastWrite = now;
         lastPercent = whole;
-        setTaskProgress(this.db, task.task_id, node, whole).catch((error: unknown) => this.logger.warn({ err: error, task: task.task_id }, "progress not written"));
+        setTaskProgress(this.db, task.task_id, node, whole).catch((error: unknown) =>
+          this.logger.warn({ err: error, task: task.task_id }, "progress not written"),
+        );
       },
       fence: async (tx) => {
         if (!(await renewLease(tx, task.task_id, node, Date.now() + this.options.leaseMs))) {

@@ -52,7 +52,12 @@ export async function archiveManifest(db: MetaDb, record: ImageRecord): Promise<
   for (const snapshotId of snapshotIds) {
     const row = await snapshotById(db, snapshotId);
     if (!row) throw new TaskFailure(`The snapshot ${snapshotId} of ${image.image_id} no longer exists.`, "Client.InvalidSnapshot.NotFound");
-    snapshots.push({ sourceSnapshotId: snapshotId, volumeSize: row.volume_size, description: row.description, blocks: await countResolvedBlocks(db, snapshotId) });
+    snapshots.push({
+      sourceSnapshotId: snapshotId,
+      volumeSize: row.volume_size,
+      description: row.description,
+      blocks: await countResolvedBlocks(db, snapshotId),
+    });
   }
   const manifest: ArchiveManifest = {
     format: "kiln-image-archive",

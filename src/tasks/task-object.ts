@@ -28,6 +28,15 @@ export async function commitTaskOutput(
     await blobs.remove(blob.id);
     throw new TaskFailure(bucketGone, "Client.NoSuchBucket");
   }
-  await commitObject(db, blobs, { ...row, size: blob.size, blobs: JSON.stringify([blob]), headers: "{}", checksum_algorithm: null, checksum_value: null, checksum_type: null, part_sizes: null });
+  await commitObject(db, blobs, {
+    ...row,
+    size: blob.size,
+    blobs: JSON.stringify([blob]),
+    headers: "{}",
+    checksum_algorithm: null,
+    checksum_value: null,
+    checksum_type: null,
+    part_sizes: null,
+  });
   return true;
 }

@@ -22,8 +22,7 @@ export interface InflateRequest {
   raw: boolean;
 }
 
-export type InflateResult = { output: ArrayBuffer } & (
-  /** The bytes each stream produced. */
+export type InflateResult = { output: ArrayBuffer } /** The bytes each stream produced. */ & (
   | { lengths: number[] }
   /** Stream `index` produced more than maxOutput (`tooLarge`), or is not deflate data. */
   | { index: number; tooLarge: boolean; message: string }
@@ -50,7 +49,6 @@ export interface HashBlockRequest {
 export interface HashBlockResult {
   chunk: string;
 }
-
 
 export interface Jobs {
   inflate: { request: InflateRequest; result: InflateResult };

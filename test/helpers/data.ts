@@ -4,7 +4,14 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { CompleteSnapshotCommand, GetSnapshotBlockCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand, type EBSClient } from "@aws-sdk/client-ebs";
+import {
+  CompleteSnapshotCommand,
+  GetSnapshotBlockCommand,
+  ListSnapshotBlocksCommand,
+  PutSnapshotBlockCommand,
+  StartSnapshotCommand,
+  type EBSClient,
+} from "@aws-sdk/client-ebs";
 import { ObjectStoreBucket } from "../../src/store/bucket/bucket.js";
 import type { TestKiln } from "./kiln.js";
 
@@ -22,7 +29,16 @@ export async function writeSnapshot(
   const ebs = kiln.ebs({ accessKeyId: options.accessKeyId, region: options.region });
   const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: options.size ?? 8, ParentSnapshotId: options.parent }));
   for (const [index, data] of blocks) {
-    await ebs.send(new PutSnapshotBlockCommand({ SnapshotId, BlockIndex: index, BlockData: data, DataLength: data.length, Checksum: createHash("sha256").update(data).digest("base64"), ChecksumAlgorithm: "SHA256" }));
+    await ebs.send(
+      new PutSnapshotBlockCommand({
+        SnapshotId,
+        BlockIndex: index,
+        BlockData: data,
+        DataLength: data.length,
+        Checksum: createHash("sha256").update(data).digest("base64"),
+        ChecksumAlgorithm: "SHA256",
+      }),
+    );
   }
   await ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: blocks.size }));
   return SnapshotId!;

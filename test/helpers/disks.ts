@@ -3,7 +3,19 @@
 // /bin/sh, written by sfdisk, mkfs.vfat/mtools and mkfs.ext4 (or mkfs.xfs, mkfs.btrfs), then
 // converted by qemu-img and packed into an OVA by tar. Everything lives in a scratch folder.
 import { randomBytes, randomFillSync } from "node:crypto";
-import { closeSync, copyFileSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, symlinkSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { run } from "./tools.js";
 
@@ -162,10 +174,16 @@ export async function convertDisk(raw: string, to: Conversion): Promise<string> 
 export function ovfDescriptor(disks: { href: string; capacity: number }[]): string {
   const files = disks.map((d, i) => `<File ovf:href="${d.href}" ovf:id="file${i + 1}"/>`).join("\n    ");
   const diskList = disks
-    .map((d, i) => `<Disk ovf:capacity="${d.capacity}" ovf:diskId="vmdisk${i + 1}" ovf:fileRef="file${i + 1}" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>`)
+    .map(
+      (d, i) =>
+        `<Disk ovf:capacity="${d.capacity}" ovf:diskId="vmdisk${i + 1}" ovf:fileRef="file${i + 1}" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>`,
+    )
     .join("\n    ");
   const items = disks
-    .map((_, i) => `<Item><rasd:AddressOnParent>${i}</rasd:AddressOnParent><rasd:ElementName>disk${i}</rasd:ElementName><rasd:HostResource>ovf:/disk/vmdisk${i + 1}</rasd:HostResource><rasd:InstanceID>${10 + i}</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>`)
+    .map(
+      (_, i) =>
+        `<Item><rasd:AddressOnParent>${i}</rasd:AddressOnParent><rasd:ElementName>disk${i}</rasd:ElementName><rasd:HostResource>ovf:/disk/vmdisk${i + 1}</rasd:HostResource><rasd:InstanceID>${10 + i}</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>`,
+    )
     .join("\n      ");
   return `<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">

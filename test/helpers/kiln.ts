@@ -175,7 +175,10 @@ export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS
     bucket = await freshBucket();
     buckets.set(dataDir, bucket);
   }
-  const config = resolveConfig({ port: 0, logLevel: process.env.KILN_TEST_LOG_LEVEL ?? "silent", databaseUrl: database?.url, ...overrides, dataDir }, { ...bucket?.env, ...env });
+  const config = resolveConfig(
+    { port: 0, logLevel: process.env.KILN_TEST_LOG_LEVEL ?? "silent", databaseUrl: database?.url, ...overrides, dataDir },
+    { ...bucket?.env, ...env },
+  );
   const kiln = await startKiln(config);
   return {
     kiln,

@@ -1,12 +1,6 @@
 // Real resources for tests that need something to act on (tags, filters): Kiln refuses tags on
 // instances, volumes, snapshots and images that do not exist, as EC2 does.
-import {
-  CreateSnapshotCommand,
-  CreateVolumeCommand,
-  DescribeImagesCommand,
-  RunInstancesCommand,
-  type EC2Client,
-} from "@aws-sdk/client-ec2";
+import { CreateSnapshotCommand, CreateVolumeCommand, DescribeImagesCommand, RunInstancesCommand, type EC2Client } from "@aws-sdk/client-ec2";
 
 const regionOf = async (ec2: EC2Client) => (typeof ec2.config.region === "function" ? await ec2.config.region() : ec2.config.region) as string;
 

@@ -40,7 +40,19 @@ function target(baseUrl: string, r: RawRequest) {
   const url = new URL(baseUrl);
   const headers: Record<string, string> = { host: url.host, ...(r.headers ?? {}) };
   if (r.body !== undefined) headers["content-type"] = r.contentType ?? "application/x-www-form-urlencoded; charset=utf-8";
-  return { url, request: { method: r.method ?? (r.body !== undefined ? "POST" : "GET"), protocol: "http:", hostname: url.hostname, port: Number(url.port), path: r.path ?? "/", query: r.query ?? {}, headers, body: r.body } };
+  return {
+    url,
+    request: {
+      method: r.method ?? (r.body !== undefined ? "POST" : "GET"),
+      protocol: "http:",
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: r.path ?? "/",
+      query: r.query ?? {},
+      headers,
+      body: r.body,
+    },
+  };
 }
 
 const queryString = (query: Record<string, string | string[] | null | undefined>) =>
@@ -48,7 +60,10 @@ const queryString = (query: Record<string, string | string[] | null | undefined>
     .flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((value) => `${encodeURIComponent(k)}=${encodeURIComponent(value ?? "")}`))
     .join("&");
 
-async function send(url: URL, request: { method: string; path: string; query?: Record<string, unknown>; headers: Record<string, string>; body?: string }): Promise<RawResponse> {
+async function send(
+  url: URL,
+  request: { method: string; path: string; query?: Record<string, unknown>; headers: Record<string, string>; body?: string },
+): Promise<RawResponse> {
   const qs = queryString((request.query ?? {}) as Record<string, string>);
   const headers = { ...request.headers };
   delete headers.host;

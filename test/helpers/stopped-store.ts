@@ -18,7 +18,12 @@ export async function stoppedStoreRows(store: StoppedStore, sql: string, params:
     await client.connect();
     try {
       let n = 0;
-      return (await client.query(sql.replace(/\?/g, () => `$${++n}`), params)).rows as Record<string, unknown>[];
+      return (
+        await client.query(
+          sql.replace(/\?/g, () => `$${++n}`),
+          params,
+        )
+      ).rows as Record<string, unknown>[];
     } finally {
       await client.end();
     }
@@ -34,6 +39,10 @@ export async function stoppedStoreRows(store: StoppedStore, sql: string, params:
 
 /** The task rows of `kind` whose params mention `needle` (an image id, a task id). */
 export async function stoppedTasks(store: StoppedStore, kind: string, needle: string): Promise<{ task_id: string; state: string; params: string }[]> {
-  const rows = (await stoppedStoreRows(store, "select task_id, state, params from tasks where kind = ?", [kind])) as { task_id: string; state: string; params: string }[];
+  const rows = (await stoppedStoreRows(store, "select task_id, state, params from tasks where kind = ?", [kind])) as {
+    task_id: string;
+    state: string;
+    params: string;
+  }[];
   return rows.filter((row) => row.task_id === needle || row.params.includes(needle));
 }

@@ -37,7 +37,13 @@ function filesUnder(dir: string, root = dir): string[] {
 /** Keys (without Kiln's prefix) of the objects under `under` in the Kiln's bucket, and its unfinished multipart uploads there. */
 async function bucketListing(kiln: TestKiln, under: string): Promise<string[]> {
   const settings = kiln.kiln.config.objectStore!;
-  const client = new S3Client({ region: settings.region, endpoint: settings.endpoint, forcePathStyle: settings.forcePathStyle, credentials: settings.credentials, maxAttempts: 1 });
+  const client = new S3Client({
+    region: settings.region,
+    endpoint: settings.endpoint,
+    forcePathStyle: settings.forcePathStyle,
+    credentials: settings.credentials,
+    maxAttempts: 1,
+  });
   const prefix = settings.prefix + under;
   const out: string[] = [];
   try {

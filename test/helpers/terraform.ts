@@ -27,7 +27,10 @@ ${services.map((service) => `    ${service} = "${url}"`).join("\n")}
 
 /** A `terraform` runner for configurations in `dir`, using the local plugin mirror. */
 export function terraformIn(dir: string) {
-  writeFileSync(join(dir, "cli.tfrc"), `provider_installation {\n  filesystem_mirror {\n    path    = "${PLUGINS}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n`);
+  writeFileSync(
+    join(dir, "cli.tfrc"),
+    `provider_installation {\n  filesystem_mirror {\n    path    = "${PLUGINS}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n`,
+  );
   const env = { ...process.env, TF_CLI_CONFIG_FILE: join(dir, "cli.tfrc"), CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1" };
   return (...args: string[]) => execFileAsync("terraform", [`-chdir=${dir}`, ...args], { env, maxBuffer: 16 * 1024 * 1024 });
 }

@@ -84,7 +84,8 @@ export async function startSnapshot(ctx: EbsContext, input: StartSnapshotRequest
     throw invalid(`VolumeSize must be a whole number of GiB from 1 to ${MAX_VOLUME_GIB}.`, "INVALID_VOLUME_SIZE");
   }
   const tags = (input.Tags ?? []).map((tag) => {
-    if (!tag.Key || tag.Key.length > 127 || tag.Key.toLowerCase().startsWith("aws:") || (tag.Value ?? "").length > 255) throw invalid(`The tag '${tag.Key ?? ""}' is not valid.`, "INVALID_TAG");
+    if (!tag.Key || tag.Key.length > 127 || tag.Key.toLowerCase().startsWith("aws:") || (tag.Value ?? "").length > 255)
+      throw invalid(`The tag '${tag.Key ?? ""}' is not valid.`, "INVALID_TAG");
     return { Key: tag.Key, Value: tag.Value ?? "" };
   });
   if (input.ClientToken) {
@@ -112,7 +113,13 @@ export async function startSnapshot(ctx: EbsContext, input: StartSnapshotRequest
   });
   await insertSnapshot(ctx.meta.db, snapshot);
   if (tags.length) {
-    await putTags(ctx.meta.db, ctx, [{ id: snapshot.snapshot_id, type: "snapshot" }], tags.map((t) => ({ key: t.Key, value: t.Value })), 50);
+    await putTags(
+      ctx.meta.db,
+      ctx,
+      [{ id: snapshot.snapshot_id, type: "snapshot" }],
+      tags.map((t) => ({ key: t.Key, value: t.Value })),
+      50,
+    );
   }
   return startResponse(snapshot, tags);
 }
@@ -123,10 +130,17 @@ export interface PutBlockHeaders {
   checksumAlgorithm?: string;
 }
 
-export async function putSnapshotBlock(ctx: EbsContext, snapshotId: string, indexText: string, headers: PutBlockHeaders, data: Buffer): Promise<{ checksum: string }> {
+export async function putSnapshotBlock(
+  ctx: EbsContext,
+  snapshotId: string,
+  indexText: string,
+  headers: PutBlockHeaders,
+  data: Buffer,
+): Promise<{ checksum: string }> {
   const snapshot = await snapshotOf(ctx, snapshotId);
   const index = blockIndexOf(snapshot, indexText);
-  if (snapshot.state !== "pending") throw new ApiError("ConflictException", `The snapshot '${snapshotId}' is ${snapshot.state}; blocks can be written only while it is pending.`);
+  if (snapshot.state !== "pending")
+    throw new ApiError("ConflictException", `The snapshot '${snapshotId}' is ${snapshot.state}; blocks can be written only while it is pending.`);
   if (headers.dataLength === undefined || headers.checksum === undefined || headers.checksumAlgorithm === undefined) {
     throw invalid("PutSnapshotBlock requires x-amz-Data-Length, x-amz-Checksum and x-amz-Checksum-Algorithm.");
   }
@@ -185,7 +199,9 @@ function page(snapshot: SnapshotRow, query: ListQuery): { from: number; limit: n
   if (!Number.isInteger(limit) || limit < 100 || limit > 10000) throw invalid("maxResults must be from 100 to 10000.");
   let from = query.startingBlockIndex === undefined ? 0 : blockIndexOf(snapshot, query.startingBlockIndex);
   if (query.pageToken !== undefined) {
-    const decoded = /^[0-9]{1,10}$/.test(Buffer.from(query.pageToken, "base64url").toString()) ? Number(Buffer.from(query.pageToken, "base64url").toString()) : NaN;
+    const decoded = /^[0-9]{1,10}$/.test(Buffer.from(query.pageToken, "base64url").toString())
+      ? Number(Buffer.from(query.pageToken, "base64url").toString())
+      : NaN;
     if (!Number.isInteger(decoded)) throw invalid("The page token is not valid.", "INVALID_PAGE_TOKEN");
     from = Math.max(from, decoded);
   }
@@ -195,7 +211,8 @@ function page(snapshot: SnapshotRow, query: ListQuery): { from: number; limit: n
 const nextPageToken = (index: number) => Buffer.from(String(index)).toString("base64url");
 
 function requireCompleted(snapshot: SnapshotRow) {
-  if (snapshot.state !== "completed") throw invalid(`The snapshot '${snapshot.snapshot_id}' is ${snapshot.state}; it can be read once completed.`, "INVALID_SNAPSHOT_ID");
+  if (snapshot.state !== "completed")
+    throw invalid(`The snapshot '${snapshot.snapshot_id}' is ${snapshot.state}; it can be read once completed.`, "INVALID_SNAPSHOT_ID");
 }
 
 export async function listSnapshotBlocks(ctx: EbsContext, snapshotId: string, query: ListQuery): Promise<ListSnapshotBlocksResponse> {
@@ -214,7 +231,11 @@ export async function listSnapshotBlocks(ctx: EbsContext, snapshotId: string, qu
   };
 }
 
-export async function listChangedBlocks(ctx: EbsContext, secondSnapshotId: string, query: ListQuery & { firstSnapshotId?: string }): Promise<ListChangedBlocksResponse> {
+export async function listChangedBlocks(
+  ctx: EbsContext,
+  secondSnapshotId: string,
+  query: ListQuery & { firstSnapshotId?: string },
+): Promise<ListChangedBlocksResponse> {
   const second = await snapshotOf(ctx, secondSnapshotId);
   requireCompleted(second);
   const first = query.firstSnapshotId ? await snapshotOf(ctx, query.firstSnapshotId) : undefined;
@@ -225,7 +246,7 @@ export async function listChangedBlocks(ctx: EbsContext, secondSnapshotId: strin
   const firstRows = first ? blockRows(ctx.meta.db, first.snapshot_id, { from }) : undefined;
   const changed: ChangedBlock[] = [];
   let nextToken: string | undefined;
-  const next = async (rows: AsyncGenerator<BlockRow> | undefined) => (rows ? (await rows.next()).value ?? undefined : undefined);
+  const next = async (rows: AsyncGenerator<BlockRow> | undefined) => (rows ? ((await rows.next()).value ?? undefined) : undefined);
   let inSecond = await next(secondRows);
   let inFirst = await next(firstRows);
   while (inSecond || inFirst) {
@@ -246,10 +267,21 @@ export async function listChangedBlocks(ctx: EbsContext, secondSnapshotId: strin
       SecondBlockToken: secondChunk === ZERO_CHUNK ? undefined : blockToken(secondChunk),
     });
   }
-  return { ChangedBlocks: changed, ExpiryTime: new Date(Date.now() + TOKEN_LIFETIME_SECONDS * 1000), VolumeSize: second.volume_size, BlockSize: BLOCK_SIZE, NextToken: nextToken };
+  return {
+    ChangedBlocks: changed,
+    ExpiryTime: new Date(Date.now() + TOKEN_LIFETIME_SECONDS * 1000),
+    VolumeSize: second.volume_size,
+    BlockSize: BLOCK_SIZE,
+    NextToken: nextToken,
+  };
 }
 
-export async function getSnapshotBlock(ctx: EbsContext, snapshotId: string, indexText: string, token: string | undefined): Promise<{ data: Buffer; checksum: string }> {
+export async function getSnapshotBlock(
+  ctx: EbsContext,
+  snapshotId: string,
+  indexText: string,
+  token: string | undefined,
+): Promise<{ data: Buffer; checksum: string }> {
   const snapshot = await snapshotOf(ctx, snapshotId);
   requireCompleted(snapshot);
   const index = blockIndexOf(snapshot, indexText);

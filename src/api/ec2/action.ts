@@ -49,7 +49,9 @@ export type Ec2ActionName = { [Key in keyof Ec2Client]: Key extends `${infer Nam
 export type Ec2Request<Name extends Ec2ActionName> = CommandInstance<Name> extends { input: infer Request } ? Request : never;
 /** An action's result as the model defines it (without the client's response metadata). */
 export type Ec2Result<Name extends Ec2ActionName> =
-  CommandInstance<Name> extends { resolveMiddleware(...args: never): (...args: never) => Promise<{ output: infer Result }> } ? Omit<Result, "$metadata"> : never;
+  CommandInstance<Name> extends { resolveMiddleware(...args: never): (...args: never) => Promise<{ output: infer Result }> }
+    ? Omit<Result, "$metadata">
+    : never;
 
 /**
  * A family of EC2 actions: each entry's handlers take that action's request and answer its

@@ -3,7 +3,14 @@
 import type { Tag } from "@aws-sdk/client-ec2";
 import { requestedIds } from "../../domain/ids.js";
 import { ApiError } from "../../protocol/errors.js";
-import { conversionTasksOf, getConversionTask, insertConversionTask, updateConversionTask, type ConversionKind, type ConversionTaskRow } from "../../store/meta/conversion-tasks.js";
+import {
+  conversionTasksOf,
+  getConversionTask,
+  insertConversionTask,
+  updateConversionTask,
+  type ConversionKind,
+  type ConversionTaskRow,
+} from "../../store/meta/conversion-tasks.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import { insertTask } from "../../store/meta/tasks.js";
 import type { ActionContext } from "./action.js";
@@ -47,7 +54,21 @@ export async function startConversionTask(
     created: now,
     updated: now,
   };
-  const task = { task_id: row.task_id, kind: start.kind, account_id: ctx.accountId, region: ctx.region, state: "running" as const, progress: 0, params: "{}", failure: null, created: now, updated: now, owner: null, lease_until: null, cancel_requested: null };
+  const task = {
+    task_id: row.task_id,
+    kind: start.kind,
+    account_id: ctx.accountId,
+    region: ctx.region,
+    state: "running" as const,
+    progress: 0,
+    params: "{}",
+    failure: null,
+    created: now,
+    updated: now,
+    owner: null,
+    lease_until: null,
+    cancel_requested: null,
+  };
   await ctx.meta.db.transaction().execute(async (tx) => {
     await insertConversionTask(tx, row);
     await insertTask(tx, task);
@@ -95,7 +116,8 @@ export function checkTaskIds(ids: readonly string[] | undefined, pattern: RegExp
 export async function cancellableTask(ctx: ActionContext, id: string, pattern: RegExp, noun: string, expecting: string): Promise<ConversionTaskRow> {
   if (!pattern.test(id)) throw new ApiError("InvalidConversionTaskId.Malformed", `Invalid id: "${id}" (expecting ${expecting})`);
   const row = await getConversionTask(ctx.meta.db, id);
-  if (!row || row.account_id !== ctx.accountId || row.region !== ctx.region) throw new ApiError("InvalidConversionTaskId", `The ${noun} task ID '${id}' does not exist`);
+  if (!row || row.account_id !== ctx.accountId || row.region !== ctx.region)
+    throw new ApiError("InvalidConversionTaskId", `The ${noun} task ID '${id}' does not exist`);
   if (row.status !== "active") throw new ApiError("IncorrectState", `The ${noun} task ${id} is ${row.status}; only an active task can be cancelled.`);
   return row;
 }

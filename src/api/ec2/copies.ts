@@ -67,7 +67,12 @@ export const copyActions: ActionTable = {
     check: (ctx, input: CopySnapshotRequest) => planSnapshotCopy(ctx, input),
     async run(ctx, input: CopySnapshotRequest, planned: Awaited<ReturnType<typeof planSnapshotCopy>>): Promise<CopySnapshotResult> {
       const { source, tags } = planned;
-      const copy = await copySnapshot(ctx, source, input.Description ?? `[Copied ${source.snapshot_id} from ${input.SourceRegion}]`, Date.now() + ctx.config.stateDelayMs);
+      const copy = await copySnapshot(
+        ctx,
+        source,
+        input.Description ?? `[Copied ${source.snapshot_id} from ${input.SourceRegion}]`,
+        Date.now() + ctx.config.stateDelayMs,
+      );
       if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: copy.snapshot_id, type: "snapshot" }], tags, TAG_LIMITS.perResource);
       return { SnapshotId: copy.snapshot_id, Tags: tags.map((t) => ({ Key: t.key, Value: t.value })) };
     },
@@ -91,7 +96,12 @@ export const copyActions: ActionTable = {
         let copy = copies.get(device.snapshot_id);
         if (!copy) {
           const original = (await snapshotById(ctx.meta.db, device.snapshot_id))!;
-          copy = await copySnapshot(ctx, original, `Copied for DestinationAmi ${imageId} from SourceAmi ${source.image.image_id} for SourceSnapshot ${device.snapshot_id}`, readyAt);
+          copy = await copySnapshot(
+            ctx,
+            original,
+            `Copied for DestinationAmi ${imageId} from SourceAmi ${source.image.image_id} for SourceSnapshot ${device.snapshot_id}`,
+            readyAt,
+          );
           copies.set(device.snapshot_id, copy);
         }
         devices.push({ ...device, snapshot_id: copy.snapshot_id });
@@ -118,12 +128,21 @@ export const copyActions: ActionTable = {
       const imageTags = [...(tags.get("image") ?? [])];
       // CopyImageTags: the source's user tags, when the caller owns the source.
       if (input.CopyImageTags && source.image.account_id === ctx.accountId) {
-        const sourceTags = (await tagsOf(ctx.meta.db, { accountId: ctx.accountId, region: source.image.region }, [source.image.image_id])).get(source.image.image_id);
+        const sourceTags = (await tagsOf(ctx.meta.db, { accountId: ctx.accountId, region: source.image.region }, [source.image.image_id])).get(
+          source.image.image_id,
+        );
         for (const [key, value] of sourceTags ?? []) if (!imageTags.some((t) => t.key === key)) imageTags.push({ key, value });
       }
       if (imageTags.length) await putTags(ctx.meta.db, ctx, [{ id: imageId, type: "image" }], imageTags, TAG_LIMITS.perResource);
       const snapshotTags = tags.get("snapshot") ?? [];
-      if (snapshotTags.length && copies.size) await putTags(ctx.meta.db, ctx, [...copies.values()].map((c) => ({ id: c.snapshot_id, type: "snapshot" })), snapshotTags, TAG_LIMITS.perResource);
+      if (snapshotTags.length && copies.size)
+        await putTags(
+          ctx.meta.db,
+          ctx,
+          [...copies.values()].map((c) => ({ id: c.snapshot_id, type: "snapshot" })),
+          snapshotTags,
+          TAG_LIMITS.perResource,
+        );
       return { ImageId: imageId };
     },
   },

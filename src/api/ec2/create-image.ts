@@ -33,7 +33,8 @@ async function plan(ctx: ActionContext, input: CreateImageRequest) {
     if (change?.NoDevice !== undefined) continue;
     const volume = (await getVolume(ctx.meta.db, ctx, attachment.volume_id))!;
     const size = change?.Ebs?.VolumeSize ?? volume.size;
-    if (size < volume.size) throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${size} is smaller than the ${volume.size} GiB volume at ${attachment.device}.`);
+    if (size < volume.size)
+      throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${size} is smaller than the ${volume.size} GiB volume at ${attachment.device}.`);
     volumes.push({
       volumeId: volume.volume_id,
       device: newBlockDeviceRow({
@@ -50,7 +51,10 @@ async function plan(ctx: ActionContext, input: CreateImageRequest) {
   }
   const mapped = new Set(volumes.map((v) => v.device.device_name));
   const others = requested.filter((m) => m.DeviceName && !mapped.has(m.DeviceName) && !(m.DeviceName === instance!.row.root_device_name));
-  const extra = await blockDevicesFrom(ctx, others.filter((m) => m.NoDevice === undefined));
+  const extra = await blockDevicesFrom(
+    ctx,
+    others.filter((m) => m.NoDevice === undefined),
+  );
   if (!volumes.some((v) => v.device.device_name === instance!.row.root_device_name)) {
     throw new ApiError("InvalidBlockDeviceMapping", `The root device ${instance!.row.root_device_name} cannot be left out of the image.`);
   }
@@ -109,7 +113,12 @@ export const createImageActions: ActionTable = {
         creation_date: new Date(now).toISOString(),
         source_instance_id: instance.row.instance_id,
       });
-      await insertNewImage(ctx, { image, devices: [...volumes.map((v) => v.device), ...extra] }, snapshots.map((s) => s.snapshot_id), tags);
+      await insertNewImage(
+        ctx,
+        { image, devices: [...volumes.map((v) => v.device), ...extra] },
+        snapshots.map((s) => s.snapshot_id),
+        tags,
+      );
       return { ImageId: imageId };
     },
   },

@@ -15,7 +15,17 @@ import { snapshotById } from "../../store/meta/snapshots.js";
 import { EXPORT_IMAGE_TASK, EXPORT_WRITERS, exportDetailsOf, type ExportDetails, type ExportFormat } from "../../tasks/export-image.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { bucketFor, ownImage } from "./lookups.js";
-import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, taskListing, type Tags } from "./conversion-tasks.js";
+import {
+  cancelConversionTask,
+  cancellableTask,
+  checkTaskIds,
+  describeConversionTasks,
+  startConversionTask,
+  tagList,
+  tagsOfTask,
+  taskListing,
+  type Tags,
+} from "./conversion-tasks.js";
 import { checkDescribe } from "./listing.js";
 import { tagSpecificationsFor } from "./tag-specifications.js";
 

@@ -22,7 +22,8 @@ function grantee(permission: LaunchPermission): string {
     if (permission.Group !== "all") throw new ApiError("InvalidParameterValue", `Invalid group: '${permission.Group}'; the only group is 'all'.`);
     return "all";
   }
-  if (!permission.UserId || !ACCOUNT_ID.test(permission.UserId)) throw new ApiError("InvalidParameterValue", `Invalid user id: '${permission.UserId ?? ""}'; a user id is a 12-digit account id.`);
+  if (!permission.UserId || !ACCOUNT_ID.test(permission.UserId))
+    throw new ApiError("InvalidParameterValue", `Invalid user id: '${permission.UserId ?? ""}'; a user id is a 12-digit account id.`);
   return permission.UserId;
 }
 
@@ -30,7 +31,10 @@ function grantee(permission: LaunchPermission): string {
 function permissionChanges(input: ModifyImageAttributeRequest): { add: string[]; remove: string[] } {
   const add = (input.LaunchPermission?.Add ?? []).map(grantee);
   const remove = (input.LaunchPermission?.Remove ?? []).map(grantee);
-  const listed = [...(input.UserIds ?? []).map((UserId) => grantee({ UserId })), ...(input.UserGroups ?? []).map((Group) => grantee({ Group: Group as "all" }))];
+  const listed = [
+    ...(input.UserIds ?? []).map((UserId) => grantee({ UserId })),
+    ...(input.UserGroups ?? []).map((Group) => grantee({ Group: Group as "all" })),
+  ];
   if (listed.length) {
     if (input.OperationType === "add") add.push(...listed);
     else if (input.OperationType === "remove") remove.push(...listed);

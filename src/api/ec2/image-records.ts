@@ -27,7 +27,14 @@ export async function insertNewImage(
   const imageTags = tags.get("image") ?? [];
   const snapshotTags = tags.get("snapshot") ?? [];
   if (imageTags.length) await putTags(ctx.meta.db, ctx, [{ id: record.image.image_id, type: "image" }], imageTags, TAG_LIMITS.perResource);
-  if (snapshotTags.length && snapshotIds.length) await putTags(ctx.meta.db, ctx, snapshotIds.map((id) => ({ id, type: "snapshot" })), snapshotTags, TAG_LIMITS.perResource);
+  if (snapshotTags.length && snapshotIds.length)
+    await putTags(
+      ctx.meta.db,
+      ctx,
+      snapshotIds.map((id) => ({ id, type: "snapshot" })),
+      snapshotTags,
+      TAG_LIMITS.perResource,
+    );
 }
 
 function toMapping(device: BlockDeviceRow): BlockDeviceMapping {
@@ -129,7 +136,10 @@ export async function blockDevicesFrom(ctx: ActionContext, mappings: readonly Bl
       if (!snapshot) throw snapshotNotFound([ebs.SnapshotId]);
       if (snapshot.state !== "completed") throw new ApiError("IncorrectState", `Snapshot ${snapshot.snapshot_id} is in invalid state - ${snapshot.state}`);
       if (size !== undefined && size < snapshot.volume_size) {
-        throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${size} is smaller than snapshot '${snapshot.snapshot_id}', expect size >= ${snapshot.volume_size}`);
+        throw new ApiError(
+          "InvalidBlockDeviceMapping",
+          `Volume of size ${size} is smaller than snapshot '${snapshot.snapshot_id}', expect size >= ${snapshot.volume_size}`,
+        );
       }
       size ??= snapshot.volume_size;
       encrypted ??= Boolean(snapshot.encrypted);

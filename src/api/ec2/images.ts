@@ -13,7 +13,18 @@ import type { FilterSpec } from "../../domain/filters.js";
 import { newId, requestedIds } from "../../domain/ids.js";
 import { transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
-import { deregisterImage, insertImage, imageByName, imagesUsingSnapshot, launchPermissionsOf, newImageRow, visibleImages, type ImageQuery, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
+import {
+  deregisterImage,
+  insertImage,
+  imageByName,
+  imagesUsingSnapshot,
+  launchPermissionsOf,
+  newImageRow,
+  visibleImages,
+  type ImageQuery,
+  type ImageRecord,
+  type ImageRow,
+} from "../../store/meta/images.js";
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
@@ -47,12 +58,18 @@ const devicesOf = (d: Described) => d.record.devices;
 const FILTERS: FilterSpec<Described> = {
   fields: {
     architecture: (d: Described) => d.record.image.architecture,
-    "block-device-mapping.delete-on-termination": (d: Described) => devicesOf(d).filter((x) => x.delete_on_termination !== null).map((x) => String(Boolean(x.delete_on_termination))),
+    "block-device-mapping.delete-on-termination": (d: Described) =>
+      devicesOf(d)
+        .filter((x) => x.delete_on_termination !== null)
+        .map((x) => String(Boolean(x.delete_on_termination))),
     "block-device-mapping.device-name": (d: Described) => devicesOf(d).map((x) => x.device_name),
     "block-device-mapping.snapshot-id": (d: Described) => devicesOf(d).flatMap((x) => (x.snapshot_id ? [x.snapshot_id] : [])),
     "block-device-mapping.volume-size": (d: Described) => devicesOf(d).flatMap((x) => (x.volume_size === null ? [] : [String(x.volume_size)])),
     "block-device-mapping.volume-type": (d: Described) => devicesOf(d).flatMap((x) => (x.volume_type ? [x.volume_type] : [])),
-    "block-device-mapping.encrypted": (d: Described) => devicesOf(d).filter((x) => x.encrypted !== null).map((x) => String(Boolean(x.encrypted))),
+    "block-device-mapping.encrypted": (d: Described) =>
+      devicesOf(d)
+        .filter((x) => x.encrypted !== null)
+        .map((x) => String(Boolean(x.encrypted))),
     "creation-date": (d: Described) => d.record.image.creation_date,
     description: (d: Described) => d.record.image.description,
     "ena-support": (d: Described) => String(Boolean(d.record.image.ena_support)),
@@ -109,7 +126,10 @@ function sqlConstraints(ctx: ActionContext, input: DescribeImagesRequest): Image
 }
 
 function grantsOf(ctx: ActionContext, records: readonly ImageRecord[]): Promise<Map<string, string[]>> {
-  return launchPermissionsOf(ctx.meta.db, records.map((r) => r.image.image_id));
+  return launchPermissionsOf(
+    ctx.meta.db,
+    records.map((r) => r.image.image_id),
+  );
 }
 
 /** DescribeImages' Owners: self, amazon, aws-marketplace, or account ids. */
@@ -127,8 +147,7 @@ function ownerMatcher(ctx: ActionContext, owners: readonly string[] | undefined)
 /** DescribeImages' ExecutableUsers: explicit launch permissions (all = public). */
 function executableMatcher(ctx: ActionContext, users: readonly string[] | undefined, grants: Map<string, string[]>): (image: ImageRow) => boolean {
   if (!users?.length) return () => true;
-  return (image) =>
-    users.some((u) => (u === "all" ? Boolean(image.public) : (grants.get(image.image_id) ?? []).includes(u === "self" ? ctx.accountId : u)));
+  return (image) => users.some((u) => (u === "all" ? Boolean(image.public) : (grants.get(image.image_id) ?? []).includes(u === "self" ? ctx.accountId : u)));
 }
 
 export const imageActions: ActionTable = {
@@ -181,7 +200,8 @@ export const imageActions: ActionTable = {
       const byOwner = ownerMatcher(ctx, input.Owners);
       const now = new Date().toISOString();
       // Deprecated images show to their owner, by id, or when asked for.
-      const shown = (image: ImageRow) => !image.deprecation_time || image.deprecation_time > now || input.IncludeDeprecated || ids !== undefined || image.account_id === ctx.accountId;
+      const shown = (image: ImageRow) =>
+        !image.deprecation_time || image.deprecation_time > now || input.IncludeDeprecated || ids !== undefined || image.account_id === ctx.accountId;
       const constraints = sqlConstraints(ctx, input);
       const { page, nextToken } = await describePage(input, ids, LISTING, {
         read: (q) => visibleImages(ctx.meta.db, ctx, { ...constraints, ...q }),
@@ -190,9 +210,15 @@ export const imageActions: ActionTable = {
           const grants = input.ExecutableUsers?.length ? await grantsOf(ctx, records) : new Map<string, string[]>();
           const byUser = executableMatcher(ctx, input.ExecutableUsers, grants);
           // Tags are the owner's: another account's image shows none.
-          const tags = await tagsOf(ctx.meta.db, ctx, records.filter((r) => r.image.account_id === ctx.accountId).map((r) => r.image.image_id));
+          const tags = await tagsOf(
+            ctx.meta.db,
+            ctx,
+            records.filter((r) => r.image.account_id === ctx.accountId).map((r) => r.image.image_id),
+          );
           return records.map((record) =>
-            byOwner(record.image) && byUser(record.image) && shown(record.image) ? { record, tags: tags.get(record.image.image_id) ?? new Map<string, string>() } : undefined,
+            byOwner(record.image) && byUser(record.image) && shown(record.image)
+              ? { record, tags: tags.get(record.image.image_id) ?? new Map<string, string>() }
+              : undefined,
           );
         },
         notFound: imageNotFound,

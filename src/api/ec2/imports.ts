@@ -26,7 +26,17 @@ import { getObject } from "../../store/meta/objects.js";
 import { detailsOf, IMPORT_IMAGE_TASK, IMPORT_SNAPSHOT_TASK, type DiskSource, type ImportDetails } from "../../tasks/import-disks.js";
 import type { ActionContext, ActionTable } from "./action.js";
 import { bucketFor } from "./lookups.js";
-import { cancelConversionTask, cancellableTask, checkTaskIds, describeConversionTasks, startConversionTask, tagList, tagsOfTask, taskListing, type Tags } from "./conversion-tasks.js";
+import {
+  cancelConversionTask,
+  cancellableTask,
+  checkTaskIds,
+  describeConversionTasks,
+  startConversionTask,
+  tagList,
+  tagsOfTask,
+  taskListing,
+  type Tags,
+} from "./conversion-tasks.js";
 import { checkDescribe } from "./listing.js";
 import { tagSpecificationsFor } from "./tag-specifications.js";
 
@@ -44,7 +54,8 @@ const LICENSE_TYPES = ["AWS", "BYOL"];
 const HYPERVISORS = ["xen"];
 
 function oneOf(value: string | undefined, allowed: readonly string[], name: string): string | undefined {
-  if (value !== undefined && !allowed.includes(value)) throw new ApiError("InvalidParameterValue", `Value (${value}) for parameter ${name} is invalid. Valid values: ${allowed.join(" | ")}.`);
+  if (value !== undefined && !allowed.includes(value))
+    throw new ApiError("InvalidParameterValue", `Value (${value}) for parameter ${name} is invalid. Valid values: ${allowed.join(" | ")}.`);
   return value;
 }
 
@@ -59,7 +70,8 @@ async function sourceOf(ctx: ActionContext, container: ImageDiskContainer | Snap
   }
   let bucket: string | undefined;
   let key: string | undefined;
-  if (container.UserBucket && container.Url !== undefined) throw new ApiError("InvalidParameterCombination", `${where}: give either Url or UserBucket, not both.`);
+  if (container.UserBucket && container.Url !== undefined)
+    throw new ApiError("InvalidParameterCombination", `${where}: give either Url or UserBucket, not both.`);
   if (container.UserBucket) {
     bucket = container.UserBucket.S3Bucket;
     key = container.UserBucket.S3Key;
@@ -74,7 +86,11 @@ async function sourceOf(ctx: ActionContext, container: ImageDiskContainer | Snap
   let format: ImportFormat | undefined;
   if (container.Format !== undefined) {
     format = IMPORT_FORMATS.find((f) => f === container.Format!.toUpperCase());
-    if (!format) throw new ApiError("InvalidParameterValue", `${where}.Format: '${container.Format}' is not a disk image format Kiln imports (${IMPORT_FORMATS.join(" | ")}).`);
+    if (!format)
+      throw new ApiError(
+        "InvalidParameterValue",
+        `${where}.Format: '${container.Format}' is not a disk image format Kiln imports (${IMPORT_FORMATS.join(" | ")}).`,
+      );
   }
   return {
     bucket,
@@ -99,7 +115,8 @@ function parseUrl(text: string, where: string): { bucket: string; key: string } 
     if (!url.hostname || !key) throw new ApiError("InvalidParameterValue", `${where}.Url must look like s3://bucket/key.`);
     return { bucket: url.hostname, key };
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new ApiError("InvalidParameterValue", `${where}.Url must be an s3:// URL or a presigned http(s) URL to Kiln's S3.`);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new ApiError("InvalidParameterValue", `${where}.Url must be an s3:// URL or a presigned http(s) URL to Kiln's S3.`);
   const virtualHost = /^(.+)\.localhost$/.exec(url.hostname);
   if (virtualHost) return { bucket: virtualHost[1]!, key: path.replace(/^\//, "") };
   const [, bucket, ...rest] = path.split("/");
@@ -153,15 +170,22 @@ async function planImportSnapshot(ctx: ActionContext, input: ImportSnapshotReque
   const existing = input.ClientToken ? await conversionTaskByToken(ctx.meta.db, ctx, IMPORT_SNAPSHOT_TASK, input.ClientToken) : undefined;
   if (existing) return { existing };
   const source = await sourceOf(ctx, input.DiskContainer, "DiskContainer");
-  if (source.format === "OVA") throw new ApiError("InvalidParameterValue", "DiskContainer.Format: ImportSnapshot takes one disk (VHD, VHDX, VMDK, RAW or QCOW2), not an OVA.");
+  if (source.format === "OVA")
+    throw new ApiError("InvalidParameterValue", "DiskContainer.Format: ImportSnapshot takes one disk (VHD, VHDX, VMDK, RAW or QCOW2), not an OVA.");
   const details: ImportDetails = {
-    request: { description: input.Description, encrypted: input.Encrypted ?? false, kmsKeyId: input.KmsKeyId, roleName: input.RoleName, licenseConfigurationArns: [], comment: input.ClientData?.Comment },
+    request: {
+      description: input.Description,
+      encrypted: input.Encrypted ?? false,
+      kmsKeyId: input.KmsKeyId,
+      roleName: input.RoleName,
+      licenseConfigurationArns: [],
+      comment: input.ClientData?.Comment,
+    },
     sources: [source],
     disks: [],
   };
   return { details, tags };
 }
-
 
 function snapshotDetails(row: ConversionTaskRow): SnapshotDetail[] {
   const details = detailsOf(row);
@@ -171,7 +195,13 @@ function snapshotDetails(row: ConversionTaskRow): SnapshotDetail[] {
     return source.url !== undefined ? { Url: source.url } : { UserBucket: { S3Bucket: source.bucket, S3Key: source.key } };
   };
   if (details.disks.length === 0) {
-    return details.sources.map((source, i) => ({ ...echo(i), Description: source.description, DeviceName: source.deviceName, Format: source.format, Status: row.status }));
+    return details.sources.map((source, i) => ({
+      ...echo(i),
+      Description: source.description,
+      DeviceName: source.deviceName,
+      Format: source.format,
+      Status: row.status,
+    }));
   }
   return details.disks.map((disk, i) => ({
     ...echo(disk.container),
@@ -232,7 +262,14 @@ function toImportSnapshotTask(row: ConversionTaskRow, tags: Tags): ImportSnapsho
   };
 }
 
-function startImport(ctx: ActionContext, kind: ConversionKind, prefix: string, clientToken: string | undefined, details: ImportDetails, tags: { key: string; value: string }[]) {
+function startImport(
+  ctx: ActionContext,
+  kind: ConversionKind,
+  prefix: string,
+  clientToken: string | undefined,
+  details: ImportDetails,
+  tags: { key: string; value: string }[],
+) {
   const tagType = kind === IMPORT_IMAGE_TASK ? "import-image-task" : "import-snapshot-task";
   return startConversionTask(ctx, { taskId: newId(prefix), kind, clientToken, statusMessage: "pending", progress: "2", details, tagType, tags });
 }
@@ -242,12 +279,7 @@ const describeImports = <T>(
   kind: ConversionKind,
   input: { ImportTaskIds?: string[]; Filters?: FilterInput[]; MaxResults?: number; NextToken?: string },
   toTask: (row: ConversionTaskRow, tags: Tags) => T,
-) =>
-  describeConversionTasks(
-    ctx,
-    { kind, noun: "import", ids: input.ImportTaskIds, input, maxPage: MAX_PAGE, retentionMs: ENDED_RETENTION_MS },
-    toTask,
-  );
+) => describeConversionTasks(ctx, { kind, noun: "import", ids: input.ImportTaskIds, input, maxPage: MAX_PAGE, retentionMs: ENDED_RETENTION_MS }, toTask);
 
 export const importActions: ActionTable = {
   ImportImage: {

@@ -20,7 +20,27 @@ import { vpcActions } from "./vpcs.js";
 import { securityGroupActions } from "./security-groups.js";
 
 export function ec2Actions(model: ServiceModel): ReadonlyMap<string, Action> {
-  const actions = new Map<string, Action>(Object.entries({ ...regionActions, ...accountActions, ...tagActions, ...snapshotActions, ...volumeActions, ...imageActions, ...instanceActions, ...createImageActions, ...imageAttributeActions, ...copyActions, ...instanceInfoActions, ...storeRestoreActions, ...importActions, ...exportActions, ...keyPairActions, ...vpcActions, ...securityGroupActions }));
+  const actions = new Map<string, Action>(
+    Object.entries({
+      ...regionActions,
+      ...accountActions,
+      ...tagActions,
+      ...snapshotActions,
+      ...volumeActions,
+      ...imageActions,
+      ...instanceActions,
+      ...createImageActions,
+      ...imageAttributeActions,
+      ...copyActions,
+      ...instanceInfoActions,
+      ...storeRestoreActions,
+      ...importActions,
+      ...exportActions,
+      ...keyPairActions,
+      ...vpcActions,
+      ...securityGroupActions,
+    }),
+  );
   // A handler for an action the model lacks is a programming error: stop at start-up.
   for (const name of actions.keys()) {
     if (!model.operations.has(name)) throw new Error(`Kiln serves ${name}, which the EC2 model does not define`);

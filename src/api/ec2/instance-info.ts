@@ -68,8 +68,19 @@ function toType(t: InstanceTypeInfo): InstanceTypeOutput {
     VCpuInfo: { DefaultVCpus: t.vcpus, DefaultCores: Math.max(1, t.vcpus / 2), DefaultThreadsPerCore: t.vcpus > 1 ? 2 : 1 },
     MemoryInfo: { SizeInMiB: t.memoryMiB },
     InstanceStorageSupported: false,
-    EbsInfo: { EbsOptimizedSupport: t.hypervisor === "nitro" ? "default" : "unsupported", EncryptionSupport: "supported", NvmeSupport: t.hypervisor === "nitro" ? "required" : "unsupported" },
-    NetworkInfo: { NetworkPerformance: t.network, MaximumNetworkInterfaces: t.vcpus >= 4 ? 4 : 3, Ipv4AddressesPerInterface: 10, Ipv6AddressesPerInterface: 10, Ipv6Supported: true, EnaSupport: t.hypervisor === "nitro" ? "required" : "unsupported" },
+    EbsInfo: {
+      EbsOptimizedSupport: t.hypervisor === "nitro" ? "default" : "unsupported",
+      EncryptionSupport: "supported",
+      NvmeSupport: t.hypervisor === "nitro" ? "required" : "unsupported",
+    },
+    NetworkInfo: {
+      NetworkPerformance: t.network,
+      MaximumNetworkInterfaces: t.vcpus >= 4 ? 4 : 3,
+      Ipv4AddressesPerInterface: 10,
+      Ipv6AddressesPerInterface: 10,
+      Ipv6Supported: true,
+      EnaSupport: t.hypervisor === "nitro" ? "required" : "unsupported",
+    },
     PlacementGroupInfo: { SupportedStrategies: ["partition", "spread"] },
     HibernationSupported: true,
     BurstablePerformanceSupported: t.burstable,
@@ -79,7 +90,8 @@ function toType(t: InstanceTypeInfo): InstanceTypeOutput {
   };
 }
 
-const unknownTypes = (names: readonly string[]) => new ApiError("InvalidInstanceType", `The following supplied instance types do not exist: [${names.join(", ")}]`);
+const unknownTypes = (names: readonly string[]) =>
+  new ApiError("InvalidInstanceType", `The following supplied instance types do not exist: [${names.join(", ")}]`);
 
 export const instanceInfoActions: ActionTable = {
   DescribeInstanceTypes: {
@@ -92,7 +104,16 @@ export const instanceInfoActions: ActionTable = {
     },
     async run(_ctx, input: DescribeInstanceTypesRequest): Promise<DescribeInstanceTypesResult> {
       // Every name was checked to exist; an unknown one never reaches here.
-      const { page, nextToken } = await describePage(input, requestedIds(input.InstanceTypes), TYPE_LISTING, rowsInHand(TYPES_BY_NAME, (t) => t.name, async (rows) => rows));
+      const { page, nextToken } = await describePage(
+        input,
+        requestedIds(input.InstanceTypes),
+        TYPE_LISTING,
+        rowsInHand(
+          TYPES_BY_NAME,
+          (t) => t.name,
+          async (rows) => rows,
+        ),
+      );
       return { InstanceTypes: page.map(toType), NextToken: nextToken };
     },
   },
@@ -109,28 +130,59 @@ export const instanceInfoActions: ActionTable = {
       // The primary interface as DescribeInstances shows it: its source/dest check and groups.
       const primary = async () => (await instanceInterfaces(ctx, [row.instance_id])).get(row.instance_id)?.[0];
       switch (input.Attribute) {
-        case "instanceType": out.InstanceType = { Value: row.instance_type }; break;
-        case "kernel": out.KernelId = row.kernel_id ? { Value: row.kernel_id } : {}; break;
-        case "ramdisk": out.RamdiskId = row.ramdisk_id ? { Value: row.ramdisk_id } : {}; break;
-        case "userData": out.UserData = row.user_data ? { Value: row.user_data } : {}; break;
-        case "disableApiTermination": out.DisableApiTermination = flag(row.disable_api_termination); break;
-        case "disableApiStop": out.DisableApiStop = flag(row.disable_api_stop); break;
-        case "instanceInitiatedShutdownBehavior": out.InstanceInitiatedShutdownBehavior = { Value: row.shutdown_behavior }; break;
-        case "rootDeviceName": out.RootDeviceName = { Value: row.root_device_name }; break;
+        case "instanceType":
+          out.InstanceType = { Value: row.instance_type };
+          break;
+        case "kernel":
+          out.KernelId = row.kernel_id ? { Value: row.kernel_id } : {};
+          break;
+        case "ramdisk":
+          out.RamdiskId = row.ramdisk_id ? { Value: row.ramdisk_id } : {};
+          break;
+        case "userData":
+          out.UserData = row.user_data ? { Value: row.user_data } : {};
+          break;
+        case "disableApiTermination":
+          out.DisableApiTermination = flag(row.disable_api_termination);
+          break;
+        case "disableApiStop":
+          out.DisableApiStop = flag(row.disable_api_stop);
+          break;
+        case "instanceInitiatedShutdownBehavior":
+          out.InstanceInitiatedShutdownBehavior = { Value: row.shutdown_behavior };
+          break;
+        case "rootDeviceName":
+          out.RootDeviceName = { Value: row.root_device_name };
+          break;
         case "blockDeviceMapping":
           out.BlockDeviceMappings = (await attachmentsOf(ctx.meta.db, { instanceIds: [row.instance_id] })).map((a) => ({
             DeviceName: a.device,
             Ebs: { VolumeId: a.volume_id, Status: "attached", AttachTime: new Date(a.attach_time), DeleteOnTermination: Boolean(a.delete_on_termination) },
           }));
           break;
-        case "productCodes": out.ProductCodes = []; break;
-        case "sourceDestCheck": out.SourceDestCheck = { Value: (await primary())?.SourceDestCheck ?? true }; break;
-        case "groupSet": out.Groups = ((await primary())?.Groups ?? []).map((g) => ({ GroupId: g.GroupId, GroupName: g.GroupName })); break;
-        case "ebsOptimized": out.EbsOptimized = flag(row.ebs_optimized); break;
-        case "sriovNetSupport": out.SriovNetSupport = row.sriov_net_support ? { Value: row.sriov_net_support } : {}; break;
-        case "enaSupport": out.EnaSupport = flag(row.ena_support); break;
-        case "enclaveOptions": out.EnclaveOptions = { Enabled: false }; break;
-        default: throw new ApiError("InvalidParameterValue", `Value (${input.Attribute}) for parameter attribute is invalid.`);
+        case "productCodes":
+          out.ProductCodes = [];
+          break;
+        case "sourceDestCheck":
+          out.SourceDestCheck = { Value: (await primary())?.SourceDestCheck ?? true };
+          break;
+        case "groupSet":
+          out.Groups = ((await primary())?.Groups ?? []).map((g) => ({ GroupId: g.GroupId, GroupName: g.GroupName }));
+          break;
+        case "ebsOptimized":
+          out.EbsOptimized = flag(row.ebs_optimized);
+          break;
+        case "sriovNetSupport":
+          out.SriovNetSupport = row.sriov_net_support ? { Value: row.sriov_net_support } : {};
+          break;
+        case "enaSupport":
+          out.EnaSupport = flag(row.ena_support);
+          break;
+        case "enclaveOptions":
+          out.EnclaveOptions = { Enabled: false };
+          break;
+        default:
+          throw new ApiError("InvalidParameterValue", `Value (${input.Attribute}) for parameter attribute is invalid.`);
       }
       return out;
     },
@@ -183,11 +235,27 @@ export const instanceInfoActions: ActionTable = {
     },
     async run(ctx, input: DescribeInstanceTypeOfferingsRequest): Promise<DescribeInstanceTypeOfferingsResult> {
       const locationType = input.LocationType ?? "region";
-      const locations = locationType === "region" ? [ctx.region] : zonesOf(ctx.region).map((z) => (locationType === "availability-zone" ? z.zoneName : z.zoneId));
-      const offerings = INSTANCE_TYPES.flatMap((t) => locations.map((location) => ({ InstanceType: t.name as InstanceTypeOffering["InstanceType"], LocationType: locationType as InstanceTypeOffering["LocationType"], Location: location })));
+      const locations =
+        locationType === "region" ? [ctx.region] : zonesOf(ctx.region).map((z) => (locationType === "availability-zone" ? z.zoneName : z.zoneId));
+      const offerings = INSTANCE_TYPES.flatMap((t) =>
+        locations.map((location) => ({
+          InstanceType: t.name as InstanceTypeOffering["InstanceType"],
+          LocationType: locationType as InstanceTypeOffering["LocationType"],
+          Location: location,
+        })),
+      );
       // Offerings have no id of their own: a page continues after the last one's place in the list.
       const places = new Map(offerings.map((offering, i) => [offering, String(i).padStart(8, "0")]));
-      const { page, nextToken } = await describePage(input, undefined, OFFERING_LISTING, rowsInHand(offerings, (o) => places.get(o)!, async (rows) => rows));
+      const { page, nextToken } = await describePage(
+        input,
+        undefined,
+        OFFERING_LISTING,
+        rowsInHand(
+          offerings,
+          (o) => places.get(o)!,
+          async (rows) => rows,
+        ),
+      );
       return { InstanceTypeOfferings: page, NextToken: nextToken };
     },
   },
@@ -195,10 +263,19 @@ export const instanceInfoActions: ActionTable = {
   ModifyInstanceCreditSpecification: {
     async check(ctx, input: ModifyInstanceCreditSpecificationRequest) {
       const requests = input.InstanceCreditSpecifications ?? [];
-      for (const request of requests) if (!["standard", "unlimited"].includes(request.CpuCredits ?? "")) throw new ApiError("InvalidParameterValue", `Value (${request.CpuCredits}) for parameter cpuCredits is invalid.`);
-      return instancesOf(ctx, requests.map((r) => r.InstanceId!));
+      for (const request of requests)
+        if (!["standard", "unlimited"].includes(request.CpuCredits ?? ""))
+          throw new ApiError("InvalidParameterValue", `Value (${request.CpuCredits}) for parameter cpuCredits is invalid.`);
+      return instancesOf(
+        ctx,
+        requests.map((r) => r.InstanceId!),
+      );
     },
-    async run(ctx, input: ModifyInstanceCreditSpecificationRequest, records: Awaited<ReturnType<typeof instancesOf>>): Promise<ModifyInstanceCreditSpecificationResult> {
+    async run(
+      ctx,
+      input: ModifyInstanceCreditSpecificationRequest,
+      records: Awaited<ReturnType<typeof instancesOf>>,
+    ): Promise<ModifyInstanceCreditSpecificationResult> {
       const result: ModifyInstanceCreditSpecificationResult = { SuccessfulInstanceCreditSpecifications: [], UnsuccessfulInstanceCreditSpecifications: [] };
       // An instance named twice is changed and reported once, to the value it is given last.
       const credits = new Map((input.InstanceCreditSpecifications ?? []).map((request) => [request.InstanceId!, request.CpuCredits!]));
@@ -230,7 +307,10 @@ export const instanceInfoActions: ActionTable = {
         notFound: instanceNotFound,
       });
       return {
-        InstanceCreditSpecifications: page.map((r) => ({ InstanceId: r.row.instance_id, CpuCredits: r.row.cpu_credits ?? instanceType(r.row.instance_type)!.defaultCredits })),
+        InstanceCreditSpecifications: page.map((r) => ({
+          InstanceId: r.row.instance_id,
+          CpuCredits: r.row.cpu_credits ?? instanceType(r.row.instance_type)!.defaultCredits,
+        })),
         NextToken: nextToken,
       };
     },
@@ -283,13 +363,18 @@ async function planAttributeChange(ctx: ActionContext, input: ModifyInstanceAttr
   if (given.length !== 1) throw new ApiError("InvalidParameterCombination", "Exactly one attribute may be modified at a time.");
   const [attribute, value] = given[0]!;
   if (value === undefined) throw new ApiError("MissingParameter", "The request must contain the parameter value");
-  if (STOPPED_ONLY.has(attribute) && record!.state !== "stopped") throw new ApiError("IncorrectInstanceState", `The instance '${row.instance_id}' is not in the 'stopped' state.`);
+  if (STOPPED_ONLY.has(attribute) && record!.state !== "stopped")
+    throw new ApiError("IncorrectInstanceState", `The instance '${row.instance_id}' is not in the 'stopped' state.`);
   const bool = (v: unknown) => v === true || v === "true";
   switch (attribute) {
     case "instanceType": {
       const type = instanceType(String(value));
       if (!type) throw new ApiError("InvalidInstanceAttributeValue", `Value (${String(value)}) for parameter instanceType is invalid.`);
-      if (!type.architectures.includes(row.architecture as "x86_64")) throw new ApiError("InvalidInstanceAttributeValue", `The instance type ${type.name} does not support the architecture '${row.architecture}' of the instance's image.`);
+      if (!type.architectures.includes(row.architecture as "x86_64"))
+        throw new ApiError(
+          "InvalidInstanceAttributeValue",
+          `The instance type ${type.name} does not support the architecture '${row.architecture}' of the instance's image.`,
+        );
       return { columns: { instance_type: type.name } };
     }
     case "userData": {
@@ -298,29 +383,41 @@ async function planAttributeChange(ctx: ActionContext, input: ModifyInstanceAttr
       if (bytes.length > 16 * 1024) throw new ApiError("InvalidParameterValue", "User data is limited to 16384 bytes.");
       return { columns: { user_data: bytes.toString("base64") } };
     }
-    case "kernel": return { columns: { kernel_id: String(value) } };
-    case "ramdisk": return { columns: { ramdisk_id: String(value) } };
-    case "disableApiTermination": return { columns: { disable_api_termination: bool(value) ? 1 : 0 } };
-    case "disableApiStop": return { columns: { disable_api_stop: bool(value) ? 1 : 0 } };
-    case "ebsOptimized": return { columns: { ebs_optimized: bool(value) ? 1 : 0 } };
-    case "enaSupport": return { columns: { ena_support: bool(value) ? 1 : 0 } };
-    case "sriovNetSupport": return { columns: { sriov_net_support: String(value) } };
+    case "kernel":
+      return { columns: { kernel_id: String(value) } };
+    case "ramdisk":
+      return { columns: { ramdisk_id: String(value) } };
+    case "disableApiTermination":
+      return { columns: { disable_api_termination: bool(value) ? 1 : 0 } };
+    case "disableApiStop":
+      return { columns: { disable_api_stop: bool(value) ? 1 : 0 } };
+    case "ebsOptimized":
+      return { columns: { ebs_optimized: bool(value) ? 1 : 0 } };
+    case "enaSupport":
+      return { columns: { ena_support: bool(value) ? 1 : 0 } };
+    case "sriovNetSupport":
+      return { columns: { sriov_net_support: String(value) } };
     case "instanceInitiatedShutdownBehavior":
-      if (value !== "stop" && value !== "terminate") throw new ApiError("InvalidParameterValue", `Value (${String(value)}) for parameter instanceInitiatedShutdownBehavior is invalid.`);
+      if (value !== "stop" && value !== "terminate")
+        throw new ApiError("InvalidParameterValue", `Value (${String(value)}) for parameter instanceInitiatedShutdownBehavior is invalid.`);
       return { columns: { shutdown_behavior: value } };
-    case "sourceDestCheck": return { sourceDestCheck: bool(value) };
+    case "sourceDestCheck":
+      return { sourceDestCheck: bool(value) };
     case "groupSet": {
       const ids = typeof value === "string" ? [value] : (value as string[]);
       const groups = await groupsById(ctx, ids);
       const eni = await primaryInterface(ctx, row.instance_id);
-      for (const group of groups) if (group.vpc_id !== eni?.vpc_id) throw new ApiError("InvalidGroup.NotFound", `The security group '${group.group_id}' does not exist in VPC '${eni?.vpc_id}'`);
+      for (const group of groups)
+        if (group.vpc_id !== eni?.vpc_id)
+          throw new ApiError("InvalidGroup.NotFound", `The security group '${group.group_id}' does not exist in VPC '${eni?.vpc_id}'`);
       return { groupIds: groups.map((group) => group.group_id) };
     }
     case "blockDeviceMapping": {
       const attached = await attachmentsOf(ctx.meta.db, { instanceIds: [row.instance_id] });
       const changes: [string, boolean][] = [];
       for (const mapping of value as { DeviceName?: string; Ebs?: { DeleteOnTermination?: boolean } }[]) {
-        if (!attached.some((a) => a.device === mapping.DeviceName)) throw new ApiError("InvalidInstanceAttributeValue", `No device is mapped at ${mapping.DeviceName ?? ""}`);
+        if (!attached.some((a) => a.device === mapping.DeviceName))
+          throw new ApiError("InvalidInstanceAttributeValue", `No device is mapped at ${mapping.DeviceName ?? ""}`);
         changes.push([mapping.DeviceName!, Boolean(mapping.Ebs?.DeleteOnTermination)]);
       }
       return { deleteOnTermination: changes };
@@ -333,7 +430,10 @@ async function planAttributeChange(ctx: ActionContext, input: ModifyInstanceAttr
 /** Status checks pass for a running instance; the others have nothing to check. */
 function statusOf(record: InstanceRecord): InstanceStatus {
   const checked = record.state === "running";
-  const summary = { Status: checked ? ("ok" as const) : ("not-applicable" as const), Details: checked ? [{ Name: "reachability" as const, Status: "passed" as const }] : [] };
+  const summary = {
+    Status: checked ? ("ok" as const) : ("not-applicable" as const),
+    Details: checked ? [{ Name: "reachability" as const, Status: "passed" as const }] : [],
+  };
   return {
     InstanceId: record.row.instance_id,
     AvailabilityZone: record.row.availability_zone,

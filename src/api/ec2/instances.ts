@@ -50,9 +50,12 @@ import { checkDescribe, describePage } from "./listing.js";
 import { instanceInterfaces, planLaunchNetwork } from "./instance-network.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
-
-
-export function toInstance(record: InstanceRecord, attachments: readonly AttachmentRow[], tags: ReadonlyMap<string, string>, interfaces: readonly InstanceNetworkInterface[]): Instance {
+export function toInstance(
+  record: InstanceRecord,
+  attachments: readonly AttachmentRow[],
+  tags: ReadonlyMap<string, string>,
+  interfaces: readonly InstanceNetworkInterface[],
+): Instance {
   const { row, state } = record;
   const primary = interfaces[0];
   // A public address is held only while the instance runs (a stop gives it back).
@@ -67,7 +70,11 @@ export function toInstance(record: InstanceRecord, attachments: readonly Attachm
     PublicIpAddress: publicAddress?.PublicIp,
     SubnetId: primary?.SubnetId,
     VpcId: primary?.VpcId,
-    NetworkInterfaces: interfaces.map((eni) => ({ ...eni, Association: publicAddress && eni === primary ? eni.Association : undefined, PrivateIpAddresses: eni.PrivateIpAddresses?.map((p) => ({ ...p, Association: publicAddress && eni === primary ? p.Association : undefined })) })),
+    NetworkInterfaces: interfaces.map((eni) => ({
+      ...eni,
+      Association: publicAddress && eni === primary ? eni.Association : undefined,
+      PrivateIpAddresses: eni.PrivateIpAddresses?.map((p) => ({ ...p, Association: publicAddress && eni === primary ? p.Association : undefined })),
+    })),
     SourceDestCheck: primary?.SourceDestCheck ?? true,
     PrivateDnsNameOptions: { HostnameType: "ip-name", EnableResourceNameDnsARecord: false, EnableResourceNameDnsAAAARecord: false },
     StateTransitionReason: row.state_transition_reason,
@@ -103,7 +110,14 @@ export function toInstance(record: InstanceRecord, attachments: readonly Attachm
     BootMode: (row.boot_mode ?? undefined) as Instance["BootMode"],
     CurrentInstanceBootMode: row.boot_mode === "uefi" ? "uefi" : "legacy-bios",
     HibernationOptions: { Configured: false },
-    MetadataOptions: { State: "applied", HttpTokens: "required", HttpPutResponseHopLimit: 2, HttpEndpoint: "enabled", HttpProtocolIpv6: "disabled", InstanceMetadataTags: "disabled" },
+    MetadataOptions: {
+      State: "applied",
+      HttpTokens: "required",
+      HttpPutResponseHopLimit: 2,
+      HttpEndpoint: "enabled",
+      HttpProtocolIpv6: "disabled",
+      InstanceMetadataTags: "disabled",
+    },
     EnclaveOptions: { Enabled: false },
     CapacityReservationSpecification: { CapacityReservationPreference: "open" },
   };
@@ -113,7 +127,8 @@ function stateReason(row: InstanceRecord["row"], state: InstanceState): Instance
   if (row.state_transition_reason === GUEST_SHUTDOWN && state !== "running" && state !== "pending") {
     return { Code: "Client.InstanceInitiatedShutdown", Message: GUEST_SHUTDOWN };
   }
-  if (state === "stopped" || state === "stopping") return { Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown" };
+  if (state === "stopped" || state === "stopping")
+    return { Code: "Client.UserInitiatedShutdown", Message: "Client.UserInitiatedShutdown: User initiated shutdown" };
   return undefined;
 }
 
@@ -132,7 +147,10 @@ function launchDevices(imageDevices: readonly BlockDeviceRow[], requested: reado
     }
     const base = devices[index]!;
     if (change.volume_size !== null && base.volume_size !== null && change.volume_size < base.volume_size) {
-      throw new ApiError("InvalidBlockDeviceMapping", `Volume of size ${change.volume_size} is smaller than the image's ${base.volume_size} GiB for ${base.device_name}.`);
+      throw new ApiError(
+        "InvalidBlockDeviceMapping",
+        `Volume of size ${change.volume_size} is smaller than the image's ${base.volume_size} GiB for ${base.device_name}.`,
+      );
     }
     devices[index] = {
       ...base,
@@ -157,13 +175,17 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   if (!typeInfo) throw new ApiError("InvalidParameterValue", `Invalid value '${type}' for InstanceType.`);
   // Terraform sends an empty zone for "any zone".
   const requestedZone = input.Placement?.AvailabilityZone || undefined;
-  if (requestedZone && !zonesOf(ctx.region).some((z) => z.zoneName === requestedZone)) throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${requestedZone}]`);
+  if (requestedZone && !zonesOf(ctx.region).some((z) => z.zoneName === requestedZone))
+    throw new ApiError("InvalidParameterValue", `Invalid availability zone: [${requestedZone}]`);
   // An ImageId of resolve:ssm:<parameter> launches the image the parameter names, as EC2 does.
   const imageId = (await resolveImageParameter({ ...ctx, catalogue: ctx.config.catalogue }, input.ImageId)) ?? input.ImageId;
   const { image, devices: imageDevices } = await visibleImage(ctx, imageId);
   if (image.state !== "available") throw new ApiError("InvalidAMIID.Unavailable", `The image id '[${image.image_id}]' is not available (it is ${image.state})`);
   if (!typeInfo.architectures.includes(image.architecture as "x86_64")) {
-    throw new ApiError("InvalidParameterValue", `The architecture '${typeInfo.architectures.join(", ")}' of the specified instance type does not match the architecture '${image.architecture}' of the specified AMI.`);
+    throw new ApiError(
+      "InvalidParameterValue",
+      `The architecture '${typeInfo.architectures.join(", ")}' of the specified instance type does not match the architecture '${image.architecture}' of the specified AMI.`,
+    );
   }
   // Mappings that change an image device need not name a snapshot; new ones are checked in full.
   checkMappingCount(input.BlockDeviceMappings);
@@ -172,7 +194,15 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
     const existing = imageDevices.find((d) => d.device_name === mapping.DeviceName);
     if (existing && mapping.Ebs && !mapping.Ebs.SnapshotId) {
       const ebs = mapping.Ebs;
-      requested.push({ ...existing, volume_size: ebs.VolumeSize ?? null, volume_type: ebs.VolumeType ?? null, delete_on_termination: ebs.DeleteOnTermination === undefined ? null : ebs.DeleteOnTermination ? 1 : 0, iops: ebs.Iops ?? null, throughput: ebs.Throughput ?? null, encrypted: ebs.Encrypted === undefined ? null : ebs.Encrypted ? 1 : 0 });
+      requested.push({
+        ...existing,
+        volume_size: ebs.VolumeSize ?? null,
+        volume_type: ebs.VolumeType ?? null,
+        delete_on_termination: ebs.DeleteOnTermination === undefined ? null : ebs.DeleteOnTermination ? 1 : 0,
+        iops: ebs.Iops ?? null,
+        throughput: ebs.Throughput ?? null,
+        encrypted: ebs.Encrypted === undefined ? null : ebs.Encrypted ? 1 : 0,
+      });
     } else {
       requested.push(...(await blockDevicesFrom(ctx, [mapping as BlockDeviceMapping])));
     }
@@ -183,7 +213,10 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   const tags = tagSpecificationsFor(input.TagSpecifications, ["instance", "volume", "network-interface"]);
   const { zone, network } = await planLaunchNetwork(ctx, input, requestedZone);
   if (input.InstanceInitiatedShutdownBehavior && !["stop", "terminate"].includes(input.InstanceInitiatedShutdownBehavior)) {
-    throw new ApiError("InvalidParameterValue", `Value (${input.InstanceInitiatedShutdownBehavior}) for parameter instanceInitiatedShutdownBehavior is invalid.`);
+    throw new ApiError(
+      "InvalidParameterValue",
+      `Value (${input.InstanceInitiatedShutdownBehavior}) for parameter instanceInitiatedShutdownBehavior is invalid.`,
+    );
   }
   const credits = input.CreditSpecification?.CpuCredits;
   if (credits !== undefined && (!typeInfo.burstable || !["standard", "unlimited"].includes(credits))) {
@@ -308,16 +341,32 @@ export const instanceActions: ActionTable = {
       const instanceTags = tags.get("instance") ?? [];
       const volumeTags = tags.get("volume") ?? [];
       const interfaceTags = tags.get("network-interface") ?? [];
-      if (instanceTags.length) await putTags(ctx.meta.db, ctx, launches.map((l) => ({ id: l.instance.instance_id, type: "instance" })), instanceTags, TAG_LIMITS.perResource);
+      if (instanceTags.length)
+        await putTags(
+          ctx.meta.db,
+          ctx,
+          launches.map((l) => ({ id: l.instance.instance_id, type: "instance" })),
+          instanceTags,
+          TAG_LIMITS.perResource,
+        );
       const volumeIds = launches.flatMap((l) => l.volumes.map((v) => ({ id: v.volume.volume_id, type: "volume" })));
       if (volumeTags.length && volumeIds.length) await putTags(ctx.meta.db, ctx, volumeIds, volumeTags, TAG_LIMITS.perResource);
       if (interfaceTags.length) {
         const interfaces = await listNetworkInterfaces(ctx.meta.db, ctx, { instanceIds: launches.map((l) => l.instance.instance_id) });
-        await putTags(ctx.meta.db, ctx, interfaces.map((n) => ({ id: n.network_interface_id, type: "network-interface" })), interfaceTags, TAG_LIMITS.perResource);
+        await putTags(
+          ctx.meta.db,
+          ctx,
+          interfaces.map((n) => ({ id: n.network_interface_id, type: "network-interface" })),
+          interfaceTags,
+          TAG_LIMITS.perResource,
+        );
       }
       // RunInstances answers with the instances as launched: pending.
       const records = await listInstances(ctx.meta.db, ctx, { ids: launches.map((l) => l.instance.instance_id) });
-      return describeReservation(ctx, records.map((r) => ({ ...r, state: "pending" as const })));
+      return describeReservation(
+        ctx,
+        records.map((r) => ({ ...r, state: "pending" as const })),
+      );
     },
   },
 
@@ -346,7 +395,9 @@ export const instanceActions: ActionTable = {
       }
     },
     run: (ctx, input: StopInstancesRequest) =>
-      changeStates(ctx, input.InstanceIds ?? [], "StoppingInstances", (state) => (state === "stopped" || state === "stopping" ? undefined : ["stopping", "stopped"])),
+      changeStates(ctx, input.InstanceIds ?? [], "StoppingInstances", (state) =>
+        state === "stopped" || state === "stopping" ? undefined : ["stopping", "stopped"],
+      ),
   },
 
   StartInstances: {
@@ -378,16 +429,24 @@ export const instanceActions: ActionTable = {
     },
     async run(ctx, input: TerminateInstancesRequest) {
       for (const id of uniqueIds(input.InstanceIds ?? [])) await releaseInstanceResources(ctx.meta.db, ctx, id);
-      return changeStates(ctx, input.InstanceIds ?? [], "TerminatingInstances", (state) => (state === "terminated" || state === "shutting-down" ? undefined : ["shutting-down", "terminated"]));
+      return changeStates(ctx, input.InstanceIds ?? [], "TerminatingInstances", (state) =>
+        state === "terminated" || state === "shutting-down" ? undefined : ["shutting-down", "terminated"],
+      );
     },
   },
 };
 
 const notPermitted = (record: InstanceRecord, done: string, attribute: string) =>
-  new ApiError("OperationNotPermitted", `The instance '${record.row.instance_id}' may not be ${done}. Modify its '${attribute}' instance attribute and try again.`);
+  new ApiError(
+    "OperationNotPermitted",
+    `The instance '${record.row.instance_id}' may not be ${done}. Modify its '${attribute}' instance attribute and try again.`,
+  );
 
 const incorrectState = (record: InstanceRecord, verb: string) =>
-  new ApiError("IncorrectInstanceState", `The instance '${record.row.instance_id}' is not in a state from which it can be ${verb === "stop" ? "stopped" : verb === "start" ? "started" : "rebooted"}.`);
+  new ApiError(
+    "IncorrectInstanceState",
+    `The instance '${record.row.instance_id}' is not in a state from which it can be ${verb === "stop" ? "stopped" : verb === "start" ? "started" : "rebooted"}.`,
+  );
 
 /** Moves each instance onto a new schedule (or leaves it) and reports previous and current states. */
 async function changeStates(

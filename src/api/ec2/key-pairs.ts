@@ -25,7 +25,8 @@ const KEY_PAIR_ID = /^key-([0-9a-f]{8}|[0-9a-f]{17})$/;
 function checkKeyName(name: string | undefined): string {
   if (!name) throw new ApiError("MissingParameter", "The request must contain the parameter KeyName");
   // "Constraints: Up to 255 ASCII characters".
-  if (name.length > 255 || !/^[\x20-\x7e]+$/.test(name)) throw new ApiError("InvalidParameterValue", `Value (${name}) for parameter KeyName is invalid: up to 255 printable ASCII characters.`);
+  if (name.length > 255 || !/^[\x20-\x7e]+$/.test(name))
+    throw new ApiError("InvalidParameterValue", `Value (${name}) for parameter KeyName is invalid: up to 255 printable ASCII characters.`);
   return name;
 }
 
@@ -36,7 +37,12 @@ async function checkNameFree(ctx: ActionContext, name: string): Promise<void> {
 }
 
 /** Stores a new key pair with its tags; the database has the last word on the name. */
-async function saveKeyPair(ctx: ActionContext, name: string, key: { keyType: KeyPairRow["key_type"]; fingerprint: string; publicKey: string }, tags: { key: string; value: string }[]): Promise<KeyPairRow> {
+async function saveKeyPair(
+  ctx: ActionContext,
+  name: string,
+  key: { keyType: KeyPairRow["key_type"]; fingerprint: string; publicKey: string },
+  tags: { key: string; value: string }[],
+): Promise<KeyPairRow> {
   const row: KeyPairRow = {
     key_pair_id: newId("key"),
     account_id: ctx.accountId,
@@ -67,8 +73,10 @@ export const keyPairActions: ActionTable = {
   CreateKeyPair: {
     async check(ctx, input: CreateKeyPairRequest) {
       const name = checkKeyName(input.KeyName);
-      if (input.KeyType && input.KeyType !== "rsa" && input.KeyType !== "ed25519") throw new ApiError("InvalidParameterValue", `Value (${input.KeyType}) for parameter KeyType is invalid.`);
-      if (input.KeyFormat && input.KeyFormat !== "pem" && input.KeyFormat !== "ppk") throw new ApiError("InvalidParameterValue", `Value (${input.KeyFormat}) for parameter KeyFormat is invalid.`);
+      if (input.KeyType && input.KeyType !== "rsa" && input.KeyType !== "ed25519")
+        throw new ApiError("InvalidParameterValue", `Value (${input.KeyType}) for parameter KeyType is invalid.`);
+      if (input.KeyFormat && input.KeyFormat !== "pem" && input.KeyFormat !== "ppk")
+        throw new ApiError("InvalidParameterValue", `Value (${input.KeyFormat}) for parameter KeyFormat is invalid.`);
       await checkNameFree(ctx, name);
       return tagSpecificationsFor(input.TagSpecifications, ["key-pair"]).get("key-pair") ?? [];
     },
@@ -105,17 +113,28 @@ export const keyPairActions: ActionTable = {
       const rows = await listKeyPairs(ctx.meta.db, ctx, { names, ids });
       const missing = [...missingIds(names, rows, (r) => r.key_name), ...missingIds(ids, rows, (r) => r.key_pair_id)];
       if (missing.length) throw keyPairNotFound(missing);
-      const { page } = await describePage(input, undefined, KEY_PAIR_LISTING, rowsInHand(rows, (r) => r.key_pair_id, withTags(ctx, (r: KeyPairRow) => r.key_pair_id)));
+      const { page } = await describePage(
+        input,
+        undefined,
+        KEY_PAIR_LISTING,
+        rowsInHand(
+          rows,
+          (r) => r.key_pair_id,
+          withTags(ctx, (r: KeyPairRow) => r.key_pair_id),
+        ),
+      );
       return {
-        KeyPairs: page.map(({ row, tags }): KeyPairInfo => ({
-          KeyPairId: row.key_pair_id,
-          KeyName: row.key_name,
-          KeyType: row.key_type,
-          KeyFingerprint: row.fingerprint,
-          PublicKey: input.IncludePublicKey ? row.public_key : undefined,
-          CreateTime: new Date(row.create_time),
-          Tags: describedTags(tags),
-        })),
+        KeyPairs: page.map(
+          ({ row, tags }): KeyPairInfo => ({
+            KeyPairId: row.key_pair_id,
+            KeyName: row.key_name,
+            KeyType: row.key_type,
+            KeyFingerprint: row.fingerprint,
+            PublicKey: input.IncludePublicKey ? row.public_key : undefined,
+            CreateTime: new Date(row.create_time),
+            Tags: describedTags(tags),
+          }),
+        ),
       };
     },
   },

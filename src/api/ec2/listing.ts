@@ -39,7 +39,10 @@ export interface ListingRules<Described> {
 export function checkDescribe<Described>(input: ListingInput, ids: readonly string[] | undefined, rules: ListingRules<Described>): void {
   if (rules.checkId) for (const id of ids ?? []) rules.checkId(id);
   if (rules.idsParameter && ids?.length && input.MaxResults !== undefined) {
-    throw new ApiError("InvalidParameterCombination", `The parameter ${rules.idsParameter} cannot be used with the parameter ${rules.maxResultsParameter ?? "maxResults"}`);
+    throw new ApiError(
+      "InvalidParameterCombination",
+      `The parameter ${rules.idsParameter} cannot be used with the parameter ${rules.maxResultsParameter ?? "maxResults"}`,
+    );
   }
   pageSize(input.MaxResults, rules.bounds ?? PAGE_BOUNDS);
   compileFilters(input.Filters, rules.filters);
@@ -162,7 +165,12 @@ export function missingIds<Row>(ids: readonly string[] | undefined, rows: readon
 }
 
 /** Every id of `ids` among `rows`, or the NotFound error for those missing (each named once). */
-export function requireIds<Row>(ids: readonly string[] | undefined, rows: readonly Row[], idOf: (row: Row) => string, notFound: (ids: readonly string[]) => Error): void {
+export function requireIds<Row>(
+  ids: readonly string[] | undefined,
+  rows: readonly Row[],
+  idOf: (row: Row) => string,
+  notFound: (ids: readonly string[]) => Error,
+): void {
   const missing = missingIds(ids, rows, idOf);
   if (missing.length) throw notFound(missing);
 }

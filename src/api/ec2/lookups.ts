@@ -23,7 +23,10 @@ export function checkImageId(id: string): string {
 }
 
 export const malformedName = () =>
-  new ApiError("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, spaces, '(', ')', '[', ']', '.', '/', '-', ''', '@' and '_'");
+  new ApiError(
+    "InvalidAMIName.Malformed",
+    "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, spaces, '(', ')', '[', ']', '.', '/', '-', ''', '@' and '_'",
+  );
 
 export function checkImageName(name: string): string {
   if (!IMAGE_NAME.test(name)) throw malformedName();
@@ -46,7 +49,6 @@ export async function ownImage(ctx: ActionContext, id: string): Promise<ImageRec
   return record;
 }
 
-
 const SNAPSHOT_ID = /^snap-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
 export function checkSnapshotId(id: string): string {
@@ -56,7 +58,6 @@ export function checkSnapshotId(id: string): string {
 
 export const snapshotNotFound = (ids: readonly string[]) =>
   new ApiError("InvalidSnapshot.NotFound", `The snapshot${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist.`);
-
 
 const VOLUME_ID = /^vol-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
@@ -73,7 +74,6 @@ export async function volumeOf(ctx: ActionContext, id: string): Promise<VolumeRo
   if (!volume) throw volumeNotFound([id]);
   return volume;
 }
-
 
 const INSTANCE_ID = /^i-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
@@ -97,11 +97,25 @@ export async function instancesOf(ctx: ActionContext, requested: readonly string
 
 /** The caller's network in this region, its default part made if this is the first use. */
 export async function network(ctx: ActionContext): Promise<void> {
-  await ensureDefaultNetwork(ctx.meta.db, ctx, zonesOf(ctx.region).map((z) => z.zoneName));
+  await ensureDefaultNetwork(
+    ctx.meta.db,
+    ctx,
+    zonesOf(ctx.region).map((z) => z.zoneName),
+  );
 }
 
-const notFound = (code: "InvalidVpcID.NotFound" | "InvalidSubnetID.NotFound" | "InvalidInternetGatewayID.NotFound" | "InvalidRouteTableID.NotFound" | "InvalidNetworkInterfaceID.NotFound", noun: string) =>
-  (ids: readonly string[]) => new ApiError(code, `The ${noun} ID${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist`);
+const notFound =
+  (
+    code:
+      | "InvalidVpcID.NotFound"
+      | "InvalidSubnetID.NotFound"
+      | "InvalidInternetGatewayID.NotFound"
+      | "InvalidRouteTableID.NotFound"
+      | "InvalidNetworkInterfaceID.NotFound",
+    noun: string,
+  ) =>
+  (ids: readonly string[]) =>
+    new ApiError(code, `The ${noun} ID${ids.length > 1 ? "s" : ""} '${ids.join("', '")}' ${ids.length > 1 ? "do" : "does"} not exist`);
 export const vpcNotFound = notFound("InvalidVpcID.NotFound", "vpc");
 export const subnetNotFound = notFound("InvalidSubnetID.NotFound", "subnet");
 export const gatewayNotFound = notFound("InvalidInternetGatewayID.NotFound", "internetGateway");
@@ -133,9 +147,13 @@ export async function requireDefaultVpc(ctx: ActionContext): Promise<VpcRow> {
 const GROUP_ID = /^sg-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
 export const groupNotFound = (what: readonly string[], where = "") =>
-  new ApiError("InvalidGroup.NotFound", `The security group${what.length > 1 ? "s" : ""} '${what.join("', '")}' ${what.length > 1 ? "do" : "does"} not exist${where}`);
+  new ApiError(
+    "InvalidGroup.NotFound",
+    `The security group${what.length > 1 ? "s" : ""} '${what.join("', '")}' ${what.length > 1 ? "do" : "does"} not exist${where}`,
+  );
 
-export const ruleNotFound = (ids: readonly string[]) => new ApiError("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${ids.join("', '")}' does not exist`);
+export const ruleNotFound = (ids: readonly string[]) =>
+  new ApiError("InvalidSecurityGroupRuleId.NotFound", `The security group rule ID '${ids.join("', '")}' does not exist`);
 
 export function checkGroupId(id: string): string {
   if (!GROUP_ID.test(id)) throw new ApiError("InvalidGroupId.Malformed", `Invalid id: "${id}" (expecting "sg-...")`);

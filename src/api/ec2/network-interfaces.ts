@@ -16,7 +16,10 @@ export function publicDnsName(region: string, ip: string): string {
 }
 
 export async function toNetworkInterfaces(ctx: ActionContext, rows: readonly Tagged<NetworkInterfaceRow>[]): Promise<NetworkInterface[]> {
-  const groups = await interfaceGroups(ctx.meta.db, rows.map((r) => r.row.network_interface_id));
+  const groups = await interfaceGroups(
+    ctx.meta.db,
+    rows.map((r) => r.row.network_interface_id),
+  );
   const groupRows = await listSecurityGroups(ctx.meta.db, ctx, { ids: [...new Set([...groups.values()].flat())] });
   const nameOf = new Map(groupRows.map((g) => [g.group_id, g.group_name]));
   return rows.map(({ row, tags }) => {
@@ -37,10 +40,21 @@ export async function toNetworkInterfaces(ctx: ActionContext, rows: readonly Tag
       InterfaceType: "interface",
       Groups: (groups.get(row.network_interface_id) ?? []).map((id) => ({ GroupId: id, GroupName: nameOf.get(id) })),
       Attachment: row.instance_id
-        ? { AttachmentId: row.attachment_id!, AttachTime: new Date(row.attach_time!), DeleteOnTermination: Boolean(row.delete_on_termination), DeviceIndex: row.device_index!, NetworkCardIndex: 0, InstanceId: row.instance_id, InstanceOwnerId: row.account_id, Status: "attached" }
+        ? {
+            AttachmentId: row.attachment_id!,
+            AttachTime: new Date(row.attach_time!),
+            DeleteOnTermination: Boolean(row.delete_on_termination),
+            DeviceIndex: row.device_index!,
+            NetworkCardIndex: 0,
+            InstanceId: row.instance_id,
+            InstanceOwnerId: row.account_id,
+            Status: "attached",
+          }
         : undefined,
       Association: association,
-      PrivateIpAddresses: [{ Primary: true, PrivateIpAddress: row.private_ip, PrivateDnsName: privateDnsName(ctx.region, row.private_ip), Association: association }],
+      PrivateIpAddresses: [
+        { Primary: true, PrivateIpAddress: row.private_ip, PrivateDnsName: privateDnsName(ctx.region, row.private_ip), Association: association },
+      ],
       Ipv6Addresses: [],
       TagSet: tagList(tags),
     };

@@ -90,7 +90,16 @@ export const regionActions: ActionTable = {
       checkDescribe(input, undefined, REGION_LISTING);
     },
     async run(_ctx, input: DescribeRegionsRequest): Promise<DescribeRegionsResult> {
-      const { page } = await describePage(input, undefined, REGION_LISTING, rowsInHand(regionsFor(input), (r) => r.RegionName!, async (rows) => rows));
+      const { page } = await describePage(
+        input,
+        undefined,
+        REGION_LISTING,
+        rowsInHand(
+          regionsFor(input),
+          (r) => r.RegionName!,
+          async (rows) => rows,
+        ),
+      );
       return { Regions: page };
     },
   },
@@ -101,7 +110,16 @@ export const regionActions: ActionTable = {
       checkDescribe(input, undefined, ZONE_LISTING);
     },
     async run(ctx, input: DescribeAvailabilityZonesRequest): Promise<DescribeAvailabilityZonesResult> {
-      const { page } = await describePage(input, undefined, ZONE_LISTING, rowsInHand(zonesMatching(ctx.region, input), (z) => z.ZoneName!, async (rows) => rows));
+      const { page } = await describePage(
+        input,
+        undefined,
+        ZONE_LISTING,
+        rowsInHand(
+          zonesMatching(ctx.region, input),
+          (z) => z.ZoneName!,
+          async (rows) => rows,
+        ),
+      );
       return { AvailabilityZones: page };
     },
   },

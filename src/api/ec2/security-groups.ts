@@ -43,7 +43,18 @@ async function targetGroup(ctx: ActionContext, input: { GroupId?: string; GroupN
   throw new ApiError("MissingParameter", "The request must contain the parameter groupName or groupId");
 }
 
-const PROTOCOL_NAMES: Record<string, string> = { "6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6", all: "-1", "-1": "-1", tcp: "tcp", udp: "udp", icmp: "icmp", icmpv6: "icmpv6" };
+const PROTOCOL_NAMES: Record<string, string> = {
+  "6": "tcp",
+  "17": "udp",
+  "1": "icmp",
+  "58": "icmpv6",
+  all: "-1",
+  "-1": "-1",
+  tcp: "tcp",
+  udp: "udp",
+  icmp: "icmp",
+  icmpv6: "icmpv6",
+};
 
 function normalProtocol(protocol: string | undefined): string {
   const lower = (protocol ?? "").toLowerCase();
@@ -54,8 +65,10 @@ function normalProtocol(protocol: string | undefined): string {
 
 function ports(protocol: string, from: number | undefined, to: number | undefined): { from_port: number | null; to_port: number | null } {
   if (protocol === "tcp" || protocol === "udp") {
-    if (from === undefined || to === undefined) throw new ApiError("InvalidParameterValue", "Invalid value 'Must specify both from and to ports with TCP/UDP.' for portRange.");
-    if (from < 0 || to > 65535 || from > to) throw new ApiError("InvalidParameterValue", `Invalid port range ${from}-${to}: ports are 0 to 65535, from no greater than to.`);
+    if (from === undefined || to === undefined)
+      throw new ApiError("InvalidParameterValue", "Invalid value 'Must specify both from and to ports with TCP/UDP.' for portRange.");
+    if (from < 0 || to > 65535 || from > to)
+      throw new ApiError("InvalidParameterValue", `Invalid port range ${from}-${to}: ports are 0 to 65535, from no greater than to.`);
     return { from_port: from, to_port: to };
   }
   if (protocol === "icmp" || protocol === "icmpv6") {
@@ -71,18 +84,30 @@ function ports(protocol: string, from: number | undefined, to: number | undefine
 /** The rules an IpPermission stands for, one per range, prefix list and group pair. */
 async function rulesOf(ctx: ActionContext, group: SecurityGroupRow, permission: IpPermission, egress: boolean): Promise<RuleSpec[]> {
   const protocol = normalProtocol(permission.IpProtocol);
-  const base = { is_egress: egress ? 1 : 0, ip_protocol: protocol, ...ports(protocol, permission.FromPort, permission.ToPort), cidr_ipv4: null, cidr_ipv6: null, prefix_list_id: null, referenced_group_id: null, referenced_account_id: null };
+  const base = {
+    is_egress: egress ? 1 : 0,
+    ip_protocol: protocol,
+    ...ports(protocol, permission.FromPort, permission.ToPort),
+    cidr_ipv4: null,
+    cidr_ipv6: null,
+    prefix_list_id: null,
+    referenced_group_id: null,
+    referenced_account_id: null,
+  };
   const rules: RuleSpec[] = [];
   for (const range of permission.IpRanges ?? []) {
-    if (!range.CidrIp || !parseCidr(range.CidrIp)) throw new ApiError("InvalidParameterValue", `Value (${range.CidrIp ?? ""}) for parameter cidrIp is invalid. This is not a valid CIDR block.`);
+    if (!range.CidrIp || !parseCidr(range.CidrIp))
+      throw new ApiError("InvalidParameterValue", `Value (${range.CidrIp ?? ""}) for parameter cidrIp is invalid. This is not a valid CIDR block.`);
     rules.push({ ...base, cidr_ipv4: range.CidrIp, description: range.Description ?? null });
   }
   for (const range of permission.Ipv6Ranges ?? []) {
-    if (!range.CidrIpv6 || !/^[0-9a-f:]+\/\d{1,3}$/i.test(range.CidrIpv6)) throw new ApiError("InvalidParameterValue", `Value (${range.CidrIpv6 ?? ""}) for parameter cidrIpv6 is invalid. This is not a valid IPv6 CIDR block.`);
+    if (!range.CidrIpv6 || !/^[0-9a-f:]+\/\d{1,3}$/i.test(range.CidrIpv6))
+      throw new ApiError("InvalidParameterValue", `Value (${range.CidrIpv6 ?? ""}) for parameter cidrIpv6 is invalid. This is not a valid IPv6 CIDR block.`);
     rules.push({ ...base, cidr_ipv6: range.CidrIpv6.toLowerCase(), description: range.Description ?? null });
   }
   for (const list of permission.PrefixListIds ?? []) {
-    if (!list.PrefixListId || !/^pl-[0-9a-f]{8,17}$/.test(list.PrefixListId)) throw new ApiError("InvalidParameterValue", `Value (${list.PrefixListId ?? ""}) for parameter prefixListId is invalid.`);
+    if (!list.PrefixListId || !/^pl-[0-9a-f]{8,17}$/.test(list.PrefixListId))
+      throw new ApiError("InvalidParameterValue", `Value (${list.PrefixListId ?? ""}) for parameter prefixListId is invalid.`);
     rules.push({ ...base, prefix_list_id: list.PrefixListId, description: list.Description ?? null });
   }
   for (const pair of permission.UserIdGroupPairs ?? []) {
@@ -91,7 +116,8 @@ async function rulesOf(ctx: ActionContext, group: SecurityGroupRow, permission: 
     if (account === ctx.accountId) {
       const [referenced] = groupId ? await groupsById(ctx, [groupId]) : pair.GroupName ? await groupsByName(ctx, [pair.GroupName]) : [];
       if (!referenced) throw new ApiError("MissingParameter", "A group pair must name a group (GroupId or GroupName).");
-      if (referenced.vpc_id !== group.vpc_id) throw new ApiError("InvalidParameterValue", `The security group '${referenced.group_id}' is in a different VPC from '${group.group_id}'.`);
+      if (referenced.vpc_id !== group.vpc_id)
+        throw new ApiError("InvalidParameterValue", `The security group '${referenced.group_id}' is in a different VPC from '${group.group_id}'.`);
       groupId = referenced.group_id;
     } else {
       groupId = checkGroupId(groupId ?? "");
@@ -158,14 +184,23 @@ function toPermissions(rules: readonly SecurityGroupRuleRow[]): IpPermission[] {
     const key = `${rule.ip_protocol}/${rule.from_port}/${rule.to_port}`;
     let permission = permissions.get(key);
     if (!permission) {
-      permission = { IpProtocol: rule.ip_protocol, FromPort: rule.from_port ?? undefined, ToPort: rule.to_port ?? undefined, IpRanges: [], Ipv6Ranges: [], PrefixListIds: [], UserIdGroupPairs: [] };
+      permission = {
+        IpProtocol: rule.ip_protocol,
+        FromPort: rule.from_port ?? undefined,
+        ToPort: rule.to_port ?? undefined,
+        IpRanges: [],
+        Ipv6Ranges: [],
+        PrefixListIds: [],
+        UserIdGroupPairs: [],
+      };
       permissions.set(key, permission);
     }
     const Description = rule.description ?? undefined;
     if (rule.cidr_ipv4) permission.IpRanges!.push({ CidrIp: rule.cidr_ipv4, Description });
     if (rule.cidr_ipv6) permission.Ipv6Ranges!.push({ CidrIpv6: rule.cidr_ipv6, Description });
     if (rule.prefix_list_id) permission.PrefixListIds!.push({ PrefixListId: rule.prefix_list_id, Description });
-    if (rule.referenced_group_id) permission.UserIdGroupPairs!.push({ GroupId: rule.referenced_group_id, UserId: rule.referenced_account_id ?? undefined, Description });
+    if (rule.referenced_group_id)
+      permission.UserIdGroupPairs!.push({ GroupId: rule.referenced_group_id, UserId: rule.referenced_account_id ?? undefined, Description });
   }
   return [...permissions.values()];
 }
@@ -175,7 +210,11 @@ type GroupRules = (groupId: string) => readonly SecurityGroupRuleRow[];
 /** The `ip-permission.*` (or `egress.ip-permission.*`) filters, over the group's rules. */
 const permissionFields = (rulesOf: GroupRules, prefix: string, egress: boolean) => {
   const values = (pick: (r: SecurityGroupRuleRow) => string | number | null) => (t: Tagged<SecurityGroupRow>) =>
-    rulesOf(t.row.group_id).filter((r) => Boolean(r.is_egress) === egress).map(pick).filter((v): v is string | number => v !== null).map(String);
+    rulesOf(t.row.group_id)
+      .filter((r) => Boolean(r.is_egress) === egress)
+      .map(pick)
+      .filter((v): v is string | number => v !== null)
+      .map(String);
   return {
     [`${prefix}ip-permission.cidr`]: values((r) => r.cidr_ipv4),
     [`${prefix}ip-permission.ipv6-cidr`]: values((r) => r.cidr_ipv6),
@@ -217,13 +256,21 @@ async function authorize(ctx: ActionContext, input: AuthorizeSecurityGroupIngres
   if (existing.filter((r) => Boolean(r.is_egress) === egress).length + wanted.length > RULES_PER_GROUP) {
     throw new ApiError("RulesPerSecurityGroupLimitExceeded", "The maximum number of rules per security group has been reached.");
   }
-  const tags = tagSpecificationsFor((input as AuthorizeSecurityGroupIngressRequest).TagSpecifications, ["security-group-rule"]).get("security-group-rule") ?? [];
+  const tags =
+    tagSpecificationsFor((input as AuthorizeSecurityGroupIngressRequest).TagSpecifications, ["security-group-rule"]).get("security-group-rule") ?? [];
   return { group, wanted, tags };
 }
 
 async function applyAuthorize(ctx: ActionContext, { group, wanted, tags }: Awaited<ReturnType<typeof authorize>>) {
   const rows = await ctx.meta.db.transaction().execute((tx) => insertRules(tx, group, wanted));
-  if (tags.length) await putTags(ctx.meta.db, ctx, rows.map((r) => ({ id: r.rule_id, type: "security-group-rule" })), tags, TAG_LIMITS.perResource);
+  if (tags.length)
+    await putTags(
+      ctx.meta.db,
+      ctx,
+      rows.map((r) => ({ id: r.rule_id, type: "security-group-rule" })),
+      tags,
+      TAG_LIMITS.perResource,
+    );
   const tagMap = new Map(tags.map((t) => [t.key, t.value]));
   return { Return: true, SecurityGroupRules: rows.map((r) => toRule(r, tagMap)) };
 }
@@ -253,7 +300,11 @@ async function revoke(ctx: ActionContext, input: RevokeSecurityGroupIngressReque
 
 async function applyRevoke(ctx: ActionContext, { doomed, unknown }: Awaited<ReturnType<typeof revoke>>) {
   await deleteRules(ctx.meta.db, doomed);
-  return { Return: true, UnknownIpPermissions: unknown.length ? unknown : undefined, RevokedSecurityGroupRules: doomed.map((id) => ({ SecurityGroupRuleId: id })) };
+  return {
+    Return: true,
+    UnknownIpPermissions: unknown.length ? unknown : undefined,
+    RevokedSecurityGroupRules: doomed.map((id) => ({ SecurityGroupRuleId: id })),
+  };
 }
 
 export const securityGroupActions: ActionTable = {
@@ -262,7 +313,8 @@ export const securityGroupActions: ActionTable = {
       const name = input.GroupName;
       if (!name) throw new ApiError("MissingParameter", "The request must contain the parameter GroupName");
       if (!input.Description) throw new ApiError("MissingParameter", "The request must contain the parameter GroupDescription");
-      if (name.length > 255 || input.Description.length > 255) throw new ApiError("InvalidParameterValue", "Group names and descriptions are at most 255 characters.");
+      if (name.length > 255 || input.Description.length > 255)
+        throw new ApiError("InvalidParameterValue", "Group names and descriptions are at most 255 characters.");
       if (name.toLowerCase().startsWith("sg-")) throw new ApiError("InvalidParameterValue", "Group names may not be in the format sg-*");
       if (name === "default") throw new ApiError("InvalidGroup.Reserved", "The security group 'default' is reserved");
       const vpc = input.VpcId ? await vpcOf(ctx, input.VpcId) : await requireDefaultVpc(ctx);
@@ -270,19 +322,33 @@ export const securityGroupActions: ActionTable = {
       return { vpcId: vpc.vpc_id, tags: tagSpecificationsFor(input.TagSpecifications, ["security-group"]).get("security-group") ?? [] };
     },
     async run(ctx, input: CreateSecurityGroupRequest, { vpcId, tags }: { vpcId: string; tags: { key: string; value: string }[] }) {
-      const group: SecurityGroupRow = { account_id: ctx.accountId, region: ctx.region, group_id: newId("sg"), vpc_id: vpcId, group_name: input.GroupName!, description: input.Description! };
+      const group: SecurityGroupRow = {
+        account_id: ctx.accountId,
+        region: ctx.region,
+        group_id: newId("sg"),
+        vpc_id: vpcId,
+        group_name: input.GroupName!,
+        description: input.Description!,
+      };
       // Every new group may send anywhere until that rule is revoked.
       const made = await ctx.meta.db.transaction().execute((tx) => insertSecurityGroup(tx, group, [ALL_TRAFFIC_OUT]));
       if (!made) throw duplicateGroup(group.group_name, vpcId);
       if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: group.group_id, type: "security-group" }], tags, TAG_LIMITS.perResource);
-      return { GroupId: group.group_id, SecurityGroupArn: `arn:aws:ec2:${ctx.region}:${ctx.accountId}:security-group/${group.group_id}`, Tags: tags.length ? tags.map((t) => ({ Key: t.key, Value: t.value })) : undefined };
+      return {
+        GroupId: group.group_id,
+        SecurityGroupArn: `arn:aws:ec2:${ctx.region}:${ctx.accountId}:security-group/${group.group_id}`,
+        Tags: tags.length ? tags.map((t) => ({ Key: t.key, Value: t.value })) : undefined,
+      };
     },
   },
 
   DescribeSecurityGroups: {
     check(_ctx, input: DescribeSecurityGroupsRequest) {
       input.GroupIds?.forEach(checkGroupId);
-      checkListing(input, groupFields(() => []));
+      checkListing(
+        input,
+        groupFields(() => []),
+      );
     },
     async run(ctx, input: DescribeSecurityGroupsRequest) {
       await network(ctx);
@@ -346,7 +412,8 @@ export const securityGroupActions: ActionTable = {
   DeleteSecurityGroup: {
     async check(ctx, input: DeleteSecurityGroupRequest) {
       const group = await targetGroup(ctx, input);
-      if (group.group_name === "default") throw new ApiError("CannotDelete", `the specified group: "${group.group_id}" name: "default" cannot be deleted by a user`);
+      if (group.group_name === "default")
+        throw new ApiError("CannotDelete", `the specified group: "${group.group_id}" name: "default" cannot be deleted by a user`);
       const { interfaces, referencingRules } = await groupDependents(ctx.meta.db, group.group_id);
       if (interfaces || referencingRules) throw new ApiError("DependencyViolation", `resource ${group.group_id} has a dependent object`);
       return group;
@@ -358,4 +425,5 @@ export const securityGroupActions: ActionTable = {
   },
 };
 
-const duplicateGroup = (name: string, vpcId: string) => new ApiError("InvalidGroup.Duplicate", `The security group '${name}' already exists for VPC '${vpcId}'`);
+const duplicateGroup = (name: string, vpcId: string) =>
+  new ApiError("InvalidGroup.Duplicate", `The security group '${name}' already exists for VPC '${vpcId}'`);

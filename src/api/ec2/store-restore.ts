@@ -78,7 +78,14 @@ async function planRestore(ctx: ActionContext, input: CreateRestoreImageTaskRequ
 }
 
 /** The new image's row, pending (or failed at once, when its object could not be read). */
-function restoredImage(ctx: ActionContext, imageId: string, name: string, manifest: ArchiveManifest | undefined, unreadable: string | undefined, where: string): ImageRow {
+function restoredImage(
+  ctx: ActionContext,
+  imageId: string,
+  name: string,
+  manifest: ArchiveManifest | undefined,
+  unreadable: string | undefined,
+  where: string,
+): ImageRow {
   const source = manifest?.image;
   return newImageRow({
     account_id: ctx.accountId,
@@ -129,7 +136,21 @@ function toStoreResult(task: TaskRow): StoreImageTaskResult {
 
 function newTask(ctx: ActionContext, kind: string, params: StoreParams | RestoreParams): TaskRow {
   const now = new Date().toISOString();
-  return { task_id: newId("task"), kind, account_id: ctx.accountId, region: ctx.region, state: "running", progress: 0, params: JSON.stringify(params), failure: null, created: now, updated: now, owner: null, lease_until: null, cancel_requested: null };
+  return {
+    task_id: newId("task"),
+    kind,
+    account_id: ctx.accountId,
+    region: ctx.region,
+    state: "running",
+    progress: 0,
+    params: JSON.stringify(params),
+    failure: null,
+    created: now,
+    updated: now,
+    owner: null,
+    lease_until: null,
+    cancel_requested: null,
+  };
 }
 
 export const storeRestoreActions: ActionTable = {
@@ -155,7 +176,11 @@ export const storeRestoreActions: ActionTable = {
         input,
         undefined,
         STORE_LISTING,
-        rowsInHand(tasks, (task) => task.task_id, async (rows) => rows.map((task) => (ofImages(task) ? task : undefined))),
+        rowsInHand(
+          tasks,
+          (task) => task.task_id,
+          async (rows) => rows.map((task) => (ofImages(task) ? task : undefined)),
+        ),
       );
       return { StoreImageTaskResults: page.map(toStoreResult), NextToken: nextToken };
     },
@@ -197,7 +222,12 @@ export const storeRestoreActions: ActionTable = {
         }),
       );
       const image = restoredImage(ctx, imageId, name, manifest, unreadable, where);
-      await insertNewImage(ctx, { image, devices }, snapshots.map((s) => s.snapshot_id), tags);
+      await insertNewImage(
+        ctx,
+        { image, devices },
+        snapshots.map((s) => s.snapshot_id),
+        tags,
+      );
       if (manifest) {
         const task = newTask(ctx, RESTORE_TASK, { imageId, bucket: input.Bucket!, key: input.ObjectKey!, snapshotIds: snapshots.map((s) => s.snapshot_id) });
         await insertTask(ctx.meta.db, task);

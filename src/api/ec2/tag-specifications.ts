@@ -28,7 +28,10 @@ export function checkTagValue(value: string, key: string): string {
  * The tags a Create* request's TagSpecifications give each resource type, checked like
  * CreateTags; a type the action does not create is refused, as EC2 does.
  */
-export function tagSpecificationsFor(specs: readonly TagSpecification[] | undefined, allowed: readonly string[]): Map<string, { key: string; value: string }[]> {
+export function tagSpecificationsFor(
+  specs: readonly TagSpecification[] | undefined,
+  allowed: readonly string[],
+): Map<string, { key: string; value: string }[]> {
   const byType = new Map<string, { key: string; value: string }[]>();
   (specs ?? []).forEach((spec, i) => {
     const type = spec.ResourceType;

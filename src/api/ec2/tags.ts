@@ -1,11 +1,5 @@
 // CreateTags, DeleteTags, DescribeTags over the shared tag table.
-import type {
-  CreateTagsRequest,
-  DeleteTagsRequest,
-  DescribeTagsRequest,
-  DescribeTagsResult,
-  TagDescription,
-} from "@aws-sdk/client-ec2";
+import type { CreateTagsRequest, DeleteTagsRequest, DescribeTagsRequest, DescribeTagsResult, TagDescription } from "@aws-sdk/client-ec2";
 import { groupBy } from "../../domain/collections.js";
 import { resourceTypeOf, uniqueIds } from "../../domain/ids.js";
 import { ApiError } from "../../protocol/errors.js";
@@ -14,7 +8,21 @@ import { listSnapshots } from "../../store/meta/snapshots.js";
 import { deleteTags, listTags, putTags, TAG_PAGE, type TagQuery, type TagRow } from "../../store/meta/tags.js";
 import { listVolumes } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { gatewayNotFound, groupsById, imageNotFound, instancesOf, interfaceNotFound, keyPairNotFound, network, routeTableNotFound, ruleNotFound, snapshotNotFound, subnetNotFound, volumeNotFound, vpcNotFound } from "./lookups.js";
+import {
+  gatewayNotFound,
+  groupsById,
+  imageNotFound,
+  instancesOf,
+  interfaceNotFound,
+  keyPairNotFound,
+  network,
+  routeTableNotFound,
+  ruleNotFound,
+  snapshotNotFound,
+  subnetNotFound,
+  volumeNotFound,
+  vpcNotFound,
+} from "./lookups.js";
 import { listKeyPairs } from "../../store/meta/key-pairs.js";
 import { listInternetGateways, listNetworkInterfaces, listRouteTables, listSubnets, listVpcs } from "../../store/meta/network.js";
 import { listRules } from "../../store/meta/security-groups.js";
@@ -31,18 +39,30 @@ function typedResources(ids: readonly string[]): { id: string; type: string }[] 
   return unique.map((id) => ({ id, type: resourceTypeOf(id) }));
 }
 
-
 /** Per resource type Kiln keeps: a check that every id exists for the caller, or its NotFound. */
 const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<void>> = {
   instance: async (ctx, ids) => void (await instancesOf(ctx, ids)),
   image: async (ctx, ids) => requireIds(ids, await visibleImages(ctx.meta.db, ctx, { ids }), (r) => r.image.image_id, imageNotFound),
   volume: async (ctx, ids) => requireIds(ids, await listVolumes(ctx.meta.db, ctx, { ids }), (v) => v.volume_id, volumeNotFound),
   snapshot: async (ctx, ids) => requireIds(ids, await listSnapshots(ctx.meta.db, ctx, { ids }), (s) => s.snapshot_id, snapshotNotFound),
-  vpc: async (ctx, ids) => { await network(ctx); requireIds(ids, await listVpcs(ctx.meta.db, ctx, { ids }), (r) => r.vpc_id, vpcNotFound); },
-  subnet: async (ctx, ids) => { await network(ctx); requireIds(ids, await listSubnets(ctx.meta.db, ctx, { ids }), (r) => r.subnet_id, subnetNotFound); },
-  "internet-gateway": async (ctx, ids) => { await network(ctx); requireIds(ids, await listInternetGateways(ctx.meta.db, ctx, { ids }), (r) => r.internet_gateway_id, gatewayNotFound); },
-  "route-table": async (ctx, ids) => { await network(ctx); requireIds(ids, await listRouteTables(ctx.meta.db, ctx, { ids }), (r) => r.route_table_id, routeTableNotFound); },
-  "network-interface": async (ctx, ids) => requireIds(ids, await listNetworkInterfaces(ctx.meta.db, ctx, { ids }), (r) => r.network_interface_id, interfaceNotFound),
+  vpc: async (ctx, ids) => {
+    await network(ctx);
+    requireIds(ids, await listVpcs(ctx.meta.db, ctx, { ids }), (r) => r.vpc_id, vpcNotFound);
+  },
+  subnet: async (ctx, ids) => {
+    await network(ctx);
+    requireIds(ids, await listSubnets(ctx.meta.db, ctx, { ids }), (r) => r.subnet_id, subnetNotFound);
+  },
+  "internet-gateway": async (ctx, ids) => {
+    await network(ctx);
+    requireIds(ids, await listInternetGateways(ctx.meta.db, ctx, { ids }), (r) => r.internet_gateway_id, gatewayNotFound);
+  },
+  "route-table": async (ctx, ids) => {
+    await network(ctx);
+    requireIds(ids, await listRouteTables(ctx.meta.db, ctx, { ids }), (r) => r.route_table_id, routeTableNotFound);
+  },
+  "network-interface": async (ctx, ids) =>
+    requireIds(ids, await listNetworkInterfaces(ctx.meta.db, ctx, { ids }), (r) => r.network_interface_id, interfaceNotFound),
   "security-group": async (ctx, ids) => void (await groupsById(ctx, ids)),
   "security-group-rule": async (ctx, ids) => requireIds(ids, await listRules(ctx.meta.db, ctx, { ruleIds: ids }), (r) => r.rule_id, ruleNotFound),
   "key-pair": async (ctx, ids) => requireIds(ids, await listKeyPairs(ctx.meta.db, ctx, { ids }), (k) => k.key_pair_id, keyPairNotFound),
@@ -56,7 +76,10 @@ const EXISTENCE: Record<string, (ctx: ActionContext, ids: string[]) => Promise<v
  */
 async function checkResourcesExist(ctx: ActionContext, resources: readonly { id: string; type: string }[]): Promise<void> {
   for (const [type, typed] of groupBy(resources, (r) => r.type)) {
-    await EXISTENCE[type]?.(ctx, typed.map((r) => r.id));
+    await EXISTENCE[type]?.(
+      ctx,
+      typed.map((r) => r.id),
+    );
   }
 }
 
@@ -127,7 +150,12 @@ export const tagActions: ActionTable = {
     async run(ctx, input: DeleteTagsRequest) {
       const resources = typedResources(input.Resources ?? []);
       const tags = input.Tags?.map((tag, i) => ({ key: checkTagKey(tag.Key, `Tag.${i + 1}`), value: tag.Value }));
-      await deleteTags(ctx.meta.db, ctx, resources.map((r) => r.id), tags);
+      await deleteTags(
+        ctx.meta.db,
+        ctx,
+        resources.map((r) => r.id),
+        tags,
+      );
     },
   },
 
@@ -145,7 +173,12 @@ export const tagActions: ActionTable = {
         readLimit: TAG_PAGE,
       });
       return {
-        Tags: page.map((row) => ({ ResourceId: row.resourceId, ResourceType: row.resourceType as TagDescription["ResourceType"], Key: row.key, Value: row.value })),
+        Tags: page.map((row) => ({
+          ResourceId: row.resourceId,
+          ResourceType: row.resourceType as TagDescription["ResourceType"],
+          Key: row.key,
+          Value: row.value,
+        })),
         NextToken: nextToken,
       };
     },

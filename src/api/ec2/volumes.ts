@@ -25,7 +25,6 @@ import { checkSnapshotId, checkVolumeId, instancesOf, snapshotNotFound, volumeNo
 import { checkDescribe, describePage, withTags } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
 
-
 /** Size bounds (GiB) of each volume type, as AWS documents them. */
 const SIZE_BOUNDS: Record<string, [number, number]> = {
   standard: [1, 1024],
@@ -116,9 +115,12 @@ async function plan(ctx: ActionContext, input: CreateVolumeRequest): Promise<{ r
   if (snapshot && size < snapshot.volume_size) {
     throw new ApiError("InvalidParameterValue", `Volume of ${size}GiB is too small; minimum is ${snapshot.volume_size}GiB.`);
   }
-  if ((type === "io1" || type === "io2") && input.Iops === undefined) throw new ApiError("MissingParameter", `The parameter iops must be specified for ${type} volumes.`);
-  if (input.Iops !== undefined && !["io1", "io2", "gp3"].includes(type)) throw new ApiError("InvalidParameterCombination", `The parameter iops is not supported for ${type} volumes.`);
-  if (input.Throughput !== undefined && type !== "gp3") throw new ApiError("InvalidParameterCombination", `The parameter throughput is not supported for ${type} volumes.`);
+  if ((type === "io1" || type === "io2") && input.Iops === undefined)
+    throw new ApiError("MissingParameter", `The parameter iops must be specified for ${type} volumes.`);
+  if (input.Iops !== undefined && !["io1", "io2", "gp3"].includes(type))
+    throw new ApiError("InvalidParameterCombination", `The parameter iops is not supported for ${type} volumes.`);
+  if (input.Throughput !== undefined && type !== "gp3")
+    throw new ApiError("InvalidParameterCombination", `The parameter throughput is not supported for ${type} volumes.`);
   const iops = type === "gp2" ? Math.min(16000, Math.max(100, 3 * size)) : type === "gp3" ? (input.Iops ?? 3000) : (input.Iops ?? null);
   const tags = tagSpecificationsFor(input.TagSpecifications, ["volume"]).get("volume") ?? [];
   const now = Date.now();
@@ -154,7 +156,10 @@ async function planAttach(ctx: ActionContext, input: AttachVolumeRequest) {
   if (attached) throw new ApiError("VolumeInUse", `${volume.volume_id} is already attached to an instance`);
   if (volume.state !== "available") throw new ApiError("IncorrectState", `vol '${volume.volume_id}' is not 'available'.`);
   if (volume.availability_zone !== instance!.row.availability_zone) {
-    throw new ApiError("InvalidParameterValue", `Volume ${volume.volume_id} is in ${volume.availability_zone}, instance ${instance!.row.instance_id} in ${instance!.row.availability_zone}.`);
+    throw new ApiError(
+      "InvalidParameterValue",
+      `Volume ${volume.volume_id} is in ${volume.availability_zone}, instance ${instance!.row.instance_id} in ${instance!.row.availability_zone}.`,
+    );
   }
   const taken = await attachmentsOf(ctx.meta.db, { instanceIds: [instance!.row.instance_id] });
   if (taken.some((a) => a.device === input.Device)) {
@@ -168,7 +173,13 @@ export const volumeActions: ActionTable = {
     check: (ctx, input: AttachVolumeRequest) => planAttach(ctx, input),
     async run(ctx, input: AttachVolumeRequest, planned: Awaited<ReturnType<typeof planAttach>>): Promise<VolumeAttachment> {
       const { volume, instance } = planned;
-      const attachment = { volume_id: volume.volume_id, instance_id: instance.row.instance_id, device: input.Device!, attach_time: new Date().toISOString(), delete_on_termination: 0 };
+      const attachment = {
+        volume_id: volume.volume_id,
+        instance_id: instance.row.instance_id,
+        device: input.Device!,
+        attach_time: new Date().toISOString(),
+        delete_on_termination: 0,
+      };
       await attachVolume(ctx.meta.db, attachment);
       return attachmentOf(attachment, "attaching");
     },

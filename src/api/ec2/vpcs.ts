@@ -116,7 +116,9 @@ const toRouteTable = ({ row, tags }: Tagged<RouteTableRow>): RouteTable => ({
   RouteTableId: row.route_table_id,
   VpcId: row.vpc_id,
   OwnerId: row.account_id,
-  Associations: row.main ? [{ Main: true, RouteTableAssociationId: row.main_association_id!, RouteTableId: row.route_table_id, AssociationState: { State: "associated" } }] : [],
+  Associations: row.main
+    ? [{ Main: true, RouteTableAssociationId: row.main_association_id!, RouteTableId: row.route_table_id, AssociationState: { State: "associated" } }]
+    : [],
   PropagatingVgws: [],
   Routes: (JSON.parse(row.routes) as Route[]).map((r) => ({ DestinationCidrBlock: r.destination, GatewayId: r.gatewayId, Origin: r.origin, State: "active" })),
   Tags: tags.size ? tagList(tags) : undefined,
@@ -124,7 +126,7 @@ const toRouteTable = ({ row, tags }: Tagged<RouteTableRow>): RouteTable => ({
 
 const VPC_FIELDS = {
   "vpc-id": (t: Tagged<VpcRow>) => t.row.vpc_id,
-  "cidr": (t: Tagged<VpcRow>) => t.row.cidr_block,
+  cidr: (t: Tagged<VpcRow>) => t.row.cidr_block,
   "cidr-block-association.cidr-block": (t: Tagged<VpcRow>) => t.row.cidr_block,
   "cidr-block-association.association-id": (t: Tagged<VpcRow>) => t.row.cidr_association_id,
   "cidr-block-association.state": () => "associated",
@@ -221,7 +223,9 @@ export const vpcActions: ActionTable = {
     },
     async run(ctx, input: CreateVpcRequest, tags: { key: string; value: string }[] | undefined) {
       await network(ctx);
-      const row = await atomically(ctx.meta.db, (tx) => insertVpc(tx, ctx, { cidr: input.CidrBlock!, isDefault: false, tenancy: input.InstanceTenancy ?? "default" }));
+      const row = await atomically(ctx.meta.db, (tx) =>
+        insertVpc(tx, ctx, { cidr: input.CidrBlock!, isDefault: false, tenancy: input.InstanceTenancy ?? "default" }),
+      );
       await tagNew(ctx, row.vpc_id, "vpc", tags);
       return { Vpc: toVpc(ctx, { row, tags: new Map((tags ?? []).map((t) => [t.key, t.value])) }) };
     },
@@ -307,15 +311,32 @@ export const vpcActions: ActionTable = {
       const cidr = checkCidr(input.CidrBlock, "InvalidSubnet.Range");
       if (!cidrContains(parseCidr(vpc.cidr_block)!, cidr)) throw new ApiError("InvalidSubnet.Range", `The CIDR '${input.CidrBlock}' is invalid.`);
       for (const other of await listSubnets(ctx.meta.db, ctx, { vpcId: vpc.vpc_id })) {
-        if (cidrsOverlap(parseCidr(other.cidr_block)!, cidr)) throw new ApiError("InvalidSubnet.Conflict", `The CIDR '${input.CidrBlock}' conflicts with another subnet`);
+        if (cidrsOverlap(parseCidr(other.cidr_block)!, cidr))
+          throw new ApiError("InvalidSubnet.Conflict", `The CIDR '${input.CidrBlock}' conflicts with another subnet`);
       }
       const zones = zonesOf(ctx.region);
-      const zone = input.AvailabilityZone ?? zones.find((z) => z.zoneId === input.AvailabilityZoneId)?.zoneName ?? (input.AvailabilityZoneId ? undefined : zones[0]!.zoneName);
-      if (!zone || !zones.some((z) => z.zoneName === zone)) throw new ApiError("InvalidParameterValue", `Value (${input.AvailabilityZone ?? input.AvailabilityZoneId}) for parameter availabilityZone is invalid. Subnets can currently only be created in the following availability zones: ${zones.map((z) => z.zoneName).join(", ")}.`);
+      const zone =
+        input.AvailabilityZone ??
+        zones.find((z) => z.zoneId === input.AvailabilityZoneId)?.zoneName ??
+        (input.AvailabilityZoneId ? undefined : zones[0]!.zoneName);
+      if (!zone || !zones.some((z) => z.zoneName === zone))
+        throw new ApiError(
+          "InvalidParameterValue",
+          `Value (${input.AvailabilityZone ?? input.AvailabilityZoneId}) for parameter availabilityZone is invalid. Subnets can currently only be created in the following availability zones: ${zones.map((z) => z.zoneName).join(", ")}.`,
+        );
       return { zone, tags: tagSpecificationsFor(input.TagSpecifications, ["subnet"]).get("subnet") };
     },
     async run(ctx, input: CreateSubnetRequest, { zone, tags }: { zone: string; tags?: { key: string; value: string }[] }) {
-      const row: SubnetRow = { account_id: ctx.accountId, region: ctx.region, subnet_id: newId("subnet"), vpc_id: input.VpcId!, cidr_block: input.CidrBlock!, availability_zone: zone, default_for_az: 0, map_public_ip_on_launch: 0 };
+      const row: SubnetRow = {
+        account_id: ctx.accountId,
+        region: ctx.region,
+        subnet_id: newId("subnet"),
+        vpc_id: input.VpcId!,
+        cidr_block: input.CidrBlock!,
+        availability_zone: zone,
+        default_for_az: 0,
+        map_public_ip_on_launch: 0,
+      };
       await insertSubnet(ctx.meta.db, row);
       await tagNew(ctx, row.subnet_id, "subnet", tags);
       return { Subnet: await toSubnet(ctx, { row, tags: new Map((tags ?? []).map((t) => [t.key, t.value])) }) };
@@ -369,8 +390,10 @@ export const vpcActions: ActionTable = {
       const vpc = await vpcOf(ctx, input.VpcId!);
       const [gateway] = await listInternetGateways(ctx.meta.db, ctx, { ids: [input.InternetGatewayId!] });
       if (!gateway) throw gatewayNotFound([input.InternetGatewayId!]);
-      if (gateway.vpc_id) throw new ApiError("Resource.AlreadyAssociated", `resource ${gateway.internet_gateway_id} is already attached to network ${gateway.vpc_id}`);
-      if ((await listInternetGateways(ctx.meta.db, ctx, { vpcId: vpc.vpc_id })).length) throw new ApiError("InvalidParameterValue", `Network ${vpc.vpc_id} already has an internet gateway attached`);
+      if (gateway.vpc_id)
+        throw new ApiError("Resource.AlreadyAssociated", `resource ${gateway.internet_gateway_id} is already attached to network ${gateway.vpc_id}`);
+      if ((await listInternetGateways(ctx.meta.db, ctx, { vpcId: vpc.vpc_id })).length)
+        throw new ApiError("InvalidParameterValue", `Network ${vpc.vpc_id} already has an internet gateway attached`);
     },
     async run(ctx, input: AttachInternetGatewayRequest) {
       await setGatewayVpc(ctx.meta.db, input.InternetGatewayId!, input.VpcId!);
@@ -382,7 +405,8 @@ export const vpcActions: ActionTable = {
       await network(ctx);
       const [gateway] = await listInternetGateways(ctx.meta.db, ctx, { ids: [input.InternetGatewayId!] });
       if (!gateway) throw gatewayNotFound([input.InternetGatewayId!]);
-      if (gateway.vpc_id !== input.VpcId) throw new ApiError("Gateway.NotAttached", `resource ${gateway.internet_gateway_id} is not attached to network ${input.VpcId}`);
+      if (gateway.vpc_id !== input.VpcId)
+        throw new ApiError("Gateway.NotAttached", `resource ${gateway.internet_gateway_id} is not attached to network ${input.VpcId}`);
     },
     async run(ctx, input: DetachInternetGatewayRequest) {
       await setGatewayVpc(ctx.meta.db, input.InternetGatewayId!, null);
@@ -394,7 +418,8 @@ export const vpcActions: ActionTable = {
       await network(ctx);
       const [gateway] = await listInternetGateways(ctx.meta.db, ctx, { ids: [input.InternetGatewayId!] });
       if (!gateway) throw gatewayNotFound([input.InternetGatewayId!]);
-      if (gateway.vpc_id) throw new ApiError("DependencyViolation", `The internetGateway '${gateway.internet_gateway_id}' has dependencies and cannot be deleted.`);
+      if (gateway.vpc_id)
+        throw new ApiError("DependencyViolation", `The internetGateway '${gateway.internet_gateway_id}' has dependencies and cannot be deleted.`);
     },
     async run(ctx, input: DeleteInternetGatewayRequest) {
       await removeResource(ctx.meta.db, ctx, "internet_gateways", input.InternetGatewayId!);
@@ -414,13 +439,20 @@ export const vpcActions: ActionTable = {
   }),
 
   DescribeNetworkInterfaces: {
-    check: (_ctx, input: DescribeNetworkInterfacesRequest) => checkListing(input, interfaceFields(() => [])),
+    check: (_ctx, input: DescribeNetworkInterfacesRequest) =>
+      checkListing(
+        input,
+        interfaceFields(() => []),
+      ),
     async run(ctx, input: DescribeNetworkInterfacesRequest) {
       await network(ctx);
       const ids = requestedIds(input.NetworkInterfaceIds);
       const rows = await listNetworkInterfaces(ctx.meta.db, ctx, { ids });
       requireIds(ids, rows, (r) => r.network_interface_id, interfaceNotFound);
-      const groups = await interfaceGroups(ctx.meta.db, rows.map((r) => r.network_interface_id));
+      const groups = await interfaceGroups(
+        ctx.meta.db,
+        rows.map((r) => r.network_interface_id),
+      );
       const fields = interfaceFields((id) => groups.get(id) ?? []);
       const { page, nextToken } = await listPage(ctx, rows, (r) => r.network_interface_id, input, fields);
       return { NetworkInterfaces: await toNetworkInterfaces(ctx, page), NextToken: nextToken };

@@ -38,13 +38,21 @@ export async function createBucket(ctx: S3Context, name: string, locationConstra
   if (!isKilnRegion(region)) throw new ApiError("InvalidLocationConstraint", "The specified location-constraint is not valid");
   // Outside us-east-1, S3 wants the constraint to name the region the request was signed for.
   if (region !== ctx.region && ctx.region !== "us-east-1") {
-    throw new ApiError("IllegalLocationConstraintException", `The ${region} location constraint is incompatible for the region specific endpoint this request was sent to.`);
+    throw new ApiError(
+      "IllegalLocationConstraintException",
+      `The ${region} location constraint is incompatible for the region specific endpoint this request was sent to.`,
+    );
   }
   const created = await insertBucket(ctx.meta.db, { name, account_id: ctx.accountId, region, creation_date: new Date().toISOString() });
   if (!created) {
     const existing = (await getBucket(ctx.meta.db, name))!;
-    if (existing.account_id !== ctx.accountId) throw new ApiError("BucketAlreadyExists", "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.");
-    if (existing.region !== "us-east-1") throw new ApiError("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it.");
+    if (existing.account_id !== ctx.accountId)
+      throw new ApiError(
+        "BucketAlreadyExists",
+        "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+      );
+    if (existing.region !== "us-east-1")
+      throw new ApiError("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it.");
   }
   return { location: `/${name}` };
 }

@@ -24,7 +24,12 @@ export async function listPage(req: S3Request, options: { prefix: string; delimi
   const page: Page = { entries: [], truncated: false };
   let bound: { after?: string; from?: string } = options.after >= prefix ? { after: options.after } : { from: prefix };
   // Resuming after a rolled-up prefix skips every key beneath it.
-  if (delimiter && options.after.length > prefix.length && options.after.startsWith(prefix) && options.after.indexOf(delimiter, prefix.length) === options.after.length - delimiter.length) {
+  if (
+    delimiter &&
+    options.after.length > prefix.length &&
+    options.after.startsWith(prefix) &&
+    options.after.indexOf(delimiter, prefix.length) === options.after.length - delimiter.length
+  ) {
     bound = { from: options.after + MAX_CHAR };
   }
   for (;;) {
@@ -74,7 +79,6 @@ function contents(row: ObjectRow, encode: (value: string) => string, owner?: Xml
     StorageClass: "STANDARD",
   };
 }
-
 
 export async function listObjectsV2(req: S3Request): Promise<S3Response> {
   await ownBucket(req.ctx, req.bucket);

@@ -42,7 +42,8 @@ export async function createMultipartUpload(req: S3Request): Promise<S3Response>
   checkKey(req.key);
   const algorithm = checksumAlgorithm(header(req, "x-amz-checksum-algorithm"));
   const type = header(req, "x-amz-checksum-type")?.toUpperCase();
-  if (type !== undefined && type !== "COMPOSITE" && type !== "FULL_OBJECT") throw new ApiError("InvalidRequest", "The x-amz-checksum-type header must be COMPOSITE or FULL_OBJECT.");
+  if (type !== undefined && type !== "COMPOSITE" && type !== "FULL_OBJECT")
+    throw new ApiError("InvalidRequest", "The x-amz-checksum-type header must be COMPOSITE or FULL_OBJECT.");
   if (type !== undefined && !algorithm) throw new ApiError("InvalidRequest", "The x-amz-checksum-type header requires the x-amz-checksum-algorithm header.");
   if (algorithm === "CRC64NVME" && type === "COMPOSITE") throw new ApiError("InvalidRequest", "The FULL_OBJECT checksum type is required for CRC64NVME.");
   const upload: UploadRow = {
@@ -65,7 +66,8 @@ export async function createMultipartUpload(req: S3Request): Promise<S3Response>
 
 function partNumberOf(req: S3Request): number {
   const number = Number(req.query.get("partNumber"));
-  if (!Number.isInteger(number) || number < 1 || number > MAX_PARTS) throw new ApiError("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+  if (!Number.isInteger(number) || number < 1 || number > MAX_PARTS)
+    throw new ApiError("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
   return number;
 }
 
@@ -117,16 +119,22 @@ export async function completeMultipartUpload(req: S3Request): Promise<S3Respons
   const chosen = listed.map((part, index) => {
     const number = Number(part.PartNumber);
     if (!Number.isInteger(number)) throw malformedXml();
-    if (index > 0 && number <= Number(listed[index - 1]!.PartNumber)) throw new ApiError("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number.");
+    if (index > 0 && number <= Number(listed[index - 1]!.PartNumber))
+      throw new ApiError("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number.");
     const row = stored.get(number);
-    const invalid = () => new ApiError("InvalidPart", "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.");
+    const invalid = () =>
+      new ApiError(
+        "InvalidPart",
+        "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+      );
     if (!row || unquote(part.ETag ?? "") !== unquote(row.etag)) throw invalid();
     const declared = algorithm ? part[`Checksum${algorithm}`] : undefined;
     if (declared !== undefined && declared !== row.checksum) throw invalid();
     return row;
   });
   chosen.forEach((part, index) => {
-    if (index < chosen.length - 1 && part.size < MIN_PART_BYTES) throw new ApiError("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size");
+    if (index < chosen.length - 1 && part.size < MIN_PART_BYTES)
+      throw new ApiError("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size");
   });
   const blobs: BlobRef[] = chosen.map((p) => ({ id: p.blob_id, size: p.size }));
   const md5s = createHash("md5");
@@ -136,7 +144,10 @@ export async function completeMultipartUpload(req: S3Request): Promise<S3Respons
     checksumValue =
       upload.checksum_type === "FULL_OBJECT"
         ? await fullObjectChecksum(req, algorithm, blobs)
-        : await compositeChecksum(algorithm, chosen.map((p) => p.checksum ?? ""));
+        : await compositeChecksum(
+            algorithm,
+            chosen.map((p) => p.checksum ?? ""),
+          );
     const declared = header(req, checksumHeader(algorithm));
     if (declared !== undefined && declared !== checksumValue.replace(/-\d+$/, "") && declared !== checksumValue) {
       throw new ApiError("BadDigest", `The ${algorithm} you specified for the whole object did not match the calculated checksum.`);

@@ -32,7 +32,12 @@ export function attributesFrom(req: Pick<S3Request, "headers">): Omit<ObjectAttr
   for (const name of STORED_HEADERS) {
     let value = header(req, name);
     // aws-chunked describes the request's framing, not the object.
-    if (name === "content-encoding" && value !== undefined) value = value.split(",").map((v) => v.trim()).filter((v) => v !== "aws-chunked" && v !== "").join(",");
+    if (name === "content-encoding" && value !== undefined)
+      value = value
+        .split(",")
+        .map((v) => v.trim())
+        .filter((v) => v !== "aws-chunked" && v !== "")
+        .join(",");
     if (value) headers[name] = value;
   }
   const metadata: Record<string, string> = {};

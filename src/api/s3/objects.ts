@@ -88,7 +88,8 @@ export async function getObjectData(req: S3Request): Promise<S3Response> {
   for (const [parameter, name] of Object.entries(RESPONSE_OVERRIDES)) {
     const value = req.query.get(parameter);
     if (value === undefined) continue;
-    if (!canCarry(name, value)) throw new ApiError("InvalidArgument", `The value of ${parameter} holds characters a header cannot carry (control characters, or beyond Latin-1).`);
+    if (!canCarry(name, value))
+      throw new ApiError("InvalidArgument", `The value of ${parameter} holds characters a header cannot carry (control characters, or beyond Latin-1).`);
     headers[name] = value;
   }
   let range: { start: number; end: number } | undefined;
@@ -96,7 +97,8 @@ export async function getObjectData(req: S3Request): Promise<S3Response> {
   if (partNumber !== undefined) {
     const number = Number(partNumber);
     const sizes = row.part_sizes ? (JSON.parse(row.part_sizes) as number[]) : [row.size];
-    if (!Number.isInteger(number) || number < 1 || number > 10_000) throw new ApiError("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+    if (!Number.isInteger(number) || number < 1 || number > 10_000)
+      throw new ApiError("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
     if (number > sizes.length) throw new ApiError("InvalidPart", "The requested partnumber is not satisfiable");
     const start = sizes.slice(0, number - 1).reduce((a, b) => a + b, 0);
     range = { start, end: start + sizes[number - 1]! };
@@ -127,7 +129,9 @@ export async function deleteObject(req: S3Request): Promise<S3Response> {
 export async function deleteObjects(req: S3Request): Promise<S3Response> {
   const { ctx } = req;
   await ownBucket(ctx, req.bucket);
-  const hasIntegrity = header(req, "content-md5") !== undefined || Object.keys(req.headers).some((name) => name.startsWith("x-amz-checksum-") || name === "x-amz-sdk-checksum-algorithm");
+  const hasIntegrity =
+    header(req, "content-md5") !== undefined ||
+    Object.keys(req.headers).some((name) => name.startsWith("x-amz-checksum-") || name === "x-amz-sdk-checksum-algorithm");
   if (!hasIntegrity) throw new ApiError("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*");
   const document = (await parseS3Xml(await req.body())).Delete as { Object?: unknown; Quiet?: string } | undefined;
   const objects = asArray(document?.Object as { Key?: unknown } | { Key?: unknown }[] | undefined);
@@ -151,7 +155,8 @@ function copySource(value: string): { bucket: string; key: string } {
   const [path = ""] = value.split("?");
   const decoded = percentDecoded(path.replace(/^\//, ""), () => new ApiError("InvalidArgument", "Invalid copy source encoding."));
   const slash = decoded.indexOf("/");
-  if (slash <= 0 || slash === decoded.length - 1) throw new ApiError("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+  if (slash <= 0 || slash === decoded.length - 1)
+    throw new ApiError("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
   return { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) };
 }
 
@@ -173,7 +178,8 @@ export async function copyObject(req: S3Request): Promise<S3Response> {
       "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
     );
   }
-  const attributes = replaceMetadata === "REPLACE" ? attributesFrom(req) : { content_type: source.content_type, headers: source.headers, metadata: source.metadata };
+  const attributes =
+    replaceMetadata === "REPLACE" ? attributesFrom(req) : { content_type: source.content_type, headers: source.headers, metadata: source.metadata };
   const tags = replaceTags === "REPLACE" ? JSON.stringify(tagsFromHeader(header(req, "x-amz-tagging"))) : source.tags;
   const copies: BlobRef[] = [];
   try {
@@ -182,9 +188,20 @@ export async function copyObject(req: S3Request): Promise<S3Response> {
     await releaseBlobs(ctx.blobs, copies);
     throw error;
   }
-  const row: ObjectRow = { ...source, ...attributes, tags, bucket: req.bucket, key: req.key, blobs: JSON.stringify(copies), last_modified: new Date().toISOString() };
+  const row: ObjectRow = {
+    ...source,
+    ...attributes,
+    tags,
+    bucket: req.bucket,
+    key: req.key,
+    blobs: JSON.stringify(copies),
+    last_modified: new Date().toISOString(),
+  };
   await commitObject(ctx.meta.db, ctx.blobs, row);
-  const checksum = row.checksum_algorithm && row.checksum_value ? { [`Checksum${row.checksum_algorithm}`]: row.checksum_value, ChecksumType: row.checksum_type ?? undefined } : {};
+  const checksum =
+    row.checksum_algorithm && row.checksum_value
+      ? { [`Checksum${row.checksum_algorithm}`]: row.checksum_value, ChecksumType: row.checksum_type ?? undefined }
+      : {};
   return { xml: s3Xml("CopyObjectResult", { ETag: row.etag, LastModified: row.last_modified, ...checksum }) };
 }
 

@@ -6,16 +6,7 @@ import { parseS3Xml, s3Xml } from "../../protocol/s3/wire.js";
 import { bucketsOf, createBucket, headBucket, removeBucket } from "./buckets.js";
 import { listObjectsV1, listObjectsV2 } from "./listing.js";
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listMultipartUploads, listParts, uploadPart } from "./multipart.js";
-import {
-  copyObject,
-  deleteObject,
-  deleteObjects,
-  deleteObjectTagging,
-  getObjectData,
-  getObjectTagging,
-  putObject,
-  putObjectTagging,
-} from "./objects.js";
+import { copyObject, deleteObject, deleteObjects, deleteObjectTagging, getObjectData, getObjectTagging, putObject, putObjectTagging } from "./objects.js";
 import { header, type S3Request, type S3Response } from "./request.js";
 import { ownerOf } from "./owner.js";
 
@@ -33,10 +24,40 @@ interface Route {
 
 /** S3's subresources: a query parameter naming one selects an operation, not a listing option. */
 const SUBRESOURCES = new Set([
-  "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption", "intelligent-tiering", "inventory",
-  "legal-hold", "lifecycle", "location", "logging", "metadataConfiguration", "metrics", "notification", "object-lock",
-  "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock", "replication", "requestPayment",
-  "restore", "retention", "select", "tagging", "torrent", "uploadId", "uploads", "versioning", "versions", "website",
+  "accelerate",
+  "acl",
+  "analytics",
+  "attributes",
+  "cors",
+  "delete",
+  "encryption",
+  "intelligent-tiering",
+  "inventory",
+  "legal-hold",
+  "lifecycle",
+  "location",
+  "logging",
+  "metadataConfiguration",
+  "metrics",
+  "notification",
+  "object-lock",
+  "ownershipControls",
+  "partNumber",
+  "policy",
+  "policyStatus",
+  "publicAccessBlock",
+  "replication",
+  "requestPayment",
+  "restore",
+  "retention",
+  "select",
+  "tagging",
+  "torrent",
+  "uploadId",
+  "uploads",
+  "versioning",
+  "versions",
+  "website",
 ]);
 
 const hasCopySource = (req: S3Request) => header(req, "x-amz-copy-source") !== undefined;
@@ -48,11 +69,21 @@ const ROUTES: Route[] = [
   { action: "ListObjectsV2", target: "bucket", method: "GET", when: (req) => req.query.get("list-type") === "2", handle: listObjectsV2 },
   { action: "ListObjects", target: "bucket", method: "GET", handle: listObjectsV1 },
   { action: "CreateBucket", target: "bucket", method: "PUT", handle: putBucket },
-  { action: "HeadBucket", target: "bucket", method: "HEAD", handle: async (req) => ({ headers: { "x-amz-bucket-region": (await headBucket(req.ctx, req.bucket)).region } }) },
-  { action: "DeleteBucket", target: "bucket", method: "DELETE", handle: async (req) => {
+  {
+    action: "HeadBucket",
+    target: "bucket",
+    method: "HEAD",
+    handle: async (req) => ({ headers: { "x-amz-bucket-region": (await headBucket(req.ctx, req.bucket)).region } }),
+  },
+  {
+    action: "DeleteBucket",
+    target: "bucket",
+    method: "DELETE",
+    handle: async (req) => {
       await removeBucket(req.ctx, req.bucket);
       return { status: 204 };
-    } },
+    },
+  },
   { action: "DeleteObjects", target: "bucket", method: "POST", subresource: "delete", handle: deleteObjects },
   { action: "GetObjectTagging", target: "object", method: "GET", subresource: "tagging", handle: getObjectTagging },
   { action: "PutObjectTagging", target: "object", method: "PUT", subresource: "tagging", handle: putObjectTagging },
@@ -84,9 +115,7 @@ export function routeOf(req: Pick<S3Request, "method" | "bucket" | "key" | "quer
   const subresources = [...req.query.keys()].filter((name) => SUBRESOURCES.has(name));
   // A part upload names two subresources; it is routed by uploadId.
   const chosen = subresources.includes("uploadId") ? "uploadId" : subresources[0];
-  const route = ROUTES.find(
-    (r) => r.target === target && r.method === req.method && r.subresource === chosen && (!r.when || r.when(req as S3Request)),
-  );
+  const route = ROUTES.find((r) => r.target === target && r.method === req.method && r.subresource === chosen && (!r.when || r.when(req as S3Request)));
   if (route) return route;
   if (target === "service") throw new ApiError("MethodNotAllowed", "The specified method is not allowed against this resource.");
   const what = target === "bucket" ? "on a bucket" : "on an object";

@@ -78,7 +78,8 @@ const validation = (message: string) => new ApiError("ValidationException", `1 v
 function maxResults(input: Json, max: number): number {
   const n = member<number>(input, "MaxResults", "number");
   if (n === undefined) return max;
-  if (!Number.isInteger(n) || n < 1 || n > max) throw validation(`Value '${n}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and ${max}`);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw validation(`Value '${n}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and ${max}`);
   return n;
 }
 
@@ -101,12 +102,15 @@ function selectorOf(given: string): { name: string; selector?: string } {
 function checkNewName(name: string) {
   if (name.length < 1 || name.length > 1011) throw validation(`Value at 'name' failed to satisfy constraint: Member must have length between 1 and 1011`);
   if (/^\/?(aws|ssm)/i.test(name)) {
-    throw validation(`Parameter name: can't be prefixed with "aws" or "ssm" (case-insensitive). If formed as a path, it can consist of sub-paths divided by slash symbol; each sub-path can be formed as a mix of letters, numbers and the following 3 symbols .-_`);
+    throw validation(
+      `Parameter name: can't be prefixed with "aws" or "ssm" (case-insensitive). If formed as a path, it can consist of sub-paths divided by slash symbol; each sub-path can be formed as a mix of letters, numbers and the following 3 symbols .-_`,
+    );
   }
   if (!/^[A-Za-z0-9_.\-/]+$/.test(name)) throw validation("Parameter name must only contain letters, numbers, and the following 3 symbols .-_ and /");
   if (name.includes("/") && !name.startsWith("/")) throw validation("Parameter name must be a fully qualified name.");
   if (name.includes("//") || (name.length > 1 && name.endsWith("/"))) throw validation("Parameter name must not contain an empty path segment.");
-  if (name.split("/").length - 1 > MAX_DEPTH) throw new ApiError("HierarchyLevelLimitExceededException", `A hierarchy can have a maximum of ${MAX_DEPTH} levels.`);
+  if (name.split("/").length - 1 > MAX_DEPTH)
+    throw new ApiError("HierarchyLevelLimitExceededException", `A hierarchy can have a maximum of ${MAX_DEPTH} levels.`);
 }
 
 const arnOf = (region: string, accountId: string, name: string) => `arn:aws:ssm:${region}:${accountId}:parameter${name.startsWith("/") ? "" : "/"}${name}`;
@@ -126,14 +130,16 @@ const patternContext = createContext({ pattern: "", value: "" });
  * block every request.
  */
 function matchesPattern(pattern: string, value: string): boolean {
-  if (pattern.length > MAX_PATTERN) throw validation(`Value at 'allowedPattern' failed to satisfy constraint: Member must have length less than or equal to ${MAX_PATTERN}`);
+  if (pattern.length > MAX_PATTERN)
+    throw validation(`Value at 'allowedPattern' failed to satisfy constraint: Member must have length less than or equal to ${MAX_PATTERN}`);
   patternContext.pattern = pattern;
   patternContext.value = value;
   try {
     return patternTest.runInContext(patternContext, { timeout: PATTERN_MS }) === true;
   } catch (error) {
     const { code, name } = error as { code?: string; name?: string };
-    if (code === "ERR_SCRIPT_EXECUTION_TIMEOUT") throw new ApiError("InvalidAllowedPatternException", `The AllowedPattern ${pattern} took more than ${PATTERN_MS} ms to match the value.`);
+    if (code === "ERR_SCRIPT_EXECUTION_TIMEOUT")
+      throw new ApiError("InvalidAllowedPatternException", `The AllowedPattern ${pattern} took more than ${PATTERN_MS} ms to match the value.`);
     if (name === "SyntaxError") throw new ApiError("InvalidAllowedPatternException", `The AllowedPattern ${pattern} is not a valid regular expression.`);
     throw error;
   }
@@ -154,7 +160,10 @@ function publicAnswer(ctx: SsmContext, parameter: PublicParameter): Parameter {
 }
 
 /** What SSM shows of a SecureString without WithDecryption: an opaque token, never the value. */
-const sealed = (row: SsmParameterRow) => createHash("sha256").update(`${row.key_id ?? "alias/aws/ssm"}\0${row.name}\0${row.version}\0${row.value}`).digest("base64");
+const sealed = (row: SsmParameterRow) =>
+  createHash("sha256")
+    .update(`${row.key_id ?? "alias/aws/ssm"}\0${row.name}\0${row.version}\0${row.value}`)
+    .digest("base64");
 
 function ownAnswer(ctx: SsmContext, row: SsmParameterRow, withDecryption: boolean): Parameter {
   return {
@@ -184,7 +193,8 @@ async function lookUp(ctx: SsmContext, given: string, withDecryption: boolean): 
   if (!found || selector === undefined) return found;
   // Only the current version is kept: a selector that names another one finds nothing.
   if (!/^[0-9]+$/.test(selector)) throw validation(`Kiln keeps no parameter labels: the selector ${selector} of ${name} cannot be resolved.`);
-  if (Number(selector) !== found.Version) throw new ApiError("ParameterVersionNotFound", `Systems Manager could not find version ${selector} of ${name}. Verify the version and try again.`);
+  if (Number(selector) !== found.Version)
+    throw new ApiError("ParameterVersionNotFound", `Systems Manager could not find version ${selector} of ${name}. Verify the version and try again.`);
   return { ...found, Selector: `:${selector}` };
 }
 
@@ -201,7 +211,8 @@ async function getParameter(ctx: SsmContext, input: Json) {
 
 async function getParameters(ctx: SsmContext, input: Json) {
   const names = strings(input, "Names", true)!;
-  if (names.length < 1 || names.length > 10) throw validation(`Value '[${names.join(", ")}]' at 'names' failed to satisfy constraint: Member must have length between 1 and 10`);
+  if (names.length < 1 || names.length > 10)
+    throw validation(`Value '[${names.join(", ")}]' at 'names' failed to satisfy constraint: Member must have length between 1 and 10`);
   const withDecryption = member<boolean>(input, "WithDecryption", "boolean") ?? false;
   const Parameters: Parameter[] = [];
   const InvalidParameters: string[] = [];
@@ -269,15 +280,18 @@ function publicNames(catalogue: PublicCatalogue): string[] {
 
 async function getParametersByPath(ctx: SsmContext, input: Json) {
   let path = member<string>(input, "Path", "string", true)!;
-  if (!path.startsWith("/")) throw validation("The parameter doesn't meet the parameter name requirements. The parameter name must begin with a forward slash \"/\".");
+  if (!path.startsWith("/"))
+    throw validation('The parameter doesn\'t meet the parameter name requirements. The parameter name must begin with a forward slash "/".');
   if (path.length > 1 && path.endsWith("/")) path = path.slice(0, -1);
   const recursive = member<boolean>(input, "Recursive", "boolean") ?? false;
   const withDecryption = member<boolean>(input, "WithDecryption", "boolean") ?? false;
   const filters = filtersOf(input, "ParameterFilters");
   for (const f of filters) {
-    if (!["Type", "KeyId", "Label"].includes(f.Key)) throw new ApiError("InvalidFilterKey", `The following filter key is not valid: ${f.Key}. Valid filter keys include: [Type, KeyId, Label].`);
+    if (!["Type", "KeyId", "Label"].includes(f.Key))
+      throw new ApiError("InvalidFilterKey", `The following filter key is not valid: ${f.Key}. Valid filter keys include: [Type, KeyId, Label].`);
     if (f.Key === "Label") throw validation("Kiln keeps no parameter labels: filter by Type or KeyId.");
-    if (f.Option !== undefined && f.Option !== "Equals") throw new ApiError("InvalidFilterOption", `The following filter option is not valid: ${f.Option}. Valid options include: [Equals].`);
+    if (f.Option !== undefined && f.Option !== "Equals")
+      throw new ApiError("InvalidFilterOption", `The following filter option is not valid: ${f.Option}. Valid options include: [Equals].`);
   }
   const matches = (p: Parameter & { KeyId?: string }) => filters.every((f) => (f.Values ?? []).includes(f.Key === "Type" ? p.Type : (p.KeyId ?? "")));
   const size = maxResults(input, 10);
@@ -313,28 +327,40 @@ async function putParameter(ctx: SsmContext, input: Json) {
   const overwrite = member<boolean>(input, "Overwrite", "boolean") ?? false;
   const tags = tagsOf(input);
   if (overwrite && tags.length) {
-    throw validation("Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags on an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.");
+    throw validation(
+      "Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags on an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
+    );
   }
   const existing = await ssmParameter(ctx.meta.db, ctx, name);
-  if (existing && !overwrite) throw new ApiError("ParameterAlreadyExists", "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.");
+  if (existing && !overwrite)
+    throw new ApiError("ParameterAlreadyExists", "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.");
   const type = member<string>(input, "Type", "string") ?? existing?.type;
   if (!type) throw validation("A parameter type is required when you create a parameter.");
-  if (!TYPES.includes(type)) throw new ApiError("UnsupportedParameterType", `The parameter type ${type} is not supported. Use String, StringList or SecureString.`);
+  if (!TYPES.includes(type))
+    throw new ApiError("UnsupportedParameterType", `The parameter type ${type} is not supported. Use String, StringList or SecureString.`);
   if (existing && existing.type !== type && (existing.type === "SecureString") !== (type === "SecureString")) {
     throw validation(`The parameter ${name} is a ${existing.type}; a SecureString and a plain parameter cannot change into each other.`);
   }
   const dataType = member<string>(input, "DataType", "string") ?? existing?.data_type ?? "text";
-  if (!DATA_TYPES.includes(dataType)) throw validation(`The data type ${dataType} is not valid. Valid data types include: [text, aws:ec2:image, aws:ssm:integration].`);
+  if (!DATA_TYPES.includes(dataType))
+    throw validation(`The data type ${dataType} is not valid. Valid data types include: [text, aws:ec2:image, aws:ssm:integration].`);
   if (dataType === "aws:ec2:image" && (type !== "String" || !AMI_ID.test(value))) {
-    throw validation(`Parameter value, ${value}, is not an AMI ID of the form ami-0123456789abcdef0, which the data type aws:ec2:image requires of a String parameter.`);
+    throw validation(
+      `Parameter value, ${value}, is not an AMI ID of the form ami-0123456789abcdef0, which the data type aws:ec2:image requires of a String parameter.`,
+    );
   }
   let tier = member<string>(input, "Tier", "string") ?? existing?.tier ?? "Standard";
   if (tier === "Intelligent-Tiering") tier = value.length > VALUE_LIMIT.Standard! ? "Advanced" : "Standard";
-  if (!(tier in VALUE_LIMIT)) throw validation(`Value '${tier}' at 'tier' failed to satisfy constraint: Member must satisfy enum value set: [Standard, Advanced, Intelligent-Tiering]`);
-  if (value.length < 1 || value.length > VALUE_LIMIT[tier]!) throw validation(`Value at 'value' failed to satisfy constraint: Member must have length between 1 and ${VALUE_LIMIT[tier]}`);
+  if (!(tier in VALUE_LIMIT))
+    throw validation(`Value '${tier}' at 'tier' failed to satisfy constraint: Member must satisfy enum value set: [Standard, Advanced, Intelligent-Tiering]`);
+  if (value.length < 1 || value.length > VALUE_LIMIT[tier]!)
+    throw validation(`Value at 'value' failed to satisfy constraint: Member must have length between 1 and ${VALUE_LIMIT[tier]}`);
   const allowedPattern = member<string>(input, "AllowedPattern", "string") ?? existing?.allowed_pattern ?? null;
   if (allowedPattern !== null && !matchesPattern(allowedPattern, value)) {
-    throw new ApiError("ParameterPatternMismatchException", `Parameter value, ${value}, failed to satisfy constraint specified in AllowedPattern: ${allowedPattern}`);
+    throw new ApiError(
+      "ParameterPatternMismatchException",
+      `Parameter value, ${value}, failed to satisfy constraint specified in AllowedPattern: ${allowedPattern}`,
+    );
   }
   const keyId = type === "SecureString" ? (member<string>(input, "KeyId", "string") ?? existing?.key_id ?? "alias/aws/ssm") : null;
   if (type !== "SecureString" && input.KeyId !== undefined) throw validation("KeyId is required for SecureString type parameter only.");
@@ -354,7 +380,10 @@ async function putParameter(ctx: SsmContext, input: Json) {
     return { Version: version, Tier: tier };
   }
   if ((await countSsmParameters(ctx.meta.db, ctx)) >= MAX_PARAMETERS) {
-    throw new ApiError("ParameterLimitExceeded", `You have exceeded the number of parameters for this AWS account (${MAX_PARAMETERS}). Delete unused parameters and try again.`);
+    throw new ApiError(
+      "ParameterLimitExceeded",
+      `You have exceeded the number of parameters for this AWS account (${MAX_PARAMETERS}). Delete unused parameters and try again.`,
+    );
   }
   if (!(await insertSsmParameter(ctx.meta.db, ctx, name, row, tags))) {
     throw new ApiError("ParameterAlreadyExists", "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.");
@@ -369,7 +398,8 @@ function tagsOf(input: Json): [string, string][] {
     const tag = item as Json;
     const key = member<string>(tag, "Key", "string", true)!;
     const value = member<string>(tag, "Value", "string", true)!;
-    if (key.length < 1 || key.length > 128) throw validation(`Value '${key}' at 'tags.key' failed to satisfy constraint: Member must have length between 1 and 128`);
+    if (key.length < 1 || key.length > 128)
+      throw validation(`Value '${key}' at 'tags.key' failed to satisfy constraint: Member must have length between 1 and 128`);
     if (value.length > 256) throw validation(`Value at 'tags.value' failed to satisfy constraint: Member must have length less than or equal to 256`);
     if (/^aws:/i.test(key)) throw validation("Tag keys that begin with aws: are reserved for AWS use.");
     return [key, value];
@@ -399,16 +429,22 @@ async function describeParameters(ctx: SsmContext, input: Json) {
   const filters = filtersOf(input, "ParameterFilters");
   if (legacy.length && filters.length) throw validation("You can use either Filters or ParameterFilters in a single request.");
   for (const f of legacy) {
-    if (!["Name", "Type", "KeyId"].includes(f.Key)) throw new ApiError("InvalidFilterKey", `The following filter key is not valid: ${f.Key}. Valid filter keys include: [Name, Type, KeyId].`);
+    if (!["Name", "Type", "KeyId"].includes(f.Key))
+      throw new ApiError("InvalidFilterKey", `The following filter key is not valid: ${f.Key}. Valid filter keys include: [Name, Type, KeyId].`);
   }
   const all = [...legacy.map((f) => ({ ...f, Option: f.Key === "Name" ? "BeginsWith" : "Equals" })), ...filters];
   for (const f of filters) {
     if (!DESCRIBE_KEYS.includes(f.Key) && !f.Key.startsWith("tag:")) {
-      throw new ApiError("InvalidFilterKey", `The following filter key is not valid: ${f.Key}. Valid filter keys include: [${DESCRIBE_KEYS.join(", ")}, tag:<key>].`);
+      throw new ApiError(
+        "InvalidFilterKey",
+        `The following filter key is not valid: ${f.Key}. Valid filter keys include: [${DESCRIBE_KEYS.join(", ")}, tag:<key>].`,
+      );
     }
     const options = f.Key === "Path" ? ["Recursive", "OneLevel"] : f.Key === "Name" || f.Key.startsWith("tag:") ? ["Equals", "BeginsWith"] : ["Equals"];
-    if (f.Option !== undefined && !options.includes(f.Option)) throw new ApiError("InvalidFilterOption", `The following filter option is not valid: ${f.Option}. Valid options include: [${options.join(", ")}].`);
-    if (f.Key === "Path" && !(f.Values ?? []).every((v) => v.startsWith("/"))) throw new ApiError("InvalidFilterValue", "A Path filter value must begin with a forward slash \"/\".");
+    if (f.Option !== undefined && !options.includes(f.Option))
+      throw new ApiError("InvalidFilterOption", `The following filter option is not valid: ${f.Option}. Valid options include: [${options.join(", ")}].`);
+    if (f.Key === "Path" && !(f.Values ?? []).every((v) => v.startsWith("/")))
+      throw new ApiError("InvalidFilterValue", 'A Path filter value must begin with a forward slash "/".');
   }
   const test = (f: Filter, row: SsmParameterRow): boolean => {
     const values = f.Values ?? [];
@@ -523,12 +559,17 @@ export async function resolveImageParameter(ctx: SsmContext, imageId: string): P
   if (!imageId.startsWith("resolve:ssm:")) return undefined;
   const reference = imageId.slice("resolve:ssm:".length);
   const found = await lookUp(ctx, reference, false).catch((error: unknown) => {
-    if (error instanceof ApiError && error.code !== "InternalError") throw new ApiError("InvalidParameterValue", `The SSM parameter reference ${imageId} cannot be resolved: ${error.message}`);
+    if (error instanceof ApiError && error.code !== "InternalError")
+      throw new ApiError("InvalidParameterValue", `The SSM parameter reference ${imageId} cannot be resolved: ${error.message}`);
     throw error;
   });
-  if (!found) throw new ApiError("InvalidParameterValue", `The SSM parameter ${selectorOf(reference).name} named by ImageId ${imageId} does not exist in ${ctx.region}.`);
+  if (!found)
+    throw new ApiError("InvalidParameterValue", `The SSM parameter ${selectorOf(reference).name} named by ImageId ${imageId} does not exist in ${ctx.region}.`);
   if (found.Type === "SecureString" || !AMI_ID.test(found.Value)) {
-    throw new ApiError("InvalidParameterValue", `The SSM parameter ${found.Name} named by ImageId does not hold an AMI ID (a String of the form ami-0123456789abcdef0).`);
+    throw new ApiError(
+      "InvalidParameterValue",
+      `The SSM parameter ${found.Name} named by ImageId does not hold an AMI ID (a String of the form ami-0123456789abcdef0).`,
+    );
   }
   return found.Value;
 }

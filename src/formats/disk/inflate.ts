@@ -38,7 +38,8 @@ export function inflateJob({ input, length, pieces, maxOutput, raw, output: outp
   for (let i = 0; i < count; i++) {
     const start = pieces[2 * i]!;
     const size = pieces[2 * i + 1]!;
-    if (start + size > length) return { result: { output: outputSlot, index: i, tooLarge: false, message: "the stream lies outside the input" }, transfer: [outputSlot] };
+    if (start + size > length)
+      return { result: { output: outputSlot, index: i, tooLarge: false, message: "the stream lies outside the input" }, transfer: [outputSlot] };
     const stream = Buffer.from(input, start, size);
     let inflated: Buffer;
     try {

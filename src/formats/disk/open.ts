@@ -40,10 +40,16 @@ export async function sniffFormat(source: ByteSource): Promise<DiskFormat> {
  * The disks in a file: one, or an OVA's several in attachment order. `declared` (the request's
  * Format) must agree with the file's magic; without it, the magic decides.
  */
-export async function openDisks(source: ByteSource, declared: ImportFormat | undefined, companion?: (name: string) => Promise<ByteSource>): Promise<OpenedDisk[]> {
+export async function openDisks(
+  source: ByteSource,
+  declared: ImportFormat | undefined,
+  companion?: (name: string) => Promise<ByteSource>,
+): Promise<OpenedDisk[]> {
   const found = await sniffFormat(source);
   if (declared && declared.toLowerCase() !== found) {
-    throw new DiskImageError(found === "raw" ? `the file is not a ${declared} image (no ${declared} header found)` : `the file is a ${found.toUpperCase()} image, not ${declared}`);
+    throw new DiskImageError(
+      found === "raw" ? `the file is not a ${declared} image (no ${declared} header found)` : `the file is a ${found.toUpperCase()} image, not ${declared}`,
+    );
   }
   if (found !== "ova") return [{ format: found, image: await OPENERS[found](source, companion) }];
   const ova = await openOva(source);

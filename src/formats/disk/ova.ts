@@ -60,7 +60,13 @@ export async function openOva(source: ByteSource): Promise<OvaPackage> {
 /** A name inside the package: relative, with no way out of it. */
 function checkName(name: string): string {
   const clean = name.replace(/^(\.\/)+/, "");
-  if (clean === "" || clean.startsWith("/") || clean.includes("\\") || clean.split("/").some((part) => part === ".." || part === "") || /^[a-z][a-z0-9+.-]*:/i.test(clean)) {
+  if (
+    clean === "" ||
+    clean.startsWith("/") ||
+    clean.includes("\\") ||
+    clean.split("/").some((part) => part === ".." || part === "") ||
+    /^[a-z][a-z0-9+.-]*:/i.test(clean)
+  ) {
     throw new DiskImageError(`the OVA names a file outside the package: ${JSON.stringify(name)}`);
   }
   return clean;
@@ -155,7 +161,14 @@ function parsePax(body: Buffer): { name?: string; size?: number } {
   return out;
 }
 
-const ovfParser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "@", removeNSPrefix: true, parseTagValue: false, trimValues: true, isArray: (_name, _path, _leaf, isAttribute) => !isAttribute });
+const ovfParser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@",
+  removeNSPrefix: true,
+  parseTagValue: false,
+  trimValues: true,
+  isArray: (_name, _path, _leaf, isAttribute) => !isAttribute,
+});
 
 type Node = Record<string, unknown>;
 const children = (node: Node | undefined, name: string): Node[] => (node?.[name] as Node[] | undefined) ?? [];
@@ -181,7 +194,8 @@ function diskFiles(xml: string): string[] {
     const id = attribute(file, "id");
     const href = attribute(file, "href");
     if (!id || !href) continue;
-    if (attribute(file, "compression")) throw new DiskImageError(`the OVA's disk ${href} is compressed (${attribute(file, "compression")}), which Kiln does not support`);
+    if (attribute(file, "compression"))
+      throw new DiskImageError(`the OVA's disk ${href} is compressed (${attribute(file, "compression")}), which Kiln does not support`);
     if (attribute(file, "chunkSize")) throw new DiskImageError(`the OVA's disk ${href} is split into chunks, which Kiln does not support`);
     files.set(id, checkName(href));
   }

@@ -6,7 +6,8 @@ import { DISK_LIMITS, type DiskImage, type DiskImageOpener } from "./image.js";
 
 export const openRaw: DiskImageOpener = async (source) => {
   if (source.size === 0) throw new DiskImageError("the disk image is empty");
-  if (source.size > DISK_LIMITS.virtualSize) throw new DiskImageError(`the disk is ${source.size} bytes, more than the ${DISK_LIMITS.virtualSize} Kiln accepts`);
+  if (source.size > DISK_LIMITS.virtualSize)
+    throw new DiskImageError(`the disk is ${source.size} bytes, more than the ${DISK_LIMITS.virtualSize} Kiln accepts`);
   const image: DiskImage = {
     format: "raw",
     virtualSize: source.size,

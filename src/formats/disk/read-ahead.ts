@@ -109,7 +109,9 @@ async function inflateRun(run: DeflatedUnit[], bytes: Buffer): Promise<{ parts: 
   } catch (error) {
     if (!(error instanceof InflateFailure)) throw error;
     const unit = run[error.index]!;
-    throw new DiskImageError(error.tooLarge ? `compressed ${unit.name} inflates past its ${unit.inflated} bytes` : `compressed ${unit.name} does not inflate: ${error.message}`);
+    throw new DiskImageError(
+      error.tooLarge ? `compressed ${unit.name} inflates past its ${unit.inflated} bytes` : `compressed ${unit.name} does not inflate: ${error.message}`,
+    );
   }
   const parts: Buffer[] = [];
   let at = 0;

@@ -52,7 +52,7 @@ export const openVhd: DiskImageOpener = async (source) => {
   // The footer closes the file; a dynamic disk also opens with a copy of it, which stands in
   // when the end was cut off (the data read later will then say the file is truncated).
   const footer = parseFooter(await source.read(source.size - FOOTER, FOOTER)) ?? parseFooter(await source.read(0, FOOTER));
-  if (!footer) throw new DiskImageError("the file has no VHD footer (\"conectix\")");
+  if (!footer) throw new DiskImageError('the file has no VHD footer ("conectix")');
   const { currentSize, diskType } = footer;
   if (currentSize === 0 || !Number.isSafeInteger(currentSize) || currentSize > DISK_LIMITS.virtualSize) {
     throw new DiskImageError(`the VHD declares a disk of ${footer.currentSize} bytes, which Kiln cannot accept`);
@@ -64,7 +64,8 @@ export const openVhd: DiskImageOpener = async (source) => {
 };
 
 function fixedVhd(source: ByteSource, virtualSize: number): DiskImage {
-  if (source.size - FOOTER < virtualSize) throw new DiskImageError(`the fixed VHD holds ${source.size - FOOTER} bytes of its ${virtualSize}-byte disk: truncated`);
+  if (source.size - FOOTER < virtualSize)
+    throw new DiskImageError(`the fixed VHD holds ${source.size - FOOTER} bytes of its ${virtualSize}-byte disk: truncated`);
   return {
     format: "vhd",
     virtualSize,
@@ -82,7 +83,7 @@ async function dynamicVhd(source: ByteSource, footer: Footer): Promise<DiskImage
   if (footer.dataOffset > BigInt(source.size - DYNAMIC_HEADER)) throw new DiskImageError("the VHD dynamic header lies outside the file");
   const headerAt = Number(footer.dataOffset);
   const header = await source.read(headerAt, DYNAMIC_HEADER);
-  if (header.toString("latin1", 0, 8) !== "cxsparse") throw new DiskImageError("the VHD dynamic header has no \"cxsparse\" cookie");
+  if (header.toString("latin1", 0, 8) !== "cxsparse") throw new DiskImageError('the VHD dynamic header has no "cxsparse" cookie');
   if (header.readUInt32BE(36) !== checksumOf(header, 36)) throw new DiskImageError("the VHD dynamic header's checksum is wrong");
   const tableAt = header.readBigUInt64BE(16);
   const entries = header.readUInt32BE(28);
@@ -122,7 +123,8 @@ async function dynamicVhd(source: ByteSource, footer: Footer): Promise<DiskImage
           const dataAt = entry * SECTOR + bitmapBytes;
           const start = entry * SECTOR;
           if (dataAt + blockSize > dataEnd) throw new DiskImageError(`VHD block ${block} lies outside the file`);
-          if (metadata.some(([from, to]) => start < to && dataAt + blockSize > from)) throw new DiskImageError(`VHD block ${block} overlaps the file's header or block table`);
+          if (metadata.some(([from, to]) => start < to && dataAt + blockSize > from))
+            throw new DiskImageError(`VHD block ${block} overlaps the file's header or block table`);
           // A file cannot hold more data than its own size: blocks sharing bytes would let a
           // small file expand into a huge disk.
           allocatedBytes += blockSize;

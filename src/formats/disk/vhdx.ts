@@ -58,7 +58,10 @@ const fail = (reason: string) => new DiskImageError(reason);
 /** An MS GUID as written in the file (data1-3 little-endian), in its usual text form. */
 function guid(bytes: Buffer, at: number): string {
   const hex = (from: number, to: number) => bytes.subarray(at + from, at + to).toString("hex");
-  const le = (from: number, to: number) => Buffer.from(bytes.subarray(at + from, at + to)).reverse().toString("hex");
+  const le = (from: number, to: number) =>
+    Buffer.from(bytes.subarray(at + from, at + to))
+      .reverse()
+      .toString("hex");
   return `${le(0, 4)}-${le(4, 6)}-${le(6, 8)}-${hex(8, 10)}-${hex(10, 16)}`.toUpperCase();
 }
 
@@ -149,7 +152,8 @@ export const openVhdx: DiskImageOpener = async (source) => {
     const name = id === BAT_REGION ? "the BAT" : "the metadata region";
     if ((id === BAT_REGION ? bat : metadata) !== undefined) throw fail(`VHDX region table names ${name} twice`);
     // §2.2.3.2: FileOffset and Length are multiples of 1 MiB, the offset at least 1 MiB.
-    if (offset === undefined || offset % MiB !== 0 || length % MiB !== 0 || length === 0) throw fail(`VHDX region table places ${name} at an unaligned offset or size`);
+    if (offset === undefined || offset % MiB !== 0 || length % MiB !== 0 || length === 0)
+      throw fail(`VHDX region table places ${name} at an unaligned offset or size`);
     const region = place(source, name, offset, length, regions);
     regions.push(region);
     if (id === BAT_REGION) bat = region;
@@ -170,7 +174,8 @@ export const openVhdx: DiskImageOpener = async (source) => {
   // §2.6.2.1 File Parameters: BlockSize, then LeaveBlocksAllocated (bit 0) and HasParent (bit 1).
   if (parameters.readUInt32LE(4) & 2) throw fail("VHDX differencing disks (with a parent) are not supported");
   const blockSize = parameters.readUInt32LE(0);
-  if (blockSize < MiB || blockSize > 256 * MiB || (blockSize & (blockSize - 1)) !== 0) throw fail(`VHDX block size ${blockSize} is not a power of two from 1 MiB to 256 MiB`);
+  if (blockSize < MiB || blockSize > 256 * MiB || (blockSize & (blockSize - 1)) !== 0)
+    throw fail(`VHDX block size ${blockSize} is not a power of two from 1 MiB to 256 MiB`);
   // §2.6.2.4/2.6.2.5: sector sizes are 512 or 4096.
   const logicalSectorSize = logicalItem.readUInt32LE(0);
   if (logicalSectorSize !== 512 && logicalSectorSize !== 4096) throw fail(`VHDX logical sector size ${logicalSectorSize} is not 512 or 4096`);
@@ -276,7 +281,8 @@ async function readMetadata(source: ByteSource, region: Region): Promise<Map<str
     if (items.has(id)) throw fail(`VHDX metadata item ${id} appears twice`);
     // §2.6.1.2: an item lies at least 64 KiB into the region, is at most 1 MiB, and fits in it.
     if (length === 0) continue;
-    if (offset < METADATA_TABLE_BYTES || length > MAX_METADATA_ITEM_BYTES || offset + length > region.length) throw fail(`VHDX metadata item ${id} lies outside the metadata region`);
+    if (offset < METADATA_TABLE_BYTES || length > MAX_METADATA_ITEM_BYTES || offset + length > region.length)
+      throw fail(`VHDX metadata item ${id} lies outside the metadata region`);
     if (id === PARENT_LOCATOR || id === VIRTUAL_DISK_ID) {
       items.set(id, Buffer.alloc(0)); // not read: a parent is refused through File Parameters, the id is not needed
       continue;

@@ -331,7 +331,8 @@ class SparseExtent implements Part {
         const at = grains[g]! * SECTOR;
         const expectedLba = lba + g * this.header.grainSectors;
         const markerLba = span.readBigUInt64LE(at - first);
-        if (markerLba !== BigInt(expectedLba)) fail(`${where}the grain at file sector ${grains[g]} is marked for disk sector ${markerLba}, but its grain table says ${expectedLba}`);
+        if (markerLba !== BigInt(expectedLba))
+          fail(`${where}the grain at file sector ${grains[g]} is marked for disk sector ${markerLba}, but its grain table says ${expectedLba}`);
         const size = span.readUInt32LE(at - first + 8);
         // Deflate never grows data by more than a few bytes per 16 KiB block.
         if (size === 0 || size > maxCompressed) fail(`${where}the grain for disk sector ${expectedLba} claims ${size} compressed bytes`);
@@ -414,8 +415,10 @@ async function openSparse(source: ByteSource, where: string): Promise<SparseExte
     const tail = await source.read(source.size - 3 * SECTOR, 3 * SECTOR);
     const footerMarker = tail.subarray(0, SECTOR);
     const eos = tail.subarray(2 * SECTOR);
-    if (footerMarker.readUInt32LE(8) !== 0 || footerMarker.readUInt32LE(12) !== MARKER_FOOTER) fail(`${where}the VMDK stream has no footer marker before its last two sectors`);
-    if (eos.readBigUInt64LE(0) !== 0n || eos.readUInt32LE(8) !== 0 || eos.readUInt32LE(12) !== MARKER_EOS) fail(`${where}the VMDK stream does not end with an end-of-stream marker`);
+    if (footerMarker.readUInt32LE(8) !== 0 || footerMarker.readUInt32LE(12) !== MARKER_FOOTER)
+      fail(`${where}the VMDK stream has no footer marker before its last two sectors`);
+    if (eos.readBigUInt64LE(0) !== 0n || eos.readUInt32LE(8) !== 0 || eos.readUInt32LE(12) !== MARKER_EOS)
+      fail(`${where}the VMDK stream does not end with an end-of-stream marker`);
     const footer = parseSparseHeader(tail.subarray(SECTOR, 2 * SECTOR), `${where}footer: `);
     if (footer.gdOffset === "end") fail(`${where}the VMDK footer does not say where the grain directory is`);
     if (footer.capacity !== header.capacity || footer.grainSectors !== header.grainSectors || footer.flags !== header.flags) {
@@ -428,8 +431,10 @@ async function openSparse(source: ByteSource, where: string): Promise<SparseExte
 
   const { capacity, grainSectors, gtesPerGt, flags } = header;
   if (!Number.isSafeInteger(capacity) || capacity === 0) fail(`${where}the VMDK capacity ${capacity} sectors is not a disk size`);
-  if (capacity * SECTOR > DISK_LIMITS.virtualSize) fail(`${where}the VMDK capacity of ${capacity * SECTOR} bytes exceeds the ${DISK_LIMITS.virtualSize} bytes Kiln accepts`);
-  if (!Number.isSafeInteger(grainSectors) || grainSectors < 1 || (grainSectors & (grainSectors - 1)) !== 0) fail(`${where}the VMDK grain size ${grainSectors} sectors is not a power of two`);
+  if (capacity * SECTOR > DISK_LIMITS.virtualSize)
+    fail(`${where}the VMDK capacity of ${capacity * SECTOR} bytes exceeds the ${DISK_LIMITS.virtualSize} bytes Kiln accepts`);
+  if (!Number.isSafeInteger(grainSectors) || grainSectors < 1 || (grainSectors & (grainSectors - 1)) !== 0)
+    fail(`${where}the VMDK grain size ${grainSectors} sectors is not a power of two`);
   if (grainSectors * SECTOR > MAX_GRAIN_BYTES) fail(`${where}the VMDK grain size ${grainSectors * SECTOR} bytes exceeds ${MAX_GRAIN_BYTES}`);
   if (gtesPerGt < 1 || gtesPerGt > MAX_GTES_PER_GT) fail(`${where}the VMDK grain tables' ${gtesPerGt} entries are out of range`);
   if (flags & FLAG_COMPRESSED) {
@@ -438,7 +443,8 @@ async function openSparse(source: ByteSource, where: string): Promise<SparseExte
     if (header.compressAlgorithm !== COMPRESSION_DEFLATE) fail(`${where}VMDK compression algorithm ${header.compressAlgorithm} is not supported`);
   } else {
     if (flags & FLAG_MARKERS) fail(`${where}VMDK markers without compressed grains are not supported`);
-    if (header.compressAlgorithm !== 0) fail(`${where}the VMDK header names compression algorithm ${header.compressAlgorithm} but its grains are not compressed`);
+    if (header.compressAlgorithm !== 0)
+      fail(`${where}the VMDK header names compression algorithm ${header.compressAlgorithm} but its grains are not compressed`);
   }
 
   const within = (start: number, sectors: number) => Number.isSafeInteger(start) && start >= 1 && start + sectors <= fileSectors;
@@ -457,7 +463,8 @@ async function openSparse(source: ByteSource, where: string): Promise<SparseExte
   if (overlaps(metadata, gdOffset, gdOffset + gdSectors)) fail(`${where}the VMDK grain directory overlaps the header or descriptor`);
   metadata.push([gdOffset, gdOffset + gdSectors]);
   // The redundant GD is not read, but a grain or table inside it would be a lie all the same.
-  if (flags & FLAG_REDUNDANT_GD && header.rgdOffset > 0 && Number.isSafeInteger(header.rgdOffset)) metadata.push([header.rgdOffset, header.rgdOffset + gdSectors]);
+  if (flags & FLAG_REDUNDANT_GD && header.rgdOffset > 0 && Number.isSafeInteger(header.rgdOffset))
+    metadata.push([header.rgdOffset, header.rgdOffset + gdSectors]);
 
   return new SparseExtent(source, where, { ...header, gdOffset }, metadata, capacity);
 }
@@ -492,7 +499,13 @@ function parseDescriptor(text: string, where: string): Descriptor {
       const match = EXTENT_LINE.exec(line);
       if (!match) return fail(`${where}the VMDK descriptor has an extent line it cannot read: ${line.slice(0, 100)}`);
       if (extents.length >= MAX_EXTENTS) fail(`${where}the VMDK descriptor names more than ${MAX_EXTENTS} extents`);
-      extents.push({ access: match[1]!, sectors: Number(match[2]), type: match[3]!.toUpperCase(), name: match[4], offset: match[5] === undefined ? 0 : Number(match[5]) });
+      extents.push({
+        access: match[1]!,
+        sectors: Number(match[2]),
+        type: match[3]!.toUpperCase(),
+        name: match[4],
+        offset: match[5] === undefined ? 0 : Number(match[5]),
+      });
       continue;
     }
     const field = FIELD_LINE.exec(line);
@@ -529,8 +542,12 @@ async function openDescriptor(source: ByteSource, companion?: (name: string) => 
   }
   const text = bytes.subarray(0, nul < 0 ? bytes.length : nul).toString("utf8");
   // VMware writes "# Disk DescriptorFile" first; some writers start at "version=".
-  const firstLine = text.split("\n").map((line) => line.trim()).find((line) => line !== "" && !line.startsWith("#") || /^#\s*Disk DescriptorFile/i.test(line));
-  if (!firstLine || !(/^#\s*Disk DescriptorFile/i.test(firstLine) || /^version\s*=/.test(firstLine))) fail("not a VMDK file: no sparse extent header, and not a descriptor");
+  const firstLine = text
+    .split("\n")
+    .map((line) => line.trim())
+    .find((line) => (line !== "" && !line.startsWith("#")) || /^#\s*Disk DescriptorFile/i.test(line));
+  if (!firstLine || !(/^#\s*Disk DescriptorFile/i.test(firstLine) || /^version\s*=/.test(firstLine)))
+    fail("not a VMDK file: no sparse extent header, and not a descriptor");
   const { fields, extents } = parseDescriptor(text, "");
   refuseParent(fields, "");
   if (extents.length === 0) fail("the VMDK descriptor names no extents");

@@ -25,7 +25,8 @@ export const isZero = (bytes: Buffer) => bytes.equals(ZEROS.subarray(0, bytes.le
 /** The disk's block count, once its size is known to be whole sectors and at most `maxBytes`. */
 export function checkSize(disk: DiskBlocks, maxBytes: number, format: string): number {
   const size = disk.virtualSize;
-  if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0) throw new DiskWriterError(`a disk of ${size} bytes is not a whole number of 512-byte sectors`);
+  if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0)
+    throw new DiskWriterError(`a disk of ${size} bytes is not a whole number of 512-byte sectors`);
   if (size > maxBytes) throw new DiskWriterError(`a ${format} holds at most ${maxBytes} bytes; this disk has ${size}`);
   return Math.ceil(size / EXPORT_BLOCK);
 }

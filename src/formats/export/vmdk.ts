@@ -125,7 +125,8 @@ function descriptor(capacity: number, extentName: string, adapterType: AdapterTy
 export function streamOptimizedVmdk(options: VmdkOptions = {}): DiskWriter {
   const extentName = options.extentName ?? "disk.vmdk";
   const adapterType = options.adapterType ?? "lsilogic";
-  if (!/^[^"\\\r\n\0]{1,255}$/.test(extentName)) throw new DiskWriterError("a VMDK extent name must be 1 to 255 characters, without quotes, backslashes or line breaks");
+  if (!/^[^"\\\r\n\0]{1,255}$/.test(extentName))
+    throw new DiskWriterError("a VMDK extent name must be 1 to 255 characters, without quotes, backslashes or line breaks");
 
   return async function* (disk, signal) {
     signal?.throwIfAborted();

@@ -214,8 +214,10 @@ export const openBtrfs: FileSystemOpener = async (source) => {
   const sectorSize = sb.readUInt32LE(0x90);
   const nodeSize = sb.readUInt32LE(0x94);
   const powerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
-  if (!powerOfTwo(sectorSize) || sectorSize < 4096 || sectorSize > 65536) throw new FileSystemError(`btrfs sector size ${sectorSize} is not a power of two from 4096 to 65536`);
-  if (!powerOfTwo(nodeSize) || nodeSize < sectorSize || nodeSize > 65536) throw new FileSystemError(`btrfs node size ${nodeSize} is not a power of two from the sector size to 65536`);
+  if (!powerOfTwo(sectorSize) || sectorSize < 4096 || sectorSize > 65536)
+    throw new FileSystemError(`btrfs sector size ${sectorSize} is not a power of two from 4096 to 65536`);
+  if (!powerOfTwo(nodeSize) || nodeSize < sectorSize || nodeSize > 65536)
+    throw new FileSystemError(`btrfs node size ${nodeSize} is not a power of two from the sector size to 65536`);
 
   const incompat = sb.readBigUInt64LE(0xbc);
   if (incompat & INCOMPAT_EXTENT_TREE_V2) throw new FileSystemError("btrfs extent-tree-v2 is not supported");
@@ -253,7 +255,8 @@ export const openBtrfs: FileSystemOpener = async (source) => {
 function parseChunk(bytes: Buffer, logical: bigint, where: string): Chunk {
   if (bytes.length < 48) throw new FileSystemError(`btrfs chunk at logical ${logical} in the ${where} is cut short`);
   const stripeCount = bytes.readUInt16LE(0x2c);
-  if (stripeCount === 0 || 48 + 32 * stripeCount > bytes.length) throw new FileSystemError(`btrfs chunk at logical ${logical} in the ${where} claims ${stripeCount} stripes`);
+  if (stripeCount === 0 || 48 + 32 * stripeCount > bytes.length)
+    throw new FileSystemError(`btrfs chunk at logical ${logical} in the ${where} claims ${stripeCount} stripes`);
   const length = safe(bytes.readBigUInt64LE(0), "chunk length");
   const start = safe(logical, "chunk address");
   if (length === 0 || !Number.isSafeInteger(start + length)) throw new FileSystemError(`btrfs chunk at logical ${logical} has length ${length}`);
@@ -285,7 +288,8 @@ class Btrfs implements FileSystem {
     const sorted = [...chunks].sort((a, b) => a.logical - b.logical);
     for (let i = 1; i < sorted.length; i++) {
       const before = sorted[i - 1]!;
-      if (before.logical + before.length > sorted[i]!.logical) throw new FileSystemError(`btrfs chunks at logical ${before.logical} and ${sorted[i]!.logical} overlap`);
+      if (before.logical + before.length > sorted[i]!.logical)
+        throw new FileSystemError(`btrfs chunks at logical ${before.logical} and ${sorted[i]!.logical} overlap`);
     }
     this.chunks = sorted;
   }
@@ -370,7 +374,8 @@ class Btrfs implements FileSystem {
           const target = (await this.readData(next.subvolume.tree, next.ino, inode.size, inode.size, budget)).toString("utf8");
           if (target.startsWith("/")) stack = [stack[0]!];
           pending = [...target.split("/"), ...pending];
-          if (pending.length > FS_LIMITS.pathComponents) throw new FileSystemError(`btrfs symbolic link ${name} makes ${path} longer than ${FS_LIMITS.pathComponents} components`);
+          if (pending.length > FS_LIMITS.pathComponents)
+            throw new FileSystemError(`btrfs symbolic link ${name} makes ${path} longer than ${FS_LIMITS.pathComponents} components`);
           break;
         }
         case S_IFREG:
@@ -516,7 +521,8 @@ class Btrfs implements FileSystem {
    * that points twice at one block cannot make the walk repeat itself.
    */
   private async *walk(root: TreeRoot, from: Key, budget: Budget): AsyncGenerator<Item> {
-    if (root.level >= MAX_LEVEL) throw new FileSystemError(`btrfs tree at logical ${root.logical} claims level ${root.level}, beyond the ${MAX_LEVEL} levels btrfs allows`);
+    if (root.level >= MAX_LEVEL)
+      throw new FileSystemError(`btrfs tree at logical ${root.logical} claims level ${root.level}, beyond the ${MAX_LEVEL} levels btrfs allows`);
     const path: { block: TreeBlock; slot: number }[] = [];
     let block = await this.treeBlock(root.logical, root.level, undefined, budget);
     while (block.level > 0) {
@@ -556,7 +562,8 @@ class Btrfs implements FileSystem {
     const pointer = parent.children[slot]!;
     const child = await this.treeBlock(pointer.logical, parent.level - 1, pointer.generation, budget);
     const first = child.keys[0];
-    if (!first || compareKeys(first, parent.keys[slot]!) !== 0) throw new FileSystemError(`btrfs tree block at logical ${pointer.logical} does not start with the key its parent gives`);
+    if (!first || compareKeys(first, parent.keys[slot]!) !== 0)
+      throw new FileSystemError(`btrfs tree block at logical ${pointer.logical} does not start with the key its parent gives`);
     return child;
   }
 
@@ -590,7 +597,8 @@ class Btrfs implements FileSystem {
   }
 
   private checkPlace(block: TreeBlock, level: number, generation: bigint | undefined): void {
-    if (block.level !== level) throw new FileSystemError(`btrfs tree block at logical ${block.logical} is level ${block.level} where level ${level} was expected`);
+    if (block.level !== level)
+      throw new FileSystemError(`btrfs tree block at logical ${block.logical} is level ${block.level} where level ${level} was expected`);
     if (generation !== undefined && block.generation !== generation) {
       throw new FileSystemError(`btrfs tree block at logical ${block.logical} is generation ${block.generation} where its parent expects ${generation}`);
     }

@@ -57,7 +57,17 @@ const INCOMPAT_CASEFOLD = 0x20000;
 //  csum_seed    where the checksum seed comes from; checksums are not verified.
 //  largedir     3-level htrees and directories over 2 GiB; the scan is linear and bounded.
 const ACCEPTED_INCOMPAT =
-  INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_META_BG | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_MMP | INCOMPAT_FLEX_BG | INCOMPAT_EA_INODE | INCOMPAT_CSUM_SEED | INCOMPAT_LARGEDIR | INCOMPAT_INLINE_DATA;
+  INCOMPAT_FILETYPE |
+  INCOMPAT_RECOVER |
+  INCOMPAT_META_BG |
+  INCOMPAT_EXTENTS |
+  INCOMPAT_64BIT |
+  INCOMPAT_MMP |
+  INCOMPAT_FLEX_BG |
+  INCOMPAT_EA_INODE |
+  INCOMPAT_CSUM_SEED |
+  INCOMPAT_LARGEDIR |
+  INCOMPAT_INLINE_DATA;
 const REFUSED_INCOMPAT: [number, string][] = [
   [INCOMPAT_COMPRESSION, "compression"],
   [INCOMPAT_DIRDATA, "dirdata"],
@@ -272,7 +282,8 @@ class ExtReader implements FileSystem {
         if (++hops > FS_LIMITS.symlinkHops) throw new FileSystemError(`more than ${FS_LIMITS.symlinkHops} symbolic links resolving ${path}`);
         const target = await this.readLink(inode);
         const more = components(target);
-        if (more.length > FS_LIMITS.pathComponents) throw new FileSystemError(`symbolic link ${entry.ino} has more than ${FS_LIMITS.pathComponents} components`);
+        if (more.length > FS_LIMITS.pathComponents)
+          throw new FileSystemError(`symbolic link ${entry.ino} has more than ${FS_LIMITS.pathComponents} components`);
         if (target[0] === 0x2f) dirs.length = 1;
         pending.unshift(...more);
       } else if (kind === S_IFDIR) {
@@ -362,8 +373,12 @@ class ExtReader implements FileSystem {
       // An inline directory: i_block holds the parent's inode number and then entries, and the
       // system.data xattr holds more entries (Documentation/filesystems/ext4/inlinedata.rst).
       const { head, tail } = this.inlineData(dir);
-      if (dir.size > head.length + tail.length) throw new FileSystemError(`inline directory ${dir.ino} claims ${dir.size} bytes but holds ${head.length + tail.length}`);
-      return this.scanEntries(head.subarray(4), name, `inline directory ${dir.ino}`) ?? (tail.length > 0 ? this.scanEntries(tail, name, `inline directory ${dir.ino}`) : undefined);
+      if (dir.size > head.length + tail.length)
+        throw new FileSystemError(`inline directory ${dir.ino} claims ${dir.size} bytes but holds ${head.length + tail.length}`);
+      return (
+        this.scanEntries(head.subarray(4), name, `inline directory ${dir.ino}`) ??
+        (tail.length > 0 ? this.scanEntries(tail, name, `inline directory ${dir.ino}`) : undefined)
+      );
     }
     if (dir.size > FS_LIMITS.directoryBytes) throw new FileSystemError(`directory ${dir.ino} is ${dir.size} bytes, more than Kiln scans`);
     const bs = this.g.blockSize;
@@ -419,7 +434,8 @@ class ExtReader implements FileSystem {
   private async readLink(inode: Inode): Promise<Buffer> {
     const g = this.g;
     // The kernel keeps a target shorter than a block, and PATH_MAX counts the terminating NUL.
-    if (inode.size === 0 || inode.size >= Math.min(g.blockSize, PATH_MAX)) throw new FileSystemError(`symbolic link ${inode.ino} has a target of ${inode.size} bytes`);
+    if (inode.size === 0 || inode.size >= Math.min(g.blockSize, PATH_MAX))
+      throw new FileSystemError(`symbolic link ${inode.ino} has a target of ${inode.size} bytes`);
     let target: Buffer;
     if (this.isFastSymlink(inode)) {
       if (inode.size >= I_BLOCK_BYTES) throw new FileSystemError(`fast symbolic link ${inode.ino} claims ${inode.size} bytes`);
@@ -454,7 +470,8 @@ class ExtReader implements FileSystem {
   private async content(inode: Inode, length: number): Promise<Buffer> {
     if (inode.flags & EXT4_INLINE_DATA_FL) {
       const { head, tail } = this.inlineData(inode);
-      if (inode.size > head.length + tail.length) throw new FileSystemError(`inline inode ${inode.ino} claims ${inode.size} bytes but holds ${head.length + tail.length}`);
+      if (inode.size > head.length + tail.length)
+        throw new FileSystemError(`inline inode ${inode.ino} claims ${inode.size} bytes but holds ${head.length + tail.length}`);
       return Buffer.concat([head, tail]).subarray(0, length);
     }
     const bs = this.g.blockSize;
@@ -543,9 +560,12 @@ class ExtReader implements FileSystem {
         const uninitialised = stored > EXT_INIT_MAX_LEN;
         const count = uninitialised ? stored - EXT_INIT_MAX_LEN : stored;
         const physical = entry.readUInt16LE(6) * 2 ** 32 + entry.readUInt32LE(8);
-        if (count === 0 || logical < previousEnd || logical + count > high) throw new FileSystemError(`${where} has an extent at block ${logical} out of order or range`);
+        if (count === 0 || logical < previousEnd || logical + count > high)
+          throw new FileSystemError(`${where} has an extent at block ${logical} out of order or range`);
         if (physical <= this.g.firstDataBlock || physical + count > this.g.blocksCount) {
-          throw new FileSystemError(`${where} has an extent at blocks ${physical}-${physical + count - 1}, outside the file system of ${this.g.blocksCount} blocks`);
+          throw new FileSystemError(
+            `${where} has an extent at blocks ${physical}-${physical + count - 1}, outside the file system of ${this.g.blocksCount} blocks`,
+          );
         }
         previousEnd = logical + count;
         const start = Math.max(from, logical);
@@ -554,7 +574,8 @@ class ExtReader implements FileSystem {
       } else {
         // ext4_extent_idx: ei_block, ei_leaf_lo, ei_leaf_hi. Its range ends where the next begins.
         const next = i + 1 < entries ? node.readUInt32LE(EXTENT_ENTRY_BYTES * (i + 2)) : high;
-        if (logical < previousEnd || next <= logical || next > high) throw new FileSystemError(`${where} has an index at block ${logical} out of order or range`);
+        if (logical < previousEnd || next <= logical || next > high)
+          throw new FileSystemError(`${where} has an index at block ${logical} out of order or range`);
         previousEnd = logical + 1;
         if (next <= from || logical >= to) continue;
         const leaf = entry.readUInt32LE(4) + entry.readUInt16LE(8) * 2 ** 32;
@@ -585,7 +606,8 @@ class ExtReader implements FileSystem {
 
   private async indirect(ino: number, pointer: number, level: number, base: number, from: number, to: number, runs: Run[]): Promise<void> {
     if (pointer === 0) return;
-    if (pointer <= this.g.firstDataBlock || pointer >= this.g.blocksCount) throw new FileSystemError(`inode ${ino}'s indirect block ${pointer} is outside the file system`);
+    if (pointer <= this.g.firstDataBlock || pointer >= this.g.blocksCount)
+      throw new FileSystemError(`inode ${ino}'s indirect block ${pointer} is outside the file system`);
     const block = await this.source.read(pointer * this.g.blockSize, this.g.blockSize);
     const span = (this.g.blockSize / 4) ** (level - 1);
     const first = Math.max(0, Math.floor((from - base) / span));
@@ -599,7 +621,8 @@ class ExtReader implements FileSystem {
 
   private pushMapped(ino: number, runs: Run[], logical: number, physical: number): void {
     if (physical === 0) return;
-    if (physical <= this.g.firstDataBlock || physical >= this.g.blocksCount) throw new FileSystemError(`inode ${ino}'s block ${logical} maps to block ${physical}, outside the file system`);
+    if (physical <= this.g.firstDataBlock || physical >= this.g.blocksCount)
+      throw new FileSystemError(`inode ${ino}'s block ${logical} maps to block ${physical}, outside the file system`);
     pushRun(runs, logical, 1, physical);
   }
 }
@@ -610,14 +633,19 @@ function header(node: Buffer, ino: number, where: string): { entries: number; de
   if (node.readUInt16LE(0) !== EXTENT_MAGIC) throw new FileSystemError(`inode ${ino}'s extent tree node${at} has a bad magic`);
   const entries = node.readUInt16LE(2);
   const max = node.readUInt16LE(4);
-  if (entries > max || EXTENT_ENTRY_BYTES * (max + 1) > node.length) throw new FileSystemError(`inode ${ino}'s extent tree node${at} claims ${entries} of ${max} entries`);
+  if (entries > max || EXTENT_ENTRY_BYTES * (max + 1) > node.length)
+    throw new FileSystemError(`inode ${ino}'s extent tree node${at} claims ${entries} of ${max} entries`);
   return { entries, depth: node.readUInt16LE(6) };
 }
 
 /** Appends a run, merged with the last when they continue each other. */
 function pushRun(runs: Run[], logical: number, count: number, physical: number): void {
   const last = runs[runs.length - 1];
-  if (last && last.logical + last.count === logical && ((last.physical === 0 && physical === 0) || (last.physical !== 0 && last.physical + last.count === physical))) {
+  if (
+    last &&
+    last.logical + last.count === logical &&
+    ((last.physical === 0 && physical === 0) || (last.physical !== 0 && last.physical + last.count === physical))
+  ) {
     last.count += count;
   } else {
     runs.push({ logical, count, physical });

@@ -89,11 +89,13 @@ function parseBootSector(boot: Buffer, sourceSize: number): Geometry | undefined
   // The layout says FAT32 (no 16-bit FAT size, as the Linux driver decides); the cluster count
   // then tells FAT12 from FAT16 ("FAT Type Determination").
   const fat32 = fatSectors16 === 0;
-  if (fat32 !== (rootEntries === 0)) throw new FileSystemError(`FAT boot sector: ${rootEntries} fixed root entries with a ${fat32 ? "FAT32" : "FAT12/16"} layout`);
+  if (fat32 !== (rootEntries === 0))
+    throw new FileSystemError(`FAT boot sector: ${rootEntries} fixed root entries with a ${fat32 ? "FAT32" : "FAT12/16"} layout`);
   const rootSectors = Math.ceil((rootEntries * ENTRY_BYTES) / sectorBytes);
   const dataSector = reserved + fats * fatSectors + rootSectors;
   if (dataSector >= totalSectors) throw new FileSystemError(`FAT boot sector: the data area starts at sector ${dataSector} of ${totalSectors}`);
-  if (totalSectors * sectorBytes > sourceSize) throw new FileSystemError(`FAT volume claims ${totalSectors * sectorBytes} bytes but its partition holds ${sourceSize}`);
+  if (totalSectors * sectorBytes > sourceSize)
+    throw new FileSystemError(`FAT volume claims ${totalSectors * sectorBytes} bytes but its partition holds ${sourceSize}`);
   const clusters = Math.floor((totalSectors - dataSector) / sectorsPerCluster);
   const type: FatType = fat32 ? 32 : clusters < 4085 ? 12 : 16;
   // Cluster numbers past these collide with the bad-cluster and end-of-chain marks.
@@ -118,7 +120,16 @@ function parseBootSector(boot: Buffer, sourceSize: number): Geometry | undefined
   } else {
     root = { offset: (reserved + fats * fatSectors) * sectorBytes, bytes: rootEntries * ENTRY_BYTES };
   }
-  return { type, clusterBytes, fatOffset: (reserved + activeFat * fatSectors) * sectorBytes, fatBytes, root, dataOffset: dataSector * sectorBytes, volumeBytes: totalSectors * sectorBytes, maxCluster };
+  return {
+    type,
+    clusterBytes,
+    fatOffset: (reserved + activeFat * fatSectors) * sectorBytes,
+    fatBytes,
+    root,
+    dataOffset: dataSector * sectorBytes,
+    volumeBytes: totalSectors * sectorBytes,
+    maxCluster,
+  };
 }
 
 class Fat {
@@ -199,7 +210,8 @@ class Fat {
   /** A directory's bytes a piece at a time: the fixed FAT12/16 root, or a cluster chain. */
   private async *directoryBlocks(directory: Directory): AsyncGenerator<Buffer> {
     if ("offset" in directory) {
-      for (let at = 0; at < directory.bytes; at += READ_PIECE) yield this.readVolume(directory.offset + at, Math.min(READ_PIECE, directory.bytes - at), "the root directory");
+      for (let at = 0; at < directory.bytes; at += READ_PIECE)
+        yield this.readVolume(directory.offset + at, Math.min(READ_PIECE, directory.bytes - at), "the root directory");
       return;
     }
     const most = Math.floor(FS_LIMITS.directoryBytes / this.geometry.clusterBytes);

@@ -106,7 +106,8 @@ function parseBoot(boot: Buffer, sourceSize: number): Geometry {
   const perCluster = boot[0x0d]!;
   const sectorsPerCluster = perCluster <= 0x80 ? perCluster : 256 - perCluster <= 20 ? 2 ** (256 - perCluster) : 0;
   const clusterBytes = sectorBytes * sectorsPerCluster;
-  if (!isPowerOfTwo(sectorsPerCluster) || clusterBytes > MAX_CLUSTER_BYTES) throw new FileSystemError(`NTFS boot sector: sectors per cluster byte 0x${perCluster.toString(16)}`);
+  if (!isPowerOfTwo(sectorsPerCluster) || clusterBytes > MAX_CLUSTER_BYTES)
+    throw new FileSystemError(`NTFS boot sector: sectors per cluster byte 0x${perCluster.toString(16)}`);
   const sectors = u64(boot, 0x28, "NTFS boot sector: total sectors");
   const clusters = Math.floor((sectors * sectorBytes) / clusterBytes);
   if (clusters < 1 || clusters * clusterBytes > sourceSize) {
@@ -114,14 +115,16 @@ function parseBoot(boot: Buffer, sourceSize: number): Geometry {
   }
   const mftLcn = u64(boot, 0x30, "NTFS boot sector: MFT cluster");
   const recordBytes = recordSize(boot.readInt8(0x40), clusterBytes, "MFT record");
-  if (mftLcn >= clusters || mftLcn * clusterBytes + recordBytes > clusters * clusterBytes) throw new FileSystemError(`NTFS boot sector: the MFT at cluster ${mftLcn} lies outside the volume`);
+  if (mftLcn >= clusters || mftLcn * clusterBytes + recordBytes > clusters * clusterBytes)
+    throw new FileSystemError(`NTFS boot sector: the MFT at cluster ${mftLcn} lies outside the volume`);
   return { clusterBytes, clusters, mftLcn, recordBytes };
 }
 
 /** clusters_per_mft_record and clusters_per_index_record: clusters if positive, else 2^-value bytes. */
 function recordSize(value: number, clusterBytes: number, what: string): number {
   const bytes = value > 0 ? value * clusterBytes : value < 0 && value >= -31 ? 2 ** -value : 0;
-  if (!isPowerOfTwo(bytes) || bytes < USA_STRIDE || bytes > 65536) throw new FileSystemError(`NTFS ${what} size ${bytes} (encoded ${value}) is not 512 bytes to 64 KiB`);
+  if (!isPowerOfTwo(bytes) || bytes < USA_STRIDE || bytes > 65536)
+    throw new FileSystemError(`NTFS ${what} size ${bytes} (encoded ${value}) is not 512 bytes to 64 KiB`);
   return bytes;
 }
 
@@ -197,7 +200,8 @@ class Ntfs {
     if (!root?.value) throw new FileSystemError(`${where} has no $I30 index root`);
     const value = root.value;
     if (value.length < 32) throw new FileSystemError(`${where}: index root too short`);
-    if (value.readUInt32LE(0) !== AT_FILE_NAME || value.readUInt32LE(4) !== COLLATION_FILE_NAME) throw new FileSystemError(`${where}: $I30 is not a file name index`);
+    if (value.readUInt32LE(0) !== AT_FILE_NAME || value.readUInt32LE(4) !== COLLATION_FILE_NAME)
+      throw new FileSystemError(`${where}: $I30 is not a file name index`);
     const blockBytes = value.readUInt32LE(8);
     const target = this.upcased(name);
 
@@ -216,7 +220,8 @@ class Ntfs {
       visited.add(step.child);
       scanned += blockBytes;
       if (scanned > FS_LIMITS.directoryBytes) throw new FileSystemError(`${where}: index larger than ${FS_LIMITS.directoryBytes} bytes`);
-      if (!Number.isSafeInteger(offset) || offset + blockBytes > allocation.dataSize) throw new FileSystemError(`${where}: index block VCN ${step.child} lies outside its allocation`);
+      if (!Number.isSafeInteger(offset) || offset + blockBytes > allocation.dataSize)
+        throw new FileSystemError(`${where}: index block VCN ${step.child} lies outside its allocation`);
       const block = await this.readAttribute(allocation, offset, blockBytes);
       const label = `${where} index block VCN ${step.child}`;
       this.fixup(block, "INDX", label);
@@ -231,7 +236,12 @@ class Ntfs {
    * that matches, or the child to descend into (the subnode of the first entry greater than the
    * name, or of the closing entry), or nothing.
    */
-  private searchNode(node: Buffer, header: number, target: Uint16Array, label: string): { found: { record: number; sequence: number } } | { child: number } | { none: true } {
+  private searchNode(
+    node: Buffer,
+    header: number,
+    target: Uint16Array,
+    label: string,
+  ): { found: { record: number; sequence: number } } | { child: number } | { none: true } {
     const entriesOffset = node.readUInt32LE(header);
     const indexLength = node.readUInt32LE(header + 4);
     const end = header + indexLength;
@@ -284,7 +294,8 @@ class Ntfs {
   // --- MFT records ---
 
   private async record(number: number): Promise<MftRecord> {
-    if (!Number.isSafeInteger(number) || number < 0 || number >= this.records) throw new FileSystemError(`MFT record ${number} is beyond the MFT's ${this.records} records`);
+    if (!Number.isSafeInteger(number) || number < 0 || number >= this.records)
+      throw new FileSystemError(`MFT record ${number} is beyond the MFT's ${this.records} records`);
     const { recordBytes } = this.geometry;
     const raw = await this.readAttribute(this.mft, number * recordBytes, recordBytes);
     return this.parseRecord(Buffer.from(raw), number);
@@ -298,7 +309,8 @@ class Ntfs {
     const flags = raw.readUInt16LE(0x16);
     const bytesInUse = raw.readUInt32LE(0x18);
     if (!(flags & MFT_RECORD_IN_USE)) throw new FileSystemError(`${label} is not in use`);
-    if (bytesInUse > raw.length || attrsOffset % 8 !== 0 || attrsOffset < 0x30 || attrsOffset + 8 > bytesInUse) throw new FileSystemError(`${label}: header offsets outside the record`);
+    if (bytesInUse > raw.length || attrsOffset % 8 !== 0 || attrsOffset < 0x30 || attrsOffset + 8 > bytesInUse)
+      throw new FileSystemError(`${label}: header offsets outside the record`);
     if (raw.readBigUInt64LE(0x20) !== 0n) throw new FileSystemError(`${label} is an extension record, not a file`);
     const attributes: Attribute[] = [];
     // Each attribute is at least 24 bytes and `at` only grows, so this ends.
@@ -307,7 +319,8 @@ class Ntfs {
       const type = raw.readUInt32LE(at);
       if (type === AT_END) break;
       const length = raw.readUInt32LE(at + 4);
-      if (length < 24 || length % 8 !== 0 || at + length > bytesInUse) throw new FileSystemError(`${label}: attribute 0x${type.toString(16)} of ${length} bytes at ${at}`);
+      if (length < 24 || length % 8 !== 0 || at + length > bytesInUse)
+        throw new FileSystemError(`${label}: attribute 0x${type.toString(16)} of ${length} bytes at ${at}`);
       const attr = raw.subarray(at, at + length);
       const nameLength = attr[9]!;
       const nameOffset = attr.readUInt16LE(10);
@@ -323,7 +336,8 @@ class Ntfs {
       } else {
         if (length < 0x40) throw new FileSystemError(`${label}: non-resident attribute 0x${type.toString(16)} too short`);
         const pairsOffset = attr.readUInt16LE(0x20);
-        if (pairsOffset < 0x40 || pairsOffset >= length) throw new FileSystemError(`${label}: attribute 0x${type.toString(16)} mapping pairs outside the attribute`);
+        if (pairsOffset < 0x40 || pairsOffset >= length)
+          throw new FileSystemError(`${label}: attribute 0x${type.toString(16)} mapping pairs outside the attribute`);
         const what = `${label}: attribute 0x${type.toString(16)}`;
         const lowestVcn = u64(attr, 0x10, what);
         // An empty stream has highest VCN -1.
@@ -377,7 +391,8 @@ class Ntfs {
     if (attr.runs) return attr.runs;
     const pairs = attr.mappingPairs!;
     const what = `MFT record ${attr.record}: attribute 0x${attr.type.toString(16)}`;
-    if (attr.lowestVcn !== 0) throw new FileSystemError(`${what} starts at VCN ${attr.lowestVcn}; its other extents are in an attribute list Kiln does not read`);
+    if (attr.lowestVcn !== 0)
+      throw new FileSystemError(`${what} starts at VCN ${attr.lowestVcn}; its other extents are in an attribute list Kiln does not read`);
     const runs: Run[] = [];
     let vcn = attr.lowestVcn;
     let lcn = 0;
@@ -388,7 +403,8 @@ class Ntfs {
       if (header === 0) break;
       const lengthBytes = header & 0x0f;
       const deltaBytes = header >> 4;
-      if (lengthBytes === 0 || lengthBytes > 8 || deltaBytes > 8 || at + 1 + lengthBytes + deltaBytes > pairs.length) throw new FileSystemError(`${what}: malformed mapping pair at ${at}`);
+      if (lengthBytes === 0 || lengthBytes > 8 || deltaBytes > 8 || at + 1 + lengthBytes + deltaBytes > pairs.length)
+        throw new FileSystemError(`${what}: malformed mapping pair at ${at}`);
       const length = Number(littleEndian(pairs, at + 1, lengthBytes, false));
       if (length < 1 || length > this.geometry.clusters) throw new FileSystemError(`${what}: data run of ${length} clusters`);
       let start: number | undefined;

@@ -134,10 +134,13 @@ async function readSuperblock(source: ByteSource, head: Buffer): Promise<Superbl
   if (!isPowerOfTwo(sectSize) || sectSize < 512 || sectSize > blockSize) throw bad(`sector size ${sectSize} is invalid`);
   if (!isPowerOfTwo(inodeSize) || inodeSize < 256 || inodeSize > 2048 || 1 << inodeLog !== inodeSize) throw bad(`inode size ${inodeSize} is invalid`);
   if (version === 5 && inodeSize < 512) throw bad(`inode size ${inodeSize} is too small for a v5 file system`);
-  if (inodeSize > blockSize || inoPBlock !== blockSize / inodeSize || 1 << inoPBlog !== inoPBlock) throw bad(`inodes per block ${inoPBlock} disagrees with the block and inode sizes`);
-  if (agCount < 1 || agBlocks < 1 || agBlkLog > 31 || Math.ceil(Math.log2(agBlocks)) !== agBlkLog) throw bad(`allocation group geometry (${agCount} groups of ${agBlocks} blocks) is invalid`);
+  if (inodeSize > blockSize || inoPBlock !== blockSize / inodeSize || 1 << inoPBlog !== inoPBlock)
+    throw bad(`inodes per block ${inoPBlock} disagrees with the block and inode sizes`);
+  if (agCount < 1 || agBlocks < 1 || agBlkLog > 31 || Math.ceil(Math.log2(agBlocks)) !== agBlkLog)
+    throw bad(`allocation group geometry (${agCount} groups of ${agBlocks} blocks) is invalid`);
   const dblocks = u64(head, 8, "data block count");
-  if (dblocks > agCount * agBlocks || dblocks <= (agCount - 1) * agBlocks) throw bad(`data block count ${dblocks} disagrees with ${agCount} groups of ${agBlocks} blocks`);
+  if (dblocks > agCount * agBlocks || dblocks <= (agCount - 1) * agBlocks)
+    throw bad(`data block count ${dblocks} disagrees with ${agCount} groups of ${agBlocks} blocks`);
   if (dblocks * blockSize > source.size) throw bad(`the file system (${dblocks * blockSize} bytes) is larger than its partition (${source.size} bytes)`);
   if ((versionNum & VERSION_DIRV2BIT) === 0) throw bad("version 1 directories are not supported");
   const dirBlockLog = head[192]!;
@@ -301,7 +304,18 @@ class XfsReader implements FileSystem {
   }
 
   /** Records [first, first + count) of a node: keys at keysAt, pointers at ptrsAt (8 bytes each). */
-  private async walkNode(out: Mapping[], inode: Inode, node: Buffer, keysAt: number, ptrsAt: number, count: number, level: number, from: number, to: number, budget: { blocks: number; seen: Set<number> }): Promise<void> {
+  private async walkNode(
+    out: Mapping[],
+    inode: Inode,
+    node: Buffer,
+    keysAt: number,
+    ptrsAt: number,
+    count: number,
+    level: number,
+    from: number,
+    to: number,
+    budget: { blocks: number; seen: Set<number> },
+  ): Promise<void> {
     for (let i = 0; i < count; i++) {
       const start = u64(node, keysAt + i * 8, "extent tree key");
       const next = i + 1 < count ? u64(node, keysAt + (i + 1) * 8, "extent tree key") : Infinity;
@@ -316,7 +330,15 @@ class XfsReader implements FileSystem {
   }
 
   /** A bmbt block (struct xfs_btree_block, long form): v4 header 24 bytes, v5 72 with a CRC at 64. */
-  private async walkBlock(out: Mapping[], inode: Inode, block: number, level: number, from: number, to: number, budget: { blocks: number; seen: Set<number> }): Promise<void> {
+  private async walkBlock(
+    out: Mapping[],
+    inode: Inode,
+    block: number,
+    level: number,
+    from: number,
+    to: number,
+    budget: { blocks: number; seen: Set<number> },
+  ): Promise<void> {
     const what = `extent tree block ${block} of inode ${inode.ino}`;
     const raw = await this.source.read(this.blockOffset(block, 1, what), this.sb.blockSize);
     const magic = raw.readUInt32BE(0);

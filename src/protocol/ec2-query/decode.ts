@@ -11,8 +11,7 @@ export interface DecodedObject {
 
 const INT32 = { min: -(2 ** 31), max: 2 ** 31 - 1 };
 
-const isObject = (node: ParamNode): node is ParamObject =>
-  typeof node === "object" && node !== null && !Array.isArray(node);
+const isObject = (node: ParamNode): node is ParamObject => typeof node === "object" && node !== null && !Array.isArray(node);
 
 const invalid = (path: string, value: ParamNode, expected: string) =>
   new InvalidParameter(path, `Value (${describe(value)}) for parameter ${path} is invalid. ${expected}`, describe(value));
@@ -67,7 +66,10 @@ function listElements(node: ParamNode, path: string): [string, ParamNode][] {
   if (isObject(node)) {
     const keys = Object.keys(node);
     if (keys.length > 0 && keys.every((k) => /^[1-9][0-9]{0,8}$/.test(k))) {
-      return keys.map(Number).sort((a, b) => a - b).map((index) => [String(index), node[String(index)]!]);
+      return keys
+        .map(Number)
+        .sort((a, b) => a - b)
+        .map((index) => [String(index), node[String(index)]!]);
     }
     if (keys.length === 1 && (keys[0] === "item" || keys[0] === "member")) return listElements(wrap(node[keys[0]]!), path);
     if (keys.some((k) => /^[0-9]+$/.test(k))) {

@@ -122,9 +122,11 @@ export function encodeXmlResponse(
   if (!output) return `${xml}<return>true</return>${end}`;
   if (!value) return xml + end;
   if (itemsIn(value, ITEMS_AT_ONCE) <= ITEMS_AT_ONCE) return writeMembers(output, value, xml) + end;
-  return written((function* (): Writer {
-    return (yield* sliceMembers(output, value, xml)) + end;
-  })());
+  return written(
+    (function* (): Writer {
+      return (yield* sliceMembers(output, value, xml)) + end;
+    })(),
+  );
 }
 
 export function encodeXmlError(code: string, message: string, requestId: string): string {
@@ -212,7 +214,10 @@ function* sliceValue(open: string, close: string, shape: Shape, value: unknown, 
     if (item === undefined || item === null) continue;
     const held = heldBy(shape.member.shape, item);
     if (pauseBefore(held)) xml = yield xml;
-    xml = held > ITEMS_AT_ONCE ? yield* sliceValue(itemOpen, itemClose, shape.member.shape, item, xml) : writeValue(itemOpen, itemClose, shape.member.shape, item, xml);
+    xml =
+      held > ITEMS_AT_ONCE
+        ? yield* sliceValue(itemOpen, itemClose, shape.member.shape, item, xml)
+        : writeValue(itemOpen, itemClose, shape.member.shape, item, xml);
   }
   return xml + close;
 }
@@ -227,13 +232,19 @@ function scalarText(type: string, value: unknown): string {
  * JSON by member names, as the SDKs' output types name them; the request id travels alongside.
  * The largest answers are written in pieces, as XML is, as JSON.stringify would write them.
  */
-export function encodeJsonResponse(output: StructureShape | undefined, value: Record<string, unknown> | undefined, requestId: string): string | Promise<Buffer[]> {
+export function encodeJsonResponse(
+  output: StructureShape | undefined,
+  value: Record<string, unknown> | undefined,
+  requestId: string,
+): string | Promise<Buffer[]> {
   const body: Record<string, unknown> = { RequestId: requestId };
   if (!output) body.Return = true;
   else if (value && itemsIn(value, ITEMS_AT_ONCE) > ITEMS_AT_ONCE) {
-    return written((function* (): Writer {
-      return `${yield* sliceJsonMembers(output, value, `{"RequestId":${JSON.stringify(requestId)}`, true)}}`;
-    })());
+    return written(
+      (function* (): Writer {
+        return `${yield* sliceJsonMembers(output, value, `{"RequestId":${JSON.stringify(requestId)}`, true)}}`;
+      })(),
+    );
   } else if (value) Object.assign(body, jsonStructure(output, value));
   return JSON.stringify(body);
 }

@@ -16,10 +16,8 @@ export interface ParamLimits {
   maxDepth: number;
 }
 
-const tooMany = (limits: ParamLimits) =>
-  new ApiError("InvalidRequest", `The request has more than ${limits.maxParameters} parameters.`);
-const tooDeep = (limits: ParamLimits) =>
-  new ApiError("InvalidRequest", `The request nests parameters deeper than ${limits.maxDepth} levels.`);
+const tooMany = (limits: ParamLimits) => new ApiError("InvalidRequest", `The request has more than ${limits.maxParameters} parameters.`);
+const tooDeep = (limits: ParamLimits) => new ApiError("InvalidRequest", `The request nests parameters deeper than ${limits.maxDepth} levels.`);
 
 /** Objects without a prototype, so names like `__proto__` are plain keys. */
 export const emptyParams = (): ParamObject => Object.create(null) as ParamObject;

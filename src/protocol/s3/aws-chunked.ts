@@ -8,7 +8,6 @@ import { Transform, type TransformCallback } from "node:stream";
 import type { ChunkSigning } from "../../auth/sigv4.js";
 import { ApiError } from "../errors.js";
 
-
 export const STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
 export const STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
 export const STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";

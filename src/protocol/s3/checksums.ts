@@ -97,8 +97,7 @@ export function declaredChecksum(algorithm: ChecksumAlgorithm, value: string): s
   return value;
 }
 
-export const badDigest = (algorithm: ChecksumAlgorithm) =>
-  new ApiError("BadDigest", `The ${algorithm} you specified did not match the calculated checksum.`);
+export const badDigest = (algorithm: ChecksumAlgorithm) => new ApiError("BadDigest", `The ${algorithm} you specified did not match the calculated checksum.`);
 
 /** Content-MD5's value, checked for form (base64 of 16 bytes). */
 export function declaredMd5(value: string): string {

@@ -89,23 +89,29 @@ class PayloadChecks extends Transform {
   }
 
   override _flush(callback: TransformCallback) {
-    this.finish().then(() => callback(), (error: Error) => callback(error));
+    this.finish().then(
+      () => callback(),
+      (error: Error) => callback(error),
+    );
   }
 
   private async finish() {
     const { expect } = this;
-    if (expect.length !== undefined && this.size !== expect.length) throw new ApiError("IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header.");
+    if (expect.length !== undefined && this.size !== expect.length)
+      throw new ApiError("IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header.");
     if (this.sha256 && this.sha256.digest("hex") !== expect.sha256) {
       throw new ApiError("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.");
     }
     const md5 = this.md5.digest();
-    if (expect.md5 !== undefined && md5.toString("base64") !== expect.md5) throw new ApiError("BadDigest", "The Content-MD5 you specified did not match what we received.");
+    if (expect.md5 !== undefined && md5.toString("base64") !== expect.md5)
+      throw new ApiError("BadDigest", "The Content-MD5 you specified did not match what we received.");
     let checksum: PayloadSummary["checksum"];
     if (this.checksum && expect.checksum) {
       const { algorithm } = expect.checksum;
       const value = (await this.checksum.digest()).toString("base64");
       const declared = expect.checksum.inTrailer ? expect.trailers?.().get(checksumHeader(algorithm)) : expect.checksum.declared;
-      if (expect.checksum.inTrailer && declared === undefined) throw new ApiError("InvalidRequest", `The ${checksumHeader(algorithm)} trailer was announced but not sent.`);
+      if (expect.checksum.inTrailer && declared === undefined)
+        throw new ApiError("InvalidRequest", `The ${checksumHeader(algorithm)} trailer was announced but not sent.`);
       if (declared !== undefined && declared !== value) throw badDigest(algorithm);
       checksum = { algorithm, value };
     }
@@ -122,7 +128,10 @@ export function openPayload(req: IncomingMessage, signing: ChunkSigning | undefi
   const md5 = header(req, "content-md5");
   const requested = requestedChecksum(req);
   if (requested && defaultChecksum && requested.algorithm !== defaultChecksum) {
-    throw new ApiError("InvalidRequest", `Checksum Type mismatch occurred, expected checksum Type: ${defaultChecksum.toLowerCase()}, actual checksum Type: ${requested.algorithm.toLowerCase()}`);
+    throw new ApiError(
+      "InvalidRequest",
+      `Checksum Type mismatch occurred, expected checksum Type: ${defaultChecksum.toLowerCase()}, actual checksum Type: ${requested.algorithm.toLowerCase()}`,
+    );
   }
   const checksum = requested ?? (defaultChecksum ? { algorithm: defaultChecksum, inTrailer: false } : undefined);
   const streaming = contentSha256 !== undefined && STREAMING_PAYLOADS.includes(contentSha256);

@@ -45,7 +45,9 @@ const AUTH_CODES: Partial<Record<ErrorCode, ErrorCode>> = {
 /** The S3 error for an ApiError raised by the shared layers (signature checks, body limits). */
 export function asS3Error(error: ApiError): ApiError {
   if (error.code === "RequestExpired") {
-    return error.message.includes("presigned") ? new ApiError("AccessDenied", "Request has expired") : new ApiError("RequestTimeTooSkewed", "The difference between the request time and the current time is too large.");
+    return error.message.includes("presigned")
+      ? new ApiError("AccessDenied", "Request has expired")
+      : new ApiError("RequestTimeTooSkewed", "The difference between the request time and the current time is too large.");
   }
   if (error.code === "AuthFailure") return new ApiError("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
   const renamed = AUTH_CODES[error.code];

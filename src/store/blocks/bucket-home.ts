@@ -60,7 +60,10 @@ export function bucketHome(bucket: ObjectStoreBucket, db: MetaDb): ChunkHome {
       const forgotten = await forgetUnnamedChunks(db, cutoff);
       await bucket.removeMany(forgotten.map((l) => l.pack));
       const swept = await sweepUnnamed(cutoff);
-      const kept = await db.selectFrom("chunk_locations").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow();
+      const kept = await db
+        .selectFrom("chunk_locations")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .executeTakeFirstOrThrow();
       return { kept: Number(kept.n), removed: forgotten.length, packsRemoved: forgotten.length + swept, packsCompacted: 0 };
     },
     owns: (location) => location.pack.startsWith(FOLDER),

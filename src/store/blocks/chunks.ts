@@ -148,6 +148,8 @@ export function chunkStoreIn(db: MetaDb, home: ChunkHome): ChunkStore {
 export async function checkChunkHome(db: MetaDb, home: ChunkHome, name: string): Promise<void> {
   const any = await db.selectFrom("chunk_locations").select(["pack", "slot"]).limit(1).executeTakeFirst();
   if (any && !home.owns(any)) {
-    throw new Error(`this metadata store's snapshot data was written to another data home than ${name} (a data folder's packs and an object store are not interchangeable)`);
+    throw new Error(
+      `this metadata store's snapshot data was written to another data home than ${name} (a data folder's packs and an object store are not interchangeable)`,
+    );
   }
 }

@@ -41,7 +41,13 @@ export async function collectPacks({ db, root, appender, relocate }: PackDeps, g
   const cutoff = now - graceMs;
   const forgotten = await forgetUnnamedChunks(db, cutoff);
   const live = new Map(
-    (await db.selectFrom("chunk_locations").select(["pack", sql<number>`count(*)`.as("chunks")]).groupBy("pack").execute()).map((r) => [r.pack, Number(r.chunks)]),
+    (
+      await db
+        .selectFrom("chunk_locations")
+        .select(["pack", sql<number>`count(*)`.as("chunks")])
+        .groupBy("pack")
+        .execute()
+    ).map((r) => [r.pack, Number(r.chunks)]),
   );
   const result: Collected = { kept: [...live.values()].reduce((a, b) => a + b, 0), removed: forgotten.length, packsRemoved: 0, packsCompacted: 0 };
   const open = appender.openPacks();

@@ -4,5 +4,11 @@ import { createHash } from "node:crypto";
 import type { Handled, HashBlockRequest, HashBlockResult } from "../../workers/jobs.js";
 
 export function hashBlockJob({ block, offset, length }: HashBlockRequest): Handled<HashBlockResult> {
-  return { result: { chunk: createHash("sha256").update(Buffer.from(block, offset, length)).digest("hex") } };
+  return {
+    result: {
+      chunk: createHash("sha256")
+        .update(Buffer.from(block, offset, length))
+        .digest("hex"),
+    },
+  };
 }

@@ -198,7 +198,11 @@ async function commitLocations(db: MetaDb, batch: readonly Written[], now: numbe
     // A chunk put by two writers at once (another node, or a relocation racing a put) keeps the
     // first location; the other slot is unnamed and collection reclaims it.
     for (let i = 0; i < fresh.length; i += 200) {
-      await tx.insertInto("chunk_locations").values(fresh.slice(i, i + 200)).onConflict((c) => c.column("chunk").doNothing()).execute();
+      await tx
+        .insertInto("chunk_locations")
+        .values(fresh.slice(i, i + 200))
+        .onConflict((c) => c.column("chunk").doNothing())
+        .execute();
     }
     for (const row of moved) {
       await tx.updateTable("chunk_locations").set({ pack: row.pack, slot: row.slot }).where("chunk", "=", row.chunk).execute();

@@ -16,7 +16,11 @@ export const nonZeroBlockRows = (db: MetaDb, snapshotId: string) => blockRows(db
  * A snapshot's blocks that hold data, ascending, each with its chunk id, read a few chunks
  * ahead; a block is dropped once yielded, so memory stays at the window.
  */
-export async function* nonZeroBlocks(deps: { db: MetaDb; chunks: ChunkStore }, snapshotId: string, signal?: AbortSignal): AsyncGenerator<{ index: number; chunk: string; data: Buffer }> {
+export async function* nonZeroBlocks(
+  deps: { db: MetaDb; chunks: ChunkStore },
+  snapshotId: string,
+  signal?: AbortSignal,
+): AsyncGenerator<{ index: number; chunk: string; data: Buffer }> {
   const window: { index: number; chunk: string; data: Promise<Buffer> }[] = [];
   const rows = nonZeroBlockRows(deps.db, snapshotId);
   const fill = async () => {

@@ -136,7 +136,10 @@ export class ObjectStoreBucket {
         this.client.send(new DeleteObjectsCommand({ Bucket: this.name, Delete: { Objects: batch.map((name) => ({ Key: this.key(name) })), Quiet: true } })),
       );
       const failed = (answer.Errors ?? []).filter((e) => e.Code !== "NoSuchKey");
-      if (failed.length > 0) throw new Error(`the object store kept ${failed.length} objects asked to go (first: ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ""})`);
+      if (failed.length > 0)
+        throw new Error(
+          `the object store kept ${failed.length} objects asked to go (first: ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ""})`,
+        );
     }
   }
 

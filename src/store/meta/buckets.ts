@@ -6,7 +6,11 @@ export type BucketRow = BucketTable;
 
 /** Inserts a bucket; false when the name is taken (by anyone). */
 export async function insertBucket(db: MetaDb, row: BucketRow): Promise<boolean> {
-  const result = await db.insertInto("buckets").values(row).onConflict((oc) => oc.column("name").doNothing()).executeTakeFirst();
+  const result = await db
+    .insertInto("buckets")
+    .values(row)
+    .onConflict((oc) => oc.column("name").doNothing())
+    .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
 }
 

@@ -101,7 +101,12 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
         } finally {
           await source.close();
         }
-        const blocks = await db.selectFrom("snapshot_blocks").select(["block_index", "chunk"]).where("snapshot_id", "=", snapshotId).orderBy("block_index").execute();
+        const blocks = await db
+          .selectFrom("snapshot_blocks")
+          .select(["block_index", "chunk"])
+          .where("snapshot_id", "=", snapshotId)
+          .orderBy("block_index")
+          .execute();
         return { blocks, volumeSize: Math.max(1, Math.ceil(disk.image.virtualSize / GIB)) };
       })();
       rootDisks.set(path, data);
@@ -119,14 +124,20 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
    */
   async function seed(region: string) {
     const wanted = await Promise.all(
-      (region === EVERY_REGION ? everywhere : regional).map(async (entry) => ({ entry, imageId: imageIdIn(entry, region), snapshotId: derivedId("snap", region, await rootKeyOf(entry)) })),
+      (region === EVERY_REGION ? everywhere : regional).map(async (entry) => ({
+        entry,
+        imageId: imageIdIn(entry, region),
+        snapshotId: derivedId("snap", region, await rootKeyOf(entry)),
+      })),
     );
     const present = await readInBatches(
       wanted.map((w) => w.imageId),
       (ids) =>
         db
           .selectFrom("images")
-          .leftJoin("image_block_devices", (join) => join.onRef("image_block_devices.image_id", "=", "images.image_id").on("image_block_devices.position", "=", 0))
+          .leftJoin("image_block_devices", (join) =>
+            join.onRef("image_block_devices.image_id", "=", "images.image_id").on("image_block_devices.position", "=", 0),
+          )
           .select(["images.image_id", "images.account_id", "images.name", "image_block_devices.snapshot_id"])
           .where("images.image_id", "in", ids)
           .execute(),
@@ -134,14 +145,18 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
     // A pinned id another image already holds (one an account made or restored) stays that
     // image's: the catalogue entry is left out in this region, and said so.
     const wantedById = new Map(wanted.map((w) => [w.imageId, w.entry]));
-    const isCatalogueRow = (row: { image_id: string; account_id: string; name: string }) => wantedById.get(row.image_id)?.ownerId === row.account_id && wantedById.get(row.image_id)?.name === row.name;
+    const isCatalogueRow = (row: { image_id: string; account_id: string; name: string }) =>
+      wantedById.get(row.image_id)?.ownerId === row.account_id && wantedById.get(row.image_id)?.name === row.name;
     const others = new Map(present.filter((row) => !isCatalogueRow(row)).map((row) => [row.image_id, row]));
     for (const { entry, imageId } of wanted.filter((w) => others.has(w.imageId))) {
       log?.warn({ region, image: entry.name, imageId }, "a catalogue image's pinned id is another image's: the catalogue image is left out");
     }
     const rootOf = new Map(present.filter((row) => !others.has(row.image_id)).map((row) => [row.image_id, row.snapshot_id]));
     const missing = wanted.filter((w) => !others.has(w.imageId) && rootOf.get(w.imageId) !== w.snapshotId);
-    const stale = await staleImages(region, wanted.map((w) => w.imageId));
+    const stale = await staleImages(
+      region,
+      wanted.map((w) => w.imageId),
+    );
     if (missing.length === 0 && stale.length === 0) return;
     const standIn = await chunks.put(standInBlock());
     const roots = new Map<string, RootData>();
@@ -154,16 +169,45 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
         await tx.deleteFrom("images").where("image_id", "in", stale).execute();
       }
       const snapshots = missing.map(({ entry, snapshotId }) =>
-        newSnapshotRow({ account_id: entry.ownerId, region, snapshot_id: snapshotId, volume_size: volumeSizeOf(entry, snapshotId), start_time: entry.creationDate, description: entry.description }),
+        newSnapshotRow({
+          account_id: entry.ownerId,
+          region,
+          snapshot_id: snapshotId,
+          volume_size: volumeSizeOf(entry, snapshotId),
+          start_time: entry.creationDate,
+          description: entry.description,
+        }),
       );
-      await insertInBatches(snapshots, (rows) => tx.insertInto("snapshots").values(rows).onConflict((oc) => oc.doNothing()).execute());
+      await insertInBatches(snapshots, (rows) =>
+        tx
+          .insertInto("snapshots")
+          .values(rows)
+          .onConflict((oc) => oc.doNothing())
+          .execute(),
+      );
       const blocks = missing.flatMap(({ snapshotId }) =>
-        (roots.get(snapshotId)?.blocks ?? [{ block_index: 0, chunk: standIn }]).map((b) => ({ snapshot_id: snapshotId, block_index: b.block_index, chunk: b.chunk, written: 1 })),
+        (roots.get(snapshotId)?.blocks ?? [{ block_index: 0, chunk: standIn }]).map((b) => ({
+          snapshot_id: snapshotId,
+          block_index: b.block_index,
+          chunk: b.chunk,
+          written: 1,
+        })),
       );
-      await insertInBatches(blocks, (rows) => tx.insertInto("snapshot_blocks").values(rows).onConflict((oc) => oc.doNothing()).execute());
+      await insertInBatches(blocks, (rows) =>
+        tx
+          .insertInto("snapshot_blocks")
+          .values(rows)
+          .onConflict((oc) => oc.doNothing())
+          .execute(),
+      );
       const replaced = missing.filter((w) => rootOf.has(w.imageId));
       for (const { entry, imageId, snapshotId } of replaced) {
-        await tx.updateTable("image_block_devices").set({ snapshot_id: snapshotId, volume_size: volumeSizeOf(entry, snapshotId) }).where("image_id", "=", imageId).where("position", "=", 0).execute();
+        await tx
+          .updateTable("image_block_devices")
+          .set({ snapshot_id: snapshotId, volume_size: volumeSizeOf(entry, snapshotId) })
+          .where("image_id", "=", imageId)
+          .where("position", "=", 0)
+          .execute();
       }
       const added = missing.filter((w) => !rootOf.has(w.imageId));
       const images = added.map(({ entry, imageId }) =>
@@ -188,15 +232,40 @@ export function catalogue(db: MetaDb, chunks: ChunkStore, publicCatalogue: Publi
           owner_alias: entry.ownerAlias ?? null,
         }),
       );
-      await insertInBatches(images, (rows) => tx.insertInto("images").values(rows).onConflict((oc) => oc.doNothing()).execute());
+      await insertInBatches(images, (rows) =>
+        tx
+          .insertInto("images")
+          .values(rows)
+          .onConflict((oc) => oc.doNothing())
+          .execute(),
+      );
       const devices = added.map(({ entry, imageId, snapshotId }) => ({
         image_id: imageId,
         position: 0,
-        ...newBlockDeviceRow({ device_name: entry.rootDeviceName, snapshot_id: snapshotId, volume_size: volumeSizeOf(entry, snapshotId), volume_type: "gp3", delete_on_termination: 1, encrypted: 0 }),
+        ...newBlockDeviceRow({
+          device_name: entry.rootDeviceName,
+          snapshot_id: snapshotId,
+          volume_size: volumeSizeOf(entry, snapshotId),
+          volume_type: "gp3",
+          delete_on_termination: 1,
+          encrypted: 0,
+        }),
       }));
-      await insertInBatches(devices, (rows) => tx.insertInto("image_block_devices").values(rows).onConflict((oc) => oc.doNothing()).execute());
+      await insertInBatches(devices, (rows) =>
+        tx
+          .insertInto("image_block_devices")
+          .values(rows)
+          .onConflict((oc) => oc.doNothing())
+          .execute(),
+      );
       const permissions = added.map(({ imageId }) => ({ image_id: imageId, grantee: "all" }));
-      await insertInBatches(permissions, (rows) => tx.insertInto("image_launch_permissions").values(rows).onConflict((oc) => oc.doNothing()).execute());
+      await insertInBatches(permissions, (rows) =>
+        tx
+          .insertInto("image_launch_permissions")
+          .values(rows)
+          .onConflict((oc) => oc.doNothing())
+          .execute(),
+      );
     });
   }
 

@@ -28,7 +28,12 @@ export function conversionTaskByToken(db: MetaDb, scope: Scope, kind: Conversion
 
 /** An account's tasks of a kind in a region, by id, from after `after`. */
 export function conversionTasksOf(db: MetaDb, scope: Scope, kind: ConversionKind, q: ListQuery = {}): Promise<ConversionTaskRow[]> {
-  let query = db.selectFrom("conversion_tasks").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("kind", "=", kind);
+  let query = db
+    .selectFrom("conversion_tasks")
+    .selectAll()
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where("kind", "=", kind);
   if (q.ids) query = query.where("task_id", "in", q.ids.length ? q.ids : [""]);
   if (q.after) query = query.where("task_id", ">", q.after);
   if (q.limit !== undefined) query = query.limit(q.limit);
@@ -41,7 +46,10 @@ export async function updateConversionTask(
   change: Partial<Pick<ConversionTaskRow, "status" | "status_message" | "progress" | "details">>,
   onlyIfStatus?: string,
 ): Promise<boolean> {
-  let query = db.updateTable("conversion_tasks").set({ ...change, updated: new Date().toISOString() }).where("task_id", "=", taskId);
+  let query = db
+    .updateTable("conversion_tasks")
+    .set({ ...change, updated: new Date().toISOString() })
+    .where("task_id", "=", taskId);
   if (onlyIfStatus) query = query.where("status", "=", onlyIfStatus);
   const result = await query.executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;

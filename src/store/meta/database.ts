@@ -75,7 +75,12 @@ export function isStoreUnavailable(error: unknown): boolean {
   if (typeof code === "string" && (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code) || code === "SQLITE_BUSY" || code === "SQLITE_LOCKED")) return true;
   // node-postgres's own words for a connection lost or closed, one of them thrown by a pooled
   // client that lost its connection between two queries (no code, only this message).
-  return typeof message === "string" && /^(Connection terminated|timeout exceeded when trying to connect|Cannot use a pool after calling end|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)/.test(message);
+  return (
+    typeof message === "string" &&
+    /^(Connection terminated|timeout exceeded when trying to connect|Cannot use a pool after calling end|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)/.test(
+      message,
+    )
+  );
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

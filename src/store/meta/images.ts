@@ -83,7 +83,10 @@ export async function insertImage(db: MetaDb, record: ImageRecord): Promise<bool
     if (taken) return false;
     await tx.insertInto("images").values(record.image).execute();
     if (record.devices.length) {
-      await tx.insertInto("image_block_devices").values(record.devices.map((d, position) => ({ ...d, image_id: record.image.image_id, position }))).execute();
+      await tx
+        .insertInto("image_block_devices")
+        .values(record.devices.map((d, position) => ({ ...d, image_id: record.image.image_id, position })))
+        .execute();
     }
     return true;
   });
@@ -91,12 +94,24 @@ export async function insertImage(db: MetaDb, record: ImageRecord): Promise<bool
 
 /** The account's image in the region that CopyImage made with this ClientToken. */
 export async function imageByClientToken(db: MetaDb, scope: Scope, clientToken: string): Promise<ImageRow | undefined> {
-  const row = await db.selectFrom("images").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("client_token", "=", clientToken).executeTakeFirst();
+  const row = await db
+    .selectFrom("images")
+    .selectAll()
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where("client_token", "=", clientToken)
+    .executeTakeFirst();
   return row && settled(row);
 }
 
 export async function imageByName(db: MetaDb, scope: Scope, name: string): Promise<ImageRow | undefined> {
-  return db.selectFrom("images").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).executeTakeFirst();
+  return db
+    .selectFrom("images")
+    .selectAll()
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where("name", "=", name)
+    .executeTakeFirst();
 }
 
 /** Constraints DescribeImages can apply in SQL; its full filter still runs on what comes back. */
@@ -126,7 +141,13 @@ export async function visibleImages(db: MetaDb, scope: Scope, q: ImageQuery = {}
       eb.or([
         eb("account_id", "=", scope.accountId),
         eb("public", "=", 1),
-        eb.exists(eb.selectFrom("image_launch_permissions as p").select("p.image_id").whereRef("p.image_id", "=", "images.image_id").where("p.grantee", "in", [scope.accountId, "all"])),
+        eb.exists(
+          eb
+            .selectFrom("image_launch_permissions as p")
+            .select("p.image_id")
+            .whereRef("p.image_id", "=", "images.image_id")
+            .where("p.grantee", "in", [scope.accountId, "all"]),
+        ),
       ]),
     );
   if (q.ids) query = query.where("image_id", "in", q.ids);
@@ -134,7 +155,9 @@ export async function visibleImages(db: MetaDb, scope: Scope, q: ImageQuery = {}
   if (q.ownerAccounts || q.ownerAliases) {
     const accounts = q.ownerAccounts ?? [];
     const aliases = q.ownerAliases ?? [];
-    query = query.where((eb) => eb.or([...(accounts.length ? [eb("account_id", "in", accounts)] : []), ...(aliases.length ? [eb("owner_alias", "in", aliases)] : []), eb.lit(false)]));
+    query = query.where((eb) =>
+      eb.or([...(accounts.length ? [eb("account_id", "in", accounts)] : []), ...(aliases.length ? [eb("owner_alias", "in", aliases)] : []), eb.lit(false)]),
+    );
   }
   if (q.names) query = query.where("name", "in", q.names.length ? q.names : [""]);
   if (q.namePrefixes) {
@@ -146,7 +169,10 @@ export async function visibleImages(db: MetaDb, scope: Scope, q: ImageQuery = {}
   if (q.names) {
     // A list of exact names selects a handful of rows: let SQLite find them by the name index
     // (ordering in SQL would make it walk the id index instead), then order and page here.
-    images = (await query.execute()).sort((a, b) => (a.image_id < b.image_id ? -1 : 1)).slice(0, q.limit).map(settled);
+    images = (await query.execute())
+      .sort((a, b) => (a.image_id < b.image_id ? -1 : 1))
+      .slice(0, q.limit)
+      .map(settled);
   } else {
     query = query.orderBy("image_id");
     if (q.limit !== undefined) query = query.limit(q.limit);
@@ -160,7 +186,11 @@ async function attachDevices(db: MetaDb, images: ImageRow[]): Promise<ImageRecor
   const devices = await db
     .selectFrom("image_block_devices")
     .selectAll()
-    .where("image_id", "in", images.map((i) => i.image_id))
+    .where(
+      "image_id",
+      "in",
+      images.map((i) => i.image_id),
+    )
     .orderBy("image_id")
     .orderBy("position")
     .execute();
@@ -195,7 +225,11 @@ export async function launchPermissionsOf(db: MetaDb, imageIds: readonly string[
 
 /** A pending image whose data is all in place: available, made `creationDate`. */
 export async function completeImage(db: MetaDb, imageId: string, creationDate: string): Promise<void> {
-  await db.updateTable("images").set({ state: "available", next_state: null, next_state_at: null, creation_date: creationDate }).where("image_id", "=", imageId).execute();
+  await db
+    .updateTable("images")
+    .set({ state: "available", next_state: null, next_state_at: null, creation_date: creationDate })
+    .where("image_id", "=", imageId)
+    .execute();
 }
 
 /** An image whose making failed: state `failed` with EC2's reason, its mappings pointing at no snapshot. */
@@ -224,10 +258,23 @@ export async function changeLaunchPermissions(db: MetaDb, imageId: string, add: 
   await atomically(db, async (tx) => {
     if (remove.length) await tx.deleteFrom("image_launch_permissions").where("image_id", "=", imageId).where("grantee", "in", remove).execute();
     for (const grantee of add) {
-      await tx.insertInto("image_launch_permissions").values({ image_id: imageId, grantee }).onConflict((oc) => oc.doNothing()).execute();
+      await tx
+        .insertInto("image_launch_permissions")
+        .values({ image_id: imageId, grantee })
+        .onConflict((oc) => oc.doNothing())
+        .execute();
     }
-    const isPublic = await tx.selectFrom("image_launch_permissions").select("grantee").where("image_id", "=", imageId).where("grantee", "=", "all").executeTakeFirst();
-    await tx.updateTable("images").set({ public: isPublic ? 1 : 0 }).where("image_id", "=", imageId).execute();
+    const isPublic = await tx
+      .selectFrom("image_launch_permissions")
+      .select("grantee")
+      .where("image_id", "=", imageId)
+      .where("grantee", "=", "all")
+      .executeTakeFirst();
+    await tx
+      .updateTable("images")
+      .set({ public: isPublic ? 1 : 0 })
+      .where("image_id", "=", imageId)
+      .execute();
   });
 }
 

@@ -52,8 +52,14 @@ export async function insertLaunch(db: MetaDb, network: LaunchInterface, launche
   await atomically(db, async (tx) => {
     const addresses = network.privateIp ? [network.privateIp] : await freeAddresses(tx, network.subnet, launches.length);
     if (addresses.length < launches.length) throw new SubnetFull(network.subnet.subnet_id);
-    await insertInBatches(launches.map((l) => l.instance), (batch) => tx.insertInto("instances").values(batch).execute());
-    await writeVolumes(tx, launches.flatMap((l) => l.volumes.map((v) => v.volume)));
+    await insertInBatches(
+      launches.map((l) => l.instance),
+      (batch) => tx.insertInto("instances").values(batch).execute(),
+    );
+    await writeVolumes(
+      tx,
+      launches.flatMap((l) => l.volumes.map((v) => v.volume)),
+    );
     const attachments = launches.flatMap(({ instance, volumes }) =>
       volumes.map(({ volume, device, deleteOnTermination }) => ({
         volume_id: volume.volume_id,
@@ -97,11 +103,7 @@ export class SubnetFull extends Error {
   }
 }
 
-export async function listInstances(
-  db: MetaDb,
-  scope: Scope,
-  q: ListQuery & { clientToken?: string } = {},
-): Promise<InstanceRecord[]> {
+export async function listInstances(db: MetaDb, scope: Scope, q: ListQuery & { clientToken?: string } = {}): Promise<InstanceRecord[]> {
   let query = db.selectFrom("instances").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("instance_id", "in", q.ids);
   if (q.after) query = query.where("instance_id", ">", q.after);
@@ -127,7 +129,11 @@ export async function countLiveInstances(db: MetaDb, scope: Scope): Promise<numb
 }
 
 export async function setSchedule(db: MetaDb, instanceId: string, steps: Schedule<InstanceState>, reason: string): Promise<void> {
-  await db.updateTable("instances").set({ state_schedule: JSON.stringify(steps), state_transition_reason: reason }).where("instance_id", "=", instanceId).execute();
+  await db
+    .updateTable("instances")
+    .set({ state_schedule: JSON.stringify(steps), state_transition_reason: reason })
+    .where("instance_id", "=", instanceId)
+    .execute();
 }
 
 /** The columns ModifyInstanceAttribute and ModifyInstanceCreditSpecification change in place. */
@@ -138,7 +144,12 @@ export async function updateInstance(db: MetaDb, instanceId: string, columns: In
 }
 
 export async function setDeleteOnTermination(db: MetaDb, instanceId: string, device: string, deleteOnTermination: boolean): Promise<void> {
-  await db.updateTable("volume_attachments").set({ delete_on_termination: deleteOnTermination ? 1 : 0 }).where("instance_id", "=", instanceId).where("device", "=", device).execute();
+  await db
+    .updateTable("volume_attachments")
+    .set({ delete_on_termination: deleteOnTermination ? 1 : 0 })
+    .where("instance_id", "=", instanceId)
+    .where("device", "=", device)
+    .execute();
 }
 
 export async function attachmentsOf(db: MetaDb, q: { instanceIds?: readonly string[]; volumeIds?: readonly string[] }): Promise<AttachmentRow[]> {
@@ -182,7 +193,12 @@ export const GUEST_SHUTDOWN = "Client.InstanceInitiatedShutdown: Instance initia
  * when its instanceInitiatedShutdownBehavior says so. Undefined when there is no such instance
  * (or it is not `owner`'s, when an owner is named).
  */
-export async function shutdownFromInside(db: MetaDb, instanceId: string, delayMs: number, owner?: Scope): Promise<"stopped" | "terminated" | "not-running" | undefined> {
+export async function shutdownFromInside(
+  db: MetaDb,
+  instanceId: string,
+  delayMs: number,
+  owner?: Scope,
+): Promise<"stopped" | "terminated" | "not-running" | undefined> {
   const record = await instanceById(db, instanceId);
   if (!record || (owner && (record.row.account_id !== owner.accountId || record.row.region !== owner.region))) return undefined;
   if (record.state !== "running") return "not-running";

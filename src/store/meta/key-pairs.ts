@@ -8,7 +8,11 @@ export type KeyPairRow = KeyPairTable;
 
 /** Inserts a key pair; false when the name is taken in the account and region. */
 export async function insertKeyPair(db: MetaDb, row: KeyPairRow): Promise<boolean> {
-  const result = await db.insertInto("key_pairs").values(row).onConflict((oc) => oc.columns(["account_id", "region", "key_name"]).doNothing()).executeTakeFirst();
+  const result = await db
+    .insertInto("key_pairs")
+    .values(row)
+    .onConflict((oc) => oc.columns(["account_id", "region", "key_name"]).doNothing())
+    .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
 }
 
@@ -28,7 +32,12 @@ export async function deleteKeyPair(db: MetaDb, scope: Scope, q: { name?: string
     const row = await query.executeTakeFirst();
     if (!row) return undefined;
     await tx.deleteFrom("key_pairs").where("key_pair_id", "=", row.key_pair_id).execute();
-    await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", row.key_pair_id).execute();
+    await tx
+      .deleteFrom("tags")
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region)
+      .where("resource_id", "=", row.key_pair_id)
+      .execute();
     return row;
   });
 }

@@ -52,7 +52,8 @@ export async function restAllOn(db: MetaDb, table: "snapshot_blocks" | "volume_b
     await insertInBatches(rows, (batch) => db.insertInto("layer_bases").values(batch).execute());
     return;
   }
-  const target = table === "snapshot_blocks" ? sql`snapshot_blocks (snapshot_id, block_index, chunk, written)` : sql`volume_blocks (volume_id, block_index, chunk)`;
+  const target =
+    table === "snapshot_blocks" ? sql`snapshot_blocks (snapshot_id, block_index, chunk, written)` : sql`volume_blocks (volume_id, block_index, chunk)`;
   const written = table === "snapshot_blocks" ? sql`, 0` : sql``;
   for (const layerId of layerIds) {
     await sql`${chain(baseSnapshotId)} insert into ${target}

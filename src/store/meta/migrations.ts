@@ -305,7 +305,9 @@ export const migrations: Record<string, Migration> = {
         .addColumn("updated", "text", (c) => c.notNull())
         .execute();
       await sql`create index conversion_tasks_by_owner on conversion_tasks (account_id, region, kind, task_id)`.execute(db);
-      await sql`create unique index conversion_tasks_by_token on conversion_tasks (account_id, region, kind, client_token) where client_token is not null`.execute(db);
+      await sql`create unique index conversion_tasks_by_token on conversion_tasks (account_id, region, kind, client_token) where client_token is not null`.execute(
+        db,
+      );
     },
   },
   "0013_key_pairs": {
@@ -443,9 +445,15 @@ export const migrations: Record<string, Migration> = {
       // Attributes launch tools read and change (DescribeInstanceAttribute, ModifyInstanceAttribute).
       await db.schema.alterTable("instances").addColumn("user_data", text).execute();
       for (const column of ["disable_api_termination", "disable_api_stop", "ebs_optimized"]) {
-        await db.schema.alterTable("instances").addColumn(column, int, (c) => c.notNull().defaultTo(0)).execute();
+        await db.schema
+          .alterTable("instances")
+          .addColumn(column, int, (c) => c.notNull().defaultTo(0))
+          .execute();
       }
-      await db.schema.alterTable("instances").addColumn("shutdown_behavior", text, (c) => c.notNull().defaultTo("stop")).execute();
+      await db.schema
+        .alterTable("instances")
+        .addColumn("shutdown_behavior", text, (c) => c.notNull().defaultTo("stop"))
+        .execute();
       await db.schema.alterTable("instances").addColumn("sriov_net_support", text).execute();
       await db.schema.alterTable("instances").addColumn("cpu_credits", text).execute();
       await db.schema.alterTable("instances").addColumn("kernel_id", text).execute();
@@ -479,7 +487,9 @@ export const migrations: Record<string, Migration> = {
       // RunInstances' ClientToken, held by the database as the other tokens are: the instances of
       // one launch share a token and differ in launch index, so a second launch with the token
       // (a racing request, on this node or another) is refused at its first instance.
-      await sql`create unique index instances_by_client_token on instances (account_id, region, client_token, ami_launch_index) where client_token is not null`.execute(db);
+      await sql`create unique index instances_by_client_token on instances (account_id, region, client_token, ami_launch_index) where client_token is not null`.execute(
+        db,
+      );
     },
   },
   "0018_image_billing": {

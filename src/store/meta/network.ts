@@ -52,7 +52,14 @@ export async function insertVpc(db: Db, scope: Scope, vpc: { cidr: string; isDef
   const routes: Route[] = [{ destination: vpc.cidr, gatewayId: "local", origin: "CreateRouteTable" }, ...(vpc.extraRoutes ?? [])];
   await db
     .insertInto("route_tables")
-    .values({ ...owned(scope), route_table_id: newId("rtb"), vpc_id: row.vpc_id, main: 1, main_association_id: newId("rtbassoc"), routes: JSON.stringify(routes) })
+    .values({
+      ...owned(scope),
+      route_table_id: newId("rtb"),
+      vpc_id: row.vpc_id,
+      main: 1,
+      main_association_id: newId("rtbassoc"),
+      routes: JSON.stringify(routes),
+    })
     .execute();
   const group = { ...owned(scope), group_id: newId("sg"), vpc_id: row.vpc_id, group_name: "default", description: "default VPC security group" };
   const fromMembers = { ...ALL_TRAFFIC_OUT, is_egress: 0, cidr_ipv4: null, referenced_group_id: group.group_id, referenced_account_id: scope.accountId };
@@ -62,21 +69,46 @@ export async function insertVpc(db: Db, scope: Scope, vpc: { cidr: string; isDef
 
 /** Makes the account's default network in this region unless it was made before. */
 export async function ensureDefaultNetwork(db: MetaDb, scope: Scope, zones: readonly string[]): Promise<void> {
-  const made = await db.selectFrom("default_networks").select("vpc_id").where("account_id", "=", scope.accountId).where("region", "=", scope.region).executeTakeFirst();
+  const made = await db
+    .selectFrom("default_networks")
+    .select("vpc_id")
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .executeTakeFirst();
   if (made) return;
   await atomically(db, async (tx) => {
     const gatewayId = newId("igw");
-    const vpc = await insertVpc(tx, scope, { cidr: DEFAULT_VPC_CIDR, isDefault: true, tenancy: "default", extraRoutes: [{ destination: "0.0.0.0/0", gatewayId, origin: "CreateRoute" }] });
+    const vpc = await insertVpc(tx, scope, {
+      cidr: DEFAULT_VPC_CIDR,
+      isDefault: true,
+      tenancy: "default",
+      extraRoutes: [{ destination: "0.0.0.0/0", gatewayId, origin: "CreateRoute" }],
+    });
     // The primary key settles a race between two first requests: one inserts, the other stops.
-    const claimed = await tx.insertInto("default_networks").values({ ...owned(scope), vpc_id: vpc.vpc_id }).onConflict((oc) => oc.columns(["account_id", "region"]).doNothing()).executeTakeFirst();
+    const claimed = await tx
+      .insertInto("default_networks")
+      .values({ ...owned(scope), vpc_id: vpc.vpc_id })
+      .onConflict((oc) => oc.columns(["account_id", "region"]).doNothing())
+      .executeTakeFirst();
     if (Number(claimed.numInsertedOrUpdatedRows ?? 0) === 0) throw new DefaultNetworkRace();
-    await tx.insertInto("internet_gateways").values({ ...owned(scope), internet_gateway_id: gatewayId, vpc_id: vpc.vpc_id }).execute();
+    await tx
+      .insertInto("internet_gateways")
+      .values({ ...owned(scope), internet_gateway_id: gatewayId, vpc_id: vpc.vpc_id })
+      .execute();
     const base = parseCidr(DEFAULT_VPC_CIDR)!.base;
     const subnetSize = 2 ** (32 - DEFAULT_SUBNET_BITS);
     for (const [i, zone] of zones.entries()) {
       await tx
         .insertInto("subnets")
-        .values({ ...owned(scope), subnet_id: newId("subnet"), vpc_id: vpc.vpc_id, cidr_block: formatCidr({ base: base + i * subnetSize, prefix: DEFAULT_SUBNET_BITS, size: subnetSize }), availability_zone: zone, default_for_az: 1, map_public_ip_on_launch: 1 })
+        .values({
+          ...owned(scope),
+          subnet_id: newId("subnet"),
+          vpc_id: vpc.vpc_id,
+          cidr_block: formatCidr({ base: base + i * subnetSize, prefix: DEFAULT_SUBNET_BITS, size: subnetSize }),
+          availability_zone: zone,
+          default_for_az: 1,
+          map_public_ip_on_launch: 1,
+        })
         .execute();
     }
   }).catch((error: unknown) => {
@@ -87,7 +119,13 @@ export async function ensureDefaultNetwork(db: MetaDb, scope: Scope, zones: read
 class DefaultNetworkRace extends Error {}
 
 export async function defaultVpc(db: Db, scope: Scope): Promise<VpcRow | undefined> {
-  return db.selectFrom("vpcs").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("is_default", "=", 1).executeTakeFirst();
+  return db
+    .selectFrom("vpcs")
+    .selectAll()
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where("is_default", "=", 1)
+    .executeTakeFirst();
 }
 
 export async function listVpcs(db: Db, scope: Scope, q: { ids?: readonly string[] } = {}): Promise<VpcRow[]> {
@@ -117,7 +155,11 @@ export async function listRouteTables(db: Db, scope: Scope, q: { ids?: readonly 
   return query.orderBy("route_table_id").execute();
 }
 
-export async function listNetworkInterfaces(db: Db, scope: Scope, q: { ids?: readonly string[]; instanceIds?: readonly string[]; subnetId?: string; vpcId?: string } = {}): Promise<NetworkInterfaceRow[]> {
+export async function listNetworkInterfaces(
+  db: Db,
+  scope: Scope,
+  q: { ids?: readonly string[]; instanceIds?: readonly string[]; subnetId?: string; vpcId?: string } = {},
+): Promise<NetworkInterfaceRow[]> {
   let query = db.selectFrom("network_interfaces").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("network_interface_id", "in", q.ids.length ? q.ids : [""]);
   if (q.instanceIds) query = query.where("instance_id", "in", q.instanceIds.length ? q.instanceIds : [""]);
@@ -128,9 +170,15 @@ export async function listNetworkInterfaces(db: Db, scope: Scope, q: { ids?: rea
 
 /** The security groups of each interface, by interface id. */
 export async function interfaceGroups(db: Db, interfaceIds: readonly string[]): Promise<Map<string, string[]>> {
-  const rows = interfaceIds.length ? await db.selectFrom("network_interface_groups").selectAll().where("network_interface_id", "in", interfaceIds).orderBy("group_id").execute() : [];
+  const rows = interfaceIds.length
+    ? await db.selectFrom("network_interface_groups").selectAll().where("network_interface_id", "in", interfaceIds).orderBy("group_id").execute()
+    : [];
   const groups = new Map<string, string[]>();
-  for (const [interfaceId, memberships] of groupBy(rows, (row) => row.network_interface_id)) groups.set(interfaceId, memberships.map((row) => row.group_id));
+  for (const [interfaceId, memberships] of groupBy(rows, (row) => row.network_interface_id))
+    groups.set(
+      interfaceId,
+      memberships.map((row) => row.group_id),
+    );
   return groups;
 }
 
@@ -142,7 +190,9 @@ export async function setInterfaceGroups(db: Db, interfaceId: string, groupIds: 
 /** The `count` lowest addresses of `subnet` no interface holds (fewer when the subnet has fewer). */
 export async function freeAddresses(db: Db, subnet: SubnetRow, count: number): Promise<string[]> {
   const cidr = parseCidr(subnet.cidr_block)!;
-  const used = new Set((await db.selectFrom("network_interfaces").select("private_ip").where("subnet_id", "=", subnet.subnet_id).execute()).map((r) => ipToNumber(r.private_ip)));
+  const used = new Set(
+    (await db.selectFrom("network_interfaces").select("private_ip").where("subnet_id", "=", subnet.subnet_id).execute()).map((r) => ipToNumber(r.private_ip)),
+  );
   const { first, last } = usableRange(cidr);
   const free: string[] = [];
   // At most `used.size + count` steps, whatever the subnet's size.
@@ -153,7 +203,11 @@ export async function freeAddresses(db: Db, subnet: SubnetRow, count: number): P
 /** Addresses left in a subnet (AvailableIpAddressCount). */
 export async function availableAddresses(db: Db, subnet: SubnetRow): Promise<number> {
   const { first, last } = usableRange(parseCidr(subnet.cidr_block)!);
-  const used = await db.selectFrom("network_interfaces").select((eb) => eb.fn.countAll<number>().as("n")).where("subnet_id", "=", subnet.subnet_id).executeTakeFirstOrThrow();
+  const used = await db
+    .selectFrom("network_interfaces")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("subnet_id", "=", subnet.subnet_id)
+    .executeTakeFirstOrThrow();
   return last - first + 1 - Number(used.n);
 }
 
@@ -180,13 +234,21 @@ export async function insertNetworkInterfaces(db: Db, rows: Iterable<NetworkInte
 
 /** Termination: interfaces marked DeleteOnTermination go; the rest are detached. */
 export async function releaseInterfaces(db: Db, instanceId: string): Promise<void> {
-  const rows = await db.selectFrom("network_interfaces").select(["network_interface_id", "delete_on_termination"]).where("instance_id", "=", instanceId).execute();
+  const rows = await db
+    .selectFrom("network_interfaces")
+    .select(["network_interface_id", "delete_on_termination"])
+    .where("instance_id", "=", instanceId)
+    .execute();
   const doomed = rows.filter((r) => r.delete_on_termination).map((r) => r.network_interface_id);
   if (doomed.length) {
     await db.deleteFrom("network_interface_groups").where("network_interface_id", "in", doomed).execute();
     await db.deleteFrom("network_interfaces").where("network_interface_id", "in", doomed).execute();
   }
-  await db.updateTable("network_interfaces").set({ instance_id: null, device_index: null, attachment_id: null, attach_time: null, public_ip: null }).where("instance_id", "=", instanceId).execute();
+  await db
+    .updateTable("network_interfaces")
+    .set({ instance_id: null, device_index: null, attachment_id: null, attach_time: null, public_ip: null })
+    .where("instance_id", "=", instanceId)
+    .execute();
 }
 
 /** Forgets that the default network was made, so the next use makes it again (CreateDefaultVpc). */
@@ -203,7 +265,11 @@ export async function insertSubnet(db: Db, row: SubnetRow): Promise<void> {
 }
 
 export async function setMapPublicIpOnLaunch(db: Db, subnetId: string, on: boolean): Promise<void> {
-  await db.updateTable("subnets").set({ map_public_ip_on_launch: on ? 1 : 0 }).where("subnet_id", "=", subnetId).execute();
+  await db
+    .updateTable("subnets")
+    .set({ map_public_ip_on_launch: on ? 1 : 0 })
+    .where("subnet_id", "=", subnetId)
+    .execute();
 }
 
 export async function insertInternetGateway(db: Db, row: InternetGatewayRow): Promise<void> {
@@ -216,7 +282,11 @@ export async function setGatewayVpc(db: Db, gatewayId: string, vpcId: string | n
 }
 
 export async function setSourceDestCheck(db: Db, interfaceId: string, on: boolean): Promise<void> {
-  await db.updateTable("network_interfaces").set({ source_dest_check: on ? 1 : 0 }).where("network_interface_id", "=", interfaceId).execute();
+  await db
+    .updateTable("network_interfaces")
+    .set({ source_dest_check: on ? 1 : 0 })
+    .where("network_interface_id", "=", interfaceId)
+    .execute();
 }
 
 /** Each network table's id column, for removeResource. */
@@ -225,6 +295,9 @@ const ID_COLUMNS = { vpcs: "vpc_id", subnets: "subnet_id", internet_gateways: "i
 /** Deletes a VPC, subnet, internet gateway or route table, and its tags. */
 export async function removeResource(db: Db, scope: Scope, table: keyof typeof ID_COLUMNS, id: string): Promise<void> {
   // Kysely cannot type a column chosen by a table union; the map above pairs them.
-  await db.deleteFrom(table).where(ID_COLUMNS[table] as "vpc_id", "=", id).execute();
+  await db
+    .deleteFrom(table)
+    .where(ID_COLUMNS[table] as "vpc_id", "=", id)
+    .execute();
   await db.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "=", id).execute();
 }

@@ -119,7 +119,12 @@ export async function endUpload(
     const parts = await trx.selectFrom("upload_parts").select(["blob_id", "size"]).where("upload_id", "=", uploadId).execute();
     let released: BlobRef[] = [];
     if (object) {
-      const previous = await trx.selectFrom("objects").select(["blobs", "etag"]).where("bucket", "=", object.bucket).where("key", "=", object.key).executeTakeFirst();
+      const previous = await trx
+        .selectFrom("objects")
+        .select(["blobs", "etag"])
+        .where("bucket", "=", object.bucket)
+        .where("key", "=", object.key)
+        .executeTakeFirst();
       precondition?.(previous);
       if (previous) released = blobsOf(previous);
       await trx

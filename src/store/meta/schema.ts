@@ -460,4 +460,34 @@ export interface MetaSchema {
 }
 
 /** Tables that hold state (everything but the migration bookkeeping): what a reset empties. */
-export const STATE_TABLES: readonly (keyof MetaSchema)[] = ["tags", "ssm_parameters", "key_pairs", "default_networks", "network_interface_groups", "network_interfaces", "security_group_rules", "security_groups", "route_tables", "internet_gateways", "subnets", "vpcs", "layer_bases", "chunk_locations", "snapshot_blocks", "snapshots", "volume_blocks", "volumes", "image_launch_permissions", "image_block_devices", "images", "volume_attachments", "instances", "conversion_tasks", "tasks", "upload_parts", "uploads", "objects", "buckets"];
+export const STATE_TABLES: readonly (keyof MetaSchema)[] = [
+  "tags",
+  "ssm_parameters",
+  "key_pairs",
+  "default_networks",
+  "network_interface_groups",
+  "network_interfaces",
+  "security_group_rules",
+  "security_groups",
+  "route_tables",
+  "internet_gateways",
+  "subnets",
+  "vpcs",
+  "layer_bases",
+  "chunk_locations",
+  "snapshot_blocks",
+  "snapshots",
+  "volume_blocks",
+  "volumes",
+  "image_launch_permissions",
+  "image_block_devices",
+  "images",
+  "volume_attachments",
+  "instances",
+  "conversion_tasks",
+  "tasks",
+  "upload_parts",
+  "uploads",
+  "objects",
+  "buckets",
+];

@@ -30,19 +30,31 @@ export const ALL_TRAFFIC_OUT: RuleSpec = {
  * every group may send anywhere). False when the VPC already has a group of that name.
  */
 export async function insertSecurityGroup(db: Db, group: SecurityGroupRow, rules: readonly RuleSpec[]): Promise<boolean> {
-  const inserted = await db.insertInto("security_groups").values(group).onConflict((oc) => oc.columns(["vpc_id", "group_name"]).doNothing()).executeTakeFirst();
+  const inserted = await db
+    .insertInto("security_groups")
+    .values(group)
+    .onConflict((oc) => oc.columns(["vpc_id", "group_name"]).doNothing())
+    .executeTakeFirst();
   if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
   await insertRules(db, group, rules);
   return true;
 }
 
-export async function insertRules(db: Db, group: Pick<SecurityGroupRow, "group_id" | "account_id" | "region">, rules: readonly RuleSpec[]): Promise<SecurityGroupRuleRow[]> {
+export async function insertRules(
+  db: Db,
+  group: Pick<SecurityGroupRow, "group_id" | "account_id" | "region">,
+  rules: readonly RuleSpec[],
+): Promise<SecurityGroupRuleRow[]> {
   const rows = rules.map((rule) => ({ ...rule, rule_id: newId("sgr"), group_id: group.group_id, account_id: group.account_id, region: group.region }));
   for (const row of rows) await db.insertInto("security_group_rules").values(row).execute();
   return rows;
 }
 
-export async function listSecurityGroups(db: Db, scope: Scope, q: { ids?: readonly string[]; names?: readonly string[]; vpcId?: string; after?: string } = {}): Promise<SecurityGroupRow[]> {
+export async function listSecurityGroups(
+  db: Db,
+  scope: Scope,
+  q: { ids?: readonly string[]; names?: readonly string[]; vpcId?: string; after?: string } = {},
+): Promise<SecurityGroupRow[]> {
   let query = db.selectFrom("security_groups").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
   if (q.ids) query = query.where("group_id", "in", q.ids.length ? q.ids : [""]);
   if (q.names) query = query.where("group_name", "in", q.names.length ? q.names : [""]);
@@ -64,7 +76,11 @@ export async function deleteRules(db: Db, ruleIds: readonly string[]): Promise<v
 
 /** What keeps a group from being deleted: interfaces in it, or other groups' rules naming it. */
 export async function groupDependents(db: Db, groupId: string): Promise<{ interfaces: number; referencingRules: number }> {
-  const interfaces = await db.selectFrom("network_interface_groups").select((eb) => eb.fn.countAll<number>().as("n")).where("group_id", "=", groupId).executeTakeFirstOrThrow();
+  const interfaces = await db
+    .selectFrom("network_interface_groups")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("group_id", "=", groupId)
+    .executeTakeFirstOrThrow();
   const rules = await db
     .selectFrom("security_group_rules")
     .select((eb) => eb.fn.countAll<number>().as("n"))

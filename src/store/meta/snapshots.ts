@@ -49,7 +49,12 @@ function settled(row: SnapshotRow): SnapshotRow {
 }
 
 /** The account's snapshot in the region with this id (or, by `client_token`, made with this token). */
-export async function getSnapshot(db: MetaDb, scope: Scope, value: string, by: "snapshot_id" | "client_token" = "snapshot_id"): Promise<SnapshotRow | undefined> {
+export async function getSnapshot(
+  db: MetaDb,
+  scope: Scope,
+  value: string,
+  by: "snapshot_id" | "client_token" = "snapshot_id",
+): Promise<SnapshotRow | undefined> {
   const row = await db
     .selectFrom("snapshots")
     .selectAll()
@@ -124,7 +129,11 @@ export async function* writtenBlocks(db: MetaDb, snapshotId: string): AsyncGener
 /** Snapshots whose data is all written (a restore's, at its end): completed now. */
 export async function completeSnapshots(db: MetaDb, snapshotIds: readonly string[]): Promise<void> {
   if (snapshotIds.length === 0) return;
-  await db.updateTable("snapshots").set({ state: "completed", progress: "100%", next_state: null, next_state_at: null }).where("snapshot_id", "in", snapshotIds).execute();
+  await db
+    .updateTable("snapshots")
+    .set({ state: "completed", progress: "100%", next_state: null, next_state_at: null })
+    .where("snapshot_id", "in", snapshotIds)
+    .execute();
 }
 
 /** Forgets every block written to these snapshots (a task's run that starts again from empty). */
@@ -147,7 +156,10 @@ export async function insertSnapshotOfVolume(db: MetaDb, row: SnapshotRow): Prom
       .insertInto("snapshot_blocks")
       .columns(["snapshot_id", "block_index", "chunk", "written"])
       .expression((eb) =>
-        eb.selectFrom("volume_blocks").select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(1).as("written")]).where("volume_id", "=", row.volume_id),
+        eb
+          .selectFrom("volume_blocks")
+          .select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(1).as("written")])
+          .where("volume_id", "=", row.volume_id),
       )
       .execute();
     const base = await baseOf(tx, row.volume_id);

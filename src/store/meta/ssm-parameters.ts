@@ -7,7 +7,8 @@ import type { Scope } from "./tags.js";
 
 export type SsmParameterRow = SsmParameterTable;
 
-const own = (db: MetaDb, scope: Scope) => db.selectFrom("ssm_parameters").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
+const own = (db: MetaDb, scope: Scope) =>
+  db.selectFrom("ssm_parameters").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region);
 
 export async function ssmParameter(db: MetaDb, scope: Scope, name: string): Promise<SsmParameterRow | undefined> {
   return own(db, scope).where("name", "=", name).executeTakeFirst();
@@ -26,7 +27,12 @@ export async function ssmParametersAfter(db: MetaDb, scope: Scope, q: { prefix?:
 }
 
 export async function countSsmParameters(db: MetaDb, scope: Scope): Promise<number> {
-  const row = await db.selectFrom("ssm_parameters").select((eb) => eb.fn.countAll<number>().as("n")).where("account_id", "=", scope.accountId).where("region", "=", scope.region).executeTakeFirstOrThrow();
+  const row = await db
+    .selectFrom("ssm_parameters")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .executeTakeFirstOrThrow();
   return Number(row.n);
 }
 
@@ -52,7 +58,13 @@ export async function overwriteSsmParameter(db: MetaDb, scope: Scope, name: stri
       .where("region", "=", scope.region)
       .where("name", "=", name)
       .execute();
-    const row = await tx.selectFrom("ssm_parameters").select("version").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).executeTakeFirst();
+    const row = await tx
+      .selectFrom("ssm_parameters")
+      .select("version")
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region)
+      .where("name", "=", name)
+      .executeTakeFirst();
     return row?.version;
   });
 }
@@ -61,21 +73,60 @@ export async function overwriteSsmParameter(db: MetaDb, scope: Scope, name: stri
 export async function deleteSsmParameters(db: MetaDb, scope: Scope, names: readonly string[]): Promise<string[]> {
   if (names.length === 0) return [];
   return atomically(db, async (tx) => {
-    const present = await tx.selectFrom("ssm_parameters").select("name").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "in", names).execute();
-    if (present.length) await tx.deleteFrom("ssm_parameters").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "in", present.map((p) => p.name)).execute();
+    const present = await tx
+      .selectFrom("ssm_parameters")
+      .select("name")
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region)
+      .where("name", "in", names)
+      .execute();
+    if (present.length)
+      await tx
+        .deleteFrom("ssm_parameters")
+        .where("account_id", "=", scope.accountId)
+        .where("region", "=", scope.region)
+        .where(
+          "name",
+          "in",
+          present.map((p) => p.name),
+        )
+        .execute();
     return present.map((p) => p.name);
   });
 }
 
 /** Rewrites a parameter's tags with `change` (which sees the current list); false when there is no such parameter. */
-export async function changeSsmParameterTags(db: MetaDb, scope: Scope, name: string, change: (tags: [string, string][]) => [string, string][]): Promise<boolean> {
+export async function changeSsmParameterTags(
+  db: MetaDb,
+  scope: Scope,
+  name: string,
+  change: (tags: [string, string][]) => [string, string][],
+): Promise<boolean> {
   return atomically(db, async (tx) => {
     // Touching the row first holds it (PostgreSQL's row lock; SQLite's write lock) until the new tags are in.
-    const held = await tx.updateTable("ssm_parameters").set((eb) => ({ tags: eb.ref("tags") })).where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).executeTakeFirst();
+    const held = await tx
+      .updateTable("ssm_parameters")
+      .set((eb) => ({ tags: eb.ref("tags") }))
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region)
+      .where("name", "=", name)
+      .executeTakeFirst();
     if (Number(held.numUpdatedRows) === 0) return false;
-    const row = await tx.selectFrom("ssm_parameters").select("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).executeTakeFirstOrThrow();
+    const row = await tx
+      .selectFrom("ssm_parameters")
+      .select("tags")
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region)
+      .where("name", "=", name)
+      .executeTakeFirstOrThrow();
     const tags = change(JSON.parse(row.tags) as [string, string][]);
-    await tx.updateTable("ssm_parameters").set({ tags: JSON.stringify(tags) }).where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("name", "=", name).execute();
+    await tx
+      .updateTable("ssm_parameters")
+      .set({ tags: JSON.stringify(tags) })
+      .where("account_id", "=", scope.accountId)
+      .where("region", "=", scope.region)
+      .where("name", "=", name)
+      .execute();
     return true;
   });
 }

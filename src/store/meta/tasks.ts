@@ -39,7 +39,13 @@ export async function claimTask(db: MetaDb, taskId: string, node: string, now: n
  * final transaction, it also keeps a node that lost the task from committing its output.
  */
 export async function renewLease(db: MetaDb, taskId: string, node: string, until: number): Promise<boolean> {
-  const { numUpdatedRows } = await db.updateTable("tasks").set({ lease_until: until }).where("task_id", "=", taskId).where("owner", "=", node).where("state", "=", "running").executeTakeFirst();
+  const { numUpdatedRows } = await db
+    .updateTable("tasks")
+    .set({ lease_until: until })
+    .where("task_id", "=", taskId)
+    .where("owner", "=", node)
+    .where("state", "=", "running")
+    .executeTakeFirst();
   return numUpdatedRows > 0n;
 }
 
@@ -55,14 +61,26 @@ export async function requestCancel(db: MetaDb, taskId: string, message: string)
 }
 
 export async function setTaskProgress(db: MetaDb, taskId: string, node: string, progress: number): Promise<void> {
-  await db.updateTable("tasks").set({ progress, updated: new Date().toISOString() }).where("task_id", "=", taskId).where("owner", "=", node).where("state", "=", "running").execute();
+  await db
+    .updateTable("tasks")
+    .set({ progress, updated: new Date().toISOString() })
+    .where("task_id", "=", taskId)
+    .where("owner", "=", node)
+    .where("state", "=", "running")
+    .execute();
 }
 
 /** Ends a task `node` runs; false when another node has taken it over. */
 export async function endTask(db: MetaDb, taskId: string, node: string, outcome: { state: "completed" | "failed"; failure?: string }): Promise<boolean> {
   const { numUpdatedRows } = await db
     .updateTable("tasks")
-    .set({ state: outcome.state, failure: outcome.failure ?? null, progress: outcome.state === "completed" ? 100 : undefined, updated: new Date().toISOString(), lease_until: null } as Partial<TaskRow>)
+    .set({
+      state: outcome.state,
+      failure: outcome.failure ?? null,
+      progress: outcome.state === "completed" ? 100 : undefined,
+      updated: new Date().toISOString(),
+      lease_until: null,
+    } as Partial<TaskRow>)
     .where("task_id", "=", taskId)
     .where("owner", "=", node)
     .where("state", "=", "running")

@@ -73,7 +73,13 @@ export async function removeVolumes(tx: MetaDb, scope: Scope, volumeIds: readonl
 
 /** The account's volume in the region with this id (or, by `client_token`, made with this token). */
 export async function getVolume(db: MetaDb, scope: Scope, value: string, by: "volume_id" | "client_token" = "volume_id"): Promise<VolumeRow | undefined> {
-  const row = await db.selectFrom("volumes").selectAll().where("account_id", "=", scope.accountId).where("region", "=", scope.region).where(by, "=", value).executeTakeFirst();
+  const row = await db
+    .selectFrom("volumes")
+    .selectAll()
+    .where("account_id", "=", scope.accountId)
+    .where("region", "=", scope.region)
+    .where(by, "=", value)
+    .executeTakeFirst();
   return row && settled(row);
 }
 

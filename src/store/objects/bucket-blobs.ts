@@ -68,7 +68,10 @@ export function bucketBlobStore(bucket: ObjectStoreBucket, options: BucketBlobOp
       abort.abort(error);
     });
     source.pipe(body);
-    const send = () => bucket.client.send(new PutObjectCommand({ Bucket: bucket.name, Key: bucket.key(nameOf(id)), Body: body, ContentLength: length }), { abortSignal: abort.signal });
+    const send = () =>
+      bucket.client.send(new PutObjectCommand({ Bucket: bucket.name, Key: bucket.key(nameOf(id)), Body: body, ContentLength: length }), {
+        abortSignal: abort.signal,
+      });
     await settle(id, source, "PutObject", send, () => sourceFailure);
     return { id, size: length };
   }
@@ -112,7 +115,13 @@ export function bucketBlobStore(bucket: ObjectStoreBucket, options: BucketBlobOp
       queueSize: PARTS_IN_FLIGHT,
       leavePartsOnError: false,
     });
-    await settle(id, source, "an upload", () => managed.done(), () => sourceFailure);
+    await settle(
+      id,
+      source,
+      "an upload",
+      () => managed.done(),
+      () => sourceFailure,
+    );
     return { id, size };
   }
 
@@ -122,7 +131,9 @@ export function bucketBlobStore(bucket: ObjectStoreBucket, options: BucketBlobOp
     let uploadIdMarker: string | undefined;
     for (;;) {
       const page = await bucket.call("ListMultipartUploads", () =>
-        bucket.client.send(new ListMultipartUploadsCommand({ Bucket: bucket.name, Prefix: bucket.key(FOLDER), KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker })),
+        bucket.client.send(
+          new ListMultipartUploadsCommand({ Bucket: bucket.name, Prefix: bucket.key(FOLDER), KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        ),
       );
       for (const u of page.Uploads ?? []) {
         if (!u.Key || !u.UploadId) continue;
@@ -160,7 +171,11 @@ export function bucketBlobStore(bucket: ObjectStoreBucket, options: BucketBlobOp
         const copyId = newBlobId();
         await bucket.call("CopyObject", () =>
           bucket.client.send(
-            new CopyObjectCommand({ Bucket: bucket.name, Key: bucket.key(nameOf(copyId)), CopySource: `${bucket.name}/${encodeURIComponent(bucket.key(nameOf(id)))}` }),
+            new CopyObjectCommand({
+              Bucket: bucket.name,
+              Key: bucket.key(nameOf(copyId)),
+              CopySource: `${bucket.name}/${encodeURIComponent(bucket.key(nameOf(id)))}`,
+            }),
           ),
         );
         return copyId;
