@@ -12,7 +12,8 @@ import {
   type ConversionTaskRow,
 } from "../../store/meta/conversion-tasks.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
-import { insertTask } from "../../store/meta/tasks.js";
+import { atomically } from "../../store/meta/database.js";
+import { insertTask, newTaskRow } from "../../store/meta/tasks.js";
 import type { ActionContext } from "./action.js";
 import { describePage, taggedFilters, withTags, type ListingInput } from "./listing.js";
 import { TAG_LIMITS } from "./tag-specifications.js";
@@ -54,22 +55,8 @@ export async function startConversionTask(
     created: now,
     updated: now,
   };
-  const task = {
-    task_id: row.task_id,
-    kind: start.kind,
-    account_id: ctx.accountId,
-    region: ctx.region,
-    state: "running" as const,
-    progress: 0,
-    params: "{}",
-    failure: null,
-    created: now,
-    updated: now,
-    owner: null,
-    lease_until: null,
-    cancel_requested: null,
-  };
-  await ctx.meta.db.transaction().execute(async (tx) => {
+  const task = newTaskRow({ task_id: row.task_id, kind: start.kind, account_id: ctx.accountId, region: ctx.region });
+  await atomically(ctx.meta.db, async (tx) => {
     await insertConversionTask(tx, row);
     await insertTask(tx, task);
   });

@@ -5,9 +5,6 @@ import type {
   CancelImportTaskRequest,
   CancelImportTaskResult,
   DescribeImportImageTasksRequest,
-  DescribeImportImageTasksResult,
-  DescribeImportSnapshotTasksRequest,
-  DescribeImportSnapshotTasksResult,
   ImageDiskContainer,
   ImportImageRequest,
   ImportImageTask,
@@ -16,7 +13,6 @@ import type {
   SnapshotDetail,
   SnapshotDiskContainer,
 } from "@aws-sdk/client-ec2";
-import type { FilterInput } from "../../domain/filters.js";
 import { newId } from "../../domain/ids.js";
 import { IMPORT_FORMATS, type ImportFormat } from "../../formats/disk/open.js";
 import { percentDecoded } from "../../protocol/percent.js";
@@ -274,12 +270,18 @@ function startImport(
   return startConversionTask(ctx, { taskId: newId(prefix), kind, clientToken, statusMessage: "pending", progress: "2", details, tagType, tags });
 }
 
-const describeImports = <T>(
-  ctx: ActionContext,
-  kind: ConversionKind,
-  input: { ImportTaskIds?: string[]; Filters?: FilterInput[]; MaxResults?: number; NextToken?: string },
-  toTask: (row: ConversionTaskRow, tags: Tags) => T,
-) => describeConversionTasks(ctx, { kind, noun: "import", ids: input.ImportTaskIds, input, maxPage: MAX_PAGE, retentionMs: ENDED_RETENTION_MS }, toTask);
+/** DescribeImportImageTasks or DescribeImportSnapshotTasks: the account's tasks of one kind, its ids of one form. */
+const describeImports = <T>(kind: ConversionKind, idForm: RegExp, expecting: string, member: string, toTask: (row: ConversionTaskRow, tags: Tags) => T) => ({
+  check(_ctx: ActionContext, input: DescribeImportImageTasksRequest) {
+    checkTaskIds(input.ImportTaskIds, idForm, expecting);
+    checkDescribe(input, input.ImportTaskIds, taskListing(MAX_PAGE));
+  },
+  async run(ctx: ActionContext, input: DescribeImportImageTasksRequest) {
+    const query = { kind, noun: "import", ids: input.ImportTaskIds, input, maxPage: MAX_PAGE, retentionMs: ENDED_RETENTION_MS };
+    const { tasks, nextToken } = await describeConversionTasks(ctx, query, toTask);
+    return { [member]: tasks, NextToken: nextToken };
+  },
+});
 
 export const importActions: ActionTable = {
   ImportImage: {
@@ -298,27 +300,9 @@ export const importActions: ActionTable = {
     },
   },
 
-  DescribeImportImageTasks: {
-    check(_ctx, input: DescribeImportImageTasksRequest) {
-      checkTaskIds(input.ImportTaskIds, IMAGE_TASK_ID, '"import-ami-..."');
-      checkDescribe(input, input.ImportTaskIds, taskListing(MAX_PAGE));
-    },
-    async run(ctx, input: DescribeImportImageTasksRequest): Promise<DescribeImportImageTasksResult> {
-      const { tasks, nextToken } = await describeImports(ctx, IMPORT_IMAGE_TASK, input, toImportImageTask);
-      return { ImportImageTasks: tasks, NextToken: nextToken };
-    },
-  },
+  DescribeImportImageTasks: describeImports(IMPORT_IMAGE_TASK, IMAGE_TASK_ID, '"import-ami-..."', "ImportImageTasks", toImportImageTask),
 
-  DescribeImportSnapshotTasks: {
-    check(_ctx, input: DescribeImportSnapshotTasksRequest) {
-      checkTaskIds(input.ImportTaskIds, SNAPSHOT_TASK_ID, '"import-snap-..."');
-      checkDescribe(input, input.ImportTaskIds, taskListing(MAX_PAGE));
-    },
-    async run(ctx, input: DescribeImportSnapshotTasksRequest): Promise<DescribeImportSnapshotTasksResult> {
-      const { tasks, nextToken } = await describeImports(ctx, IMPORT_SNAPSHOT_TASK, input, toImportSnapshotTask);
-      return { ImportSnapshotTasks: tasks, NextToken: nextToken };
-    },
-  },
+  DescribeImportSnapshotTasks: describeImports(IMPORT_SNAPSHOT_TASK, SNAPSHOT_TASK_ID, '"import-snap-..."', "ImportSnapshotTasks", toImportSnapshotTask),
 
   CancelImportTask: {
     check(ctx, input: CancelImportTaskRequest) {

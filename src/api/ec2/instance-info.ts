@@ -108,11 +108,7 @@ export const instanceInfoActions: ActionTable = {
         input,
         requestedIds(input.InstanceTypes),
         TYPE_LISTING,
-        rowsInHand(
-          TYPES_BY_NAME,
-          (t) => t.name,
-          async (rows) => rows,
-        ),
+        rowsInHand(TYPES_BY_NAME, (t) => t.name),
       );
       return { InstanceTypes: page.map(toType), NextToken: nextToken };
     },
@@ -250,11 +246,7 @@ export const instanceInfoActions: ActionTable = {
         input,
         undefined,
         OFFERING_LISTING,
-        rowsInHand(
-          offerings,
-          (o) => places.get(o)!,
-          async (rows) => rows,
-        ),
+        rowsInHand(offerings, (o) => places.get(o)!),
       );
       return { InstanceTypeOfferings: page, NextToken: nextToken };
     },

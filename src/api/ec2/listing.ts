@@ -111,10 +111,11 @@ export async function describePage<Row, Described>(
  * whole. A page continues after the row the token names (wherever the list keeps it); a token
  * whose row is gone continues after the ids that sort before it.
  */
-export function rowsInHand<Row, Described>(
+export function rowsInHand<Row, Described = Row>(
   rows: readonly Row[],
   idOf: (row: Row) => string,
-  describe: RowSource<Row, Described>["describe"],
+  // Rows that are their own description (answers computed whole) need none.
+  describe: RowSource<Row, Described>["describe"] = async (rows) => rows as unknown as Described[],
   notFound: (ids: readonly string[]) => Error = (missing) => new ApiError("InvalidParameterValue", `Unknown ids: ${missing.join(", ")}`),
 ): RowSource<Row, Described> {
   return {

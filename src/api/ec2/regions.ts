@@ -94,11 +94,7 @@ export const regionActions: ActionTable = {
         input,
         undefined,
         REGION_LISTING,
-        rowsInHand(
-          regionsFor(input),
-          (r) => r.RegionName!,
-          async (rows) => rows,
-        ),
+        rowsInHand(regionsFor(input), (r) => r.RegionName!),
       );
       return { Regions: page };
     },
@@ -114,11 +110,7 @@ export const regionActions: ActionTable = {
         input,
         undefined,
         ZONE_LISTING,
-        rowsInHand(
-          zonesMatching(ctx.region, input),
-          (z) => z.ZoneName!,
-          async (rows) => rows,
-        ),
+        rowsInHand(zonesMatching(ctx.region, input), (z) => z.ZoneName!),
       );
       return { AvailabilityZones: page };
     },

@@ -19,7 +19,7 @@ import { imageByName, launchPermissions, newBlockDeviceRow, newImageRow, type Im
 import { blobsOf, getObject } from "../../store/meta/objects.js";
 import { wholeRanges } from "../../store/objects/blobs.js";
 import { insertSnapshot, newSnapshotRow } from "../../store/meta/snapshots.js";
-import { insertTask, tasksOf, type TaskRow } from "../../store/meta/tasks.js";
+import { insertTask, newTaskRow, tasksOf, type TaskRow } from "../../store/meta/tasks.js";
 import { RESTORE_TASK, type RestoreParams } from "../../tasks/restore-image.js";
 import { STORE_TASK, type StoreParams } from "../../tasks/store-image.js";
 import { checkTags } from "../s3/object-attributes.js";
@@ -134,24 +134,8 @@ function toStoreResult(task: TaskRow): StoreImageTaskResult {
   };
 }
 
-function newTask(ctx: ActionContext, kind: string, params: StoreParams | RestoreParams): TaskRow {
-  const now = new Date().toISOString();
-  return {
-    task_id: newId("task"),
-    kind,
-    account_id: ctx.accountId,
-    region: ctx.region,
-    state: "running",
-    progress: 0,
-    params: JSON.stringify(params),
-    failure: null,
-    created: now,
-    updated: now,
-    owner: null,
-    lease_until: null,
-    cancel_requested: null,
-  };
-}
+const newTask = (ctx: ActionContext, kind: string, params: StoreParams | RestoreParams): TaskRow =>
+  newTaskRow({ task_id: newId("task"), kind, account_id: ctx.accountId, region: ctx.region, params });
 
 export const storeRestoreActions: ActionTable = {
   CreateStoreImageTask: {

@@ -6,6 +6,26 @@ import type { Scope } from "./tags.js";
 
 export type TaskRow = TaskTable;
 
+/** A new task row: running, unowned (the runner claims it), with its kind's parameters. */
+export function newTaskRow(given: Pick<TaskRow, "task_id" | "kind" | "account_id" | "region"> & { params?: unknown }): TaskRow {
+  const now = new Date().toISOString();
+  return {
+    task_id: given.task_id,
+    kind: given.kind,
+    account_id: given.account_id,
+    region: given.region,
+    state: "running",
+    progress: 0,
+    params: JSON.stringify(given.params ?? {}),
+    failure: null,
+    created: now,
+    updated: now,
+    owner: null,
+    lease_until: null,
+    cancel_requested: null,
+  };
+}
+
 export async function insertTask(db: MetaDb, row: TaskRow): Promise<void> {
   await db.insertInto("tasks").values(row).execute();
 }
