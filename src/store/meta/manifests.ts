@@ -154,6 +154,25 @@ export async function resolvedBlock(db: MetaDb, snapshotId: string, blockIndex: 
 }
 
 /**
+ * A volume's blocks from `from` to `to` (inclusive), each from the nearest layer that has it
+ * (the volume's own rows, then each base), zero rows included. One statement, so a fold of a
+ * base (DeleteSnapshot) meanwhile is seen before or after, never half.
+ */
+export async function volumeWindow(db: MetaDb, volumeId: string, from: number, to: number): Promise<BlockRow[]> {
+  const { rows } = await sql<BlockRow>`${chain(volumeId)}
+    select block_index, chunk from (
+      select block_index, chunk, row_number() over (partition by block_index order by depth) as nearest from (
+        select block_index, chunk, 0 as depth from volume_blocks
+          where volume_id = ${volumeId} and block_index >= ${from} and block_index <= ${to}
+        union all
+        select b.block_index, b.chunk, chain.depth from snapshot_blocks b join chain on b.snapshot_id = chain.layer_id
+          where chain.depth > 0 and b.block_index >= ${from} and b.block_index <= ${to}
+      ) as layered
+    ) as ranked where nearest = 1 order by block_index`.execute(db);
+  return rows;
+}
+
+/**
  * Before a snapshot is deleted: every layer resting on it takes the snapshot's rows it does not
  * override, and rests on the snapshot's own base instead. Run in the deleting transaction.
  */

@@ -3,7 +3,7 @@ import { currentState } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import { atomically } from "./database.js";
 import { insertInBatches } from "./batches.js";
-import { dropLayer, restAllOn } from "./manifests.js";
+import { dropLayer, restAllOn, type BlockRow } from "./manifests.js";
 import type { VolumeTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 import type { ListQuery } from "./database.js";
@@ -93,4 +93,23 @@ export async function listVolumes(db: MetaDb, scope: Scope, q: ListQuery = {}): 
 
 export async function deleteVolume(db: MetaDb, scope: Scope, volumeId: string): Promise<void> {
   await atomically(db, (tx) => removeVolumes(tx, scope, [volumeId]));
+}
+
+/**
+ * A running volume's written blocks, in one transaction: each row replaces the volume's own row
+ * for its block (a zero chunk hides what its base holds there).
+ */
+export async function writeVolumeBlocks(db: MetaDb, volumeId: string, blocks: readonly BlockRow[]): Promise<void> {
+  if (blocks.length === 0) return;
+  await atomically(db, (tx) =>
+    insertInBatches(
+      blocks.map((b) => ({ volume_id: volumeId, block_index: b.block_index, chunk: b.chunk })),
+      (batch) =>
+        tx
+          .insertInto("volume_blocks")
+          .values(batch)
+          .onConflict((oc) => oc.columns(["volume_id", "block_index"]).doUpdateSet({ chunk: (eb) => eb.ref("excluded.chunk") }))
+          .execute(),
+    ),
+  );
 }
