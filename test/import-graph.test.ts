@@ -52,8 +52,9 @@ function layerCrossings(graph: Map<string, string[]>): string[] {
   // What each layer never imports, by path under src/.
   const rules: { from: RegExp; to: RegExp; why: string }[] = [
     { from: /^(?!http\/|app\.ts$|cli\/)/, to: /^(http|cli)\/|^app\.ts$/, why: "only the entry points import the front doors" },
-    { from: /^(tasks|store|formats|inspect|workers|protocol|domain|auth)\//, to: /^api\//, why: "nothing below the actions imports them" },
-    { from: /^(store|formats|inspect|workers|protocol|domain|auth)\//, to: /^tasks\//, why: "nothing below the tasks imports them" },
+    { from: /^(tasks|vm|store|formats|inspect|workers|protocol|domain|auth)\//, to: /^api\//, why: "nothing below the actions imports them" },
+    { from: /^(vm|store|formats|inspect|workers|protocol|domain|auth)\//, to: /^tasks\//, why: "nothing below the tasks imports them" },
+    { from: /^(store|formats|inspect|workers|protocol|domain|auth)\//, to: /^vm\//, why: "nothing below the running instances imports them" },
     { from: /^(formats|inspect|protocol|domain|auth)\//, to: /^store\//, why: "bytes, wire and rules do not reach the store" },
   ];
   const serviceOf = (path: string) => /^api\/([^/]+)\//.exec(path)?.[1];
@@ -105,10 +106,14 @@ describe("the source tree's imports", () => {
       [join(SRC, "store/meta/a.ts"), [join(SRC, "api/ec2/b.ts")]],
       [join(SRC, "api/ssm/c.ts"), [join(SRC, "api/s3/d.ts")]],
       [join(SRC, "api/ec2/e.ts"), [join(SRC, "api/s3/d.ts")]],
+      [join(SRC, "vm/f.ts"), [join(SRC, "tasks/g.ts"), join(SRC, "store/h.ts")]],
+      [join(SRC, "store/blocks/i.ts"), [join(SRC, "vm/f.ts")]],
     ]);
     assert.deepEqual(layerCrossings(fake), [
       "store/meta/a.ts → api/ec2/b.ts: nothing below the actions imports them",
       "api/ssm/c.ts → api/s3/d.ts: a service other than EC2 uses no other service's actions",
+      "vm/f.ts → tasks/g.ts: nothing below the tasks imports them",
+      "store/blocks/i.ts → vm/f.ts: nothing below the running instances imports them",
     ]);
   });
 
