@@ -43,6 +43,16 @@ const TOOLS = [
   { tool: "ntfscp", debian: "ntfs-3g" },
   { tool: "ntfsinfo", debian: "ntfs-3g" },
   { tool: "fusermount", debian: "fuse3" },
+  // Guests: the NBD server checked with libnbd's client; instances booted by qemu, on SeaBIOS or
+  // OVMF; the Debian image they boot built by scripts/debian-image.sh (mmdebstrap, GRUB for BIOS
+  // and UEFI from the host's grub-mkimage, its partitions with sfdisk, mkfs.ext4 and mtools).
+  { tool: "nbdinfo", debian: "libnbd-bin" },
+  { tool: "qemu-system-x86_64", debian: "qemu-system-x86" },
+  { tool: "OVMF", debian: "ovmf", present: () => existsSync("/usr/share/OVMF/OVMF_CODE_4M.fd") },
+  { tool: "mmdebstrap", debian: "mmdebstrap" },
+  { tool: "grub-mkimage", debian: "grub-common" },
+  { tool: "GRUB's BIOS modules", debian: "grub-pc-bin", present: () => existsSync("/usr/lib/grub/i386-pc/boot.img") },
+  { tool: "GRUB's UEFI modules", debian: "grub-efi-amd64-bin", present: () => existsSync("/usr/lib/grub/x86_64-efi/linux.mod") },
   // Key pairs, checked with the tools their users hold them with.
   { tool: "ssh-keygen", debian: "openssh-client" },
   { tool: "openssl", debian: "openssl" },

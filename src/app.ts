@@ -20,6 +20,7 @@ import { taskKinds } from "./tasks/kinds.js";
 import { TaskRunner } from "./tasks/runner.js";
 import { sweepBlobs } from "./store/objects/sweep.js";
 import { join } from "node:path";
+import { openInstanceBackend } from "./vm/backend.js";
 
 export const KILN_VERSION: string = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -76,18 +77,17 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     await meta.close();
     throw error;
   }
-  const tasks = new TaskRunner(meta.db, taskKinds({ db: meta.db, chunks, blobs }), logger, {
-    nodeId: config.nodeId ?? nodeIdOf(config.dataDir),
-    leaseMs: config.taskLeaseMs,
-  });
+  const nodeId = config.nodeId ?? nodeIdOf(config.dataDir);
+  const tasks = new TaskRunner(meta.db, taskKinds({ db: meta.db, chunks, blobs }), logger, { nodeId, leaseMs: config.taskLeaseMs });
   await tasks.resume();
+  const machines = await openInstanceBackend(config, { db: meta.db, chunks, logger, nodeId });
   const server = createHttpServer(
     {
-      ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages, blobs, tasks }),
+      ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages, blobs, tasks, machines }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
       s3: s3Endpoint({ config, verifier, meta, blobs }),
       ssm: ssmEndpoint({ config, verifier, meta }),
-      admin: adminRoutes({ config, verifier, meta, data, tasks, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
+      admin: adminRoutes({ config, verifier, meta, data, tasks, machines, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
     },
     logger,
   );
@@ -116,6 +116,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
       await tasks.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await machines.close();
       await chunks.close();
       await meta.close();
     },

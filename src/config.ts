@@ -35,6 +35,20 @@ export interface KilnConfig {
   collect: { intervalMs: number; graceMs: number };
   /** How long resources take to settle (creating → available, pending → completed); 0 is at once. */
   stateDelayMs: number;
+  /** What runs instances: qemu guests, or no guest (states on a timer); auto is qemu when installed. */
+  instanceBackend: "auto" | "qemu" | "none";
+  vm: {
+    /** KVM when a guest runs under it (auto probes by booting one), else TCG. */
+    accelerator: "auto" | "kvm" | "tcg";
+    /** A guest's memory is its instance type's, at most this. */
+    memoryMaxMiB: number;
+    /** Most guests running at once; by default as many as half the host's memory holds at the cap. */
+    maxRunning?: number;
+    /** How long a guest has to power off by ACPI before it is forced. */
+    stopTimeoutMs: number;
+    /** How long a guest may take to reach its login prompt before its status check fails. */
+    bootTimeoutMs: number;
+  };
   limits: {
     /** Largest EC2 Query request body, in bytes. */
     maxBodyBytes: number;
@@ -59,6 +73,7 @@ export interface ConfigOverrides {
   logLevel?: string;
   stateDelayMs?: number;
   catalogueFile?: string;
+  instanceBackend?: "auto" | "qemu" | "none";
 }
 
 const flag = (value: string | undefined) => (value === undefined ? undefined : /^(1|true|yes|on)$/i.test(value));
@@ -80,6 +95,11 @@ function positiveOrZero(name: string, value: string): number {
   const number = Number(value);
   if (!Number.isInteger(number) || number < 0) throw new Error(`${name} must be a whole number of milliseconds, got ${value}`);
   return number;
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${name} must be one of ${allowed.join(", ")}, got ${value}`);
+  return value as T;
 }
 
 function region(name: string): string {
@@ -148,6 +168,14 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     },
     catalogue: loadCatalogue(overrides.catalogueFile ?? (env.KILN_CATALOGUE_FILE || undefined)),
     stateDelayMs: overrides.stateDelayMs ?? (env.KILN_STATE_DELAY_MS === undefined ? 0 : positiveOrZero("KILN_STATE_DELAY_MS", env.KILN_STATE_DELAY_MS)),
+    instanceBackend: oneOf("KILN_INSTANCE_BACKEND", overrides.instanceBackend ?? env.KILN_INSTANCE_BACKEND ?? "auto", ["auto", "qemu", "none"]),
+    vm: {
+      accelerator: oneOf("KILN_VM_ACCELERATOR", env.KILN_VM_ACCELERATOR ?? "auto", ["auto", "kvm", "tcg"]),
+      memoryMaxMiB: positive("KILN_VM_MEMORY_MAX_MIB", env.KILN_VM_MEMORY_MAX_MIB, 2048),
+      maxRunning: env.KILN_VM_MAX_RUNNING === undefined ? undefined : positive("KILN_VM_MAX_RUNNING", env.KILN_VM_MAX_RUNNING, 1),
+      stopTimeoutMs: positive("KILN_VM_STOP_TIMEOUT_MS", env.KILN_VM_STOP_TIMEOUT_MS, 120_000),
+      bootTimeoutMs: positive("KILN_VM_BOOT_TIMEOUT_MS", env.KILN_VM_BOOT_TIMEOUT_MS, 600_000),
+    },
     limits: {
       maxBodyBytes: positive("KILN_MAX_BODY_BYTES", env.KILN_MAX_BODY_BYTES, 1024 * 1024),
       maxParameters: positive("KILN_MAX_PARAMETERS", env.KILN_MAX_PARAMETERS, 10_000),

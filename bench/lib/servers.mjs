@@ -60,7 +60,8 @@ export async function waitUntilUp(url, name) {
 /** Kiln as users run it (request logging on, to /dev/null). */
 export async function startKiln(dataDir, env = {}) {
   const port = await freePort();
-  const child = start(process.execPath, [KILN_BIN, "serve", "--port", String(port), "--data-dir", dataDir], "kiln", env);
+  // The API benchmarks run no guests; bench/boot asks for qemu.
+  const child = start(process.execPath, [KILN_BIN, "serve", "--port", String(port), "--data-dir", dataDir], "kiln", { KILN_INSTANCE_BACKEND: "none", ...env });
   await waitUntilUp(`http://127.0.0.1:${port}/_kiln/health`, "Kiln");
   return { name: "kiln", port, pid: child.pid, stop: () => stopChild(child) };
 }

@@ -10,6 +10,7 @@ import type { KilnConfig } from "../config.js";
 import { ApiError } from "../protocol/errors.js";
 import type { DataHome } from "../store/data-home.js";
 import type { TaskRunner } from "../tasks/runner.js";
+import type { InstanceBackend } from "../vm/backend.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { shutdownFromInside } from "../store/meta/instances.js";
@@ -60,6 +61,7 @@ export function adminRoutes(deps: {
   meta: MetaStore;
   data: DataHome;
   tasks: TaskRunner;
+  machines: InstanceBackend;
   catalogue: Catalogue;
   version: string;
   apiVersion: string;
@@ -104,6 +106,7 @@ export function adminRoutes(deps: {
         ec2ApiVersion: deps.apiVersion,
         services: { ec2: "running", ebs: "running", s3: "running" },
         store: { metadata: deps.meta.dialect, dataDir: deps.config.dataDir, data: deps.data.describe },
+        instances: deps.machines.info(),
         dependencies,
       });
     }
@@ -124,6 +127,7 @@ export function adminRoutes(deps: {
     if (path === "/_kiln/reset") {
       // Tasks under way finish first: a reset leaves nothing writing into the emptied store.
       await deps.tasks.idle();
+      await deps.machines.forgetAll();
       await deps.meta.reset();
       await deps.data.chunks.reset();
       await deps.data.blobs.reset();

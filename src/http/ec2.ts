@@ -13,6 +13,7 @@ import type { ServiceModel, StructureShape } from "../protocol/model.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { BlobStore } from "../store/objects/blobs.js";
 import type { TaskRunner } from "../tasks/runner.js";
+import type { InstanceBackend } from "../vm/backend.js";
 import { isUniqueViolation, type MetaStore } from "../store/meta/database.js";
 import { readBody } from "./body.js";
 import { callerOf, requestToVerify } from "./caller.js";
@@ -47,8 +48,9 @@ export function ec2Endpoint(deps: {
   catalogue: Catalogue;
   blobs: BlobStore;
   tasks: TaskRunner;
+  machines: InstanceBackend;
 }): Ec2Endpoint {
-  const { config, model, actions, meta, catalogue, blobs, tasks } = deps;
+  const { config, model, actions, meta, catalogue, blobs, tasks, machines } = deps;
   const limits = config.limits;
 
   /** Parameters from the query string and, for POST, the body, in whichever encoding it came. */
@@ -117,7 +119,7 @@ export function ec2Endpoint(deps: {
         // Decoding thousands of parameters takes milliseconds: the event loop may want a turn.
         await yieldToLoop();
         await catalogue.ensure(caller.region);
-        const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config, blobs, tasks };
+        const ctx: ActionContext = { requestId, accountId: caller.accountId, region: caller.region, meta, config, blobs, tasks, machines };
         const attempt = async () => {
           const checked = await action.check?.(ctx, input);
           if (input.DryRun === true) throw dryRunSucceeded();

@@ -147,6 +147,8 @@ export const ERROR_STATUS = {
   NotFound: 404,
   MethodNotAllowed: 405,
   InternalError: 500,
+  // EC2 counts it among its server errors: the host has no room, whatever the request said.
+  InsufficientInstanceCapacity: 500,
   ServiceUnavailable: 503,
 } as const satisfies Record<string, number>;
 

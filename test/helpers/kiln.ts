@@ -176,7 +176,15 @@ export async function startTestKiln(overrides: ConfigOverrides = {}, env: NodeJS
     buckets.set(dataDir, bucket);
   }
   const config = resolveConfig(
-    { port: 0, logLevel: process.env.KILN_TEST_LOG_LEVEL ?? "silent", databaseUrl: database?.url, ...overrides, dataDir },
+    {
+      port: 0,
+      logLevel: process.env.KILN_TEST_LOG_LEVEL ?? "silent",
+      databaseUrl: database?.url,
+      // Instances run no guest unless a test asks for one (test/boot.test.ts).
+      instanceBackend: env.KILN_INSTANCE_BACKEND ? undefined : "none",
+      ...overrides,
+      dataDir,
+    },
     { ...bucket?.env, ...env },
   );
   const kiln = await startKiln(config);

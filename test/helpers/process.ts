@@ -13,7 +13,10 @@ export interface KilnProcess {
 }
 
 export function spawnKiln(args: string[], env: NodeJS.ProcessEnv = {}): Promise<KilnProcess> {
-  const child = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [KILN_BIN, ...args], {
+    env: { ...process.env, KILN_INSTANCE_BACKEND: "none", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const logs: Record<string, unknown>[] = [];
   let stderr = "";
   let buffered = "";
@@ -55,7 +58,10 @@ export function spawnKiln(args: string[], env: NodeJS.ProcessEnv = {}): Promise<
  * test rather than holding the suite.
  */
 export function runKiln(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [KILN_BIN, ...args], {
+    env: { ...process.env, KILN_INSTANCE_BACKEND: "none", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (c) => (stdout += c));

@@ -1,4 +1,5 @@
 // What an EC2 action is to the dispatcher: a function of the caller and the decoded input.
+import type { InstanceBackend } from "../../vm/backend.js";
 import type * as Ec2 from "@aws-sdk/client-ec2";
 import type { KilnConfig } from "../../config.js";
 import type { MetaStore } from "../../store/meta/database.js";
@@ -15,6 +16,8 @@ export interface ActionContext {
   /** Bucket object bytes (what store and restore tasks write and read). */
   readonly blobs: BlobStore;
   readonly tasks: TaskRunner;
+  /** What runs instances: qemu guests, or none (vm/backend.ts). */
+  readonly machines: InstanceBackend;
 }
 
 /**

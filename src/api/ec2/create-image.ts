@@ -6,12 +6,21 @@ import type { CreateImageRequest, CreateImageResult } from "@aws-sdk/client-ec2"
 import { newId } from "../../domain/ids.js";
 import { schedule, transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
-import { imageByName, newBlockDeviceRow, newImageRow, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
+import { completeImage, failImage, imageByName, newBlockDeviceRow, newImageRow, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
 import { attachmentsOf, type InstanceState } from "../../store/meta/instances.js";
-import { insertSnapshotOfVolume, newSnapshotRow, type SnapshotRow } from "../../store/meta/snapshots.js";
+import { atomically, type MetaDb } from "../../store/meta/database.js";
+import {
+  captureVolume,
+  completeSnapshots,
+  insertSnapshot,
+  insertSnapshotOfVolume,
+  newSnapshotRow,
+  setSnapshotState,
+  type SnapshotRow,
+} from "../../store/meta/snapshots.js";
 import { getVolume } from "../../store/meta/volumes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { scheduleInstance } from "./instance-states.js";
+import { scheduleInstance, userInitiated } from "./instance-states.js";
 import { blockDevicesFrom, insertNewImage } from "./image-records.js";
 import { checkImageName, instancesOf, malformedName } from "./lookups.js";
 import { tagSpecificationsFor } from "./tag-specifications.js";
@@ -61,6 +70,24 @@ async function plan(ctx: ActionContext, input: CreateImageRequest) {
   return { name, instance: instance!, volumes, extra, tags };
 }
 
+/** The capture of a guest that is off now: each snapshot takes its volume's data, then the image is available. */
+async function captureOff(db: MetaDb, imageId: string, creationDate: string, snapshots: readonly SnapshotRow[]): Promise<void> {
+  try {
+    await atomically(db, async (tx) => {
+      for (const snapshot of snapshots) await captureVolume(tx, snapshot.snapshot_id, snapshot.volume_id);
+      await completeSnapshots(
+        tx,
+        snapshots.map((s) => s.snapshot_id),
+      );
+      await completeImage(tx, imageId, creationDate);
+    });
+  } catch (error) {
+    await failImage(db, imageId, { code: "Server.InternalError", message: `The capture failed: ${(error as Error).message}` });
+    for (const snapshot of snapshots) await setSnapshotState(db, snapshot.snapshot_id, "error", "");
+    throw error;
+  }
+}
+
 export const createImageActions: ActionTable = {
   CreateImage: {
     parameterErrors: { Name: malformedName },
@@ -70,11 +97,18 @@ export const createImageActions: ActionTable = {
       const delay = ctx.config.stateDelayMs;
       const now = Date.now();
       const reboot = !input.NoReboot && instance.state === "running";
-      if (reboot) {
+      // A running guest is powered off, captured and booted again by its backend, in the
+      // background; the snapshots and image stay pending until then.
+      const withGuest = reboot && ctx.machines.runsGuest(instance.row.instance_id);
+      if (reboot && !withGuest) {
         await scheduleInstance(ctx, instance.row.instance_id, schedule<InstanceState>(["stopping", "stopped", "pending", "running"], delay, now));
       }
+      // What a running guest wrote and has not flushed yet is in the capture (crash-consistent with NoReboot).
+      if (!withGuest) await ctx.machines.flushVolumes(volumes.map((v) => v.volumeId));
       // The snapshots complete once the instance is at rest (after its stop when it reboots).
       const readyIn = reboot ? 2 * delay : delay;
+      const pending = <State extends string>(done: State) =>
+        withGuest ? { state: "pending" as State, next_state: null, next_state_at: null } : transition<State>("pending" as State, done, readyIn, now);
       const imageId = newId("ami");
       const snapshots: SnapshotRow[] = [];
       for (const { volumeId, device } of volumes) {
@@ -85,14 +119,15 @@ export const createImageActions: ActionTable = {
           snapshot_id: newId("snap"),
           volume_id: volumeId,
           volume_size: volume.size,
-          ...transition<SnapshotRow["state"]>("pending", "completed", readyIn, now),
+          ...pending<SnapshotRow["state"]>("completed"),
           progress: "",
           start_time: new Date(now).toISOString(),
           description: `Created by CreateImage(${instance.row.instance_id}) for ${imageId}`,
           encrypted: volume.encrypted,
           kms_key_id: volume.kms_key_id,
         });
-        await insertSnapshotOfVolume(ctx.meta.db, snapshot);
+        if (withGuest) await insertSnapshot(ctx.meta.db, snapshot);
+        else await insertSnapshotOfVolume(ctx.meta.db, snapshot);
         device.snapshot_id = snapshot.snapshot_id;
         snapshots.push(snapshot);
       }
@@ -103,7 +138,7 @@ export const createImageActions: ActionTable = {
         image_id: imageId,
         name,
         description: input.Description ?? "",
-        ...transition<ImageRow["state"]>("pending", "available", readyIn, now),
+        ...pending<ImageRow["state"]>("available"),
         architecture: instance.row.architecture,
         virtualization_type: instance.row.virtualization_type,
         root_device_name: instance.row.root_device_name,
@@ -119,6 +154,9 @@ export const createImageActions: ActionTable = {
         snapshots.map((s) => s.snapshot_id),
         tags,
       );
+      if (withGuest) {
+        await ctx.machines.rebootAround(instance, userInitiated(), () => captureOff(ctx.meta.db, imageId, image.creation_date, snapshots));
+      }
       return { ImageId: imageId };
     },
   },

@@ -36,6 +36,7 @@ import { groupsById, instanceNotFound, instancesOf } from "./lookups.js";
 import { checkDescribe, checkListing, describePage, listPage, rowsInHand, type Tagged } from "./listing.js";
 import { instanceInterfaces, primaryInterface } from "./instance-network.js";
 import type { InstanceRecord, InstanceSettings } from "../../store/meta/instances.js";
+import type { GuestHealth } from "../../vm/backend.js";
 
 const TYPE_FILTERS = {
   fields: {
@@ -208,7 +209,7 @@ export const instanceInfoActions: ActionTable = {
       // Without IncludeAllInstances, only running instances are reported, as EC2 does.
       const shown = records.filter((r) => r.state !== "terminated" && (input.IncludeAllInstances || r.state === "running"));
       const { page, nextToken } = await listPage(ctx, shown, (r) => r.row.instance_id, input, STATUS_FIELDS);
-      return { InstanceStatuses: page.map(({ row: record }) => statusOf(record)), NextToken: nextToken };
+      return { InstanceStatuses: page.map(({ row: record }) => statusOf(record, ctx.machines.health(record.row.instance_id))), NextToken: nextToken };
     },
   },
 
@@ -216,9 +217,11 @@ export const instanceInfoActions: ActionTable = {
     async check(ctx, input: GetConsoleOutputRequest) {
       await instancesOf(ctx, [input.InstanceId!]);
     },
-    run(_ctx, input: GetConsoleOutputRequest): GetConsoleOutputResult {
-      // No guest runs, so there is no console to read: empty output, as a fresh instance has.
-      return { InstanceId: input.InstanceId, Timestamp: new Date(), Output: "" };
+    async run(ctx, input: GetConsoleOutputRequest): Promise<GetConsoleOutputResult> {
+      // The serial console's last 64 KiB, base64, as EC2 returns it (Latest or not: Kiln keeps only
+      // the newest). With no guest, empty output, as a fresh instance has.
+      const console = await ctx.machines.consoleOutput(input.InstanceId!);
+      return { InstanceId: input.InstanceId, Timestamp: console?.at ?? new Date(), Output: console?.output.toString("base64") ?? "" };
     },
   },
 
@@ -420,20 +423,30 @@ async function planAttributeChange(ctx: ActionContext, input: ModifyInstanceAttr
 }
 
 /** Status checks pass for a running instance; the others have nothing to check. */
-function statusOf(record: InstanceRecord): InstanceStatus {
-  const checked = record.state === "running";
-  const summary = {
-    Status: checked ? ("ok" as const) : ("not-applicable" as const),
-    Details: checked ? [{ Name: "reachability" as const, Status: "passed" as const }] : [],
+/**
+ * A running instance's checks: with a guest, the instance check follows it (initializing until
+ * its login prompt, impaired when it never comes up); without one, it passes at once.
+ */
+function statusOf(record: InstanceRecord, guest: GuestHealth | undefined): InstanceStatus {
+  const running = record.state === "running";
+  const passed = {
+    Status: running ? ("ok" as const) : ("not-applicable" as const),
+    Details: running ? [{ Name: "reachability" as const, Status: "passed" as const }] : [],
   };
+  const instance = !running || guest === undefined || guest === "ok" ? passed : guestStatus(guest);
   return {
     InstanceId: record.row.instance_id,
     AvailabilityZone: record.row.availability_zone,
     InstanceState: { Code: STATE_CODES[record.state], Name: record.state },
-    InstanceStatus: summary,
-    SystemStatus: summary,
-    AttachedEbsStatus: summary,
+    InstanceStatus: instance,
+    SystemStatus: passed,
+    AttachedEbsStatus: passed,
   };
+}
+
+function guestStatus(guest: "initializing" | "impaired"): InstanceStatus["InstanceStatus"] {
+  if (guest === "initializing") return { Status: "initializing", Details: [{ Name: "reachability", Status: "initializing" }] };
+  return { Status: "impaired", Details: [{ Name: "reachability", Status: "failed", ImpairedSince: new Date() }] };
 }
 
 const STATUS_FIELDS = {

@@ -16,10 +16,9 @@ import type {
 } from "@aws-sdk/client-ec2";
 import { groupBy } from "../../domain/collections.js";
 import type { FilterSpec } from "../../domain/filters.js";
-import { newId, requestedIds, uniqueIds } from "../../domain/ids.js";
+import { newId, requestedIds } from "../../domain/ids.js";
 import { instanceType, type InstanceTypeInfo } from "../../domain/instance-types.js";
 import { zonesOf } from "../../domain/regions.js";
-import { schedule } from "../../domain/transitions.js";
 import { yieldToLoop } from "../../event-loop.js";
 import { ApiError } from "../../protocol/errors.js";
 import type { BlockDeviceRow } from "../../store/meta/images.js";
@@ -30,7 +29,6 @@ import {
   countLiveInstances,
   insertLaunch,
   listInstances,
-  releaseInstanceResources,
   setSchedule,
   type AttachmentRow,
   type InstanceRecord,
@@ -222,7 +220,7 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   if (credits !== undefined && (!typeInfo.burstable || !["standard", "unlimited"].includes(credits))) {
     throw new ApiError("InvalidParameterCombination", `The instance type ${type} does not support CPU credit option ${credits}.`);
   }
-  const count = await launchCount(ctx, network, min, max);
+  const count = Math.min(await launchCount(ctx, network, min, max), checkRoom(ctx, typeInfo, zone, min));
   return { image, devices, type, zone, network, count, tags };
 }
 
@@ -236,6 +234,19 @@ function checkAttachments(type: InstanceTypeInfo, volumes: number): void {
     const message = `An instance of type ${type.name} can have at most ${limit} volumes attached; the launch gives it ${volumes}.`;
     throw new ApiError("AttachmentLimitExceeded", message);
   }
+}
+
+/** How many guests of the type the host has room for, at least `min`, else EC2's InsufficientInstanceCapacity. */
+function checkRoom(ctx: ActionContext, type: InstanceTypeInfo, zone: string, min: number): number {
+  const room = ctx.machines.room(type.memoryMiB);
+  if (room < min) {
+    throw new ApiError(
+      "InsufficientInstanceCapacity",
+      `We currently do not have sufficient ${type.name} capacity in the Availability Zone you requested (${zone}). ` +
+        "Our system will be working on provisioning additional capacity. You can currently get capacity by not specifying an Availability Zone in your request or choosing a different Availability Zone.",
+    );
+  }
+  return room;
 }
 
 const insufficientAddresses = (subnetId: string) =>
@@ -309,7 +320,7 @@ export const instanceActions: ActionTable = {
             instance_type: type,
             key_name: input.KeyName ?? null,
             availability_zone: zone,
-            state_schedule: JSON.stringify(schedule<InstanceState>(["pending", "running"], ctx.config.stateDelayMs, now)),
+            state_schedule: JSON.stringify(ctx.machines.launchSchedule(now)),
             state_transition_reason: "",
             launch_time: launchTime,
             ami_launch_index: i,
@@ -329,6 +340,7 @@ export const instanceActions: ActionTable = {
             cpu_credits: input.CreditSpecification?.CpuCredits ?? null,
             kernel_id: image.kernel_id,
             ramdisk_id: image.ramdisk_id,
+            node_id: null,
           },
           volumes,
         });
@@ -361,6 +373,7 @@ export const instanceActions: ActionTable = {
           TAG_LIMITS.perResource,
         );
       }
+      ctx.machines.boot(launches.map((l) => l.instance.instance_id));
       // RunInstances answers with the instances as launched: pending.
       const records = await listInstances(ctx.meta.db, ctx, { ids: launches.map((l) => l.instance.instance_id) });
       return describeReservation(
@@ -394,20 +407,32 @@ export const instanceActions: ActionTable = {
         if (record.row.disable_api_stop) throw notPermitted(record, "stopped", "disableApiStop");
       }
     },
-    run: (ctx, input: StopInstancesRequest) =>
-      changeStates(ctx, input.InstanceIds ?? [], "StoppingInstances", (state) =>
-        state === "stopped" || state === "stopping" ? undefined : ["stopping", "stopped"],
-      ),
+    async run(ctx, input: StopInstancesRequest) {
+      const { changing, changes } = await changesOf(ctx, input.InstanceIds ?? [], (state) =>
+        state === "stopped" || state === "stopping" ? undefined : "stopping",
+      );
+      await ctx.machines.stop(changing, userInitiated(), input.Force ?? false);
+      return { StoppingInstances: changes };
+    },
   },
 
   StartInstances: {
     async check(ctx, input: StartInstancesRequest) {
-      for (const record of await instancesOf(ctx, input.InstanceIds ?? [])) {
+      const records = await instancesOf(ctx, input.InstanceIds ?? []);
+      for (const record of records) {
         if (!["stopped", "pending", "running"].includes(record.state)) throw incorrectState(record, "start");
       }
+      for (const record of records.filter((r) => r.state === "stopped")) {
+        const type = instanceType(record.row.instance_type);
+        if (type) checkRoom(ctx, type, record.row.availability_zone, records.filter((r) => r.state === "stopped").length);
+      }
     },
-    run: (ctx, input: StartInstancesRequest) =>
-      changeStates(ctx, input.InstanceIds ?? [], "StartingInstances", (state) => (state === "stopped" ? ["pending", "running"] : undefined)),
+    async run(ctx, input: StartInstancesRequest) {
+      const { changing, changes } = await changesOf(ctx, input.InstanceIds ?? [], (state) => (state === "stopped" ? "pending" : undefined));
+      for (const record of changing) await setSchedule(ctx.meta.db, record.row.instance_id, ctx.machines.launchSchedule(), userInitiated());
+      ctx.machines.boot(changing.map((r) => r.row.instance_id));
+      return { StartingInstances: changes };
+    },
   },
 
   RebootInstances: {
@@ -416,8 +441,8 @@ export const instanceActions: ActionTable = {
         if (record.state !== "running") throw incorrectState(record, "reboot");
       }
     },
-    run() {
-      // A reboot leaves the instance running; there is no guest to restart.
+    async run(ctx, input: RebootInstancesRequest) {
+      await ctx.machines.reboot(await instancesOf(ctx, input.InstanceIds ?? []));
     },
   },
 
@@ -428,10 +453,11 @@ export const instanceActions: ActionTable = {
       }
     },
     async run(ctx, input: TerminateInstancesRequest) {
-      for (const id of uniqueIds(input.InstanceIds ?? [])) await releaseInstanceResources(ctx.meta.db, ctx, id);
-      return changeStates(ctx, input.InstanceIds ?? [], "TerminatingInstances", (state) =>
-        state === "terminated" || state === "shutting-down" ? undefined : ["shutting-down", "terminated"],
+      const { changing, changes } = await changesOf(ctx, input.InstanceIds ?? [], (state) =>
+        state === "terminated" || state === "shutting-down" ? undefined : "shutting-down",
       );
+      await ctx.machines.terminate(ctx, changing, userInitiated());
+      return { TerminatingInstances: changes };
     },
   },
 };
@@ -448,20 +474,16 @@ const incorrectState = (record: InstanceRecord, verb: string) =>
     `The instance '${record.row.instance_id}' is not in a state from which it can be ${verb === "stop" ? "stopped" : verb === "start" ? "started" : "rebooted"}.`,
   );
 
-/** Moves each instance onto a new schedule (or leaves it) and reports previous and current states. */
-async function changeStates(
-  ctx: ActionContext,
-  ids: readonly string[],
-  member: "StoppingInstances" | "StartingInstances" | "TerminatingInstances",
-  next: (state: InstanceState) => InstanceState[] | undefined,
-): Promise<Record<string, InstanceStateChange[]>> {
+/** The instances a request changes (those `next` gives a state) and each one's previous and current state. */
+async function changesOf(ctx: ActionContext, ids: readonly string[], next: (state: InstanceState) => InstanceState | undefined) {
+  const changing: InstanceRecord[] = [];
   const changes: InstanceStateChange[] = [];
   for (const record of await instancesOf(ctx, ids)) {
-    const steps = next(record.state);
-    if (steps) await setSchedule(ctx.meta.db, record.row.instance_id, schedule(steps, ctx.config.stateDelayMs), userInitiated());
-    changes.push({ InstanceId: record.row.instance_id, PreviousState: stateOf(record.state), CurrentState: stateOf(steps ? steps[0]! : record.state) });
+    const to = next(record.state);
+    if (to) changing.push(record);
+    changes.push({ InstanceId: record.row.instance_id, PreviousState: stateOf(record.state), CurrentState: stateOf(to ?? record.state) });
   }
-  return { [member]: changes };
+  return { changing, changes };
 }
 
 /** Each instance with what DescribeInstances shows of it and what its filters read. */

@@ -81,6 +81,8 @@ export const snapshotActions: ActionTable = {
         kms_key_id: volume.kms_key_id,
       });
       // The volume's manifest is copied now: the snapshot is its point in time, whenever it completes.
+      // A running guest's writes held for its next flush are in it (crash-consistent, as on EC2).
+      await ctx.machines.flushVolumes([volume.volume_id]);
       await insertSnapshotOfVolume(ctx.meta.db, row);
       if (tags.length) await putTags(ctx.meta.db, ctx, [{ id: row.snapshot_id, type: "snapshot" }], tags, TAG_LIMITS.perResource);
       return toSnapshot({ row, tags: new Map(tags.map((t) => [t.key, t.value])) });

@@ -181,6 +181,7 @@ export const volumeActions: ActionTable = {
         delete_on_termination: 0,
       };
       await attachVolume(ctx.meta.db, attachment);
+      await ctx.machines.plug(instance.row.instance_id, volume.volume_id);
       return attachmentOf(attachment, "attaching");
     },
   },
@@ -195,6 +196,7 @@ export const volumeActions: ActionTable = {
     },
     async run(ctx, input: DetachVolumeRequest): Promise<VolumeAttachment> {
       const [attachment] = await attachmentsOf(ctx.meta.db, { volumeIds: [input.VolumeId!] });
+      await ctx.machines.unplug(attachment!.instance_id, input.VolumeId!, input.Force ?? false);
       await detachVolume(ctx.meta.db, input.VolumeId!);
       return attachmentOf(attachment!, "detaching");
     },

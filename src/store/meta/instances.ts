@@ -211,3 +211,14 @@ export async function shutdownFromInside(
   await setSchedule(db, instanceId, schedule<InstanceState>(["stopping", "stopped"], delayMs), GUEST_SHUTDOWN);
   return "stopped";
 }
+
+/** Instances a node ran guests for, in the states where a guest runs or is on its way off. */
+export async function instancesOnNode(db: MetaDb, nodeId: string): Promise<InstanceRecord[]> {
+  const rows = await db.selectFrom("instances").selectAll().where("node_id", "=", nodeId).where("state_schedule", "not like", '%"terminated"%').execute();
+  const now = Date.now();
+  return rows.map((row) => recordOf(row, now)).filter((r) => r.state !== "stopped");
+}
+
+export async function setInstanceNode(db: MetaDb, instanceId: string, nodeId: string | null): Promise<void> {
+  await db.updateTable("instances").set({ node_id: nodeId }).where("instance_id", "=", instanceId).execute();
+}

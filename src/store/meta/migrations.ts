@@ -521,4 +521,10 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0020_instance_nodes": {
+    async up(db: Kysely<any>) {
+      // The node whose qemu runs a guest: at its next start it boots its own instances again.
+      await db.schema.alterTable("instances").addColumn("node_id", "text").execute();
+    },
+  },
 };

@@ -175,6 +175,8 @@ export interface InstanceTable {
   cpu_credits: string | null;
   kernel_id: string | null;
   ramdisk_id: string | null;
+  /** The node whose qemu runs the instance's guest (the qemu backend), else null. */
+  node_id: string | null;
 }
 
 export interface VolumeAttachmentTable {

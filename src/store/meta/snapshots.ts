@@ -152,19 +152,27 @@ export async function setSnapshotState(db: MetaDb, snapshotId: string, state: Sn
 export async function insertSnapshotOfVolume(db: MetaDb, row: SnapshotRow): Promise<void> {
   await atomically(db, async (tx) => {
     await tx.insertInto("snapshots").values(row).execute();
-    await tx
-      .insertInto("snapshot_blocks")
-      .columns(["snapshot_id", "block_index", "chunk", "written"])
-      .expression((eb) =>
-        eb
-          .selectFrom("volume_blocks")
-          .select((s) => [s.val(row.snapshot_id).as("snapshot_id"), "block_index", "chunk", s.val(1).as("written")])
-          .where("volume_id", "=", row.volume_id),
-      )
-      .execute();
-    const base = await baseOf(tx, row.volume_id);
-    if (base !== undefined) await restOn(tx, "snapshot_blocks", row.snapshot_id, base);
+    await captureVolume(tx, row.snapshot_id, row.volume_id);
   });
+}
+
+/**
+ * Gives a snapshot with no blocks yet (inserted earlier) the volume's data as it is now: CreateImage
+ * of a guest, once the guest is off. Run in the caller's transaction.
+ */
+export async function captureVolume(tx: MetaDb, snapshotId: string, volumeId: string): Promise<void> {
+  await tx
+    .insertInto("snapshot_blocks")
+    .columns(["snapshot_id", "block_index", "chunk", "written"])
+    .expression((eb) =>
+      eb
+        .selectFrom("volume_blocks")
+        .select((s) => [s.val(snapshotId).as("snapshot_id"), "block_index", "chunk", s.val(1).as("written")])
+        .where("volume_id", "=", volumeId),
+    )
+    .execute();
+  const base = await baseOf(tx, volumeId);
+  if (base !== undefined) await restOn(tx, "snapshot_blocks", snapshotId, base);
 }
 
 export async function deleteSnapshot(db: MetaDb, scope: Scope, snapshotId: string): Promise<void> {

@@ -1,0 +1,379 @@
+// Instances that really run: each is a qemu guest (vm/machine.ts) whose disks are its volumes,
+// served over NBD by this process. States follow the guest: pending until qemu runs, running,
+// stopping until the guest is off, and so on; a guest that powers itself off stops or
+// terminates as its InstanceInitiatedShutdownBehavior says.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { availableParallelism, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { instanceType } from "../domain/instance-types.js";
+import type { Logger } from "../log.js";
+import type { ChunkStore } from "../store/blocks/chunks.js";
+import type { MetaDb } from "../store/meta/database.js";
+import {
+  GUEST_SHUTDOWN,
+  attachmentsOf,
+  instanceById,
+  instancesOnNode,
+  setInstanceNode,
+  releaseInstanceResources,
+  setSchedule,
+  type InstanceRecord,
+  type InstanceState,
+} from "../store/meta/instances.js";
+import { listNetworkInterfaces } from "../store/meta/network.js";
+import { getVolume } from "../store/meta/volumes.js";
+import { schedule } from "../domain/transitions.js";
+import type { Hypervisor } from "./accelerator.js";
+import type { BackendInfo, ConsoleOutput, GuestHealth, InstanceBackend } from "./backend.js";
+import { CONSOLE_BYTES, Machine, type MachineExit } from "./machine.js";
+import { serveNbd, type NbdExport } from "./nbd-server.js";
+import { openVolumeDevice, type VolumeDevice } from "./volume-device.js";
+
+export interface QemuSettings {
+  /** Where each instance keeps its console log and UEFI variables: <dataDir>/instances/<id>/. */
+  dataDir: string;
+  /** A guest's memory is its type's, at most this. */
+  memoryMaxMiB: number;
+  /** Most guests running at once. */
+  maxRunning: number;
+  /** How long a guest has to power off by ACPI before it is forced (stop, terminate, reboot). */
+  stopTimeoutMs: number;
+  /** How long a guest may take to come up before its reachability check fails. */
+  bootTimeoutMs: number;
+}
+
+/** What the console shows once a guest is up: its login prompt. */
+const LOGIN_PROMPT = /login: ?$/m;
+
+interface Disk {
+  volumeId: string;
+  device: VolumeDevice;
+  nbd: NbdExport;
+}
+
+interface Guest {
+  machine?: Machine;
+  disks: Disk[];
+  /** What Kiln asked of it: its exit then means stopped or terminated, not a guest's own shutdown. */
+  ending?: {
+    to: "stopped" | "terminated";
+    scope?: { accountId: string; region: string };
+    reason: string;
+    /** Run once the guest is off, before it boots again (CreateImage's capture). */
+    thenBoot?: () => Promise<void>;
+  };
+  bootedAt: number;
+  up: boolean;
+  /** The console since this boot, for the login prompt (bounded). */
+  heard: string;
+}
+
+/** EC2's StateTransitionReason for an instance that failed as it started. */
+const LAUNCH_FAILED = "Server.InternalError: Internal error on launch";
+
+export class QemuBackend implements InstanceBackend {
+  private readonly guests = new Map<string, Guest>();
+  private socketsDir?: string;
+  private closing = false;
+
+  constructor(
+    private readonly deps: { db: MetaDb; chunks: ChunkStore; logger: Logger; nodeId: string },
+    private readonly hypervisor: Hypervisor,
+    private readonly settings: QemuSettings,
+  ) {}
+
+  info = (): BackendInfo => ({
+    backend: "qemu",
+    accelerator: this.hypervisor.accelerator,
+    reason: this.hypervisor.reason,
+    running: this.guests.size,
+    maxRunning: this.settings.maxRunning,
+  });
+
+  launchSchedule(now = Date.now()) {
+    return schedule<InstanceState>(["pending"], 0, now);
+  }
+
+  room(memoryMiB: number): number {
+    const memory = Math.min(memoryMiB, this.settings.memoryMaxMiB);
+    const byMemory = Math.floor(totalmem() / 1024 / 1024 / memory) - this.guests.size;
+    return Math.max(0, Math.min(this.settings.maxRunning - this.guests.size, byMemory));
+  }
+
+  boot(instanceIds: readonly string[]): void {
+    for (const id of instanceIds) {
+      if (this.guests.has(id)) continue;
+      const guest: Guest = { disks: [], bootedAt: Date.now(), up: false, heard: "" };
+      this.guests.set(id, guest);
+      this.start(id, guest).catch((error: unknown) => this.failed(id, guest, error));
+    }
+  }
+
+  private async socketDir(): Promise<string> {
+    // Unix socket paths are short (108 bytes): they live in a folder of their own under tmp.
+    this.socketsDir ??= await mkdtemp(join(tmpdir(), "kiln-vm-"));
+    return this.socketsDir;
+  }
+
+  private async start(instanceId: string, guest: Guest): Promise<void> {
+    const record = await instanceById(this.deps.db, instanceId);
+    if (!record) throw new Error(`instance ${instanceId} is gone`);
+    const { row } = record;
+    const scope = { accountId: row.account_id, region: row.region };
+    await setInstanceNode(this.deps.db, instanceId, this.deps.nodeId);
+    const type = instanceType(row.instance_type);
+    const attachments = await attachmentsOf(this.deps.db, { instanceIds: [instanceId] });
+    // The root first, then the rest in device-name order: virtio disks appear in this order.
+    attachments.sort((a, b) => Number(b.device === row.root_device_name) - Number(a.device === row.root_device_name) || a.device.localeCompare(b.device));
+    await this.endLeftover(instanceId);
+    const sockets = await this.socketDir();
+    for (const attachment of attachments) {
+      const volume = await getVolume(this.deps.db, scope, attachment.volume_id);
+      if (!volume) continue;
+      guest.disks.push(await this.serve(volume.volume_id, volume.size, sockets));
+    }
+    const [primary] = await listNetworkInterfaces(this.deps.db, scope, { instanceIds: [instanceId] });
+    const machine = await Machine.start({
+      instanceId,
+      dir: join(this.settings.dataDir, "instances", instanceId),
+      hypervisor: this.hypervisor,
+      memoryMiB: Math.min(type?.memoryMiB ?? 512, this.settings.memoryMaxMiB),
+      vcpus: Math.max(1, Math.min(type?.vcpus ?? 1, availableParallelism())),
+      firmware: row.boot_mode === "uefi" || row.boot_mode === "uefi-preferred" ? "uefi" : "bios",
+      disks: guest.disks.map((d) => ({ volumeId: d.volumeId, socket: d.nbd.socketPath })),
+      mac: primary?.mac_address,
+    });
+    guest.machine = machine;
+    // Stopped or terminated while it was starting: off at once.
+    if (guest.ending) void machine.kill();
+    machine.events.on("console", (data: Buffer) => {
+      if (guest.up) return;
+      guest.heard = (guest.heard + data.toString("latin1")).slice(-4096);
+      if (LOGIN_PROMPT.test(guest.heard)) guest.up = true;
+    });
+    machine.events.on("event", (event: { event: string }) => {
+      // A reboot: the guest comes up again.
+      if (event.event === "RESET") {
+        guest.up = false;
+        guest.heard = "";
+        guest.bootedAt = Date.now();
+      }
+    });
+    void machine.exited.then((exit) => this.ended(instanceId, guest, exit));
+    this.deps.logger.info({ instanceId, pid: machine.pid, accelerator: this.hypervisor.accelerator }, "guest started");
+    if (!guest.ending) await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["running"], 0), "");
+  }
+
+  /**
+   * A qemu left running for the instance by a Kiln that died (kill -9): it would write to the
+   * volumes under the new guest's feet, so it ends first. Its pid file names it; its command
+   * line must name the instance (a pid may have been reused).
+   */
+  private async endLeftover(instanceId: string): Promise<void> {
+    const pidFile = join(this.settings.dataDir, "instances", instanceId, "qemu.pid");
+    const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+    if (!Number.isInteger(pid) || pid <= 0) return;
+    const command = await readFile(`/proc/${pid}/cmdline`, "latin1").catch(() => "");
+    if (!command.split("\0").some((arg) => arg.startsWith(`${instanceId},`))) return;
+    this.deps.logger.warn({ instanceId, pid }, "ending a guest left by an earlier Kiln");
+    process.kill(pid, "SIGKILL");
+    for (let i = 0; i < 100 && (await readFile(`/proc/${pid}/cmdline`).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  private async serve(volumeId: string, sizeGiB: number, sockets: string): Promise<Disk> {
+    const device = openVolumeDevice(this.deps, volumeId, sizeGiB * 1024 ** 3);
+    const nbd = await serveNbd(device, join(sockets, `${volumeId}.sock`), {
+      log: (event: string, detail?: object) => this.deps.logger.debug({ volumeId, ...detail }, `nbd ${event}`),
+    });
+    return { volumeId, device, nbd };
+  }
+
+  /** A guest that could not start: its disks let go, and the instance ends as EC2 ends one. */
+  private async failed(instanceId: string, guest: Guest, error: unknown): Promise<void> {
+    this.deps.logger.error({ instanceId, err: error }, "guest did not start");
+    await this.release(guest);
+    this.guests.delete(instanceId);
+    const record = await instanceById(this.deps.db, instanceId);
+    if (!record) return;
+    await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["stopped"], 0), LAUNCH_FAILED);
+  }
+
+  /** Lets go of a guest's disks: what it wrote is made durable, the exports close. */
+  private async release(guest: Guest): Promise<void> {
+    for (const disk of guest.disks.splice(0)) {
+      await disk.nbd.close().catch(() => {});
+      await disk.device.close().catch((error: unknown) => this.deps.logger.error({ volumeId: disk.volumeId, err: error }, "volume write-back failed"));
+    }
+  }
+
+  /** qemu ended: the instance becomes what Kiln asked, or what the guest's own shutdown means. */
+  private async ended(instanceId: string, guest: Guest, exit: MachineExit): Promise<void> {
+    await this.release(guest);
+    this.guests.delete(instanceId);
+    if (this.closing) return;
+    const record = await instanceById(this.deps.db, instanceId);
+    if (!record) return;
+    this.deps.logger.info({ instanceId, ...exit, asked: guest.ending?.to }, "guest ended");
+    const scope = { accountId: record.row.account_id, region: record.row.region };
+    let to = guest.ending?.to;
+    let reason = guest.ending?.reason ?? record.row.state_transition_reason;
+    if (!to) {
+      to = exit.guestShutdown && record.row.shutdown_behavior === "terminate" ? "terminated" : "stopped";
+      reason = exit.guestShutdown ? GUEST_SHUTDOWN : `Server.InternalError: the guest ended (${exit.stderr || exit.signal || exit.code})`;
+    }
+    if (to === "terminated") await releaseInstanceResources(this.deps.db, scope, instanceId);
+    await setSchedule(this.deps.db, instanceId, schedule<InstanceState>([to], 0), reason);
+    const thenBoot = guest.ending?.thenBoot;
+    if (thenBoot) {
+      await thenBoot().catch((error: unknown) => this.deps.logger.error({ instanceId, err: error }, "capture with the guest off failed"));
+      await setSchedule(this.deps.db, instanceId, this.launchSchedule(), reason);
+      this.boot([instanceId]);
+    }
+  }
+
+  runsGuest(instanceId: string): boolean {
+    return this.guests.get(instanceId)?.machine !== undefined;
+  }
+
+  async rebootAround(record: InstanceRecord, reason: string, capture: () => Promise<void>): Promise<void> {
+    const guest = this.guests.get(record.row.instance_id);
+    if (!guest?.machine || guest.ending) return capture();
+    guest.ending = { to: "stopped", reason, thenBoot: capture };
+    await setSchedule(this.deps.db, record.row.instance_id, schedule<InstanceState>(["stopping"], 0), reason);
+    void guest.machine.powerDown(this.settings.stopTimeoutMs);
+  }
+
+  /**
+   * At start: this node's guests ended with the process that ran them (a crash, a host reboot).
+   * Those that were running boot again, as after a host reboot; those on their way off are off.
+   */
+  async resume(): Promise<void> {
+    for (const record of await instancesOnNode(this.deps.db, this.deps.nodeId)) {
+      const id = record.row.instance_id;
+      const scope = { accountId: record.row.account_id, region: record.row.region };
+      if (record.state === "pending" || record.state === "running") {
+        await setSchedule(this.deps.db, id, this.launchSchedule(), record.row.state_transition_reason);
+        this.boot([id]);
+      } else if (record.state === "stopping") {
+        await setSchedule(this.deps.db, id, schedule<InstanceState>(["stopped"], 0), record.row.state_transition_reason);
+      } else if (record.state === "shutting-down") {
+        await releaseInstanceResources(this.deps.db, scope, id);
+        await setSchedule(this.deps.db, id, schedule<InstanceState>(["terminated"], 0), record.row.state_transition_reason);
+      }
+    }
+  }
+
+  async stop(records: readonly InstanceRecord[], reason: string, force: boolean): Promise<void> {
+    for (const record of records) await this.end(record, "stopped", reason, force);
+  }
+
+  async terminate(scope: { accountId: string; region: string }, records: readonly InstanceRecord[], reason: string): Promise<void> {
+    for (const record of records) await this.end(record, "terminated", reason, false, scope);
+  }
+
+  private async end(record: InstanceRecord, to: "stopped" | "terminated", reason: string, force: boolean, scope?: { accountId: string; region: string }) {
+    const id = record.row.instance_id;
+    const guest = this.guests.get(id);
+    const passing: InstanceState = to === "stopped" ? "stopping" : "shutting-down";
+    if (!guest) {
+      // No guest runs (a stopped instance, or one whose start failed): nothing to power off.
+      if (to === "terminated" && scope) await releaseInstanceResources(this.deps.db, scope, id);
+      await setSchedule(this.deps.db, id, schedule<InstanceState>([passing, to], 0), reason);
+      return;
+    }
+    await setSchedule(this.deps.db, id, schedule<InstanceState>([passing], 0), reason);
+    if (guest.ending?.to === "terminated") return;
+    guest.ending = { to, scope, reason };
+    // A guest still starting is powered off once it has started.
+    const machine = guest.machine;
+    if (!machine) return;
+    if (force) void machine.kill();
+    else void machine.powerDown(this.settings.stopTimeoutMs);
+  }
+
+  async reboot(records: readonly InstanceRecord[]): Promise<void> {
+    for (const record of records) {
+      const machine = this.guests.get(record.row.instance_id)?.machine;
+      if (!machine) continue;
+      // An orderly reboot by the guest's keyboard; past the timeout, the reset line.
+      let reset = false;
+      const heard = (event: { event: string }) => {
+        if (event.event === "RESET") reset = true;
+      };
+      machine.events.on("event", heard);
+      await machine.ctrlAltDelete();
+      setTimeout(() => {
+        machine.events.off("event", heard);
+        if (!reset) void machine.reset();
+      }, this.settings.stopTimeoutMs).unref();
+    }
+  }
+
+  async plug(instanceId: string, volumeId: string): Promise<void> {
+    const guest = this.guests.get(instanceId);
+    if (!guest?.machine || guest.ending) return;
+    const record = await instanceById(this.deps.db, instanceId);
+    const volume = record && (await getVolume(this.deps.db, { accountId: record.row.account_id, region: record.row.region }, volumeId));
+    if (!volume) return;
+    const disk = await this.serve(volumeId, volume.size, await this.socketDir());
+    guest.disks.push(disk);
+    try {
+      await guest.machine.plug({ volumeId, socket: disk.nbd.socketPath });
+    } catch (error) {
+      // Not plugged now: the guest finds it at its next boot.
+      this.deps.logger.error({ instanceId, volumeId, err: error }, "hot-plug failed");
+      guest.disks.splice(guest.disks.indexOf(disk), 1);
+      await disk.nbd.close();
+      await disk.device.close();
+    }
+  }
+
+  async unplug(instanceId: string, volumeId: string, force: boolean): Promise<void> {
+    const guest = this.guests.get(instanceId);
+    const disk = guest?.disks.find((d) => d.volumeId === volumeId);
+    if (!guest || !disk) return;
+    // Without Force the guest has the stop timeout to let go; with it, a few seconds.
+    await guest.machine?.unplug(volumeId, force ? 5_000 : this.settings.stopTimeoutMs);
+    guest.disks.splice(guest.disks.indexOf(disk), 1);
+    await disk.nbd.close();
+    await disk.device.close();
+  }
+
+  async flushVolumes(volumeIds: readonly string[]): Promise<void> {
+    const wanted = new Set(volumeIds);
+    for (const guest of this.guests.values()) for (const disk of guest.disks) if (wanted.has(disk.volumeId)) await disk.device.flush();
+  }
+
+  async consoleOutput(instanceId: string): Promise<ConsoleOutput | undefined> {
+    const machine = this.guests.get(instanceId)?.machine;
+    if (machine) return machine.consoleOutput();
+    // A guest that is off: what its console said last, as EC2 keeps it.
+    const saved = await readFile(join(this.settings.dataDir, "instances", instanceId, "console.log")).catch(() => undefined);
+    if (!saved) return undefined;
+    return { output: saved.subarray(Math.max(0, saved.length - CONSOLE_BYTES)) };
+  }
+
+  health(instanceId: string): GuestHealth | undefined {
+    const guest = this.guests.get(instanceId);
+    if (!guest?.machine) return undefined;
+    if (guest.up) return "ok";
+    return Date.now() - guest.bootedAt > this.settings.bootTimeoutMs ? "impaired" : "initializing";
+  }
+
+  async forgetAll(): Promise<void> {
+    this.closing = true;
+    try {
+      await Promise.all([...this.guests.values()].map((guest) => guest.machine?.kill()));
+      for (const guest of this.guests.values()) await this.release(guest);
+      this.guests.clear();
+    } finally {
+      this.closing = false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.forgetAll();
+    this.closing = true;
+    if (this.socketsDir) await rm(this.socketsDir, { recursive: true, force: true });
+  }
+}
