@@ -105,12 +105,13 @@ EOF
 # carry e2fsck, so the root is checked before it is mounted.
 mkdir -p "$work/early/etc/initramfs-tools/conf.d"
 echo FSTYPE=ext4 >"$work/early/etc/initramfs-tools/conf.d/kiln-root-fstype"
-# The ESP is mounted so the guest can see and update its boot loader, but never holds up the
-# boot (nofail) and is not checked at boot (no fsck.vfat in the image).
+# The ESP is mounted on first access (automount), so the guest can see and update its boot
+# loader but never waits for it while booting: a slow udev on a busy host must not fail a boot
+# over a partition the system does not need. No fsck.vfat in the image: not checked.
 cat >"$work/early/etc/fstab" <<EOF
 # <file system>	<mount point>	<type>	<options>	<dump>	<pass>
 UUID=$root_uuid	/	ext4	rw,discard,errors=remount-ro	0	1
-UUID=${esp_id:0:4}-${esp_id:4:4}	/boot/efi	vfat	umask=0077,nofail,x-systemd.device-timeout=10s	0	0
+UUID=${esp_id:0:4}-${esp_id:4:4}	/boot/efi	vfat	umask=0077,noauto,x-systemd.automount,nofail	0	0
 EOF
 
 cat >"$overlay/etc/apt/sources.list" <<'EOF'
