@@ -8,8 +8,9 @@
 # what is in it.
 #
 # Run it as root (mmdebstrap's root mode, and file ownership in the image). It needs no loop
-# device and mounts nothing on the host: the root file system is made from a directory with
-# `mkfs.ext4 -d`, the EFI system partition with mtools, and both are written into one file.
+# device and no block device at all: the root file system is made from a directory with
+# `mkfs.ext4 -d`, the EFI system partition with mtools, and both are written into one file. The
+# only mounts are those mmdebstrap makes inside the tree it builds (/proc, /sys, /dev).
 #
 # The steps, and why they are as they are:
 #  1. mmdebstrap, variant minbase (Essential and Priority: required, so apt and dpkg but no
@@ -36,6 +37,8 @@
 set -euo pipefail
 # The overlay below is copied over / in the image, modes included.
 umask 022
+# mkfs.*, sfdisk and chroot live in /usr/sbin, which a sudo or su environment may leave off PATH.
+PATH=$PATH:/usr/sbin:/sbin
 
 die() {
   echo "debian-image.sh: $*" >&2
@@ -45,9 +48,11 @@ die() {
 [[ $# -eq 1 && $1 != -* ]] || die "usage: $0 OUTPUT.raw (as root; env DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR, DEBIAN_DEB_CACHE, DEBIAN_IMAGE_SIZE_MIB)"
 output=$1
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+mirror=${mirror%/}
 security_mirror=${DEBIAN_SECURITY_MIRROR:-${mirror%/debian}/debian-security}
 size_mib=${DEBIAN_IMAGE_SIZE_MIB:-2048}
 [[ $size_mib =~ ^[0-9]+$ && $size_mib -ge 1024 ]] || die "DEBIAN_IMAGE_SIZE_MIB must be a whole number of MiB, at least 1024"
+[[ -d $(dirname "$output") ]] || die "no folder $(dirname "$output") for $output"
 [[ $(id -u) -eq 0 ]] || die "must run as root (mmdebstrap's root mode, and root-owned files in the image)"
 
 missing=()
@@ -74,9 +79,13 @@ cleanup() {
   else
     rm -rf "$work"
   fi
-  [[ $status -eq 0 ]] || rm -f "$partial"
+  if [[ $status -ne 0 ]]; then
+    rm -f "$partial"
+    echo "debian-image.sh: failed (exit $status); $output not written" >&2
+  fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 start=$SECONDS
 say() { echo "debian-image.sh: [$((SECONDS - start))s] $*" >&2; }
 
@@ -149,7 +158,9 @@ EOF
 # ds=nocloud on the kernel command line). (A list of one datasource plus None would skip the
 # checks and always wait for a metadata service.) networkd is the only network renderer here.
 cat >"$overlay/etc/cloud/cloud.cfg.d/90-kiln.cfg" <<'EOF'
-# Kiln: see /usr/share/doc/kiln/README (docs/debian-image.md in Kiln's repository).
+# Written by Kiln's scripts/debian-image.sh. ds-identify enables cloud-init only when one of
+# these is identified: Ec2 by DMI (system UUID and serial number equal and starting with ec2),
+# NoCloud by a file system labelled CIDATA. Otherwise cloud-init stays off for that boot.
 datasource_list: [ NoCloud, Ec2, None ]
 system_info:
   network:
@@ -331,10 +342,10 @@ ${partial}15 : start=$esp_start, size=$esp_sectors, type=C12A7328-F81F-11D2-BA4B
 EOF
 
 say "root file system (ext4, from the tree)"
-# Made in place at the partition's offset. The default ext4 features of bookworm's mke2fs,
-# which bookworm's GRUB reads; lazy init because the file's holes already read as zeros, so
-# the image stays sparse.
-mkfs.ext4 -q -F -b 4096 -L kiln-root -U "$root_uuid" -d "$root" \
+# Made in place at the partition's offset. Without metadata_csum_seed and orphan_file, which
+# newer mke2fs defaults may turn on and bookworm's GRUB 2.06 cannot read; lazy init because
+# the file's holes already read as zeros, so the image stays sparse.
+mkfs.ext4 -q -F -b 4096 -O ^metadata_csum_seed,^orphan_file -L kiln-root -U "$root_uuid" -d "$root" \
   -E "offset=$((root_start * 512)),lazy_itable_init=1,lazy_journal_init=1" \
   "$partial" "$((root_sectors / 8))"
 
