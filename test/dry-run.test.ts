@@ -192,6 +192,7 @@ const cases: Record<string, Case> = {
   DetachVolume: { input: () => ({ VolumeId: r.attachedVolume }) },
   ExportImage: { input: () => ({ ImageId: r.image, DiskImageFormat: "RAW", S3ExportLocation: { S3Bucket: "dry", S3Prefix: "exports/" } }) },
   GetConsoleOutput: { input: () => ({ InstanceId: r.instance }) },
+  GetConsoleScreenshot: { input: () => ({ InstanceId: r.instance }) },
   GetInstanceUefiData: { input: () => ({ InstanceId: r.instance }) },
   ImportImage: { input: () => ({ DiskContainers: [{ Format: "RAW", Url: "s3://dry/disk.raw" }] }) },
   ImportKeyPair: { input: () => ({ KeyName: "dry-imported", PublicKeyMaterial: Buffer.from(sshPublicKey()) }) },

@@ -58,6 +58,8 @@ export interface InstanceBackend {
   /** Makes what guests wrote to these volumes durable (before a snapshot of them). */
   flushVolumes(volumeIds: readonly string[]): Promise<void>;
   consoleOutput(instanceId: string): Promise<ConsoleOutput | undefined>;
+  /** A PNG of the guest's display, or undefined when no guest runs. */
+  screenshot(instanceId: string): Promise<Buffer | undefined>;
   health(instanceId: string): GuestHealth | undefined;
   /** Ends every guest at once, changing no instance (POST /_kiln/reset, which then empties the store). */
   forgetAll(): Promise<void>;
@@ -89,6 +91,9 @@ export function scheduledBackend(db: MetaDb, delayMs: () => number, reason?: str
     async unplug() {},
     async flushVolumes() {},
     async consoleOutput() {
+      return undefined;
+    },
+    async screenshot() {
       return undefined;
     },
     health: () => undefined,

@@ -287,9 +287,9 @@ export class Machine {
     if (port >= 0) this.ports[port] = undefined;
   }
 
-  /** A PPM screenshot of the guest's display. */
+  /** A PNG screenshot of the guest's display, written to `file`. */
   async screendump(file: string): Promise<void> {
     if (!this.qmp) throw new Error("the guest is not running");
-    await this.qmp.execute("screendump", { filename: file });
+    await this.qmp.execute("screendump", { filename: file, format: "png" });
   }
 }

@@ -121,6 +121,13 @@ export class QemuBackend implements InstanceBackend {
     const { row } = record;
     const scope = { accountId: row.account_id, region: row.region };
     await setInstanceNode(this.deps.db, instanceId, this.deps.nodeId);
+    if (row.architecture !== "x86_64") {
+      // No guest for it here: it runs as an instance with no guest does, and says why.
+      this.guests.delete(instanceId);
+      const reason = `Kiln runs no ${row.architecture} guest on this host (it runs x86_64 guests with ${this.hypervisor.binary})`;
+      await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["running"], 0), reason);
+      return;
+    }
     const type = instanceType(row.instance_type);
     const attachments = await attachmentsOf(this.deps.db, { instanceIds: [instanceId] });
     // The root first, then the rest in device-name order: virtio disks appear in this order.
@@ -351,6 +358,18 @@ export class QemuBackend implements InstanceBackend {
     const saved = await readFile(join(this.settings.dataDir, "instances", instanceId, "console.log")).catch(() => undefined);
     if (!saved) return undefined;
     return { output: saved.subarray(Math.max(0, saved.length - CONSOLE_BYTES)) };
+  }
+
+  async screenshot(instanceId: string): Promise<Buffer | undefined> {
+    const machine = this.guests.get(instanceId)?.machine;
+    if (!machine) return undefined;
+    const file = join(await this.socketDir(), `${instanceId}-${Date.now()}.png`);
+    try {
+      await machine.screendump(file);
+      return await readFile(file);
+    } finally {
+      await rm(file, { force: true });
+    }
   }
 
   health(instanceId: string): GuestHealth | undefined {

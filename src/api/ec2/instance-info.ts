@@ -8,6 +8,8 @@ import type {
   DescribeInstanceTypeOfferingsRequest,
   DescribeInstanceTypeOfferingsResult,
   GetConsoleOutputRequest,
+  GetConsoleScreenshotRequest,
+  GetConsoleScreenshotResult,
   GetConsoleOutputResult,
   InstanceStatus,
   InstanceTypeOffering,
@@ -222,6 +224,18 @@ export const instanceInfoActions: ActionTable = {
       // the newest). With no guest, empty output, as a fresh instance has.
       const console = await ctx.machines.consoleOutput(input.InstanceId!);
       return { InstanceId: input.InstanceId, Timestamp: console?.at ?? new Date(), Output: console?.output.toString("base64") ?? "" };
+    },
+  },
+
+  GetConsoleScreenshot: {
+    async check(ctx, input: GetConsoleScreenshotRequest) {
+      await instancesOf(ctx, [input.InstanceId!]);
+    },
+    async run(ctx, input: GetConsoleScreenshotRequest): Promise<GetConsoleScreenshotResult> {
+      const image = await ctx.machines.screenshot(input.InstanceId!);
+      if (!image) throw new ApiError("IncorrectInstanceState", `The instance '${input.InstanceId}' has no screen: no guest of it is running.`);
+      // qemu's screendump, as PNG (EC2 sends JPEG; both are base64 image data to a client).
+      return { InstanceId: input.InstanceId, ImageData: image.toString("base64") };
     },
   },
 
