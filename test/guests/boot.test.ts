@@ -1,0 +1,235 @@
+// Instances that really boot: a Debian 12 disk made from Debian's packages
+// (scripts/debian-image.sh) is imported through ImportImage and launched as a qemu guest whose
+// disks are Kiln volumes served over NBD. The guest's console, its boot record (a unit that
+// appends a line to /var/lib/kiln/boots on its root disk at every boot), CreateImage with its
+// reboot, a volume plugged in while it runs, and stop, start, reboot and terminate through the
+// SDK's waiters show that it runs, and that what it writes lands in Kiln's snapshots.
+import assert from "node:assert/strict";
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  AttachVolumeCommand,
+  CreateImageCommand,
+  CreateVolumeCommand,
+  DescribeImagesCommand,
+  DescribeInstanceStatusCommand,
+  DescribeInstancesCommand,
+  DescribeVolumesCommand,
+  GetConsoleOutputCommand,
+  GetConsoleScreenshotCommand,
+  RebootInstancesCommand,
+  RegisterImageCommand,
+  RunInstancesCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+  waitUntilImageAvailable,
+  waitUntilInstanceRunning,
+  waitUntilInstanceStopped,
+  waitUntilInstanceTerminated,
+  waitUntilVolumeAvailable,
+  type EC2Client,
+} from "@aws-sdk/client-ec2";
+import { BLOCK, errorName, readSnapshotBlocks } from "../helpers/data.js";
+import { importDebianImage } from "../helpers/debian-image.js";
+import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
+import { run, scratch } from "../helpers/tools.js";
+
+/** Generous for TCG on two shared cores; a boot takes about a minute there. */
+const BOOT_SECONDS = 300;
+const waiting = (client: EC2Client) => ({ client, maxWaitTime: BOOT_SECONDS, minDelay: 1, maxDelay: 2 });
+
+let kiln: TestKiln;
+let ec2: EC2Client;
+let imageId: string;
+
+/** The console so far, decoded. */
+async function consoleOf(instanceId: string): Promise<string> {
+  const { Output } = await ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true }));
+  return Buffer.from(Output ?? "", "base64").toString("latin1");
+}
+
+/** Waits until the console matches `pattern` (counting from `since` characters of it); what it said. */
+async function consoleShows(instanceId: string, pattern: RegExp, seconds = BOOT_SECONDS): Promise<string> {
+  const deadline = Date.now() + seconds * 1000;
+  let said = "";
+  while (Date.now() < deadline) {
+    said = await consoleOf(instanceId);
+    if (pattern.test(said)) return said;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  assert.fail(`the console of ${instanceId} never showed ${pattern}; its last lines:\n${said.slice(-2000)}`);
+}
+
+/** The command line of the qemu running an instance's guest, from its pid file. */
+function qemuCommandOf(instanceId: string): string {
+  const pid = readFileSync(join(kiln.dataDir, "instances", instanceId, "qemu.pid"), "utf8").trim();
+  return readFileSync(`/proc/${pid}/cmdline`, "latin1").replaceAll("\0", " ");
+}
+
+const bootRecords = (console: string) => [...console.matchAll(/kiln-boot-record: boot (\d+)/g)].map((m) => Number(m[1]));
+
+async function stateOf(instanceId: string) {
+  const { Reservations } = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  return Reservations![0]!.Instances![0]!;
+}
+
+/** The file at `path` on the ext4 root (GPT partition 1) of a snapshot, read back through the EBS direct APIs. */
+async function fileInSnapshot(snapshotId: string, path: string): Promise<string> {
+  const disk = join(scratch(), "snapshot.raw");
+  const fd = openSync(disk, "w");
+  let end = 0;
+  for (const [index, data] of await readSnapshotBlocks(kiln.ebs(), snapshotId)) {
+    writeSync(fd, data, 0, data.length, index * BLOCK);
+    end = Math.max(end, (index + 1) * BLOCK);
+  }
+  closeSync(fd);
+  const table = JSON.parse(await run("sfdisk", ["--json", disk])) as { partitiontable: { sectorsize?: number; partitions: { node: string; start: number }[] } };
+  const root = table.partitiontable.partitions.find((p) => p.node.endsWith("1"))!;
+  const offset = root.start * (table.partitiontable.sectorsize ?? 512);
+  return run("debugfs", ["-R", `cat ${path}`, `${disk}?offset=${offset}`]);
+}
+
+before(async () => {
+  kiln = await startTestKiln(
+    { instanceBackend: "qemu" },
+    { KILN_VM_MEMORY_MAX_MIB: "1024", KILN_VM_MAX_RUNNING: "3", KILN_VM_STOP_TIMEOUT_MS: "90000", KILN_VM_BOOT_TIMEOUT_MS: "20000" },
+  );
+  ec2 = kiln.ec2();
+  imageId = await importDebianImage(ec2, kiln.s3());
+});
+after(() => kiln?.close());
+
+describe("instances that boot", () => {
+  let instanceId: string;
+
+  it("runs the imported Debian image to its login prompt, with its boot record on the console", async () => {
+    const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
+    instanceId = Instances![0]!.InstanceId!;
+    assert.equal(Instances![0]!.State!.Name, "pending");
+    await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
+    const console = await consoleShows(instanceId, /login: ?$/m);
+    assert.match(console, /Debian GNU\/Linux 12 \S+ ttyS0/, "the getty's banner on the serial console");
+    assert.deepEqual(bootRecords(console), [1], "the first boot is recorded");
+    const { InstanceStatuses } = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [instanceId] }));
+    assert.equal(InstanceStatuses![0]!.InstanceStatus!.Status, "ok", "the guest is up");
+    // The imported disk is uefi (GPT with an EFI system partition): OVMF boots it.
+    assert.equal((await stateOf(instanceId)).CurrentInstanceBootMode, "uefi");
+    assert.match(qemuCommandOf(instanceId), /OVMF_CODE_4M\.fd/);
+    assert.ok(existsSync(join(kiln.dataDir, "instances", instanceId, "uefi-vars.fd")), "a variable store of the instance's own");
+    const { ImageData } = await ec2.send(new GetConsoleScreenshotCommand({ InstanceId: instanceId }));
+    const png = Buffer.from(ImageData!, "base64");
+    assert.equal(png.subarray(1, 4).toString("latin1"), "PNG", "the screen, as a PNG");
+    assert.equal(png.subarray(12, 16).toString("latin1"), "IHDR");
+    assert.ok(png.readUInt32BE(16) >= 640 && png.readUInt32BE(20) >= 400, "a screen's size");
+  });
+
+  it("runs an image with no OS, whose reachability check fails, and refuses guests past the host's budget", async () => {
+    // A catalogue image: an empty root disk, so the firmware finds nothing to boot.
+    const { Images } = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"], Filters: [{ Name: "architecture", Values: ["x86_64"] }] }));
+    const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t3.nano", MinCount: 1, MaxCount: 1 }));
+    const stub = Instances![0]!.InstanceId!;
+    await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [stub] });
+    const status = async () => (await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [stub] }))).InstanceStatuses![0]!.InstanceStatus!;
+    assert.equal((await status()).Status, "initializing");
+    // KILN_VM_BOOT_TIMEOUT_MS is 20 s here.
+    await new Promise((r) => setTimeout(r, 21_000));
+    const impaired = await status();
+    assert.equal(impaired.Status, "impaired");
+    assert.equal(impaired.Details![0]!.Status, "failed");
+
+    // KILN_VM_MAX_RUNNING is 3 here, and two guests run (the Debian one and this): MinCount 2 does not fit, MaxCount 5 gets one.
+    assert.equal(
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t3.nano", MinCount: 2, MaxCount: 2 }))),
+      "InsufficientInstanceCapacity",
+    );
+    const some = await ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t3.nano", MinCount: 1, MaxCount: 5 }));
+    assert.equal(some.Instances!.length, 1, "as many as there is room for");
+    const ids = [stub, some.Instances![0]!.InstanceId!];
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: ids }));
+    await waitUntilInstanceTerminated(waiting(ec2), { InstanceIds: ids });
+  });
+
+  it("plugs in a volume attached while it runs", async () => {
+    const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: (await stateOf(instanceId)).Placement!.AvailabilityZone, Size: 1 }));
+    await waitUntilVolumeAvailable(waiting(ec2), { VolumeIds: [volume.VolumeId!] });
+    await ec2.send(new AttachVolumeCommand({ VolumeId: volume.VolumeId, InstanceId: instanceId, Device: "/dev/sdf" }));
+    // The guest's kernel names the new virtio disk (vdb) as it appears.
+    await consoleShows(instanceId, /virtio_blk \S+: \[vdb\] 2097152 512-byte logical blocks/, 120);
+    const { Volumes } = await ec2.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }));
+    assert.equal(Volumes![0]!.State, "in-use");
+  });
+
+  it("captures with CreateImage's reboot what the guest wrote, and boots the new image", async () => {
+    const { ImageId } = await ec2.send(new CreateImageCommand({ InstanceId: instanceId, Name: "debian-after-one-boot" }));
+    assert.equal((await stateOf(instanceId)).State!.Name, "stopping", "the guest powers off first");
+    await waitUntilImageAvailable(waiting(ec2), { ImageIds: [ImageId!] });
+    await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
+    const { Images } = await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }));
+    const root = Images![0]!.BlockDeviceMappings!.find((m) => m.DeviceName === Images![0]!.RootDeviceName)!;
+    const boots = await fileInSnapshot(root.Ebs!.SnapshotId!, "/var/lib/kiln/boots");
+    assert.equal(boots.trim().split("\n").length, 1, `the snapshot holds the first boot's record:\n${boots}`);
+    // The instance boots again after the capture: its second boot.
+    assert.deepEqual(bootRecords(await consoleShows(instanceId, /kiln-boot-record: boot 2/)).at(-1), 2);
+
+    const launched = await ec2.send(new RunInstancesCommand({ ImageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
+    const copy = launched.Instances![0]!.InstanceId!;
+    await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [copy] });
+    // Its disk holds the first instance's record: this is the image's second boot.
+    assert.deepEqual(bootRecords(await consoleShows(copy, /kiln-boot-record: boot 2/)), [2]);
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [copy] }));
+    await waitUntilInstanceTerminated(waiting(ec2), { InstanceIds: [copy] });
+  });
+
+  it("stops, starts, reboots and terminates as EC2 does", async () => {
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
+    await waitUntilInstanceStopped(waiting(ec2), { InstanceIds: [instanceId] });
+    // The console of a stopped instance is what it said last: its power-off.
+    assert.match(await consoleOf(instanceId), /reboot: Power down|Power-Off|System Power Off/);
+    await ec2.send(new StartInstancesCommand({ InstanceIds: [instanceId] }));
+    await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
+    await consoleShows(instanceId, /kiln-boot-record: boot 3/);
+    await consoleShows(instanceId, /login: ?$/m);
+    await ec2.send(new RebootInstancesCommand({ InstanceIds: [instanceId] }));
+    await consoleShows(instanceId, /kiln-boot-record: boot 4/);
+    assert.equal((await stateOf(instanceId)).State!.Name, "running", "a reboot keeps it running");
+    const volumes = (await stateOf(instanceId)).BlockDeviceMappings!.map((m) => m.Ebs!.VolumeId!);
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+    await waitUntilInstanceTerminated(waiting(ec2), { InstanceIds: [instanceId] });
+    const { Volumes } = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: "volume-id", Values: volumes }] }));
+    assert.deepEqual(
+      Volumes!.map((v) => v.State),
+      ["available"],
+      "the root volume went with the instance; the attached one stays",
+    );
+  });
+  it("boots the same disk on SeaBIOS when its image says legacy-bios", async () => {
+    const { Images } = await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }));
+    const source = Images![0]!;
+    // The imported disk is GPT with an EFI system partition: ImportImage calls it uefi.
+    assert.equal(source.BootMode, "uefi");
+    const { ImageId } = await ec2.send(
+      new RegisterImageCommand({
+        Name: "debian-bios",
+        Architecture: "x86_64",
+        RootDeviceName: source.RootDeviceName,
+        BlockDeviceMappings: source.BlockDeviceMappings,
+        VirtualizationType: "hvm",
+        EnaSupport: true,
+        BootMode: "legacy-bios",
+      }),
+    );
+    const booted = async (image: string) => {
+      const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: image, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
+      const id = Instances![0]!.InstanceId!;
+      await consoleShows(id, /login: ?$/m);
+      const described = await stateOf(id);
+      const command = qemuCommandOf(id);
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+      await waitUntilInstanceTerminated(waiting(ec2), { InstanceIds: [id] });
+      return { mode: described.CurrentInstanceBootMode, ovmf: command.includes("OVMF_CODE") };
+    };
+    assert.deepEqual(await booted(ImageId!), { mode: "legacy-bios", ovmf: false }, "SeaBIOS, qemu's default firmware");
+  });
+});
