@@ -135,6 +135,7 @@ export async function openInstanceBackend(
     maxRunning: config.vm.maxRunning ?? Math.max(1, Math.floor(totalmem() / 2 / 1024 / 1024 / memoryMaxMiB)),
     stopTimeoutMs: config.vm.stopTimeoutMs,
     bootTimeoutMs: config.vm.bootTimeoutMs,
+    leaseMs: config.taskLeaseMs,
   });
   deps.logger.info({ accelerator: hypervisor.accelerator, reason: hypervisor.reason }, "instances run as qemu guests");
   await backend.resume();

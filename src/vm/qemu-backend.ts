@@ -13,7 +13,10 @@ import {
   GUEST_SHUTDOWN,
   attachmentsOf,
   instanceById,
+  claimInstance,
   instancesOnNode,
+  lapsedInstances,
+  renewInstanceLeases,
   setInstanceNode,
   releaseInstanceResources,
   setSchedule,
@@ -40,6 +43,8 @@ export interface QemuSettings {
   stopTimeoutMs: number;
   /** How long a guest may take to come up before its reachability check fails. */
   bootTimeoutMs: number;
+  /** How long this node's hold on its instances lasts unrenewed: how soon another node boots them after it dies. */
+  leaseMs: number;
 }
 
 /** What the console shows once a guest is up: its login prompt. */
@@ -61,12 +66,17 @@ interface Guest {
     reason: string;
     /** Run once the guest is off, before it boots again (CreateImage's capture). */
     thenBoot?: () => Promise<void>;
+    /** Its end changes nothing (the instance is another node's now). */
+    quiet?: boolean;
   };
   bootedAt: number;
   up: boolean;
   /** The console since this boot, for the login prompt (bounded). */
   heard: string;
 }
+
+/** How often a node looks for stops and terminations another node asked of its guests (and renews its holds). */
+const WATCH_MS = 1000;
 
 /** EC2's StateTransitionReason for an instance that failed as it started. */
 const LAUNCH_FAILED = "Server.InternalError: Internal error on launch";
@@ -75,6 +85,8 @@ export class QemuBackend implements InstanceBackend {
   private readonly guests = new Map<string, Guest>();
   private socketsDir?: string;
   private closing = false;
+  private watcher?: NodeJS.Timeout;
+  private renewAt = 0;
 
   constructor(
     private readonly deps: { db: MetaDb; chunks: ChunkStore; logger: Logger; nodeId: string },
@@ -120,10 +132,11 @@ export class QemuBackend implements InstanceBackend {
     if (!record) throw new Error(`instance ${instanceId} is gone`);
     const { row } = record;
     const scope = { accountId: row.account_id, region: row.region };
-    await setInstanceNode(this.deps.db, instanceId, this.deps.nodeId);
+    await setInstanceNode(this.deps.db, instanceId, this.deps.nodeId, Date.now() + this.settings.leaseMs);
     if (row.architecture !== "x86_64") {
-      // No guest for it here: it runs as an instance with no guest does, and says why.
+      // No guest for it here: it runs as an instance with no guest does, on no node, and says why.
       this.guests.delete(instanceId);
+      await setInstanceNode(this.deps.db, instanceId, null);
       const reason = `Kiln runs no ${row.architecture} guest on this host (it runs x86_64 guests with ${this.hypervisor.binary})`;
       await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["running"], 0), reason);
       return;
@@ -216,8 +229,8 @@ export class QemuBackend implements InstanceBackend {
   /** qemu ended: the instance becomes what Kiln asked, or what the guest's own shutdown means. */
   private async ended(instanceId: string, guest: Guest, exit: MachineExit): Promise<void> {
     await this.release(guest);
-    this.guests.delete(instanceId);
-    if (this.closing) return;
+    if (this.guests.get(instanceId) === guest) this.guests.delete(instanceId);
+    if (this.closing || guest.ending?.quiet) return;
     const record = await instanceById(this.deps.db, instanceId);
     if (!record) return;
     this.deps.logger.info({ instanceId, ...exit, asked: guest.ending?.to }, "guest ended");
@@ -255,6 +268,10 @@ export class QemuBackend implements InstanceBackend {
    * Those that were running boot again, as after a host reboot; those on their way off are off.
    */
   async resume(): Promise<void> {
+    this.watcher = setInterval(() => {
+      this.watchOthers().catch((error: unknown) => this.deps.logger.error({ err: error }, "watching for other nodes' requests failed"));
+    }, WATCH_MS);
+    this.watcher.unref();
     for (const record of await instancesOnNode(this.deps.db, this.deps.nodeId)) {
       const id = record.row.instance_id;
       const scope = { accountId: record.row.account_id, region: record.row.region };
@@ -282,6 +299,12 @@ export class QemuBackend implements InstanceBackend {
     const id = record.row.instance_id;
     const guest = this.guests.get(id);
     const passing: InstanceState = to === "stopped" ? "stopping" : "shutting-down";
+    const elsewhere = record.row.node_id !== null && record.row.node_id !== this.deps.nodeId;
+    if (!guest && elsewhere && (record.state === "running" || record.state === "pending")) {
+      // Another node runs its guest: it sees the state and powers the guest off (watchOthers).
+      await setSchedule(this.deps.db, id, schedule<InstanceState>([passing], 0), reason);
+      return;
+    }
     if (!guest) {
       // No guest runs (a stopped instance, or one whose start failed): nothing to power off.
       if (to === "terminated" && scope) await releaseInstanceResources(this.deps.db, scope, id);
@@ -296,6 +319,49 @@ export class QemuBackend implements InstanceBackend {
     if (!machine) return;
     if (force) void machine.kill();
     else void machine.powerDown(this.settings.stopTimeoutMs);
+  }
+
+  /**
+   * Stops and terminations asked of another node (which wrote `stopping` or `shutting-down` on
+   * an instance whose guest runs here): this node powers the guest off, as if asked itself.
+   */
+  private async watchOthers(): Promise<void> {
+    const now = Date.now();
+    if (now >= this.renewAt) {
+      // Renewed every third of the lease, so a slow statement or two does not lose it.
+      this.renewAt = now + this.settings.leaseMs / 3;
+      const mine = [...this.guests.keys()];
+      const held = await renewInstanceLeases(this.deps.db, this.deps.nodeId, mine, now + this.settings.leaseMs);
+      for (const id of mine) if (!held.has(id)) await this.lost(id);
+      for (const record of await lapsedInstances(this.deps.db, this.deps.nodeId, now)) {
+        if (!(await claimInstance(this.deps.db, record.row.instance_id, this.deps.nodeId, now, now + this.settings.leaseMs))) continue;
+        // Its node died (or was cut off): its guest boots here, as after a host failure.
+        this.deps.logger.warn({ instanceId: record.row.instance_id, from: record.row.node_id }, "taking over a guest whose node is gone");
+        await setSchedule(this.deps.db, record.row.instance_id, this.launchSchedule(), record.row.state_transition_reason);
+        this.boot([record.row.instance_id]);
+      }
+    }
+    for (const [id, guest] of this.guests) {
+      if (guest.ending || !guest.machine) continue;
+      const record = await instanceById(this.deps.db, id);
+      if (!record || (record.state !== "stopping" && record.state !== "shutting-down")) continue;
+      const scope = { accountId: record.row.account_id, region: record.row.region };
+      await this.end(record, record.state === "stopping" ? "stopped" : "terminated", record.row.state_transition_reason, false, scope);
+    }
+  }
+
+  /**
+   * Another node took the instance over (this one missed renewing its hold): its guest here
+   * ends at once, changing nothing, so that two guests never write one volume.
+   */
+  private async lost(instanceId: string): Promise<void> {
+    const guest = this.guests.get(instanceId);
+    if (!guest) return;
+    this.deps.logger.error({ instanceId }, "another node took this guest over; ending it here");
+    this.guests.delete(instanceId);
+    guest.ending = { to: "stopped", reason: "", quiet: true };
+    await guest.machine?.kill();
+    await this.release(guest);
   }
 
   async reboot(records: readonly InstanceRecord[]): Promise<void> {
@@ -391,6 +457,7 @@ export class QemuBackend implements InstanceBackend {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.watcher);
     await this.forgetAll();
     this.closing = true;
     if (this.socketsDir) await rm(this.socketsDir, { recursive: true, force: true });

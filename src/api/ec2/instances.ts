@@ -341,6 +341,7 @@ export const instanceActions: ActionTable = {
             kernel_id: image.kernel_id,
             ramdisk_id: image.ramdisk_id,
             node_id: null,
+            node_lease_until: null,
           },
           volumes,
         });

@@ -6,7 +6,7 @@ import { atomically } from "./database.js";
 import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 import type { ListQuery } from "./database.js";
-import { insertInBatches } from "./batches.js";
+import { batchesOf, insertInBatches } from "./batches.js";
 import { removeVolumes, writeVolumes, type VolumeRow } from "./volumes.js";
 import { freeAddresses, insertNetworkInterfaces, releaseInterfaces, type SubnetRow } from "./network.js";
 
@@ -219,6 +219,42 @@ export async function instancesOnNode(db: MetaDb, nodeId: string): Promise<Insta
   return rows.map((row) => recordOf(row, now)).filter((r) => r.state !== "stopped");
 }
 
-export async function setInstanceNode(db: MetaDb, instanceId: string, nodeId: string | null): Promise<void> {
-  await db.updateTable("instances").set({ node_id: nodeId }).where("instance_id", "=", instanceId).execute();
+/** Puts the instance on `nodeId` (null: on no node) until `until`. */
+export async function setInstanceNode(db: MetaDb, instanceId: string, nodeId: string | null, until: number | null = null): Promise<void> {
+  await db.updateTable("instances").set({ node_id: nodeId, node_lease_until: until }).where("instance_id", "=", instanceId).execute();
+}
+
+/** Extends a node's hold on the instances it runs; the ids it still holds (another node may have taken one over). */
+export async function renewInstanceLeases(db: MetaDb, nodeId: string, instanceIds: readonly string[], until: number): Promise<Set<string>> {
+  const held = new Set<string>();
+  for (const batch of batchesOf(instanceIds)) {
+    await db.updateTable("instances").set({ node_lease_until: until }).where("node_id", "=", nodeId).where("instance_id", "in", batch).execute();
+    const rows = await db.selectFrom("instances").select("instance_id").where("node_id", "=", nodeId).where("instance_id", "in", batch).execute();
+    for (const row of rows) held.add(row.instance_id);
+  }
+  return held;
+}
+
+/** Instances another node held and whose hold ran out, in the states where a guest runs. */
+export async function lapsedInstances(db: MetaDb, nodeId: string, now: number): Promise<InstanceRecord[]> {
+  const rows = await db
+    .selectFrom("instances")
+    .selectAll()
+    .where("node_id", "is not", null)
+    .where("node_id", "!=", nodeId)
+    .where("node_lease_until", "<", now)
+    .where("state_schedule", "not like", '%"terminated"%')
+    .execute();
+  return rows.map((row) => recordOf(row, now)).filter((r) => r.state === "running" || r.state === "pending");
+}
+
+/** Takes a lapsed instance over, unless another node did first; true when this node has it. */
+export async function claimInstance(db: MetaDb, instanceId: string, nodeId: string, now: number, until: number): Promise<boolean> {
+  const { numUpdatedRows } = await db
+    .updateTable("instances")
+    .set({ node_id: nodeId, node_lease_until: until })
+    .where("instance_id", "=", instanceId)
+    .where("node_lease_until", "<", now)
+    .executeTakeFirst();
+  return numUpdatedRows > 0n;
 }

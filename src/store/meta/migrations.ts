@@ -523,8 +523,10 @@ export const migrations: Record<string, Migration> = {
   },
   "0020_instance_nodes": {
     async up(db: Kysely<any>) {
-      // The node whose qemu runs a guest: at its next start it boots its own instances again.
+      // The node whose qemu runs a guest, and how long its hold lasts unrenewed: at its next
+      // start it boots its own instances again; when its hold lapses, another node does.
       await db.schema.alterTable("instances").addColumn("node_id", "text").execute();
+      await db.schema.alterTable("instances").addColumn("node_lease_until", "bigint").execute();
     },
   },
 };

@@ -177,6 +177,8 @@ export interface InstanceTable {
   ramdisk_id: string | null;
   /** The node whose qemu runs the instance's guest (the qemu backend), else null. */
   node_id: string | null;
+  /** Until when (ms since the epoch) the node's hold lasts unrenewed. */
+  node_lease_until: number | null;
 }
 
 export interface VolumeAttachmentTable {
