@@ -7,7 +7,7 @@
 // too many blocks wait. So a FLUSH answers once every block written before it is durable, and
 // a guest's 4 KiB writes cost one chunk put per block, not one per write.
 import type { ChunkStore } from "../store/blocks/chunks.js";
-import { BLOCK_SIZE, ZERO_CHUNK } from "../store/blocks/chunks.js";
+import { BLOCK_SIZE, blockPieces, ZERO_CHUNK } from "../store/blocks/chunks.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { volumeWindow } from "../store/meta/manifests.js";
 import { writeVolumeBlocks } from "../store/meta/volumes.js";
@@ -61,19 +61,6 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
       throw new RangeError(`${length} bytes at ${offset} are outside volume ${volumeId} (${sizeBytes} bytes)`);
     }
   };
-
-  /** Each block a range touches, with the part of it within the range. */
-  function* pieces(offset: number, length: number) {
-    let done = 0;
-    while (done < length) {
-      const at = offset + done;
-      const index = Math.floor(at / BLOCK_SIZE);
-      const within = at - index * BLOCK_SIZE;
-      const take = Math.min(BLOCK_SIZE - within, length - done);
-      yield { index, within, take, done };
-      done += take;
-    }
-  }
 
   const windowOf = (index: number) => Math.floor(index / WINDOW_BLOCKS);
   const lookUpWindow = (window: number) => {
@@ -229,7 +216,7 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     async read(offset, length) {
       checkRange(offset, length);
       const out = Buffer.allocUnsafe(length);
-      const parts = [...pieces(offset, length)];
+      const parts = [...blockPieces(offset, length)];
       const blocks = await Promise.all(parts.map((part) => current(part.index)));
       for (const [i, { within, take, done }] of parts.entries()) blocks[i]!.copy(out, done, within, within + take);
       return out;
@@ -238,7 +225,7 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     async write(offset, data, fua) {
       checkRange(offset, data.length);
       const touched: number[] = [];
-      for (const { index, within, take, done } of pieces(offset, data.length)) {
+      for (const { index, within, take, done } of blockPieces(offset, data.length)) {
         const block = await heldCopy(index, take === BLOCK_SIZE);
         data.copy(block, within, done, done + take);
         touched.push(index);
@@ -250,7 +237,7 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     async writeZeroes(offset, length, fua) {
       checkRange(offset, length);
       const touched: number[] = [];
-      for (const { index, within, take } of pieces(offset, length)) {
+      for (const { index, within, take } of blockPieces(offset, length)) {
         if (take === BLOCK_SIZE) zeroBlock(index);
         else (await heldCopy(index, false)).fill(0, within, within + take);
         touched.push(index);
@@ -262,7 +249,7 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     async trim(offset, length) {
       checkRange(offset, length);
       // Only whole blocks are let go; a part of one keeps its bytes, as the protocol allows.
-      for (const { index, take } of pieces(offset, length)) if (take === BLOCK_SIZE) zeroBlock(index);
+      for (const { index, take } of blockPieces(offset, length)) if (take === BLOCK_SIZE) zeroBlock(index);
       await bound();
     },
 

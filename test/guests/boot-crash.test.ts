@@ -11,7 +11,6 @@ import { describe, it } from "node:test";
 import {
   DescribeInstancesCommand,
   EC2Client,
-  GetConsoleOutputCommand,
   RunInstancesCommand,
   StopInstancesCommand,
   waitUntilInstanceRunning,
@@ -25,6 +24,7 @@ import { openMetaStore } from "../../src/store/meta/database.js";
 import { serveNbd } from "../../src/vm/nbd-server.js";
 import { openVolumeDevice } from "../../src/vm/volume-device.js";
 import { importDebianImage } from "../helpers/debian-image.js";
+import { consoleShows, waiting } from "../helpers/guests.js";
 import { sharedStores } from "../helpers/kiln.js";
 import { spawnKiln } from "../helpers/process.js";
 import { run, scratch } from "../helpers/tools.js";
@@ -34,19 +34,6 @@ const clients = (url: string) => ({
   ec2: new EC2Client({ endpoint: url, region: "us-east-1", credentials, maxAttempts: 1 }),
   s3: new S3Client({ endpoint: url, region: "us-east-1", credentials, forcePathStyle: true, maxAttempts: 1 }),
 });
-const waiting = (client: EC2Client) => ({ client, maxWaitTime: 300, minDelay: 1, maxDelay: 2 });
-
-async function consoleShows(ec2: EC2Client, instanceId: string, pattern: RegExp): Promise<string> {
-  const deadline = Date.now() + 300_000;
-  let said = "";
-  while (Date.now() < deadline) {
-    const { Output } = await ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId }));
-    said = Buffer.from(Output ?? "", "base64").toString("latin1");
-    if (pattern.test(said)) return said;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  assert.fail(`the console of ${instanceId} never showed ${pattern}; its last lines:\n${said.slice(-2000)}`);
-}
 
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "latin1").includes(") Z ");
 

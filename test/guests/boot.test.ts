@@ -16,7 +16,6 @@ import {
   DescribeInstanceStatusCommand,
   DescribeInstancesCommand,
   DescribeVolumesCommand,
-  GetConsoleOutputCommand,
   GetConsoleScreenshotCommand,
   RebootInstancesCommand,
   RegisterImageCommand,
@@ -33,34 +32,13 @@ import {
 } from "@aws-sdk/client-ec2";
 import { BLOCK, errorName, readSnapshotBlocks } from "../helpers/data.js";
 import { importDebianImage } from "../helpers/debian-image.js";
+import { consoleOf, consoleShows, waiting } from "../helpers/guests.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
 import { run, scratch } from "../helpers/tools.js";
-
-/** Generous for TCG on two shared cores; a boot takes about a minute there. */
-const BOOT_SECONDS = 300;
-const waiting = (client: EC2Client) => ({ client, maxWaitTime: BOOT_SECONDS, minDelay: 1, maxDelay: 2 });
 
 let kiln: TestKiln;
 let ec2: EC2Client;
 let imageId: string;
-
-/** The console so far, decoded. */
-async function consoleOf(instanceId: string): Promise<string> {
-  const { Output } = await ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true }));
-  return Buffer.from(Output ?? "", "base64").toString("latin1");
-}
-
-/** Waits until the console matches `pattern` (counting from `since` characters of it); what it said. */
-async function consoleShows(instanceId: string, pattern: RegExp, seconds = BOOT_SECONDS): Promise<string> {
-  const deadline = Date.now() + seconds * 1000;
-  let said = "";
-  while (Date.now() < deadline) {
-    said = await consoleOf(instanceId);
-    if (pattern.test(said)) return said;
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-  assert.fail(`the console of ${instanceId} never showed ${pattern}; its last lines:\n${said.slice(-2000)}`);
-}
 
 /** The command line of the qemu running an instance's guest, from its pid file. */
 function qemuCommandOf(instanceId: string): string {
@@ -109,7 +87,7 @@ describe("instances that boot", () => {
     instanceId = Instances![0]!.InstanceId!;
     assert.equal(Instances![0]!.State!.Name, "pending");
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
-    const console = await consoleShows(instanceId, /login: ?$/m);
+    const console = await consoleShows(ec2, instanceId, /login: ?$/m);
     assert.match(console, /Debian GNU\/Linux 12 \S+ ttyS0/, "the getty's banner on the serial console");
     assert.deepEqual(bootRecords(console), [1], "the first boot is recorded");
     const { InstanceStatuses } = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [instanceId] }));
@@ -156,7 +134,7 @@ describe("instances that boot", () => {
     await waitUntilVolumeAvailable(waiting(ec2), { VolumeIds: [volume.VolumeId!] });
     await ec2.send(new AttachVolumeCommand({ VolumeId: volume.VolumeId, InstanceId: instanceId, Device: "/dev/sdf" }));
     // The guest's kernel names the new virtio disk (vdb) as it appears.
-    await consoleShows(instanceId, /virtio_blk \S+: \[vdb\] 2097152 512-byte logical blocks/, 120);
+    await consoleShows(ec2, instanceId, /virtio_blk \S+: \[vdb\] 2097152 512-byte logical blocks/, 120);
     const { Volumes } = await ec2.send(new DescribeVolumesCommand({ VolumeIds: [volume.VolumeId!] }));
     assert.equal(Volumes![0]!.State, "in-use");
   });
@@ -171,13 +149,13 @@ describe("instances that boot", () => {
     const boots = await fileInSnapshot(root.Ebs!.SnapshotId!, "/var/lib/kiln/boots");
     assert.equal(boots.trim().split("\n").length, 1, `the snapshot holds the first boot's record:\n${boots}`);
     // The instance boots again after the capture: its second boot.
-    assert.deepEqual(bootRecords(await consoleShows(instanceId, /kiln-boot-record: boot 2/)).at(-1), 2);
+    assert.deepEqual(bootRecords(await consoleShows(ec2, instanceId, /kiln-boot-record: boot 2/)).at(-1), 2);
 
     const launched = await ec2.send(new RunInstancesCommand({ ImageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
     const copy = launched.Instances![0]!.InstanceId!;
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [copy] });
     // Its disk holds the first instance's record: this is the image's second boot.
-    assert.deepEqual(bootRecords(await consoleShows(copy, /kiln-boot-record: boot 2/)), [2]);
+    assert.deepEqual(bootRecords(await consoleShows(ec2, copy, /kiln-boot-record: boot 2/)), [2]);
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: [copy] }));
     await waitUntilInstanceTerminated(waiting(ec2), { InstanceIds: [copy] });
   });
@@ -186,13 +164,13 @@ describe("instances that boot", () => {
     await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
     await waitUntilInstanceStopped(waiting(ec2), { InstanceIds: [instanceId] });
     // The console of a stopped instance is what it said last: its power-off.
-    assert.match(await consoleOf(instanceId), /reboot: Power down|Power-Off|System Power Off/);
+    assert.match(await consoleOf(ec2, instanceId), /reboot: Power down|Power-Off|System Power Off/);
     await ec2.send(new StartInstancesCommand({ InstanceIds: [instanceId] }));
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
-    await consoleShows(instanceId, /kiln-boot-record: boot 3/);
-    await consoleShows(instanceId, /login: ?$/m);
+    await consoleShows(ec2, instanceId, /kiln-boot-record: boot 3/);
+    await consoleShows(ec2, instanceId, /login: ?$/m);
     await ec2.send(new RebootInstancesCommand({ InstanceIds: [instanceId] }));
-    await consoleShows(instanceId, /kiln-boot-record: boot 4/);
+    await consoleShows(ec2, instanceId, /kiln-boot-record: boot 4/);
     assert.equal((await stateOf(instanceId)).State!.Name, "running", "a reboot keeps it running");
     const volumes = (await stateOf(instanceId)).BlockDeviceMappings!.map((m) => m.Ebs!.VolumeId!);
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
@@ -223,7 +201,7 @@ describe("instances that boot", () => {
     const booted = async (image: string) => {
       const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: image, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
       const id = Instances![0]!.InstanceId!;
-      await consoleShows(id, /login: ?$/m);
+      await consoleShows(ec2, id, /login: ?$/m);
       const described = await stateOf(id);
       const command = qemuCommandOf(id);
       await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));

@@ -35,6 +35,22 @@ export interface ChunkStore {
   close(): Promise<void>;
 }
 
+/**
+ * The blocks a byte range touches, in order, each with where the range starts in it (`within`),
+ * how much of it the range covers (`take`) and how far into the range it begins (`done`).
+ */
+export function* blockPieces(offset: number, length: number): Generator<{ index: number; within: number; take: number; done: number }> {
+  let done = 0;
+  while (done < length) {
+    const at = offset + done;
+    const index = Math.floor(at / BLOCK_SIZE);
+    const within = at - index * BLOCK_SIZE;
+    const take = Math.min(BLOCK_SIZE - within, length - done);
+    yield { index, within, take, done };
+    done += take;
+  }
+}
+
 export const isZeroBlock = (block: Buffer) => block.length === BLOCK_SIZE && block.equals(ZEROS);
 
 /** Where chunk bytes live: pack files in a folder (pack-home.ts), or objects in a bucket (bucket-home.ts). */

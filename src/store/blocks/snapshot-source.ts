@@ -4,7 +4,7 @@ import type { ByteSource } from "../../formats/disk/source.js";
 import { checkRange } from "../../formats/disk/source.js";
 import type { MetaDb } from "../meta/database.js";
 import { blockRows, resolvedBlock } from "../meta/manifests.js";
-import { BLOCK_SIZE, ZERO_CHUNK, type ChunkStore } from "./chunks.js";
+import { blockPieces, ZERO_CHUNK, type ChunkStore } from "./chunks.js";
 
 /** Chunk reads kept in flight ahead of the consumer. */
 const READ_AHEAD = 8;
@@ -65,15 +65,7 @@ export function snapshotSource(deps: { db: MetaDb; chunks: ChunkStore }, snapsho
     async read(offset, length) {
       checkRange(size, offset, length);
       const out = Buffer.allocUnsafe(length);
-      let done = 0;
-      while (done < length) {
-        const at = offset + done;
-        const index = Math.floor(at / BLOCK_SIZE);
-        const within = at - index * BLOCK_SIZE;
-        const take = Math.min(BLOCK_SIZE - within, length - done);
-        (await block(index)).copy(out, done, within, within + take);
-        done += take;
-      }
+      for (const { index, within, take, done } of blockPieces(offset, length)) (await block(index)).copy(out, done, within, within + take);
       return out;
     },
   };
