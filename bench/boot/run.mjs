@@ -13,11 +13,11 @@
 //
 //   npm run bench:boot                  # 3 boots of each
 //   node bench/boot/run.mjs --rounds 5
-import { spawn, spawnSync } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import {
   AttachVolumeCommand,
   CreateVolumeCommand,
@@ -32,7 +32,9 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { debianImage, importDebianImage } from "../../dist/test/helpers/debian-image.js";
 import { onExit, startKiln } from "../lib/servers.mjs";
 
-const { values: args } = parseArgs({ options: { rounds: { type: "string", default: "3" }, "fio-seconds": { type: "string", default: "10" } } });
+const { values: args } = parseArgs({
+  options: { rounds: { type: "string", default: "3" }, "fio-seconds": { type: "string", default: "10" }, "disk-only": { type: "boolean", default: false } },
+});
 const ROUNDS = Number(args.rounds);
 const FIO_SECONDS = Number(args["fio-seconds"]);
 const LOGIN = /login: ?$/m;
@@ -40,6 +42,7 @@ const POLL_MS = 100;
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-boot-"));
 onExit(() => rmSync(work, { recursive: true, force: true }));
+const execFileAsync = promisify(execFile);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const raw = await debianImage();
@@ -125,7 +128,8 @@ const kilnTimes = [];
 const directTimes = [];
 let lastInstance;
 let kilnArgs;
-for (let round = 0; round < ROUNDS; round++) {
+if (args["disk-only"]) lastInstance = (await bootOnKiln()).instanceId;
+for (let round = 0; round < (args["disk-only"] ? 0 : ROUNDS); round++) {
   const booted = await bootOnKiln();
   kilnTimes.push(booted.seconds);
   kilnArgs ??= guestCommandLine(booted.instanceId);
@@ -136,10 +140,11 @@ for (let round = 0; round < ROUNDS; round++) {
   directTimes.push(await bootDirect(kilnArgs, round));
   console.log(`round ${round + 1}: Kiln ${booted.seconds.toFixed(1)} s, qemu on the raw file ${directTimes.at(-1).toFixed(1)} s`);
 }
-console.log(
-  `\nboot to login prompt (median of ${ROUNDS}): Kiln ${median(kilnTimes).toFixed(1)} s, qemu directly ${median(directTimes).toFixed(1)} s, ` +
-    `ratio ${(median(kilnTimes) / median(directTimes)).toFixed(2)}x (target ≤ 1.2x)`,
-);
+if (!args["disk-only"])
+  console.log(
+    `\nboot to login prompt (median of ${ROUNDS}): Kiln ${median(kilnTimes).toFixed(1)} s, qemu directly ${median(directTimes).toFixed(1)} s, ` +
+      `ratio ${(median(kilnTimes) / median(directTimes)).toFixed(2)}x (target ≤ 1.2x)`,
+  );
 
 // Disk: a volume of the running instance through its NBD export, and a raw file, under one fio job set.
 const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 4 }));
@@ -160,18 +165,18 @@ const JOBS = [
   ["random write, 4 KiB", ["--rw=randwrite", "--bs=4k"]],
   ["random read, 4 KiB", ["--rw=randread", "--bs=4k"]],
 ];
-function fio(target, job) {
+/** One fio job's MB/s. Run asynchronously: this process's event loop keeps its connections to Kiln alive meanwhile. */
+async function fio(target, job) {
   const common = ["--name=bench", "--size=2G", `--runtime=${FIO_SECONDS}`, "--time_based", "--iodepth=16", "--output-format=json", "--end_fsync=1"];
   const where = target === "nbd" ? ["--ioengine=nbd", `--uri=nbd+unix:///?socket=${socket}`] : ["--ioengine=libaio", "--direct=0", `--filename=${rawFile}`];
-  const result = spawnSync("fio", [...common, ...where, ...job], { encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`fio failed: ${result.stderr}`);
-  const [stats] = JSON.parse(result.stdout.slice(result.stdout.indexOf("{"))).jobs;
+  const { stdout } = await execFileAsync("fio", [...common, ...where, ...job], { maxBuffer: 16 * 1024 * 1024 });
+  const [stats] = JSON.parse(stdout.slice(stdout.indexOf("{"))).jobs;
   return (stats.read.bw_bytes + stats.write.bw_bytes) / 1e6;
 }
 console.log("\nguest disk path, fio on the host (MB/s): Kiln's NBD export of a volume | raw file | ratio (target ≥ 0.5)");
 for (const [name, job] of JOBS) {
-  const viaKiln = fio("nbd", job);
-  const viaFile = fio("file", job);
+  const viaKiln = await fio("nbd", job);
+  const viaFile = await fio("file", job);
   console.log(`  ${name.padEnd(24)} ${viaKiln.toFixed(0).padStart(7)} | ${viaFile.toFixed(0).padStart(7)} | ${(viaKiln / viaFile).toFixed(2)}`);
 }
 await ec2.send(new TerminateInstancesCommand({ InstanceIds: [lastInstance] }));

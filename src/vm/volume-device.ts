@@ -19,8 +19,12 @@ const WINDOW_BLOCKS = 256;
 const WINDOWS_KEPT = 64;
 /** Unchanged blocks kept after reading (16 MiB): a guest reads a block a few KiB at a time. */
 const CLEAN_BLOCKS_KEPT = 32;
-/** Changed blocks held before some are written back (32 MiB); the oldest half go first. */
-const DIRTY_BLOCKS_MAX = 64;
+/** Changed blocks past which a write-back starts in the background (16 MiB), the oldest first. */
+const DIRTY_BLOCKS_BACKGROUND = 32;
+/** Changed blocks held at most (64 MiB): past them, writes wait for the write-back. */
+const DIRTY_BLOCKS_MAX = 128;
+/** Blocks read ahead of a guest reading in order. */
+const READ_AHEAD_BLOCKS = 8;
 
 const ZEROS = Buffer.alloc(BLOCK_SIZE);
 
@@ -92,19 +96,38 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
   /** True when the block is known to read as zeros already, so zeroing it needs no row. */
   const knownZero = (index: number) => (own.has(index) ? own.get(index) === ZERO_CHUNK : windowsRead.has(windowOf(index)) && !known.has(index));
 
+  /** Reads of stored blocks under way, so a block read twice at once is fetched once. */
+  const fetching = new Map<number, Promise<Buffer>>();
+  /** Blocks changed while being fetched: what the fetch brings is not kept. */
+  const outdated = new Set<number>();
+  const changed = (index: number) => {
+    clean.delete(index);
+    if (fetching.has(index)) outdated.add(index);
+  };
   /** The block's bytes as stored (not those held here); shared with the clean cache, never changed. */
-  const stored = async (index: number): Promise<Buffer> => {
+  const stored = (index: number): Promise<Buffer> => {
     const hit = clean.get(index);
     if (hit) {
       clean.delete(index);
       clean.set(index, hit);
-      return hit;
+      return Promise.resolve(hit);
     }
-    const chunk = await chunkOf(index);
-    if (chunk === ZERO_CHUNK) return ZEROS;
-    const data = await chunks.get(chunk);
-    keepClean(index, data);
-    return data;
+    let fetched = fetching.get(index);
+    if (!fetched) {
+      fetched = (async () => {
+        const chunk = await chunkOf(index);
+        if (chunk === ZERO_CHUNK) return ZEROS;
+        const data = await chunks.get(chunk);
+        // Changed meanwhile: what is stored is not what a read sees any more.
+        if (!outdated.has(index)) keepClean(index, data);
+        return data;
+      })().finally(() => {
+        fetching.delete(index);
+        outdated.delete(index);
+      });
+      fetching.set(index, fetched);
+    }
+    return fetched;
   };
   const keepClean = (index: number, data: Buffer) => {
     clean.delete(index);
@@ -128,7 +151,7 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     if (held === null || whole) {
       const fresh = whole ? Buffer.allocUnsafe(BLOCK_SIZE) : Buffer.alloc(BLOCK_SIZE);
       dirty.set(index, fresh);
-      clean.delete(index);
+      changed(index);
       return fresh;
     }
     const copy = (async () => {
@@ -140,7 +163,7 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
         const fresh = Buffer.allocUnsafe(BLOCK_SIZE);
         (meanwhile === null ? ZEROS : source).copy(fresh);
         dirty.set(index, fresh);
-        clean.delete(index);
+        changed(index);
         return fresh;
       } finally {
         copying.delete(index);
@@ -198,15 +221,37 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     return next;
   };
 
-  /** Past the limit, the oldest half of the held blocks go back before the write answers. */
+  /**
+   * Past a few held blocks, the oldest go back in the background; past the limit, a write waits
+   * until the write-backs under way have finished.
+   */
+  let background: Promise<void> | undefined;
   const bound = async () => {
-    if (dirty.size > DIRTY_BLOCKS_MAX) await writeBack([...dirty.keys()].slice(0, DIRTY_BLOCKS_MAX / 2));
+    if (dirty.size > DIRTY_BLOCKS_BACKGROUND && !background) {
+      background = writeBack([...dirty.keys()].slice(0, DIRTY_BLOCKS_BACKGROUND))
+        .catch(() => {}) // held again; the next flush reports it
+        .finally(() => (background = undefined));
+    }
+    while (dirty.size > DIRTY_BLOCKS_MAX) await writeBack([...dirty.keys()].slice(0, DIRTY_BLOCKS_BACKGROUND));
+  };
+
+  /** Where the last read ended: a read starting there is read ahead of. */
+  let readEnd = -1;
+  const readAhead = (offset: number, length: number) => {
+    const sequential = offset === readEnd;
+    readEnd = offset + length;
+    if (!sequential) return;
+    const last = Math.floor((sizeBytes - 1) / BLOCK_SIZE);
+    const next = Math.floor((offset + length) / BLOCK_SIZE);
+    for (let index = next; index <= Math.min(last, next + READ_AHEAD_BLOCKS - 1); index++) {
+      if (!dirty.has(index) && !writing.has(index) && !clean.has(index)) stored(index).catch(() => {});
+    }
   };
 
   /** Marks whole blocks as zeros without holding their bytes. */
   const zeroBlock = (index: number) => {
     dirty.set(index, null);
-    clean.delete(index);
+    changed(index);
   };
 
   return {
@@ -215,6 +260,7 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
 
     async read(offset, length) {
       checkRange(offset, length);
+      readAhead(offset, length);
       const out = Buffer.allocUnsafe(length);
       const parts = [...blockPieces(offset, length)];
       const blocks = await Promise.all(parts.map((part) => current(part.index)));
