@@ -212,7 +212,7 @@ export class QemuBackend implements InstanceBackend {
   private async failed(instanceId: string, guest: Guest, error: unknown): Promise<void> {
     this.deps.logger.error({ instanceId, err: error }, "guest did not start");
     await this.release(guest);
-    this.guests.delete(instanceId);
+    if (this.guests.get(instanceId) === guest) this.guests.delete(instanceId);
     const record = await instanceById(this.deps.db, instanceId);
     if (!record) return;
     await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["stopped"], 0), LAUNCH_FAILED);

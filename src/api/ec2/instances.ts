@@ -423,10 +423,13 @@ export const instanceActions: ActionTable = {
       for (const record of records) {
         if (!["stopped", "pending", "running"].includes(record.state)) throw incorrectState(record, "start");
       }
-      for (const record of records.filter((r) => r.state === "stopped")) {
-        const type = instanceType(record.row.instance_type);
-        if (type) checkRoom(ctx, type, record.row.availability_zone, records.filter((r) => r.state === "stopped").length);
-      }
+      // Room for all of them at once, checked for the one that needs the most memory (the host's room shrinks with it).
+      const stopped = records.filter((r) => r.state === "stopped");
+      const largest = stopped
+        .map((record) => ({ record, type: instanceType(record.row.instance_type) }))
+        .filter((s) => s.type !== undefined)
+        .sort((a, b) => b.type!.memoryMiB - a.type!.memoryMiB)[0];
+      if (largest) checkRoom(ctx, largest.type!, largest.record.row.availability_zone, stopped.length);
     },
     async run(ctx, input: StartInstancesRequest) {
       const { changing, changes } = await changesOf(ctx, input.InstanceIds ?? [], (state) => (state === "stopped" ? "pending" : undefined));
