@@ -55,6 +55,8 @@ export interface ArchiveManifest {
     sriovNetSupport?: string;
     tpmSupport?: string;
     imdsSupport?: string;
+    /** EC2's UEFI data (formats/uefi/aws-uefi-data.ts): the firmware variables the image boots with. */
+    uefiData?: string;
     platform?: string;
     platformDetails?: string;
     usageOperation?: string;
@@ -149,6 +151,7 @@ function checkManifest(manifest: ArchiveManifest): ArchiveManifest {
   if (manifest.blockSize !== 512 * 1024) throw bad(`block size ${manifest.blockSize} is not 524288`);
   if (!manifest.image || typeof manifest.image.name !== "string" || !Array.isArray(manifest.image.blockDeviceMappings)) throw bad("it has no image");
   if (!Array.isArray(manifest.snapshots)) throw bad("it has no snapshot list");
+  if (manifest.image.uefiData !== undefined && typeof manifest.image.uefiData !== "string") throw bad("its UEFI data is not text");
   for (const snapshot of manifest.snapshots) {
     if (!Number.isInteger(snapshot.volumeSize) || snapshot.volumeSize < 1 || snapshot.volumeSize > 65536)
       throw bad(`a snapshot's size ${snapshot.volumeSize} GiB is out of range`);

@@ -78,6 +78,7 @@ export async function archiveManifest(db: MetaDb, record: ImageRecord): Promise<
       sriovNetSupport: image.sriov_net_support ?? undefined,
       tpmSupport: image.tpm_support ?? undefined,
       imdsSupport: image.imds_support ?? undefined,
+      uefiData: image.uefi_data ?? undefined,
       platform: image.platform ?? undefined,
       platformDetails: image.platform_details ?? undefined,
       usageOperation: image.usage_operation ?? undefined,

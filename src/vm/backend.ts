@@ -46,6 +46,8 @@ export interface InstanceBackend {
   terminate(scope: Scope, records: readonly InstanceRecord[], reason: string): Promise<void>;
   /** True when a guest runs for the instance now (CreateImage then powers it off around the capture). */
   runsGuest(instanceId: string): boolean;
+  /** The guest's UEFI variables as EC2's UEFI data, when this node keeps a store for it. */
+  uefiData(instanceId: string): Promise<string | undefined>;
   /**
    * CreateImage without NoReboot: powers the guest off (ACPI, forced after the timeout), runs
    * `capture` once it is off and its disks are durable, then boots it again.
@@ -80,6 +82,9 @@ export function scheduledBackend(db: MetaDb, delayMs: () => number, reason?: str
     stop: (records, reason) => move(records, ["stopping", "stopped"], reason),
     async reboot() {},
     runsGuest: () => false,
+    async uefiData() {
+      return undefined;
+    },
     async rebootAround(_record, _reason, capture) {
       await capture();
     },

@@ -4,19 +4,17 @@
 // quit, disks plugged and unplugged while it runs.
 import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { copyFile, mkdir, open, rm, stat } from "node:fs/promises";
+import { mkdir, open, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import type { Hypervisor } from "./accelerator.js";
 import { QmpClient, type QmpEvent } from "./qmp.js";
+import { OVMF } from "./uefi-vars.js";
 
 /** What GetConsoleOutput returns at most, as EC2 does. */
 export const CONSOLE_BYTES = 64 * 1024;
 /** The console file is cut back to its last CONSOLE_BYTES past this. */
 const CONSOLE_FILE_MAX = 1024 * 1024;
-
-/** OVMF as Debian's ovmf package installs it: code read-only, a variable store per instance. */
-export const OVMF = { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" };
 
 export interface MachineDisk {
   volumeId: string;
@@ -31,7 +29,8 @@ export interface MachineSpec {
   hypervisor: Hypervisor;
   memoryMiB: number;
   vcpus: number;
-  firmware: "bios" | "uefi";
+  /** SeaBIOS, or OVMF with this variable store (uefi-vars.ts makes it). */
+  firmware: "bios" | { uefiVars: string };
   /** Root first: the guest sees them as virtio disks in this order. */
   disks: readonly MachineDisk[];
   /** The primary interface's MAC address. */
@@ -133,10 +132,9 @@ export class Machine {
     args.push("-nodefaults", "-no-user-config", "-display", "none", "-vga", "std", "-S");
     args.push("-chardev", `socket,id=console,path=${consoleSocket}`, "-serial", "chardev:console");
     args.push("-qmp", `unix:${qmpSocket},server=on,wait=off`);
-    if (this.spec.firmware === "uefi") {
-      const vars = join(dir, "uefi-vars.fd");
-      if (!(await stat(vars).catch(() => undefined))) await copyFile(OVMF.vars, vars);
-      args.push("-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF.code}`, "-drive", `if=pflash,format=raw,unit=1,file=${vars}`);
+    if (this.spec.firmware !== "bios") {
+      const { uefiVars } = this.spec.firmware;
+      args.push("-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF.code}`, "-drive", `if=pflash,format=raw,unit=1,file=${uefiVars}`);
     }
     for (let i = 0; i < ROOT_PORTS; i++) args.push("-device", `pcie-root-port,id=${portName(i)},bus=pcie.0,chassis=${i + 1}`);
     for (const [i, disk] of this.spec.disks.entries()) {

@@ -2,7 +2,7 @@
 // served over NBD by this process. States follow the guest: pending until qemu runs, running,
 // stopping until the guest is off, and so on; a guest that powers itself off stops or
 // terminates as its InstanceInitiatedShutdownBehavior says.
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { instanceType } from "../domain/instance-types.js";
@@ -20,6 +20,7 @@ import {
   setInstanceNode,
   releaseInstanceResources,
   setSchedule,
+  updateInstance,
   type InstanceRecord,
   type InstanceState,
 } from "../store/meta/instances.js";
@@ -28,8 +29,9 @@ import { getVolume } from "../store/meta/volumes.js";
 import { schedule } from "../domain/transitions.js";
 import type { Hypervisor } from "./accelerator.js";
 import type { BackendInfo, ConsoleOutput, GuestHealth, InstanceBackend } from "./backend.js";
-import { CONSOLE_BYTES, Machine, type MachineExit } from "./machine.js";
+import { CONSOLE_BYTES, Machine, type MachineExit, type MachineSpec } from "./machine.js";
 import { serveNbd, type NbdExport } from "./nbd-server.js";
+import { seedVarStore, varStoreAsUefiData } from "./uefi-vars.js";
 import { openVolumeDevice, type VolumeDevice } from "./volume-device.js";
 
 export interface QemuSettings {
@@ -74,6 +76,9 @@ interface Guest {
   /** The console since this boot, for the login prompt (bounded). */
   heard: string;
 }
+
+/** The instance's OVMF variable store, in its folder. */
+const UEFI_VARS = "uefi-vars.fd";
 
 /** How often a node looks for stops and terminations another node asked of its guests (and renews its holds). */
 const WATCH_MS = 1000;
@@ -153,13 +158,20 @@ export class QemuBackend implements InstanceBackend {
       guest.disks.push(await this.serve(volume.volume_id, volume.size, sockets));
     }
     const [primary] = await listNetworkInterfaces(this.deps.db, scope, { instanceIds: [instanceId] });
+    const dir = this.instanceDir(instanceId);
+    let firmware: MachineSpec["firmware"] = "bios";
+    if (row.boot_mode === "uefi" || row.boot_mode === "uefi-preferred") {
+      await mkdir(dir, { recursive: true });
+      firmware = { uefiVars: join(dir, UEFI_VARS) };
+      await seedVarStore(firmware.uefiVars, row.uefi_data);
+    }
     const machine = await Machine.start({
       instanceId,
-      dir: join(this.settings.dataDir, "instances", instanceId),
+      dir,
       hypervisor: this.hypervisor,
       memoryMiB: Math.min(type?.memoryMiB ?? 512, this.settings.memoryMaxMiB),
       vcpus: Math.max(1, Math.min(type?.vcpus ?? 1, availableParallelism())),
-      firmware: row.boot_mode === "uefi" || row.boot_mode === "uefi-preferred" ? "uefi" : "bios",
+      firmware,
       disks: guest.disks.map((d) => ({ volumeId: d.volumeId, socket: d.nbd.socketPath })),
       mac: primary?.mac_address,
     });
@@ -190,7 +202,7 @@ export class QemuBackend implements InstanceBackend {
    * line must name the instance (a pid may have been reused).
    */
   private async endLeftover(instanceId: string): Promise<void> {
-    const pidFile = join(this.settings.dataDir, "instances", instanceId, "qemu.pid");
+    const pidFile = join(this.instanceDir(instanceId), "qemu.pid");
     const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
     if (!Number.isInteger(pid) || pid <= 0) return;
     const command = await readFile(`/proc/${pid}/cmdline`, "latin1").catch(() => "");
@@ -234,6 +246,9 @@ export class QemuBackend implements InstanceBackend {
     const record = await instanceById(this.deps.db, instanceId);
     if (!record) return;
     this.deps.logger.info({ instanceId, ...exit, asked: guest.ending?.to }, "guest ended");
+    // The variables the guest left go with the instance, for the node that boots it next.
+    const uefiData = await this.uefiData(instanceId);
+    if (uefiData !== undefined) await updateInstance(this.deps.db, instanceId, { uefi_data: uefiData });
     const scope = { accountId: record.row.account_id, region: record.row.region };
     let to = guest.ending?.to;
     let reason = guest.ending?.reason ?? record.row.state_transition_reason;
@@ -249,6 +264,20 @@ export class QemuBackend implements InstanceBackend {
       await setSchedule(this.deps.db, instanceId, this.launchSchedule(), reason);
       this.boot([instanceId]);
     }
+  }
+
+  async uefiData(instanceId: string): Promise<string | undefined> {
+    try {
+      return await varStoreAsUefiData(join(this.instanceDir(instanceId), UEFI_VARS));
+    } catch (error) {
+      // A store OVMF left that Kiln cannot read: the instance keeps the UEFI data it had.
+      this.deps.logger.warn({ instanceId, err: error }, "the guest's UEFI variable store cannot be read");
+      return undefined;
+    }
+  }
+
+  private instanceDir(instanceId: string): string {
+    return join(this.settings.dataDir, "instances", instanceId);
   }
 
   runsGuest(instanceId: string): boolean {
@@ -421,7 +450,7 @@ export class QemuBackend implements InstanceBackend {
     const machine = this.guests.get(instanceId)?.machine;
     if (machine) return machine.consoleOutput();
     // A guest that is off: what its console said last, as EC2 keeps it.
-    const saved = await readFile(join(this.settings.dataDir, "instances", instanceId, "console.log")).catch(() => undefined);
+    const saved = await readFile(join(this.instanceDir(instanceId), "console.log")).catch(() => undefined);
     if (!saved) return undefined;
     return { output: saved.subarray(Math.max(0, saved.length - CONSOLE_BYTES)) };
   }

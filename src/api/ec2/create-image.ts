@@ -8,7 +8,7 @@ import { schedule, transition } from "../../domain/transitions.js";
 import { ApiError } from "../../protocol/errors.js";
 import { completeImage, failImage, imageByName, newBlockDeviceRow, newImageRow, type BlockDeviceRow, type ImageRow } from "../../store/meta/images.js";
 import { attachmentsOf, type InstanceState } from "../../store/meta/instances.js";
-import { atomically, type MetaDb } from "../../store/meta/database.js";
+import { atomically } from "../../store/meta/database.js";
 import {
   captureVolume,
   completeSnapshots,
@@ -71,15 +71,18 @@ async function plan(ctx: ActionContext, input: CreateImageRequest) {
 }
 
 /** The capture of a guest that is off now: each snapshot takes its volume's data, then the image is available. */
-async function captureOff(db: MetaDb, imageId: string, creationDate: string, snapshots: readonly SnapshotRow[]): Promise<void> {
+async function captureOff(ctx: ActionContext, instanceId: string, imageId: string, creationDate: string, snapshots: readonly SnapshotRow[]): Promise<void> {
+  const db = ctx.meta.db;
   try {
+    // The variables as the guest left them at its power-off, with its disks.
+    const uefiData = await ctx.machines.uefiData(instanceId);
     await atomically(db, async (tx) => {
       for (const snapshot of snapshots) await captureVolume(tx, snapshot.snapshot_id, snapshot.volume_id);
       await completeSnapshots(
         tx,
         snapshots.map((s) => s.snapshot_id),
       );
-      await completeImage(tx, imageId, creationDate);
+      await completeImage(tx, imageId, creationDate, uefiData);
     });
   } catch (error) {
     await failImage(db, imageId, { code: "Server.InternalError", message: `The capture failed: ${(error as Error).message}` });
@@ -144,6 +147,9 @@ export const createImageActions: ActionTable = {
         root_device_name: instance.row.root_device_name,
         ena_support: instance.row.ena_support,
         boot_mode: instance.row.boot_mode,
+        // EC2 copies the instance's UEFI variables into the AMI; a guest being captured with a
+        // reboot gives them again at its power-off (captureOff).
+        uefi_data: (await ctx.machines.uefiData(instance.row.instance_id)) ?? instance.row.uefi_data,
         platform: instance.row.platform,
         creation_date: new Date(now).toISOString(),
         source_instance_id: instance.row.instance_id,
@@ -155,7 +161,7 @@ export const createImageActions: ActionTable = {
         tags,
       );
       if (withGuest) {
-        await ctx.machines.rebootAround(instance, userInitiated(), () => captureOff(ctx.meta.db, imageId, image.creation_date, snapshots));
+        await ctx.machines.rebootAround(instance, userInitiated(), () => captureOff(ctx, instance.row.instance_id, imageId, image.creation_date, snapshots));
       }
       return { ImageId: imageId };
     },

@@ -85,6 +85,9 @@ export const imageAttributeActions: ActionTable = {
         case "tpmSupport":
           out.TpmSupport = image.tpm_support ? { Value: image.tpm_support } : {};
           break;
+        case "uefiData":
+          out.UefiData = image.uefi_data ? { Value: image.uefi_data } : {};
+          break;
         case "imdsSupport":
           out.ImdsSupport = image.imds_support ? { Value: image.imds_support } : {};
           break;

@@ -2,6 +2,8 @@
 // (RegisterImage, CreateImage, CopyImage, restores, RunInstances' mappings): a new image with
 // its tags, the Image shape, and block device mappings read from a request.
 import type { BlockDeviceMapping, Image } from "@aws-sdk/client-ec2";
+import { decodeAwsUefiData } from "../../formats/uefi/aws-uefi-data.js";
+import { UefiVariableStoreError } from "../../formats/uefi/variable.js";
 import { ApiError } from "../../protocol/errors.js";
 import { insertImage, newBlockDeviceRow, type BlockDeviceRow, type ImageRecord, type ImageRow } from "../../store/meta/images.js";
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
@@ -159,4 +161,19 @@ export async function blockDevicesFrom(ctx: ActionContext, mappings: readonly Bl
     });
   }
   return devices;
+}
+
+/**
+ * Why UEFI data cannot be an image's, or undefined when it can: it is read when it comes in
+ * (RegisterImage, a restored archive), so an image never carries variables its instances'
+ * firmware could not be given.
+ */
+export async function uefiDataProblem(text: string): Promise<string | undefined> {
+  try {
+    await decodeAwsUefiData(text);
+    return undefined;
+  } catch (error) {
+    if (error instanceof UefiVariableStoreError) return error.message;
+    throw error;
+  }
 }

@@ -28,7 +28,7 @@ import {
 import { deleteSnapshot, getSnapshot } from "../../store/meta/snapshots.js";
 import { putTags, tagsOf } from "../../store/meta/tags.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { blockDevicesFrom, platformDetailsOf, toImage, usageOperationOf } from "./image-records.js";
+import { blockDevicesFrom, platformDetailsOf, toImage, uefiDataProblem, usageOperationOf } from "./image-records.js";
 import { checkImageId, checkImageName, imageNotFound, malformedName, ownImage } from "./lookups.js";
 import { checkDescribe, describePage } from "./listing.js";
 import { TAG_LIMITS, tagSpecificationsFor } from "./tag-specifications.js";
@@ -44,6 +44,8 @@ async function planRegistration(ctx: ActionContext, input: RegisterImageRequest)
     throw new ApiError("InvalidBlockDeviceMapping", `The root device ${input.RootDeviceName} must be mapped to an EBS snapshot.`);
   }
   const tags = tagSpecificationsFor(input.TagSpecifications, ["image"]).get("image") ?? [];
+  const uefiProblem = input.UefiData === undefined ? undefined : await uefiDataProblem(input.UefiData);
+  if (uefiProblem) throw new ApiError("InvalidParameterValue", `Invalid value for UefiData: ${uefiProblem}.`);
   return { name, devices, tags };
 }
 
@@ -178,6 +180,7 @@ export const imageActions: ActionTable = {
         boot_mode: input.BootMode ?? null,
         tpm_support: input.TpmSupport ?? null,
         imds_support: input.ImdsSupport ?? null,
+        uefi_data: input.UefiData || null,
         creation_date: new Date(now).toISOString(),
         kernel_id: input.KernelId ?? null,
         ramdisk_id: input.RamdiskId ?? null,

@@ -327,11 +327,14 @@ export const instanceInfoActions: ActionTable = {
 
   GetInstanceUefiData: {
     async check(ctx, input: GetInstanceUefiDataRequest) {
-      await instancesOf(ctx, [input.InstanceId!]);
+      const [instance] = await instancesOf(ctx, [input.InstanceId!]);
+      return instance!;
     },
-    run(_ctx, input: GetInstanceUefiDataRequest): GetInstanceUefiDataResult {
-      // Kiln runs no firmware: there is no UEFI variable store to return.
-      return { InstanceId: input.InstanceId, UefiData: "" };
+    async run(ctx, input: GetInstanceUefiDataRequest, instance: InstanceRecord): Promise<GetInstanceUefiDataResult> {
+      // The guest's variable store as it is now where this node runs it; otherwise what the
+      // instance's last run left, or its image's. An instance that boots on legacy BIOS has none.
+      const uefiData = (await ctx.machines.uefiData(instance.row.instance_id)) ?? instance.row.uefi_data;
+      return { InstanceId: input.InstanceId, ...(uefiData ? { UefiData: uefiData } : {}) };
     },
   },
 };

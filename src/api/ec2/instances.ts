@@ -329,6 +329,7 @@ export const instanceActions: ActionTable = {
             virtualization_type: image.virtualization_type,
             ena_support: image.ena_support,
             boot_mode: image.boot_mode,
+            uefi_data: image.uefi_data,
             platform: image.platform,
             client_token: input.ClientToken ?? null,
             user_data: input.UserData ?? null,

@@ -24,7 +24,7 @@ import { RESTORE_TASK, type RestoreParams } from "../../tasks/restore-image.js";
 import { STORE_TASK, type StoreParams } from "../../tasks/store-image.js";
 import { checkTags } from "../s3/object-attributes.js";
 import type { ActionContext, ActionTable } from "./action.js";
-import { insertNewImage } from "./image-records.js";
+import { insertNewImage, uefiDataProblem } from "./image-records.js";
 import { checkDescribe, describePage, rowsInHand } from "./listing.js";
 import { bucketFor, checkImageName, malformedName, visibleImage } from "./lookups.js";
 import { tagSpecificationsFor } from "./tag-specifications.js";
@@ -67,6 +67,11 @@ async function planRestore(ctx: ActionContext, input: CreateRestoreImageTaskRequ
     if (!(error instanceof ArchiveError)) throw error;
     unreadable = error.message;
   }
+  const uefiProblem = manifest?.image.uefiData === undefined ? undefined : await uefiDataProblem(manifest.image.uefiData);
+  if (uefiProblem) {
+    manifest = undefined;
+    unreadable = `its image's UEFI data is invalid: ${uefiProblem}`;
+  }
   if (!manifest && input.Name === undefined) {
     throw new ApiError("InvalidParameterValue", `The object s3://${input.Bucket}/${input.ObjectKey} cannot be restored: ${unreadable}.`);
   }
@@ -104,6 +109,7 @@ function restoredImage(
     boot_mode: source?.bootMode ?? null,
     tpm_support: source?.tpmSupport ?? null,
     imds_support: source?.imdsSupport ?? null,
+    uefi_data: source?.uefiData ?? null,
     platform: source?.platform ?? null,
     platform_details: source?.platformDetails ?? null,
     usage_operation: source?.usageOperation ?? null,

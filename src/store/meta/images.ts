@@ -33,6 +33,7 @@ export function newImageRow(given: NewImage): ImageRow {
     boot_mode: null,
     tpm_support: null,
     imds_support: null,
+    uefi_data: null,
     platform: null,
     platform_details: null,
     usage_operation: null,
@@ -223,11 +224,11 @@ export async function launchPermissionsOf(db: MetaDb, imageIds: readonly string[
   return grants;
 }
 
-/** A pending image whose data is all in place: available, made `creationDate`. */
-export async function completeImage(db: MetaDb, imageId: string, creationDate: string): Promise<void> {
+/** A pending image whose data is all in place: available, made `creationDate`, with the UEFI data its source had then where given. */
+export async function completeImage(db: MetaDb, imageId: string, creationDate: string, uefiData?: string): Promise<void> {
   await db
     .updateTable("images")
-    .set({ state: "available", next_state: null, next_state_at: null, creation_date: creationDate })
+    .set({ state: "available", next_state: null, next_state_at: null, creation_date: creationDate, ...(uefiData ? { uefi_data: uefiData } : {}) })
     .where("image_id", "=", imageId)
     .execute();
 }

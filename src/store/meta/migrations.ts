@@ -529,4 +529,13 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable("instances").addColumn("node_lease_until", "bigint").execute();
     },
   },
+  "0021_uefi_data": {
+    async up(db: Kysely<any>) {
+      // EC2's UEFI data (the AMZNUEFI blob, base64): an image's, as registered or captured, and
+      // an instance's, seeded from its image and saved from its guest's variable store when the
+      // guest ends, so another node or a later CreateImage has it.
+      await db.schema.alterTable("images").addColumn("uefi_data", "text").execute();
+      await db.schema.alterTable("instances").addColumn("uefi_data", "text").execute();
+    },
+  },
 };

@@ -103,6 +103,8 @@ export interface ImageTable {
   boot_mode: string | null;
   tpm_support: string | null;
   imds_support: string | null;
+  /** EC2's UEFI data (formats/uefi/aws-uefi-data.ts), base64; null: none. */
+  uefi_data: string | null;
   /** 'windows' or null, as DescribeImages reports it. */
   platform: string | null;
   /** What EC2 bills it as (PlatformDetails, UsageOperation); null: from platform. */
@@ -161,6 +163,8 @@ export interface InstanceTable {
   virtualization_type: string;
   ena_support: number;
   boot_mode: string | null;
+  /** EC2's UEFI data: the image's at launch, then the guest's variables as its last run left them. */
+  uefi_data: string | null;
   platform: string | null;
   client_token: string | null;
   /** Base64, exactly as given. */
