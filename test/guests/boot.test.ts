@@ -16,7 +16,9 @@ import {
   DescribeInstanceStatusCommand,
   DescribeInstancesCommand,
   DescribeVolumesCommand,
+  DescribeImageAttributeCommand,
   GetConsoleScreenshotCommand,
+  GetInstanceUefiDataCommand,
   RebootInstancesCommand,
   RegisterImageCommand,
   RunInstancesCommand,
@@ -30,6 +32,7 @@ import {
   waitUntilVolumeAvailable,
   type EC2Client,
 } from "@aws-sdk/client-ec2";
+import { decodeAwsUefiData } from "../../src/formats/uefi/aws-uefi-data.js";
 import { BLOCK, errorName, readSnapshotBlocks } from "../helpers/data.js";
 import { importDebianImage } from "../helpers/debian-image.js";
 import { consoleOf, consoleShows, waiting } from "../helpers/guests.js";
@@ -45,6 +48,17 @@ function qemuCommandOf(instanceId: string): string {
   const pid = readFileSync(join(kiln.dataDir, "instances", instanceId, "qemu.pid"), "utf8").trim();
   return readFileSync(`/proc/${pid}/cmdline`, "latin1").replaceAll("\0", " ");
 }
+
+/**
+ * edk2's MTC variable in UEFI data: the monotonic count OVMF adds one to at every boot, so it
+ * shows which store a guest booted with.
+ */
+async function bootCount(uefiData: string | undefined): Promise<number | undefined> {
+  assert.ok(uefiData, "no UEFI data");
+  const mtc = (await decodeAwsUefiData(uefiData)).find((v) => v.name === "MTC" && v.guid === "eb704011-1402-11d3-8e77-00a0c969723b");
+  return mtc?.data.readUInt32LE(0);
+}
+const instanceUefiData = async (instanceId: string) => (await ec2.send(new GetInstanceUefiDataCommand({ InstanceId: instanceId }))).UefiData;
 
 const bootRecords = (console: string) => [...console.matchAll(/kiln-boot-record: boot (\d+)/g)].map((m) => Number(m[1]));
 
@@ -96,6 +110,14 @@ describe("instances that boot", () => {
     assert.equal((await stateOf(instanceId)).CurrentInstanceBootMode, "uefi");
     assert.match(qemuCommandOf(instanceId), /OVMF_CODE_4M\.fd/);
     assert.ok(existsSync(join(kiln.dataDir, "instances", instanceId, "uefi-vars.fd")), "a variable store of the instance's own");
+    // GetInstanceUefiData reads that store: what OVMF wrote at this, its first, boot.
+    const variables = await decodeAwsUefiData((await instanceUefiData(instanceId))!);
+    for (const name of ["BootOrder", "Boot0000", "PlatformLang"])
+      assert.ok(
+        variables.some((v) => v.name === name),
+        `OVMF's ${name} in the UEFI data`,
+      );
+    assert.equal(await bootCount(await instanceUefiData(instanceId)), 1);
     const { ImageData } = await ec2.send(new GetConsoleScreenshotCommand({ InstanceId: instanceId }));
     const png = Buffer.from(ImageData!, "base64");
     assert.equal(png.subarray(1, 4).toString("latin1"), "PNG", "the screen, as a PNG");
@@ -150,12 +172,17 @@ describe("instances that boot", () => {
     assert.equal(boots.trim().split("\n").length, 1, `the snapshot holds the first boot's record:\n${boots}`);
     // The instance boots again after the capture: its second boot.
     assert.deepEqual(bootRecords(await consoleShows(ec2, instanceId, /kiln-boot-record: boot 2/)).at(-1), 2);
+    // The image has the variables as the guest left them at its power-off (one boot counted).
+    const { UefiData } = await ec2.send(new DescribeImageAttributeCommand({ ImageId, Attribute: "uefiData" }));
+    assert.equal(await bootCount(UefiData?.Value), 1, "the image's UEFI data is the instance's at the capture");
 
     const launched = await ec2.send(new RunInstancesCommand({ ImageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
     const copy = launched.Instances![0]!.InstanceId!;
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [copy] });
     // Its disk holds the first instance's record: this is the image's second boot.
     assert.deepEqual(bootRecords(await consoleShows(ec2, copy, /kiln-boot-record: boot 2/)), [2]);
+    // And its firmware booted with the image's variables: OVMF counted on from them.
+    assert.equal(await bootCount(await instanceUefiData(copy)), 2, "OVMF started from the image's UEFI data");
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: [copy] }));
     await waitUntilInstanceTerminated(waiting(ec2), { InstanceIds: [copy] });
   });
