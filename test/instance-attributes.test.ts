@@ -183,6 +183,16 @@ describe("credits, status, console, types and offerings", () => {
         [stopped, "stopped", "not-applicable"],
       ].sort(),
     );
+    const filtered = async (name: string, value: string) =>
+      (
+        await ec2.send(
+          new DescribeInstanceStatusCommand({ InstanceIds: [running, stopped], IncludeAllInstances: true, Filters: [{ Name: name, Values: [value] }] }),
+        )
+      ).InstanceStatuses!.map((s) => s.InstanceId);
+    assert.deepEqual(await filtered("instance-status.status", "ok"), [running]);
+    assert.deepEqual(await filtered("instance-status.status", "not-applicable"), [stopped]);
+    assert.deepEqual(await filtered("system-status.reachability", "passed"), [running]);
+    assert.deepEqual(await filtered("instance-state-name", "stopped"), [stopped]);
     const output = await ec2.send(new GetConsoleOutputCommand({ InstanceId: running }));
     assert.equal(output.InstanceId, running);
     assert.ok(output.Timestamp instanceof Date);

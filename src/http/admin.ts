@@ -13,7 +13,7 @@ import type { TaskRunner } from "../tasks/runner.js";
 import type { InstanceBackend } from "../vm/backend.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
-import { shutdownFromInside } from "../store/meta/instances.js";
+import { GUEST_SHUTDOWN, instanceById } from "../store/meta/instances.js";
 import type { Scope } from "../store/meta/tags.js";
 import { readBody } from "./body.js";
 import { fromWebPage, isFormContentType } from "./browser.js";
@@ -118,11 +118,19 @@ export function adminRoutes(deps: {
     if (!("operator" in caller)) return caller;
     if (shutdown) {
       const instanceId = shutdown[1]!;
-      const outcome = await shutdownFromInside(deps.meta.db, instanceId, deps.config.stateDelayMs, caller.operator ? undefined : caller.scope);
-      if (outcome === undefined) return refused(404, "InvalidInstanceID.NotFound", `The instance ID '${instanceId}' does not exist`);
-      return outcome === "not-running"
-        ? refused(409, "IncorrectInstanceState", `Instance ${instanceId} is not running.`)
-        : json(200, { instanceId, becomes: outcome });
+      const record = await instanceById(deps.meta.db, instanceId);
+      const owner = caller.operator ? undefined : caller.scope;
+      if (!record || (owner && (record.row.account_id !== owner.accountId || record.row.region !== owner.region))) {
+        return refused(404, "InvalidInstanceID.NotFound", `The instance ID '${instanceId}' does not exist`);
+      }
+      if (record.state !== "running") return refused(409, "IncorrectInstanceState", `Instance ${instanceId} is not running.`);
+      // As the guest's own power-off: a guest that runs is asked through its power button (its OS
+      // shuts down), and it ends stopped or terminated as InstanceInitiatedShutdownBehavior says.
+      const scope = { accountId: record.row.account_id, region: record.row.region };
+      const terminates = record.row.shutdown_behavior === "terminate";
+      if (terminates) await deps.machines.terminate(scope, [record], GUEST_SHUTDOWN);
+      else await deps.machines.stop([record], GUEST_SHUTDOWN, false);
+      return json(200, { instanceId, becomes: terminates ? "terminated" : "stopped" });
     }
     if (path === "/_kiln/reset") {
       // Tasks under way finish first: a reset leaves nothing writing into the emptied store.

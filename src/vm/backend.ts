@@ -30,7 +30,8 @@ export interface ConsoleOutput {
 }
 
 /** An instance's health for DescribeInstanceStatus: the reachability check of a running instance. */
-export type GuestHealth = "initializing" | "ok" | "impaired";
+/** A guest's instance status check: impaired since its boot timeout ran out without a login prompt. */
+export type GuestHealth = { status: "initializing" } | { status: "ok" } | { status: "impaired"; since: Date };
 
 export interface InstanceBackend {
   readonly info: () => BackendInfo;

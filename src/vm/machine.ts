@@ -75,6 +75,8 @@ export class Machine {
   readonly exited: Promise<MachineExit>;
   private console = Buffer.alloc(0);
   private consoleFileBytes = 0;
+  /** Writes to console.log, one after another: a cut-back and an append must not interleave. */
+  private consoleWrites: Promise<void> = Promise.resolve();
   private lastOutputAt?: Date;
   private qmp?: QmpClient;
   private child?: ChildProcess;
@@ -118,7 +120,7 @@ export class Machine {
     this.consoleServer = createServer((socket: Socket) => {
       socket.on("data", (data: Buffer) => {
         this.heard(data);
-        void this.keep(consoleFile, data);
+        this.consoleWrites = this.consoleWrites.then(() => this.keep(consoleFile, data));
       });
       socket.on("error", () => {});
     });
@@ -156,15 +158,20 @@ export class Machine {
     child.on("close", (code, signal) => {
       this.qmp?.close();
       this.consoleServer?.close();
-      void consoleFile.close().catch(() => {});
       const stderr = this.stderr
         .split("\n")
         .filter((line) => line.trim() && !/warning:/.test(line))
         .slice(-3)
         .join("; ");
       const exit = { guestShutdown: this.guestShutdown, code, signal, stderr };
-      this.resolveExit(exit);
-      this.events.emit("exit", exit);
+      // The guest's last words are in console.log before its end is told.
+      void this.consoleWrites
+        .then(() => consoleFile.close())
+        .catch(() => {})
+        .finally(() => {
+          this.resolveExit(exit);
+          this.events.emit("exit", exit);
+        });
     });
     try {
       const qmp = await Promise.race([

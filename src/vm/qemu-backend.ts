@@ -470,8 +470,9 @@ export class QemuBackend implements InstanceBackend {
   health(instanceId: string): GuestHealth | undefined {
     const guest = this.guests.get(instanceId);
     if (!guest?.machine) return undefined;
-    if (guest.up) return "ok";
-    return Date.now() - guest.bootedAt > this.settings.bootTimeoutMs ? "impaired" : "initializing";
+    if (guest.up) return { status: "ok" };
+    const timedOut = guest.bootedAt + this.settings.bootTimeoutMs;
+    return Date.now() > timedOut ? { status: "impaired", since: new Date(timedOut) } : { status: "initializing" };
   }
 
   async forgetAll(): Promise<void> {

@@ -138,6 +138,17 @@ describe("instances that boot", () => {
     const impaired = await status();
     assert.equal(impaired.Status, "impaired");
     assert.equal(impaired.Details![0]!.Status, "failed");
+    // Impaired since the boot timeout ran out, not since the question was asked.
+    const since = impaired.Details![0]!.ImpairedSince!;
+    assert.ok(Date.now() - since.getTime() >= 500, `ImpairedSince ${since.toISOString()} is the time of the request`);
+    assert.equal((await status()).Details![0]!.ImpairedSince!.getTime(), since.getTime());
+    // The filters read the same checks.
+    const filtered = async (name: string, value: string) =>
+      (await ec2.send(new DescribeInstanceStatusCommand({ Filters: [{ Name: name, Values: [value] }] }))).InstanceStatuses!.map((s) => s.InstanceId);
+    assert.ok((await filtered("instance-status.status", "impaired")).includes(stub));
+    assert.ok(!(await filtered("instance-status.status", "ok")).includes(stub));
+    assert.ok((await filtered("instance-status.reachability", "failed")).includes(stub));
+    assert.ok((await filtered("instance-status.status", "ok")).includes(instanceId), "the Debian guest is ok");
 
     // KILN_VM_MAX_RUNNING is 3 here, and two guests run (the Debian one and this): MinCount 2 does not fit, MaxCount 5 gets one.
     assert.equal(
@@ -225,16 +236,20 @@ describe("instances that boot", () => {
         BootMode: "legacy-bios",
       }),
     );
-    const booted = async (image: string) => {
-      const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: image, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
-      const id = Instances![0]!.InstanceId!;
-      await consoleShows(ec2, id, /login: ?$/m);
-      const described = await stateOf(id);
-      const command = qemuCommandOf(id);
-      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
-      await waitUntilInstanceTerminated(waiting(ec2), { InstanceIds: [id] });
-      return { mode: described.CurrentInstanceBootMode, ovmf: command.includes("OVMF_CODE") };
-    };
-    assert.deepEqual(await booted(ImageId!), { mode: "legacy-bios", ovmf: false }, "SeaBIOS, qemu's default firmware");
+    const { Instances } = await ec2.send(
+      new RunInstancesCommand({ ImageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1, InstanceInitiatedShutdownBehavior: "terminate" }),
+    );
+    const id = Instances![0]!.InstanceId!;
+    await consoleShows(ec2, id, /login: ?$/m);
+    assert.equal((await stateOf(id)).CurrentInstanceBootMode, "legacy-bios");
+    assert.doesNotMatch(qemuCommandOf(id), /OVMF_CODE/, "SeaBIOS, qemu's default firmware");
+
+    // A shutdown from inside reaches the guest: its OS powers off, and the instance terminates
+    // as its InstanceInitiatedShutdownBehavior says.
+    const response = await kiln.admin(`/_kiln/instances/${id}/shutdown`);
+    assert.equal(response.status, 200, response.text);
+    await waitUntilInstanceTerminated(waiting(ec2), { InstanceIds: [id] });
+    assert.match(await consoleOf(ec2, id), /reboot: Power down|Power-Off|System Power Off/, "the guest's own power-off");
+    assert.equal((await stateOf(id)).StateReason!.Code, "Client.InstanceInitiatedShutdown");
   });
 });

@@ -209,9 +209,11 @@ export const instanceInfoActions: ActionTable = {
     async run(ctx, input: DescribeInstanceStatusRequest): Promise<DescribeInstanceStatusResult> {
       const records = input.InstanceIds?.length ? await instancesOf(ctx, input.InstanceIds) : await listInstances(ctx.meta.db, ctx);
       // Without IncludeAllInstances, only running instances are reported, as EC2 does.
-      const shown = records.filter((r) => r.state !== "terminated" && (input.IncludeAllInstances || r.state === "running"));
-      const { page, nextToken } = await listPage(ctx, shown, (r) => r.row.instance_id, input, STATUS_FIELDS);
-      return { InstanceStatuses: page.map(({ row: record }) => statusOf(record, ctx.machines.health(record.row.instance_id))), NextToken: nextToken };
+      const shown = records
+        .filter((r) => r.state !== "terminated" && (input.IncludeAllInstances || r.state === "running"))
+        .map((r) => statusOf(r, ctx.machines.health(r.row.instance_id)));
+      const { page, nextToken } = await listPage(ctx, shown, (s) => s.InstanceId!, input, STATUS_FIELDS);
+      return { InstanceStatuses: page.map(({ row: status }) => status), NextToken: nextToken };
     },
   },
 
@@ -439,7 +441,6 @@ async function planAttributeChange(ctx: ActionContext, input: ModifyInstanceAttr
   }
 }
 
-/** Status checks pass for a running instance; the others have nothing to check. */
 /**
  * A running instance's checks: with a guest, the instance check follows it (initializing until
  * its login prompt, impaired when it never comes up); without one, it passes at once.
@@ -450,7 +451,7 @@ function statusOf(record: InstanceRecord, guest: GuestHealth | undefined): Insta
     Status: running ? ("ok" as const) : ("not-applicable" as const),
     Details: running ? [{ Name: "reachability" as const, Status: "passed" as const }] : [],
   };
-  const instance = !running || guest === undefined || guest === "ok" ? passed : guestStatus(guest);
+  const instance = !running || guest === undefined || guest.status === "ok" ? passed : guestStatus(guest);
   return {
     InstanceId: record.row.instance_id,
     AvailabilityZone: record.row.availability_zone,
@@ -461,19 +462,21 @@ function statusOf(record: InstanceRecord, guest: GuestHealth | undefined): Insta
   };
 }
 
-function guestStatus(guest: "initializing" | "impaired"): InstanceStatus["InstanceStatus"] {
-  if (guest === "initializing") return { Status: "initializing", Details: [{ Name: "reachability", Status: "initializing" }] };
-  return { Status: "impaired", Details: [{ Name: "reachability", Status: "failed", ImpairedSince: new Date() }] };
+function guestStatus(guest: Exclude<GuestHealth, { status: "ok" }>): InstanceStatus["InstanceStatus"] {
+  if (guest.status === "initializing") return { Status: "initializing", Details: [{ Name: "reachability", Status: "initializing" }] };
+  return { Status: "impaired", Details: [{ Name: "reachability", Status: "failed", ImpairedSince: guest.since }] };
 }
 
+/** The filters read the statuses as DescribeInstanceStatus answers them. */
+const reachability = (summary: InstanceStatus["InstanceStatus"]) => summary?.Details?.find((d) => d.Name === "reachability")?.Status;
 const STATUS_FIELDS = {
-  "availability-zone": (t: Tagged<InstanceRecord>) => t.row.row.availability_zone,
-  "instance-state-name": (t: Tagged<InstanceRecord>) => t.row.state,
-  "instance-state-code": (t: Tagged<InstanceRecord>) => String(STATE_CODES[t.row.state]),
-  "instance-status.status": (t: Tagged<InstanceRecord>) => (t.row.state === "running" ? "ok" : "not-applicable"),
-  "system-status.status": (t: Tagged<InstanceRecord>) => (t.row.state === "running" ? "ok" : "not-applicable"),
-  "instance-status.reachability": (t: Tagged<InstanceRecord>) => (t.row.state === "running" ? "passed" : undefined),
-  "system-status.reachability": (t: Tagged<InstanceRecord>) => (t.row.state === "running" ? "passed" : undefined),
+  "availability-zone": (t: Tagged<InstanceStatus>) => t.row.AvailabilityZone,
+  "instance-state-name": (t: Tagged<InstanceStatus>) => t.row.InstanceState!.Name,
+  "instance-state-code": (t: Tagged<InstanceStatus>) => String(t.row.InstanceState!.Code),
+  "instance-status.status": (t: Tagged<InstanceStatus>) => t.row.InstanceStatus!.Status,
+  "system-status.status": (t: Tagged<InstanceStatus>) => t.row.SystemStatus!.Status,
+  "instance-status.reachability": (t: Tagged<InstanceStatus>) => reachability(t.row.InstanceStatus),
+  "system-status.reachability": (t: Tagged<InstanceStatus>) => reachability(t.row.SystemStatus),
 };
 
 const OFFERING_FILTERS = {

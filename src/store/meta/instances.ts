@@ -1,6 +1,6 @@
 // Instances, the volumes attached to them, and their network interfaces.
 import { newId, randomHex } from "../../domain/ids.js";
-import { schedule, scheduledState, type Schedule } from "../../domain/transitions.js";
+import { scheduledState, type Schedule } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import { atomically } from "./database.js";
 import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
@@ -187,30 +187,6 @@ export async function instanceById(db: MetaDb, instanceId: string): Promise<Inst
 }
 
 export const GUEST_SHUTDOWN = "Client.InstanceInitiatedShutdown: Instance initiated shutdown";
-
-/**
- * A shutdown from inside the instance (`shutdown -h now` in the guest): it stops, or terminates
- * when its instanceInitiatedShutdownBehavior says so. Undefined when there is no such instance
- * (or it is not `owner`'s, when an owner is named).
- */
-export async function shutdownFromInside(
-  db: MetaDb,
-  instanceId: string,
-  delayMs: number,
-  owner?: Scope,
-): Promise<"stopped" | "terminated" | "not-running" | undefined> {
-  const record = await instanceById(db, instanceId);
-  if (!record || (owner && (record.row.account_id !== owner.accountId || record.row.region !== owner.region))) return undefined;
-  if (record.state !== "running") return "not-running";
-  const scope = { accountId: record.row.account_id, region: record.row.region };
-  if (record.row.shutdown_behavior === "terminate") {
-    await releaseInstanceResources(db, scope, instanceId);
-    await setSchedule(db, instanceId, schedule<InstanceState>(["shutting-down", "terminated"], delayMs), GUEST_SHUTDOWN);
-    return "terminated";
-  }
-  await setSchedule(db, instanceId, schedule<InstanceState>(["stopping", "stopped"], delayMs), GUEST_SHUTDOWN);
-  return "stopped";
-}
 
 /** Instances a node ran guests for, in the states where a guest runs or is on its way off. */
 export async function instancesOnNode(db: MetaDb, nodeId: string): Promise<InstanceRecord[]> {
