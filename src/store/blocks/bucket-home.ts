@@ -52,8 +52,8 @@ export function bucketHome(bucket: ObjectStoreBucket, db: MetaDb): ChunkHome {
         await bucket.remove(name);
       }
     },
-    async read(location, into = Buffer.allocUnsafe(BLOCK_SIZE)) {
-      return (await bucket.readInto(location.pack, 0, into)) ? into : undefined;
+    async read(location, into = Buffer.allocUnsafe(BLOCK_SIZE), offset = 0) {
+      return (await bucket.readInto(location.pack, offset, into)) ? into : undefined;
     },
     async collect(graceMs, now): Promise<Collected> {
       const cutoff = now - graceMs;

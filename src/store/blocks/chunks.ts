@@ -24,6 +24,8 @@ export interface ChunkStore {
   put(block: Buffer, copied?: () => void): Promise<string>;
   /** The block a chunk id names (zeros for ZERO_CHUNK). */
   get(chunk: string): Promise<Buffer>;
+  /** `length` bytes of it from `offset`: a guest reading a few KiB reads no more from the home. */
+  getRange(chunk: string, offset: number, length: number): Promise<Buffer>;
   /**
    * Forgets chunks no snapshot or volume names and that were last put over `graceMs` ago, and
    * gives back the space of packs left empty or mostly empty.
@@ -57,8 +59,11 @@ export const isZeroBlock = (block: Buffer) => block.length === BLOCK_SIZE && blo
 export interface ChunkHome {
   /** Stores a chunk not stored yet and commits its location; resolves once both are durable. */
   store(chunk: string, block: Buffer): Promise<void>;
-  /** The bytes at a committed location (into `into` when given); undefined when they moved or went meanwhile. */
-  read(location: ChunkLocation, into?: Buffer): Promise<Buffer | undefined>;
+  /**
+   * The bytes at a committed location (into `into` when given, as many as it holds, from
+   * `offset`); undefined when they moved or went meanwhile.
+   */
+  read(location: ChunkLocation, into?: Buffer, offset?: number): Promise<Buffer | undefined>;
   /** Collection (see ChunkStore.collect); `withChunk` lends a live chunk's bytes, to move it. */
   collect(graceMs: number, now: number, withChunk: (chunk: string, use: (data: Buffer) => Promise<void>) => Promise<void>): Promise<Collected>;
   /** True for a location this kind of home wrote (a data folder's packs and a bucket's objects are not interchangeable). */
@@ -99,13 +104,13 @@ export function chunkStoreIn(db: MetaDb, home: ChunkHome): ChunkStore {
     return numUpdatedRows > 0n;
   };
 
-  /** The chunk's bytes, into `into` when given. */
-  const read = async (chunk: string, into?: Buffer) => {
+  /** The chunk's bytes, into `into` when given (as many as it holds, from `offset`). */
+  const read = async (chunk: string, into?: Buffer, offset = 0) => {
     // Twice: collection may move the chunk between the lookup and the read.
     for (let attempt = 0; attempt < 2; attempt++) {
       const location = await db.selectFrom("chunk_locations").select(["pack", "slot"]).where("chunk", "=", chunk).executeTakeFirst();
       if (!location) break;
-      const data = await home.read(location, into);
+      const data = await home.read(location, into, offset);
       if (data) return data;
     }
     throw new Error(`chunk ${chunk} is not stored`);
@@ -142,6 +147,14 @@ export function chunkStoreIn(db: MetaDb, home: ChunkHome): ChunkStore {
       if (chunk === ZERO_CHUNK) return Buffer.alloc(BLOCK_SIZE);
       if (!CHUNK_ID.test(chunk)) throw new Error(`not a chunk id: ${chunk}`);
       return read(chunk);
+    },
+    async getRange(chunk, offset, length) {
+      if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > BLOCK_SIZE) {
+        throw new RangeError(`${length} bytes at ${offset} are outside a chunk`);
+      }
+      if (chunk === ZERO_CHUNK) return Buffer.alloc(length);
+      if (!CHUNK_ID.test(chunk)) throw new Error(`not a chunk id: ${chunk}`);
+      return read(chunk, Buffer.allocUnsafe(length), offset);
     },
     async collect(graceMs, now = Date.now()) {
       // One collection at a time: two would move the same chunks.

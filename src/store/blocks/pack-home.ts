@@ -9,7 +9,7 @@ export function packHome(root: string, db: MetaDb, options: { packSlots?: number
   const appender = new PackAppender(root, db, options.packSlots);
   return {
     store: (chunk, block) => appender.append(chunk, block),
-    read: (location, into) => readSlot(root, location.pack, location.slot, into),
+    read: (location, into, offset) => readSlot(root, location.pack, location.slot, into, offset),
     collect: (graceMs, now, withChunk) =>
       collectPacks({ db, root, appender, relocate: (chunk) => withChunk(chunk, (data) => appender.append(chunk, data, true)) }, graceMs, now),
     // Pack names are plain file names; an object store's are paths.

@@ -211,7 +211,13 @@ async function commitLocations(db: MetaDb, batch: readonly Written[], now: numbe
 }
 
 /** The slot's bytes (into `data` when given); `undefined` when the pack is gone (collection moved the chunk meanwhile). */
-export async function readSlot(root: string, pack: string, slot: number, data: Buffer = Buffer.allocUnsafe(SLOT_BYTES)): Promise<Buffer | undefined> {
+export async function readSlot(
+  root: string,
+  pack: string,
+  slot: number,
+  data: Buffer = Buffer.allocUnsafe(SLOT_BYTES),
+  offset = 0,
+): Promise<Buffer | undefined> {
   let handle: FileHandle;
   try {
     handle = await open(packPath(root, pack), constants.O_RDONLY);
@@ -221,8 +227,8 @@ export async function readSlot(root: string, pack: string, slot: number, data: B
   }
   try {
     let done = 0;
-    while (done < SLOT_BYTES) {
-      const { bytesRead } = await handle.read(data, done, SLOT_BYTES - done, slot * SLOT_BYTES + done);
+    while (done < data.length) {
+      const { bytesRead } = await handle.read(data, done, data.length - done, slot * SLOT_BYTES + offset + done);
       if (bytesRead === 0) throw new Error(`pack ${pack} ends before slot ${slot}`);
       done += bytesRead;
     }
