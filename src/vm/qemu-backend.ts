@@ -234,7 +234,21 @@ export class QemuBackend implements InstanceBackend {
   private async release(guest: Guest): Promise<void> {
     for (const disk of guest.disks.splice(0)) {
       await disk.nbd.close().catch(() => {});
-      await disk.device.close().catch((error: unknown) => this.deps.logger.error({ volumeId: disk.volumeId, err: error }, "volume write-back failed"));
+      // A guest another node took over leaves its volumes to that node as they are.
+      if (guest.ending?.quiet) disk.device.abandon();
+      else await disk.device.close().catch((error: unknown) => this.deps.logger.error({ volumeId: disk.volumeId, err: error }, "volume write-back failed"));
+    }
+  }
+
+  /**
+   * Folds the journals a guest of this instance left in its volumes, when no guest will open
+   * them again soon (it was on its way off when its Kiln died): the volumes' blocks then hold
+   * what the guest wrote, for snapshots and the EBS direct APIs.
+   */
+  private async settleVolumesOf(scope: { accountId: string; region: string }, instanceId: string): Promise<void> {
+    for (const attachment of await attachmentsOf(this.deps.db, { instanceIds: [instanceId] })) {
+      const volume = await getVolume(this.deps.db, scope, attachment.volume_id);
+      if (volume) await openVolumeDevice(this.deps, volume.volume_id, volume.size * 1024 ** 3).close();
     }
   }
 
@@ -308,8 +322,10 @@ export class QemuBackend implements InstanceBackend {
         await setSchedule(this.deps.db, id, this.launchSchedule(), record.row.state_transition_reason);
         this.boot([id]);
       } else if (record.state === "stopping") {
+        await this.settleVolumesOf(scope, id);
         await setSchedule(this.deps.db, id, schedule<InstanceState>(["stopped"], 0), record.row.state_transition_reason);
       } else if (record.state === "shutting-down") {
+        await this.settleVolumesOf(scope, id);
         await releaseInstanceResources(this.deps.db, scope, id);
         await setSchedule(this.deps.db, id, schedule<InstanceState>(["terminated"], 0), record.row.state_transition_reason);
       }
@@ -443,7 +459,7 @@ export class QemuBackend implements InstanceBackend {
 
   async flushVolumes(volumeIds: readonly string[]): Promise<void> {
     const wanted = new Set(volumeIds);
-    for (const guest of this.guests.values()) for (const disk of guest.disks) if (wanted.has(disk.volumeId)) await disk.device.flush();
+    for (const guest of this.guests.values()) for (const disk of guest.disks) if (wanted.has(disk.volumeId)) await disk.device.settle();
   }
 
   async consoleOutput(instanceId: string): Promise<ConsoleOutput | undefined> {

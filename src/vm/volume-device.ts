@@ -1,62 +1,88 @@
 // A volume as a guest's disk: bytes read through the volume's layers (its own blocks, then the
-// snapshots it rests on) and written into its own layer in the chunk store.
+// snapshots it rests on), with the guest's writes kept in a journal over them.
 //
-// The store's unit is a 512 KiB block, a guest's a few KiB: a write changes a copy of its block
-// held here (the disk's write cache, as a real disk has one), and the block goes to the chunk
-// store and the volume's manifest when the guest flushes, when a write asks for FUA, or when
-// too many blocks wait. So a FLUSH answers once every block written before it is durable, and
-// a guest's 4 KiB writes cost one chunk put per block, not one per write.
+// The store's unit is a 512 KiB block, a guest's a few KiB: writing each change into its block
+// would cost a copy, a hash and a put of 512 KiB per 4 KiB written. So a write is appended to a
+// journal segment instead (512 KiB of payloads one after another, with where each belongs).
+// A segment becomes a chunk when it fills, and its row in volume_journal commits when the guest
+// flushes (or asks for FUA, or too many wait): a FLUSH answers once every write before it is in
+// a committed row. Reads lay the journal's extents over the blocks.
+//
+// The journal is folded into the volume's blocks when it grows past FOLD_SEGMENTS, and always
+// before a snapshot or a close (settle): each block it touches is composed and put, and its
+// row written in the transaction that drops the journal rows folded. A block one segment holds
+// whole (a guest writing in order) needs no composing: that segment's chunk is the block.
+//
+// A device opened on a volume whose journal has rows (its Kiln was killed while the guest ran,
+// here or on another node) takes them as its own, so nothing a guest flushed is lost.
 import type { ChunkStore } from "../store/blocks/chunks.js";
 import { BLOCK_SIZE, blockPieces, ZERO_CHUNK } from "../store/blocks/chunks.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { volumeWindow } from "../store/meta/manifests.js";
-import { writeVolumeBlocks } from "../store/meta/volumes.js";
+import { appendJournal, foldJournal, journalOf } from "../store/meta/volumes.js";
 import type { BlockDevice } from "./block-device.js";
 
 /** Blocks whose chunk ids are looked up at once: 128 MiB of the disk, one statement. */
 const WINDOW_BLOCKS = 256;
 /** Windows of chunk ids kept: lookups for 8 GiB of the disk. */
 const WINDOWS_KEPT = 64;
-/** Unchanged blocks kept after reading (16 MiB): a guest reads a block a few KiB at a time. */
+/** Blocks kept after reading (16 MiB): a guest reads a block a few KiB at a time. */
 const CLEAN_BLOCKS_KEPT = 32;
-/** Changed blocks past which a write-back starts in the background (16 MiB), the oldest first. */
-const DIRTY_BLOCKS_BACKGROUND = 32;
-/** Changed blocks held at most (64 MiB): past them, writes wait for the write-back. */
-const DIRTY_BLOCKS_MAX = 128;
 /** Blocks read ahead of a guest reading in order. */
 const READ_AHEAD_BLOCKS = 8;
+/** A journal segment is one chunk. */
+const SEGMENT_BYTES = BLOCK_SIZE;
+/** Committed segments whose bytes stay in memory (16 MiB), for reads of what was just written. */
+const SEGMENTS_KEPT = 32;
+/** Full segments waiting for a flush (32 MiB): past them, their rows commit without one. */
+const UNCOMMITTED_MAX = 64;
+/** Committed segments past which a fold starts in the background (256 MiB of payloads). */
+const FOLD_SEGMENTS = 512;
+/** Blocks a fold composes at once (32 MiB). */
+const FOLD_BATCH = 64;
 
 const ZEROS = Buffer.alloc(BLOCK_SIZE);
 
 export interface VolumeDevice extends BlockDevice {
   readonly volumeId: string;
-  /** Writes back what is held and lets go; the device may not be used after. */
+  /** Folds the journal into the volume's blocks: what the guest wrote is in them (before a snapshot). */
+  settle(): Promise<void>;
+  /** Settles and lets go; the device may not be used after. */
   close(): Promise<void>;
+  /**
+   * Lets go at once, writing nothing more: another node has the volume now and takes the
+   * committed journal as its own; what was not committed is lost, as in a power cut.
+   */
+  abandon(): void;
 }
 
-/** A changed block: its bytes, or null for a block of zeros (a trim or a zeroing of all of it). */
-type Changed = Buffer | null;
+/** A segment's record of one write: [block index, offset in the block, length, offset in the segment or -1 for zeros]. */
+type ExtentRecord = [number, number, number, number];
+
+interface Segment {
+  seq: number;
+  /** Its bytes: always while its row is not committed, then while it is among SEGMENTS_KEPT (else read from its chunk). */
+  data?: Buffer;
+  used: number;
+  /** Its row's extents, in write order. */
+  records: ExtentRecord[];
+  /** Its chunk, once put. */
+  put?: Promise<string>;
+  chunk?: string;
+  committed: boolean;
+}
+
+/** Where some bytes of a block are in the journal. */
+interface Extent {
+  segment: Segment;
+  within: number;
+  length: number;
+  /** Offset of the payload in the segment; -1: zeros. */
+  at: number;
+}
 
 export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volumeId: string, sizeBytes: number): VolumeDevice {
   const { db, chunks } = deps;
-  /** Blocks changed since their last write-back. */
-  const dirty = new Map<number, Changed>();
-  /** Blocks being written back: still what a read sees until their rows commit. */
-  const writing = new Map<number, Changed>();
-  /** Blocks whose copy is being read, so two writes to one block change one copy. */
-  const copying = new Map<number, Promise<Buffer>>();
-  const clean = new Map<number, Buffer>();
-  /**
-   * Chunk ids of the blocks in the windows looked up (a block absent is zeros). A lookup may
-   * have read the manifest before a write-back of ours committed, so `own` (every block this
-   * device wrote back) comes first.
-   */
-  const known = new Map<number, string>();
-  const own = new Map<number, string>();
-  const windows = new Map<number, Promise<void>>();
-  const windowsRead = new Set<number>();
-  /** Write-backs, one after another: a block's rows commit in the order its copies were made. */
-  let writeBacks: Promise<void> = Promise.resolve();
   let closed = false;
 
   const checkRange = (offset: number, length: number) => {
@@ -65,6 +91,21 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
       throw new RangeError(`${length} bytes at ${offset} are outside volume ${volumeId} (${sizeBytes} bytes)`);
     }
   };
+
+  // --- The volume's blocks, as the journal rests on them -------------------------------------
+
+  /**
+   * Chunk ids of the blocks in the windows looked up (a block absent is zeros). A lookup may
+   * have read the manifest before a fold of ours committed, so `own` (every block this device
+   * folded) comes first.
+   */
+  const known = new Map<number, string>();
+  const own = new Map<number, string>();
+  const windows = new Map<number, Promise<void>>();
+  const windowsRead = new Set<number>();
+  /** Bumped when a fold changes a block: a read that fetched the block before then reads again. */
+  const versions = new Map<number, number>();
+  const versionOf = (index: number) => versions.get(index) ?? 0;
 
   const windowOf = (index: number) => Math.floor(index / WINDOW_BLOCKS);
   const lookUpWindow = (window: number) => {
@@ -88,170 +129,297 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     for (let index = window * WINDOW_BLOCKS; index < (window + 1) * WINDOW_BLOCKS; index++) known.delete(index);
   };
   const chunkOf = async (index: number) => {
-    const written = own.get(index);
-    if (written !== undefined) return written;
+    const folded = own.get(index);
+    if (folded !== undefined) return folded;
     await lookUpWindow(windowOf(index));
     return own.get(index) ?? known.get(index) ?? ZERO_CHUNK;
   };
-  /** True when the block is known to read as zeros already, so zeroing it needs no row. */
+  /** True when the block is known to read as zeros already, so a fold that zeroes it needs no row. */
   const knownZero = (index: number) => (own.has(index) ? own.get(index) === ZERO_CHUNK : windowsRead.has(windowOf(index)) && !known.has(index));
 
-  /** Reads of stored blocks under way, so a block read twice at once is fetched once. */
-  const fetching = new Map<number, Promise<Buffer>>();
-  /** Blocks changed while being fetched: what the fetch brings is not kept. */
-  const outdated = new Set<number>();
-  const changed = (index: number) => {
-    clean.delete(index);
-    if (fetching.has(index)) outdated.add(index);
-  };
-  /** The block's bytes as stored (not those held here); shared with the clean cache, never changed. */
-  const stored = (index: number): Promise<Buffer> => {
-    const hit = clean.get(index);
-    if (hit) {
-      clean.delete(index);
-      clean.set(index, hit);
-      return Promise.resolve(hit);
-    }
-    let fetched = fetching.get(index);
-    if (!fetched) {
-      fetched = (async () => {
-        const chunk = await chunkOf(index);
-        if (chunk === ZERO_CHUNK) return ZEROS;
-        const data = await chunks.get(chunk);
-        // Changed meanwhile: what is stored is not what a read sees any more.
-        if (!outdated.has(index)) keepClean(index, data);
-        return data;
-      })().finally(() => {
-        fetching.delete(index);
-        outdated.delete(index);
-      });
-      fetching.set(index, fetched);
-    }
-    return fetched;
-  };
+  const clean = new Map<number, Buffer>();
   const keepClean = (index: number, data: Buffer) => {
     clean.delete(index);
     clean.set(index, data);
     if (clean.size > CLEAN_BLOCKS_KEPT) clean.delete(clean.keys().next().value!);
   };
-
-  /** What a read sees of a block now. */
-  const current = (index: number): Buffer | Promise<Buffer> => {
-    const held = dirty.has(index) ? dirty.get(index) : writing.has(index) ? writing.get(index) : undefined;
-    if (held !== undefined) return held ?? ZEROS;
-    return stored(index);
+  /** Reads of blocks under way, so a block read twice at once is fetched once (per version). */
+  const fetching = new Map<number, { version: number; data: Promise<Buffer> }>();
+  /** The block's bytes as stored, under the journal; shared with the cache, never changed. */
+  const stored = (index: number): Promise<Buffer> => {
+    const hit = clean.get(index);
+    if (hit) {
+      keepClean(index, hit);
+      return Promise.resolve(hit);
+    }
+    const version = versionOf(index);
+    const under = fetching.get(index);
+    if (under?.version === version) return under.data;
+    const data = (async () => {
+      const chunk = await chunkOf(index);
+      if (chunk === ZERO_CHUNK) return ZEROS;
+      const bytes = await chunks.get(chunk);
+      if (versionOf(index) === version) keepClean(index, bytes);
+      return bytes;
+    })().finally(() => {
+      if (fetching.get(index)?.data === data) fetching.delete(index);
+    });
+    fetching.set(index, { version, data });
+    return data;
   };
 
-  /** The block's copy to change, made from what it holds now (or zeros when all of it will be written). */
-  const changeable = (index: number, whole: boolean): Buffer | Promise<Buffer> => {
-    const held = dirty.get(index);
-    if (held) return held;
-    const pending = copying.get(index);
-    if (pending) return pending;
-    if (held === null || whole) {
-      const fresh = whole ? Buffer.allocUnsafe(BLOCK_SIZE) : Buffer.alloc(BLOCK_SIZE);
-      dirty.set(index, fresh);
-      changed(index);
-      return fresh;
+  // --- The journal ----------------------------------------------------------------------------
+
+  /** Segments with rows (or to have them), oldest first. */
+  const segments = new Map<number, Segment>();
+  /** The extents over each block, in write order; one hidden by a later one is dropped. */
+  const extents = new Map<number, Extent[]>();
+  const newSegment = (seq: number): Segment => {
+    const segment: Segment = { seq, data: Buffer.alloc(SEGMENT_BYTES), used: 0, records: [], committed: false };
+    segments.set(seq, segment);
+    return segment;
+  };
+  let open: Segment;
+  /** Committed segments whose bytes are kept, least recently used first. */
+  const kept = new Map<number, Segment>();
+  const keepSegment = (segment: Segment) => {
+    kept.delete(segment.seq);
+    kept.set(segment.seq, segment);
+    if (kept.size > SEGMENTS_KEPT) {
+      const [seq, oldest] = kept.entries().next().value!;
+      kept.delete(seq);
+      oldest.data = undefined;
     }
-    const copy = (async () => {
-      try {
-        const source = await current(index);
-        // A whole-block write or a zeroing may have come meanwhile.
-        const meanwhile = dirty.get(index);
-        if (meanwhile) return meanwhile;
-        const fresh = Buffer.allocUnsafe(BLOCK_SIZE);
-        (meanwhile === null ? ZEROS : source).copy(fresh);
-        dirty.set(index, fresh);
-        changed(index);
-        return fresh;
-      } finally {
-        copying.delete(index);
-      }
-    })();
-    copying.set(index, copy);
-    return copy;
+  };
+  const addExtent = (index: number, extent: Extent) => {
+    const end = extent.within + extent.length;
+    const over = (extents.get(index) ?? []).filter((e) => e.within < extent.within || e.within + e.length > end);
+    over.push(extent);
+    extents.set(index, over);
+  };
+  /** Appends a write (or a zeroing, with no payload) of part of one block to the journal. */
+  const append = (index: number, within: number, length: number, payload?: Buffer) => {
+    if (!payload) {
+      open.records.push([index, within, length, -1]);
+      addExtent(index, { segment: open, within, length, at: -1 });
+      return;
+    }
+    // A whole block starts a segment of its own, so the segment is the block when it is folded.
+    if (length === BLOCK_SIZE && open.used > 0) seal();
+    let done = 0;
+    while (done < length) {
+      if (open.used === SEGMENT_BYTES) seal();
+      const take = Math.min(SEGMENT_BYTES - open.used, length - done);
+      payload.copy(open.data!, open.used, done, done + take);
+      open.records.push([index, within + done, take, open.used]);
+      addExtent(index, { segment: open, within: within + done, length: take, at: open.used });
+      open.used += take;
+      done += take;
+    }
+  };
+  /** Sealed segments whose rows are not committed yet. */
+  let sealed = 0;
+  /** The open segment goes to the chunk store; writes go on in a new one. */
+  const seal = () => {
+    if (open.records.length === 0) return;
+    open.put = chunks.put(open.data!);
+    open.put.catch(() => {}); // a commit reports it
+    sealed++;
+    open = newSegment(open.seq + 1);
   };
 
   /**
-   * The block's copy to change, still held when this resolves (a write-back may take a copy
-   * while it is being made), so the change lands in what the next write-back takes.
+   * Commits run one after another, and so do folds; the two run side by side (a guest's flush
+   * does not wait for a fold): a fold takes only committed rows, and a commit only adds later ones.
    */
-  const heldCopy = async (index: number, whole: boolean): Promise<Buffer> => {
-    for (;;) {
-      const block = await changeable(index, whole);
-      if (dirty.get(index) === block) return block;
-    }
-  };
-
-  /** Writes back the blocks held now (those of `only`, when given); resolves once their rows commit. */
-  const writeBack = (only?: readonly number[]): Promise<void> => {
-    const run = async () => {
-      const indices = only ? only.filter((index) => dirty.has(index)) : [...dirty.keys()];
-      if (indices.length === 0) return;
-      const batch = indices.map((index) => {
-        const data = dirty.get(index)!;
-        dirty.delete(index);
-        writing.set(index, data);
-        return { index, data };
-      });
-      try {
-        const stored = await Promise.all(batch.map(({ data }) => (data ? chunks.put(data) : ZERO_CHUNK)));
-        // A zeroed block that read as zeros already needs no row (a guest's mkfs trims the whole disk).
-        const rows = batch
-          .map(({ index }, i) => ({ block_index: index, chunk: stored[i]! }))
-          .filter((row) => row.chunk !== ZERO_CHUNK || !knownZero(row.block_index));
-        await writeVolumeBlocks(db, volumeId, rows);
-        for (const [i, { index, data }] of batch.entries()) {
-          own.set(index, stored[i]!);
-          if (writing.get(index) === data) writing.delete(index);
-          if (data && !dirty.has(index)) keepClean(index, data);
-        }
-      } catch (error) {
-        // Held again, so a later flush tries them again, unless rewritten meanwhile.
-        for (const { index, data } of batch) {
-          if (writing.get(index) === data) writing.delete(index);
-          if (!dirty.has(index)) dirty.set(index, data);
-        }
-        throw error;
-      }
+  const chain = () => {
+    let last: Promise<void> = Promise.resolve();
+    return (step: () => Promise<void>) => {
+      const next = last.then(step, step);
+      last = next.catch(() => {});
+      return next;
     };
-    const next = writeBacks.then(run, run);
-    writeBacks = next.catch(() => {});
-    return next;
   };
+  const commitSerially = chain();
+  const foldSerially = chain();
+  /** Makes every write appended so far durable: its segment's row committed. */
+  const commit = () =>
+    commitSerially(async () => {
+      seal();
+      const pending = [...segments.values()].filter((s) => !s.committed && s !== open);
+      if (pending.length === 0) return;
+      const chunkIds = await Promise.all(pending.map((s) => s.put!));
+      await appendJournal(
+        db,
+        volumeId,
+        pending.map((s, i) => ({ seq: s.seq, chunk: chunkIds[i]!, extents: JSON.stringify(s.records) })),
+      );
+      for (const [i, segment] of pending.entries()) {
+        segment.chunk = chunkIds[i]!;
+        segment.committed = true;
+        keepSegment(segment);
+      }
+      sealed -= pending.length;
+    });
 
   /**
-   * Past a few held blocks, the oldest go back in the background; past the limit, a write waits
-   * until the write-backs under way have finished.
+   * Folds the committed journal into the volume's blocks. A block's new bytes are its stored
+   * bytes with every record of the folded rows laid over in order (records, not `extents`: a
+   * write not yet committed may hide one that was).
    */
-  let background: Promise<void> | undefined;
-  const bound = async () => {
-    if (dirty.size > DIRTY_BLOCKS_BACKGROUND && !background) {
-      background = writeBack([...dirty.keys()].slice(0, DIRTY_BLOCKS_BACKGROUND))
-        .catch(() => {}) // held again; the next flush reports it
-        .finally(() => (background = undefined));
+  let folding: Promise<void> | undefined;
+  const fold = async () => {
+    const folded = [...segments.values()].filter((s) => s.committed);
+    if (folded.length === 0) return;
+    const through = folded.at(-1)!.seq;
+    const byBlock = new Map<number, { segment: Segment; record: ExtentRecord }[]>();
+    for (const segment of folded) {
+      for (const record of segment.records) {
+        const list = byBlock.get(record[0]) ?? [];
+        list.push({ segment, record });
+        byBlock.set(record[0], list);
+      }
     }
-    while (dirty.size > DIRTY_BLOCKS_MAX) await writeBack([...dirty.keys()].slice(0, DIRTY_BLOCKS_BACKGROUND));
+    const rows: { block_index: number; chunk: string; data?: Buffer }[] = [];
+    const indices = [...byBlock.keys()];
+    for (let at = 0; at < indices.length; at += FOLD_BATCH) {
+      const batch = indices.slice(at, at + FOLD_BATCH);
+      const made = await Promise.all(batch.map((index) => foldBlock(index, byBlock.get(index)!)));
+      for (const [i, index] of batch.entries()) rows.push({ block_index: index, ...made[i]! });
+    }
+    await foldJournal(
+      db,
+      volumeId,
+      rows.filter((row) => row.chunk !== ZERO_CHUNK || !knownZero(row.block_index)).map(({ block_index, chunk }) => ({ block_index, chunk })),
+      through,
+    );
+    // Committed: the blocks hold what the folded rows held. One turn, so no read sees half of it.
+    for (const row of rows) {
+      own.set(row.block_index, row.chunk);
+      versions.set(row.block_index, versionOf(row.block_index) + 1);
+      clean.delete(row.block_index);
+      if (row.data) keepClean(row.block_index, row.data);
+    }
+    for (const [index, list] of extents) {
+      const left = list.filter((e) => e.segment.seq > through);
+      if (left.length) extents.set(index, left);
+      else extents.delete(index);
+    }
+    for (const segment of folded) {
+      segments.delete(segment.seq);
+      kept.delete(segment.seq);
+    }
+  };
+  const foldBlock = async (index: number, records: { segment: Segment; record: ExtentRecord }[]): Promise<{ chunk: string; data?: Buffer }> => {
+    const { segment, record } = records.at(-1)!;
+    const [, within, length, at] = record;
+    if (within === 0 && length === BLOCK_SIZE) {
+      // Written whole last: the segment is the block, or the block is zeros.
+      return at === -1 ? { chunk: ZERO_CHUNK } : { chunk: segment.chunk! };
+    }
+    const [base, ...payloads] = await Promise.all([
+      stored(index),
+      ...records.map(({ segment: from, record: [, within, length, at] }) =>
+        at === -1 ? undefined : payloadOf({ segment: from, within, length, at }, 0, length),
+      ),
+    ]);
+    const block = Buffer.from(base);
+    for (const [i, { record: r }] of records.entries()) {
+      if (r[3] === -1) block.fill(0, r[1], r[1] + r[2]);
+      else payloads[i]!.copy(block, r[1]);
+    }
+    return { chunk: await chunks.put(block), data: block };
+  };
+  /** Commits and folds everything written so far. */
+  const settle = async () => {
+    await commit();
+    await foldSerially(fold);
+  };
+
+  /** Past a few full segments, their rows commit; past FOLD_SEGMENTS, a fold starts in the background. */
+  const bound = async () => {
+    if (sealed > UNCOMMITTED_MAX) await commit();
+    if (!folding && segments.size > FOLD_SEGMENTS) {
+      folding = foldSerially(fold)
+        .catch(() => {}) // the rows stay; the next settle reports it
+        .finally(() => (folding = undefined));
+    }
+  };
+
+  /** Bytes of an extent's payload, `length` of them `skip` into it: from memory, or read from its chunk. */
+  const payloadOf = (e: Extent, skip: number, length: number): Buffer | Promise<Buffer> =>
+    e.segment.data ? e.segment.data.subarray(e.at + skip, e.at + skip + length) : chunks.getRange(e.segment.chunk!, e.at + skip, length);
+
+  /**
+   * The stored bytes of part of a block, under the journal: from the block kept or fetched
+   * whole when the guest reads in order or much of it, else just that part from its chunk.
+   */
+  const storedPart = async (index: number, within: number, take: number, whole: boolean): Promise<Buffer> => {
+    const hit = clean.get(index);
+    if (hit || whole || take >= BLOCK_SIZE / 8) return (hit ?? (await stored(index))).subarray(within, within + take);
+    return chunks.getRange(await chunkOf(index), within, take);
+  };
+
+  /** What a read sees of part of a block now: its stored bytes with the journal's extents over them. */
+  const readPiece = async (index: number, within: number, take: number, inOrder: boolean): Promise<Buffer> => {
+    const end = within + take;
+    for (;;) {
+      const version = versionOf(index);
+      const over = (extents.get(index) ?? []).filter((e) => e.within < end && e.within + e.length > within);
+      // Payload bytes never change once written, so the extents as they are now can be composed
+      // later; only a fold (a new version of the block) means starting again.
+      const hidden = over.some((e) => e.within <= within && e.within + e.length >= end);
+      const [base, ...payloads] = await Promise.all([
+        hidden ? undefined : storedPart(index, within, take, inOrder),
+        ...over.map((e) => {
+          const from = Math.max(within, e.within);
+          return e.at === -1 ? undefined : payloadOf(e, from - e.within, Math.min(end, e.within + e.length) - from);
+        }),
+      ]);
+      if (versionOf(index) !== version) continue;
+      const piece = base ? Buffer.from(base) : Buffer.alloc(take);
+      for (const [i, e] of over.entries()) {
+        const from = Math.max(within, e.within);
+        const upTo = Math.min(end, e.within + e.length);
+        if (e.at === -1) piece.fill(0, from - within, upTo - within);
+        else payloads[i]!.copy(piece, from - within);
+      }
+      return piece;
+    }
   };
 
   /** Where the last read ended: a read starting there is read ahead of. */
   let readEnd = -1;
-  const readAhead = (offset: number, length: number) => {
+  const readAhead = (offset: number, length: number): boolean => {
     const sequential = offset === readEnd;
     readEnd = offset + length;
-    if (!sequential) return;
+    if (!sequential) return false;
     const last = Math.floor((sizeBytes - 1) / BLOCK_SIZE);
     const next = Math.floor((offset + length) / BLOCK_SIZE);
     for (let index = next; index <= Math.min(last, next + READ_AHEAD_BLOCKS - 1); index++) {
-      if (!dirty.has(index) && !writing.has(index) && !clean.has(index)) stored(index).catch(() => {});
+      if (!clean.has(index)) stored(index).catch(() => {});
     }
+    return true;
   };
 
-  /** Marks whole blocks as zeros without holding their bytes. */
-  const zeroBlock = (index: number) => {
-    dirty.set(index, null);
-    changed(index);
+  const forget = () => {
+    closed = true;
+    for (const cache of [clean, known, own, windows, segments, extents, kept]) cache.clear();
+  };
+
+  /** The journal rows left by an earlier device on this volume, taken as this one's. */
+  const ready = (async () => {
+    const rows = await journalOf(db, volumeId);
+    for (const row of rows) {
+      const segment: Segment = { seq: row.seq, used: 0, records: JSON.parse(row.extents) as ExtentRecord[], chunk: row.chunk, committed: true };
+      segments.set(row.seq, segment);
+      for (const [index, within, length, at] of segment.records) addExtent(index, { segment, within, length, at });
+    }
+    open = newSegment((rows.at(-1)?.seq ?? 0) + 1);
+  })();
+  const started = async (offset: number, length: number) => {
+    checkRange(offset, length);
+    await ready;
   };
 
   return {
@@ -259,56 +427,50 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     size: sizeBytes,
 
     async read(offset, length) {
-      checkRange(offset, length);
-      readAhead(offset, length);
-      const out = Buffer.allocUnsafe(length);
+      await started(offset, length);
+      const inOrder = readAhead(offset, length);
       const parts = [...blockPieces(offset, length)];
-      const blocks = await Promise.all(parts.map((part) => current(part.index)));
-      for (const [i, { within, take, done }] of parts.entries()) blocks[i]!.copy(out, done, within, within + take);
-      return out;
+      return Buffer.concat(await Promise.all(parts.map(({ index, within, take }) => readPiece(index, within, take, inOrder))));
     },
 
     async write(offset, data, fua) {
-      checkRange(offset, data.length);
-      const touched: number[] = [];
-      for (const { index, within, take, done } of blockPieces(offset, data.length)) {
-        const block = await heldCopy(index, take === BLOCK_SIZE);
-        data.copy(block, within, done, done + take);
-        touched.push(index);
-      }
-      if (fua) await writeBack(touched);
+      await started(offset, data.length);
+      for (const { index, within, take, done } of blockPieces(offset, data.length)) append(index, within, take, data.subarray(done, done + take));
+      if (fua) await commit();
       else await bound();
     },
 
     async writeZeroes(offset, length, fua) {
-      checkRange(offset, length);
-      const touched: number[] = [];
-      for (const { index, within, take } of blockPieces(offset, length)) {
-        if (take === BLOCK_SIZE) zeroBlock(index);
-        else (await heldCopy(index, false)).fill(0, within, within + take);
-        touched.push(index);
-      }
-      if (fua) await writeBack(touched);
+      await started(offset, length);
+      for (const { index, within, take } of blockPieces(offset, length)) append(index, within, take);
+      if (fua) await commit();
       else await bound();
     },
 
     async trim(offset, length) {
-      checkRange(offset, length);
+      await started(offset, length);
       // Only whole blocks are let go; a part of one keeps its bytes, as the protocol allows.
-      for (const { index, take } of blockPieces(offset, length)) if (take === BLOCK_SIZE) zeroBlock(index);
+      for (const { index, take } of blockPieces(offset, length)) if (take === BLOCK_SIZE) append(index, 0, take);
       await bound();
     },
 
-    flush: () => writeBack(),
+    async flush() {
+      await ready;
+      await commit();
+    },
+
+    async settle() {
+      await ready;
+      await settle();
+    },
 
     async close() {
       if (closed) return;
-      await writeBack();
-      closed = true;
-      clean.clear();
-      known.clear();
-      own.clear();
-      windows.clear();
+      await ready;
+      await settle();
+      forget();
     },
+
+    abandon: () => forget(),
   };
 }

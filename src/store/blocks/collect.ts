@@ -1,4 +1,5 @@
-// Chunk collection, mark and sweep: a chunk no manifest names (snapshot or volume) is forgotten
+// Chunk collection, mark and sweep: a chunk no manifest names (snapshot, volume, or a volume's
+// write journal) is forgotten
 // once it was last put longer ago than the grace period. Writers put a chunk before the rows that
 // name it are committed; the grace period (longer than any such window) is what keeps collection
 // from racing them. Then the packs: one no chunk lives in any more is deleted, and one mostly
@@ -33,6 +34,7 @@ export async function forgetUnnamedChunks(db: MetaDb, cutoff: number): Promise<{
     .where("stored_at", "<", cutoff)
     .where("chunk", "not in", db.selectFrom("snapshot_blocks").select("chunk"))
     .where("chunk", "not in", db.selectFrom("volume_blocks").select("chunk"))
+    .where("chunk", "not in", db.selectFrom("volume_journal").select("chunk"))
     .returning(["pack", "slot"])
     .execute();
 }

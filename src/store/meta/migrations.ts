@@ -538,4 +538,17 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable("instances").addColumn("uefi_data", "text").execute();
     },
   },
+  "0022_volume_journal": {
+    async up(db: Kysely<any>) {
+      // A running volume's small writes, logged in segments until they are folded into its blocks.
+      await db.schema
+        .createTable("volume_journal")
+        .addColumn("volume_id", "text", (c) => c.notNull())
+        .addColumn("seq", "integer", (c) => c.notNull())
+        .addColumn("chunk", "text", (c) => c.notNull())
+        .addColumn("extents", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("volume_journal_pk", ["volume_id", "seq"])
+        .execute();
+    },
+  },
 };

@@ -58,6 +58,19 @@ export interface VolumeBlockTable {
   chunk: string;
 }
 
+/**
+ * A running volume's write journal (vm/volume-device.ts): one row per journal segment, a chunk
+ * holding write payloads one after another, and where each belongs, in the order written. The
+ * rows are newer than the volume's blocks until a fold writes them into blocks and drops them.
+ */
+export interface VolumeJournalTable {
+  volume_id: string;
+  seq: number;
+  chunk: string;
+  /** JSON: [block index, offset in the block, length, offset in the segment or -1 for zeros][]. */
+  extents: string;
+}
+
 /** Where a chunk is stored: slot `slot` of pack file `pack`, last put at `stored_at` (ms since the epoch). */
 export interface ChunkLocationTable {
   chunk: string;
@@ -453,6 +466,7 @@ export interface MetaSchema {
   chunk_locations: ChunkLocationTable;
   volumes: VolumeTable;
   volume_blocks: VolumeBlockTable;
+  volume_journal: VolumeJournalTable;
   layer_bases: LayerBaseTable;
   images: ImageTable;
   image_block_devices: ImageBlockDeviceTable;
@@ -486,6 +500,7 @@ export const STATE_TABLES: readonly (keyof MetaSchema)[] = [
   "snapshot_blocks",
   "snapshots",
   "volume_blocks",
+  "volume_journal",
   "volumes",
   "image_launch_permissions",
   "image_block_devices",

@@ -66,6 +66,7 @@ export async function insertVolume(db: MetaDb, row: VolumeRow): Promise<void> {
 export async function removeVolumes(tx: MetaDb, scope: Scope, volumeIds: readonly string[]): Promise<void> {
   if (volumeIds.length === 0) return;
   await tx.deleteFrom("volume_blocks").where("volume_id", "in", volumeIds).execute();
+  await tx.deleteFrom("volume_journal").where("volume_id", "in", volumeIds).execute();
   await dropLayer(tx, volumeIds);
   await tx.deleteFrom("tags").where("account_id", "=", scope.accountId).where("region", "=", scope.region).where("resource_id", "in", volumeIds).execute();
   await tx.deleteFrom("volumes").where("volume_id", "in", volumeIds).execute();
@@ -95,10 +96,42 @@ export async function deleteVolume(db: MetaDb, scope: Scope, volumeId: string): 
   await atomically(db, (tx) => removeVolumes(tx, scope, [volumeId]));
 }
 
+/** A row of a running volume's write journal (schema.ts, VolumeJournalTable). */
+export interface JournalRow {
+  seq: number;
+  chunk: string;
+  extents: string;
+}
+
+/** The volume's journal, oldest first. */
+export async function journalOf(db: MetaDb, volumeId: string): Promise<JournalRow[]> {
+  return db.selectFrom("volume_journal").select(["seq", "chunk", "extents"]).where("volume_id", "=", volumeId).orderBy("seq").execute();
+}
+
+/** Journal segments whose chunks are stored, in one transaction: the writes in them are durable once it commits. */
+export async function appendJournal(db: MetaDb, volumeId: string, rows: readonly JournalRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await atomically(db, (tx) =>
+    insertInBatches(
+      rows.map((r) => ({ volume_id: volumeId, ...r })),
+      (batch) => tx.insertInto("volume_journal").values(batch).execute(),
+    ),
+  );
+}
+
 /**
- * A running volume's written blocks, in one transaction: each row replaces the volume's own row
- * for its block (a zero chunk hides what its base holds there).
+ * A fold of the journal up to `throughSeq` into the volume's blocks, in one transaction: each
+ * row replaces the volume's own row for its block (a zero chunk hides what its base holds
+ * there), and the journal rows folded go.
  */
+export async function foldJournal(db: MetaDb, volumeId: string, blocks: readonly BlockRow[], throughSeq: number): Promise<void> {
+  await atomically(db, async (tx) => {
+    await writeVolumeBlocks(tx, volumeId, blocks);
+    await tx.deleteFrom("volume_journal").where("volume_id", "=", volumeId).where("seq", "<=", throughSeq).execute();
+  });
+}
+
+/** Rows of the volume's own blocks, in one transaction: each replaces the volume's row for its block. */
 export async function writeVolumeBlocks(db: MetaDb, volumeId: string, blocks: readonly BlockRow[]): Promise<void> {
   if (blocks.length === 0) return;
   await atomically(db, (tx) =>
