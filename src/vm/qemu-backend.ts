@@ -21,6 +21,11 @@ import {
   releaseInstanceResources,
   setSchedule,
   updateInstance,
+  requestOfGuest,
+  openGuestRequests,
+  answerGuestRequest,
+  guestRequestAnswered,
+  dropGuestRequests,
   type InstanceRecord,
   type InstanceState,
 } from "../store/meta/instances.js";
@@ -28,6 +33,7 @@ import { listNetworkInterfaces } from "../store/meta/network.js";
 import { getVolume } from "../store/meta/volumes.js";
 import { schedule } from "../domain/transitions.js";
 import type { Hypervisor } from "./accelerator.js";
+import type { GuestRequestTable } from "../store/meta/schema.js";
 import type { BackendInfo, ConsoleOutput, GuestHealth, InstanceBackend } from "./backend.js";
 import { CONSOLE_BYTES, Machine, type MachineExit, type MachineSpec } from "./machine.js";
 import { serveNbd, type NbdExport } from "./nbd-server.js";
@@ -77,6 +83,9 @@ interface Guest {
   heard: string;
 }
 
+/** How often a node asking another for a detach or a settle looks for its answer. */
+const ASK_POLL_MS = 250;
+
 /** The instance's OVMF variable store, in its folder. */
 const UEFI_VARS = "uefi-vars.fd";
 
@@ -88,6 +97,11 @@ const LAUNCH_FAILED = "Server.InternalError: Internal error on launch";
 
 export class QemuBackend implements InstanceBackend {
   private readonly guests = new Map<string, Guest>();
+  /** Volumes being plugged in, and volumes unplugged whose attachment is not gone yet. */
+  private readonly plugging = new Set<string>();
+  private readonly letGo = new Set<string>();
+  /** Requests of other nodes being carried out. */
+  private readonly carryingOut = new Set<string>();
   private socketsDir?: string;
   private closing = false;
   private watcher?: NodeJS.Timeout;
@@ -257,6 +271,8 @@ export class QemuBackend implements InstanceBackend {
     await this.release(guest);
     if (this.guests.get(instanceId) === guest) this.guests.delete(instanceId);
     if (this.closing || guest.ending?.quiet) return;
+    // What other nodes asked of this guest is moot now.
+    await dropGuestRequests(this.deps.db, { instance_id: instanceId });
     const record = await instanceById(this.deps.db, instanceId);
     if (!record) return;
     this.deps.logger.info({ instanceId, ...exit, asked: guest.ending?.to }, "guest ended");
@@ -393,6 +409,37 @@ export class QemuBackend implements InstanceBackend {
       const scope = { accountId: record.row.account_id, region: record.row.region };
       await this.end(record, record.state === "stopping" ? "stopped" : "terminated", record.row.state_transition_reason, false, scope);
     }
+    const running = [...this.guests].filter(([, guest]) => guest.machine && !guest.ending).map(([id]) => id);
+    for (const request of await openGuestRequests(this.deps.db, running)) this.carryOut(request);
+    // Volumes attached through another node are plugged in here; a volume let go stays out
+    // until its attachment is gone.
+    const attached = await attachmentsOf(this.deps.db, { instanceIds: running });
+    const stillAttached = new Set(attached.map((a) => a.volume_id));
+    for (const volumeId of this.letGo) if (!stillAttached.has(volumeId)) this.letGo.delete(volumeId);
+    for (const { instance_id, volume_id } of attached) {
+      if (!this.letGo.has(volume_id)) void this.plug(instance_id, volume_id).catch(() => {});
+    }
+  }
+
+  /** A request from another node for a guest of this one's, once (it is answered or dropped when done). */
+  private carryOut(request: GuestRequestTable): void {
+    const key = `${request.instance_id}/${request.kind}/${request.volume_id}`;
+    if (this.carryingOut.has(key)) return;
+    this.carryingOut.add(key);
+    void (async () => {
+      const record = await instanceById(this.deps.db, request.instance_id);
+      if (!record) return;
+      if (request.kind === "reboot") {
+        await dropGuestRequests(this.deps.db, request);
+        await this.reboot([record]);
+        return;
+      }
+      if (request.kind === "detach") await this.unplug(request.instance_id, request.volume_id, false);
+      else await this.flushVolumes([request.volume_id]);
+      await answerGuestRequest(this.deps.db, request);
+    })()
+      .catch((error: unknown) => this.deps.logger.error({ ...request, err: error }, "carrying out another node's request failed"))
+      .finally(() => this.carryingOut.delete(key));
   }
 
   /**
@@ -412,7 +459,11 @@ export class QemuBackend implements InstanceBackend {
   async reboot(records: readonly InstanceRecord[]): Promise<void> {
     for (const record of records) {
       const machine = this.guests.get(record.row.instance_id)?.machine;
-      if (!machine) continue;
+      if (!machine) {
+        // Another node runs its guest: that node reboots it (watchOthers).
+        if (this.elsewhere(record)) await requestOfGuest(this.deps.db, record.row.instance_id, "reboot");
+        continue;
+      }
       // An orderly reboot by the guest's keyboard; past the timeout, the reset line.
       let reset = false;
       const heard = (event: { event: string }) => {
@@ -428,13 +479,21 @@ export class QemuBackend implements InstanceBackend {
   }
 
   async plug(instanceId: string, volumeId: string): Promise<void> {
+    // A guest on another node is plugged by that node when it sees the attachment (watchOthers).
     const guest = this.guests.get(instanceId);
-    if (!guest?.machine || guest.ending) return;
-    const record = await instanceById(this.deps.db, instanceId);
-    const volume = record && (await getVolume(this.deps.db, { accountId: record.row.account_id, region: record.row.region }, volumeId));
-    if (!volume) return;
-    const disk = await this.serve(volumeId, volume.size, await this.socketDir());
-    guest.disks.push(disk);
+    this.letGo.delete(volumeId);
+    if (!guest?.machine || guest.ending || guest.disks.some((d) => d.volumeId === volumeId) || this.plugging.has(volumeId)) return;
+    this.plugging.add(volumeId);
+    let disk: Disk;
+    try {
+      const record = await instanceById(this.deps.db, instanceId);
+      const volume = record && (await getVolume(this.deps.db, { accountId: record.row.account_id, region: record.row.region }, volumeId));
+      if (!volume) return;
+      disk = await this.serve(volumeId, volume.size, await this.socketDir());
+      guest.disks.push(disk);
+    } finally {
+      this.plugging.delete(volumeId);
+    }
     try {
       await guest.machine.plug({ volumeId, socket: disk.nbd.socketPath });
     } catch (error) {
@@ -448,10 +507,18 @@ export class QemuBackend implements InstanceBackend {
 
   async unplug(instanceId: string, volumeId: string, force: boolean): Promise<void> {
     const guest = this.guests.get(instanceId);
-    const disk = guest?.disks.find((d) => d.volumeId === volumeId);
-    if (!guest || !disk) return;
     // Without Force the guest has the stop timeout to let go; with it, a few seconds.
-    await guest.machine?.unplug(volumeId, force ? 5_000 : this.settings.stopTimeoutMs);
+    const timeoutMs = force ? 5_000 : this.settings.stopTimeoutMs;
+    if (!guest) {
+      const record = await instanceById(this.deps.db, instanceId);
+      if (record && this.elsewhere(record)) await this.askGuestNode(record, "detach", volumeId, timeoutMs);
+      return;
+    }
+    const disk = guest.disks.find((d) => d.volumeId === volumeId);
+    if (!disk) return;
+    // Not plugged in again by the watcher while the attachment is still there.
+    this.letGo.add(volumeId);
+    await guest.machine?.unplug(volumeId, timeoutMs);
     guest.disks.splice(guest.disks.indexOf(disk), 1);
     await disk.nbd.close();
     await disk.device.close();
@@ -459,7 +526,48 @@ export class QemuBackend implements InstanceBackend {
 
   async flushVolumes(volumeIds: readonly string[]): Promise<void> {
     const wanted = new Set(volumeIds);
-    for (const guest of this.guests.values()) for (const disk of guest.disks) if (wanted.has(disk.volumeId)) await disk.device.settle();
+    for (const guest of this.guests.values()) {
+      for (const disk of guest.disks) {
+        if (!wanted.has(disk.volumeId)) continue;
+        await disk.device.settle();
+        wanted.delete(disk.volumeId);
+      }
+    }
+    // Volumes of guests another node runs: that node settles them.
+    for (const attachment of await attachmentsOf(this.deps.db, { volumeIds: [...wanted] })) {
+      const record = await instanceById(this.deps.db, attachment.instance_id);
+      if (record && this.elsewhere(record)) await this.askGuestNode(record, "settle", attachment.volume_id, this.settings.stopTimeoutMs);
+    }
+  }
+
+  /** True when another node runs the instance's guest, and holds it still. */
+  private elsewhere(record: InstanceRecord): boolean {
+    const { node_id, node_lease_until } = record.row;
+    return (
+      node_id !== null &&
+      node_id !== this.deps.nodeId &&
+      Number(node_lease_until ?? 0) > Date.now() &&
+      (record.state === "running" || record.state === "pending")
+    );
+  }
+
+  /**
+   * Asks the node running the guest to let go of a volume or to settle it, and waits for its
+   * answer, at most `timeoutMs` (or until that node's hold lapses: then no guest writes it).
+   */
+  private async askGuestNode(record: InstanceRecord, kind: "detach" | "settle", volumeId: string, timeoutMs: number): Promise<void> {
+    const request = { instance_id: record.row.instance_id, kind, volume_id: volumeId } as const;
+    await requestOfGuest(this.deps.db, request.instance_id, kind, volumeId);
+    try {
+      for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, ASK_POLL_MS))) {
+        if (await guestRequestAnswered(this.deps.db, request)) return;
+        const now = await instanceById(this.deps.db, request.instance_id);
+        if (!now || !this.elsewhere(now)) return;
+      }
+      this.deps.logger.warn({ instanceId: request.instance_id, volumeId, kind }, "the guest's node did not answer in time");
+    } finally {
+      await dropGuestRequests(this.deps.db, request);
+    }
   }
 
   async consoleOutput(instanceId: string): Promise<ConsoleOutput | undefined> {

@@ -1,11 +1,16 @@
-// A guest on several nodes: it runs on the node that booted it; a stop asked of another node
-// reaches it there; a start asked of another node boots it on that one; and when that node is
-// killed, the other takes the instance over once its hold lapses and boots it again, its
-// flushed writes kept.
+// A guest on several nodes: it runs on the node that booted it; a stop, a reboot, an attach and
+// a detach asked of another node reach it there; a start asked of another node boots it on that
+// one; and when that node is killed, the other takes the instance over once its hold lapses and
+// boots it again, its flushed writes kept.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  AttachVolumeCommand,
+  CreateVolumeCommand,
   DescribeInstancesCommand,
+  DescribeVolumesCommand,
+  DetachVolumeCommand,
+  RebootInstancesCommand,
   EC2Client,
   RunInstancesCommand,
   StartInstancesCommand,
@@ -14,6 +19,7 @@ import {
   waitUntilInstanceRunning,
   waitUntilInstanceStopped,
   waitUntilInstanceTerminated,
+  waitUntilVolumeAvailable,
 } from "@aws-sdk/client-ec2";
 import { S3Client } from "@aws-sdk/client-s3";
 import { importDebianImage } from "../helpers/debian-image.js";
@@ -54,10 +60,25 @@ describe("a guest on two nodes", () => {
       await onB.send(new StartInstancesCommand({ InstanceIds: [id] }));
       await waitUntilInstanceRunning(waiting(onB), { InstanceIds: [id] });
       await consoleShows(onB, id, /kiln-boot-record: boot 2/);
+      await consoleShows(onB, id, /login: ?$/m);
 
-      // B dies; once its hold lapses, A boots the instance again, the second boot's record kept.
+      // Attached through A, plugged in by B, whose qemu runs the guest; detached through A, which
+      // answers once B has let go of it.
+      const { VolumeId } = await onA.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1 }));
+      await waitUntilVolumeAvailable(waiting(onA), { VolumeIds: [VolumeId!] });
+      await onA.send(new AttachVolumeCommand({ VolumeId, InstanceId: id, Device: "/dev/sdf" }));
+      await consoleShows(onB, id, /virtio_blk \S+: \[vdb\] 2097152 512-byte logical blocks/, 120);
+      await onA.send(new DetachVolumeCommand({ VolumeId }));
+      const { Volumes } = await onA.send(new DescribeVolumesCommand({ VolumeIds: [VolumeId!] }));
+      assert.equal(Volumes![0]!.State, "available");
+
+      // Rebooted through A: B reboots it.
+      await onA.send(new RebootInstancesCommand({ InstanceIds: [id] }));
+      await consoleShows(onB, id, /kiln-boot-record: boot 3/);
+
+      // B dies; once its hold lapses, A boots the instance again, the third boot's record kept.
       assert.equal(await b.stop("SIGKILL"), null);
-      await consoleShows(onA, id, /kiln-boot-record: boot 3/);
+      await consoleShows(onA, id, /kiln-boot-record: boot 4/);
       const { Reservations } = await onA.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
       assert.equal(Reservations![0]!.Instances![0]!.State!.Name, "running");
       await onA.send(new TerminateInstancesCommand({ InstanceIds: [id] }));

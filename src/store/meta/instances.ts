@@ -3,7 +3,8 @@ import { newId, randomHex } from "../../domain/ids.js";
 import { scheduledState, type Schedule } from "../../domain/transitions.js";
 import type { MetaDb } from "./database.js";
 import { atomically } from "./database.js";
-import type { InstanceTable, VolumeAttachmentTable } from "./schema.js";
+import type { ExpressionBuilder } from "kysely";
+import type { GuestRequestTable, InstanceTable, MetaSchema, VolumeAttachmentTable } from "./schema.js";
 import type { Scope } from "./tags.js";
 import type { ListQuery } from "./database.js";
 import { batchesOf, insertInBatches } from "./batches.js";
@@ -209,6 +210,42 @@ export async function renewInstanceLeases(db: MetaDb, nodeId: string, instanceId
     for (const row of rows) held.add(row.instance_id);
   }
   return held;
+}
+
+/** Asks the node running the instance's guest for a reboot, or to let go of a volume (see GuestRequestTable). */
+export async function requestOfGuest(db: MetaDb, instanceId: string, kind: GuestRequestTable["kind"], volumeId = ""): Promise<void> {
+  await db
+    .insertInto("guest_requests")
+    .values({ instance_id: instanceId, kind, volume_id: volumeId, answered: 0 })
+    .onConflict((oc) => oc.columns(["instance_id", "kind", "volume_id"]).doUpdateSet({ answered: 0 }))
+    .execute();
+}
+
+/** Requests not answered yet for guests among `instanceIds`. */
+export async function openGuestRequests(db: MetaDb, instanceIds: readonly string[]): Promise<GuestRequestTable[]> {
+  if (instanceIds.length === 0) return [];
+  return db.selectFrom("guest_requests").selectAll().where("instance_id", "in", instanceIds).where("answered", "=", 0).execute();
+}
+
+type GuestRequest = Omit<GuestRequestTable, "answered">;
+const isRequest = (r: GuestRequest) => (eb: ExpressionBuilder<MetaSchema, "guest_requests">) =>
+  eb.and({ instance_id: r.instance_id, kind: r.kind, volume_id: r.volume_id });
+
+/** Answers a request: a detach once the guest has let go of the volume (the asking node then drops it). */
+export async function answerGuestRequest(db: MetaDb, request: GuestRequest): Promise<void> {
+  await db.updateTable("guest_requests").set({ answered: 1 }).where(isRequest(request)).execute();
+}
+
+/** True once the guest's node has answered the request. */
+export async function guestRequestAnswered(db: MetaDb, request: GuestRequest): Promise<boolean> {
+  const row = await db.selectFrom("guest_requests").select("answered").where(isRequest(request)).executeTakeFirst();
+  return row?.answered === 1;
+}
+
+/** Drops a request, or with only an instance id every request for it (its guest ended). */
+export async function dropGuestRequests(db: MetaDb, request: GuestRequest | { instance_id: string }): Promise<void> {
+  const query = db.deleteFrom("guest_requests");
+  await ("kind" in request ? query.where(isRequest(request)) : query.where("instance_id", "=", request.instance_id)).execute();
 }
 
 /** Instances another node held and whose hold ran out, in the states where a guest runs. */

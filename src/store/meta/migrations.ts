@@ -551,4 +551,19 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0023_guest_requests": {
+    async up(db: Kysely<any>) {
+      // What a node asks of a guest another node runs: a reboot, to let go of a volume being
+      // detached, or to settle one before a snapshot. The node running it carries it out and
+      // answers (detach, settle) or drops it (reboot).
+      await db.schema
+        .createTable("guest_requests")
+        .addColumn("instance_id", "text", (c) => c.notNull())
+        .addColumn("kind", "text", (c) => c.notNull())
+        .addColumn("volume_id", "text", (c) => c.notNull())
+        .addColumn("answered", "integer", (c) => c.notNull())
+        .addPrimaryKeyConstraint("guest_requests_pk", ["instance_id", "kind", "volume_id"])
+        .execute();
+    },
+  },
 };

@@ -206,6 +206,18 @@ export interface VolumeAttachmentTable {
   delete_on_termination: number;
 }
 
+/**
+ * A request for a guest's node, from another node: `reboot` (volume_id ''), `detach` of a
+ * volume, answered (answered 1) once the guest has let go of it, or `settle` of a volume (its
+ * journal folded, before a snapshot), answered once done.
+ */
+export interface GuestRequestTable {
+  instance_id: string;
+  kind: "reboot" | "detach" | "settle";
+  volume_id: string;
+  answered: number;
+}
+
 /** An S3 bucket; its name is unique across accounts and regions, as in S3. */
 export interface BucketTable {
   name: string;
@@ -473,6 +485,7 @@ export interface MetaSchema {
   image_launch_permissions: ImageLaunchPermissionTable;
   instances: InstanceTable;
   volume_attachments: VolumeAttachmentTable;
+  guest_requests: GuestRequestTable;
   buckets: BucketTable;
   objects: ObjectTable;
   uploads: UploadTable;
@@ -506,6 +519,7 @@ export const STATE_TABLES: readonly (keyof MetaSchema)[] = [
   "image_block_devices",
   "images",
   "volume_attachments",
+  "guest_requests",
   "instances",
   "conversion_tasks",
   "tasks",
