@@ -44,11 +44,13 @@ const TOOLS = [
   { tool: "ntfsinfo", debian: "ntfs-3g" },
   { tool: "fusermount", debian: "fuse3" },
   // Guests: the NBD server checked with libnbd's client; instances booted by qemu, on SeaBIOS or
-  // OVMF; the Debian image they boot built by scripts/debian-image.sh (mmdebstrap, GRUB for BIOS
+  // OVMF, and arm64 ones on AAVMF; the Debian image they boot built by scripts/debian-image.sh (mmdebstrap, GRUB for BIOS
   // and UEFI from the host's grub-mkimage, its partitions with sfdisk, mkfs.ext4 and mtools).
   { tool: "nbdinfo", debian: "libnbd-bin" },
   { tool: "qemu-system-x86_64", debian: "qemu-system-x86" },
   { tool: "OVMF", debian: "ovmf", present: () => existsSync("/usr/share/OVMF/OVMF_CODE_4M.fd") },
+  { tool: "qemu-system-aarch64", debian: "qemu-system-arm" },
+  { tool: "AAVMF", debian: "qemu-efi-aarch64", present: () => existsSync("/usr/share/AAVMF/AAVMF_CODE.fd") },
   { tool: "mmdebstrap", debian: "mmdebstrap" },
   { tool: "grub-mkimage", debian: "grub-common" },
   { tool: "GRUB's BIOS modules", debian: "grub-pc-bin", present: () => existsSync("/usr/lib/grub/i386-pc/boot.img") },

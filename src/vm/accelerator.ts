@@ -12,6 +12,8 @@ import { delimiter, join } from "node:path";
 export type Accelerator = "kvm" | "tcg";
 
 export interface Hypervisor {
+  /** The EC2 architecture of the guests it runs. */
+  architecture: keyof typeof QEMU_SYSTEMS;
   /** The qemu-system binary for the guest's architecture. */
   binary: string;
   accelerator: Accelerator;
@@ -96,13 +98,29 @@ export async function probeHypervisor(binary: string, wanted: "auto" | Accelerat
         () => "/dev/kvm cannot be opened",
       );
       reason = noKvm ?? (await runProbe(binary, "kvm", image));
-      if (!reason) return { binary, accelerator: "kvm" };
+      if (!reason) return { architecture: "x86_64", binary, accelerator: "kvm" };
       if (wanted === "kvm") throw new Error(`KVM was asked for and does not run a guest: ${reason}`);
     } else reason = "TCG was asked for (KILN_VM_ACCELERATOR=tcg)";
     const tcg = await runProbe(binary, "tcg", image);
     if (tcg) throw new Error(`qemu runs no guest: ${tcg}`);
-    return { binary, accelerator: "tcg", reason: wanted === "tcg" ? reason : `KVM does not run a guest here (${reason})` };
+    return { architecture: "x86_64", binary, accelerator: "tcg", reason: wanted === "tcg" ? reason : `KVM does not run a guest here (${reason})` };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * arm64 guests, where qemu-system-aarch64 and AAVMF (Debian's qemu-system-arm and
+ * qemu-efi-aarch64) are installed: under TCG, since KVM runs only guests of the host's own
+ * architecture (and is not probed for arm64 hosts yet). Else why not.
+ */
+export async function armHypervisor(firmware: string): Promise<Hypervisor | string> {
+  const binary = await onPath(QEMU_SYSTEMS.arm64);
+  if (!binary) return `${QEMU_SYSTEMS.arm64} is not installed (Debian: apt-get install qemu-system-arm qemu-efi-aarch64)`;
+  const hasFirmware = await access(firmware, constants.R_OK).then(
+    () => true,
+    () => false,
+  );
+  if (!hasFirmware) return `${firmware} is not installed (Debian: apt-get install qemu-efi-aarch64)`;
+  return { architecture: "arm64", binary, accelerator: "tcg", reason: "arm64 guests run under TCG (qemu's translator)" };
 }

@@ -9,7 +9,8 @@ import type { ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { releaseInstanceResources, setSchedule, type InstanceRecord, type InstanceState } from "../store/meta/instances.js";
 import type { Scope } from "../store/meta/tags.js";
-import { QEMU_SYSTEMS, onPath, probeHypervisor, type Hypervisor } from "./accelerator.js";
+import { QEMU_SYSTEMS, armHypervisor, onPath, probeHypervisor, type Hypervisor } from "./accelerator.js";
+import { AAVMF } from "./uefi-vars.js";
 
 /** What health reports of the backend. */
 export interface BackendInfo {
@@ -21,6 +22,8 @@ export interface BackendInfo {
   /** Guests running now, and the most that may (qemu). */
   running?: number;
   maxRunning?: number;
+  /** arm64 guests (qemu): the accelerator they run under, or why none runs. */
+  arm64?: { accelerator: "kvm" | "tcg" } | { reason: string };
 }
 
 /** What a guest's console said, for GetConsoleOutput. */
@@ -135,15 +138,23 @@ export async function openInstanceBackend(
   }
   const { QemuBackend } = await import("./qemu-backend.js");
   const memoryMaxMiB = config.vm.memoryMaxMiB;
-  const backend = new QemuBackend(deps, hypervisor, {
-    dataDir: config.dataDir,
-    memoryMaxMiB,
-    maxRunning: config.vm.maxRunning ?? Math.max(1, Math.floor(totalmem() / 2 / 1024 / 1024 / memoryMaxMiB)),
-    stopTimeoutMs: config.vm.stopTimeoutMs,
-    bootTimeoutMs: config.vm.bootTimeoutMs,
-    leaseMs: config.taskLeaseMs,
-  });
-  deps.logger.info({ accelerator: hypervisor.accelerator, reason: hypervisor.reason }, "instances run as qemu guests");
+  const arm64 = await armHypervisor(AAVMF.code);
+  const backend = new QemuBackend(
+    deps,
+    { x86_64: hypervisor, arm64 },
+    {
+      dataDir: config.dataDir,
+      memoryMaxMiB,
+      maxRunning: config.vm.maxRunning ?? Math.max(1, Math.floor(totalmem() / 2 / 1024 / 1024 / memoryMaxMiB)),
+      stopTimeoutMs: config.vm.stopTimeoutMs,
+      bootTimeoutMs: config.vm.bootTimeoutMs,
+      leaseMs: config.taskLeaseMs,
+    },
+  );
+  deps.logger.info(
+    { accelerator: hypervisor.accelerator, reason: hypervisor.reason, arm64: typeof arm64 === "string" ? arm64 : arm64.accelerator },
+    "instances run as qemu guests",
+  );
   await backend.resume();
   return backend;
 }

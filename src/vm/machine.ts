@@ -9,7 +9,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import type { Hypervisor } from "./accelerator.js";
 import { QmpClient, type QmpEvent } from "./qmp.js";
-import { OVMF } from "./uefi-vars.js";
+import { AAVMF, OVMF } from "./uefi-vars.js";
 
 /** What GetConsoleOutput returns at most, as EC2 does. */
 export const CONSOLE_BYTES = 64 * 1024;
@@ -29,7 +29,7 @@ export interface MachineSpec {
   hypervisor: Hypervisor;
   memoryMiB: number;
   vcpus: number;
-  /** SeaBIOS, or OVMF with this variable store (uefi-vars.ts makes it). */
+  /** SeaBIOS, or OVMF (AAVMF for arm64, which always boots UEFI) with this variable store (uefi-vars.ts makes it). */
   firmware: "bios" | { uefiVars: string };
   /** Root first: the guest sees them as virtio disks in this order. */
   disks: readonly MachineDisk[];
@@ -50,7 +50,7 @@ export interface MachineExit {
 
 const nodeName = (volumeId: string) => `disk-${volumeId}`;
 /**
- * PCIe root ports, one per disk: q35's root bus takes no hot-plugged device, a root port does.
+ * PCIe root ports, one per disk: the root bus (q35's, virt's) takes no hot-plugged device, a root port does.
  * Disks at boot take the first; the rest wait for AttachVolume (28 volumes in all, as a Nitro
  * instance has at most).
  */
@@ -129,14 +129,19 @@ export class Machine {
       this.consoleServer!.listen(consoleSocket, resolve);
     });
 
-    const args = ["-name", `${instanceId},debug-threads=on`, "-accel", hypervisor.accelerator, "-machine", "q35"];
+    const arm = hypervisor.architecture === "arm64";
+    // q35 for x86_64 guests; for arm64, qemu's virt board with every CPU feature TCG has.
+    const board = arm ? ["-machine", "virt", "-cpu", hypervisor.accelerator === "kvm" ? "host" : "max"] : ["-machine", "q35"];
+    const args = ["-name", `${instanceId},debug-threads=on`, "-accel", hypervisor.accelerator, ...board];
     args.push("-m", String(this.spec.memoryMiB), "-smp", String(this.spec.vcpus));
-    args.push("-nodefaults", "-no-user-config", "-display", "none", "-vga", "std", "-S");
+    // A screen for GetConsoleScreenshot: virt has no VGA; AAVMF drives a virtio GPU.
+    args.push("-nodefaults", "-no-user-config", "-display", "none", ...(arm ? ["-device", "virtio-gpu-pci"] : ["-vga", "std"]), "-S");
     args.push("-chardev", `socket,id=console,path=${consoleSocket}`, "-serial", "chardev:console");
     args.push("-qmp", `unix:${qmpSocket},server=on,wait=off`);
     if (this.spec.firmware !== "bios") {
       const { uefiVars } = this.spec.firmware;
-      args.push("-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF.code}`, "-drive", `if=pflash,format=raw,unit=1,file=${uefiVars}`);
+      const code = arm ? AAVMF.code : OVMF.code;
+      args.push("-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${code}`, "-drive", `if=pflash,format=raw,unit=1,file=${uefiVars}`);
     }
     for (let i = 0; i < ROOT_PORTS; i++) args.push("-device", `pcie-root-port,id=${portName(i)},bus=pcie.0,chassis=${i + 1}`);
     for (const [i, disk] of this.spec.disks.entries()) {

@@ -37,7 +37,7 @@ import type { GuestRequestTable } from "../store/meta/schema.js";
 import type { BackendInfo, ConsoleOutput, GuestHealth, InstanceBackend } from "./backend.js";
 import { CONSOLE_BYTES, Machine, type MachineExit, type MachineSpec } from "./machine.js";
 import { serveNbd, type NbdExport } from "./nbd-server.js";
-import { seedVarStore, varStoreAsUefiData } from "./uefi-vars.js";
+import { AAVMF, OVMF, seedVarStore, varStoreAsUefiData } from "./uefi-vars.js";
 import { openVolumeDevice, type VolumeDevice } from "./volume-device.js";
 
 export interface QemuSettings {
@@ -109,14 +109,16 @@ export class QemuBackend implements InstanceBackend {
 
   constructor(
     private readonly deps: { db: MetaDb; chunks: ChunkStore; logger: Logger; nodeId: string },
-    private readonly hypervisor: Hypervisor,
+    /** Per architecture; for arm64, why no guest runs when none does. */
+    private readonly hypervisors: { x86_64: Hypervisor; arm64: Hypervisor | string },
     private readonly settings: QemuSettings,
   ) {}
 
   info = (): BackendInfo => ({
     backend: "qemu",
-    accelerator: this.hypervisor.accelerator,
-    reason: this.hypervisor.reason,
+    accelerator: this.hypervisors.x86_64.accelerator,
+    reason: this.hypervisors.x86_64.reason,
+    arm64: typeof this.hypervisors.arm64 === "string" ? { reason: this.hypervisors.arm64 } : { accelerator: this.hypervisors.arm64.accelerator },
     running: this.guests.size,
     maxRunning: this.settings.maxRunning,
   });
@@ -152,11 +154,12 @@ export class QemuBackend implements InstanceBackend {
     const { row } = record;
     const scope = { accountId: row.account_id, region: row.region };
     await setInstanceNode(this.deps.db, instanceId, this.deps.nodeId, Date.now() + this.settings.leaseMs);
-    if (row.architecture !== "x86_64") {
+    const hypervisor = row.architecture === "x86_64" ? this.hypervisors.x86_64 : row.architecture === "arm64" ? this.hypervisors.arm64 : undefined;
+    if (typeof hypervisor !== "object") {
       // No guest for it here: it runs as an instance with no guest does, on no node, and says why.
       this.guests.delete(instanceId);
       await setInstanceNode(this.deps.db, instanceId, null);
-      const reason = `Kiln runs no ${row.architecture} guest on this host (it runs x86_64 guests with ${this.hypervisor.binary})`;
+      const reason = `Kiln runs no ${row.architecture} guest on this host${hypervisor ? `: ${hypervisor}` : ""}`;
       await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["running"], 0), reason);
       return;
     }
@@ -174,15 +177,16 @@ export class QemuBackend implements InstanceBackend {
     const [primary] = await listNetworkInterfaces(this.deps.db, scope, { instanceIds: [instanceId] });
     const dir = this.instanceDir(instanceId);
     let firmware: MachineSpec["firmware"] = "bios";
-    if (row.boot_mode === "uefi" || row.boot_mode === "uefi-preferred") {
+    // arm64 boots UEFI only.
+    if (hypervisor.architecture === "arm64" || row.boot_mode === "uefi" || row.boot_mode === "uefi-preferred") {
       await mkdir(dir, { recursive: true });
       firmware = { uefiVars: join(dir, UEFI_VARS) };
-      await seedVarStore(firmware.uefiVars, row.uefi_data);
+      await seedVarStore(firmware.uefiVars, row.uefi_data, hypervisor.architecture === "arm64" ? AAVMF : OVMF);
     }
     const machine = await Machine.start({
       instanceId,
       dir,
-      hypervisor: this.hypervisor,
+      hypervisor,
       memoryMiB: Math.min(type?.memoryMiB ?? 512, this.settings.memoryMaxMiB),
       vcpus: Math.max(1, Math.min(type?.vcpus ?? 1, availableParallelism())),
       firmware,
@@ -206,7 +210,7 @@ export class QemuBackend implements InstanceBackend {
       }
     });
     void machine.exited.then((exit) => this.ended(instanceId, guest, exit));
-    this.deps.logger.info({ instanceId, pid: machine.pid, accelerator: this.hypervisor.accelerator }, "guest started");
+    this.deps.logger.info({ instanceId, pid: machine.pid, accelerator: hypervisor.accelerator, architecture: hypervisor.architecture }, "guest started");
     if (!guest.ending) await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["running"], 0), "");
   }
 
@@ -297,6 +301,8 @@ export class QemuBackend implements InstanceBackend {
   }
 
   async uefiData(instanceId: string): Promise<string | undefined> {
+    // AAVMF's store (arm64) is not read yet (uefi-vars.ts).
+    if ((await instanceById(this.deps.db, instanceId))?.row.architecture === "arm64") return undefined;
     try {
       return await varStoreAsUefiData(join(this.instanceDir(instanceId), UEFI_VARS));
     } catch (error) {

@@ -7,16 +7,22 @@ import { readEdk2VarStore, writeEdk2VarStore } from "../formats/uefi/edk2-varsto
 
 /** OVMF as Debian's ovmf package installs it: code read-only, a variable store per instance. */
 export const OVMF = { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" };
+/**
+ * AAVMF, the same firmware for arm64 guests, as Debian's qemu-efi-aarch64 installs it. Its
+ * variable template is erased flash that AAVMF formats at its first boot, so Kiln neither
+ * writes UEFI data into it nor reads it back yet.
+ */
+export const AAVMF = { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" };
 
 /**
  * Makes the instance's variable store when it has none: OVMF's template with the variables of
  * `uefiData` (the instance's, from its image or an earlier run), or the empty template. A store
  * already there is this node's copy from the guest's last run, newer than any saved data.
  */
-export async function seedVarStore(file: string, uefiData: string | null): Promise<void> {
+export async function seedVarStore(file: string, uefiData: string | null, firmware = OVMF): Promise<void> {
   if (await stat(file).catch(() => undefined)) return;
-  if (!uefiData) {
-    await copyFile(OVMF.vars, file);
+  if (!uefiData || firmware !== OVMF) {
+    await copyFile(firmware.vars, file);
     return;
   }
   const store = writeEdk2VarStore(await readFile(OVMF.vars), await decodeAwsUefiData(uefiData));
