@@ -97,7 +97,7 @@ const LAUNCH_FAILED = "Server.InternalError: Internal error on launch";
 
 export class QemuBackend implements InstanceBackend {
   private readonly guests = new Map<string, Guest>();
-  /** Volumes being plugged in, and volumes unplugged whose attachment is not gone yet. */
+  /** Volumes being plugged in; volumes unplugged (or not pluggable) whose attachment is not gone yet. */
   private readonly plugging = new Set<string>();
   private readonly letGo = new Set<string>();
   /** Requests of other nodes being carried out. */
@@ -503,8 +503,9 @@ export class QemuBackend implements InstanceBackend {
     try {
       await guest.machine.plug({ volumeId, socket: disk.nbd.socketPath });
     } catch (error) {
-      // Not plugged now: the guest finds it at its next boot.
+      // Not plugged now: the guest finds it at its next boot (the watcher does not try again).
       this.deps.logger.error({ instanceId, volumeId, err: error }, "hot-plug failed");
+      this.letGo.add(volumeId);
       guest.disks.splice(guest.disks.indexOf(disk), 1);
       await disk.nbd.close();
       await disk.device.close();
