@@ -417,6 +417,7 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     }
     open = newSegment((rows.at(-1)?.seq ?? 0) + 1);
   })();
+  ready.catch(() => {}); // each request that awaits it reports it
   const started = async (offset: number, length: number) => {
     checkRange(offset, length);
     await ready;
