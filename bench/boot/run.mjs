@@ -6,7 +6,7 @@
 //    booting the same disk as a raw file with Kiln's own command line (read from the guest's
 //    /proc/<pid>/cmdline, with the NBD disk swapped for the file and the console for a file)
 //    until the prompt shows in its console. Rounds alternate; prints each time and the ratio.
-//  - Disk: fio on the host against a 4 GiB volume attached to the running instance, through
+//  - Disk: fio on the host against a 4 GiB volume attached to a running instance, through
 //    the NBD export Kiln serves it on (fio's nbd engine, libnbd), against the same jobs on a raw
 //    file: sequential 1 MiB reads and writes, random 4 KiB reads and writes. Prints MB/s and
 //    the ratio.
@@ -14,7 +14,7 @@
 //   npm run bench:boot                  # 3 boots of each
 //   node bench/boot/run.mjs --rounds 5
 import { execFile, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
@@ -39,6 +39,9 @@ const ROUNDS = Number(args.rounds);
 const FIO_SECONDS = Number(args["fio-seconds"]);
 const LOGIN = /login: ?$/m;
 const POLL_MS = 100;
+const GiB = 1024 ** 3;
+/** The volume fio runs on. */
+const DATA_GIB = 4;
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-boot-"));
 onExit(() => rmSync(work, { recursive: true, force: true }));
@@ -62,21 +65,38 @@ function guestCommandLine(instanceId) {
   return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
 }
 
+async function kilnConsole(instanceId) {
+  const { Output } = await ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true }));
+  return Buffer.from(Output ?? "", "base64").toString("latin1");
+}
+
+/** Polls a console until it matches `pattern`; what it said then. */
+async function consoleShows(read, pattern, what, child) {
+  const start = performance.now();
+  for (;;) {
+    const said = await read();
+    if (pattern.test(said)) return said;
+    if (child && child.exitCode !== null) throw new Error(`qemu exited with ${child.exitCode}`);
+    if (performance.now() - start > 600_000) throw new Error(`no ${pattern} from ${what} in 10 minutes; its last lines:\n${said.slice(-2000)}`);
+    await sleep(POLL_MS);
+  }
+}
+
+async function terminate(instanceId) {
+  await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+  await waitUntilInstanceTerminated({ client: ec2, maxWaitTime: 120, minDelay: 1, maxDelay: 1 }, { InstanceIds: [instanceId] });
+}
+
 async function bootOnKiln() {
   const start = performance.now();
   const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
   const instanceId = Instances[0].InstanceId;
-  for (;;) {
-    const { Output } = await ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true }));
-    if (LOGIN.test(Buffer.from(Output ?? "", "base64").toString("latin1"))) break;
-    if (performance.now() - start > 600_000) throw new Error("no login prompt on Kiln in 10 minutes");
-    await sleep(POLL_MS);
-  }
+  await consoleShows(() => kilnConsole(instanceId), LOGIN, instanceId);
   return { seconds: (performance.now() - start) / 1000, instanceId };
 }
 
-/** Kiln's command line with the disk as the raw file and the console as a file, nothing else changed. */
-function directCommandLine(kilnArgs, disk, consoleFile) {
+/** Kiln's command line with each NBD disk as the file `fileOf(volumeId)` says and the console as a file, nothing else changed. */
+function directCommandLine(kilnArgs, fileOf, consoleFile) {
   const out = [];
   for (let i = 0; i < kilnArgs.length; i++) {
     const arg = kilnArgs[i];
@@ -87,7 +107,9 @@ function directCommandLine(kilnArgs, disk, consoleFile) {
       continue;
     }
     if (arg === "-blockdev" && next.includes('"nbd"')) {
-      out.push(arg, JSON.stringify({ driver: "file", filename: disk, "node-name": JSON.parse(next)["node-name"] }));
+      // The device lines stay as they are: each disk keeps its bus and its serial (the volume id).
+      const nodeName = JSON.parse(next)["node-name"];
+      out.push(arg, JSON.stringify({ driver: "file", filename: fileOf(nodeName.replace(/^disk-/, "")), "node-name": nodeName }));
       i++;
       continue;
     }
@@ -101,24 +123,33 @@ function directCommandLine(kilnArgs, disk, consoleFile) {
   return out;
 }
 
-async function bootDirect(kilnArgs, round) {
-  const disk = join(work, `direct-${round}.raw`);
-  spawnSync("cp", ["--sparse=always", raw, disk]);
-  const consoleFile = join(work, `direct-${round}.log`);
+/** qemu by hand with Kiln's command line until its console matches `pattern`; the seconds that took and the console. */
+async function runDirect(kilnArgs, fileOf, name, pattern) {
+  const consoleFile = join(work, `${name}.log`);
   writeFileSync(consoleFile, "");
-  const [binary, ...argv] = directCommandLine(kilnArgs, disk, consoleFile);
+  const [binary, ...argv] = directCommandLine(kilnArgs, fileOf, consoleFile);
   const start = performance.now();
   const child = spawn(binary, argv, { stdio: "ignore" });
   try {
-    for (;;) {
-      if (LOGIN.test(readFileSync(consoleFile, "latin1"))) break;
-      if (child.exitCode !== null) throw new Error(`qemu exited with ${child.exitCode}`);
-      if (performance.now() - start > 600_000) throw new Error("no login prompt from qemu in 10 minutes");
-      await sleep(POLL_MS);
-    }
-    return (performance.now() - start) / 1000;
+    const said = await consoleShows(() => readFileSync(consoleFile, "latin1"), pattern, `qemu (${name})`, child);
+    return { seconds: (performance.now() - start) / 1000, said };
   } finally {
     child.kill("SIGKILL");
+  }
+}
+
+/** A fresh copy of the Debian disk, as a user would boot it. */
+function rootCopy(name) {
+  const disk = join(work, `${name}.raw`);
+  spawnSync("cp", ["--sparse=always", raw, disk]);
+  return disk;
+}
+
+async function bootDirect(kilnArgs, round) {
+  const disk = rootCopy(`direct-${round}`);
+  try {
+    return (await runDirect(kilnArgs, () => disk, `direct-${round}`, LOGIN)).seconds;
+  } finally {
     rmSync(disk, { force: true });
   }
 }
@@ -126,17 +157,11 @@ async function bootDirect(kilnArgs, round) {
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const kilnTimes = [];
 const directTimes = [];
-let lastInstance;
-let kilnArgs;
-if (args["disk-only"]) lastInstance = (await bootOnKiln()).instanceId;
 for (let round = 0; round < (args["disk-only"] ? 0 : ROUNDS); round++) {
   const booted = await bootOnKiln();
   kilnTimes.push(booted.seconds);
-  kilnArgs ??= guestCommandLine(booted.instanceId);
-  if (round < ROUNDS - 1) {
-    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [booted.instanceId] }));
-    await waitUntilInstanceTerminated({ client: ec2, maxWaitTime: 120, minDelay: 1, maxDelay: 1 }, { InstanceIds: [booted.instanceId] });
-  } else lastInstance = booted.instanceId;
+  const kilnArgs = guestCommandLine(booted.instanceId);
+  await terminate(booted.instanceId);
   directTimes.push(await bootDirect(kilnArgs, round));
   console.log(`round ${round + 1}: Kiln ${booted.seconds.toFixed(1)} s, qemu on the raw file ${directTimes.at(-1).toFixed(1)} s`);
 }
@@ -146,38 +171,55 @@ if (!args["disk-only"])
       `ratio ${(median(kilnTimes) / median(directTimes)).toFixed(2)}x (target ≤ 1.2x)`,
   );
 
-// Disk: a volume of the running instance through its NBD export, and a raw file, under one fio job set.
-const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 4 }));
-await waitUntilVolumeAvailable({ client: ec2, maxWaitTime: 60, minDelay: 1, maxDelay: 1 }, { VolumeIds: [volume.VolumeId] });
-await ec2.send(new AttachVolumeCommand({ VolumeId: volume.VolumeId, InstanceId: lastInstance, Device: "/dev/sdf" }));
-const socket = readdirSync(tmpdir())
-  .filter((name) => name.startsWith("kiln-vm-"))
-  .map((name) => join(tmpdir(), name, `${volume.VolumeId}.sock`))
-  .find((path) => existsSync(path));
-if (!socket) throw new Error(`no NBD export of ${volume.VolumeId} found`);
-const rawFile = join(work, "fio.raw");
-writeFileSync(rawFile, "");
-spawnSync("truncate", ["-s", "4G", rawFile]);
+/** MB/s, with a decimal for the small figures of 4 KiB requests. */
+const rate = (value) => value.toFixed(value < 10 ? 1 : 0).padStart(7);
+const printRow = (name, viaKiln, viaFile) => console.log(`  ${name.padEnd(24)} ${rate(viaKiln)} | ${rate(viaFile)} | ${(viaKiln / viaFile).toFixed(2)}`);
 
-const JOBS = [
+/** An empty sparse file of the data disk's size. */
+function sparseFile(name) {
+  const file = join(work, name);
+  writeFileSync(file, "");
+  truncateSync(file, DATA_GIB * GiB);
+  return file;
+}
+
+const FIO_JOBS = [
   ["sequential write, 1 MiB", ["--rw=write", "--bs=1M"]],
   ["sequential read, 1 MiB", ["--rw=read", "--bs=1M"]],
   ["random write, 4 KiB", ["--rw=randwrite", "--bs=4k"]],
   ["random read, 4 KiB", ["--rw=randread", "--bs=4k"]],
 ];
-/** One fio job's MB/s. Run asynchronously: this process's event loop keeps its connections to Kiln alive meanwhile. */
-async function fio(target, job) {
-  const common = ["--name=bench", "--size=2G", `--runtime=${FIO_SECONDS}`, "--time_based", "--iodepth=16", "--output-format=json", "--end_fsync=1"];
-  const where = target === "nbd" ? ["--ioengine=nbd", `--uri=nbd+unix:///?socket=${socket}`] : ["--ioengine=libaio", "--direct=0", `--filename=${rawFile}`];
-  const { stdout } = await execFileAsync("fio", [...common, ...where, ...job], { maxBuffer: 16 * 1024 * 1024 });
-  const [stats] = JSON.parse(stdout.slice(stdout.indexOf("{"))).jobs;
-  return (stats.read.bw_bytes + stats.write.bw_bytes) / 1e6;
+
+/** fio through the NBD export of a fresh volume attached to the instance, and on a raw file: [job, MB/s on Kiln, MB/s on the file]. */
+async function fioOnHost(instanceId) {
+  const volume = await ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: DATA_GIB }));
+  await waitUntilVolumeAvailable({ client: ec2, maxWaitTime: 60, minDelay: 1, maxDelay: 1 }, { VolumeIds: [volume.VolumeId] });
+  await ec2.send(new AttachVolumeCommand({ VolumeId: volume.VolumeId, InstanceId: instanceId, Device: "/dev/sdh" }));
+  const socket = readdirSync(tmpdir())
+    .filter((name) => name.startsWith("kiln-vm-"))
+    .map((name) => join(tmpdir(), name, `${volume.VolumeId}.sock`))
+    .find((path) => existsSync(path));
+  if (!socket) throw new Error(`no NBD export of ${volume.VolumeId} found`);
+  const file = sparseFile("fio.raw");
+  // Run asynchronously: this process's event loop keeps its connections to Kiln alive meanwhile.
+  const fio = async (where, job) => {
+    const common = ["--name=bench", "--size=2G", `--runtime=${FIO_SECONDS}`, "--time_based", "--iodepth=16", "--output-format=json", "--end_fsync=1"];
+    const { stdout } = await execFileAsync("fio", [...common, ...where, ...job], { maxBuffer: 16 * 1024 * 1024 });
+    const [stats] = JSON.parse(stdout.slice(stdout.indexOf("{"))).jobs;
+    return (stats.read.bw_bytes + stats.write.bw_bytes) / 1e6;
+  };
+  const rows = [];
+  for (const [name, job] of FIO_JOBS) {
+    const viaKiln = await fio(["--ioengine=nbd", `--uri=nbd+unix:///?socket=${socket}`], job);
+    rows.push([name, viaKiln, await fio(["--ioengine=libaio", "--direct=0", `--filename=${file}`], job)]);
+  }
+  return rows;
 }
-console.log("\nguest disk path, fio on the host (MB/s): Kiln's NBD export of a volume | raw file | ratio (target ≥ 0.5)");
-for (const [name, job] of JOBS) {
-  const viaKiln = await fio("nbd", job);
-  const viaFile = await fio("file", job);
-  console.log(`  ${name.padEnd(24)} ${viaKiln.toFixed(0).padStart(7)} | ${viaFile.toFixed(0).padStart(7)} | ${(viaKiln / viaFile).toFixed(2)}`);
-}
-await ec2.send(new TerminateInstancesCommand({ InstanceIds: [lastInstance] }));
+
+// fio on a guest of its own, booted after the rounds: the boot figures are not disturbed.
+const { instanceId } = await bootOnKiln();
+const onHost = await fioOnHost(instanceId);
+await terminate(instanceId);
+console.log(`\nguest disk path, fio on the host (MB/s, iodepth 16, ${FIO_SECONDS} s a job): Kiln's NBD export of a volume | raw file | ratio (target ≥ 0.5)`);
+for (const [name, viaKiln, viaFile] of onHost) printRow(name, viaKiln, viaFile);
 await kiln.stop();
