@@ -1,18 +1,23 @@
 #!/usr/bin/env node
-// bench/boot: an instance's boot, Kiln against qemu by hand, side by side in one run.
+// bench/boot: an instance's boot and disk, Kiln against qemu by hand, side by side in one run.
 //
 //  - Boot: RunInstances of the Debian 12 image (scripts/debian-image.sh, imported through
 //    ImportImage) until its login prompt shows in GetConsoleOutput, against qemu-system-x86_64
 //    booting the same disk as a raw file with Kiln's own command line (read from the guest's
 //    /proc/<pid>/cmdline, with the NBD disk swapped for the file and the console for a file)
 //    until the prompt shows in its console. Rounds alternate; prints each time and the ratio.
-//  - Disk: fio on the host against a 4 GiB volume attached to a running instance, through
-//    the NBD export Kiln serves it on (fio's nbd engine, libnbd), against the same jobs on a raw
-//    file: sequential 1 MiB reads and writes, random 4 KiB reads and writes. Prints MB/s and
-//    the ratio.
+//  - Disk in the guest: an instance with an empty 4 GiB data volume and a NoCloud seed volume
+//    (CIDATA, through ImportSnapshot) whose user data is guest-disk.py, which cloud-init runs at
+//    first boot: sequential 1 MiB and random 4 KiB writes and reads on the data disk with
+//    O_DIRECT, results on the serial console. Then the same guest by hand, Kiln's command line
+//    with each NBD disk swapped for a file (the root image, the same seed, a sparse raw file).
+//  - Disk on the host: fio against another 4 GiB volume attached to that instance, through the
+//    NBD export Kiln serves it on (fio's nbd engine, libnbd), against the same jobs on a raw
+//    file: Kiln's side of the path alone, without qemu's NBD client and the guest.
 //
-//   npm run bench:boot                  # 3 boots of each
-//   node bench/boot/run.mjs --rounds 5
+//   npm run bench:boot                  # 3 boots of each, then the disk
+//   node bench/boot/run.mjs --rounds 5 --disk-seconds 20
+//   node bench/boot/run.mjs --disk-only
 import { execFile, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,27 +26,35 @@ import { parseArgs, promisify } from "node:util";
 import {
   AttachVolumeCommand,
   CreateVolumeCommand,
+  DescribeImportSnapshotTasksCommand,
+  DescribeInstancesCommand,
   EC2Client,
   GetConsoleOutputCommand,
+  ImportSnapshotCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
   waitUntilInstanceTerminated,
   waitUntilVolumeAvailable,
 } from "@aws-sdk/client-ec2";
-import { S3Client } from "@aws-sdk/client-s3";
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { debianImage, importDebianImage } from "../../dist/test/helpers/debian-image.js";
+import { run } from "../../dist/test/helpers/tools.js";
 import { onExit, startKiln } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({
-  options: { rounds: { type: "string", default: "3" }, "fio-seconds": { type: "string", default: "10" }, "disk-only": { type: "boolean", default: false } },
+  options: { rounds: { type: "string", default: "3" }, "disk-seconds": { type: "string", default: "10" }, "disk-only": { type: "boolean", default: false } },
 });
 const ROUNDS = Number(args.rounds);
-const FIO_SECONDS = Number(args["fio-seconds"]);
+/** How long each disk job runs, in the guest (all but the first write, which fills a fixed region) and in fio on the host. */
+const DISK_SECONDS = Number(args["disk-seconds"]);
 const LOGIN = /login: ?$/m;
 const POLL_MS = 100;
 const GiB = 1024 ** 3;
-/** The volume fio runs on. */
+/** The data disk's size: in the guest, it is the one disk of this size. */
 const DATA_GIB = 4;
+const GUEST_SETTINGS = { disk_bytes: DATA_GIB * GiB, sequential_mib: 512, random_region_mib: 2048, seconds: DISK_SECONDS };
+const GUEST_LINE = /^kiln-bench-disk: (.*?)\r?$/gm;
+const GUEST_END = /^kiln-bench-disk: (done|failed)/m;
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-boot-"));
 onExit(() => rmSync(work, { recursive: true, force: true }));
@@ -183,6 +196,77 @@ function sparseFile(name) {
   return file;
 }
 
+/**
+ * The NoCloud seed, a file and a snapshot of it: cloud-init finds it by its vfat (or iso9660)
+ * file system labelled CIDATA, and runs its user data, guest-disk.py, once at the first boot.
+ */
+async function makeSeed() {
+  const file = join(work, "seed.raw");
+  writeFileSync(
+    join(work, "user-data"),
+    `#!/usr/bin/python3\nSETTINGS = ${JSON.stringify(GUEST_SETTINGS)}\n${readFileSync(new URL("guest-disk.py", import.meta.url), "utf8")}`,
+  );
+  writeFileSync(join(work, "meta-data"), "instance-id: kiln-bench-disk\nlocal-hostname: kiln-bench-disk\n");
+  await run("mkfs.vfat", ["-n", "CIDATA", "-C", file, "1024"]);
+  await run("mcopy", ["-i", file, join(work, "user-data"), join(work, "meta-data"), "::"]);
+  await s3.send(new PutObjectCommand({ Bucket: "bench", Key: "seed.raw", Body: readFileSync(file) }));
+  const { ImportTaskId } = await ec2.send(
+    new ImportSnapshotCommand({ DiskContainer: { Format: "RAW", UserBucket: { S3Bucket: "bench", S3Key: "seed.raw" } } }),
+  );
+  for (;;) {
+    const task = (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [ImportTaskId] }))).ImportSnapshotTasks[0].SnapshotTaskDetail;
+    if (task.Status === "completed") return { file, snapshotId: task.SnapshotId };
+    if (task.Status !== "active") throw new Error(`the seed's import ${ImportTaskId}: ${task.Status} ${task.StatusMessage}`);
+    await sleep(POLL_MS);
+  }
+}
+
+/** The guest's figures from its console: job name to MB/s, and the serial of the disk it measured. */
+function guestResults(said, where) {
+  const lines = [...said.matchAll(GUEST_LINE)].map((match) => match[1]);
+  const failed = lines.find((line) => line.startsWith("failed"));
+  if (failed) throw new Error(`the disk jobs in the guest on ${where} ${failed}`);
+  const results = new Map(
+    lines
+      .map((line) => /^(.+): ([\d.]+) MB\/s$/.exec(line))
+      .filter(Boolean)
+      .map(([, job, rate]) => [job, Number(rate)]),
+  );
+  return { results, serial: lines.find((line) => line.startsWith("serial "))?.slice("serial ".length) };
+}
+
+const DATA_DEVICE = "/dev/sdf";
+const SEED_DEVICE = "/dev/sdg";
+
+/** The disk jobs in a guest of Kiln's with a fresh data volume and the seed; the guest is left running. */
+async function diskOnKiln(seed) {
+  const { Instances } = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: imageId,
+      InstanceType: "t3.micro",
+      MinCount: 1,
+      MaxCount: 1,
+      BlockDeviceMappings: [
+        { DeviceName: DATA_DEVICE, Ebs: { VolumeSize: DATA_GIB, DeleteOnTermination: true } },
+        { DeviceName: SEED_DEVICE, Ebs: { SnapshotId: seed.snapshotId, DeleteOnTermination: true } },
+      ],
+    }),
+  );
+  const instanceId = Instances[0].InstanceId;
+  const { results, serial } = guestResults(await consoleShows(() => kilnConsole(instanceId), GUEST_END, instanceId), instanceId);
+  const described = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations[0].Instances[0];
+  const volumeOf = Object.fromEntries(described.BlockDeviceMappings.map((mapping) => [mapping.DeviceName, mapping.Ebs.VolumeId]));
+  // The guest must have measured the data volume, not some other disk of its size.
+  if (serial !== volumeOf[DATA_DEVICE].replace("-", "")) throw new Error(`the guest measured disk ${serial}, not ${volumeOf[DATA_DEVICE]}`);
+  // For the guest by hand: the root image, the same seed and an empty sparse file for the data volume.
+  const files = {
+    [volumeOf[described.RootDeviceName]]: rootCopy("direct-disk"),
+    [volumeOf[SEED_DEVICE]]: seed.file,
+    [volumeOf[DATA_DEVICE]]: sparseFile("direct-data.raw"),
+  };
+  return { instanceId, results, commandLine: guestCommandLine(instanceId), files };
+}
+
 const FIO_JOBS = [
   ["sequential write, 1 MiB", ["--rw=write", "--bs=1M"]],
   ["sequential read, 1 MiB", ["--rw=read", "--bs=1M"]],
@@ -203,7 +287,7 @@ async function fioOnHost(instanceId) {
   const file = sparseFile("fio.raw");
   // Run asynchronously: this process's event loop keeps its connections to Kiln alive meanwhile.
   const fio = async (where, job) => {
-    const common = ["--name=bench", "--size=2G", `--runtime=${FIO_SECONDS}`, "--time_based", "--iodepth=16", "--output-format=json", "--end_fsync=1"];
+    const common = ["--name=bench", "--size=2G", `--runtime=${DISK_SECONDS}`, "--time_based", "--iodepth=16", "--output-format=json", "--end_fsync=1"];
     const { stdout } = await execFileAsync("fio", [...common, ...where, ...job], { maxBuffer: 16 * 1024 * 1024 });
     const [stats] = JSON.parse(stdout.slice(stdout.indexOf("{"))).jobs;
     return (stats.read.bw_bytes + stats.write.bw_bytes) / 1e6;
@@ -216,10 +300,18 @@ async function fioOnHost(instanceId) {
   return rows;
 }
 
-// fio on a guest of its own, booted after the rounds: the boot figures are not disturbed.
-const { instanceId } = await bootOnKiln();
-const onHost = await fioOnHost(instanceId);
-await terminate(instanceId);
-console.log(`\nguest disk path, fio on the host (MB/s, iodepth 16, ${FIO_SECONDS} s a job): Kiln's NBD export of a volume | raw file | ratio (target ≥ 0.5)`);
+// Kiln's guest first (its command line is the one by hand), then fio on the host while it
+// idles, then the guest by hand once Kiln's has gone, so the two guests never share the CPU.
+const seed = await makeSeed();
+const onKiln = await diskOnKiln(seed);
+const onHost = await fioOnHost(onKiln.instanceId);
+await terminate(onKiln.instanceId);
+const byHand = guestResults((await runDirect(onKiln.commandLine, (volumeId) => onKiln.files[volumeId], "direct-disk", GUEST_END)).said, "qemu by hand");
+
+console.log(
+  `\nguest disk, in the guest (MB/s, O_DIRECT, one request at a time, ${DISK_SECONDS} s a job but the first write): Kiln volume | raw file | ratio (target ≥ 0.5)`,
+);
+for (const [name, viaKiln] of onKiln.results) printRow(name, viaKiln, byHand.results.get(name));
+console.log(`\nKiln's side alone, fio on the host (MB/s, iodepth 16, ${DISK_SECONDS} s a job): Kiln's NBD export of a volume | raw file | ratio`);
 for (const [name, viaKiln, viaFile] of onHost) printRow(name, viaKiln, viaFile);
 await kiln.stop();
