@@ -317,17 +317,14 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
       // Written whole last: the segment is the block, or the block is zeros.
       return at === -1 ? { chunk: ZERO_CHUNK } : { chunk: segment.chunk! };
     }
-    const [base, ...payloads] = await Promise.all([
-      stored(index),
-      ...records.map(({ segment: from, record: [, within, length, at] }) =>
-        at === -1 ? undefined : payloadOf({ segment: from, within, length, at }, 0, length),
-      ),
-    ]);
-    const block = Buffer.from(base);
-    for (const [i, { record: r }] of records.entries()) {
-      if (r[3] === -1) block.fill(0, r[1], r[1] + r[2]);
-      else payloads[i]!.copy(block, r[1]);
-    }
+    // Folds run one at a time, and only a fold changes a block's stored bytes: no read again.
+    const block = await compose(
+      index,
+      0,
+      BLOCK_SIZE,
+      records.map(({ segment: from, record: [, within, length, at] }) => ({ segment: from, within, length, at })),
+      true,
+    );
     return { chunk: await chunks.put(block), data: block };
   };
   /** Commits and folds everything written so far. */
@@ -360,31 +357,40 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     return chunks.getRange(await chunkOf(index), within, take);
   };
 
+  /**
+   * Part of a block as its stored bytes with `over` (extents that overlap it, in write order)
+   * laid over them; the stored bytes are not read where one extent hides the whole part.
+   */
+  const compose = async (index: number, within: number, take: number, over: readonly Extent[], inOrder: boolean): Promise<Buffer> => {
+    const end = within + take;
+    const hidden = over.some((e) => e.within <= within && e.within + e.length >= end);
+    const [base, ...payloads] = await Promise.all([
+      hidden ? undefined : storedPart(index, within, take, inOrder),
+      ...over.map((e) => {
+        const from = Math.max(within, e.within);
+        return e.at === -1 ? undefined : payloadOf(e, from - e.within, Math.min(end, e.within + e.length) - from);
+      }),
+    ]);
+    const piece = base ? Buffer.from(base) : Buffer.alloc(take);
+    for (const [i, e] of over.entries()) {
+      const from = Math.max(within, e.within);
+      const upTo = Math.min(end, e.within + e.length);
+      if (e.at === -1) piece.fill(0, from - within, upTo - within);
+      else payloads[i]!.copy(piece, from - within);
+    }
+    return piece;
+  };
+
   /** What a read sees of part of a block now: its stored bytes with the journal's extents over them. */
   const readPiece = async (index: number, within: number, take: number, inOrder: boolean): Promise<Buffer> => {
     const end = within + take;
     for (;;) {
       const version = versionOf(index);
-      const over = (extents.get(index) ?? []).filter((e) => e.within < end && e.within + e.length > within);
       // Payload bytes never change once written, so the extents as they are now can be composed
       // later; only a fold (a new version of the block) means starting again.
-      const hidden = over.some((e) => e.within <= within && e.within + e.length >= end);
-      const [base, ...payloads] = await Promise.all([
-        hidden ? undefined : storedPart(index, within, take, inOrder),
-        ...over.map((e) => {
-          const from = Math.max(within, e.within);
-          return e.at === -1 ? undefined : payloadOf(e, from - e.within, Math.min(end, e.within + e.length) - from);
-        }),
-      ]);
-      if (versionOf(index) !== version) continue;
-      const piece = base ? Buffer.from(base) : Buffer.alloc(take);
-      for (const [i, e] of over.entries()) {
-        const from = Math.max(within, e.within);
-        const upTo = Math.min(end, e.within + e.length);
-        if (e.at === -1) piece.fill(0, from - within, upTo - within);
-        else payloads[i]!.copy(piece, from - within);
-      }
-      return piece;
+      const over = (extents.get(index) ?? []).filter((e) => e.within < end && e.within + e.length > within);
+      const piece = await compose(index, within, take, over, inOrder);
+      if (versionOf(index) === version) return piece;
     }
   };
 
