@@ -541,6 +541,7 @@ export class QemuBackend implements InstanceBackend {
       }
     }
     // Volumes of guests another node runs: that node settles them.
+    if (wanted.size === 0) return;
     for (const attachment of await attachmentsOf(this.deps.db, { volumeIds: [...wanted] })) {
       const record = await instanceById(this.deps.db, attachment.instance_id);
       if (record && this.elsewhere(record)) await this.askGuestNode(record, "settle", attachment.volume_id, this.settings.stopTimeoutMs);
