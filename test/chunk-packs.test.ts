@@ -4,7 +4,7 @@
 // files from an older data folder are moved into packs at start.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { pino } from "pino";
@@ -104,6 +104,9 @@ describe("chunk packs", () => {
       .values({ volume_id: "vol-1", block_index: 0, chunk: sha256(e!) })
       .execute();
 
+    // Read once before collection: the store remembers where c and d are, and keeps their pack open.
+    for (const block of [c, d]) assert.ok((await store.get(sha256(block!))).equals(block!));
+
     const soon = await store.collect(60_000, Date.now() + 30_000);
     assert.deepEqual(soon, { kept: 5, removed: 0, packsRemoved: 0, packsCompacted: 0 }, "all five were put within the grace period");
 
@@ -120,7 +123,21 @@ describe("chunk packs", () => {
     assert.deepEqual([...after.keys()], [open], "the open pack is kept");
     const rows = await locations(db);
     assert.deepEqual(rows.map((r) => r.chunk).sort(), [c, d, e].map((x) => sha256(x!)).sort());
+    // Read again where they were moved, and the deleted pack's space is given back: no file
+    // of this process is open on it.
     for (const block of [c, d, e]) assert.ok((await store.get(sha256(block!))).equals(block!));
+    assert.ok((await store.getRange(sha256(d!), 4096, 512)).equals(d!.subarray(4096, 4608)));
+    const openOnDeleted = () =>
+      readdirSync("/proc/self/fd").some((fd) => {
+        try {
+          return readlinkSync(join("/proc/self/fd", fd)).includes(`${full}.pack`);
+        } catch {
+          return false;
+        }
+      });
+    for (let waited = 0; openOnDeleted() && waited < 2000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(!openOnDeleted(), "the compacted pack is not held open");
+    await store.close();
     await meta.close();
   });
 

@@ -66,6 +66,7 @@ export function bucketHome(bucket: ObjectStoreBucket, db: MetaDb): ChunkHome {
         .executeTakeFirstOrThrow();
       return { kept: Number(kept.n), removed: forgotten.length, packsRemoved: forgotten.length + swept, packsCompacted: 0 };
     },
+    cheapRanges: false,
     owns: (location) => location.pack.startsWith(FOLDER),
     close: async () => {},
     reset: () => bucket.removeAll(FOLDER),

@@ -24,8 +24,13 @@ export interface ChunkStore {
   put(block: Buffer, copied?: () => void): Promise<string>;
   /** The block a chunk id names (zeros for ZERO_CHUNK). */
   get(chunk: string): Promise<Buffer>;
-  /** `length` bytes of it from `offset`: a guest reading a few KiB reads no more from the home. */
-  getRange(chunk: string, offset: number, length: number): Promise<Buffer>;
+  /** `length` bytes of it from `offset` (into `into` when given): a guest reading a few KiB reads no more from the home. */
+  getRange(chunk: string, offset: number, length: number, into?: Buffer): Promise<Buffer>;
+  /**
+   * True where reading part of a chunk costs about what its bytes do (a pread in a pack),
+   * false where each read is a request (an object store): readers then fetch and keep whole blocks.
+   */
+  readonly cheapRanges: boolean;
   /**
    * Forgets chunks no snapshot or volume names and that were last put over `graceMs` ago, and
    * gives back the space of packs left empty or mostly empty.
@@ -68,6 +73,8 @@ export interface ChunkHome {
   collect(graceMs: number, now: number, withChunk: (chunk: string, use: (data: Buffer) => Promise<void>) => Promise<void>): Promise<Collected>;
   /** True for a location this kind of home wrote (a data folder's packs and a bucket's objects are not interchangeable). */
   owns(location: ChunkLocation): boolean;
+  /** See ChunkStore.cheapRanges. */
+  readonly cheapRanges: boolean;
   close(): Promise<void>;
   reset(): Promise<void>;
 }
@@ -91,6 +98,8 @@ export interface ChunkLocation {
 // caller's buffer is free again at once, a busy import allocates nothing per block, and the
 // slots' alignment lets a pack write go straight to the disk.
 const blockSlots = new BufferSlots(BLOCK_SIZE, { kind: "aligned", limit: 32, keep: 32 });
+/** Chunk locations remembered (a few MiB of memory): 32 GiB of chunks. */
+const LOCATIONS_KEPT = 65_536;
 
 /** Content addressing over a home: hashing, de-duplication, locations, collection one at a time. */
 export function chunkStoreIn(db: MetaDb, home: ChunkHome): ChunkStore {
@@ -104,14 +113,33 @@ export function chunkStoreIn(db: MetaDb, home: ChunkHome): ChunkStore {
     return numUpdatedRows > 0n;
   };
 
+  // Locations looked up, so a guest reading its disk a few KiB at a time costs no statement per
+  // read. A chunk's bytes never change and a location is never reused (packs are only appended
+  // to, objects have names of their own), so a location remembered stays right for as long as
+  // it can be read; one that cannot (collection moved the chunk) is looked up again.
+  const locations = new Map<string, ChunkLocation>();
+  const remember = (chunk: string, location: ChunkLocation) => {
+    locations.delete(chunk);
+    locations.set(chunk, location);
+    if (locations.size > LOCATIONS_KEPT) locations.delete(locations.keys().next().value!);
+  };
   /** The chunk's bytes, into `into` when given (as many as it holds, from `offset`). */
   const read = async (chunk: string, into?: Buffer, offset = 0) => {
+    const known = locations.get(chunk);
+    if (known) {
+      const data = await home.read(known, into, offset);
+      if (data) return data;
+      locations.delete(chunk);
+    }
     // Twice: collection may move the chunk between the lookup and the read.
     for (let attempt = 0; attempt < 2; attempt++) {
       const location = await db.selectFrom("chunk_locations").select(["pack", "slot"]).where("chunk", "=", chunk).executeTakeFirst();
       if (!location) break;
       const data = await home.read(location, into, offset);
-      if (data) return data;
+      if (data) {
+        remember(chunk, location);
+        return data;
+      }
     }
     throw new Error(`chunk ${chunk} is not stored`);
   };
@@ -148,13 +176,15 @@ export function chunkStoreIn(db: MetaDb, home: ChunkHome): ChunkStore {
       if (!CHUNK_ID.test(chunk)) throw new Error(`not a chunk id: ${chunk}`);
       return read(chunk);
     },
-    async getRange(chunk, offset, length) {
+    cheapRanges: home.cheapRanges,
+    async getRange(chunk, offset, length, into) {
       if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > BLOCK_SIZE) {
         throw new RangeError(`${length} bytes at ${offset} are outside a chunk`);
       }
-      if (chunk === ZERO_CHUNK) return Buffer.alloc(length);
+      if (into && into.length !== length) throw new RangeError(`${into.length} bytes to read ${length} into`);
+      if (chunk === ZERO_CHUNK) return into ? into.fill(0) : Buffer.alloc(length);
       if (!CHUNK_ID.test(chunk)) throw new Error(`not a chunk id: ${chunk}`);
-      return read(chunk, Buffer.allocUnsafe(length), offset);
+      return read(chunk, into ?? Buffer.allocUnsafe(length), offset);
     },
     async collect(graceMs, now = Date.now()) {
       // One collection at a time: two would move the same chunks.
@@ -164,6 +194,7 @@ export function chunkStoreIn(db: MetaDb, home: ChunkHome): ChunkStore {
     },
     async reset() {
       await close();
+      locations.clear();
       await home.reset();
     },
     close,

@@ -18,6 +18,8 @@ interface PackDeps {
   appender: PackAppender;
   /** Appends a live chunk afresh and moves its location there. */
   relocate(chunk: string): Promise<void>;
+  /** Hears of each pack file deleted. */
+  removed(pack: string): void;
 }
 
 /** A pack whose live slots are at most this share of it is rewritten. */
@@ -39,7 +41,7 @@ export async function forgetUnnamedChunks(db: MetaDb, cutoff: number): Promise<{
     .execute();
 }
 
-export async function collectPacks({ db, root, appender, relocate }: PackDeps, graceMs: number, now: number): Promise<Collected> {
+export async function collectPacks({ db, root, appender, relocate, removed }: PackDeps, graceMs: number, now: number): Promise<Collected> {
   const cutoff = now - graceMs;
   const forgotten = await forgetUnnamedChunks(db, cutoff);
   const live = new Map(
@@ -63,6 +65,7 @@ export async function collectPacks({ db, root, appender, relocate }: PackDeps, g
       result.packsCompacted++;
     }
     await rm(packPath(root, file.pack), { force: true });
+    removed(file.pack);
     result.packsRemoved++;
   }
   return result;

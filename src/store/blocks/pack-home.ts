@@ -3,19 +3,29 @@ import { rm } from "node:fs/promises";
 import type { MetaDb } from "../meta/database.js";
 import { chunkStoreIn, type ChunkHome, type ChunkStore } from "./chunks.js";
 import { collectPacks } from "./collect.js";
-import { PackAppender, readSlot } from "./packs.js";
+import { PackAppender, PackReader } from "./packs.js";
 
 export function packHome(root: string, db: MetaDb, options: { packSlots?: number } = {}): ChunkHome {
   const appender = new PackAppender(root, db, options.packSlots);
+  const reader = new PackReader(root);
   return {
     store: (chunk, block) => appender.append(chunk, block),
-    read: (location, into, offset) => readSlot(root, location.pack, location.slot, into, offset),
+    read: (location, into, offset) => reader.read(location.pack, location.slot, into, offset),
     collect: (graceMs, now, withChunk) =>
-      collectPacks({ db, root, appender, relocate: (chunk) => withChunk(chunk, (data) => appender.append(chunk, data, true)) }, graceMs, now),
+      collectPacks(
+        { db, root, appender, relocate: (chunk) => withChunk(chunk, (data) => appender.append(chunk, data, true)), removed: (pack) => reader.forget(pack) },
+        graceMs,
+        now,
+      ),
     // Pack names are plain file names; an object store's are paths.
+    cheapRanges: true,
     owns: (location) => !location.pack.includes("/"),
-    close: () => appender.restart(),
+    async close() {
+      reader.close();
+      await appender.restart();
+    },
     async reset() {
+      reader.close();
       await rm(root, { recursive: true, force: true });
     },
   };

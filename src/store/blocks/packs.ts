@@ -210,31 +210,95 @@ async function commitLocations(db: MetaDb, batch: readonly Written[], now: numbe
   });
 }
 
-/** The slot's bytes (into `data` when given); `undefined` when the pack is gone (collection moved the chunk meanwhile). */
-export async function readSlot(
-  root: string,
-  pack: string,
-  slot: number,
-  data: Buffer = Buffer.allocUnsafe(SLOT_BYTES),
-  offset = 0,
-): Promise<Buffer | undefined> {
-  let handle: FileHandle;
-  try {
-    handle = await open(packPath(root, pack), constants.O_RDONLY);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
-  try {
-    let done = 0;
-    while (done < data.length) {
-      const { bytesRead } = await handle.read(data, done, data.length - done, slot * SLOT_BYTES + offset + done);
-      if (bytesRead === 0) throw new Error(`pack ${pack} ends before slot ${slot}`);
-      done += bytesRead;
+interface ReadHandle {
+  opened: Promise<FileHandle>;
+  /** Reads under way on it; a handle let go is closed after its last. */
+  users: number;
+  letGo: boolean;
+}
+
+/**
+ * Reads slots through pack files kept open (a few dozen, least recently used let go): a guest
+ * reading its disk a few KiB at a time would otherwise open and close a file per read. A handle
+ * on a pack that collection deleted still reads the slot's bytes, which never change; only a
+ * pack not open already and gone reads as moved.
+ */
+export class PackReader {
+  private readonly handles = new Map<string, ReadHandle>();
+
+  constructor(
+    private readonly root: string,
+    private readonly kept = 64,
+  ) {}
+
+  /** The slot's bytes (into `data` when given, as many as it holds, from `offset`); `undefined` when the pack is gone. */
+  async read(pack: string, slot: number, data: Buffer = Buffer.allocUnsafe(SLOT_BYTES), offset = 0): Promise<Buffer | undefined> {
+    const entry = this.take(pack);
+    try {
+      let handle: FileHandle;
+      try {
+        handle = await entry.opened;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw error;
+      }
+      let done = 0;
+      while (done < data.length) {
+        const { bytesRead } = await handle.read(data, done, data.length - done, slot * SLOT_BYTES + offset + done);
+        if (bytesRead === 0) throw new Error(`pack ${pack} ends before slot ${slot}`);
+        done += bytesRead;
+      }
+      return data;
+    } finally {
+      this.give(entry);
     }
-    return data;
-  } finally {
-    await handle.close();
+  }
+
+  /** Lets go of the pack's handle (collection deleted it: its space comes back once no read holds it). */
+  forget(pack: string): void {
+    const entry = this.handles.get(pack);
+    if (entry) this.letGo(pack, entry);
+  }
+
+  /** Lets go of every handle. */
+  close(): void {
+    for (const [pack, entry] of [...this.handles]) this.letGo(pack, entry);
+  }
+
+  private take(pack: string): ReadHandle {
+    let entry = this.handles.get(pack);
+    if (entry) {
+      this.handles.delete(pack);
+    } else {
+      entry = { opened: open(packPath(this.root, pack), constants.O_RDONLY), users: 0, letGo: false };
+      // A pack that cannot be opened is not remembered: it may appear, and the error is the read's.
+      entry.opened.catch(() => this.handles.get(pack) === entry && this.handles.delete(pack));
+    }
+    this.handles.set(pack, entry);
+    entry.users++;
+    if (this.handles.size > this.kept) {
+      const [oldest, old] = this.handles.entries().next().value!;
+      this.letGo(oldest, old);
+    }
+    return entry;
+  }
+
+  private give(entry: ReadHandle): void {
+    entry.users--;
+    if (entry.letGo && entry.users === 0) this.closeHandle(entry);
+  }
+
+  private letGo(pack: string, entry: ReadHandle): void {
+    if (this.handles.get(pack) === entry) this.handles.delete(pack);
+    entry.letGo = true;
+    if (entry.users === 0) this.closeHandle(entry);
+  }
+
+  private closeHandle(entry: ReadHandle): void {
+    entry.opened.then(
+      (handle) => handle.close().catch(() => {}),
+      () => {},
+    );
   }
 }
 
