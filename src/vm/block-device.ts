@@ -5,9 +5,12 @@
 export interface BlockDevice {
   /** The size in bytes, a multiple of 512. */
   readonly size: number;
-  /** `length` bytes from `offset`, within the size. */
-  read(offset: number, length: number): Promise<Buffer>;
-  /** Writes `data` at `offset`; with `fua` it is durable when this resolves, else once a flush is. */
+  /** `length` bytes from `offset`, within the size: into `into` (of `length` bytes) when given. */
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
+  /**
+   * Writes `data` at `offset`; with `fua` it is durable when this resolves, else once a flush is.
+   * The device holds nothing of `data` once this resolves: the caller reuses it.
+   */
   write(offset: number, data: Buffer, fua?: boolean): Promise<void>;
   /** Makes `length` bytes from `offset` read as zeros (sparse where it can); `fua` as for write. */
   writeZeroes(offset: number, length: number, fua?: boolean): Promise<void>;

@@ -40,9 +40,10 @@ class FileBlockDevice implements FileDevice {
     }
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.check(offset, length);
-    const buffer = Buffer.allocUnsafe(length);
+    if (into && into.length !== length) throw new RangeError(`${into.length} bytes to read ${length} into`);
+    const buffer = into ?? Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.handle.read(buffer, done, length - done, offset + done);

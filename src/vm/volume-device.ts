@@ -318,10 +318,11 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
       return at === -1 ? { chunk: ZERO_CHUNK } : { chunk: segment.chunk! };
     }
     // Folds run one at a time, and only a fold changes a block's stored bytes: no read again.
-    const block = await compose(
+    const block = Buffer.allocUnsafe(BLOCK_SIZE);
+    await composeInto(
       index,
       0,
-      BLOCK_SIZE,
+      block,
       records.map(({ segment: from, record: [, within, length, at] }) => ({ segment: from, within, length, at })),
       true,
     );
@@ -348,49 +349,58 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     e.segment.data ? e.segment.data.subarray(e.at + skip, e.at + skip + length) : chunks.getRange(e.segment.chunk!, e.at + skip, length);
 
   /**
-   * The stored bytes of part of a block, under the journal: from the block kept or fetched
-   * whole when the guest reads in order or much of it, else just that part from its chunk.
+   * Copies the stored bytes of part of a block, under the journal, into `into`. Where a range
+   * read costs a request (an object store), the block is fetched whole and kept when the guest
+   * reads in order or much of it; where it costs a pread, just that part is read, straight in.
    */
-  const storedPart = async (index: number, within: number, take: number, whole: boolean): Promise<Buffer> => {
+  const storedInto = async (index: number, within: number, into: Buffer, inOrder: boolean): Promise<void> => {
+    const upTo = within + into.length;
     const hit = clean.get(index);
-    if (hit || whole || take >= BLOCK_SIZE / 8) return (hit ?? (await stored(index))).subarray(within, within + take);
-    return chunks.getRange(await chunkOf(index), within, take);
+    if (hit) {
+      hit.copy(into, 0, within, upTo);
+    } else if (!chunks.cheapRanges && (inOrder || into.length >= BLOCK_SIZE / 8)) {
+      // Stored blocks are never changed, so copying after the wait is safe.
+      (await stored(index)).copy(into, 0, within, upTo);
+    } else {
+      const chunk = await chunkOf(index);
+      if (chunk === ZERO_CHUNK) into.fill(0);
+      else await chunks.getRange(chunk, within, into.length, into);
+    }
   };
 
   /**
-   * Part of a block as its stored bytes with `over` (extents that overlap it, in write order)
-   * laid over them; the stored bytes are not read where one extent hides the whole part.
+   * Part of a block (`into.length` bytes from `within`) as its stored bytes with `over` (extents
+   * that overlap it, in write order) laid over them, into `into`; the stored bytes are not read
+   * where one extent hides the whole part.
    */
-  const compose = async (index: number, within: number, take: number, over: readonly Extent[], inOrder: boolean): Promise<Buffer> => {
-    const end = within + take;
+  const composeInto = async (index: number, within: number, into: Buffer, over: readonly Extent[], inOrder: boolean): Promise<void> => {
+    const end = within + into.length;
     const hidden = over.some((e) => e.within <= within && e.within + e.length >= end);
-    const [base, ...payloads] = await Promise.all([
-      hidden ? undefined : storedPart(index, within, take, inOrder),
+    const [, ...payloads] = await Promise.all([
+      hidden ? undefined : storedInto(index, within, into, inOrder),
       ...over.map((e) => {
         const from = Math.max(within, e.within);
         return e.at === -1 ? undefined : payloadOf(e, from - e.within, Math.min(end, e.within + e.length) - from);
       }),
     ]);
-    const piece = base ? Buffer.from(base) : Buffer.alloc(take);
     for (const [i, e] of over.entries()) {
       const from = Math.max(within, e.within);
       const upTo = Math.min(end, e.within + e.length);
-      if (e.at === -1) piece.fill(0, from - within, upTo - within);
-      else payloads[i]!.copy(piece, from - within);
+      if (e.at === -1) into.fill(0, from - within, upTo - within);
+      else payloads[i]!.copy(into, from - within);
     }
-    return piece;
   };
 
-  /** What a read sees of part of a block now: its stored bytes with the journal's extents over them. */
-  const readPiece = async (index: number, within: number, take: number, inOrder: boolean): Promise<Buffer> => {
-    const end = within + take;
+  /** What a read sees of part of a block now, into `into`: its stored bytes with the journal's extents over them. */
+  const readPieceInto = async (index: number, within: number, into: Buffer, inOrder: boolean): Promise<void> => {
+    const end = within + into.length;
     for (;;) {
       const version = versionOf(index);
       // Payload bytes never change once written, so the extents as they are now can be composed
       // later; only a fold (a new version of the block) means starting again.
       const over = (extents.get(index) ?? []).filter((e) => e.within < end && e.within + e.length > within);
-      const piece = await compose(index, within, take, over, inOrder);
-      if (versionOf(index) === version) return piece;
+      await composeInto(index, within, into, over, inOrder);
+      if (versionOf(index) === version) return;
     }
   };
 
@@ -399,7 +409,8 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
   const readAhead = (offset: number, length: number): boolean => {
     const sequential = offset === readEnd;
     readEnd = offset + length;
-    if (!sequential) return false;
+    // Where a range costs a pread, the page cache under the packs reads ahead.
+    if (!sequential || chunks.cheapRanges) return sequential;
     const last = Math.floor((sizeBytes - 1) / BLOCK_SIZE);
     const next = Math.floor((offset + length) / BLOCK_SIZE);
     for (let index = next; index <= Math.min(last, next + READ_AHEAD_BLOCKS - 1); index++) {
@@ -433,11 +444,15 @@ export function openVolumeDevice(deps: { db: MetaDb; chunks: ChunkStore }, volum
     volumeId,
     size: sizeBytes,
 
-    async read(offset, length) {
+    async read(offset, length, into) {
       await started(offset, length);
+      if (into && into.length !== length) throw new RangeError(`${into.length} bytes to read ${length} into`);
       const inOrder = readAhead(offset, length);
-      const parts = [...blockPieces(offset, length)];
-      return Buffer.concat(await Promise.all(parts.map(({ index, within, take }) => readPiece(index, within, take, inOrder))));
+      const data = into ?? Buffer.allocUnsafe(length);
+      await Promise.all(
+        [...blockPieces(offset, length)].map(({ index, within, take, done }) => readPieceInto(index, within, data.subarray(done, done + take), inOrder)),
+      );
+      return data;
     },
 
     async write(offset, data, fua) {
