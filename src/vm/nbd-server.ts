@@ -27,6 +27,7 @@
 import { lstat, chmod, unlink } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import type { BlockDevice } from "./block-device.js";
+import { givePayload, takePayload } from "./payload-buffers.js";
 
 export interface NbdExport {
   readonly socketPath: string;
@@ -370,7 +371,7 @@ class Connection {
           full = chunk.subarray(at, at + want);
           at += want;
         } else {
-          this.body ??= Buffer.allocUnsafe(this.bodyLength);
+          this.body ??= state === "payload" ? takePayload(this.bodyLength) : Buffer.allocUnsafe(this.bodyLength);
           const body = this.body;
           const n = Math.min(want, chunk.length - at);
           chunk.copy(body, this.bodyFill, at, at + n);
@@ -678,6 +679,8 @@ class Connection {
         error: failure instanceof Error ? failure.message : String(failure),
       });
     }
+    // A payload in a buffer of ours goes back for the next (the device keeps no hold on it).
+    if (request.data) givePayload(request.data);
     request.data = undefined;
     request.done = true;
     this.active.delete(request);
@@ -696,7 +699,15 @@ class Connection {
     switch (type) {
       case CMD_READ: {
         if (length === 0) return undefined;
-        const data = await device.read(offset, length);
+        const into = takePayload(length);
+        let data: Buffer;
+        try {
+          data = await device.read(offset, length, into);
+        } catch (error) {
+          givePayload(into);
+          throw error;
+        }
+        if (data !== into) givePayload(into);
         if (!Buffer.isBuffer(data) || data.length !== length) {
           throw new Error(`the device read ${Buffer.isBuffer(data) ? data.length : typeof data} bytes for ${length}`);
         }
@@ -727,10 +738,10 @@ class Connection {
     header.writeUInt32BE(request.cookieHigh, 8);
     header.writeUInt32BE(request.cookieLow, 12);
     if (error === 0 && data && data.length > 0) {
-      // One writev for header and data.
+      // One writev for header and data; the data's buffer is free again once it is sent.
       socket.cork();
       socket.write(header);
-      socket.write(data);
+      socket.write(data, () => givePayload(data));
       socket.uncork();
     } else {
       socket.write(header);
