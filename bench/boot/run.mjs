@@ -10,10 +10,11 @@
 //    (CIDATA, through ImportSnapshot) whose user data is guest-disk.py, which cloud-init runs at
 //    first boot: sequential 1 MiB and random 4 KiB writes and reads on the data disk with
 //    O_DIRECT, results on the serial console. Then the same guest by hand, Kiln's command line
-//    with each NBD disk swapped for a file (the root image, the same seed, a sparse raw file).
+//    with each NBD disk swapped for a file (the root image, the same seed, a sparse raw file),
+//    and once more with the data disk a raw file that qemu-nbd serves: the NBD path, another server.
 //  - Disk on the host: fio against another 4 GiB volume attached to that instance, through the
-//    NBD export Kiln serves it on (fio's nbd engine, libnbd), against the same jobs on a raw
-//    file: Kiln's side of the path alone, without qemu's NBD client and the guest.
+//    NBD export Kiln serves it on (fio's nbd engine, libnbd), against the same jobs through
+//    qemu-nbd and on a raw file: Kiln's side of the path alone, without qemu's NBD client and the guest.
 //
 //   npm run bench:boot                  # 3 boots of each, then the disk
 //   node bench/boot/run.mjs --rounds 5 --disk-seconds 20
@@ -90,7 +91,12 @@ async function consoleShows(read, pattern, what, child) {
     const said = await read();
     if (pattern.test(said)) return said;
     if (child && child.exitCode !== null) throw new Error(`qemu exited with ${child.exitCode}`);
-    if (performance.now() - start > 600_000) throw new Error(`no ${pattern} from ${what} in 10 minutes; its last lines:\n${said.slice(-2000)}`);
+    if (performance.now() - start > 600_000) {
+      // The whole console is kept for a look afterwards (the work folder goes at exit).
+      const kept = join(tmpdir(), `kiln-bench-boot-${what.replace(/[^\w.-]+/g, "-")}.log`);
+      writeFileSync(kept, said);
+      throw new Error(`no ${pattern} from ${what} in 10 minutes (its console: ${kept}); its last lines:\n${said.slice(-2000)}`);
+    }
     await sleep(POLL_MS);
   }
 }
@@ -108,7 +114,10 @@ async function bootOnKiln() {
   return { seconds: (performance.now() - start) / 1000, instanceId };
 }
 
-/** Kiln's command line with each NBD disk as the file `fileOf(volumeId)` says and the console as a file, nothing else changed. */
+/**
+ * Kiln's command line with each NBD disk as `fileOf(volumeId)` says (a file's path, or
+ * `{ nbd: socket }` for another NBD server's export) and the console as a file, nothing else changed.
+ */
 function directCommandLine(kilnArgs, fileOf, consoleFile) {
   const out = [];
   for (let i = 0; i < kilnArgs.length; i++) {
@@ -122,7 +131,9 @@ function directCommandLine(kilnArgs, fileOf, consoleFile) {
     if (arg === "-blockdev" && next.includes('"nbd"')) {
       // The device lines stay as they are: each disk keeps its bus and its serial (the volume id).
       const nodeName = JSON.parse(next)["node-name"];
-      out.push(arg, JSON.stringify({ driver: "file", filename: fileOf(nodeName.replace(/^disk-/, "")), "node-name": nodeName }));
+      const disk = fileOf(nodeName.replace(/^disk-/, ""));
+      const blockdev = disk.nbd ? { driver: "nbd", server: { type: "unix", path: disk.nbd } } : { driver: "file", filename: disk };
+      out.push(arg, JSON.stringify({ ...blockdev, "node-name": nodeName }));
       i++;
       continue;
     }
@@ -186,7 +197,25 @@ if (!args["disk-only"])
 
 /** MB/s, with a decimal for the small figures of 4 KiB requests. */
 const rate = (value) => value.toFixed(value < 10 ? 1 : 0).padStart(7);
-const printRow = (name, viaKiln, viaFile) => console.log(`  ${name.padEnd(24)} ${rate(viaKiln)} | ${rate(viaFile)} | ${(viaKiln / viaFile).toFixed(2)}`);
+const printRow = (name, viaKiln, viaQemuNbd, viaFile) =>
+  console.log(
+    `  ${name.padEnd(24)} ${rate(viaKiln)} | ${rate(viaQemuNbd)} | ${rate(viaFile)} | ${(viaKiln / viaFile).toFixed(2).padStart(5)} | ${(viaKiln / viaQemuNbd).toFixed(2).padStart(5)}`,
+  );
+
+/**
+ * qemu-nbd (qemu's own NBD server, through the page cache as qemu's default) exporting `file`
+ * on a unix socket: the same NBD path as Kiln's, served by another server, so the figures say
+ * what the path itself costs and what Kiln's side of it does.
+ */
+async function qemuNbd(file) {
+  const socket = join(work, `qemu-nbd-${Math.random().toString(36).slice(2)}.sock`);
+  const child = spawn("qemu-nbd", ["--persistent", "--shared=4", "--format=raw", "--cache=writeback", `--socket=${socket}`, file], { stdio: "ignore" });
+  for (let waited = 0; !existsSync(socket); waited += 50) {
+    if (waited > 10_000 || child.exitCode !== null) throw new Error("qemu-nbd did not start");
+    await sleep(50);
+  }
+  return { socket, stop: () => child.kill("SIGTERM") };
+}
 
 /** An empty sparse file of the data disk's size. */
 function sparseFile(name) {
@@ -264,7 +293,14 @@ async function diskOnKiln(seed) {
     [volumeOf[SEED_DEVICE]]: seed.file,
     [volumeOf[DATA_DEVICE]]: sparseFile("direct-data.raw"),
   };
-  return { instanceId, results, commandLine: guestCommandLine(instanceId), files };
+  return {
+    instanceId,
+    results,
+    commandLine: guestCommandLine(instanceId),
+    files,
+    rootVolumeId: volumeOf[described.RootDeviceName],
+    dataVolumeId: volumeOf[DATA_DEVICE],
+  };
 }
 
 const FIO_JOBS = [
@@ -292,26 +328,44 @@ async function fioOnHost(instanceId) {
     const [stats] = JSON.parse(stdout.slice(stdout.indexOf("{"))).jobs;
     return (stats.read.bw_bytes + stats.write.bw_bytes) / 1e6;
   };
+  const viaNbd = (path) => ["--ioengine=nbd", `--uri=nbd+unix:///?socket=${path}`];
+  const reference = await qemuNbd(sparseFile("fio-nbd.raw"));
   const rows = [];
-  for (const [name, job] of FIO_JOBS) {
-    const viaKiln = await fio(["--ioengine=nbd", `--uri=nbd+unix:///?socket=${socket}`], job);
-    rows.push([name, viaKiln, await fio(["--ioengine=libaio", "--direct=0", `--filename=${file}`], job)]);
+  try {
+    for (const [name, job] of FIO_JOBS) {
+      const viaKiln = await fio(viaNbd(socket), job);
+      const viaQemuNbd = await fio(viaNbd(reference.socket), job);
+      rows.push([name, viaKiln, viaQemuNbd, await fio(["--ioengine=libaio", "--direct=0", `--filename=${file}`], job)]);
+    }
+  } finally {
+    reference.stop();
   }
   return rows;
 }
 
 // Kiln's guest first (its command line is the one by hand), then fio on the host while it
-// idles, then the guest by hand once Kiln's has gone, so the two guests never share the CPU.
+// idles, then the guests by hand once Kiln's has gone, one after the other, so no two guests
+// share the CPU: the data disk a raw file, then the same through qemu-nbd. Each by hand boots
+// a fresh copy of the root disk, so cloud-init runs the jobs on each.
 const seed = await makeSeed();
 const onKiln = await diskOnKiln(seed);
 const onHost = await fioOnHost(onKiln.instanceId);
 await terminate(onKiln.instanceId);
 const byHand = guestResults((await runDirect(onKiln.commandLine, (volumeId) => onKiln.files[volumeId], "direct-disk", GUEST_END)).said, "qemu by hand");
+const reference = await qemuNbd(sparseFile("direct-data-nbd.raw"));
+let throughQemuNbd;
+try {
+  const root = rootCopy("direct-nbd");
+  const fileOf = (volumeId) =>
+    volumeId === onKiln.dataVolumeId ? { nbd: reference.socket } : volumeId === onKiln.rootVolumeId ? root : onKiln.files[volumeId];
+  throughQemuNbd = guestResults((await runDirect(onKiln.commandLine, fileOf, "direct-nbd", GUEST_END)).said, "qemu by hand through qemu-nbd");
+} finally {
+  reference.stop();
+}
 
-console.log(
-  `\nguest disk, in the guest (MB/s, O_DIRECT, one request at a time, ${DISK_SECONDS} s a job but the first write): Kiln volume | raw file | ratio (target ≥ 0.5)`,
-);
-for (const [name, viaKiln] of onKiln.results) printRow(name, viaKiln, byHand.results.get(name));
-console.log(`\nKiln's side alone, fio on the host (MB/s, iodepth 16, ${DISK_SECONDS} s a job): Kiln's NBD export of a volume | raw file | ratio`);
-for (const [name, viaKiln, viaFile] of onHost) printRow(name, viaKiln, viaFile);
+const header = "Kiln volume | qemu-nbd on a raw file | raw file | Kiln/raw file (target ≥ 0.5) | Kiln/qemu-nbd";
+console.log(`\nguest disk, in the guest (MB/s, O_DIRECT, one request at a time, ${DISK_SECONDS} s a job but the first write):\n  ${header}`);
+for (const [name, viaKiln] of onKiln.results) printRow(name, viaKiln, throughQemuNbd.results.get(name), byHand.results.get(name));
+console.log(`\nKiln's side alone, fio on the host (MB/s, iodepth 16, ${DISK_SECONDS} s a job):\n  ${header}`);
+for (const [name, viaKiln, viaQemuNbd, viaFile] of onHost) printRow(name, viaKiln, viaQemuNbd, viaFile);
 await kiln.stop();
