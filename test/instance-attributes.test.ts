@@ -1,7 +1,8 @@
 // What launch tools read and change on an instance, through @aws-sdk/client-ec2: every
 // DescribeInstanceAttribute attribute, ModifyInstanceAttribute (and what the attributes make
 // happen: termination and stop protection, the shutdown behaviour of a stop from inside),
-// credit specifications, status checks, console output, instance types and their offerings.
+// credit specifications, status checks, console output, instance types and their offerings, and
+// the metadata options (RunInstances' MetadataOptions, ModifyInstanceMetadataOptions).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import {
@@ -15,13 +16,15 @@ import {
   GetConsoleOutputCommand,
   ModifyInstanceAttributeCommand,
   ModifyInstanceCreditSpecificationCommand,
+  ModifyInstanceMetadataOptionsCommand,
+  RegisterImageCommand,
   RunInstancesCommand,
   StopInstancesCommand,
   TerminateInstancesCommand,
   type EC2Client,
   type InstanceAttributeName,
 } from "@aws-sdk/client-ec2";
-import { errorName } from "./helpers/data.js";
+import { BLOCK, errorName, writeSnapshot } from "./helpers/data.js";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { catalogueImage } from "./helpers/resources.js";
 
@@ -239,5 +242,92 @@ describe("credits, status, console, types and offerings", () => {
       )
     ).InstanceTypeOfferings!;
     assert.deepEqual(inZone.map((o) => o.Location).sort(), ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1e", "us-east-1f"]);
+  });
+});
+
+describe("metadata options", () => {
+  const optionsOf = async (id: string) => (await stateOf(id)).MetadataOptions!;
+
+  it("launch with EC2's defaults for the image, or what MetadataOptions asks; refuse what EC2 refuses", async () => {
+    // An image with no ImdsSupport: IMDSv1 allowed, a hop limit of 1.
+    const snapshotId = await writeSnapshot(kiln, new Map([[0, Buffer.alloc(BLOCK, 1)]]), { size: 1 });
+    const register = async (Name: string, ImdsSupport?: "v2.0") =>
+      (
+        await ec2.send(
+          new RegisterImageCommand({
+            Name,
+            Architecture: "x86_64",
+            RootDeviceName: "/dev/xvda",
+            VirtualizationType: "hvm",
+            ImdsSupport,
+            BlockDeviceMappings: [{ DeviceName: "/dev/xvda", Ebs: { SnapshotId: snapshotId } }],
+          }),
+        )
+      ).ImageId!;
+    assert.deepEqual(await optionsOf(await launch({ ImageId: await register("imds-any") })), {
+      State: "applied",
+      HttpTokens: "optional",
+      HttpPutResponseHopLimit: 1,
+      HttpEndpoint: "enabled",
+      HttpProtocolIpv6: "disabled",
+      InstanceMetadataTags: "disabled",
+    });
+    // An image that supports IMDSv2 only (as the catalogue's Amazon Linux 2023 does): tokens
+    // required, a hop limit of 2.
+    const ImageId = await register("imds-v2-only", "v2.0");
+    for (const v2Only of [await optionsOf(await launch({ ImageId })), await optionsOf(await launch())]) {
+      assert.deepEqual([v2Only.HttpTokens, v2Only.HttpPutResponseHopLimit], ["required", 2]);
+    }
+    // Asked for: each option given wins over the image's default.
+    const asked = await optionsOf(
+      await launch({
+        ImageId,
+        MetadataOptions: { HttpTokens: "optional", HttpPutResponseHopLimit: 5, HttpEndpoint: "disabled", InstanceMetadataTags: "enabled" },
+      }),
+    );
+    assert.deepEqual([asked.HttpTokens, asked.HttpPutResponseHopLimit, asked.HttpEndpoint, asked.InstanceMetadataTags], ["optional", 5, "disabled", "enabled"]);
+    for (const MetadataOptions of [{ HttpPutResponseHopLimit: 65 }, { HttpPutResponseHopLimit: 0 }, { HttpTokens: "sometimes" as "optional" }]) {
+      assert.equal(await errorName(launch({ MetadataOptions })), "InvalidParameterValue", JSON.stringify(MetadataOptions));
+    }
+  });
+
+  it("ModifyInstanceMetadataOptions changes what it names, answers pending, and DescribeInstances shows it applied and filters by it", async () => {
+    const id = await launch();
+    const modified = await ec2.send(new ModifyInstanceMetadataOptionsCommand({ InstanceId: id, HttpTokens: "required", HttpPutResponseHopLimit: 3 }));
+    assert.equal(modified.InstanceId, id);
+    assert.deepEqual(modified.InstanceMetadataOptions, {
+      State: "pending",
+      HttpTokens: "required",
+      HttpPutResponseHopLimit: 3,
+      HttpEndpoint: "enabled",
+      HttpProtocolIpv6: "disabled",
+      InstanceMetadataTags: "disabled",
+    });
+    await ec2.send(new ModifyInstanceMetadataOptionsCommand({ InstanceId: id, InstanceMetadataTags: "enabled" }));
+    const options = await optionsOf(id);
+    assert.deepEqual(
+      [options.State, options.HttpTokens, options.HttpPutResponseHopLimit, options.InstanceMetadataTags],
+      ["applied", "required", 3, "enabled"],
+      "what the second change left out stays as the first left it",
+    );
+    const found = async (Name: string, value: string) =>
+      (await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name, Values: [value] }] }))).Reservations!.flatMap((r) =>
+        r.Instances!.map((i) => i.InstanceId),
+      );
+    assert.ok((await found("metadata-options.http-tokens", "required")).includes(id));
+    assert.ok(!(await found("metadata-options.http-tokens", "optional")).includes(id));
+    assert.ok((await found("metadata-options.http-put-response-hop-limit", "3")).includes(id));
+    assert.ok((await found("metadata-options.instance-metadata-tags", "enabled")).includes(id));
+
+    assert.equal(
+      await errorName(ec2.send(new ModifyInstanceMetadataOptionsCommand({ InstanceId: id, HttpEndpoint: "off" as "enabled" }))),
+      "InvalidParameterValue",
+    );
+    assert.equal(
+      await errorName(ec2.send(new ModifyInstanceMetadataOptionsCommand({ InstanceId: "i-0123456789abcdef0", HttpTokens: "required" }))),
+      "InvalidInstanceID.NotFound",
+    );
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+    assert.equal(await errorName(ec2.send(new ModifyInstanceMetadataOptionsCommand({ InstanceId: id, HttpTokens: "optional" }))), "IncorrectInstanceState");
   });
 });

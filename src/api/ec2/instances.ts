@@ -1,5 +1,6 @@
 // Instances: launched from an image (a volume per EBS mapping, made from its snapshot), their
 // states moving on a schedule (pending → running, stopping → stopped, …) with AWS's codes.
+import { launchMetadataOptions, toMetadataOptions } from "./metadata-options.js";
 import type {
   BlockDeviceMapping,
   InstanceNetworkInterface,
@@ -108,14 +109,7 @@ export function toInstance(
     BootMode: (row.boot_mode ?? undefined) as Instance["BootMode"],
     CurrentInstanceBootMode: row.boot_mode === "uefi" ? "uefi" : "legacy-bios",
     HibernationOptions: { Configured: false },
-    MetadataOptions: {
-      State: "applied",
-      HttpTokens: "required",
-      HttpPutResponseHopLimit: 2,
-      HttpEndpoint: "enabled",
-      HttpProtocolIpv6: "disabled",
-      InstanceMetadataTags: "disabled",
-    },
+    MetadataOptions: toMetadataOptions(row, "applied"),
     EnclaveOptions: { Enabled: false },
     CapacityReservationSpecification: { CapacityReservationPreference: "open" },
   };
@@ -220,8 +214,9 @@ async function planLaunch(ctx: ActionContext, input: RunInstancesRequest) {
   if (credits !== undefined && (!typeInfo.burstable || !["standard", "unlimited"].includes(credits))) {
     throw new ApiError("InvalidParameterCombination", `The instance type ${type} does not support CPU credit option ${credits}.`);
   }
+  const metadataOptions = launchMetadataOptions(input.MetadataOptions, image);
   const count = Math.min(await launchCount(ctx, network, min, max), checkRoom(ctx, typeInfo, zone, min));
-  return { image, devices, type, zone, network, count, tags };
+  return { image, devices, type, zone, network, count, tags, metadataOptions };
 }
 
 /**
@@ -283,7 +278,7 @@ export const instanceActions: ActionTable = {
         const earlier = await listInstances(ctx.meta.db, ctx, { clientToken: input.ClientToken });
         if (earlier.length) return describeReservation(ctx, earlier);
       }
-      const { image, devices, type, zone, network, count, tags } = planned;
+      const { image, devices, type, zone, network, count, tags, metadataOptions } = planned;
       const now = Date.now();
       const launchTime = new Date(now).toISOString();
       const reservationId = newId("r");
@@ -343,6 +338,7 @@ export const instanceActions: ActionTable = {
             ramdisk_id: image.ramdisk_id,
             node_id: null,
             node_lease_until: null,
+            ...metadataOptions,
           },
           volumes,
         });
@@ -561,6 +557,10 @@ const FILTERS: FilterSpec<Described> = {
     "network-interface.network-interface-id": (d: Described) => (d.instance.NetworkInterfaces ?? []).map((n) => n.NetworkInterfaceId!),
     "network-interface.subnet-id": (d: Described) => (d.instance.NetworkInterfaces ?? []).map((n) => n.SubnetId!),
     "network-interface.vpc-id": (d: Described) => (d.instance.NetworkInterfaces ?? []).map((n) => n.VpcId!),
+    "metadata-options.http-tokens": (d: Described) => d.record.row.http_tokens,
+    "metadata-options.http-put-response-hop-limit": (d: Described) => String(d.record.row.http_put_response_hop_limit),
+    "metadata-options.http-endpoint": (d: Described) => d.record.row.http_endpoint,
+    "metadata-options.instance-metadata-tags": (d: Described) => d.record.row.instance_metadata_tags,
   },
   tags: (d: Described) => d.tags,
 };

@@ -566,4 +566,23 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0024_instance_metadata_options": {
+    async up(db: Kysely<any>) {
+      // The instance metadata service's options (api/ec2/metadata-options.ts). Instances from
+      // before have EC2's defaults for an image with no ImdsSupport.
+      const columns: [string, "text" | "integer", string | number][] = [
+        ["http_tokens", "text", "optional"],
+        ["http_endpoint", "text", "enabled"],
+        ["http_put_response_hop_limit", "integer", 1],
+        ["http_protocol_ipv6", "text", "disabled"],
+        ["instance_metadata_tags", "text", "disabled"],
+      ];
+      for (const [name, type, value] of columns) {
+        await db.schema
+          .alterTable("instances")
+          .addColumn(name, type, (c) => c.notNull().defaultTo(value))
+          .execute();
+      }
+    },
+  },
 };

@@ -196,6 +196,15 @@ export interface InstanceTable {
   node_id: string | null;
   /** Until when (ms since the epoch) the node's hold lasts unrenewed. */
   node_lease_until: number | null;
+  /** The metadata options (api/ec2/metadata-options.ts): optional | required. */
+  http_tokens: string;
+  /** enabled | disabled */
+  http_endpoint: string;
+  http_put_response_hop_limit: number;
+  /** enabled | disabled */
+  http_protocol_ipv6: string;
+  /** enabled | disabled: the instance's tags in its metadata. */
+  instance_metadata_tags: string;
 }
 
 export interface VolumeAttachmentTable {
