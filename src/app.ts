@@ -1,4 +1,6 @@
 // Assembles a running Kiln from its parts: model, metadata store, accounts, actions, HTTP server.
+import { type ContextFor, loadInstanceMetadata } from "./api/ec2/instance-metadata.js";
+import { MetadataService } from "./vm/metadata-service.js";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -81,13 +83,37 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const tasks = new TaskRunner(meta.db, taskKinds({ db: meta.db, chunks, blobs }), logger, { nodeId, leaseMs: config.taskLeaseMs });
   await tasks.resume();
   const machines = await openInstanceBackend(config, { db: meta.db, chunks, logger, nodeId });
+  // The instance metadata service: what a guest reads at 169.254.169.254, in the owner's context.
+  const metadata = new MetadataService();
+  const contextFor: ContextFor = ({ accountId, region }) => ({
+    requestId: "metadata",
+    accountId,
+    region,
+    meta,
+    config,
+    blobs,
+    tasks,
+    machines,
+  });
   const server = createHttpServer(
     {
       ec2: ec2Endpoint({ config, model, actions, verifier, meta, catalogue: publicImages, blobs, tasks, machines }),
       ebs: ebsEndpoint({ config, verifier, meta, chunks }),
       s3: s3Endpoint({ config, verifier, meta, blobs }),
       ssm: ssmEndpoint({ config, verifier, meta }),
-      admin: adminRoutes({ config, verifier, meta, data, tasks, machines, catalogue: publicImages, version: KILN_VERSION, apiVersion: model.apiVersion }),
+      admin: adminRoutes({
+        config,
+        verifier,
+        meta,
+        data,
+        tasks,
+        machines,
+        catalogue: publicImages,
+        version: KILN_VERSION,
+        apiVersion: model.apiVersion,
+        metadata,
+        loadMetadata: (instanceId) => loadInstanceMetadata({ db: meta.db, contextFor }, instanceId),
+      }),
     },
     logger,
   );

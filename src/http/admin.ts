@@ -1,8 +1,9 @@
 // Kiln's own routes under /_kiln/: health for probes, reset for test suites, and what a guest
-// would do from inside (an instance's own shutdown). Health is open to anyone. The routes that
-// change state take a request signed as EC2 requests are (reset and collect: any account;
-// an instance's shutdown: its owner), or the operator's X-Kiln-Admin-Token, and never a
-// request a web page sent.
+// would do from inside (an instance's own shutdown, and its metadata service, as the guest sees
+// it at 169.254.169.254, under /_kiln/instances/<id>/metadata/). Health is open to anyone. The
+// other routes take a request signed as EC2 requests are (reset and collect: any account; an
+// instance's routes: its owner), or the operator's X-Kiln-Admin-Token, and never a request a
+// web page sent.
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { SignatureVerifier } from "../auth/sigv4.js";
@@ -11,6 +12,7 @@ import { ApiError } from "../protocol/errors.js";
 import type { DataHome } from "../store/data-home.js";
 import type { TaskRunner } from "../tasks/runner.js";
 import type { InstanceBackend } from "../vm/backend.js";
+import type { InstanceMetadata, MetadataService } from "../vm/metadata-service.js";
 import type { Catalogue } from "../store/meta/catalogue.js";
 import type { MetaStore } from "../store/meta/database.js";
 import { GUEST_SHUTDOWN, instanceById } from "../store/meta/instances.js";
@@ -23,6 +25,8 @@ import type { ParsedUrl } from "./url.js";
 export interface AdminAnswer {
   status: number;
   body: string;
+  /** Headers, content-type among them (else application/json). */
+  headers?: Record<string, string>;
 }
 
 const json = (status: number, value: unknown): AdminAnswer => ({ status, body: JSON.stringify(value) });
@@ -65,6 +69,8 @@ export function adminRoutes(deps: {
   catalogue: Catalogue;
   version: string;
   apiVersion: string;
+  metadata: MetadataService;
+  loadMetadata: (instanceId: string) => Promise<InstanceMetadata | undefined>;
 }) {
   /** The caller of a state-changing route, or the answer that refuses it. */
   async function callerOfAdmin(req: IncomingMessage, url: ParsedUrl): Promise<AdminCaller | AdminAnswer> {
@@ -109,6 +115,20 @@ export function adminRoutes(deps: {
         instances: deps.machines.info(),
         dependencies,
       });
+    }
+    const metadata = /^\/_kiln\/instances\/(i-[0-9a-f]+)\/metadata(\/.*)?$/.exec(path);
+    if (metadata) {
+      const caller = await callerOfAdmin(req, url);
+      if (!("operator" in caller)) return caller;
+      const instanceId = metadata[1]!;
+      const record = await instanceById(deps.meta.db, instanceId);
+      const owner = caller.operator ? undefined : caller.scope;
+      if (!record || (owner && (record.row.account_id !== owner.accountId || record.row.region !== owner.region))) {
+        return refused(404, "InvalidInstanceID.NotFound", `The instance ID '${instanceId}' does not exist`);
+      }
+      const request = { method: req.method ?? "GET", path: metadata[2] ?? "/", headers: req.headers };
+      const answered = await deps.metadata.answer(instanceId, request, () => deps.loadMetadata(instanceId));
+      return { status: answered.status, body: answered.body, headers: answered.headers };
     }
     const shutdown = /^\/_kiln\/instances\/(i-[0-9a-f]+)\/shutdown$/.exec(path);
     if (path !== "/_kiln/reset" && path !== "/_kiln/collect" && !shutdown) return json(404, { error: "NotFound", message: `No Kiln route ${path}.` });

@@ -49,7 +49,8 @@ export function createHttpServer(routes: Routes, logger: Logger): Server {
       if (url.path.startsWith("/_kiln/")) {
         const admin = await routes.admin(req, url);
         answer = { status: admin.status };
-        send(res, req, admin.status, "application/json", admin.body, requestId);
+        const { "content-type": contentType = "application/json", ...extra } = admin.headers ?? {};
+        send(res, req, admin.status, contentType, admin.body, requestId, extra);
       } else if (page && !pageMayRead(req, protocol)) {
         const refused = protocolError(
           protocol,

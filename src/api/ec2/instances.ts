@@ -488,6 +488,11 @@ async function changesOf(ctx: ActionContext, ids: readonly string[], next: (stat
 }
 
 /** Each instance with what DescribeInstances shows of it and what its filters read. */
+/** The instances as DescribeInstances shows them. */
+export async function describeInstances(ctx: ActionContext, records: readonly InstanceRecord[]): Promise<Instance[]> {
+  return (await describeAll(ctx, records)).map((d) => d.instance);
+}
+
 async function describeAll(ctx: ActionContext, records: readonly InstanceRecord[]): Promise<Described[]> {
   const ids = records.map((r) => r.row.instance_id);
   const attachments = groupBy(await attachmentsOf(ctx.meta.db, { instanceIds: ids }), (a) => a.instance_id);
