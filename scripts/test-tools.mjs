@@ -48,6 +48,10 @@ const TOOLS = [
   // and UEFI from the host's grub-mkimage, its partitions with sfdisk, mkfs.ext4 and mtools).
   { tool: "nbdinfo", debian: "libnbd-bin" },
   { tool: "qemu-system-x86_64", debian: "qemu-system-x86" },
+  // A guest's network namespace (vm/guest-network.ts): unshare and nsenter, and ip to set it up.
+  { tool: "unshare", debian: "util-linux" },
+  { tool: "nsenter", debian: "util-linux" },
+  { tool: "ip", debian: "iproute2" },
   { tool: "OVMF", debian: "ovmf", present: () => existsSync("/usr/share/OVMF/OVMF_CODE_4M.fd") },
   { tool: "qemu-system-aarch64", debian: "qemu-system-arm" },
   { tool: "AAVMF", debian: "qemu-efi-aarch64", present: () => existsSync("/usr/share/AAVMF/AAVMF_CODE.fd") },

@@ -22,7 +22,7 @@ import { taskKinds } from "./tasks/kinds.js";
 import { TaskRunner } from "./tasks/runner.js";
 import { sweepBlobs } from "./store/objects/sweep.js";
 import { join } from "node:path";
-import { openInstanceBackend } from "./vm/backend.js";
+import { type InstanceBackend, openInstanceBackend } from "./vm/backend.js";
 
 export const KILN_VERSION: string = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -82,9 +82,12 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
   const nodeId = config.nodeId ?? nodeIdOf(config.dataDir);
   const tasks = new TaskRunner(meta.db, taskKinds({ db: meta.db, chunks, blobs }), logger, { nodeId, leaseMs: config.taskLeaseMs });
   await tasks.resume();
-  const machines = await openInstanceBackend(config, { db: meta.db, chunks, logger, nodeId });
   // The instance metadata service: what a guest reads at 169.254.169.254, in the owner's context.
   const metadata = new MetadataService();
+  // The actions' context of an instance's owner, for what its metadata says (as DescribeInstances
+  // says it). Guests a resumed backend boots may ask before the backend is returned: `machines`
+  // is read when a context is made, not now.
+  let machines: InstanceBackend | undefined;
   const contextFor: ContextFor = ({ accountId, region }) => ({
     requestId: "metadata",
     accountId,
@@ -93,7 +96,15 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
     config,
     blobs,
     tasks,
-    machines,
+    machines: machines!,
+  });
+  const loadMetadata = (instanceId: string) => loadInstanceMetadata({ db: meta.db, contextFor }, instanceId);
+  machines = await openInstanceBackend(config, {
+    db: meta.db,
+    chunks,
+    logger,
+    nodeId,
+    metadata: (instanceId, request) => metadata.answer(instanceId, request, () => loadMetadata(instanceId)),
   });
   const server = createHttpServer(
     {
@@ -112,7 +123,7 @@ export async function startKiln(config: KilnConfig, logger: Logger = createLogge
         version: KILN_VERSION,
         apiVersion: model.apiVersion,
         metadata,
-        loadMetadata: (instanceId) => loadInstanceMetadata({ db: meta.db, contextFor }, instanceId),
+        loadMetadata,
       }),
     },
     logger,

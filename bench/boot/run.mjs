@@ -137,6 +137,18 @@ function directCommandLine(kilnArgs, fileOf, consoleFile) {
       i++;
       continue;
     }
+    // Kiln's guest reaches its metadata service in a namespace of its own; by hand there is
+    // none, so no EC2 identity (cloud-init would wait minutes for the service) and no port
+    // forward (port 22 of the host's loopback is not the bench's to take).
+    if (arg === "-smbios") {
+      i++;
+      continue;
+    }
+    if (arg === "-netdev" && next.startsWith("user,")) {
+      out.push(arg, next.replace(/,hostfwd=[^,]*/g, ""));
+      i++;
+      continue;
+    }
     if (arg === "-chardev" && next.startsWith("socket,id=console")) {
       out.push(arg, `file,id=console,path=${consoleFile}`);
       i++;

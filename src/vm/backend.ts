@@ -1,11 +1,11 @@
 // What runs an instance. The actions decide what may happen (checks, errors, the answer's
 // states); a backend makes it happen: `scheduled` moves the states on a timer and runs no guest,
 // vm/qemu-backend.ts boots a qemu guest whose disks are the instance's volumes.
+import { probeGuestNetworks } from "./guest-network.js";
+import type { QemuDeps } from "./qemu-backend.js";
 import { totalmem } from "node:os";
 import type { KilnConfig } from "../config.js";
 import { schedule, type Schedule } from "../domain/transitions.js";
-import type { Logger } from "../log.js";
-import type { ChunkStore } from "../store/blocks/chunks.js";
 import type { MetaDb } from "../store/meta/database.js";
 import { releaseInstanceResources, setSchedule, type InstanceRecord, type InstanceState } from "../store/meta/instances.js";
 import type { Scope } from "../store/meta/tags.js";
@@ -24,6 +24,8 @@ export interface BackendInfo {
   maxRunning?: number;
   /** arm64 guests (qemu): the accelerator they run under, or why none runs. */
   arm64?: { accelerator: "kvm" | "tcg" } | { reason: string };
+  /** What network guests get (qemu). */
+  network?: string;
 }
 
 /** What a guest's console said, for GetConsoleOutput. */
@@ -115,10 +117,7 @@ export function scheduledBackend(db: MetaDb, delayMs: () => number, reason?: str
  * The backend KILN_INSTANCE_BACKEND asks for: qemu needs qemu-system-x86_64 and a guest that
  * runs under KVM or TCG; auto takes qemu when both are there and says why not otherwise.
  */
-export async function openInstanceBackend(
-  config: KilnConfig,
-  deps: { db: MetaDb; chunks: ChunkStore; logger: Logger; nodeId: string },
-): Promise<InstanceBackend> {
+export async function openInstanceBackend(config: KilnConfig, deps: QemuDeps): Promise<InstanceBackend> {
   const delay = () => config.stateDelayMs;
   if (config.instanceBackend === "none") return scheduledBackend(deps.db, delay, "KILN_INSTANCE_BACKEND=none");
   const binary = await onPath(QEMU_SYSTEMS.x86_64);
@@ -149,6 +148,7 @@ export async function openInstanceBackend(
       stopTimeoutMs: config.vm.stopTimeoutMs,
       bootTimeoutMs: config.vm.bootTimeoutMs,
       leaseMs: config.taskLeaseMs,
+      networks: await probeGuestNetworks(),
     },
   );
   deps.logger.info(

@@ -3,11 +3,13 @@
 // GetConsoleOutput returns it), and whose QMP socket Kiln drives: power-down by ACPI, reset,
 // quit, disks plugged and unplugged while it runs.
 import { type ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { mkdir, open, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import type { Hypervisor } from "./accelerator.js";
+import type { GuestNetwork } from "./guest-network.js";
 import { QmpClient, type QmpEvent } from "./qmp.js";
 import { AAVMF, OVMF } from "./uefi-vars.js";
 
@@ -35,6 +37,8 @@ export interface MachineSpec {
   disks: readonly MachineDisk[];
   /** The primary interface's MAC address. */
   mac?: string;
+  /** The guest's network namespace (guest-network.ts); without one, qemu's plain user network. */
+  network?: GuestNetwork;
 }
 
 /** Why a guest's qemu ended. */
@@ -49,6 +53,18 @@ export interface MachineExit {
 }
 
 const nodeName = (volumeId: string) => `disk-${volumeId}`;
+
+/**
+ * The SMBIOS system of an EC2 instance, as cloud-init's ds-identify recognises one: a system
+ * UUID starting with "ec2" and a serial number equal to it (made from the instance id, so the
+ * same at every boot), made by "Amazon EC2". Given only to a guest that reaches a metadata
+ * service: identified as EC2, cloud-init waits minutes for one.
+ */
+export function ec2Identity(instanceId: string): string {
+  const hex = `ec2${createHash("sha256").update(instanceId).digest("hex")}`;
+  const uuid = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+  return `type=1,manufacturer=Amazon EC2,serial=${uuid},uuid=${uuid}`;
+}
 /**
  * PCIe root ports, one per disk: the root bus (q35's, virt's) takes no hot-plugged device, a root port does.
  * Disks at boot take the first; the rest wait for AttachVolume (28 volumes in all, as a Nitro
@@ -150,9 +166,13 @@ export class Machine {
       args.push("-device", `${diskDevice(disk.volumeId, portName(i))}${i === 0 ? ",bootindex=0" : ""}`);
     }
     args.push("-pidfile", join(dir, "qemu.pid"));
-    args.push("-nic", `user,model=virtio-net-pci${this.spec.mac ? `,mac=${this.spec.mac}` : ""}`);
+    const network = this.spec.network;
+    if (network) args.push(...network.qemuArgs, "-smbios", ec2Identity(instanceId));
+    else args.push("-nic", `user,model=virtio-net-pci${this.spec.mac ? `,mac=${this.spec.mac}` : ""}`);
 
-    const child = spawn(hypervisor.binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+    // In the guest's namespace, qemu is started by nsenter, which becomes it (the same process).
+    const [command, ...argv] = network ? [...network.prefix, hypervisor.binary, ...args] : [hypervisor.binary, ...args];
+    const child = spawn(command!, argv, { stdio: ["ignore", "ignore", "pipe"] });
     this.child = child;
     child.stderr!.on("data", (data: Buffer) => {
       this.stderr = (this.stderr + data.toString("utf8")).slice(-4096);

@@ -2,6 +2,10 @@
 // served over NBD by this process. States follow the guest: pending until qemu runs, running,
 // stopping until the guest is off, and so on; a guest that powers itself off stops or
 // terminates as its InstanceInitiatedShutdownBehavior says.
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import type { Scope } from "../store/meta/tags.js";
+import { openGuestNetwork, type GuestNetwork } from "./guest-network.js";
+import type { MetadataAnswer, MetadataRequest } from "./metadata-service.js";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -29,7 +33,7 @@ import {
   type InstanceRecord,
   type InstanceState,
 } from "../store/meta/instances.js";
-import { listNetworkInterfaces } from "../store/meta/network.js";
+import { listNetworkInterfaces, listSubnets, type NetworkInterfaceRow } from "../store/meta/network.js";
 import { getVolume } from "../store/meta/volumes.js";
 import { schedule } from "../domain/transitions.js";
 import type { Hypervisor } from "./accelerator.js";
@@ -39,6 +43,15 @@ import { CONSOLE_BYTES, Machine, type MachineExit, type MachineSpec } from "./ma
 import { serveNbd, type NbdExport } from "./nbd-server.js";
 import { AAVMF, OVMF, seedVarStore, varStoreAsUefiData } from "./uefi-vars.js";
 import { openVolumeDevice, type VolumeDevice } from "./volume-device.js";
+
+export interface QemuDeps {
+  db: MetaDb;
+  chunks: ChunkStore;
+  logger: Logger;
+  nodeId: string;
+  /** Answers a request a guest sends its metadata service (vm/metadata-service.ts). */
+  metadata: (instanceId: string, request: MetadataRequest) => Promise<MetadataAnswer>;
+}
 
 export interface QemuSettings {
   /** Where each instance keeps its console log and UEFI variables: <dataDir>/instances/<id>/. */
@@ -53,6 +66,8 @@ export interface QemuSettings {
   bootTimeoutMs: number;
   /** How long this node's hold on its instances lasts unrenewed: how soon another node boots them after it dies. */
   leaseMs: number;
+  /** Whether guests get network namespaces of their own (guest-network.ts), or why not. */
+  networks: { ok: true } | { ok: false; reason: string };
 }
 
 /** What the console shows once a guest is up: its login prompt. */
@@ -67,6 +82,9 @@ interface Disk {
 interface Guest {
   machine?: Machine;
   disks: Disk[];
+  /** Its network namespace, and the metadata service's HTTP on the connections it opens there. */
+  network?: GuestNetwork;
+  metadataHttp?: HttpServer;
   /** What Kiln asked of it: its exit then means stopped or terminated, not a guest's own shutdown. */
   ending?: {
     to: "stopped" | "terminated";
@@ -108,7 +126,7 @@ export class QemuBackend implements InstanceBackend {
   private renewAt = 0;
 
   constructor(
-    private readonly deps: { db: MetaDb; chunks: ChunkStore; logger: Logger; nodeId: string },
+    private readonly deps: QemuDeps,
     /** Per architecture; for arm64, why no guest runs when none does. */
     private readonly hypervisors: { x86_64: Hypervisor; arm64: Hypervisor | string },
     private readonly settings: QemuSettings,
@@ -121,6 +139,9 @@ export class QemuBackend implements InstanceBackend {
     arm64: typeof this.hypervisors.arm64 === "string" ? { reason: this.hypervisors.arm64 } : { accelerator: this.hypervisors.arm64.accelerator },
     running: this.guests.size,
     maxRunning: this.settings.maxRunning,
+    network: this.settings.networks.ok
+      ? "a namespace of its own per guest: its private address, the metadata service at 169.254.169.254, no route out"
+      : `qemu's user network, no metadata service (${this.settings.networks.reason})`,
   });
 
   launchSchedule(now = Date.now()) {
@@ -175,6 +196,7 @@ export class QemuBackend implements InstanceBackend {
       guest.disks.push(await this.serve(volume.volume_id, volume.size, sockets));
     }
     const [primary] = await listNetworkInterfaces(this.deps.db, scope, { instanceIds: [instanceId] });
+    if (primary && this.settings.networks.ok) await this.openNetwork(instanceId, guest, scope, primary);
     const dir = this.instanceDir(instanceId);
     let firmware: MachineSpec["firmware"] = "bios";
     // arm64 boots UEFI only.
@@ -192,6 +214,7 @@ export class QemuBackend implements InstanceBackend {
       firmware,
       disks: guest.disks.map((d) => ({ volumeId: d.volumeId, socket: d.nbd.socketPath })),
       mac: primary?.mac_address,
+      network: guest.network,
     });
     guest.machine = machine;
     // Stopped or terminated while it was starting: off at once.
@@ -212,6 +235,33 @@ export class QemuBackend implements InstanceBackend {
     void machine.exited.then((exit) => this.ended(instanceId, guest, exit));
     this.deps.logger.info({ instanceId, pid: machine.pid, accelerator: hypervisor.accelerator, architecture: hypervisor.architecture }, "guest started");
     if (!guest.ending) await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["running"], 0), "");
+  }
+
+  /**
+   * The guest's network namespace (guest-network.ts), with the instance's private address, and
+   * the metadata service answering the connections the guest opens to 169.254.169.254.
+   */
+  private async openNetwork(instanceId: string, guest: Guest, scope: Scope, primary: NetworkInterfaceRow): Promise<void> {
+    const [subnet] = await listSubnets(this.deps.db, scope, { ids: [primary.subnet_id] });
+    if (!subnet) return;
+    const http = createHttpServer((req, res) => {
+      const [path] = (req.url ?? "/").split("?");
+      this.deps
+        .metadata(instanceId, { method: req.method ?? "GET", path: path!, headers: req.headers })
+        .then((answer) => {
+          res.writeHead(answer.status, { ...answer.headers, "content-length": Buffer.byteLength(answer.body), server: "EC2ws" });
+          res.end(req.method === "HEAD" ? undefined : answer.body);
+        })
+        .catch((error: unknown) => {
+          this.deps.logger.error({ instanceId, err: error }, "metadata service failed");
+          res.writeHead(500, { "content-type": "text/plain" }).end();
+        });
+    });
+    guest.metadataHttp = http;
+    guest.network = await openGuestNetwork({ subnetCidr: subnet.cidr_block, privateIp: primary.private_ip, mac: primary.mac_address }, (socket) => {
+      http.emit("connection", socket);
+      socket.resume();
+    });
   }
 
   /**
@@ -248,8 +298,12 @@ export class QemuBackend implements InstanceBackend {
     await setSchedule(this.deps.db, instanceId, schedule<InstanceState>(["stopped"], 0), LAUNCH_FAILED);
   }
 
-  /** Lets go of a guest's disks: what it wrote is made durable, the exports close. */
+  /** Lets go of a guest's disks (what it wrote is made durable, the exports close) and its network. */
   private async release(guest: Guest): Promise<void> {
+    guest.network?.close();
+    guest.network = undefined;
+    guest.metadataHttp?.close();
+    guest.metadataHttp = undefined;
     for (const disk of guest.disks.splice(0)) {
       await disk.nbd.close().catch(() => {});
       // A guest another node took over leaves its volumes to that node as they are.

@@ -1,0 +1,84 @@
+// A guest reads its instance metadata as on EC2: the Debian image (imported through ImportImage)
+// boots with EC2's SMBIOS identity, so cloud-init picks its Ec2 datasource by itself and runs
+// the user data given at launch; the script asks the metadata service at 169.254.169.254 for a
+// token (IMDSv2), reads categories with it, tries IMDSv1 (refused: HttpTokens required), and
+// prints what it got on the serial console, read back through GetConsoleOutput. What it read
+// must be what DescribeInstances says of the instance, and the guest's own address is the
+// private IP EC2 reports.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { DescribeInstancesCommand, RunInstancesCommand, TerminateInstancesCommand, type EC2Client } from "@aws-sdk/client-ec2";
+import { importDebianImage } from "../helpers/debian-image.js";
+import { consoleShows } from "../helpers/guests.js";
+import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
+
+let kiln: TestKiln;
+let ec2: EC2Client;
+let imageId: string;
+before(async () => {
+  kiln = await startTestKiln({}, { KILN_INSTANCE_BACKEND: "qemu", KILN_VM_MEMORY_MAX_MIB: "1024" });
+  ec2 = kiln.ec2();
+  imageId = await importDebianImage(ec2, kiln.s3());
+});
+after(() => kiln.close());
+
+// Python (cloud-init's own language, so in every image that has cloud-init): IMDSv2 as the SDKs
+// do it, then IMDSv1, each result a line `kiln-imds <name>=<value>` on the console.
+const USER_DATA = `#!/usr/bin/python3
+import json, subprocess, urllib.request, urllib.error
+BASE = "http://169.254.169.254/latest/"
+def ask(path, method="GET", headers={}):
+    request = urllib.request.Request(BASE + path, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+def say(name, value):
+    with open("/dev/ttyS0", "w") as console:
+        console.write("kiln-imds %s=%s\\n" % (name, json.dumps(value)))
+status, token = ask("api/token", "PUT", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+say("token-status", status)
+auth = {"X-aws-ec2-metadata-token": token}
+for path in ["meta-data/instance-id", "meta-data/local-ipv4", "meta-data/mac", "meta-data/instance-type",
+             "meta-data/placement/availability-zone", "meta-data/hostname"]:
+    say(path, ask(path, headers=auth)[1])
+say("v1-status", ask("meta-data/instance-id")[0])
+say("identity", json.loads(ask("dynamic/instance-identity/document", headers=auth)[1])["instanceId"])
+address = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
+say("address", address.split()[3].split("/")[0] if address else "")
+say("done", True)
+`;
+
+describe("the guest's instance metadata", () => {
+  it("cloud-init finds EC2 and runs the user data, which reads IMDSv2 as DescribeInstances describes the instance", async () => {
+    const { Instances } = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: imageId,
+        InstanceType: "t3.micro",
+        MinCount: 1,
+        MaxCount: 1,
+        UserData: Buffer.from(USER_DATA).toString("base64"),
+        MetadataOptions: { HttpTokens: "required" },
+      }),
+    );
+    const id = Instances![0]!.InstanceId!;
+    try {
+      const said = await consoleShows(ec2, id, /kiln-imds done=true/);
+      const read = new Map([...said.matchAll(/^kiln-imds ([^=]+)=(.*?)\r?$/gm)].map((m) => [m[1]!, JSON.parse(m[2]!)]));
+      const instance = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations![0]!.Instances![0]!;
+      assert.equal(read.get("token-status"), 200, "a token by PUT");
+      assert.equal(read.get("meta-data/instance-id"), id);
+      assert.equal(read.get("meta-data/local-ipv4"), instance.PrivateIpAddress);
+      assert.equal(read.get("meta-data/mac"), instance.NetworkInterfaces![0]!.MacAddress);
+      assert.equal(read.get("meta-data/instance-type"), "t3.micro");
+      assert.equal(read.get("meta-data/placement/availability-zone"), instance.Placement!.AvailabilityZone);
+      assert.equal(read.get("meta-data/hostname"), instance.PrivateDnsName);
+      assert.equal(read.get("identity"), id);
+      assert.equal(read.get("v1-status"), 401, "IMDSv1 refused: tokens are required");
+      assert.equal(read.get("address"), instance.PrivateIpAddress, "the guest's own address is the private IP");
+    } finally {
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+    }
+  });
+});
