@@ -163,6 +163,14 @@ cat >"$overlay/etc/cloud/cloud.cfg.d/90-kiln.cfg" <<'EOF'
 # NoCloud by a file system labelled CIDATA. Otherwise cloud-init stays off for that boot.
 datasource_list: [ NoCloud, Ec2, None ]
 system_info:
+  # The user Debian's own EC2 images make, with the launch key pair's public key.
+  default_user:
+    name: admin
+    lock_passwd: true
+    gecos: Debian
+    groups: [ adm, sudo ]
+    sudo: [ "ALL=(ALL) NOPASSWD:ALL" ]
+    shell: /bin/bash
   network:
     renderers: [ networkd ]
 EOF

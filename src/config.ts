@@ -48,6 +48,8 @@ export interface KilnConfig {
     stopTimeoutMs: number;
     /** How long a guest may take to reach its login prompt before its status check fails. */
     bootTimeoutMs: number;
+    /** The port of a guest's SSH on its public address (a loopback address of its own): 22 where Kiln may bind it. */
+    sshPort: number;
   };
   limits: {
     /** Largest EC2 Query request body, in bytes. */
@@ -175,6 +177,8 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
       maxRunning: env.KILN_VM_MAX_RUNNING === undefined ? undefined : positive("KILN_VM_MAX_RUNNING", env.KILN_VM_MAX_RUNNING, 1),
       stopTimeoutMs: positive("KILN_VM_STOP_TIMEOUT_MS", env.KILN_VM_STOP_TIMEOUT_MS, 120_000),
       bootTimeoutMs: positive("KILN_VM_BOOT_TIMEOUT_MS", env.KILN_VM_BOOT_TIMEOUT_MS, 600_000),
+      // Ports under 1024 need root (or CAP_NET_BIND_SERVICE): 22 as root, else 2222.
+      sshPort: positive("KILN_VM_SSH_PORT", env.KILN_VM_SSH_PORT, process.getuid?.() === 0 ? 22 : 2222),
     },
     limits: {
       maxBodyBytes: positive("KILN_MAX_BODY_BYTES", env.KILN_MAX_BODY_BYTES, 1024 * 1024),

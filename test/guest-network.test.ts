@@ -1,11 +1,13 @@
 // A guest's network namespace (vm/guest-network.ts), without a guest: a program started with
 // the namespace's prefix (as qemu is) reaches 169.254.169.254:80 and gets Kiln's answer, not
 // the host's; Kiln reaches a port listening inside the namespace; slirp's options put the guest
-// at its private address in its subnet; the SMBIOS identity is one cloud-init takes for EC2.
+// at its private address in its subnet; the SMBIOS identity is one cloud-init takes for EC2; and
+// security group rules let a caller in to the guest's SSH as EC2's do.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { describe, it } from "node:test";
+import { ingressAllows, type IngressRule } from "../src/domain/security-rules.js";
 import { GUEST_SSH_PORT, openGuestNetwork, probeGuestNetworks, slirpOptions } from "../src/vm/guest-network.js";
 import { ec2Identity } from "../src/vm/machine.js";
 
@@ -76,5 +78,28 @@ describe("guest network namespace", () => {
     assert.equal(match[1], match[2]);
     assert.equal(ec2Identity("i-0123456789abcdef0"), identity);
     assert.notEqual(ec2Identity("i-0123456789abcdef1"), identity);
+  });
+});
+
+describe("what a security group lets in to a guest's SSH", () => {
+  const rule = (over: Partial<IngressRule>): IngressRule => ({
+    is_egress: 0,
+    ip_protocol: "tcp",
+    from_port: 22,
+    to_port: 22,
+    cidr_ipv4: "127.0.0.1/32",
+    ...over,
+  });
+  it("a rule of TCP to the port from a block holding the caller, or of all traffic; nothing else", () => {
+    assert.equal(ingressAllows([rule({})], "127.0.0.1", 22), true);
+    assert.equal(ingressAllows([rule({ cidr_ipv4: "0.0.0.0/0" })], "127.0.0.1", 22), true);
+    assert.equal(ingressAllows([rule({ cidr_ipv4: "127.0.0.0/8", from_port: 0, to_port: 1024 })], "127.0.0.1", 22), true);
+    assert.equal(ingressAllows([rule({ ip_protocol: "-1", from_port: null, to_port: null, cidr_ipv4: "0.0.0.0/0" })], "127.0.0.1", 22), true);
+    assert.equal(ingressAllows([], "127.0.0.1", 22), false, "no rule");
+    assert.equal(ingressAllows([rule({ cidr_ipv4: "10.0.0.0/8" })], "127.0.0.1", 22), false, "another block");
+    assert.equal(ingressAllows([rule({ from_port: 80, to_port: 80 })], "127.0.0.1", 22), false, "another port");
+    assert.equal(ingressAllows([rule({ ip_protocol: "udp" })], "127.0.0.1", 22), false, "another protocol");
+    assert.equal(ingressAllows([rule({ is_egress: 1 })], "127.0.0.1", 22), false, "an egress rule");
+    assert.equal(ingressAllows([rule({ cidr_ipv4: null })], "127.0.0.1", 22), false, "a rule naming a group");
   });
 });

@@ -40,6 +40,11 @@ export type GuestHealth = { status: "initializing" } | { status: "ok" } | { stat
 
 export interface InstanceBackend {
   readonly info: () => BackendInfo;
+  /**
+   * A public address for a new instance where its guest can be reached from this host (SSH): a
+   * loopback address of its own. Undefined otherwise (EC2's public ranges are used).
+   */
+  reachableAddress?(): string | undefined;
   /** The schedule a launched (or started) instance begins on. */
   launchSchedule(now?: number): Schedule<InstanceState>;
   /** How many more guests of `memoryMiB` the host has room for (Infinity when no guest runs). */
@@ -148,6 +153,7 @@ export async function openInstanceBackend(config: KilnConfig, deps: QemuDeps): P
       stopTimeoutMs: config.vm.stopTimeoutMs,
       bootTimeoutMs: config.vm.bootTimeoutMs,
       leaseMs: config.taskLeaseMs,
+      sshPort: config.vm.sshPort,
       networks: await probeGuestNetworks(),
     },
   );

@@ -20,6 +20,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import type { Server, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { ipToNumber, numberToIp } from "../domain/cidr.js";
 import type { AnchorMessage, AnchorRequest } from "./network-anchor.js";
 
 const run = promisify(execFile);
@@ -62,17 +63,13 @@ export async function probeGuestNetworks(): Promise<{ ok: true } | { ok: false; 
   }
 }
 
-/** An IPv4 address as a number, and back. */
-const toNumber = (ip: string) => ip.split(".").reduce((n, part) => n * 256 + Number(part), 0);
-const toAddress = (n: number) => [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join(".");
-
 /** slirp's options for the guest: the subnet's block, its gateway (.1) and DNS (.2), the private IP first leased. */
 export function slirpOptions(address: GuestAddress): string {
-  const first = toNumber(address.subnetCidr.split("/")[0]!);
+  const first = ipToNumber(address.subnetCidr.split("/")[0]!)!;
   return [
     `net=${address.subnetCidr}`,
-    `host=${toAddress(first + 1)}`,
-    `dns=${toAddress(first + 2)}`,
+    `host=${numberToIp(first + 1)}`,
+    `dns=${numberToIp(first + 2)}`,
     `dhcpstart=${address.privateIp}`,
     `hostfwd=tcp:127.0.0.1:${GUEST_SSH_PORT}-:22`,
   ].join(",");

@@ -2,9 +2,11 @@
 // served over NBD by this process. States follow the guest: pending until qemu runs, running,
 // stopping until the guest is off, and so on; a guest that powers itself off stops or
 // terminates as its InstanceInitiatedShutdownBehavior says.
+import { createServer as createNetServer, type Server as NetServer } from "node:net";
+import { randomInt } from "node:crypto";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import type { Scope } from "../store/meta/tags.js";
-import { openGuestNetwork, type GuestNetwork } from "./guest-network.js";
+import { GUEST_SSH_PORT, openGuestNetwork, type GuestNetwork } from "./guest-network.js";
 import type { MetadataAnswer, MetadataRequest } from "./metadata-service.js";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
@@ -33,7 +35,9 @@ import {
   type InstanceRecord,
   type InstanceState,
 } from "../store/meta/instances.js";
-import { listNetworkInterfaces, listSubnets, type NetworkInterfaceRow } from "../store/meta/network.js";
+import { interfaceGroups, listNetworkInterfaces, listSubnets, type NetworkInterfaceRow } from "../store/meta/network.js";
+import { listRules } from "../store/meta/security-groups.js";
+import { ingressAllows } from "../domain/security-rules.js";
 import { getVolume } from "../store/meta/volumes.js";
 import { schedule } from "../domain/transitions.js";
 import type { Hypervisor } from "./accelerator.js";
@@ -66,6 +70,8 @@ export interface QemuSettings {
   bootTimeoutMs: number;
   /** How long this node's hold on its instances lasts unrenewed: how soon another node boots them after it dies. */
   leaseMs: number;
+  /** The port of a guest's SSH on its public address. */
+  sshPort: number;
   /** Whether guests get network namespaces of their own (guest-network.ts), or why not. */
   networks: { ok: true } | { ok: false; reason: string };
 }
@@ -85,6 +91,8 @@ interface Guest {
   /** Its network namespace, and the metadata service's HTTP on the connections it opens there. */
   network?: GuestNetwork;
   metadataHttp?: HttpServer;
+  /** Its SSH, on port `sshPort` of its public address (a loopback address), gated by its security groups. */
+  ssh?: NetServer;
   /** What Kiln asked of it: its exit then means stopped or terminated, not a guest's own shutdown. */
   ending?: {
     to: "stopped" | "terminated";
@@ -143,6 +151,15 @@ export class QemuBackend implements InstanceBackend {
       ? "a namespace of its own per guest: its private address, the metadata service at 169.254.169.254, no route out"
       : `qemu's user network, no metadata service (${this.settings.networks.reason})`,
   });
+
+  /**
+   * With guests in namespaces, a public address is one of 127.0.0.0/8 (127.128.0.1 and up, clear
+   * of the usual 127.0.0.x): every address there reaches this host, so each instance's SSH can
+   * listen on port 22 of an address of its own, as each EC2 instance has its own address.
+   */
+  reachableAddress(): string | undefined {
+    return this.settings.networks.ok ? `127.${128 + randomInt(127)}.${randomInt(256)}.${1 + randomInt(254)}` : undefined;
+  }
 
   launchSchedule(now = Date.now()) {
     return schedule<InstanceState>(["pending"], 0, now);
@@ -258,10 +275,57 @@ export class QemuBackend implements InstanceBackend {
         });
     });
     guest.metadataHttp = http;
-    guest.network = await openGuestNetwork({ subnetCidr: subnet.cidr_block, privateIp: primary.private_ip, mac: primary.mac_address }, (socket) => {
+    const network = await openGuestNetwork({ subnetCidr: subnet.cidr_block, privateIp: primary.private_ip, mac: primary.mac_address }, (socket) => {
       http.emit("connection", socket);
       socket.resume();
     });
+    guest.network = network;
+    if (primary.public_ip?.startsWith("127.")) {
+      // A port taken (an sshd of the host's on every address) costs the guest its SSH, not its boot.
+      guest.ssh = await this.listenSsh(instanceId, scope, primary, network).catch((error: unknown) => {
+        this.deps.logger.warn({ instanceId, address: primary.public_ip, port: this.settings.sshPort, err: error }, "the guest's SSH is not served");
+        return undefined;
+      });
+    }
+  }
+
+  /**
+   * The guest's SSH from the host: port `sshPort` of the instance's public address, open to a
+   * caller whose address a rule of the instance's security groups lets reach TCP port 22, as
+   * on EC2; any other connection is closed at once. A connection let in goes to slirp's
+   * forward of the guest's port 22, inside its namespace.
+   */
+  private async listenSsh(instanceId: string, scope: Scope, primary: NetworkInterfaceRow, network: GuestNetwork): Promise<NetServer> {
+    const server = createNetServer({ pauseOnConnect: true }, (client) => {
+      client.on("error", () => {});
+      const source = (client.remoteAddress ?? "").replace(/^::ffff:/, "");
+      void (async () => {
+        const groupIds = (await interfaceGroups(this.deps.db, [primary.network_interface_id])).get(primary.network_interface_id) ?? [];
+        const rules = groupIds.length ? await listRules(this.deps.db, scope, { groupIds }) : [];
+        if (!ingressAllows(rules, source, GUEST_SSH_PORT)) {
+          this.deps.logger.info({ instanceId, source }, "ssh refused by the instance's security groups");
+          client.destroy();
+          return;
+        }
+        const guest = await network.connect(GUEST_SSH_PORT);
+        guest.on("error", () => client.destroy());
+        client.on("close", () => guest.destroy());
+        guest.on("close", () => client.destroy());
+        client.pipe(guest);
+        guest.pipe(client);
+        client.resume();
+        guest.resume();
+      })().catch((error: unknown) => {
+        this.deps.logger.debug({ instanceId, err: error }, "ssh connection failed");
+        client.destroy();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: primary.public_ip!, port: this.settings.sshPort }, resolve);
+    });
+    server.on("error", (error) => this.deps.logger.error({ instanceId, err: error }, "ssh listener failed"));
+    return server;
   }
 
   /**
@@ -304,6 +368,8 @@ export class QemuBackend implements InstanceBackend {
     guest.network = undefined;
     guest.metadataHttp?.close();
     guest.metadataHttp = undefined;
+    guest.ssh?.close();
+    guest.ssh = undefined;
     for (const disk of guest.disks.splice(0)) {
       await disk.nbd.close().catch(() => {});
       // A guest another node took over leaves its volumes to that node as they are.

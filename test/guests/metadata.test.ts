@@ -4,13 +4,31 @@
 // token (IMDSv2), reads categories with it, tries IMDSv1 (refused: HttpTokens required), and
 // prints what it got on the serial console, read back through GetConsoleOutput. What it read
 // must be what DescribeInstances says of the instance, and the guest's own address is the
-// private IP EC2 reports.
+// private IP EC2 reports. With the launch key pair, admin gets in by SSH at the public address
+// DescribeInstances reports, once a security group rule lets the caller's address reach port 22.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { DescribeInstancesCommand, RunInstancesCommand, TerminateInstancesCommand, type EC2Client } from "@aws-sdk/client-ec2";
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  AuthorizeSecurityGroupIngressCommand,
+  CreateKeyPairCommand,
+  CreateSecurityGroupCommand,
+  DescribeInstancesCommand,
+  DescribeVpcsCommand,
+  RevokeSecurityGroupIngressCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+  type EC2Client,
+} from "@aws-sdk/client-ec2";
 import { importDebianImage } from "../helpers/debian-image.js";
 import { consoleShows } from "../helpers/guests.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
+import { scratch } from "../helpers/tools.js";
+
+/** SSH on a guest's public address: 22 as Kiln's default when it runs as root, as the suite does in CI; else 2222. */
+const SSH_PORT = process.getuid?.() === 0 ? 22 : 2222;
 
 let kiln: TestKiln;
 let ec2: EC2Client;
@@ -50,6 +68,23 @@ say("address", address.split()[3].split("/")[0] if address else "")
 say("done", True)
 `;
 
+/** ssh to `address` as admin with the key in `keyFile`: its exit code and output. */
+async function ssh(keyFile: string, address: string, command: string): Promise<{ code: number | null; output: string }> {
+  const child = spawn(
+    "ssh",
+    [
+      ...["-i", keyFile, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"],
+      ...["-p", String(SSH_PORT), `admin@${address}`, command],
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  return { code, output };
+}
+
 describe("the guest's instance metadata", () => {
   it("cloud-init finds EC2 and runs the user data, which reads IMDSv2 as DescribeInstances describes the instance", async () => {
     const { Instances } = await ec2.send(
@@ -77,6 +112,48 @@ describe("the guest's instance metadata", () => {
       assert.equal(read.get("identity"), id);
       assert.equal(read.get("v1-status"), 401, "IMDSv1 refused: tokens are required");
       assert.equal(read.get("address"), instance.PrivateIpAddress, "the guest's own address is the private IP");
+    } finally {
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+    }
+  });
+
+  it("takes the launch key pair for admin and lets SSH in at the public address only as its security groups allow", async () => {
+    const key = await ec2.send(new CreateKeyPairCommand({ KeyName: "guest-ssh" }));
+    const keyFile = join(scratch(), "guest-ssh.pem");
+    writeFileSync(keyFile, key.KeyMaterial!, { mode: 0o600 });
+    const vpcId = (await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: "is-default", Values: ["true"] }] }))).Vpcs![0]!.VpcId!;
+    const { GroupId } = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "ssh-from-here", Description: "ssh", VpcId: vpcId }));
+    const { Instances } = await ec2.send(
+      new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1, KeyName: "guest-ssh", SecurityGroupIds: [GroupId!] }),
+    );
+    const id = Instances![0]!.InstanceId!;
+    try {
+      await consoleShows(ec2, id, /login: ?$/m);
+      const instance = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations![0]!.Instances![0]!;
+      const address = instance.PublicIpAddress!;
+      assert.match(address, /^127\./, "a public address this host reaches");
+      // No rule for port 22 yet: no way in.
+      const refused = await ssh(keyFile, address, "true");
+      assert.notEqual(refused.code, 0, refused.output);
+      await ec2.send(
+        new AuthorizeSecurityGroupIngressCommand({
+          GroupId,
+          IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "127.0.0.1/32" }] }],
+        }),
+      );
+      // sshd starts after the login prompt may show, and the key arrives with cloud-init.
+      let answered = { code: null as number | null, output: "" };
+      for (let tries = 0; tries < 30 && answered.code !== 0; tries++) {
+        answered = await ssh(keyFile, address, "cat /var/lib/cloud/data/instance-id; id -un");
+        if (answered.code !== 0) await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+      assert.equal(answered.code, 0, answered.output);
+      assert.deepEqual(answered.output.trim().split("\n").slice(-2), [id, "admin"]);
+      // The rule gone, the guest that just answered is out of reach again.
+      const rule = { IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "127.0.0.1/32" }] };
+      await ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId, IpPermissions: [rule] }));
+      const revoked = await ssh(keyFile, address, "true");
+      assert.notEqual(revoked.code, 0, revoked.output);
     } finally {
       await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
     }

@@ -75,7 +75,7 @@ export async function planLaunchNetwork(
       subnet,
       groupIds: [...new Set(groups.map((g) => g.group_id))],
       privateIp,
-      publicIp: () => (wantsPublic ? publicAddress() : null),
+      publicIp: () => (wantsPublic ? (ctx.machines.reachableAddress?.() ?? publicAddress()) : null),
       description: primary?.Description ?? "",
       deleteOnTermination: primary?.DeleteOnTermination ?? true,
     },
