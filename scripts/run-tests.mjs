@@ -5,7 +5,7 @@
 //    time waiting for guests to come up.
 // Each group's TAP output is printed line by line with its group's name in front; the run fails
 // when either group does. KILN_TEST_SUITES=api or =guests runs one group (.ci/run runs the
-// guests once, beside the first of its three passes).
+// guests once, beside the first of its passes).
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";

@@ -21,6 +21,7 @@ import {
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
 import { catalogueImage } from "./helpers/resources.js";
 import { signedRequest } from "./helpers/signed.js";
+import { MetadataService } from "../src/vm/metadata-service.js";
 
 let kiln: TestKiln;
 let ec2: EC2Client;
@@ -205,5 +206,28 @@ describe("instance metadata service", () => {
     assert.equal(stranger.status, 404, "another account does not see it");
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
     assert.equal((await get("/latest/meta-data/instance-id")).status, 404, "a terminated instance has none");
+  });
+});
+
+describe("the metadata service's IPv6 endpoint", () => {
+  it("answers only while HttpProtocolIpv6 is enabled", async () => {
+    const service = new MetadataService();
+    const answer = (httpProtocolIpv6: "enabled" | "disabled", ipv6: boolean) =>
+      service.answer("i-0123456789abcdef0", { method: "GET", path: "/latest/meta-data/", headers: {}, ipv6 }, async () => ({
+        facts: {
+          instance: {},
+          reservationId: "r-1",
+          accountId: "000000000000",
+          region: "us-east-1",
+          zoneId: "use1-az1",
+          subnetCidr: "",
+          vpcCidrs: [],
+          tagsAllowed: false,
+        },
+        options: { httpTokens: "optional", httpEndpoint: "enabled", httpProtocolIpv6 },
+      }));
+    assert.equal((await answer("disabled", true)).status, 403);
+    assert.equal((await answer("enabled", true)).status, 200);
+    assert.equal((await answer("disabled", false)).status, 200, "IPv4 either way");
   });
 });

@@ -13,6 +13,8 @@ import { lookUp, listing, METADATA_VERSIONS, metadataTree, type InstanceFacts } 
 export interface MetadataOptions {
   httpTokens: "optional" | "required";
   httpEndpoint: "enabled" | "disabled";
+  /** The IPv6 endpoint (fd00:ec2::254) answers only while enabled. */
+  httpProtocolIpv6: "enabled" | "disabled";
 }
 
 export interface MetadataRequest {
@@ -21,6 +23,8 @@ export interface MetadataRequest {
   path: string;
   /** Header names in lower case. */
   headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** Asked at the IPv6 endpoint. */
+  ipv6?: boolean;
 }
 
 export interface MetadataAnswer {
@@ -70,6 +74,7 @@ export class MetadataService {
     const metadata = await load();
     if (!metadata) return errorPage(404, "Not Found");
     if (metadata.options.httpEndpoint === "disabled") return errorPage(403, "Forbidden");
+    if (request.ipv6 && metadata.options.httpProtocolIpv6 !== "enabled") return errorPage(403, "Forbidden");
 
     const path = request.path.replace(/\/{2,}/g, "/");
     if (path === "/latest/api/token") return this.token(instanceId, request);

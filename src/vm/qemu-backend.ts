@@ -264,7 +264,7 @@ export class QemuBackend implements InstanceBackend {
     const http = createHttpServer((req, res) => {
       const [path] = (req.url ?? "/").split("?");
       this.deps
-        .metadata(instanceId, { method: req.method ?? "GET", path: path!, headers: req.headers })
+        .metadata(instanceId, { method: req.method ?? "GET", path: path!, headers: req.headers, ipv6: (req.socket.localAddress ?? "").includes(":") })
         .then((answer) => {
           res.writeHead(answer.status, { ...answer.headers, "content-length": Buffer.byteLength(answer.body), server: "EC2ws" });
           res.end(req.method === "HEAD" ? undefined : answer.body);

@@ -1,7 +1,8 @@
 // A guest reads its instance metadata as on EC2: the Debian image (imported through ImportImage)
 // boots with EC2's SMBIOS identity, so cloud-init picks its Ec2 datasource by itself and runs
 // the user data given at launch; the script asks the metadata service at 169.254.169.254 for a
-// token (IMDSv2), reads categories with it, tries IMDSv1 (refused: HttpTokens required), and
+// token (IMDSv2), reads categories with it (at fd00:ec2::254 too), tries IMDSv1 (refused:
+// HttpTokens required), and
 // prints what it got on the serial console, read back through GetConsoleOutput. What it read
 // must be what DescribeInstances says of the instance, and the guest's own address is the
 // private IP EC2 reports. With the launch key pair, admin gets in by SSH at the public address
@@ -45,8 +46,8 @@ after(() => kiln.close());
 const USER_DATA = `#!/usr/bin/python3
 import json, subprocess, urllib.request, urllib.error
 BASE = "http://169.254.169.254/latest/"
-def ask(path, method="GET", headers={}):
-    request = urllib.request.Request(BASE + path, method=method, headers=headers)
+def ask(path, method="GET", headers={}, base=BASE):
+    request = urllib.request.Request(base + path, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:
             return answer.status, answer.read().decode()
@@ -62,6 +63,7 @@ for path in ["meta-data/instance-id", "meta-data/local-ipv4", "meta-data/mac", "
              "meta-data/placement/availability-zone", "meta-data/hostname"]:
     say(path, ask(path, headers=auth)[1])
 say("v1-status", ask("meta-data/instance-id")[0])
+say("ipv6", ask("meta-data/instance-id", headers=auth, base="http://[fd00:ec2::254]/latest/"))
 say("identity", json.loads(ask("dynamic/instance-identity/document", headers=auth)[1])["instanceId"])
 address = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
 say("address", address.split()[3].split("/")[0] if address else "")
@@ -94,7 +96,7 @@ describe("the guest's instance metadata", () => {
         MinCount: 1,
         MaxCount: 1,
         UserData: Buffer.from(USER_DATA).toString("base64"),
-        MetadataOptions: { HttpTokens: "required" },
+        MetadataOptions: { HttpTokens: "required", HttpProtocolIpv6: "enabled" },
       }),
     );
     const id = Instances![0]!.InstanceId!;
@@ -111,6 +113,7 @@ describe("the guest's instance metadata", () => {
       assert.equal(read.get("meta-data/hostname"), instance.PrivateDnsName);
       assert.equal(read.get("identity"), id);
       assert.equal(read.get("v1-status"), 401, "IMDSv1 refused: tokens are required");
+      assert.deepEqual(read.get("ipv6"), [200, id], "the IPv6 endpoint, enabled");
       assert.equal(read.get("address"), instance.PrivateIpAddress, "the guest's own address is the private IP");
     } finally {
       await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));

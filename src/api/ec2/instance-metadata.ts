@@ -38,6 +38,10 @@ export async function loadInstanceMetadata(deps: { db: MetaDb; contextFor: Conte
   };
   return {
     facts,
-    options: { httpTokens: row.http_tokens as "optional" | "required", httpEndpoint: row.http_endpoint as "enabled" | "disabled" },
+    options: {
+      httpTokens: row.http_tokens as "optional" | "required",
+      httpEndpoint: row.http_endpoint as "enabled" | "disabled",
+      httpProtocolIpv6: row.http_protocol_ipv6 as "enabled" | "disabled",
+    },
   };
 }
