@@ -19,6 +19,7 @@
 //   npm run bench:boot                  # 3 boots of each, then the disk
 //   node bench/boot/run.mjs --rounds 5 --disk-seconds 20
 //   node bench/boot/run.mjs --disk-only
+//   node bench/boot/run.mjs --boot-only
 import { execFile, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -43,7 +44,12 @@ import { run } from "../../dist/test/helpers/tools.js";
 import { onExit, startKiln } from "../lib/servers.mjs";
 
 const { values: args } = parseArgs({
-  options: { rounds: { type: "string", default: "3" }, "disk-seconds": { type: "string", default: "10" }, "disk-only": { type: "boolean", default: false } },
+  options: {
+    rounds: { type: "string", default: "3" },
+    "disk-seconds": { type: "string", default: "10" },
+    "disk-only": { type: "boolean", default: false },
+    "boot-only": { type: "boolean", default: false },
+  },
 });
 const ROUNDS = Number(args.rounds);
 /** How long each disk job runs, in the guest (all but the first write, which fills a fixed region) and in fio on the host. */
@@ -355,29 +361,31 @@ async function fioOnHost(instanceId) {
   return rows;
 }
 
-// Kiln's guest first (its command line is the one by hand), then fio on the host while it
-// idles, then the guests by hand once Kiln's has gone, one after the other, so no two guests
-// share the CPU: the data disk a raw file, then the same through qemu-nbd. Each by hand boots
-// a fresh copy of the root disk, so cloud-init runs the jobs on each.
-const seed = await makeSeed();
-const onKiln = await diskOnKiln(seed);
-const onHost = await fioOnHost(onKiln.instanceId);
-await terminate(onKiln.instanceId);
-const byHand = guestResults((await runDirect(onKiln.commandLine, (volumeId) => onKiln.files[volumeId], "direct-disk", GUEST_END)).said, "qemu by hand");
-const reference = await qemuNbd(sparseFile("direct-data-nbd.raw"));
-let throughQemuNbd;
-try {
-  const root = rootCopy("direct-nbd");
-  const fileOf = (volumeId) =>
-    volumeId === onKiln.dataVolumeId ? { nbd: reference.socket } : volumeId === onKiln.rootVolumeId ? root : onKiln.files[volumeId];
-  throughQemuNbd = guestResults((await runDirect(onKiln.commandLine, fileOf, "direct-nbd", GUEST_END)).said, "qemu by hand through qemu-nbd");
-} finally {
-  reference.stop();
-}
+if (!args["boot-only"]) {
+  // Kiln's guest first (its command line is the one by hand), then fio on the host while it
+  // idles, then the guests by hand once Kiln's has gone, one after the other, so no two guests
+  // share the CPU: the data disk a raw file, then the same through qemu-nbd. Each by hand boots
+  // a fresh copy of the root disk, so cloud-init runs the jobs on each.
+  const seed = await makeSeed();
+  const onKiln = await diskOnKiln(seed);
+  const onHost = await fioOnHost(onKiln.instanceId);
+  await terminate(onKiln.instanceId);
+  const byHand = guestResults((await runDirect(onKiln.commandLine, (volumeId) => onKiln.files[volumeId], "direct-disk", GUEST_END)).said, "qemu by hand");
+  const reference = await qemuNbd(sparseFile("direct-data-nbd.raw"));
+  let throughQemuNbd;
+  try {
+    const root = rootCopy("direct-nbd");
+    const fileOf = (volumeId) =>
+      volumeId === onKiln.dataVolumeId ? { nbd: reference.socket } : volumeId === onKiln.rootVolumeId ? root : onKiln.files[volumeId];
+    throughQemuNbd = guestResults((await runDirect(onKiln.commandLine, fileOf, "direct-nbd", GUEST_END)).said, "qemu by hand through qemu-nbd");
+  } finally {
+    reference.stop();
+  }
 
-const header = "Kiln volume | qemu-nbd on a raw file | raw file | Kiln/raw file (target ≥ 0.5) | Kiln/qemu-nbd";
-console.log(`\nguest disk, in the guest (MB/s, O_DIRECT, one request at a time, ${DISK_SECONDS} s a job but the first write):\n  ${header}`);
-for (const [name, viaKiln] of onKiln.results) printRow(name, viaKiln, throughQemuNbd.results.get(name), byHand.results.get(name));
-console.log(`\nKiln's side alone, fio on the host (MB/s, iodepth 16, ${DISK_SECONDS} s a job):\n  ${header}`);
-for (const [name, viaKiln, viaQemuNbd, viaFile] of onHost) printRow(name, viaKiln, viaQemuNbd, viaFile);
+  const header = "Kiln volume | qemu-nbd on a raw file | raw file | Kiln/raw file (target ≥ 0.5) | Kiln/qemu-nbd";
+  console.log(`\nguest disk, in the guest (MB/s, O_DIRECT, one request at a time, ${DISK_SECONDS} s a job but the first write):\n  ${header}`);
+  for (const [name, viaKiln] of onKiln.results) printRow(name, viaKiln, throughQemuNbd.results.get(name), byHand.results.get(name));
+  console.log(`\nKiln's side alone, fio on the host (MB/s, iodepth 16, ${DISK_SECONDS} s a job):\n  ${header}`);
+  for (const [name, viaKiln, viaQemuNbd, viaFile] of onHost) printRow(name, viaKiln, viaQemuNbd, viaFile);
+}
 await kiln.stop();

@@ -1,32 +1,24 @@
 // A guest reads its instance metadata as on EC2: the Debian image (imported through ImportImage)
 // boots with EC2's SMBIOS identity, so cloud-init picks its Ec2 datasource by itself and runs
-// the user data given at launch; the script asks the metadata service at 169.254.169.254 for a
-// token (IMDSv2), reads categories with it (at fd00:ec2::254 too), tries IMDSv1 (refused:
-// HttpTokens required), and
-// prints what it got on the serial console, read back through GetConsoleOutput. What it read
-// must be what DescribeInstances says of the instance, and the guest's own address is the
-// private IP EC2 reports. With the launch key pair, admin gets in by SSH at the public address
-// DescribeInstances reports, once a security group rule lets the caller's address reach port 22.
+// the user data given at launch (multipart MIME: a cloud-config part and a script). The script
+// asks the metadata service at 169.254.169.254 for a token (IMDSv2), reads categories with it
+// (at fd00:ec2::254 too), tries IMDSv1 (refused: HttpTokens required), and prints what it got on
+// the serial console, read back through GetConsoleOutput. What it read must be what
+// DescribeInstances says of the instance, and the guest's own address is the private IP EC2
+// reports. Then Terraform: an aws_instance with user_data (which runs), key_name and a security
+// group; SSH as admin with the key at the public address Terraform reads, refused until a rule
+// lets the caller's address reach port 22; no drift on a second plan; destroy.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  AuthorizeSecurityGroupIngressCommand,
-  CreateKeyPairCommand,
-  CreateSecurityGroupCommand,
-  DescribeInstancesCommand,
-  DescribeVpcsCommand,
-  RevokeSecurityGroupIngressCommand,
-  RunInstancesCommand,
-  TerminateInstancesCommand,
-  type EC2Client,
-} from "@aws-sdk/client-ec2";
+import { DescribeInstancesCommand, RunInstancesCommand, TerminateInstancesCommand, type EC2Client } from "@aws-sdk/client-ec2";
 import { importDebianImage } from "../helpers/debian-image.js";
 import { consoleShows } from "../helpers/guests.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
-import { scratch } from "../helpers/tools.js";
+import { kilnProvider, terraformIn } from "../helpers/terraform.js";
+import { run, scratch } from "../helpers/tools.js";
 
 /** SSH on a guest's public address: 22 as Kiln's default when it runs as root, as the suite does in CI; else 2222. */
 const SSH_PORT = process.getuid?.() === 0 ? 22 : 2222;
@@ -67,8 +59,34 @@ say("ipv6", ask("meta-data/instance-id", headers=auth, base="http://[fd00:ec2::2
 say("identity", json.loads(ask("dynamic/instance-identity/document", headers=auth)[1])["instanceId"])
 address = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
 say("address", address.split()[3].split("/")[0] if address else "")
+say("cloud-config", open("/etc/kiln-from-cloud-config").read())
 say("done", True)
 `;
+
+// Multipart MIME, as Terraform's cloudinit_config and the AWS CLI's users send it: a
+// #cloud-config part that writes a file, and the script above as a shell-script part.
+const BOUNDARY = "==KILN-BOUNDARY==";
+const MULTIPART_USER_DATA = [
+  'Content-Type: multipart/mixed; boundary="' + BOUNDARY + '"',
+  "MIME-Version: 1.0",
+  "",
+  `--${BOUNDARY}`,
+  'Content-Type: text/cloud-config; charset="us-ascii"',
+  "MIME-Version: 1.0",
+  "",
+  "#cloud-config",
+  "write_files:",
+  "  - path: /etc/kiln-from-cloud-config",
+  "    content: written by the cloud-config part",
+  "",
+  `--${BOUNDARY}`,
+  'Content-Type: text/x-shellscript; charset="us-ascii"',
+  "MIME-Version: 1.0",
+  "",
+  USER_DATA,
+  `--${BOUNDARY}--`,
+  "",
+].join("\n");
 
 /** ssh to `address` as admin with the key in `keyFile`: its exit code and output. */
 async function ssh(keyFile: string, address: string, command: string): Promise<{ code: number | null; output: string }> {
@@ -95,7 +113,7 @@ describe("the guest's instance metadata", () => {
         InstanceType: "t3.micro",
         MinCount: 1,
         MaxCount: 1,
-        UserData: Buffer.from(USER_DATA).toString("base64"),
+        UserData: Buffer.from(MULTIPART_USER_DATA).toString("base64"),
         MetadataOptions: { HttpTokens: "required", HttpProtocolIpv6: "enabled" },
       }),
     );
@@ -114,51 +132,83 @@ describe("the guest's instance metadata", () => {
       assert.equal(read.get("identity"), id);
       assert.equal(read.get("v1-status"), 401, "IMDSv1 refused: tokens are required");
       assert.deepEqual(read.get("ipv6"), [200, id], "the IPv6 endpoint, enabled");
+      assert.equal(read.get("cloud-config"), "written by the cloud-config part", "both parts of the multipart user data ran");
       assert.equal(read.get("address"), instance.PrivateIpAddress, "the guest's own address is the private IP");
     } finally {
       await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
     }
   });
 
-  it("takes the launch key pair for admin and lets SSH in at the public address only as its security groups allow", async () => {
-    const key = await ec2.send(new CreateKeyPairCommand({ KeyName: "guest-ssh" }));
-    const keyFile = join(scratch(), "guest-ssh.pem");
-    writeFileSync(keyFile, key.KeyMaterial!, { mode: 0o600 });
-    const vpcId = (await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: "is-default", Values: ["true"] }] }))).Vpcs![0]!.VpcId!;
-    const { GroupId } = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "ssh-from-here", Description: "ssh", VpcId: vpcId }));
-    const { Instances } = await ec2.send(
-      new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1, KeyName: "guest-ssh", SecurityGroupIds: [GroupId!] }),
-    );
-    const id = Instances![0]!.InstanceId!;
+  it("Terraform: aws_instance with user_data, key_name and a security group; SSH as the group allows; no drift; destroy", async () => {
+    const dir = scratch();
+    await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "kiln-terraform", "-f", join(dir, "key")]);
+    const publicKey = readFileSync(join(dir, "key.pub"), "utf8").trim();
+    const configuration = (ingress: string) => `${kilnProvider(kiln.url)}
+resource "aws_key_pair" "guest" {
+  key_name   = "terraform-guest"
+  public_key = "${publicKey}"
+}
+resource "aws_security_group" "guest" {
+  name        = "terraform-guest"
+  description = "SSH from this host"
+${ingress}
+}
+resource "aws_instance" "guest" {
+  ami                    = "${imageId}"
+  instance_type          = "t3.micro"
+  key_name               = aws_key_pair.guest.key_name
+  vpc_security_group_ids = [aws_security_group.guest.id]
+  user_data              = <<-EOT
+    #!/bin/sh
+    echo kiln-terraform-user-data $(cat /var/lib/cloud/data/instance-id) > /dev/ttyS0
+  EOT
+}
+output "id" { value = aws_instance.guest.id }
+output "public_ip" { value = aws_instance.guest.public_ip }
+`;
+    const SSH_RULE = `  ingress {
+    from_port   = 22
+    to_port     = 22
+    protocol    = "tcp"
+    cidr_blocks = ["127.0.0.1/32"]
+  }`;
+    const terraform = terraformIn(dir);
+    writeFileSync(join(dir, "main.tf"), configuration(""));
+    await terraform("init", "-input=false");
+    await terraform("apply", "-auto-approve", "-input=false");
+    const outputs = JSON.parse((await terraform("output", "-json")).stdout);
+    const id: string = outputs.id.value;
+    const address: string = outputs.public_ip.value;
     try {
-      await consoleShows(ec2, id, /login: ?$/m);
-      const instance = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations![0]!.Instances![0]!;
-      const address = instance.PublicIpAddress!;
       assert.match(address, /^127\./, "a public address this host reaches");
-      // No rule for port 22 yet: no way in.
+      // The user data ran (cloud-init, from the metadata service), in this instance.
+      await consoleShows(ec2, id, new RegExp(`kiln-terraform-user-data ${id}`));
+      const keyFile = join(dir, "key");
       const refused = await ssh(keyFile, address, "true");
-      assert.notEqual(refused.code, 0, refused.output);
-      await ec2.send(
-        new AuthorizeSecurityGroupIngressCommand({
-          GroupId,
-          IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "127.0.0.1/32" }] }],
-        }),
-      );
-      // sshd starts after the login prompt may show, and the key arrives with cloud-init.
+      assert.notEqual(refused.code, 0, `no rule for port 22 yet: ${refused.output}`);
+
+      writeFileSync(join(dir, "main.tf"), configuration(SSH_RULE));
+      await terraform("apply", "-auto-approve", "-input=false");
       let answered = { code: null as number | null, output: "" };
       for (let tries = 0; tries < 30 && answered.code !== 0; tries++) {
         answered = await ssh(keyFile, address, "cat /var/lib/cloud/data/instance-id; id -un");
         if (answered.code !== 0) await new Promise((resolve) => setTimeout(resolve, 2000));
       }
       assert.equal(answered.code, 0, answered.output);
-      assert.deepEqual(answered.output.trim().split("\n").slice(-2), [id, "admin"]);
-      // The rule gone, the guest that just answered is out of reach again.
-      const rule = { IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "127.0.0.1/32" }] };
-      await ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId, IpPermissions: [rule] }));
-      const revoked = await ssh(keyFile, address, "true");
-      assert.notEqual(revoked.code, 0, revoked.output);
+      assert.deepEqual(answered.output.trim().split("\n").slice(-2), [id, "admin"], "in as admin, with the launch key");
+
+      // Nothing drifts: Kiln describes what Terraform made as Terraform made it.
+      const plan = await terraform("plan", "-detailed-exitcode", "-input=false").then(
+        () => 0,
+        (error: { code?: number; stdout?: string }) => {
+          assert.fail(`terraform plan found changes (exit ${error.code}):\n${error.stdout}`);
+        },
+      );
+      assert.equal(plan, 0);
     } finally {
-      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+      await terraform("destroy", "-auto-approve", "-input=false");
     }
+    const after = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations![0]!.Instances![0]!;
+    assert.equal(after.State!.Name, "terminated");
   });
 });
