@@ -67,7 +67,7 @@ say("done", True)
 // #cloud-config part that writes a file, and the script above as a shell-script part.
 const BOUNDARY = "==KILN-BOUNDARY==";
 const MULTIPART_USER_DATA = [
-  'Content-Type: multipart/mixed; boundary="' + BOUNDARY + '"',
+  `Content-Type: multipart/mixed; boundary="${BOUNDARY}"`,
   "MIME-Version: 1.0",
   "",
   `--${BOUNDARY}`,
