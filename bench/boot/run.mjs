@@ -5,7 +5,10 @@
 //    ImportImage) until its login prompt shows in GetConsoleOutput, against qemu-system-x86_64
 //    booting the same disk as a raw file with Kiln's own command line (read from the guest's
 //    /proc/<pid>/cmdline, with the NBD disk swapped for the file and the console for a file)
-//    until the prompt shows in its console. Rounds alternate; prints each time and the ratio.
+//    until the prompt shows in its console, in a network namespace of its own where
+//    metadata-snapshot.mjs serves what Kiln's metadata service said of the instance (so
+//    cloud-init does the same work in both). Also RunInstances until SSH as admin answers.
+//    Rounds alternate; prints each time and the ratios.
 //  - Disk in the guest: an instance with an empty 4 GiB data volume and a NoCloud seed volume
 //    (CIDATA, through ImportSnapshot) whose user data is guest-disk.py, which cloud-init runs at
 //    first boot: sequential 1 MiB and random 4 KiB writes and reads on the data disk with
@@ -27,6 +30,10 @@ import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import {
   AttachVolumeCommand,
+  AuthorizeSecurityGroupIngressCommand,
+  CreateKeyPairCommand,
+  CreateSecurityGroupCommand,
+  DescribeVpcsCommand,
   CreateVolumeCommand,
   DescribeImportSnapshotTasksCommand,
   DescribeInstancesCommand,
@@ -69,7 +76,14 @@ const execFileAsync = promisify(execFile);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const raw = await debianImage();
-const kiln = await startKiln(join(work, "data"), { KILN_INSTANCE_BACKEND: "qemu", KILN_VM_MEMORY_MAX_MIB: "1024", KILN_VM_STOP_TIMEOUT_MS: "5000" });
+/** The operator's token, for the metadata snapshot (Kiln's route for an instance's metadata). */
+const ADMIN_TOKEN = "bench-boot";
+const kiln = await startKiln(join(work, "data"), {
+  KILN_INSTANCE_BACKEND: "qemu",
+  KILN_VM_MEMORY_MAX_MIB: "1024",
+  KILN_VM_STOP_TIMEOUT_MS: "5000",
+  KILN_ADMIN_TOKEN: ADMIN_TOKEN,
+});
 const endpoint = `http://127.0.0.1:${kiln.port}`;
 const credentials = { accessKeyId: "test", secretAccessKey: "test" };
 const ec2 = new EC2Client({ endpoint, region: "us-east-1", credentials, maxAttempts: 1 });
@@ -112,19 +126,92 @@ async function terminate(instanceId) {
   await waitUntilInstanceTerminated({ client: ec2, maxWaitTime: 120, minDelay: 1, maxDelay: 1 }, { InstanceIds: [instanceId] });
 }
 
-async function bootOnKiln() {
+/** SSH on a guest's public address: Kiln's default port (22 as root, else 2222). */
+const SSH_PORT = process.getuid?.() === 0 ? 22 : 2222;
+
+/** A key pair and a security group that lets this host's SSH in, for the SSH-ready time. */
+async function sshAccess() {
+  const key = await ec2.send(new CreateKeyPairCommand({ KeyName: "bench-boot" }));
+  const keyFile = join(work, "bench-boot.pem");
+  writeFileSync(keyFile, key.KeyMaterial, { mode: 0o600 });
+  const vpcId = (await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: "is-default", Values: ["true"] }] }))).Vpcs[0].VpcId;
+  const { GroupId } = await ec2.send(new CreateSecurityGroupCommand({ GroupName: "bench-boot-ssh", Description: "ssh from this host", VpcId: vpcId }));
+  await ec2.send(
+    new AuthorizeSecurityGroupIngressCommand({
+      GroupId,
+      IpPermissions: [{ IpProtocol: "tcp", FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: "127.0.0.1/32" }] }],
+    }),
+  );
+  return { keyName: "bench-boot", keyFile, groupId: GroupId };
+}
+
+/** True once `ssh admin@address true` succeeds. */
+const sshAnswers = (keyFile, address) =>
+  new Promise((resolve) => {
+    const options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"];
+    const child = spawn("ssh", ["-i", keyFile, ...options, "-p", String(SSH_PORT), `admin@${address}`, "true"], { stdio: "ignore" });
+    child.on("close", (code) => resolve(code === 0));
+  });
+
+/** RunInstances until the console shows the login prompt, and until SSH as admin answers: seconds for each. */
+async function bootOnKiln(access) {
   const start = performance.now();
-  const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
+  const { Instances } = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: imageId,
+      InstanceType: "t3.micro",
+      MinCount: 1,
+      MaxCount: 1,
+      KeyName: access.keyName,
+      SecurityGroupIds: [access.groupId],
+    }),
+  );
   const instanceId = Instances[0].InstanceId;
   await consoleShows(() => kilnConsole(instanceId), LOGIN, instanceId);
-  return { seconds: (performance.now() - start) / 1000, instanceId };
+  const seconds = (performance.now() - start) / 1000;
+  const address = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations[0].Instances[0].PublicIpAddress;
+  while (!(await sshAnswers(access.keyFile, address))) {
+    if (performance.now() - start > 600_000) throw new Error(`no SSH from ${instanceId} at ${address}:${SSH_PORT} in 10 minutes`);
+    await sleep(500);
+  }
+  return { seconds, sshSeconds: (performance.now() - start) / 1000, instanceId };
+}
+
+/**
+ * What Kiln's metadata service says of an instance, every path under `latest/` (and the root's
+ * list of versions), read through Kiln's route for it: what the guest by hand is served.
+ */
+async function metadataSnapshot(instanceId) {
+  const get = async (path) => {
+    const answer = await fetch(`${kiln.url}/_kiln/instances/${instanceId}/metadata/${path}`, { headers: { "x-kiln-admin-token": ADMIN_TOKEN } });
+    return answer.ok ? answer.text() : undefined;
+  };
+  const snapshot = { "": await get("") };
+  const walk = async (directory) => {
+    const listing = await get(directory);
+    if (listing === undefined) return;
+    snapshot[directory] = listing;
+    for (const line of listing.split("\n").filter(Boolean)) {
+      // public-keys lists `0=<name>`, read as the directory `0/`.
+      const name = line.includes("=") ? `${line.split("=")[0]}/` : line;
+      if (name.endsWith("/")) await walk(directory + name);
+      else snapshot[directory + name] = await get(directory + name);
+    }
+  };
+  await walk("latest/");
+  if (!snapshot["latest/meta-data/instance-id"]) throw new Error(`no metadata read for ${instanceId}`);
+  const file = join(work, `metadata-${instanceId}.json`);
+  writeFileSync(file, JSON.stringify(snapshot));
+  return file;
 }
 
 /**
  * Kiln's command line with each NBD disk as `fileOf(volumeId)` says (a file's path, or
- * `{ nbd: socket }` for another NBD server's export) and the console as a file, nothing else changed.
+ * `{ nbd: socket }` for another NBD server's export) and the console as a file. With
+ * `withMetadata`, the rest as it is (the guest runs in a namespace with a metadata service, as
+ * Kiln's does); without, no EC2 identity and no port forward.
  */
-function directCommandLine(kilnArgs, fileOf, consoleFile) {
+function directCommandLine(kilnArgs, fileOf, consoleFile, withMetadata) {
   const out = [];
   for (let i = 0; i < kilnArgs.length; i++) {
     const arg = kilnArgs[i];
@@ -146,11 +233,11 @@ function directCommandLine(kilnArgs, fileOf, consoleFile) {
     // Kiln's guest reaches its metadata service in a namespace of its own; by hand there is
     // none, so no EC2 identity (cloud-init would wait minutes for the service) and no port
     // forward (port 22 of the host's loopback is not the bench's to take).
-    if (arg === "-smbios") {
+    if (arg === "-smbios" && !withMetadata) {
       i++;
       continue;
     }
-    if (arg === "-netdev" && next.startsWith("user,")) {
+    if (arg === "-netdev" && next.startsWith("user,") && !withMetadata) {
       out.push(arg, next.replace(/,hostfwd=[^,]*/g, ""));
       i++;
       continue;
@@ -165,13 +252,25 @@ function directCommandLine(kilnArgs, fileOf, consoleFile) {
   return out;
 }
 
-/** qemu by hand with Kiln's command line until its console matches `pattern`; the seconds that took and the console. */
-async function runDirect(kilnArgs, fileOf, name, pattern) {
+const SNAPSHOT_SERVER = new URL("metadata-snapshot.mjs", import.meta.url).pathname;
+
+/**
+ * qemu by hand with Kiln's command line until its console matches `pattern`; the seconds that
+ * took and the console. With `metadata` (a snapshot file), qemu runs in a network namespace of
+ * its own whose 169.254.169.254 serves it, as Kiln's guest does with Kiln's service.
+ */
+async function runDirect(kilnArgs, fileOf, name, pattern, metadata) {
   const consoleFile = join(work, `${name}.log`);
   writeFileSync(consoleFile, "");
-  const [binary, ...argv] = directCommandLine(kilnArgs, fileOf, consoleFile);
+  const [binary, ...argv] = directCommandLine(kilnArgs, fileOf, consoleFile, Boolean(metadata));
   const start = performance.now();
-  const child = spawn(binary, argv, { stdio: "ignore" });
+  // The shell starts the snapshot server, then becomes qemu (exec): the server ends with qemu.
+  const inNamespace = 'ip link set lo up && ip addr add 169.254.169.254/32 dev lo && node "$1" "$2" & shift 2; exec "$@"';
+  const child = metadata
+    ? spawn("unshare", ["--user", "--map-root-user", "--net", "--", "sh", "-c", inNamespace, "sh", SNAPSHOT_SERVER, metadata, binary, ...argv], {
+        stdio: "ignore",
+      })
+    : spawn(binary, argv, { stdio: "ignore" });
   try {
     const said = await consoleShows(() => readFileSync(consoleFile, "latin1"), pattern, `qemu (${name})`, child);
     return { seconds: (performance.now() - start) / 1000, said };
@@ -187,10 +286,10 @@ function rootCopy(name) {
   return disk;
 }
 
-async function bootDirect(kilnArgs, round) {
+async function bootDirect(kilnArgs, round, metadata) {
   const disk = rootCopy(`direct-${round}`);
   try {
-    return (await runDirect(kilnArgs, () => disk, `direct-${round}`, LOGIN)).seconds;
+    return (await runDirect(kilnArgs, () => disk, `direct-${round}`, LOGIN, metadata)).seconds;
   } finally {
     rmSync(disk, { force: true });
   }
@@ -198,20 +297,33 @@ async function bootDirect(kilnArgs, round) {
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const kilnTimes = [];
+const sshTimes = [];
 const directTimes = [];
+const access = args["disk-only"] ? undefined : await sshAccess();
 for (let round = 0; round < (args["disk-only"] ? 0 : ROUNDS); round++) {
-  const booted = await bootOnKiln();
+  const booted = await bootOnKiln(access);
   kilnTimes.push(booted.seconds);
+  sshTimes.push(booted.sshSeconds);
   const kilnArgs = guestCommandLine(booted.instanceId);
+  const metadata = await metadataSnapshot(booted.instanceId);
   await terminate(booted.instanceId);
-  directTimes.push(await bootDirect(kilnArgs, round));
-  console.log(`round ${round + 1}: Kiln ${booted.seconds.toFixed(1)} s, qemu on the raw file ${directTimes.at(-1).toFixed(1)} s`);
-}
-if (!args["disk-only"])
+  directTimes.push(await bootDirect(kilnArgs, round, metadata));
   console.log(
-    `\nboot to login prompt (median of ${ROUNDS}): Kiln ${median(kilnTimes).toFixed(1)} s, qemu directly ${median(directTimes).toFixed(1)} s, ` +
-      `ratio ${(median(kilnTimes) / median(directTimes)).toFixed(2)}x (target ≤ 1.2x)`,
+    `round ${round + 1}: Kiln ${booted.seconds.toFixed(1)} s to the login prompt, ${booted.sshSeconds.toFixed(1)} s to SSH; ` +
+      `qemu on the raw file ${directTimes.at(-1).toFixed(1)} s to the login prompt`,
   );
+}
+if (!args["disk-only"]) {
+  const direct = median(directTimes);
+  console.log(
+    `\nboot to login prompt (median of ${ROUNDS}): Kiln ${median(kilnTimes).toFixed(1)} s, qemu directly ${direct.toFixed(1)} s, ` +
+      `ratio ${(median(kilnTimes) / direct).toFixed(2)}x (target ≤ 1.2x)`,
+  );
+  console.log(
+    `RunInstances to SSH as admin (median of ${ROUNDS}): ${median(sshTimes).toFixed(1)} s, ` +
+      `against qemu directly to the login prompt: ratio ${(median(sshTimes) / direct).toFixed(2)}x (target ≤ 1.3x)`,
+  );
+}
 
 /** MB/s, with a decimal for the small figures of 4 KiB requests. */
 const rate = (value) => value.toFixed(value < 10 ? 1 : 0).padStart(7);
