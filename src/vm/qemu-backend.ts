@@ -291,8 +291,8 @@ export class QemuBackend implements InstanceBackend {
 
   /**
    * The guest's SSH from the host: port `sshPort` of the instance's public address, open to a
-   * caller whose address a rule of the instance's security groups lets reach TCP port 22, as
-   * on EC2; any other connection is closed at once. A connection let in goes to slirp's
+   * caller whose address a rule of the instance's security groups lets reach TCP port 22 (or
+   * `sshPort`), as on EC2; any other connection is closed at once. A connection let in goes to slirp's
    * forward of the guest's port 22, inside its namespace.
    */
   private async listenSsh(instanceId: string, scope: Scope, primary: NetworkInterfaceRow, network: GuestNetwork): Promise<NetServer> {
@@ -302,7 +302,9 @@ export class QemuBackend implements InstanceBackend {
       void (async () => {
         const groupIds = (await interfaceGroups(this.deps.db, [primary.network_interface_id])).get(primary.network_interface_id) ?? [];
         const rules = groupIds.length ? await listRules(this.deps.db, scope, { groupIds }) : [];
-        if (!ingressAllows(rules, source, GUEST_SSH_PORT)) {
+        // The guest's port 22, as on EC2; or the port Kiln listens on, where that is another
+        // (a tool that opens the port it connects to, as Packer's temporary group does for ssh_port).
+        if (!ingressAllows(rules, source, GUEST_SSH_PORT) && !ingressAllows(rules, source, this.settings.sshPort)) {
           this.deps.logger.info({ instanceId, source }, "ssh refused by the instance's security groups");
           client.destroy();
           return;
