@@ -200,6 +200,7 @@ const cases: Record<string, Case> = {
   ModifyImageAttribute: { input: () => ({ ImageId: r.image, Description: { Value: "changed" } }) },
   ModifyInstanceAttribute: { input: () => ({ InstanceId: r.instance, DisableApiTermination: { Value: true } }) },
   ModifyInstanceCreditSpecification: { input: () => ({ InstanceCreditSpecifications: [{ InstanceId: r.instance, CpuCredits: "unlimited" }] }) },
+  ModifyInstanceMetadataOptions: { input: () => ({ InstanceId: r.instance, HttpTokens: "required", HttpPutResponseHopLimit: 3 }) },
   RebootInstances: { input: () => ({ InstanceIds: [r.instance] }) },
   RegisterImage: {
     input: () => ({

@@ -46,6 +46,7 @@ import {
   waitUntilVolumeAvailable,
 } from "@aws-sdk/client-ec2";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { LOGIN_PROMPT as LOGIN } from "../../dist/src/vm/qemu-backend.js";
 import { debianImage, importDebianImage } from "../../dist/test/helpers/debian-image.js";
 import { run } from "../../dist/test/helpers/tools.js";
 import { onExit, startKiln } from "../lib/servers.mjs";
@@ -61,7 +62,6 @@ const { values: args } = parseArgs({
 const ROUNDS = Number(args.rounds);
 /** How long each disk job runs, in the guest (all but the first write, which fills a fixed region) and in fio on the host. */
 const DISK_SECONDS = Number(args["disk-seconds"]);
-const LOGIN = /login: ?$/m;
 const POLL_MS = 100;
 const GiB = 1024 ** 3;
 /** The data disk's size: in the guest, it is the one disk of this size. */

@@ -1,8 +1,10 @@
 // What runs an instance. The actions decide what may happen (checks, errors, the answer's
 // states); a backend makes it happen: `scheduled` moves the states on a timer and runs no guest,
 // vm/qemu-backend.ts boots a qemu guest whose disks are the instance's volumes.
+import type { Logger } from "../log.js";
+import type { ChunkStore } from "../store/blocks/chunks.js";
+import type { MetadataAnswer, MetadataRequest } from "./metadata-service.js";
 import { probeGuestNetworks } from "./guest-network.js";
-import type { QemuDeps } from "./qemu-backend.js";
 import { totalmem } from "node:os";
 import type { KilnConfig } from "../config.js";
 import { schedule, type Schedule } from "../domain/transitions.js";
@@ -37,6 +39,16 @@ export interface ConsoleOutput {
 /** An instance's health for DescribeInstanceStatus: the reachability check of a running instance. */
 /** A guest's instance status check: impaired since its boot timeout ran out without a login prompt. */
 export type GuestHealth = { status: "initializing" } | { status: "ok" } | { status: "impaired"; since: Date };
+
+/** What a backend that runs guests works with. */
+export interface BackendDeps {
+  db: MetaDb;
+  chunks: ChunkStore;
+  logger: Logger;
+  nodeId: string;
+  /** Answers a request a guest sends its metadata service (vm/metadata-service.ts). */
+  metadata: (instanceId: string, request: MetadataRequest) => Promise<MetadataAnswer>;
+}
 
 export interface InstanceBackend {
   readonly info: () => BackendInfo;
@@ -122,7 +134,7 @@ export function scheduledBackend(db: MetaDb, delayMs: () => number, reason?: str
  * The backend KILN_INSTANCE_BACKEND asks for: qemu needs qemu-system-x86_64 and a guest that
  * runs under KVM or TCG; auto takes qemu when both are there and says why not otherwise.
  */
-export async function openInstanceBackend(config: KilnConfig, deps: QemuDeps): Promise<InstanceBackend> {
+export async function openInstanceBackend(config: KilnConfig, deps: BackendDeps): Promise<InstanceBackend> {
   const delay = () => config.stateDelayMs;
   if (config.instanceBackend === "none") return scheduledBackend(deps.db, delay, "KILN_INSTANCE_BACKEND=none");
   const binary = await onPath(QEMU_SYSTEMS.x86_64);

@@ -7,14 +7,10 @@ import { randomInt } from "node:crypto";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import type { Scope } from "../store/meta/tags.js";
 import { GUEST_SSH_PORT, openGuestNetwork, type GuestNetwork } from "./guest-network.js";
-import type { MetadataAnswer, MetadataRequest } from "./metadata-service.js";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { instanceType } from "../domain/instance-types.js";
-import type { Logger } from "../log.js";
-import type { ChunkStore } from "../store/blocks/chunks.js";
-import type { MetaDb } from "../store/meta/database.js";
 import {
   GUEST_SHUTDOWN,
   attachmentsOf,
@@ -42,20 +38,11 @@ import { getVolume } from "../store/meta/volumes.js";
 import { schedule } from "../domain/transitions.js";
 import type { Hypervisor } from "./accelerator.js";
 import type { GuestRequestTable } from "../store/meta/schema.js";
-import type { BackendInfo, ConsoleOutput, GuestHealth, InstanceBackend } from "./backend.js";
+import type { BackendDeps, BackendInfo, ConsoleOutput, GuestHealth, InstanceBackend } from "./backend.js";
 import { CONSOLE_BYTES, Machine, type MachineExit, type MachineSpec } from "./machine.js";
 import { serveNbd, type NbdExport } from "./nbd-server.js";
 import { AAVMF, OVMF, seedVarStore, varStoreAsUefiData } from "./uefi-vars.js";
 import { openVolumeDevice, type VolumeDevice } from "./volume-device.js";
-
-export interface QemuDeps {
-  db: MetaDb;
-  chunks: ChunkStore;
-  logger: Logger;
-  nodeId: string;
-  /** Answers a request a guest sends its metadata service (vm/metadata-service.ts). */
-  metadata: (instanceId: string, request: MetadataRequest) => Promise<MetadataAnswer>;
-}
 
 export interface QemuSettings {
   /** Where each instance keeps its console log and UEFI variables: <dataDir>/instances/<id>/. */
@@ -77,7 +64,9 @@ export interface QemuSettings {
 }
 
 /** What the console shows once a guest is up: its login prompt. */
-const LOGIN_PROMPT = /login: ?$/m;
+// getty's prompt, `<hostname> login: ` at the start of a line. Messages may follow it on the
+// same line (cloud-init's last stage writes to the console after getty has started).
+export const LOGIN_PROMPT = /^\S+ login: ?/m;
 
 interface Disk {
   volumeId: string;
@@ -134,7 +123,7 @@ export class QemuBackend implements InstanceBackend {
   private renewAt = 0;
 
   constructor(
-    private readonly deps: QemuDeps,
+    private readonly deps: BackendDeps,
     /** Per architecture; for arm64, why no guest runs when none does. */
     private readonly hypervisors: { x86_64: Hypervisor; arm64: Hypervisor | string },
     private readonly settings: QemuSettings,

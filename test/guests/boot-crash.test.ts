@@ -25,6 +25,7 @@ import { serveNbd } from "../../src/vm/nbd-server.js";
 import { openVolumeDevice } from "../../src/vm/volume-device.js";
 import { importDebianImage } from "../helpers/debian-image.js";
 import { consoleShows, waiting } from "../helpers/guests.js";
+import { LOGIN_PROMPT } from "../../src/vm/qemu-backend.js";
 import { sharedStores } from "../helpers/kiln.js";
 import { spawnKiln } from "../helpers/process.js";
 import { run, scratch } from "../helpers/tools.js";
@@ -71,7 +72,7 @@ describe("a guest and a killed server", () => {
       assert.equal(alive(oldQemu), false, "the killed server's qemu is gone");
       const { Reservations } = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
       rootVolume ||= Reservations![0]!.Instances![0]!.BlockDeviceMappings![0]!.Ebs!.VolumeId!;
-      await consoleShows(ec2, instanceId, /login: ?$/m);
+      await consoleShows(ec2, instanceId, LOGIN_PROMPT);
       await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
       await waitUntilInstanceStopped(waiting(ec2), { InstanceIds: [instanceId] });
     } finally {

@@ -36,6 +36,7 @@ import { decodeAwsUefiData } from "../../src/formats/uefi/aws-uefi-data.js";
 import { BLOCK, errorName, readSnapshotBlocks } from "../helpers/data.js";
 import { importDebianImage } from "../helpers/debian-image.js";
 import { consoleOf, consoleShows, waiting } from "../helpers/guests.js";
+import { LOGIN_PROMPT } from "../../src/vm/qemu-backend.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
 import { run, scratch } from "../helpers/tools.js";
 
@@ -101,7 +102,7 @@ describe("instances that boot", () => {
     instanceId = Instances![0]!.InstanceId!;
     assert.equal(Instances![0]!.State!.Name, "pending");
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
-    const console = await consoleShows(ec2, instanceId, /login: ?$/m);
+    const console = await consoleShows(ec2, instanceId, LOGIN_PROMPT);
     assert.match(console, /Debian GNU\/Linux 12 \S+ ttyS0/, "the getty's banner on the serial console");
     assert.deepEqual(bootRecords(console), [1], "the first boot is recorded");
     const { InstanceStatuses } = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [instanceId] }));
@@ -206,7 +207,7 @@ describe("instances that boot", () => {
     await ec2.send(new StartInstancesCommand({ InstanceIds: [instanceId] }));
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
     await consoleShows(ec2, instanceId, /kiln-boot-record: boot 3/);
-    await consoleShows(ec2, instanceId, /login: ?$/m);
+    await consoleShows(ec2, instanceId, LOGIN_PROMPT);
     await ec2.send(new RebootInstancesCommand({ InstanceIds: [instanceId] }));
     await consoleShows(ec2, instanceId, /kiln-boot-record: boot 4/);
     assert.equal((await stateOf(instanceId)).State!.Name, "running", "a reboot keeps it running");
@@ -240,7 +241,7 @@ describe("instances that boot", () => {
       new RunInstancesCommand({ ImageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1, InstanceInitiatedShutdownBehavior: "terminate" }),
     );
     const id = Instances![0]!.InstanceId!;
-    await consoleShows(ec2, id, /login: ?$/m);
+    await consoleShows(ec2, id, LOGIN_PROMPT);
     assert.equal((await stateOf(id)).CurrentInstanceBootMode, "legacy-bios");
     assert.doesNotMatch(qemuCommandOf(id), /OVMF_CODE/, "SeaBIOS, qemu's default firmware");
 

@@ -24,6 +24,7 @@ import {
 import { S3Client } from "@aws-sdk/client-s3";
 import { importDebianImage } from "../helpers/debian-image.js";
 import { consoleShows, waiting } from "../helpers/guests.js";
+import { LOGIN_PROMPT } from "../../src/vm/qemu-backend.js";
 import { sharedStores } from "../helpers/kiln.js";
 import { spawnKiln } from "../helpers/process.js";
 
@@ -49,7 +50,7 @@ describe("a guest on two nodes", () => {
       const imageId = await importDebianImage(onA, new S3Client({ endpoint: a.url, region: "us-east-1", credentials, forcePathStyle: true }));
       const { Instances } = await onA.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
       const id = Instances![0]!.InstanceId!;
-      await consoleShows(onA, id, /login: ?$/m);
+      await consoleShows(onA, id, LOGIN_PROMPT);
 
       // Asked of B, carried out by A, whose qemu runs the guest: an orderly power-off.
       await onB.send(new StopInstancesCommand({ InstanceIds: [id] }));
@@ -60,7 +61,7 @@ describe("a guest on two nodes", () => {
       await onB.send(new StartInstancesCommand({ InstanceIds: [id] }));
       await waitUntilInstanceRunning(waiting(onB), { InstanceIds: [id] });
       await consoleShows(onB, id, /kiln-boot-record: boot 2/);
-      await consoleShows(onB, id, /login: ?$/m);
+      await consoleShows(onB, id, LOGIN_PROMPT);
 
       // Attached through A, plugged in by B, whose qemu runs the guest; detached through A, which
       // answers once B has let go of it.

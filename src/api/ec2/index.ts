@@ -11,7 +11,6 @@ import { createImageActions } from "./create-image.js";
 import { imageAttributeActions } from "./image-attributes.js";
 import { copyActions } from "./copies.js";
 import { instanceInfoActions } from "./instance-info.js";
-import { metadataOptionsActions } from "./metadata-options.js";
 import { tagActions } from "./tags.js";
 import { storeRestoreActions } from "./store-restore.js";
 import { importActions } from "./imports.js";
@@ -34,7 +33,6 @@ export function ec2Actions(model: ServiceModel): ReadonlyMap<string, Action> {
       ...imageAttributeActions,
       ...copyActions,
       ...instanceInfoActions,
-      ...metadataOptionsActions,
       ...storeRestoreActions,
       ...importActions,
       ...exportActions,

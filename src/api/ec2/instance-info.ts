@@ -1,6 +1,6 @@
 // What launch tools read and change about instances beyond DescribeInstances: instance types and
 // their offerings, every instance attribute (DescribeInstanceAttribute, ModifyInstanceAttribute),
-// credit specifications, status checks, console output and UEFI data.
+// credit specifications, metadata options, status checks, console output and UEFI data.
 import type {
   DescribeInstanceAttributeRequest,
   DescribeInstanceStatusRequest,
@@ -14,6 +14,8 @@ import type {
   InstanceStatus,
   InstanceTypeOffering,
   ModifyInstanceAttributeRequest,
+  ModifyInstanceMetadataOptionsRequest,
+  ModifyInstanceMetadataOptionsResult,
   ModifyInstanceCreditSpecificationRequest,
   ModifyInstanceCreditSpecificationResult,
   DescribeInstanceCreditSpecificationsRequest,
@@ -37,7 +39,8 @@ import { STATE_CODES } from "./instance-states.js";
 import { groupsById, instanceNotFound, instancesOf } from "./lookups.js";
 import { checkDescribe, checkListing, describePage, listPage, rowsInHand, type Tagged } from "./listing.js";
 import { instanceInterfaces, primaryInterface } from "./instance-network.js";
-import type { InstanceRecord, InstanceSettings } from "../../store/meta/instances.js";
+import { checkedOptions, defined, type MetadataColumns, toMetadataOptions } from "./metadata-options.js";
+import type { InstanceRecord, InstanceRow, InstanceSettings } from "../../store/meta/instances.js";
 import type { GuestHealth } from "../../vm/backend.js";
 
 const TYPE_FILTERS = {
@@ -198,6 +201,26 @@ export const instanceInfoActions: ActionTable = {
         if (eni && change.groupIds) await setInterfaceGroups(tx, eni.network_interface_id, change.groupIds);
         for (const [device, deleteOnTermination] of change.deleteOnTermination ?? []) await setDeleteOnTermination(tx, instanceId, device, deleteOnTermination);
       });
+    },
+  },
+
+  ModifyInstanceMetadataOptions: {
+    async check(ctx, input: ModifyInstanceMetadataOptionsRequest) {
+      const change = defined(checkedOptions(input));
+      const [record] = await instancesOf(ctx, [input.InstanceId!]);
+      if (record!.state === "terminated" || record!.state === "shutting-down") {
+        throw new ApiError("IncorrectInstanceState", `The instance '${input.InstanceId}' is not in a state from which its metadata options can be modified.`);
+      }
+      return { row: record!.row, change };
+    },
+    async run(
+      ctx,
+      input: ModifyInstanceMetadataOptionsRequest,
+      planned: { row: InstanceRow; change: Partial<MetadataColumns> },
+    ): Promise<ModifyInstanceMetadataOptionsResult> {
+      if (Object.keys(planned.change).length) await updateInstance(ctx.meta.db, input.InstanceId!, planned.change);
+      // EC2 answers pending (its hosts take the change a moment later); DescribeInstances then says applied.
+      return { InstanceId: input.InstanceId, InstanceMetadataOptions: toMetadataOptions({ ...planned.row, ...planned.change }, "pending") };
     },
   },
 

@@ -1,19 +1,12 @@
 // An instance's metadata options: whether its instance metadata service answers, whether it
 // requires IMDSv2 tokens, how far a token's response may travel and whether the instance's tags
 // are in its metadata. Set at RunInstances (MetadataOptions), changed by
-// ModifyInstanceMetadataOptions, shown by DescribeInstances, and obeyed by the metadata service
-// of a guest that runs (vm/metadata-service.ts).
-import type {
-  InstanceMetadataOptionsRequest,
-  InstanceMetadataOptionsResponse,
-  ModifyInstanceMetadataOptionsRequest,
-  ModifyInstanceMetadataOptionsResult,
-} from "@aws-sdk/client-ec2";
+// ModifyInstanceMetadataOptions (instance-info.ts), shown by DescribeInstances, and obeyed by the
+// metadata service of a guest that runs (vm/metadata-service.ts).
+import type { InstanceMetadataOptionsRequest, InstanceMetadataOptionsResponse, ModifyInstanceMetadataOptionsRequest } from "@aws-sdk/client-ec2";
 import { ApiError } from "../../protocol/errors.js";
 import type { ImageRow } from "../../store/meta/images.js";
-import { updateInstance, type InstanceRow } from "../../store/meta/instances.js";
-import type { ActionTable } from "./action.js";
-import { instancesOf } from "./lookups.js";
+import type { InstanceRow } from "../../store/meta/instances.js";
 
 export type MetadataColumns = Pick<
   InstanceRow,
@@ -28,7 +21,7 @@ const CHOICES = {
 } as const;
 
 /** The request's options, checked as EC2 checks them; what it leaves out stays undefined. */
-function checkedOptions(options: InstanceMetadataOptionsRequest | ModifyInstanceMetadataOptionsRequest): Partial<MetadataColumns> {
+export function checkedOptions(options: InstanceMetadataOptionsRequest | ModifyInstanceMetadataOptionsRequest): Partial<MetadataColumns> {
   for (const [name, allowed] of Object.entries(CHOICES)) {
     const value = options[name as keyof typeof CHOICES];
     if (value !== undefined && !(allowed as readonly string[]).includes(value)) {
@@ -48,7 +41,7 @@ function checkedOptions(options: InstanceMetadataOptionsRequest | ModifyInstance
   };
 }
 
-const defined = <T extends object>(values: T): Partial<T> => Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
+export const defined = <T extends object>(values: T): Partial<T> => Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
 
 /**
  * A launch's options: what it asks for, over EC2's defaults for its image. An image that says
@@ -77,25 +70,3 @@ export function toMetadataOptions(row: MetadataColumns, state: "pending" | "appl
     InstanceMetadataTags: row.instance_metadata_tags as InstanceMetadataOptionsResponse["InstanceMetadataTags"],
   };
 }
-
-export const metadataOptionsActions: ActionTable = {
-  ModifyInstanceMetadataOptions: {
-    async check(ctx, input: ModifyInstanceMetadataOptionsRequest) {
-      const change = defined(checkedOptions(input));
-      const [record] = await instancesOf(ctx, [input.InstanceId!]);
-      if (record!.state === "terminated" || record!.state === "shutting-down") {
-        throw new ApiError("IncorrectInstanceState", `The instance '${input.InstanceId}' is not in a state from which its metadata options can be modified.`);
-      }
-      return { row: record!.row, change };
-    },
-    async run(
-      ctx,
-      input: ModifyInstanceMetadataOptionsRequest,
-      planned: { row: InstanceRow; change: Partial<MetadataColumns> },
-    ): Promise<ModifyInstanceMetadataOptionsResult> {
-      if (Object.keys(planned.change).length) await updateInstance(ctx.meta.db, input.InstanceId!, planned.change);
-      // EC2 answers pending (its hosts take the change a moment later); DescribeInstances then says applied.
-      return { InstanceId: input.InstanceId, InstanceMetadataOptions: toMetadataOptions({ ...planned.row, ...planned.change }, "pending") };
-    },
-  },
-};
