@@ -199,11 +199,23 @@ describe("VMDK", () => {
     writeFileSync(join(folder, "disk.vmdk"), descriptor(extents.join("\n")));
     const expected = Buffer.concat([raw.subarray(0, 8 * MiB), Buffer.alloc(4 * MiB), raw.subarray(8 * MiB, 24 * MiB), raw.subarray(24 * MiB)]);
     assert.equal(sha256(await readDisk(join(folder, "disk.vmdk"))), sha256(expected));
+    // Padded to a sector with NULs, with bytes left after the first one: what qemu-img leaves
+    // when the CID it rewrites on the first write is shorter than the one it created.
+    const padded = Buffer.alloc(1024);
+    padded.write(descriptor(extents.join("\n")).replace("CID=12345678", "CID=2345678"), "latin1");
+    padded.write('"\n', padded.indexOf(0) + 1, "latin1");
+    writeFileSync(join(folder, "padded.vmdk"), padded);
+    assert.equal(sha256(await readDisk(join(folder, "padded.vmdk"))), sha256(expected));
 
-    const refuse = async (name: string, text: string, reason: RegExp) => {
+    const refuse = async (name: string, text: string | Buffer, reason: RegExp) => {
       writeFileSync(join(folder, name), text);
       await assertRefused(join(folder, name), reason);
     };
+    await refuse(
+      "binary.vmdk",
+      Buffer.concat([Buffer.from("# Disk DescriptorFile\n"), Buffer.from(Array.from({ length: 2048 }, (_, i) => 1 + (i % 255)))]),
+      /not a text descriptor/,
+    );
     await refuse("escape.vmdk", descriptor(`RW 2048 FLAT "../x" 0`), /not a plain file name/);
     await refuse(
       "parent.vmdk",

@@ -535,12 +535,12 @@ function checkExtentName(name: string | undefined, index: number): string {
 async function openDescriptor(source: ByteSource, companion?: (name: string) => Promise<ByteSource>): Promise<Part[]> {
   if (source.size > MAX_DESCRIPTOR_BYTES) fail("not a VMDK file: no sparse extent header, and too large for a descriptor");
   const bytes = await source.read(0, source.size);
-  // Writers pad a descriptor to whole sectors with NULs; a NUL inside the text means binary.
+  // Writers pad a descriptor to whole sectors with NULs, and the text ends at the first. What
+  // follows is not always zeros: qemu rewrites the CID in place without clearing, so a shorter
+  // CID leaves the old text's last bytes after the NUL. Binary is told by control bytes in the text.
   const nul = bytes.indexOf(0);
-  if (nul >= 0 && nonZeroRuns(0, bytes.subarray(nul)).length > 0) {
-    fail("not a VMDK file: no sparse extent header, and not a text descriptor");
-  }
   const text = bytes.subarray(0, nul < 0 ? bytes.length : nul).toString("utf8");
+  if (/[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text)) fail("not a VMDK file: no sparse extent header, and not a text descriptor");
   // VMware writes "# Disk DescriptorFile" first; some writers start at "version=".
   const firstLine = text
     .split("\n")
