@@ -87,6 +87,16 @@ for (const service of services) {
 
     it("holds blobs: one small, one in several parts, read whole, in ranges across blobs and at random offsets", async () => {
       const made = await bucket("kiln/");
+      // What Kiln sends: no aws-chunked body with a checksum trailer, which not every store reads.
+      const encodings = new Set<string>();
+      made.bucket.client.middlewareStack.add(
+        (next) => async (args) => {
+          const { headers } = args.request as { headers: Record<string, string> };
+          encodings.add(`${headers["content-encoding"] ?? "none"} ${headers["x-amz-content-sha256"] ?? ""}`.trim());
+          return next(args);
+        },
+        { step: "finalizeRequest", priority: "low" },
+      );
       const blobs = bucketBlobStore(made.bucket);
       const small = randomBytes(1000);
       // Past the 8 MiB part size: a multipart upload of three parts.
@@ -110,6 +120,7 @@ for (const service of services) {
         large.length,
       );
       assert.equal(c.size, large.length);
+      for (const encoding of encodings) assert.doesNotMatch(encoding, /aws-chunked|STREAMING/, "a plain body, not aws-chunked");
       assert.equal(sha256(await collected(blobs.read([{ id: c.id, start: 0, end: c.size }]))), sha256(large));
       await blobs.remove(c.id);
       assert.deepEqual(await names(made), [`kiln/objects/${a.id}`, `kiln/objects/${b.id}`].sort(), "objects under the prefix, nothing else");

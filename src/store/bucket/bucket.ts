@@ -67,6 +67,10 @@ export class ObjectStoreBucket {
       // Standard retries, a few more than the SDK's three: a brief outage of the store should
       // cost a request some latency, not an error.
       maxAttempts: 5,
+      // No checksum the request does not require: with one, the SDK sends every streamed body
+      // aws-chunked with a trailer, which not every S3-compatible store reads (and some read it
+      // slowly: moto's decoder copies the body once per chunk).
+      requestChecksumCalculation: "WHEN_REQUIRED",
     });
   }
 
