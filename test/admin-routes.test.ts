@@ -67,10 +67,14 @@ describe("reset and collect", () => {
     assert.equal(collected.status, 200);
   });
 
-  it("health stays open to anyone, pages included", async () => {
+  it("health and liveness stay open to anyone, pages included", async () => {
     const health = await fetch(`${kiln.url}/_kiln/health`, { headers: FROM_PAGE });
     assert.equal(health.status, 200);
     assert.equal(((await health.json()) as { status: string }).status, "running");
+    const live = await fetch(`${kiln.url}/_kiln/live`, { headers: FROM_PAGE });
+    assert.equal(live.status, 200);
+    assert.equal(((await live.json()) as { status: string }).status, "running");
+    assert.equal((await fetch(`${kiln.url}/_kiln/live`, { method: "POST" })).status, 405);
   });
 });
 

@@ -82,6 +82,7 @@ describe("the metadata store out of reach", () => {
         assert.equal(down.code, 503);
         assert.equal(down.body.status, "unavailable");
         assert.equal(down.body.dependencies.metadata.status, "unavailable");
+        assert.equal((await fetch(`${kiln.url}/_kiln/live`)).status, 200, "liveness asks no store");
 
         // Back: no restart, the next request simply works.
         await proxy.restore();
@@ -179,6 +180,8 @@ describe("the object store out of reach", () => {
       assert.equal(down.code, 503);
       assert.equal(down.body.dependencies.data.status, "unavailable");
       assert.equal(down.body.dependencies.metadata.status, "available");
+      // Liveness asks no store: the server itself runs, and nothing should restart it.
+      assert.equal((await fetch(`${kiln.url}/_kiln/live`)).status, 200);
 
       await proxy.restore();
       await s3.send(new PutObjectCommand({ Bucket: "kept", Key: "after", Body: "bytes from after" }));

@@ -2,22 +2,24 @@
 // launch as large as the instance limit allows, pathological wildcards, a CreateTags of 50,000
 // tags, a DeleteObjects of 1,000 keys, RSA keys, block lists of 64 TiB snapshots, a request of
 // thousands of parameters) all run at once against a Kiln of its own process, while GET
-// /_kiln/health is asked one request after another from a thread of its own: every answer must
-// come within 100 ms. Before Kiln worked in slices of the event loop, the first of these alone
-// held health unanswered for 20 s. The requests are raw signed HTTP, their answers read as text:
+// /_kiln/live (which asks no store) is asked one request after another from a thread of its
+// own: every answer must come within 100 ms. Before Kiln worked in slices of the event loop, the
+// first of these alone held health unanswered for 20 s. GET /_kiln/health, which asks the
+// stores too, is held to the same bound where they are local (SQLite or PostgreSQL, and a data
+// folder); an object store answers in its own time, which is not Kiln's. The requests are raw signed HTTP, their answers read as text:
 // parsing a thousand instances' XML here would take the CPU the server is measured on.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { CompleteSnapshotCommand, EBSClient, PutSnapshotBlockCommand, StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { sharedStores, type SharedStores } from "./helpers/kiln.js";
+import { sharedStores, testObjectStoreEndpoint, type SharedStores } from "./helpers/kiln.js";
 import { startLatencyProbe, type LatencyReport } from "./helpers/latency-probe.js";
 import { spawnKiln, type KilnProcess } from "./helpers/process.js";
 import { errorCode, form, signedRequest, type RawResponse } from "./helpers/signed.js";
 
 const credentials = { accessKeyId: "test", secretAccessKey: "test" };
-const HEALTH_BOUND_MS = 100;
+const BOUND_MS = 100;
 
 const numbered = (name: string, values: readonly string[]) => Object.fromEntries(values.map((value, i) => [`${name}.${i + 1}`, value]));
 const tagsOf = (count: number) =>
@@ -44,7 +46,7 @@ describe("no request stalls the server", () => {
     await stores?.drop();
   });
 
-  it("answers health within 100 ms while the heaviest requests run at once", async (t) => {
+  it("answers liveness (and health, its stores local) within 100 ms while the heaviest requests run at once", async (t) => {
     // Set-up, not measured: an image, tags to match against, a bucket, two 64 TiB snapshots.
     const images = await ec2({ Action: "DescribeImages", "Owner.1": "amazon", "Filter.1.Name": "architecture", "Filter.1.Value.1": "x86_64" });
     const imageId = /<imageId>(ami-[0-9a-f]+)<\/imageId>/.exec(images.text)![1]!;
@@ -109,25 +111,30 @@ describe("no request stalls the server", () => {
     const warmInstances = [...warmLaunch!.text.matchAll(/<instanceId>(i-[0-9a-f]+)<\/instanceId>/g)].map((m) => m[1]!);
     await ec2({ Action: "TerminateInstances", ...numbered("InstanceId", warmInstances) }).then(expect(undefined));
 
-    const probe = startLatencyProbe(`${kiln.url}/_kiln/health`);
+    const routes = testObjectStoreEndpoint ? ["live"] : ["live", "health"];
+    const probes = routes.map((route) => startLatencyProbe(`${kiln.url}/_kiln/${route}`));
     const started = performance.now();
     let answers: RawResponse[];
-    let health: LatencyReport;
+    let reports: LatencyReport[];
     try {
       answers = await Promise.all(heaviest(false));
     } finally {
-      health = await probe.stop();
+      reports = await Promise.all(probes.map((probe) => probe.stop()));
     }
     const seconds = (performance.now() - started) / 1000;
-    t.diagnostic(`health asked ${health.count} times in ${seconds.toFixed(1)} s; worst wait ${health.worstMs.toFixed(0)} ms`);
+    for (const [i, report] of reports.entries())
+      t.diagnostic(`${routes[i]} asked ${report.count} times in ${seconds.toFixed(1)} s; worst wait ${report.worstMs.toFixed(0)} ms`);
     const [, launched, described] = answers as [RawResponse, RawResponse, RawResponse];
 
     assert.equal((launched.text.match(/<instanceId>/g) ?? []).length, 1000, "the launch as large as the instance limit allows");
     assert.equal((described.text.match(/<item>/g) ?? []).length, 0, "no value of 255 `a` ends in b");
-    assert.equal(health.failures, 0);
-    assert.ok(health.count >= 10, `health was asked ${health.count} times in ${seconds.toFixed(1)} s`);
-    const slow = health.latencies.filter((ms) => ms >= HEALTH_BOUND_MS);
-    const worst = `worst ${health.worstMs.toFixed(0)} ms`;
-    assert.deepEqual(slow, [], `health answers slower than ${HEALTH_BOUND_MS} ms of ${health.count} (${worst}) in ${seconds.toFixed(1)} s`);
+    for (const [i, report] of reports.entries()) {
+      const route = routes[i];
+      assert.equal(report.failures, 0, `${route} failed`);
+      assert.ok(report.count >= 10, `${route} was asked ${report.count} times in ${seconds.toFixed(1)} s`);
+      const slow = report.latencies.filter((ms) => ms >= BOUND_MS);
+      const worst = `worst ${report.worstMs.toFixed(0)} ms`;
+      assert.deepEqual(slow, [], `${route} answers slower than ${BOUND_MS} ms of ${report.count} (${worst}) in ${seconds.toFixed(1)} s`);
+    }
   });
 });

@@ -1,6 +1,6 @@
-// Kiln's own routes under /_kiln/: health for probes, reset for test suites, and what a guest
+// Kiln's own routes under /_kiln/: health and liveness for probes, reset for test suites, and what a guest
 // would do from inside (an instance's own shutdown, and its metadata service, as the guest sees
-// it at 169.254.169.254, under /_kiln/instances/<id>/metadata/). Health is open to anyone. The
+// it at 169.254.169.254, under /_kiln/instances/<id>/metadata/). Health and liveness are open to anyone. The
 // other routes take a request signed as EC2 requests are (reset and collect: any account; an
 // instance's routes: its owner), or the operator's X-Kiln-Admin-Token, and never a request a
 // web page sent.
@@ -100,6 +100,12 @@ export function adminRoutes(deps: {
 
   return async (req: IncomingMessage, url: ParsedUrl): Promise<AdminAnswer> => {
     const path = url.path;
+    if (path === "/_kiln/live") {
+      // Liveness: the server itself turns, whatever its stores do (health says that), so a probe
+      // that restarts processes does not restart one whose database is away.
+      if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
+      return json(200, { status: "running", version: deps.version });
+    }
     if (path === "/_kiln/health") {
       if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
       // Asked together: an answer waits for the slower, not for both in turn.
