@@ -5,7 +5,9 @@
 //    time waiting for guests to come up.
 // Each group's TAP output is printed line by line with its group's name in front; the run fails
 // when either group does. KILN_TEST_SUITES=api or =guests runs one group (.ci/run runs the
-// guests once, beside the first of its passes).
+// guests once, beside its passes over the API tests), and KILN_TEST_FILES=a,b only the files
+// a.test.js and b.test.js of the groups it runs (a name that matches no file is an error, so a
+// renamed file cannot drop out of a run unseen).
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -18,11 +20,17 @@ const groups = {
 const wanted = process.env.KILN_TEST_SUITES ? process.env.KILN_TEST_SUITES.split(",") : Object.keys(groups);
 for (const name of wanted) if (!(name in groups)) throw new Error(`KILN_TEST_SUITES names ${name}; the groups are ${Object.keys(groups).join(", ")}`);
 
+const only = process.env.KILN_TEST_FILES ? process.env.KILN_TEST_FILES.split(",") : undefined;
+const stem = (file) => file.replace(/\.test\.js$/, "");
 const files = (dir) =>
   readdirSync(dir)
-    .filter((f) => f.endsWith(".test.js"))
+    .filter((f) => f.endsWith(".test.js") && (!only || only.includes(stem(f))))
     .sort()
     .map((f) => join(dir, f));
+if (only) {
+  const found = new Set(wanted.flatMap((name) => files(groups[name]).map((path) => stem(path.slice(path.lastIndexOf("/") + 1)))));
+  for (const name of only) if (!found.has(name)) throw new Error(`KILN_TEST_FILES names ${name}, which is no test file of ${wanted.join(", ")}`);
+}
 
 function runGroup(name) {
   const child = spawn(process.execPath, ["--test", `--test-timeout=${TIMEOUT_MS}`, ...files(groups[name])], { stdio: ["ignore", "pipe", "pipe"] });
@@ -41,6 +49,6 @@ function runGroup(name) {
   return new Promise((resolve) => child.on("close", (code, signal) => resolve({ name, code: code ?? (signal ? 1 : 0) })));
 }
 
-const results = await Promise.all(wanted.map(runGroup));
+const results = await Promise.all(wanted.filter((name) => files(groups[name]).length > 0).map(runGroup));
 for (const { name, code } of results) console.log(`# group ${name}: ${code === 0 ? "passed" : `failed (exit ${code})`}`);
 process.exit(results.some((r) => r.code !== 0) ? 1 : 0);

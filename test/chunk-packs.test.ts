@@ -6,22 +6,26 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { pino } from "pino";
 import { adoptChunkFiles } from "../src/store/blocks/adopt-chunk-files.js";
 import { BLOCK_SIZE, ZERO_CHUNK } from "../src/store/blocks/chunks.js";
 import { packedChunkStore } from "../src/store/blocks/pack-home.js";
 import { PackAppender } from "../src/store/blocks/packs.js";
 import { openMetaStore, type MetaDb } from "../src/store/meta/database.js";
+import { freshDatabase, testDatabaseUrl } from "./helpers/kiln.js";
 import { scratch } from "./helpers/tools.js";
 
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
 const blocks = (n: number) => Array.from({ length: n }, () => randomBytes(BLOCK_SIZE));
 const silent = pino({ level: "silent" });
 
+/** Packs in a folder, their locations in the pass's metadata store (PostgreSQL where CI gives it). */
 async function fresh() {
   const dir = scratch();
-  const meta = await openMetaStore({ dataDir: join(dir, "meta") });
+  const database = testDatabaseUrl ? await freshDatabase() : undefined;
+  const meta = await openMetaStore({ dataDir: join(dir, "meta"), databaseUrl: database?.url });
+  if (database) after(() => database.drop());
   return { meta, db: meta.db, root: join(dir, "packs") };
 }
 
