@@ -19,6 +19,7 @@ import {
   type EC2Client,
 } from "@aws-sdk/client-ec2";
 import { startTestKiln, type TestKiln } from "./helpers/kiln.js";
+import { amazonEbsOn, packerEnv } from "./helpers/packer.js";
 import { run, scratch } from "./helpers/tools.js";
 
 const SHARED_WITH = "111122223333";
@@ -31,12 +32,7 @@ before(async () => {
   const template = {
     builders: [
       {
-        type: "amazon-ebs",
-        access_key: "test",
-        secret_key: "test",
-        region: "us-east-1",
-        custom_endpoint_ec2: kiln.url,
-        skip_metadata_api_check: true,
+        ...amazonEbsOn(kiln.url),
         instance_type: "t3.micro",
         communicator: "none",
         source_ami_filter: {
@@ -61,7 +57,7 @@ after(() => kiln.close());
 describe("Packer amazon-ebs", () => {
   it("builds an AMI with two volumes, copies it to a second region, shares and tags it, and leaves nothing temporary", { timeout: 300_000 }, async () => {
     // No network: no version check, configuration and cache in the scratch folder.
-    const env = { CHECKPOINT_DISABLE: "1", PACKER_CONFIG_DIR: dir, PACKER_CACHE_DIR: join(dir, "cache"), HOME: dir, PACKER_LOG: "0" };
+    const env = { ...packerEnv(dir), PACKER_LOG: "0" };
     const output = await run("packer", ["build", "-machine-readable", "-color=false", "template.json"], { cwd: dir, env });
     const artifact = /artifact,0,id,(.+)/.exec(output)?.[1];
     assert.ok(artifact, `Packer printed no artifact:\n${output.slice(-2000)}`);

@@ -5,7 +5,7 @@
 // reboot, a volume plugged in while it runs, and stop, start, reboot and terminate through the
 // SDK's waiters show that it runs, and that what it writes lands in Kiln's snapshots.
 import assert from "node:assert/strict";
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
@@ -33,12 +33,11 @@ import {
   type EC2Client,
 } from "@aws-sdk/client-ec2";
 import { decodeAwsUefiData } from "../../src/formats/uefi/aws-uefi-data.js";
-import { BLOCK, errorName, readSnapshotBlocks } from "../helpers/data.js";
+import { errorName, fileInSnapshot } from "../helpers/data.js";
 import { importDebianImage } from "../helpers/debian-image.js";
 import { consoleOf, consoleShows, waiting } from "../helpers/guests.js";
 import { LOGIN_PROMPT } from "../../src/vm/qemu-backend.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
-import { run, scratch } from "../helpers/tools.js";
 
 let kiln: TestKiln;
 let ec2: EC2Client;
@@ -66,22 +65,6 @@ const bootRecords = (console: string) => [...console.matchAll(/kiln-boot-record:
 async function stateOf(instanceId: string) {
   const { Reservations } = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
   return Reservations![0]!.Instances![0]!;
-}
-
-/** The file at `path` on the ext4 root (GPT partition 1) of a snapshot, read back through the EBS direct APIs. */
-async function fileInSnapshot(snapshotId: string, path: string): Promise<string> {
-  const disk = join(scratch(), "snapshot.raw");
-  const fd = openSync(disk, "w");
-  let end = 0;
-  for (const [index, data] of await readSnapshotBlocks(kiln.ebs(), snapshotId)) {
-    writeSync(fd, data, 0, data.length, index * BLOCK);
-    end = Math.max(end, (index + 1) * BLOCK);
-  }
-  closeSync(fd);
-  const table = JSON.parse(await run("sfdisk", ["--json", disk])) as { partitiontable: { sectorsize?: number; partitions: { node: string; start: number }[] } };
-  const root = table.partitiontable.partitions.find((p) => p.node.endsWith("1"))!;
-  const offset = root.start * (table.partitiontable.sectorsize ?? 512);
-  return run("debugfs", ["-R", `cat ${path}`, `${disk}?offset=${offset}`]);
 }
 
 before(async () => {
@@ -180,7 +163,7 @@ describe("instances that boot", () => {
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
     const { Images } = await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId!] }));
     const root = Images![0]!.BlockDeviceMappings!.find((m) => m.DeviceName === Images![0]!.RootDeviceName)!;
-    const boots = await fileInSnapshot(root.Ebs!.SnapshotId!, "/var/lib/kiln/boots");
+    const boots = await fileInSnapshot(kiln.ebs(), root.Ebs!.SnapshotId!, "/var/lib/kiln/boots");
     assert.equal(boots.trim().split("\n").length, 1, `the snapshot holds the first boot's record:\n${boots}`);
     // The instance boots again after the capture: its second boot.
     assert.deepEqual(bootRecords(await consoleShows(ec2, instanceId, /kiln-boot-record: boot 2/)).at(-1), 2);

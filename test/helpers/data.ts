@@ -2,7 +2,7 @@
 // EBS direct APIs, sizes on disk, and the EC2 error a call ends in.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readdirSync, statSync } from "node:fs";
+import { closeSync, openSync, readdirSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import {
   CompleteSnapshotCommand,
@@ -14,6 +14,7 @@ import {
 } from "@aws-sdk/client-ebs";
 import { ObjectStoreBucket } from "../../src/store/bucket/bucket.js";
 import type { TestKiln } from "./kiln.js";
+import { run, scratch } from "./tools.js";
 
 export const BLOCK = 512 * 1024;
 
@@ -73,6 +74,18 @@ export async function readSnapshotBlocks(ebs: EBSClient, snapshotId: string): Pr
     NextToken = page.NextToken;
   } while (NextToken);
   return out;
+}
+
+/** The file at `path` on the ext4 root (GPT partition 1) of a snapshot, read back through the EBS direct APIs. */
+export async function fileInSnapshot(ebs: EBSClient, snapshotId: string, path: string): Promise<string> {
+  const disk = join(scratch(), "snapshot.raw");
+  const fd = openSync(disk, "w");
+  for (const [index, data] of await readSnapshotBlocks(ebs, snapshotId)) writeSync(fd, data, 0, data.length, index * BLOCK);
+  closeSync(fd);
+  const table = JSON.parse(await run("sfdisk", ["--json", disk])) as { partitiontable: { sectorsize?: number; partitions: { node: string; start: number }[] } };
+  const root = table.partitiontable.partitions.find((p) => p.node.endsWith("1"))!;
+  const offset = root.start * (table.partitiontable.sectorsize ?? 512);
+  return run("debugfs", ["-R", `cat ${path}`, `${disk}?offset=${offset}`]);
 }
 
 /** The error name (its EC2 or EBS code) a call ends in; fails the test when it succeeds. */

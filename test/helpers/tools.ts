@@ -25,8 +25,10 @@ export async function run(command: string, args: readonly string[], options: { c
     const { stdout } = await execFileAsync(command, args, { cwd: options.cwd, env: { ...process.env, ...options.env }, maxBuffer: 64 * 1024 * 1024 });
     return stdout;
   } catch (error) {
-    const failed = error as Error & { stderr?: string };
-    throw new Error(`${command} ${args.join(" ")}: ${failed.stderr || failed.message}`);
+    const failed = error as Error & { stderr?: string; stdout?: string };
+    // Some tools (Packer's machine-readable output) say why on stdout.
+    const said = failed.stdout ? `\n${failed.stdout.slice(-4000)}` : "";
+    throw new Error(`${command} ${args.join(" ")}: ${failed.stderr || failed.message}${said}`);
   }
 }
 
