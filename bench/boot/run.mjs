@@ -183,7 +183,7 @@ async function bootOnKiln(access) {
  */
 async function metadataSnapshot(instanceId) {
   const get = async (path) => {
-    const answer = await fetch(`${kiln.url}/_kiln/instances/${instanceId}/metadata/${path}`, { headers: { "x-kiln-admin-token": ADMIN_TOKEN } });
+    const answer = await fetch(`${endpoint}/_kiln/instances/${instanceId}/metadata/${path}`, { headers: { "x-kiln-admin-token": ADMIN_TOKEN } });
     return answer.ok ? answer.text() : undefined;
   };
   const snapshot = { "": await get("") };
