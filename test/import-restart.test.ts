@@ -8,7 +8,7 @@ import { DescribeImportImageTasksCommand, EC2Client, ImportImageCommand, type Im
 import { EBSClient } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { assertBlocksHold, readSnapshotBlocks } from "./helpers/data.js";
-import { convertDisk, makeLinuxDisk } from "./helpers/disks.js";
+import { convertDisk, KILLABLE_IMPORT, makeLinuxDisk } from "./helpers/disks.js";
 import { sharedStores } from "./helpers/kiln.js";
 import { spawnKiln } from "./helpers/process.js";
 import { stoppedStoreRows, type StoppedStore } from "./helpers/stopped-store.js";
@@ -40,7 +40,7 @@ describe("an import and a killed server", () => {
   it("finishes after kill -9 part-way through converting, with every byte of the disk", async () => {
     const dir = scratch();
     // Enough data that converting takes a while: the kill lands among the blocks.
-    const raw = await makeLinuxDisk(dir, { sizeMiB: 768, extraMiB: 512 });
+    const raw = await makeLinuxDisk(dir, KILLABLE_IMPORT);
     const vmdk = await convertDisk(raw, "vmdk-stream");
     // One data folder, restarted on; with a test PostgreSQL and object store, both servers keep
     // their metadata and data there.

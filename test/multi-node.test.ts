@@ -25,7 +25,7 @@ import {
 import { EBSClient } from "@aws-sdk/client-ebs";
 import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { assertBlocksHold, readSnapshotBlocks } from "./helpers/data.js";
-import { convertDisk, makeLinuxDisk } from "./helpers/disks.js";
+import { convertDisk, KILLABLE_IMPORT, makeLinuxDisk } from "./helpers/disks.js";
 import { sharedStores, type SharedStores } from "./helpers/kiln.js";
 import { spawnKiln, type KilnProcess } from "./helpers/process.js";
 import { scratch } from "./helpers/tools.js";
@@ -68,7 +68,7 @@ describe("two nodes sharing one store", () => {
 
   it("see each other's tasks, and one finishes the import the other was killed in", async () => {
     const dir = scratch();
-    const raw = await makeLinuxDisk(dir, { sizeMiB: 768, extraMiB: 512 });
+    const raw = await makeLinuxDisk(dir, KILLABLE_IMPORT);
     const vmdk = await convertDisk(raw, "vmdk-stream");
     const shared = await stores();
     const folders: string[] = [];

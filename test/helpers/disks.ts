@@ -17,6 +17,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import { testObjectStoreEndpoint } from "./kiln.js";
 import { run } from "./tools.js";
 
 const MIB = 1024 * 1024;
@@ -36,6 +37,12 @@ export type RootFileSystem = "ext4" | "xfs" | "btrfs";
 
 /** The smallest disk for each root (mkfs.xfs refuses file systems under 300 MiB, mkfs.btrfs under about 110). */
 const MIN_DISK_MIB: Record<RootFileSystem, number> = { ext4: 64, xfs: 304, btrfs: 128 };
+
+/**
+ * makeLinuxDisk's options for a disk whose import lasts long enough that a kill lands among its
+ * blocks: less data over an object store, where every block stored is a request to it.
+ */
+export const KILLABLE_IMPORT = testObjectStoreEndpoint ? { sizeMiB: 384, extraMiB: 192 } : { sizeMiB: 768, extraMiB: 512 };
 
 /**
  * A bootable-looking Linux disk: GPT, partition 1 the EFI system partition (FAT), partition 2
