@@ -5,9 +5,9 @@
 //    time waiting for guests to come up.
 // Each group's TAP output is printed line by line with its group's name in front; the run fails
 // when either group does. KILN_TEST_SUITES=api or =guests runs one group (.ci/run runs the
-// guests once, beside its passes over the API tests), and KILN_TEST_FILES=a,b only the files
-// a.test.js and b.test.js of the groups it runs (a name that matches no file is an error, so a
-// renamed file cannot drop out of a run unseen).
+// guests once, beside its passes over the API tests), KILN_TEST_FILES=a,b only the files
+// a.test.js and b.test.js of the groups it runs, and KILN_TEST_SKIP=a,b all but those (a name
+// that matches no file is an error, so a renamed file cannot drop out of a run unseen).
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -20,16 +20,24 @@ const groups = {
 const wanted = process.env.KILN_TEST_SUITES ? process.env.KILN_TEST_SUITES.split(",") : Object.keys(groups);
 for (const name of wanted) if (!(name in groups)) throw new Error(`KILN_TEST_SUITES names ${name}; the groups are ${Object.keys(groups).join(", ")}`);
 
-const only = process.env.KILN_TEST_FILES ? process.env.KILN_TEST_FILES.split(",") : undefined;
+const listed = (variable) => (process.env[variable] ? process.env[variable].split(",") : undefined);
+const only = listed("KILN_TEST_FILES");
+const skip = listed("KILN_TEST_SKIP") ?? [];
 const stem = (file) => file.replace(/\.test\.js$/, "");
-const files = (dir) =>
+const allFiles = (dir) =>
   readdirSync(dir)
-    .filter((f) => f.endsWith(".test.js") && (!only || only.includes(stem(f))))
-    .sort()
+    .filter((f) => f.endsWith(".test.js"))
+    .sort();
+const files = (dir) =>
+  allFiles(dir)
+    .filter((f) => (!only || only.includes(stem(f))) && !skip.includes(stem(f)))
     .map((f) => join(dir, f));
-if (only) {
-  const found = new Set(wanted.flatMap((name) => files(groups[name]).map((path) => stem(path.slice(path.lastIndexOf("/") + 1)))));
-  for (const name of only) if (!found.has(name)) throw new Error(`KILN_TEST_FILES names ${name}, which is no test file of ${wanted.join(", ")}`);
+const known = new Set(wanted.flatMap((name) => allFiles(groups[name]).map(stem)));
+for (const [variable, names] of [
+  ["KILN_TEST_FILES", only ?? []],
+  ["KILN_TEST_SKIP", skip],
+]) {
+  for (const name of names) if (!known.has(name)) throw new Error(`${variable} names ${name}, which is no test file of ${wanted.join(", ")}`);
 }
 
 function runGroup(name) {
