@@ -52,7 +52,7 @@ describe("a guest and a killed server", () => {
     try {
       const { ec2, s3 } = clients(first.url);
       const imageId = await importDebianImage(ec2, s3);
-      const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t2.micro", MinCount: 1, MaxCount: 1 }));
+      const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
       instanceId = Instances![0]!.InstanceId!;
       rootVolume = Instances![0]!.BlockDeviceMappings?.[0]?.Ebs?.VolumeId ?? "";
       // The record is written and synced before the unit prints it; the guest goes on starting.

@@ -81,7 +81,7 @@ describe("instances that boot", () => {
   let instanceId: string;
 
   it("runs the imported Debian image to its login prompt, with its boot record on the console", async () => {
-    const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t2.micro", MinCount: 1, MaxCount: 1 }));
+    const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
     instanceId = Instances![0]!.InstanceId!;
     assert.equal(Instances![0]!.State!.Name, "pending");
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [instanceId] });
@@ -112,7 +112,7 @@ describe("instances that boot", () => {
   it("runs an image with no OS, whose reachability check fails, and refuses guests past the host's budget", async () => {
     // A catalogue image: an empty root disk, so the firmware finds nothing to boot.
     const { Images } = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"], Filters: [{ Name: "architecture", Values: ["x86_64"] }] }));
-    const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t2.nano", MinCount: 1, MaxCount: 1 }));
+    const { Instances } = await ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t3.nano", MinCount: 1, MaxCount: 1 }));
     const stub = Instances![0]!.InstanceId!;
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [stub] });
     const status = async () => (await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [stub] }))).InstanceStatuses![0]!.InstanceStatus!;
@@ -136,10 +136,10 @@ describe("instances that boot", () => {
 
     // KILN_VM_MAX_RUNNING is 3 here, and two guests run (the Debian one and this): MinCount 2 does not fit, MaxCount 5 gets one.
     assert.equal(
-      await errorName(ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t2.nano", MinCount: 2, MaxCount: 2 }))),
+      await errorName(ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t3.nano", MinCount: 2, MaxCount: 2 }))),
       "InsufficientInstanceCapacity",
     );
-    const some = await ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t2.nano", MinCount: 1, MaxCount: 5 }));
+    const some = await ec2.send(new RunInstancesCommand({ ImageId: Images![0]!.ImageId, InstanceType: "t3.nano", MinCount: 1, MaxCount: 5 }));
     assert.equal(some.Instances!.length, 1, "as many as there is room for");
     const ids = [stub, some.Instances![0]!.InstanceId!];
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: ids }));
@@ -171,7 +171,7 @@ describe("instances that boot", () => {
     const { UefiData } = await ec2.send(new DescribeImageAttributeCommand({ ImageId, Attribute: "uefiData" }));
     assert.equal(await bootCount(UefiData?.Value), 1, "the image's UEFI data is the instance's at the capture");
 
-    const launched = await ec2.send(new RunInstancesCommand({ ImageId, InstanceType: "t2.micro", MinCount: 1, MaxCount: 1 }));
+    const launched = await ec2.send(new RunInstancesCommand({ ImageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
     const copy = launched.Instances![0]!.InstanceId!;
     await waitUntilInstanceRunning(waiting(ec2), { InstanceIds: [copy] });
     // Its disk holds the first instance's record: this is the image's second boot.
@@ -221,7 +221,7 @@ describe("instances that boot", () => {
       }),
     );
     const { Instances } = await ec2.send(
-      new RunInstancesCommand({ ImageId, InstanceType: "t2.micro", MinCount: 1, MaxCount: 1, InstanceInitiatedShutdownBehavior: "terminate" }),
+      new RunInstancesCommand({ ImageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1, InstanceInitiatedShutdownBehavior: "terminate" }),
     );
     const id = Instances![0]!.InstanceId!;
     await consoleShows(ec2, id, LOGIN_PROMPT);

@@ -146,7 +146,7 @@ describe("the guest's instance metadata", () => {
     const { Instances } = await ec2.send(
       new RunInstancesCommand({
         ImageId: imageId,
-        InstanceType: "t2.micro",
+        InstanceType: "t3.micro",
         MinCount: 1,
         MaxCount: 1,
         KeyName: "imds-guest",
@@ -174,7 +174,7 @@ describe("the guest's instance metadata", () => {
         "meta-data/public-hostname": instance.PublicDnsName,
         "meta-data/public-ipv4": instance.PublicIpAddress,
         "meta-data/instance-id": id,
-        "meta-data/instance-type": "t2.micro",
+        "meta-data/instance-type": "t3.micro",
         "meta-data/mac": nic.MacAddress,
         "meta-data/placement/availability-zone": instance.Placement!.AvailabilityZone,
         "meta-data/placement/region": "us-east-1",
@@ -224,7 +224,7 @@ ${ingress}
 }
 resource "aws_instance" "guest" {
   ami                    = "${imageId}"
-  instance_type          = "t2.micro"
+  instance_type          = "t3.micro"
   key_name               = aws_key_pair.guest.key_name
   vpc_security_group_ids = [aws_security_group.guest.id]
   user_data              = <<-EOT

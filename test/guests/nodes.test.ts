@@ -48,7 +48,7 @@ describe("a guest on two nodes", () => {
     try {
       const [onA, onB] = [ec2Of(a.url), ec2Of(b.url)];
       const imageId = await importDebianImage(onA, new S3Client({ endpoint: a.url, region: "us-east-1", credentials, forcePathStyle: true }));
-      const { Instances } = await onA.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t2.micro", MinCount: 1, MaxCount: 1 }));
+      const { Instances } = await onA.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: "t3.micro", MinCount: 1, MaxCount: 1 }));
       const id = Instances![0]!.InstanceId!;
       await consoleShows(onA, id, LOGIN_PROMPT);
 

@@ -50,7 +50,7 @@ describe("Packer with the ssh communicator", () => {
         {
           ...amazonEbsOn(builder.url),
           source_ami: sourceImage,
-          instance_type: "t2.micro",
+          instance_type: "t3.micro",
           ami_name: "kiln-packer-provisioned",
           communicator: "ssh",
           ssh_username: "admin",
@@ -105,7 +105,7 @@ describe("Packer with the ssh communicator", () => {
     const { Instances } = await other.send(
       new RunInstancesCommand({
         ImageId: restored.ImageId,
-        InstanceType: "t2.micro",
+        InstanceType: "t3.micro",
         MinCount: 1,
         MaxCount: 1,
         UserData: Buffer.from(userData).toString("base64"),

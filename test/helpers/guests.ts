@@ -1,7 +1,5 @@
 // What the guest tests share: waiting as a user of the SDK waits (generous for TCG on two shared
-// cores, where a boot takes about a minute), and reading a guest's serial console. The guests are
-// t2 instances, one vCPU each: under TCG every vCPU busies a host core, and CI runs the API tests
-// on the other core meanwhile.
+// cores, where a boot takes about a minute), and reading a guest's serial console.
 import assert from "node:assert/strict";
 import { type EC2Client, GetConsoleOutputCommand } from "@aws-sdk/client-ec2";
 
