@@ -34,6 +34,10 @@ const refused = (status: number, error: string, message: string) => json(status,
 
 export const ADMIN_TOKEN_HEADER = "x-kiln-admin-token";
 
+/** Health and liveness are read: GET or HEAD, anything else this answer. */
+const isRead = (req: IncomingMessage) => req.method === "GET" || req.method === "HEAD";
+const READ_ONLY = json(405, { error: "MethodNotAllowed", message: "Use GET." });
+
 /** Who may use a route that changes state: the operator (by token), or a signed account. */
 type AdminCaller = { operator: true } | { operator: false; scope: Scope };
 
@@ -103,11 +107,11 @@ export function adminRoutes(deps: {
     if (path === "/_kiln/live") {
       // Liveness: the server itself turns, whatever its stores do (health says that), so a probe
       // that restarts processes does not restart one whose database is away.
-      if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
+      if (!isRead(req)) return READ_ONLY;
       return json(200, { status: "running", version: deps.version });
     }
     if (path === "/_kiln/health") {
-      if (req.method !== "GET" && req.method !== "HEAD") return json(405, { error: "MethodNotAllowed", message: "Use GET." });
+      if (!isRead(req)) return READ_ONLY;
       // Asked together: an answer waits for the slower, not for both in turn.
       const [metadata, data] = await Promise.all([probe(() => deps.meta.ping()), probe(() => deps.data.ping())]);
       const dependencies = { metadata, data };

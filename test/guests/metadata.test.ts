@@ -23,13 +23,10 @@ import {
   type EC2Client,
 } from "@aws-sdk/client-ec2";
 import { importDebianImage } from "../helpers/debian-image.js";
-import { consoleShows } from "../helpers/guests.js";
+import { consoleShows, SSH_PORT } from "../helpers/guests.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
 import { kilnProvider, terraformIn } from "../helpers/terraform.js";
 import { run, scratch } from "../helpers/tools.js";
-
-/** SSH on a guest's public address: 22 as Kiln's default when it runs as root, as the suite does in CI; else 2222. */
-const SSH_PORT = process.getuid?.() === 0 ? 22 : 2222;
 
 let kiln: TestKiln;
 let ec2: EC2Client;

@@ -23,13 +23,11 @@ import {
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { fileInSnapshot } from "../helpers/data.js";
 import { importDebianImage } from "../helpers/debian-image.js";
-import { consoleShows, waiting } from "../helpers/guests.js";
+import { consoleShows, SSH_PORT, waiting } from "../helpers/guests.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
 import { amazonEbsOn, packerEnv } from "../helpers/packer.js";
 import { run, scratch } from "../helpers/tools.js";
 
-/** SSH on a guest's public address: 22 as Kiln's default when it runs as root, as the suite does in CI; else 2222. */
-const SSH_PORT = process.getuid?.() === 0 ? 22 : 2222;
 const PROVISIONED = "provisioned-by-packer";
 
 const guestKiln = () => startTestKiln({}, { KILN_INSTANCE_BACKEND: "qemu", KILN_VM_MEMORY_MAX_MIB: "1024" });

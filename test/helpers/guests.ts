@@ -5,6 +5,9 @@ import { type EC2Client, GetConsoleOutputCommand } from "@aws-sdk/client-ec2";
 
 export const BOOT_SECONDS = 300;
 
+/** SSH on a guest's public address: 22 as Kiln's default when it runs as root, as the suite does in CI; else 2222. */
+export const SSH_PORT = process.getuid?.() === 0 ? 22 : 2222;
+
 /** The SDK waiters' settings for a guest's states. */
 export const waiting = (client: EC2Client) => ({ client, maxWaitTime: BOOT_SECONDS, minDelay: 1, maxDelay: 2 });
 
