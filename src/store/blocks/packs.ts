@@ -9,7 +9,7 @@
 // slots, which collection reclaims. Slots are written with O_DIRECT where the file system allows
 // it: a chunk is seldom read soon after, so a copy through the page cache is pure cost.
 import { randomBytes } from "node:crypto";
-import { constants, type Dir } from "node:fs";
+import { constants, readSync, type Dir } from "node:fs";
 import { mkdir, open, opendir, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { MetaDb } from "../meta/database.js";
@@ -218,6 +218,14 @@ interface ReadHandle {
 }
 
 /**
+ * Reads this long or shorter are made on the event loop (one pread): from the page cache that
+ * takes microseconds, where a trip through the thread pool cost about 50 on two cores (fio reading
+ * 4 KiB at a time through a volume's NBD export: 115 µs a request, 82 without the trip). A read
+ * from the disk itself holds the loop for one small read. Longer ones go to the thread pool.
+ */
+const READ_AT_ONCE_MAX = 64 * 1024;
+
+/**
  * Reads slots through pack files kept open (a few dozen, least recently used let go): a guest
  * reading its disk a few KiB at a time would otherwise open and close a file per read. A handle
  * on a pack that collection deleted still reads the slot's bytes, which never change; only a
@@ -244,7 +252,10 @@ export class PackReader {
       }
       let done = 0;
       while (done < data.length) {
-        const { bytesRead } = await handle.read(data, done, data.length - done, slot * SLOT_BYTES + offset + done);
+        const length = data.length - done;
+        const position = slot * SLOT_BYTES + offset + done;
+        const bytesRead =
+          length <= READ_AT_ONCE_MAX ? readSync(handle.fd, data, done, length, position) : (await handle.read(data, done, length, position)).bytesRead;
         if (bytesRead === 0) throw new Error(`pack ${pack} ends before slot ${slot}`);
         done += bytesRead;
       }
