@@ -146,8 +146,11 @@ export class Machine {
     });
 
     const arm = hypervisor.architecture === "arm64";
-    // q35 for x86_64 guests; for arm64, qemu's virt board with every CPU feature TCG has.
-    const board = arm ? ["-machine", "virt", "-cpu", hypervisor.accelerator === "kvm" ? "host" : "max"] : ["-machine", "q35"];
+    // q35 for x86_64 guests, with RDRAND as EC2's CPUs have it: without it the guest's kernel
+    // seeds its random numbers from timer jitter, which under TCG took minutes (once, in CI, a
+    // guest's cloud-init waited on it for good). For arm64, qemu's virt board with every CPU
+    // feature TCG has.
+    const board = arm ? ["-machine", "virt", "-cpu", hypervisor.accelerator === "kvm" ? "host" : "max"] : ["-machine", "q35", "-cpu", "qemu64,+rdrand"];
     const args = ["-name", `${instanceId},debug-threads=on`, "-accel", hypervisor.accelerator, ...board];
     args.push("-m", String(this.spec.memoryMiB), "-smp", String(this.spec.vcpus));
     // A screen for GetConsoleScreenshot: virt has no VGA; AAVMF drives a virtio GPU.
