@@ -4,7 +4,6 @@
 // that is what EC2 shows for such an image too. Health says arm64 guests run, and under what.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   DescribeImagesCommand,
@@ -15,7 +14,7 @@ import {
   waitUntilInstanceRunning,
   type EC2Client,
 } from "@aws-sdk/client-ec2";
-import { consoleShows, waiting } from "../helpers/guests.js";
+import { consoleShows, instanceFile, waiting } from "../helpers/guests.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
 
 let kiln: TestKiln;
@@ -38,7 +37,7 @@ describe("arm64 instances", () => {
     const { Reservations } = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
     assert.equal(Reservations![0]!.Instances![0]!.StateTransitionReason, "", "a guest runs: no reason why not");
 
-    const pid = readFileSync(join(kiln.dataDir, "instances", id, "qemu.pid"), "utf8").trim();
+    const pid = readFileSync(instanceFile(kiln.dataDir, id, "qemu.pid"), "utf8").trim();
     const command = readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0");
     assert.match(command[0]!, /qemu-system-aarch64$/);
     const line = command.join(" ");

@@ -24,7 +24,7 @@ import { openMetaStore } from "../../src/store/meta/database.js";
 import { serveNbd } from "../../src/vm/nbd-server.js";
 import { openVolumeDevice } from "../../src/vm/volume-device.js";
 import { importDebianImage } from "../helpers/debian-image.js";
-import { consoleShows, waiting } from "../helpers/guests.js";
+import { consoleShows, instanceFile, waiting } from "../helpers/guests.js";
 import { LOGIN_PROMPT } from "../../src/vm/qemu-backend.js";
 import { sharedStores } from "../helpers/kiln.js";
 import { spawnKiln } from "../helpers/process.js";
@@ -57,7 +57,7 @@ describe("a guest and a killed server", () => {
       rootVolume = Instances![0]!.BlockDeviceMappings?.[0]?.Ebs?.VolumeId ?? "";
       // The record is written and synced before the unit prints it; the guest goes on starting.
       await consoleShows(ec2, instanceId, /kiln-boot-record: boot 1/);
-      oldQemu = Number(readFileSync(join(dataDir, "instances", instanceId, "qemu.pid"), "utf8"));
+      oldQemu = Number(readFileSync(instanceFile(dataDir, instanceId, "qemu.pid"), "utf8"));
     } finally {
       assert.equal(await first.stop("SIGKILL"), null);
     }

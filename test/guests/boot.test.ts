@@ -6,7 +6,6 @@
 // SDK's waiters show that it runs, and that what it writes lands in Kiln's snapshots.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   AttachVolumeCommand,
@@ -35,7 +34,7 @@ import {
 import { decodeAwsUefiData } from "../../src/formats/uefi/aws-uefi-data.js";
 import { errorName, fileInSnapshot } from "../helpers/data.js";
 import { importDebianImage } from "../helpers/debian-image.js";
-import { consoleOf, consoleShows, waiting } from "../helpers/guests.js";
+import { consoleOf, consoleShows, instanceFile, waiting } from "../helpers/guests.js";
 import { LOGIN_PROMPT } from "../../src/vm/qemu-backend.js";
 import { startTestKiln, type TestKiln } from "../helpers/kiln.js";
 
@@ -45,7 +44,7 @@ let imageId: string;
 
 /** The command line of the qemu running an instance's guest, from its pid file. */
 function qemuCommandOf(instanceId: string): string {
-  const pid = readFileSync(join(kiln.dataDir, "instances", instanceId, "qemu.pid"), "utf8").trim();
+  const pid = readFileSync(instanceFile(kiln.dataDir, instanceId, "qemu.pid"), "utf8").trim();
   return readFileSync(`/proc/${pid}/cmdline`, "latin1").replaceAll("\0", " ");
 }
 
@@ -91,14 +90,14 @@ describe("instances that boot", () => {
     // The CPU has RDRAND, as EC2's do: the kernel's random numbers are ready within its first
     // second, not after minutes of timer jitter under TCG. (The console file holds the whole
     // boot; GetConsoleOutput its last 64 KiB.)
-    const wholeConsole = readFileSync(join(kiln.dataDir, "instances", instanceId, "console.log"), "latin1");
+    const wholeConsole = readFileSync(instanceFile(kiln.dataDir, instanceId, "console.log"), "latin1");
     assert.match(wholeConsole, /\[\s*0\.\d+\] random: crng init done/);
     const { InstanceStatuses } = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [instanceId] }));
     assert.equal(InstanceStatuses![0]!.InstanceStatus!.Status, "ok", "the guest is up");
     // The imported disk is uefi (GPT with an EFI system partition): OVMF boots it.
     assert.equal((await stateOf(instanceId)).CurrentInstanceBootMode, "uefi");
     assert.match(qemuCommandOf(instanceId), /OVMF_CODE_4M\.fd/);
-    assert.ok(existsSync(join(kiln.dataDir, "instances", instanceId, "uefi-vars.fd")), "a variable store of the instance's own");
+    assert.ok(existsSync(instanceFile(kiln.dataDir, instanceId, "uefi-vars.fd")), "a variable store of the instance's own");
     // GetInstanceUefiData reads that store: what OVMF wrote at this, its first, boot.
     const variables = await decodeAwsUefiData((await instanceUefiData(instanceId))!);
     for (const name of ["BootOrder", "Boot0000", "PlatformLang"])

@@ -1,12 +1,16 @@
 // What the guest tests share: waiting as a user of the SDK waits (generous for TCG on two shared
 // cores, where a boot takes about a minute), and reading a guest's serial console.
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { type EC2Client, GetConsoleOutputCommand } from "@aws-sdk/client-ec2";
 
 export const BOOT_SECONDS = 300;
 
 /** SSH on a guest's public address: 22 as Kiln's default when it runs as root, as the suite does in CI; else 2222. */
 export const SSH_PORT = process.getuid?.() === 0 ? 22 : 2222;
+
+/** A file Kiln keeps for an instance's guest in its data folder (qemu.pid, console.log, uefi-vars.fd). */
+export const instanceFile = (dataDir: string, instanceId: string, name: string) => join(dataDir, "instances", instanceId, name);
 
 /** The SDK waiters' settings for a guest's states. */
 export const waiting = (client: EC2Client) => ({ client, maxWaitTime: BOOT_SECONDS, minDelay: 1, maxDelay: 2 });
